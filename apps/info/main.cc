@@ -1,0 +1,140 @@
+// hivemind-info: prints what this build of hivemind-cpp and this machine offer, so a user can tell at
+// a glance why a transport, a GPU path or fast BLAS is (not) in use. Exits non-zero when the machine is
+// misconfigured in a way that would silently cost performance (reference BLAS).
+#include <cstdio>
+#include <string>
+
+#include <hivemind/common/blas_check.h>
+#include <hivemind/common/env.h>
+#include <hivemind/common/logging.h>
+
+#ifdef HIVEMIND_INFO_HAVE_UCX
+#include <ucp/api/ucp.h>
+#endif
+#ifdef HIVEMIND_INFO_HAVE_HWLOC
+#include <hwloc.h>
+#endif
+#ifdef HIVEMIND_INFO_HAVE_TORCH
+#include <torch/torch.h>
+#endif
+#ifdef HIVEMIND_INFO_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace {
+
+void print_ucx() {
+#ifdef HIVEMIND_INFO_HAVE_UCX
+  std::printf("ucx:        %s\n", ucp_get_version_string());
+  ucp_params_t params{};
+  params.field_mask = UCP_PARAM_FIELD_FEATURES;
+  params.features = UCP_FEATURE_AM;
+  ucp_config_t* config = nullptr;
+  ucp_context_h context = nullptr;
+  if (ucp_config_read(nullptr, nullptr, &config) == UCS_OK &&
+      ucp_init(&params, config, &context) == UCS_OK) {
+    ucp_context_attr_t attr{};
+    attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+    if (ucp_context_query(context, &attr) == UCS_OK) {
+      bool cuda = attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA);
+      std::printf("            memory types: host%s -> GPU tensors are %s\n", cuda ? ", cuda" : "",
+                  cuda ? "passed to UCX directly" : "staged through pinned host memory");
+    }
+    ucp_cleanup(context);
+  } else {
+    std::printf("            ucp_init failed: the transport will fall back to TCP\n");
+  }
+  if (config) ucp_config_release(config);
+#else
+  std::printf("ucx:        not built in (TCP transport only)\n");
+#endif
+}
+
+void print_cuda() {
+#ifdef HIVEMIND_INFO_HAVE_CUDA
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    std::printf("cuda:       compiled in; no usable device (%s)\n",
+                err != cudaSuccess ? cudaGetErrorString(err) : "none found");
+    return;
+  }
+  for (int d = 0; d < count; ++d) {
+    cudaDeviceProp prop{};
+    cudaGetDeviceProperties(&prop, d);
+    std::printf("cuda:       device %d: %s, %.1f GiB, sm_%d%d\n", d, prop.name,
+                prop.totalGlobalMem / double(1ull << 30), prop.major, prop.minor);
+  }
+#else
+  std::printf("cuda:       not built in\n");
+#endif
+}
+
+void print_topology() {
+#ifdef HIVEMIND_INFO_HAVE_HWLOC
+  hwloc_topology_t topology;
+  hwloc_topology_init(&topology);
+  hwloc_topology_load(topology);
+  int packages = hwloc_get_nbobjs_by_type(topology, HWLOC_OBJ_PACKAGE);
+  int numa = hwloc_get_nbobjs_by_type(topology, HWLOC_OBJ_NUMANODE);
+  int cores = hwloc_get_nbobjs_by_type(topology, HWLOC_OBJ_CORE);
+  int pus = hwloc_get_nbobjs_by_type(topology, HWLOC_OBJ_PU);
+  std::printf("topology:   %d package(s), %d NUMA node(s), %d core(s), %d hardware thread(s)\n",
+              packages, numa, cores, pus);
+  hwloc_topology_destroy(topology);
+#else
+  std::printf("topology:   hwloc not built in\n");
+#endif
+}
+
+bool print_torch_and_blas() {
+#ifdef HIVEMIND_INFO_HAVE_TORCH
+  std::printf("libtorch:   %d.%d.%d, intra-op threads %d, cuda %s\n", TORCH_VERSION_MAJOR,
+              TORCH_VERSION_MINOR, TORCH_VERSION_PATCH, torch::get_num_threads(),
+              torch::cuda::is_available() ? "available" : "not available");
+  // A tiny matmul makes LibTorch load its BLAS so the check sees what the experts will use.
+  auto product = torch::ones({8, 8}).matmul(torch::ones({8, 8}));
+  (void)product;
+  hivemind::BlasInfo blas = hivemind::detect_loaded_blas();
+  const char* kind = "none loaded";
+  switch (blas.kind) {
+    case hivemind::BlasKind::kOpenBlas: kind = "OpenBLAS"; break;
+    case hivemind::BlasKind::kMkl: kind = "MKL"; break;
+    case hivemind::BlasKind::kBlis: kind = "BLIS"; break;
+    case hivemind::BlasKind::kReference: kind = "REFERENCE (slow!)"; break;
+    case hivemind::BlasKind::kOther: kind = "other"; break;
+    case hivemind::BlasKind::kNone: break;
+  }
+  std::printf("blas:       %s %s\n", kind, blas.library_path.c_str());
+  return hivemind::warn_if_slow_blas();
+#else
+  std::printf("libtorch:   not built in\n");
+  return true;
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::printf("usage: hivemind-info\n  Prints the transports, GPUs, BLAS, CPU topology and launcher "
+                "environment this build of hivemind-cpp sees.\n  Exits 1 if LibTorch would run on the "
+                "reference BLAS.\n");
+    return 0;
+  }
+  hivemind::configure_logging_from_env();
+  std::printf("hivemind-cpp %s\n", HIVEMIND_VERSION_STRING);
+  print_ucx();
+  print_cuda();
+  print_topology();
+  bool blas_ok = print_torch_and_blas();
+  auto launch = hivemind::read_launch_info();
+  if (launch.is_ok()) {
+    std::printf("launch:     %s (rank %d of %d, local rank %d, node %d) on %s\n",
+                launch->source.c_str(), launch->rank, launch->world_size, launch->local_rank,
+                launch->node_rank, hivemind::short_hostname().c_str());
+  } else {
+    std::printf("launch:     %s\n", launch.status().to_string().c_str());
+  }
+  return blas_ok ? 0 : 1;
+}

@@ -1,0 +1,28 @@
+# Warnings, sanitizers and compiler caching for every hivemind target.
+
+find_program(HIVEMIND_CCACHE ccache)
+if(HIVEMIND_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
+  set(CMAKE_C_COMPILER_LAUNCHER ${HIVEMIND_CCACHE})
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${HIVEMIND_CCACHE})
+  set(CMAKE_CUDA_COMPILER_LAUNCHER ${HIVEMIND_CCACHE})
+endif()
+
+# Flags for our own targets only (not for third-party code pulled in through imported targets).
+set(HIVEMIND_WARNING_FLAGS -Wall -Wextra -Wpedantic -Wno-unused-parameter)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+  # GCC 12 reports false -Wrestrict positives inside std::string's operator+ at -O2/-O3 (GCC bug 105329).
+  list(APPEND HIVEMIND_WARNING_FLAGS -Wno-restrict)
+endif()
+if(HIVEMIND_WARNINGS_AS_ERRORS)
+  list(APPEND HIVEMIND_WARNING_FLAGS -Werror)
+endif()
+
+if(HIVEMIND_SANITIZE)
+  string(REPLACE "," ";" _sanitizers "${HIVEMIND_SANITIZE}")
+  set(_flags "")
+  foreach(s IN LISTS _sanitizers)
+    list(APPEND _flags "-fsanitize=${s}")
+  endforeach()
+  add_compile_options(${_flags} -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(${_flags})
+endif()

@@ -1,0 +1,82 @@
+# Helpers that give every module, program and test the same shape.
+
+# hivemind_add_library(<module> SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...])
+# Creates target hivemind_<module> with the alias hivemind::<module>, public headers from
+# <module>/include, private sources and headers from <module>/src, installed and exported.
+function(hivemind_add_library module)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  set(target hivemind_${module})
+  add_library(${target} ${ARG_SOURCES})
+  add_library(hivemind::${module} ALIAS ${target})
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${module} OUTPUT_NAME hivemind_${module}
+                                             VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
+  target_include_directories(${target}
+    PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_link_libraries(${target} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${HIVEMIND_WARNING_FLAGS}>)
+  install(TARGETS ${target} EXPORT hivemindTargets
+          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+          RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  set_property(GLOBAL APPEND PROPERTY HIVEMIND_MODULES ${module})
+endfunction()
+
+# hivemind_add_program(<name> SOURCES ... [LIBS ...] [NO_INSTALL])
+# A command-line program; lands in build/bin/ and is installed to bin/.
+function(hivemind_add_program name)
+  cmake_parse_arguments(ARG "NO_INSTALL" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS})
+  target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${HIVEMIND_WARNING_FLAGS}>)
+  if(NOT ARG_NO_INSTALL)
+    install(TARGETS ${name} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  endif()
+endfunction()
+
+# hivemind_add_test(<name> SOURCES ... [LIBS ...] [LABELS ...] [TIMEOUT seconds])
+# A GoogleTest binary in build/tests/; each TEST becomes its own CTest case carrying LABELS
+# (unit, integration, multinode, slurm, gpu).
+function(hivemind_add_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 120)
+  endif()
+  if(NOT ARG_LABELS)
+    set(ARG_LABELS unit)
+  endif()
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} hivemind_test_support)
+  target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${HIVEMIND_WARNING_FLAGS}>)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
+  gtest_discover_tests(${name}
+    DISCOVERY_MODE PRE_TEST
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+               ENVIRONMENT "HIVEMIND_BUILD_DIR=${PROJECT_BINARY_DIR}")
+endfunction()
+
+# hivemind_add_fuzzer(<name> SOURCES ... [LIBS ...] [SEEDS dir])
+# A libFuzzer target (LLVMFuzzerTestOneInput). In the 'fuzz' preset (clang) it is a real fuzzer in
+# build-fuzz/bin/fuzz_<name>; in every other build it is compiled with a replay main and CTest runs it
+# over its seed inputs, so the target never rots and its seeds stay regression tests.
+function(hivemind_add_fuzzer name)
+  cmake_parse_arguments(ARG "" "SEEDS" "SOURCES;LIBS" ${ARGN})
+  set(target fuzz_${name})
+  if(HIVEMIND_BUILD_FUZZERS)
+    add_executable(${target} ${ARG_SOURCES})
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_options(${target} PRIVATE -fsanitize=fuzzer,address,undefined)
+  elseif(HIVEMIND_BUILD_TESTS)
+    add_executable(${target} ${ARG_SOURCES} ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cc)
+    set_target_properties(${target} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
+    set(_seeds ${PROJECT_SOURCE_DIR}/tests/fuzz/seeds/${name})
+    add_test(NAME fuzz_replay.${name} COMMAND ${target} ${_seeds})
+    set_tests_properties(fuzz_replay.${name} PROPERTIES LABELS unit TIMEOUT 120)
+  else()
+    return()
+  endif()
+  target_link_libraries(${target} PRIVATE ${ARG_LIBS})
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${HIVEMIND_WARNING_FLAGS}>)
+endfunction()

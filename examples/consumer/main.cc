@@ -1,0 +1,15 @@
+// Proves that an installed hivemind is usable from an outside CMake project.
+#include <cstdio>
+
+#include <hivemind/common/clock.h>
+#include <hivemind/common/logging.h>
+#include <hivemind/common/result.h>
+
+int main() {
+  hivemind::configure_logging_from_env();
+  hivemind::Result<int> answer = 42;
+  hivemind::Deadline deadline = hivemind::Deadline::after(hivemind::Milliseconds(1000));
+  if (!answer.is_ok() || deadline.expired()) return 1;
+  std::printf("consumer: linked hivemind::common from the installed package (answer %d)\n", *answer);
+  return 0;
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs missing dependencies, builds, and runs the whole test suite. This is what CI runs.
+#
+# Stages:
+#   1. release build (warnings are errors) and every CTest suite (unit, integration, multinode, gpu);
+#      GPU tests skip with a printed reason where there is no CUDA device
+#   2. the installed CMake package and pkg-config file, used by a consumer project
+#   3. ASan+UBSan build of the byte-level modules (no LibTorch) and their tests
+#   4. libFuzzer smoke runs of every network decoder
+# Set HIVEMIND_TEST_QUICK=1 to run stage 1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+./scripts/install-deps.sh
+
+jobs=$(nproc)
+passed=0
+failed=0
+failures=()
+
+record() {  # record <stage name> <exit status>
+  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$1"); fi
+}
+
+# Adds the CTest counts of a finished run to the totals.
+count_ctest() {  # count_ctest <log file>
+  local line total fails
+  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$1" | tail -n1 || true)
+  if [ -n "$line" ]; then
+    total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+    fails=$(sed -E 's/.* ([0-9]+) tests? failed.*/\1/' <<<"$line")
+    passed=$((passed + total - fails))
+    failed=$((failed + fails))
+  fi
+}
+
+echo "=== test: stage 1: release build and CTest"
+HIVEMIND_WERROR=1 ./scripts/build.sh
+set +e
+ctest --test-dir build -j "$jobs" --output-on-failure 2>&1 | tee build/ctest-release.log
+rc=${PIPESTATUS[0]}
+set -e
+count_ctest build/ctest-release.log
+[ "$rc" -eq 0 ] || failures+=("ctest release")
+
+if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
+  echo "=== test: stage 2: installed package + consumer project"
+  set +e
+  ./scripts/check-install.sh
+  record "installed package" $?
+
+  echo "=== test: stage 3: ASan+UBSan (byte-level modules)"
+  cmake --preset asan -DHIVEMIND_WARNINGS_AS_ERRORS=ON >/dev/null && cmake --build --preset asan &&
+    ctest --test-dir build-asan -j "$jobs" --output-on-failure 2>&1 | tee build-asan/ctest-asan.log
+  rc=${PIPESTATUS[0]}
+  [ -f build-asan/ctest-asan.log ] && count_ctest build-asan/ctest-asan.log
+  [ "$rc" -eq 0 ] || failures+=("ctest asan")
+
+  echo "=== test: stage 4: fuzz smoke"
+  ./scripts/fuzz.sh --smoke
+  record "fuzz smoke" $?
+  set -e
+fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+  echo "test: failing stages: ${failures[*]}"
+  [ "$failed" -eq 0 ] && failed=${#failures[@]}
+fi
+echo "tests: $passed passed, $failed failed"
+[ ${#failures[@]} -eq 0 ]
