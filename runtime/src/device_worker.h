@@ -29,7 +29,8 @@ class DeviceWorker {
   ~DeviceWorker();
 
   void add_pool(TaskPool* pool);
-  Status submit(TaskPool& pool, std::vector<torch::Tensor> inputs, TaskDone done);
+  // samples < 0: taken from dim 0 of the inputs, which must agree.
+  Status submit(TaskPool& pool, std::vector<torch::Tensor> inputs, int64_t samples, TaskDone done);
   TaskPoolStats stats(const TaskPool& pool) const;
 
   void start();

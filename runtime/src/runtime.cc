@@ -102,7 +102,7 @@ Status Runtime::start() {
   if (started_) return Status::ok();
   started_ = true;
   for (auto& [device, worker] : workers_) worker->start();
-  logger("runtime")->info("runtime started: {} pool(s) on {} compute thread(s), {} intra-op thread(s) each",
+  logger("runtime")->debug("runtime started: {} pool(s) on {} compute thread(s), {} intra-op thread(s) each",
                           pools_.size(), workers_.size(), options_.intra_op_threads);
   return Status::ok();
 }

@@ -22,7 +22,12 @@ TaskPool::TaskPool(TaskPoolOptions options, BatchFn fn, std::shared_ptr<detail::
     : options_(std::move(options)), fn_(std::move(fn)), worker_(std::move(worker)) {}
 
 Status TaskPool::submit(std::vector<torch::Tensor> inputs, TaskDone done) {
-  return worker_->submit(*this, std::move(inputs), std::move(done));
+  return worker_->submit(*this, std::move(inputs), -1, std::move(done));
+}
+
+Status TaskPool::submit(std::vector<torch::Tensor> inputs, int64_t samples, TaskDone done) {
+  if (samples < 0) samples = 0;  // refused below as an empty task
+  return worker_->submit(*this, std::move(inputs), samples, std::move(done));
 }
 
 TaskPoolStats TaskPool::stats() const { return worker_->stats(*this); }
@@ -54,7 +59,7 @@ void DeviceWorker::add_pool(TaskPool* pool) {
   pools_.push_back(pool);
 }
 
-Status DeviceWorker::submit(TaskPool& pool, std::vector<torch::Tensor> inputs, TaskDone done) {
+Status DeviceWorker::submit(TaskPool& pool, std::vector<torch::Tensor> inputs, int64_t samples, TaskDone done) {
   const TaskPoolOptions& opt = pool.options();
   auto refuse = [&](Status status) {
     std::lock_guard lock(mutex_);
@@ -62,8 +67,8 @@ Status DeviceWorker::submit(TaskPool& pool, std::vector<torch::Tensor> inputs, T
     return status;
   };
   if (inputs.empty()) return refuse(invalid_argument_error(fmt::format("pool {}: a task needs at least one tensor", opt.name)));
-  int64_t size = -1;
-  for (size_t i = 0; i < inputs.size(); ++i) {
+  int64_t size = samples;
+  for (size_t i = 0; samples < 0 && i < inputs.size(); ++i) {
     const torch::Tensor& t = inputs[i];
     if (!t.defined() || t.dim() == 0) {
       return refuse(invalid_argument_error(fmt::format(
@@ -218,10 +223,26 @@ void DeviceWorker::complete(TaskDone& done, TaskResult result) {
 
 void DeviceWorker::execute(Batch& batch) {
   TaskPool& pool = *batch.pool;
-  const std::string& name = pool.options().name;
+  const TaskPoolOptions& opt = pool.options();
+  const std::string& name = opt.name;
+  const size_t n_tasks = batch.tasks.size();
+  std::vector<Status> rejected(n_tasks);
+  int64_t rows = batch.samples;  // rows of the batch the outputs must have
   Result<std::vector<torch::Tensor>> outputs = guarded(name, [&]() -> Result<std::vector<torch::Tensor>> {
     std::vector<torch::Tensor> inputs;
-    if (batch.tasks.size() == 1) {
+    if (opt.assemble) {
+      std::vector<std::vector<torch::Tensor>> raw(n_tasks);
+      std::vector<int64_t> sizes(n_tasks);
+      for (size_t k = 0; k < n_tasks; ++k) {
+        raw[k] = std::move(batch.tasks[k].inputs);
+        sizes[k] = batch.tasks[k].size;
+      }
+      HIVEMIND_ASSIGN_OR_RETURN(inputs, opt.assemble(raw, sizes, rejected));
+      for (size_t k = 0; k < n_tasks; ++k) {
+        if (!rejected[k].is_ok()) rows -= sizes[k];
+      }
+      if (rows == 0) return std::vector<torch::Tensor>{};  // every task rejected: nothing to run
+    } else if (n_tasks == 1) {
       // The common case under light load: the task's own tensors, no copy.
       inputs = std::move(batch.tasks.front().inputs);
     } else {
@@ -233,40 +254,48 @@ void DeviceWorker::execute(Batch& batch) {
         }
       }
       inputs.reserve(n);
-      std::vector<torch::Tensor> parts(batch.tasks.size());
+      std::vector<torch::Tensor> parts(n_tasks);
       for (size_t i = 0; i < n; ++i) {
-        for (size_t k = 0; k < batch.tasks.size(); ++k) parts[k] = std::move(batch.tasks[k].inputs[i]);
+        for (size_t k = 0; k < n_tasks; ++k) parts[k] = std::move(batch.tasks[k].inputs[i]);
         inputs.push_back(torch::cat(parts, 0));
       }
     }
     return pool.fn_(std::move(inputs));
   });
-  if (outputs.is_ok()) {
+  if (outputs.is_ok() && rows > 0) {
     for (size_t i = 0; i < outputs->size(); ++i) {
       const torch::Tensor& out = (*outputs)[i];
-      if (!out.defined() || out.dim() == 0 || out.size(0) != batch.samples) {
+      if (!out.defined() || out.dim() == 0 || out.size(0) != rows) {
         outputs = internal_error(fmt::format(
             "pool {}: output {} has shape {} but the batch has {} samples", name, i,
-            out.defined() ? shape_string(out.sizes()) : std::string("(undefined)"), batch.samples));
+            out.defined() ? shape_string(out.sizes()) : std::string("(undefined)"), rows));
         break;
       }
     }
   }
   if (!outputs.is_ok()) {
-    logger("runtime")->warn("batch of {} task(s), {} sample(s) failed: {}", batch.tasks.size(),
-                            batch.samples, outputs.status().to_string());
+    logger("runtime")->warn("batch of {} task(s), {} sample(s) failed: {}", n_tasks, rows,
+                            outputs.status().to_string());
   }
+  uint64_t failed = 0;
+  for (size_t k = 0; k < n_tasks; ++k) failed += (!outputs.is_ok() || !rejected[k].is_ok()) ? 1 : 0;
   {
     // Counted before the callbacks run, so whoever a callback wakes sees the batch in the stats.
     std::lock_guard lock(mutex_);
-    (outputs.is_ok() ? pool.stats_.tasks_completed : pool.stats_.tasks_failed) += batch.tasks.size();
-    pool.stats_.samples += static_cast<uint64_t>(batch.samples);
-    ++pool.stats_.batches;
-    pool.stats_.largest_batch = std::max(pool.stats_.largest_batch, batch.samples);
+    pool.stats_.tasks_failed += failed;
+    pool.stats_.tasks_completed += n_tasks - failed;
+    if (rows > 0) {
+      pool.stats_.samples += static_cast<uint64_t>(rows);
+      ++pool.stats_.batches;
+      pool.stats_.largest_batch = std::max(pool.stats_.largest_batch, rows);
+    }
   }
   int64_t offset = 0;
-  for (Task& task : batch.tasks) {
-    if (outputs.is_ok()) {
+  for (size_t k = 0; k < n_tasks; ++k) {
+    Task& task = batch.tasks[k];
+    if (!rejected[k].is_ok()) {
+      complete(task.done, rejected[k]);
+    } else if (outputs.is_ok()) {
       std::vector<torch::Tensor> slice;
       slice.reserve(outputs->size());
       for (const torch::Tensor& out : *outputs) slice.push_back(out.narrow(0, offset, task.size));

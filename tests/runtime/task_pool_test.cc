@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <span>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -316,6 +317,63 @@ TEST(TaskPoolTest, CompletionsRunOnTheExecutorAndComputeThreadHasItsSettings) {
   EXPECT_NE(compute_thread, std::this_thread::get_id());
   EXPECT_EQ(threads_seen, 2);
   EXPECT_EQ(affinity_seen, CpuList{mine.front()});
+}
+
+TEST(TaskPoolTest, AssembleBuildsTheBatchFromOpaqueTasksAndMayRejectSomeOfThem) {
+  Runtime runtime;
+  Blocker blocker(runtime);
+  std::vector<int64_t> batches;
+  TaskPoolOptions o;
+  o.name = "assemble";
+  o.max_batch_size = 8;
+  // Each task is "encoded" as one scalar: its value. The batch is filled in place, task after task,
+  // and a negative value is refused alone (as a server refuses a tensor holding NaN).
+  o.assemble = [](std::span<std::vector<torch::Tensor>> tasks, std::span<const int64_t> sizes,
+                  std::span<Status> rejected) -> Result<std::vector<torch::Tensor>> {
+    int64_t rows = 0;
+    for (int64_t s : sizes) rows += s;
+    torch::Tensor batch = torch::empty({rows, 1});
+    int64_t offset = 0;
+    for (size_t k = 0; k < tasks.size(); ++k) {
+      const float v = tasks[k][0].item<float>();
+      if (v < 0) {
+        rejected[k] = invalid_argument_error("negative task");
+        continue;
+      }
+      batch.narrow(0, offset, sizes[k]).fill_(v);
+      offset += sizes[k];
+    }
+    return std::vector<torch::Tensor>{batch.narrow(0, 0, offset)};
+  };
+  auto pool = runtime.add_pool(o, [&](std::vector<torch::Tensor> in) {
+                       batches.push_back(in[0].size(0));
+                       return Result<std::vector<torch::Tensor>>(std::vector<torch::Tensor>{in[0] * 10});
+                     }).value();
+  ASSERT_TRUE(runtime.start().is_ok());
+  blocker.hold();
+  Completions done;
+  const std::vector<std::pair<float, int64_t>> tasks = {{1, 3}, {-1, 2}, {2, 3}, {3, 4}, {-5, 1}};
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    ASSERT_TRUE(pool->submit({torch::tensor(tasks[i].first)}, tasks[i].second, done.callback(static_cast<int>(i)))
+                    .is_ok());
+  }
+  EXPECT_EQ(pool->submit({torch::tensor(1.0f)}, 9, done.callback(99)).code(), StatusCode::kInvalidArgument);
+  blocker.release();
+  ASSERT_TRUE(done.wait_for(tasks.size()));
+  // Batches by submitted sizes: [3, 2, 3] (8) then [4, 1]; rejected tasks take no rows.
+  EXPECT_EQ(batches, (std::vector<int64_t>{6, 4}));
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    TaskResult r = done.result(static_cast<int>(i));
+    if (tasks[i].first < 0) {
+      EXPECT_EQ(r.status().message(), "negative task");
+      continue;
+    }
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ((*r)[0].size(0), tasks[i].second);
+    EXPECT_TRUE(torch::all((*r)[0] == tasks[i].first * 10).item<bool>()) << "task " << i;
+  }
+  EXPECT_EQ(pool->stats().tasks_failed, 2u);
+  EXPECT_EQ(pool->stats().samples, 10u);
 }
 
 TEST(TaskPoolTest, RejectsBadLimitsAndLateAdds) {

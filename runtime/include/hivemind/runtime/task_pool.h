@@ -17,6 +17,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,12 +37,22 @@ using TaskDone = std::function<void(TaskResult)>;
 // the batch holds a single task), returns outputs whose dim 0 equals the batch size.
 using BatchFn = std::function<Result<std::vector<torch::Tensor>>(std::vector<torch::Tensor> batch)>;
 
+// Optional batch assembly for tasks whose tensors are not yet the batch's (e.g. still-encoded wire
+// bytes): builds the batch inputs from every task's own tensors (moved in), in task order, and may
+// reject single tasks by setting rejected[i] to an error; those complete with it and take no rows of the
+// batch, so the outputs have sum(task_sizes of the others) rows. Runs on the compute thread, which lets
+// a server dequantize straight into the batch tensor (no concatenation copy) or on the GPU.
+using AssembleFn = std::function<Result<std::vector<torch::Tensor>>(
+    std::span<std::vector<torch::Tensor>> task_inputs, std::span<const int64_t> task_sizes,
+    std::span<Status> rejected)>;
+
 struct TaskPoolOptions {
   std::string name;                 // "ffn.0.3/forward": logs, stats, errors
   int64_t max_batch_size = 4096;    // samples; a batch never exceeds it
   int64_t min_batch_size = 1;       // samples a batch waits for ...
   Milliseconds fill_timeout{0};     // ... for at most this long after its oldest task arrived
   torch::Device device = torch::kCPU;  // whose compute thread runs this pool
+  AssembleFn assemble;              // empty: the tasks' tensors concatenated along dim 0
 };
 
 struct TaskPoolStats {
@@ -82,6 +93,9 @@ class TaskPool {
   // called: InvalidArgument for an empty task, mismatched dim 0, or more samples than max_batch_size;
   // Unavailable once the runtime is draining or stopped.
   Status submit(std::vector<torch::Tensor> inputs, TaskDone done);
+  // For pools with an AssembleFn: the task's tensors are opaque to the pool and `samples` says how
+  // many batch rows the task will take. Same contract otherwise.
+  Status submit(std::vector<torch::Tensor> inputs, int64_t samples, TaskDone done);
 
   TaskPoolStats stats() const;
 
