@@ -4,8 +4,7 @@
 #   srun -n 8 slurm/srun-wrap.sh --log-dir logs build/bin/hivemind-server ...
 #   mpirun -np 4 slurm/srun-wrap.sh build/tests/moe_swarm_test
 #
-# What it does, then runs PROGRAM as its child and exits with the child's status (128+N when a signal N
-# ended it):
+# What it does before it runs PROGRAM (the exit status is PROGRAM's; 128+N when a signal N ended it):
 #   1. Maps the launcher's variables to ours (read back by hivemind::read_launch_info()):
 #        HIVEMIND_RANK  HIVEMIND_WORLD_SIZE  HIVEMIND_LOCAL_RANK  HIVEMIND_NODE_RANK
 #      from OpenMPI (OMPI_COMM_WORLD_*), then PMIx (PMIX_RANK with the SLURM_* sizes), then Slurm
@@ -17,19 +16,21 @@
 #      Under OpenMPI the node rank is rank / OMPI_COMM_WORLD_LOCAL_SIZE: exact for mpirun's default
 #      by-slot mapping with equal ranks per node (OMPI_COMM_WORLD_NODE_RANK is a per-node rank, not a
 #      node index).
-#   2. With --log-dir DIR (or HIVEMIND_LOG_DIR), sends the child's stdout and stderr to
+#   2. With --log-dir DIR (or HIVEMIND_LOG_DIR), sends the program's stdout and stderr to
 #      DIR/<job>.<step>.<rank>.log (job: SLURM_JOB_ID, else OpenMPI's job id, else "local"; step:
 #      SLURM_STEP_ID, else 0). Rank 0 also keeps writing to the wrapper's own stdout (the job's output
 #      file), unless --no-tee.
-#   3. Forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to the child, and never dies of them itself,
-#      so the exit status is always the child's. --forward-signals auto (default) forwards except under
-#      srun and mpirun: they signal every process of the task themselves (Slurm's proctrack plugins
-#      signal the task's process group or cgroup), so forwarding would deliver each signal twice. yes /
-#      no force it.
-#   HIVEMIND_WRAP_VERBOSE=1 prints the mapping and these decisions to stderr before the child starts.
+#   3. Signals. Under srun and mpirun the launcher signals every process of the task itself (Slurm's
+#      proctrack plugins signal the task's process group or cgroup; mpirun its process group), so a
+#      wrapper that forwarded would deliver each signal twice: there the wrapper execs the program,
+#      which then is the task. Elsewhere (a plain shell, a batch script, torchrun) it runs the program
+#      as its child, forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to it, never dies of them
+#      itself, and exits with the child's status. --forward-signals auto (default) chooses this way;
+#      yes / no force it (no = exec).
 #   4. With --bind-gpu (or HIVEMIND_BIND_GPU=1): one GPU per local rank. When CUDA_VISIBLE_DEVICES lists
 #      several devices it keeps the one at position LOCAL_RANK % count; when it is unset it becomes
 #      LOCAL_RANK; a single device (Slurm's --gpus-per-task binding) is left alone.
+#   HIVEMIND_WRAP_VERBOSE=1 prints the mapping and these decisions to stderr before the program starts.
 #
 # Exit status 2: bad usage or a malformed launcher variable (the message names it).
 set -u
@@ -171,6 +172,28 @@ if [ "${HIVEMIND_WRAP_VERBOSE:-0}" = 1 ]; then
     "forward signals: $forward, log: ${HIVEMIND_RANK_LOG:-none}" >&2
 fi
 
+have_default_signal=0
+env --default-signal=INT true 2>/dev/null && have_default_signal=1
+
+# Under a launcher that signals the whole task, the wrapper steps aside: the program replaces it
+# (exec), gets each signal exactly once from the launcher, and its exit status is the task's. Not when
+# rank 0 tees its output: the wrapper must then stay to let tee finish writing after the program exits
+# (at the end of a step Slurm kills what is left of the task). It ignores the signals instead of
+# trapping them, so its wait for the program is never interrupted and always yields the program's
+# status; the program gets the default dispositions back through env --default-signal.
+if [ "$forward" = no ]; then
+  if [ -z "$tee_pid" ]; then exec "$@"; fi
+  if [ "$have_default_signal" = 1 ]; then
+    trap '' TERM INT HUP USR1 USR2
+    env --default-signal=TERM,INT,HUP,USR1,USR2,QUIT "$@" <&0 &
+    wait "$!"
+    status=$?
+    exec >&- 2>&-
+    wait "$tee_pid" 2>/dev/null
+    exit "$status"
+  fi
+fi
+
 child=""
 # shellcheck disable=SC2317  # invoked by the traps below
 on_signal() {
@@ -183,7 +206,7 @@ done
 
 # A background job of a non-interactive shell starts with SIGINT and SIGQUIT ignored and stdin from
 # /dev/null; restore both so the child behaves as if run directly (env --default-signal: coreutils 8.31+).
-if env --default-signal=INT true 2>/dev/null; then
+if [ "$have_default_signal" = 1 ]; then
   env --default-signal=INT,QUIT "$@" <&0 &
 else
   "$@" <&0 &
@@ -191,11 +214,17 @@ fi
 child=$!
 
 # `wait` returns early (status > 128) whenever a trapped signal arrives; keep waiting while the child
-# lives. Once it has exited, bash has its status and `wait` returns it.
+# lives. When forwarding, the signal reaches the child only through on_signal, after the interrupted
+# wait, so the child is normally still running then; should it have exited just before, one more
+# `wait` returns its status (bash keeps it; an old bash answers 127 or 255 and we keep what we have).
 while :; do
   wait "$child"
   status=$?
-  if [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; then continue; fi
+  [ "$status" -gt 128 ] || break
+  if kill -0 "$child" 2>/dev/null; then continue; fi
+  wait "$child"
+  again=$?
+  case $again in 127|255) ;; *) status=$again ;; esac
   break
 done
 
