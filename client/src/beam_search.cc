@@ -46,6 +46,9 @@ class TopK {
     if (best_.size() > k_) best_.pop_back();
   }
 
+  // Whether an expert with this score could rank among the k best (ties are settled by uid in offer).
+  bool may_enter(double score) const { return best_.size() < k_ || score >= best_.back().score; }
+
   // Lower bound on the k-th best live score; -inf until k experts are known.
   double bound() const { return best_.size() == k_ ? best_.back().score : kMinusInf; }
 
@@ -122,11 +125,11 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
   }
   // Summed in the same left-to-right order as every expert's score, so rounding (monotone) keeps the
   // bound >= the score of every expert below the prefix: ties are kept, nothing reachable is pruned.
-  auto upper_bound = [&](int64_t sample, const Prefix& p) {
-    double u = p.score;
-    for (size_t d = p.coords.size(); d < num_dims; ++d) u += best_rest[sample][d];
-    return u;
+  auto upper_from = [&](int64_t sample, double score, size_t next_dim) {
+    for (size_t d = next_dim; d < num_dims; ++d) score += best_rest[sample][d];
+    return score;
   };
+  auto upper_bound = [&](int64_t sample, const Prefix& p) { return upper_from(sample, p.score, p.coords.size()); };
   auto exact_score = [&](int64_t sample, const std::vector<int32_t>& coords) {
     double s = 0;
     for (size_t d = 0; d < num_dims; ++d) s += score_at(sample, d, coords[d]);
@@ -152,14 +155,24 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
     std::vector<std::string> prefixes;
     std::unordered_map<std::string, size_t> prefix_index;
     std::vector<std::vector<size_t>> query_of(batch);
-    for (int64_t i = 0; i < batch; ++i) {
-      query_of[i].reserve(frontier[i].size());
-      for (const Prefix& p : frontier[i]) {
-        auto [it, inserted] = prefix_index.try_emplace(prefix_key(p.coords), prefixes.size());
-        if (inserted) prefixes.push_back(it->first);
-        query_of[i].push_back(it->second);
+    if (round == 0) {
+      // Every sample asks the same first coordinates: build the keys once, not once per sample.
+      for (int32_t c = 0; c < grid_size_[0]; ++c) prefixes.push_back(prefix_key({c}));
+      for (int64_t i = 0; i < batch; ++i) {
+        query_of[i].resize(frontier[i].size());
+        for (size_t n = 0; n < frontier[i].size(); ++n) query_of[i][n] = static_cast<size_t>(frontier[i][n].coords[0]);
+      }
+    } else {
+      for (int64_t i = 0; i < batch; ++i) {
+        query_of[i].reserve(frontier[i].size());
+        for (const Prefix& p : frontier[i]) {
+          auto [it, inserted] = prefix_index.try_emplace(prefix_key(p.coords), prefixes.size());
+          if (inserted) prefixes.push_back(it->first);
+          query_of[i].push_back(it->second);
+        }
       }
     }
+    if (batch == 0) break;
     if (prefixes.empty()) break;
     if (stats) stats->prefixes_per_round.push_back(prefixes.size());
     auto answer = directory_->get_active_successors(prefixes, deadline);
@@ -189,18 +202,25 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
         }
         for (const auto& [coord, ref] : live) {
           if (coord < 0 || coord >= grid_size_[depth]) continue;  // outside our grid: another tenant's
-          Prefix child{parent.coords, parent.score + score_at(i, depth, coord)};
-          child.coords.push_back(coord);
+          const double score = parent.score + score_at(i, depth, coord);
           if (depth + 1 == num_dims) {
-            if (ref.uid != make_expert_uid(uid_prefix_, child.coords)) continue;  // inconsistent record
-            best[i].offer({ref, std::move(child.coords), child.score});
+            // Most successors cannot enter the top k: reject them before building anything.
+            if (!best[i].may_enter(score)) continue;
+            std::vector<int32_t> coords = parent.coords;
+            coords.push_back(coord);
+            if (ref.uid != make_expert_uid(uid_prefix_, coords)) continue;  // inconsistent record
+            best[i].offer({ref, std::move(coords), score});
             continue;
           }
+          // The bound only grows, so what falls below it now stays below it.
+          if (upper_from(i, score, depth + 1) < best[i].bound()) continue;
+          Prefix child{parent.coords, score};
+          child.coords.push_back(coord);
           // The example expert below this child is live: its exact score tightens the bound.
           if (auto example = parse_expert_uid(uid_prefix_, ref.uid, grid_size_);
               example && std::equal(child.coords.begin(), child.coords.end(), example->begin())) {
             const double s = exact_score(i, *example);
-            best[i].offer({ref, std::move(*example), s});
+            if (best[i].may_enter(s)) best[i].offer({ref, std::move(*example), s});
           }
           next.push_back(std::move(child));
         }
