@@ -30,8 +30,9 @@ bool is_floating(torch::ScalarType t) { return c10::isFloatingType(t); }
 
 std::vector<TensorSchema> with_compression(std::vector<TensorSchema> schemas, const ExpertBackendOptions& o) {
   for (TensorSchema& s : schemas) {
-    const bool compressible = is_floating(s.dtype);
-    s.compression = compressible ? o.compression : WireCompression::kNone;
+    // The 8-bit and half schemes apply to floats only; other tensors travel as they are (as hivemind).
+    const bool compressible = quant::is_floating(s.dtype);
+    s.compression = compressible ? o.compression : quant::Scheme::kNone;
     s.block_size = o.block_size;
   }
   return schemas;

@@ -12,7 +12,7 @@ namespace {
 
 std::vector<TensorSchema> float_schema(std::vector<int64_t> shape) {
   TensorSchema s;
-  s.dtype = torch::kFloat32;
+  s.dtype = quant::DType::kFloat32;
   s.shape = std::move(shape);
   return {s};
 }

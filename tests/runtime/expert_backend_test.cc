@@ -21,7 +21,7 @@ std::shared_ptr<ExpertBackend> make_backend(const std::string& uid, OptimizerOpt
   ExpertBackendOptions options;
   options.optimizer = std::move(opt);
   options.detect_anomalies = detect_anomalies;
-  options.compression = WireCompression::kBlockAbsmaxU8;
+  options.compression = quant::Scheme::kBlockAbsmaxU8;
   return ExpertBackend::create(uid, make_expert(cls, kHidden, uid, kSeed).value(), options).value();
 }
 
@@ -68,10 +68,10 @@ TEST(ExpertBackendTest, ForwardEqualsTheModuleAndRunsWithoutAutograd) {
 TEST(ExpertBackendTest, SchemasCarryShapeDtypeAndCompression) {
   auto backend = make_backend("schema.0", sgd(0.1));
   ASSERT_EQ(backend->input_schema().size(), 1u);
-  EXPECT_EQ(backend->input_schema()[0].dtype, torch::kFloat32);
+  EXPECT_EQ(backend->input_schema()[0].dtype, quant::DType::kFloat32);
   EXPECT_EQ(backend->input_schema()[0].shape, std::vector<int64_t>{kHidden});
-  EXPECT_EQ(backend->input_schema()[0].compression, WireCompression::kBlockAbsmaxU8);
-  EXPECT_EQ(backend->output_schema()[0].to_string(), "float32[batch, 16] block_absmax_u8");
+  EXPECT_EQ(backend->input_schema()[0].compression, quant::Scheme::kBlockAbsmaxU8);
+  EXPECT_EQ(schema_string(backend->output_schema()[0]), "float32[batch, 16] block_absmax_u8");
   EXPECT_EQ(backend->backward_schema().size(), 2u);
 }
 
@@ -250,6 +250,17 @@ TEST(ExpertBackendTest, LearningRateScheduleAndGradientClipping) {
   ASSERT_TRUE(still->backward({torch::randn({2, kHidden}), torch::randn({2, kHidden})}).is_ok());
   expect_params_close(still->parameters(), p0);
   EXPECT_EQ(still->update_count(), 1);
+}
+
+TEST(ExpertBackendTest, CompressionNamesAndDtypes) {
+  EXPECT_EQ(parse_compression("BLOCKWISE_8BIT"), quant::Scheme::kBlockAbsmaxU8);
+  EXPECT_EQ(parse_compression("uniform_8bit"), quant::Scheme::kPerTensorAbsmaxU8);
+  EXPECT_EQ(parse_compression("NONE"), quant::Scheme::kNone);
+  EXPECT_EQ(parse_compression("block_affine_u8"), quant::Scheme::kBlockAffineU8);
+  EXPECT_FALSE(parse_compression("zip").has_value());
+  EXPECT_EQ(torch_dtype(quant::DType::kBFloat16), torch::kBFloat16);
+  EXPECT_EQ(schema_dtype(torch::kBool).value(), quant::DType::kBool);
+  EXPECT_FALSE(schema_dtype(torch::kFloat64).is_ok());
 }
 
 TEST(ExpertBackendTest, BadOptionsAreRefused) {

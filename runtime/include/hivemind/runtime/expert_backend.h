@@ -48,7 +48,7 @@ struct ExpertBackendOptions {
   // Check incoming tensors (and produced outputs) for NaN/Inf; costs one pass over every tensor.
   bool detect_anomalies = false;
   // Wire compression of every floating-point input and output (non-float tensors travel uncompressed).
-  WireCompression compression = WireCompression::kNone;
+  quant::Scheme compression = quant::Scheme::kNone;
   uint32_t block_size = 4096;
 };
 

@@ -1,5 +1,6 @@
 // What an expert accepts and returns, per tensor: dtype, shape without the batch dimension, and the
-// compression the tensor travels with on the wire.
+// compression the tensor travels with on the wire. The struct is the wire protocol's own
+// (protocol::TensorSchema), so a backend's schema is exactly what "info" tells trainers.
 //
 // Every tensor that reaches an expert is checked against its schema before it joins a batch, so one
 // malformed request fails alone with a message naming the tensor, instead of failing a whole batch (or
@@ -15,39 +16,24 @@
 #include <torch/types.h>
 
 #include <hivemind/common/result.h>
+#include <hivemind/protocol/expert_rpc.h>
+#include <hivemind/quant/types.h>
 
 namespace hivemind::runtime {
 
-// The wire compression of one tensor. Values equal quant::Scheme's wire values, so converting is a cast
-// (the runtime keeps its own enum so the zoo and the backend need not link the codec).
-enum class WireCompression : uint8_t {
-  kNone = 0,
-  kFloat16 = 1,
-  kBFloat16 = 2,
-  kBlockAbsmaxU8 = 3,
-  kPerTensorAbsmaxU8 = 4,
-  kBlockAffineU8 = 5,
-};
+using TensorSchema = protocol::TensorSchema;
 
-// "none", "float16", "bfloat16", "block_absmax_u8", "per_tensor_absmax_u8", "block_affine_u8".
-std::string_view compression_name(WireCompression c);
-// Accepts the names above in any case, plus hivemind's names: NONE, FLOAT16, BLOCKWISE_8BIT
-// (= block_absmax_u8) and UNIFORM_8BIT (= per_tensor_absmax_u8).
-std::optional<WireCompression> parse_compression(std::string_view name);
+// quant's names ("none", "float16", "bfloat16", "block_absmax_u8", "per_tensor_absmax_u8",
+// "block_affine_u8") in any case, plus hivemind's: NONE, FLOAT16, BLOCKWISE_8BIT (= block_absmax_u8),
+// UNIFORM_8BIT (= per_tensor_absmax_u8).
+std::optional<quant::Scheme> parse_compression(std::string_view name);
 
-// A dimension of kAnyDim in a schema shape matches any size (a sequence length, for instance).
-inline constexpr int64_t kAnyDim = -1;
+// The schema dtype as LibTorch's, and back (InvalidArgument for types the wire does not carry).
+torch::ScalarType torch_dtype(quant::DType dtype);
+Result<quant::DType> schema_dtype(torch::ScalarType dtype);
 
-struct TensorSchema {
-  torch::ScalarType dtype = torch::kFloat32;
-  std::vector<int64_t> shape;  // without the batch dimension; kAnyDim entries match any size
-  WireCompression compression = WireCompression::kNone;
-  uint32_t block_size = 4096;  // for the blockwise schemes
-
-  // "float32[*, 16] block_absmax_u8"
-  std::string to_string() const;
-  friend bool operator==(const TensorSchema&, const TensorSchema&) = default;
-};
+// "float32[batch, 16] block_absmax_u8"
+std::string schema_string(const TensorSchema& schema);
 
 // Checks that `tensors` matches `schemas` one to one: count, dtype, rank, every non-batch dimension,
 // and one batch size shared by all tensors (returned). `what` names the tensors in errors, e.g.
@@ -57,10 +43,8 @@ Result<int64_t> check_tensors(const std::vector<torch::Tensor>& tensors,
                               const std::vector<TensorSchema>& schemas, std::string_view what,
                               bool detect_anomalies);
 
-// "float32", "float16", "bfloat16", "int64", "bool", ... (numpy-style names, as in quant and hivemind).
+// "float32", "float16", "bfloat16", "int64", "bool", ... (numpy-style names, as quant and hivemind use).
 std::string dtype_name(torch::ScalarType dtype);
-// The inverse of dtype_name; nullopt for a name it does not know.
-std::optional<torch::ScalarType> parse_dtype_name(std::string_view name);
 
 // Convenience for shapes in messages: "[4, 16]".
 std::string shape_string(c10::IntArrayRef shape);
