@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,8 @@ inline std::vector<BackendParam> all_backends() {
 #endif
   return v;
 }
+
+inline void PrintTo(const BackendParam& p, std::ostream* os) { *os << p.name; }
 
 inline std::string param_name(const ::testing::TestParamInfo<BackendParam>& info) { return info.param.name; }
 

@@ -48,6 +48,8 @@ Result<std::shared_ptr<Context>> Context::create(ContextOptions options) {
 
 Context::~Context() = default;
 
+std::string Context::ucx_version() { return detail::ucx_version(); }
+
 bool Context::ucx_supports_memory_type(MemoryType type) const {
   return ucx_ != nullptr && detail::ucx_supports(ucx_.get(), type);
 }

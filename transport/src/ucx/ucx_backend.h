@@ -17,6 +17,7 @@ namespace detail {
 // ucp_init with the Context's ucx_config applied through ucp_config_modify.
 Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& options);
 bool ucx_supports(const UcxContext* context, MemoryType type);
+std::string ucx_version();
 }  // namespace detail
 
 // One ucp_worker per Worker, progressed by the Worker's loop.

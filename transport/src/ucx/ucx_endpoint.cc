@@ -355,9 +355,12 @@ void UcxEndpoint::on_failed(const Status& status) {
     auto self = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
     // Not from inside a UCX callback: close on the next loop turn. UCX then completes the pending
     // send and receive requests (with an error), which completes their callbacks exactly once.
-    worker_.defer([self, handle] { self->ucx_.close_ep(handle, self); });
+    bool force = status.code() != StatusCode::kCanceled;
+    worker_.defer([self, handle, force] {
+      if (force) self->ucx_.close_ep(handle, self, true);
+      else self->ucx_.flush_then_close(handle, self);
+    });
   }
-  (void)status;
 }
 
 }  // namespace hivemind::transport

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -17,6 +18,24 @@ namespace hivemind::transport {
 namespace detail {
 
 Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& options) {
+  // UCX 1.13 aborts (assertion in proto_reconfig.c during wireup) when its new protocols are enabled on
+  // client-server endpoints; the same happens with its own ucp_client_server example. Refuse that
+  // combination so auto:// falls back to TCP instead of the process dying. 1.14+ is fine.
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  if (major == 1 && minor < 14) {
+    std::string proto;
+    if (const char* env = std::getenv("UCX_PROTO_ENABLE")) proto = env;
+    for (const auto& [name, value] : options.ucx_config) {
+      if (name == "PROTO_ENABLE") proto = value;
+    }
+    if (proto == "y" || proto == "yes" || proto == "on" || proto == "1") {
+      return unsupported_error(fmt::format(
+          "UCX {}.{}.{} aborts with PROTO_ENABLE=y on client-server endpoints; use UCX >= 1.14 or "
+          "PROTO_ENABLE=n",
+          major, minor, release));
+    }
+  }
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return ucs_to_status(st, "ucp_config_read");
@@ -41,6 +60,12 @@ Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& opt
   attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
   if (ucp_context_query(ctx->handle, &attr) == UCS_OK) ctx->memory_types = attr.memory_types;
   return ctx;
+}
+
+std::string ucx_version() {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  return fmt::format("{}.{}.{}", major, minor, release);
 }
 
 bool ucx_supports(const UcxContext* context, MemoryType type) {
@@ -146,16 +171,11 @@ class UcxListener final : public ListenerBase {
     return Status::ok();
   }
 
-  ~UcxListener() override {
-    if (listener_ != nullptr) ucp_listener_destroy(listener_);
-  }
+  ~UcxListener() override { destroy(); }
 
  private:
   void on_conn_request(ucp_conn_request_h request) {
-    if (closed_) {
-      ucp_listener_reject(listener_, request);
-      return;
-    }
+
     std::string peer = "ucx://peer";
     ucp_conn_request_attr_t attr{};
     attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
@@ -174,16 +194,30 @@ class UcxListener final : public ListenerBase {
       return;
     }
     auto shared = std::move(ep).value();
-    // Accepted endpoints are established (the client's first message arrives over them).
-    shared->mark_established();
+    if (closed_ || !on_accept_) {
+      // Not ucp_listener_reject: UCX 1.13 asserts on the client side when wireup fails that way.
+      // Accept, then close gracefully once wireup is done; the client sees a disconnect.
+      shared->close();
+      return;
+    }
     shared->set_callbacks(on_accept_(shared));
   }
 
   void close_on_loop() override {
+    // UCX 1.13 crashes on its async thread when a connection request reaches a destroyed listener
+    // (the kernel may already have accepted the socket). So a closed listener rejects requests and
+    // the ucp listener itself is destroyed with the worker.
+    on_accept_ = nullptr;
+    ucx_.retire_listener(std::static_pointer_cast<UcxListener>(shared_from_this()));
+  }
+
+ public:
+  void destroy() {
     if (listener_ != nullptr) ucp_listener_destroy(listener_);
     listener_ = nullptr;
-    on_accept_ = nullptr;
   }
+
+ private:
 
   UcxWorkerImpl& ucx_;
   AcceptCallback on_accept_;
@@ -313,10 +347,10 @@ void UcxWorkerImpl::on_ep_error(ucp_ep_h handle, ucs_status_t status) {
 
 void UcxWorkerImpl::forget(ucp_ep_h handle) { eps_.erase(handle); }
 
-void UcxWorkerImpl::close_ep(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive) {
+void UcxWorkerImpl::close_ep(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive, bool force) {
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  param.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
   param.cb.send = close_done_cb;
   param.user_data = this;
   void* request = ucp_ep_close_nbx(handle, &param);
@@ -324,9 +358,50 @@ void UcxWorkerImpl::close_ep(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_
   closing_.emplace(request, std::move(keep_alive));
 }
 
+namespace {
+struct FlushThenClose {
+  UcxWorkerImpl* ucx;
+  ucp_ep_h handle;
+  std::shared_ptr<UcxEndpoint> keep_alive;
+  bool abandoned = false;  // the endpoint was force-closed at shutdown; its flush just ends
+};
+void flush_done_cb(void* request, ucs_status_t status, void* user_data) {
+  auto* op = static_cast<FlushThenClose*>(user_data);
+  ucp_request_free(request);
+  op->ucx->finish_flush(op, status);
+}
+}  // namespace
+
+void UcxWorkerImpl::flush_then_close(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive) {
+  // Closing an endpoint whose sockaddr wireup is still running crashes UCX 1.13 later, on its async
+  // thread, when the peer disconnects. A flush completes only once wireup is done, so close after it.
+  auto* op = new FlushThenClose{this, handle, std::move(keep_alive)};
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = flush_done_cb;
+  param.user_data = op;
+  void* request = ucp_ep_flush_nbx(handle, &param);
+  if (request == nullptr || UCS_PTR_IS_ERR(request)) {
+    finish_flush(op, request == nullptr ? UCS_OK : UCS_PTR_STATUS(request));
+    return;
+  }
+  flushing_.insert(op);
+}
+
+void UcxWorkerImpl::finish_flush(void* opaque, ucs_status_t status) {
+  auto* op = static_cast<FlushThenClose*>(opaque);
+  flushing_.erase(op);
+  if (!op->abandoned) close_ep(op->handle, std::move(op->keep_alive), status != UCS_OK);
+  delete op;
+}
+
 void UcxWorkerImpl::close_done(void* request) {
   closing_.erase(request);
   ucp_request_free(request);
+}
+
+void UcxWorkerImpl::retire_listener(std::shared_ptr<ListenerBase> listener) {
+  retired_listeners_.push_back(std::move(listener));
 }
 
 void UcxWorkerImpl::shutdown() {
@@ -338,12 +413,42 @@ void UcxWorkerImpl::shutdown() {
   for (auto& ep : left) ep->fail(canceled_error("worker stopped"));
   worker_.run_queues();
   auto until = SteadyClock::now() + std::chrono::seconds(2);
-  while (!closing_.empty() && SteadyClock::now() < until) {
+  while ((!closing_.empty() || !flushing_.empty()) && SteadyClock::now() < until) {
     ucp_worker_progress(handle_);
     worker_.run_queues();
   }
+  // Flushes that never finished (a frozen peer): force-close those endpoints; UCX then completes the
+  // flush with an error, which must not close the endpoint a second time.
+  for (void* f : std::vector<void*>(flushing_.begin(), flushing_.end())) {
+    auto* op = static_cast<FlushThenClose*>(f);
+    op->abandoned = true;
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    void* request = ucp_ep_close_nbx(op->handle, &param);
+    if (request != nullptr && !UCS_PTR_IS_ERR(request)) {
+      auto limit = SteadyClock::now() + std::chrono::seconds(1);
+      while (ucp_request_check_status(request) == UCS_INPROGRESS && SteadyClock::now() < limit) {
+        ucp_worker_progress(handle_);
+      }
+      ucp_request_free(request);
+    }
+  }
   for (auto& [request, ep] : closing_) ucp_request_free(request);
   closing_.clear();
+  // UCX 1.13's sockaddr connection manager finishes disconnects on its async thread after the close
+  // requests complete; destroying the worker under it crashes there (seen when a peer closes during
+  // wireup). Keep progressing until the worker has been quiet for a while.
+  auto quiet_until = SteadyClock::now() + std::chrono::milliseconds(50);
+  auto hard_stop = SteadyClock::now() + std::chrono::milliseconds(500);
+  while (SteadyClock::now() < quiet_until && SteadyClock::now() < hard_stop) {
+    if (ucp_worker_progress(handle_) != 0) quiet_until = SteadyClock::now() + std::chrono::milliseconds(50);
+    worker_.run_queues();
+  }
+  for (auto& l : worker_.listeners) l->close();  // retires UCX listeners
+  worker_.run_queues();
+  for (auto& l : retired_listeners_) static_cast<UcxListener*>(l.get())->destroy();
+  retired_listeners_.clear();
   // Operations UCX never completed (their requests die with the worker): complete them ourselves so
   // every callback still fires exactly once.
   for (auto& ep : left) {

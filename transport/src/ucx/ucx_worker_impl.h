@@ -4,6 +4,8 @@
 #include <functional>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "ucx/ucx_endpoint.h"
 
@@ -33,9 +35,16 @@ class UcxWorkerImpl final : public UcxWorker, public Poller, public FdHandler {
                            const ucp_am_recv_param_t* param);
   void on_ep_error(ucp_ep_h handle, ucs_status_t status);
   void forget(ucp_ep_h handle);
-  // ucp_ep_close_nbx(FORCE); keeps the endpoint object alive until UCX is done with it.
-  void close_ep(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive);
+  // ucp_ep_close_nbx; keeps the endpoint object alive until UCX is done with it. A local close flushes
+  // and disconnects gracefully (the peer sees a clean disconnect); a failed endpoint is forced.
+  void close_ep(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive, bool force);
   void close_done(void* request);
+  // A local close: flush (completes once wireup is done), then a graceful close.
+  void flush_then_close(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive);
+  void finish_flush(void* op, ucs_status_t status);
+  // Keeps a closed listener's ucp_listener alive (rejecting requests) until the worker shuts down.
+  void retire_listener(std::shared_ptr<ListenerBase> listener);
+  bool shutting_down() const { return shut_down_; }
 
  private:
   Worker::Impl& worker_;
@@ -47,6 +56,8 @@ class UcxWorkerImpl final : public UcxWorker, public Poller, public FdHandler {
   bool shut_down_ = false;
   std::unordered_map<ucp_ep_h, UcxEndpoint*> eps_;
   std::unordered_map<void*, std::shared_ptr<UcxEndpoint>> closing_;
+  std::unordered_set<void*> flushing_;
+  std::vector<std::shared_ptr<ListenerBase>> retired_listeners_;
 };
 
 }  // namespace hivemind::transport

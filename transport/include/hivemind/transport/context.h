@@ -56,6 +56,9 @@ class Context {
 
   detail::UcxContext* ucx() const { return ucx_.get(); }
 
+  // "1.13.1" for the UCX this process loaded; empty in builds without UCX.
+  static std::string ucx_version();
+
  private:
   explicit Context(ContextOptions options) : options_(std::move(options)) {}
   ContextOptions options_;

@@ -6,7 +6,9 @@
 //  - the first error is sticky: it fails every pending and later send with that error and is reported
 //    once through on_error; no frame is delivered after it;
 //  - a frame's destination buffers come from `allocate`, called after the header, descriptors and
-//    metadata arrived and were validated, before any payload byte lands.
+//    metadata arrived and were validated, before any payload byte lands;
+//  - frames are delivered whole. TCP delivers them in send order; UCX in completion order (a
+//    rendezvous frame can be overtaken by later small ones), so callers must not rely on order.
 #pragma once
 
 #include <functional>
