@@ -18,8 +18,8 @@
 #      node index).
 #   2. With --log-dir DIR (or HIVEMIND_LOG_DIR), sends the program's stdout and stderr to
 #      DIR/<job>.<step>.<rank>.log (job: SLURM_JOB_ID, else OpenMPI's job id, else "local"; step:
-#      SLURM_STEP_ID, else 0). Rank 0 also keeps writing to the wrapper's own stdout (the job's output
-#      file), unless --no-tee.
+#      SLURM_STEP_ID, else 0), and exports its path as HIVEMIND_RANK_LOG. Rank 0 also keeps writing to
+#      the wrapper's own stdout (the job's output file), unless --no-tee. Logs are appended to.
 #   3. Signals. Under srun and mpirun the launcher signals every process of the task itself (Slurm's
 #      proctrack plugins signal the task's process group or cgroup; mpirun its process group), so a
 #      wrapper that forwarded would deliver each signal twice: there the wrapper execs the program,

@@ -97,16 +97,3 @@ TEST(ExpertRpcTest, NewerVersionIsUnsupported) {
 }  // namespace
 }  // namespace hivemind::protocol
 
-// Writes the fuzz seeds when HIVEMIND_WRITE_SEEDS names the seed folder (run deliberately, then commit).
-#include <cstdlib>
-#include <fstream>
-TEST(ExpertRpcSeeds, WriteWhenAsked) {
-  const char* dir = std::getenv("HIVEMIND_WRITE_SEEDS");
-  if (dir == nullptr) GTEST_SKIP() << "set HIVEMIND_WRITE_SEEDS=<dir> to regenerate the fuzz seeds";
-  auto write = [&](const char* name, const std::vector<uint8_t>& bytes) {
-    std::ofstream(std::string(dir) + "/" + name, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  };
-  write("info", hivemind::protocol::encode_expert_info(hivemind::protocol::sample_info()));
-  write("call", hivemind::protocol::encode_call("expert.3.14"));
-}
