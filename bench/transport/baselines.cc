@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -147,10 +148,11 @@ std::optional<double> ucx_perftest(const std::string& test, const std::string& t
       auto first = line.find_first_not_of(' ');
       if (first != std::string::npos && std::isdigit(static_cast<unsigned char>(line[first]))) last = line;
     }
+    // strtod, not operator>>: perftest prints "inf" in columns it could not compute.
     std::istringstream row(last);
     std::vector<double> v;
-    double x;
-    while (row >> x) v.push_back(x);
+    std::string token;
+    while (row >> token) v.push_back(std::strtod(token.c_str(), nullptr));
     if (v.size() >= 6) result = test == "ucp_am_lat" ? v[3] : v[5];
     else if (why) *why = "could not parse ucx_perftest output: " + text.substr(text.size() > 300 ? text.size() - 300 : 0);
     break;

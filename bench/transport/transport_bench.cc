@@ -128,7 +128,7 @@ double run_calls(Setup& s, const std::string& method, const Message& msg, int to
             return;
           }
           if (st->issued < st->total) {
-            if (auto f = weak_issue.lock()) (*f)();
+            if (auto f = weak_issue.lock(); f && *f) (*f)();
           }
         },
         st->alloc);
@@ -209,7 +209,7 @@ double run_stream(Setup& s, const std::string& scheme, const Buffer& source, siz
       sender->ep->send(std::move(f), [sender, weak_pump](Status st) {
         if (!st.is_ok()) sender->failed = true;
         --sender->in_flight;
-        if (auto p = weak_pump.lock()) (*p)();
+        if (auto p = weak_pump.lock(); p && *p) (*p)();
       });
     }
   };
@@ -253,15 +253,17 @@ HIVEMIND_BENCH(transport, "RPC half round trip and bandwidth per backend vs ucx_
         "  --quick      a tenth of the iterations\n"
         "  --backends   which backends to measure (default tcp,ucx_tcp,ucx_posix)\n"
         "  --rpcs N     small RPCs for the resident-memory run (default 1000000, 0 to skip)\n"
-        "  --spin-us N  busy-poll time of the I/O threads before sleeping (default 50)\n");
+        "  --spin-us N  busy-poll time of the I/O threads before sleeping (default: 0 for tcp, matching\n"
+        "               the blocking raw-socket baseline; 100000 for ucx, matching ucx_perftest)\n");
     return 0;
   }
   bool quick = args.has("quick");
   std::string wanted = args.get("backends", "tcp,ucx_tcp,ucx_posix");
   long long rpcs = args.get_int("rpcs", 1000000);
-  // Busy-poll window of the I/O threads (ContextOptions::spin). ucx_perftest polls all the time; on a
-  // 2-core machine shared with builds, long spins starve the other thread, so the default stays short.
-  long long spin_us = args.get_int("spin-us", 50);
+  // Busy-poll window of the I/O threads (ContextOptions::spin), matched to each baseline's polling:
+  // the raw TCP baseline blocks in read(), so the TCP backend sleeps at once (0); ucx_perftest polls
+  // all the time, so the UCX backends poll for 100 ms. --spin-us overrides both.
+  long long spin_override = args.get_int("spin-us", -1);
   std::vector<BackendSpec> all{{"tcp", "tcp", ""},
                                {"ucx_tcp", "ucx", "tcp"},
                                {"ucx_posix", "ucx", "posix,cma,tcp"},
@@ -272,12 +274,13 @@ HIVEMIND_BENCH(transport, "RPC half round trip and bandwidth per backend vs ucx_
                 Context::ucx_version().empty() ? std::string("absent") : Context::ucx_version());
   for (const auto& b : all) {
     if (("," + wanted + ",").find("," + b.name + ",") == std::string::npos) continue;
+    long long spin_us = spin_override >= 0 ? spin_override : (b.scheme == "tcp" ? 0 : 100000);
     auto setup = make_setup(b, sizes.back(), std::chrono::microseconds(spin_us));
     if (!setup) {
       reporter.note("{}: unavailable in this build or on this machine, skipped", b.name);
       continue;
     }
-    reporter.note("{}: server {}", b.name, setup->address);
+    reporter.note("{}: server {}, I/O threads spin {} us", b.name, setup->address, spin_us);
     Buffer source = Buffer::allocate_host(sizes.back());
     std::memset(source.data(), 3, sizes.back());
     for (size_t bytes : sizes) {
