@@ -4,10 +4,12 @@
 // never outlives a crashed test.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
 #include <hivemind/transport/rpc/server.h>
+#include <hivemind/transport/staging.h>
 #include <hivemind/transport/worker.h>
 
 using namespace hivemind;
@@ -36,6 +38,24 @@ int main(int argc, char** argv) {
     return host_allocator()(in);
   };
   (*server)->handle("echo", [](Message m, rpc::Responder r) { r.reply(std::move(m)); }, announce);
+  // The CUDA IPC test: metadata carries an IPC handle; the server maps the exporter's device memory,
+  // copies it once device-to-device into its own allocation, and answers with those bytes (read back
+  // to host only to return them for checking). Without CUDA it answers kUnsupported.
+  (*server)->handle("ipc_copy", [](Message m, rpc::Responder r) {
+    auto mapped = open_ipc(m.metadata);
+    if (!mapped.is_ok()) return r.reply(mapped.status());
+    auto own = allocate_device(mapped->size(), mapped->device());
+    if (!own.is_ok()) return r.reply(own.status());
+    Status st = copy_device_to_device(*mapped, *own);
+    if (!st.is_ok()) return r.reply(st);
+    auto pool = PinnedPool::create(std::max<size_t>(own->size(), 1), 2);
+    if (!pool.is_ok()) return r.reply(pool.status());
+    Message probe;
+    probe.tensors.push_back(*own);
+    auto host = stage_to_host(probe, **pool);
+    if (!host.is_ok()) return r.reply(host.status());
+    r.reply(std::move(host).value());
+  });
   std::printf("ADDR %s\n", (*server)->address().c_str());
   std::fflush(stdout);
   char buf[64];

@@ -22,7 +22,7 @@ void EndpointBase::send(OutgoingFrame frame, SendCallback done) {
     // Still deferred: a send issued from inside a callback must not re-enter the backend.
     worker_.defer(std::move(run));
   } else {
-    worker_.self->post(std::move(run));
+    worker_.post(std::move(run));
   }
 }
 
@@ -30,7 +30,7 @@ void EndpointBase::close() {
   auto self = shared_from_this();
   auto run = [self] { self->fail(canceled_error("endpoint closed locally")); };
   if (worker_.in_thread()) run();
-  else worker_.self->post(run);
+  else worker_.post(run);
 }
 
 Status EndpointBase::error() const {
@@ -90,7 +90,7 @@ void ListenerBase::close() {
     self->worker_.defer([self] { self->worker_.listeners.erase(self); });
   };
   if (worker_.in_thread()) run();
-  else worker_.self->post(run);
+  else worker_.post(run);
 }
 
 }  // namespace hivemind::transport

@@ -18,7 +18,7 @@ namespace hivemind::transport {
 
 Result<std::shared_ptr<Worker>> Worker::create(std::shared_ptr<Context> context, std::string name) {
   if (!context) return invalid_argument_error("Worker::create needs a Context");
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_shared<Impl>();
   impl->context = std::move(context);
   impl->name = std::move(name);
   impl->epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
@@ -38,45 +38,60 @@ Result<std::shared_ptr<Worker>> Worker::create(std::shared_ptr<Context> context,
     ::close(impl->epoll_fd);
     return errno_error("epoll_ctl", err);
   }
-  std::shared_ptr<Worker> worker(new Worker(std::move(impl)));
-  Impl* raw = worker->impl_.get();
-  raw->self = worker.get();
+  std::shared_ptr<Worker> worker(new Worker(impl));
   std::promise<void> started;
   auto started_future = started.get_future();
-  raw->thread = std::thread([raw, &started] {
-    raw->thread_id.store(std::this_thread::get_id());
+  impl->thread = std::thread([impl, &started] {
+    impl->thread_id.store(std::this_thread::get_id());
     started.set_value();
-    raw->run();
+    impl->run();
   });
   started_future.wait();
   return worker;
 }
 
-Worker::Worker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Worker::Worker(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Worker::~Worker() {
+  if (impl_->in_thread()) {
+    // Released from inside one of its own callbacks: the loop stops after this callback returns and
+    // the thread, which co-owns the Impl, frees it when it exits.
+    std::lock_guard stop_lock(impl_->stop_mu);
+    impl_->stopped = true;
+    {
+      std::lock_guard lock(impl_->mu);
+      impl_->stop_requested.store(true);
+    }
+    impl_->thread.detach();
+    return;
+  }
   stop();
-  if (impl_->event_fd >= 0) ::close(impl_->event_fd);
-  if (impl_->epoll_fd >= 0) ::close(impl_->epoll_fd);
+}
+
+Worker::Impl::~Impl() {
+  if (event_fd >= 0) ::close(event_fd);
+  if (epoll_fd >= 0) ::close(epoll_fd);
 }
 
 const std::shared_ptr<Context>& Worker::context() const { return impl_->context; }
 
 bool Worker::in_worker_thread() const { return impl_->in_thread(); }
 
-bool Worker::post(std::function<void()> fn) {
-  if (impl_->in_thread()) {
-    impl_->local_queue.push_back(std::move(fn));
+bool Worker::post(std::function<void()> fn) { return impl_->post(std::move(fn)); }
+
+bool Worker::Impl::post(std::function<void()> fn) {
+  if (in_thread()) {
+    local_queue.push_back(std::move(fn));
     return true;
   }
   {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stop_requested.load()) return false;
-    impl_->remote_queue.push_back(std::move(fn));
+    std::lock_guard lock(mu);
+    if (stop_requested.load()) return false;
+    remote_queue.push_back(std::move(fn));
   }
   // Pairs with the loop's store of `sleeping` before its final queue check: either the loop sees the
   // item or we see it asleep and wake it.
-  if (impl_->sleeping.load()) impl_->wake();
+  if (sleeping.load()) wake();
   return true;
 }
 

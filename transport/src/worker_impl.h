@@ -37,7 +37,6 @@ class Poller {
 };
 
 struct Worker::Impl {
-  Worker* self = nullptr;
   std::shared_ptr<Context> context;
   std::string name;
   int epoll_fd = -1;
@@ -79,6 +78,11 @@ struct Worker::Impl {
   void defer(std::function<void()> fn) { local_queue.push_back(std::move(fn)); }
   // The UCX worker of this Worker, created on first use; null with the reason in ucx_failure.
   UcxWorker* ucx_worker();
+
+  // Any thread: queue `fn` for the I/O thread (false once the worker is stopping).
+  bool post(std::function<void()> fn);
+
+  ~Impl();  // closes the epoll and event fds
 
   void run();
   bool run_queues();

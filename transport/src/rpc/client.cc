@@ -1,11 +1,14 @@
 #include <hivemind/transport/rpc/client.h>
 
 #include <deque>
+#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/transport/address.h>
+#include <hivemind/transport/staging.h>
 
 namespace hivemind::transport::rpc {
 
@@ -49,6 +52,22 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
   void send_cancel(const Call& call, CallId id);
   Result<std::shared_ptr<Conn>> connection(const std::string& address);
   void close_all();
+
+  // The pinned pool for device tensors, created on first use (64 MiB in 4 MiB slots).
+  struct Staging {
+    std::mutex mu;
+    std::shared_ptr<PinnedPool> pool;
+    Result<Message> and_then_stage(const Message& m) {
+      std::lock_guard lock(mu);
+      if (!pool) {
+        auto created = PinnedPool::create(4 << 20, 16);
+        if (!created.is_ok()) return created.status();
+        pool = *created;
+      }
+      return stage_to_host(m, *pool);
+    }
+  } staging;
+  Staging& staging_pool() { return staging; }
 };
 
 namespace {
@@ -64,8 +83,30 @@ std::shared_ptr<Client> Client::create(std::shared_ptr<Worker> worker, ClientOpt
 
 Client::~Client() { close(); }
 
+namespace {
+// Whether `address` ends on a wire that takes device pointers (CUDA-aware UCX).
+bool wire_takes_device_memory(const Context& context, const std::string& address) {
+  auto parsed = parse_address(address);
+  if (!parsed.is_ok() || parsed->scheme == Scheme::kTcp) return false;
+  return context.ucx_available() && context.ucx_supports_memory_type(MemoryType::kCuda);
+}
+}  // namespace
+
 CallId Client::call(const std::string& address, std::string_view method, Message request, Deadline deadline,
                     CallCallback callback, Allocator response_allocator) {
+  bool has_device = false;
+  for (const auto& t : request.tensors) has_device |= !t.is_host();
+  if (has_device && !wire_takes_device_memory(*state_->worker->context(), address)) {
+    // Never hand device memory to a wire that would read it as host memory: stage it through pinned
+    // memory here, on the caller's thread (the copies block; the I/O thread never does them).
+    auto staged = state_->staging_pool().and_then_stage(request);
+    if (!staged.is_ok()) {
+      Status st = staged.status().with_context(fmt::format("rpc '{}' to {}: staging device tensors", method, address));
+      if (!state_->worker->post([callback, st] { if (callback) callback(st); }) && callback) callback(st);
+      return state_->next_id.fetch_add(1);
+    }
+    request = std::move(staged).value();
+  }
   CallId id = state_->next_id.fetch_add(1);
   State::Call c;
   c.address = address;

@@ -70,8 +70,11 @@ class Worker : public std::enable_shared_from_this<Worker> {
   Impl& impl() { return *impl_; }
 
  private:
-  explicit Worker(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Worker(std::shared_ptr<Impl> impl);
+  // Shared with the I/O thread, which keeps it alive until its loop has ended: a Worker whose last
+  // reference is dropped inside one of its own callbacks cannot join itself, so it lets the loop
+  // finish on its own instead.
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace hivemind::transport

@@ -1,0 +1,240 @@
+#include <hivemind/dht/expert_registry.h>
+
+#include <charconv>
+#include <set>
+
+#include <hivemind/dht/wire.h>
+
+#include "byte_io.h"
+
+namespace hivemind::dht {
+
+namespace {
+
+constexpr uint8_t kExpertInfoVersion = 1;
+constexpr size_t kMaxUidBytes = kMaxKeyBytes;
+constexpr size_t kMaxEndpointBytes = 256;
+// The negative cache's own namespace: no uid or prefix can start with a control byte.
+constexpr std::string_view kNegativeCachePrefix = "\x01hivemind.negative-cache:";
+
+bool valid_coordinate(std::string_view text) {
+  if (text.empty() || text.size() > 9) return false;  // fits an int
+  if (text.size() > 1 && text.front() == '0') return false;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+// "name.c1.c2" (trailing = false) or "name.c1." / "name." (trailing = true).
+bool valid_grammar(std::string_view text, bool trailing) {
+  if (text.empty() || text.size() > kMaxUidBytes) return false;
+  size_t dot = text.find(kUidDelimiter);
+  if (dot == std::string_view::npos || dot == 0) return false;
+  std::string_view rest = text.substr(dot + 1);
+  if (trailing) {
+    if (rest.empty()) return true;  // "name."
+    if (rest.back() != kUidDelimiter) return false;
+    rest.remove_suffix(1);
+  }
+  if (rest.empty()) return false;
+  while (true) {
+    size_t next = rest.find(kUidDelimiter);
+    if (!valid_coordinate(rest.substr(0, next))) return false;
+    if (next == std::string_view::npos) return true;
+    rest = rest.substr(next + 1);
+  }
+}
+
+std::optional<int> parse_subkey(std::string_view text) {
+  if (text == "-1") return kFlatExpert;
+  if (!valid_coordinate(text)) return std::nullopt;
+  int value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
+}
+
+std::string negative_key(const std::string& prefix) { return std::string(kNegativeCachePrefix) + prefix; }
+
+}  // namespace
+
+bool is_valid_uid(std::string_view uid) { return valid_grammar(uid, false); }
+bool is_valid_prefix(std::string_view prefix) { return valid_grammar(prefix, true); }
+
+Result<std::pair<std::string, int>> split_uid(std::string_view uid_or_prefix) {
+  std::string_view text = uid_or_prefix;
+  bool prefix = !text.empty() && text.back() == kUidDelimiter;
+  if (prefix ? !is_valid_prefix(text) : !is_valid_uid(text)) {
+    return invalid_argument_error("'" + std::string(uid_or_prefix) + "' is not a valid expert uid or prefix");
+  }
+  if (prefix) text.remove_suffix(1);
+  size_t pivot = text.rfind(kUidDelimiter);
+  if (pivot == std::string_view::npos) {
+    return invalid_argument_error("'" + std::string(uid_or_prefix) + "' has no coordinate to split off");
+  }
+  auto coordinate = parse_subkey(text.substr(pivot + 1));
+  if (!coordinate) return invalid_argument_error("bad coordinate in '" + std::string(uid_or_prefix) + "'");
+  return std::make_pair(std::string(text.substr(0, pivot + 1)), *coordinate);
+}
+
+std::string encode_expert_info(const ExpertInfo& info) {
+  std::vector<uint8_t> out;
+  wire_io::Writer w(out);
+  w.u8(kExpertInfoVersion);
+  w.bytes(info.uid);
+  w.bytes(info.endpoint);
+  return std::string(out.begin(), out.end());
+}
+
+std::optional<ExpertInfo> decode_expert_info(std::string_view bytes) {
+  wire_io::Reader r(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  uint8_t version;
+  ExpertInfo info;
+  if (!r.u8(version) || version != kExpertInfoVersion) return std::nullopt;
+  if (!r.bytes(kMaxUidBytes, info.uid) || !r.bytes(kMaxEndpointBytes, info.endpoint) || !r.done()) return std::nullopt;
+  if (!is_valid_uid(info.uid) || !wire::is_valid_address(info.endpoint, kMaxEndpointBytes)) return std::nullopt;
+  return info;
+}
+
+Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::string& endpoint, DhtTime expiration,
+                       Deadline deadline) {
+  if (!dht.is_own_endpoint(endpoint)) {
+    return invalid_argument_error("declare_experts: '" + endpoint +
+                                  "' is not an endpoint of this node (a server may only declare itself)");
+  }
+  if (!wire::is_valid_address(endpoint, kMaxEndpointBytes)) {
+    return invalid_argument_error("declare_experts: '" + endpoint + "' is not a valid address");
+  }
+  if (expiration <= dht.dht_now()) return invalid_argument_error("declare_experts: expiration is in the past");
+  std::vector<DhtStoreItem> items;
+  std::vector<bool> is_uid_key;
+  std::set<std::pair<std::string, std::string>> seen;  // (key, subkey) already queued
+  for (const auto& uid : uids) {
+    if (!is_valid_uid(uid)) return invalid_argument_error("declare_experts: '" + uid + "' is not a valid expert uid");
+    std::string value = encode_expert_info({uid, endpoint});
+    if (!seen.emplace(uid, "").second) continue;  // listed twice
+    items.push_back({uid, std::nullopt, value, expiration});
+    is_uid_key.push_back(true);
+    // Every prefix's dictionary gets this expert under its next coordinate.
+    std::string current = uid;
+    if (std::count(uid.begin(), uid.end(), kUidDelimiter) == 1) current += ".-1";  // hivemind's FLAT_EXPERT
+    while (std::count(current.begin(), current.end(), kUidDelimiter) >= 1) {
+      size_t pivot = current.rfind(kUidDelimiter);
+      std::string prefix = current.substr(0, pivot + 1);
+      std::string subkey = current.substr(pivot + 1);
+      if (seen.emplace(prefix, subkey).second) {
+        items.push_back({prefix, subkey, value, expiration});
+        is_uid_key.push_back(false);
+      }
+      current = current.substr(0, pivot);
+    }
+  }
+  HIVEMIND_ASSIGN_OR_RETURN(auto outcomes, dht.store(items, deadline));
+  std::string failures;
+  size_t failed = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const StoreOutcome& outcome = outcomes[i];
+    if (outcome.ok()) continue;
+    // A prefix entry held by a newer declaration is another live expert under that prefix: fine.
+    if (!is_uid_key[i] && outcome.rejected > 0 && outcome.rejection == wire::StoreStatus::kOutdated) continue;
+    if (++failed <= 5) {
+      failures += (failures.empty() ? "" : ", ") + items[i].key + (items[i].subkey ? "[" + *items[i].subkey + "]" : "") +
+                  " (" + (outcome.rejected ? std::string(wire::store_status_name(outcome.rejection)) : "no replica answered") + ")";
+    }
+  }
+  if (failed > 0) {
+    return unavailable_error("declare_experts: " + std::to_string(failed) + " of " + std::to_string(items.size()) +
+                             " entries were not stored: " + failures);
+  }
+  return Status::ok();
+}
+
+Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht, std::span<const std::string> uids,
+                                                           Deadline deadline) {
+  for (const auto& uid : uids) {
+    if (!is_valid_uid(uid)) return invalid_argument_error("get_experts: '" + uid + "' is not a valid expert uid");
+  }
+  HIVEMIND_ASSIGN_OR_RETURN(auto records, dht.get(uids, deadline));
+  std::vector<std::optional<ExpertInfo>> out(uids.size());
+  for (size_t i = 0; i < uids.size(); ++i) {
+    if (!records[i] || !records[i]->regular) continue;
+    auto info = decode_expert_info(records[i]->regular->value);
+    if (info && info->uid == uids[i]) out[i] = std::move(info);
+  }
+  return out;
+}
+
+namespace {
+
+// Successors and whether the flat expert itself is live, per prefix.
+struct PrefixState {
+  std::map<int, ExpertInfo> successors;
+  bool flat = false;
+};
+
+Result<std::vector<PrefixState>> query_prefixes(Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
+                                                const SuccessorOptions& options) {
+  std::vector<PrefixState> out(prefixes.size());
+  std::vector<std::string> keys;
+  std::vector<size_t> asked;
+  for (size_t i = 0; i < prefixes.size(); ++i) {
+    const std::string& prefix = prefixes[i];
+    if (!is_valid_prefix(prefix)) {
+      return invalid_argument_error("'" + prefix + "' is not a valid expert prefix (it must end with '.')");
+    }
+    if (options.negative_caching && dht.local_get(negative_key(prefix))) continue;  // known empty, for now
+    keys.push_back(prefix);
+    asked.push_back(i);
+  }
+  if (keys.empty()) return out;
+  HIVEMIND_ASSIGN_OR_RETURN(auto records, dht.get(keys, deadline));
+  DhtTime now = dht.dht_now();
+  for (size_t j = 0; j < keys.size(); ++j) {
+    PrefixState& state = out[asked[j]];
+    const std::string& prefix = keys[j];
+    if (records[j]) {
+      for (const auto& [subkey, entry] : records[j]->dictionary) {
+        auto coordinate = parse_subkey(subkey);
+        if (!coordinate) continue;
+        auto info = decode_expert_info(entry.value);
+        if (!info) continue;
+        if (*coordinate == kFlatExpert) {
+          // The prefix itself names a live 1-D expert.
+          if (info->uid + kUidDelimiter == prefix) state.flat = true;
+          continue;
+        }
+        if (options.grid_size > 0 && *coordinate >= options.grid_size) continue;
+        // An entry must point under its own prefix + coordinate, else it is junk (or an attack).
+        std::string expected = prefix + subkey;
+        if (info->uid != expected && info->uid.rfind(expected + kUidDelimiter, 0) != 0) continue;
+        state.successors.emplace(*coordinate, std::move(*info));
+      }
+    }
+    if (state.successors.empty() && !state.flat && options.negative_caching) {
+      dht.cache_locally(negative_key(prefix), "", now + options.negative_cache_ttl.count());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(Dht& dht, std::span<const std::string> prefixes,
+                                                                     Deadline deadline, const SuccessorOptions& options) {
+  HIVEMIND_ASSIGN_OR_RETURN(auto states, query_prefixes(dht, prefixes, deadline, options));
+  std::vector<std::map<int, ExpertInfo>> out;
+  out.reserve(states.size());
+  for (auto& state : states) out.push_back(std::move(state.successors));
+  return out;
+}
+
+Result<std::vector<bool>> find_active_prefixes(Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
+                                               const SuccessorOptions& options) {
+  HIVEMIND_ASSIGN_OR_RETURN(auto states, query_prefixes(dht, prefixes, deadline, options));
+  std::vector<bool> out;
+  out.reserve(states.size());
+  for (const auto& state : states) out.push_back(!state.successors.empty() || state.flat);
+  return out;
+}
+
+}  // namespace hivemind::dht
