@@ -90,9 +90,10 @@ struct LauncherVariables {
 // Most specific first: our own variables (set by srun-wrap.sh / --spawn) override what the launcher set.
 constexpr LauncherVariables kLaunchers[] = {
     {"hivemind", "HIVEMIND_RANK", "HIVEMIND_WORLD_SIZE", "HIVEMIND_LOCAL_RANK", "HIVEMIND_NODE_RANK"},
-    {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
-     "OMPI_COMM_WORLD_NODE_RANK"},
-    {"pmix", "PMIX_RANK", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NODEID"},
+    // OMPI_COMM_WORLD_NODE_RANK is a rank *within* the node, not a node index: the node index is
+    // derived from the local size below (right for mpirun's default by-slot mapping).
+    {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", nullptr},
+    {"pmix", "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NODEID"},
     // Inside a step SLURM_STEP_NUM_TASKS is the step's size; SLURM_NTASKS is the job's.
     {"slurm", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NODEID"},
     {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", "GROUP_RANK"},
@@ -117,13 +118,19 @@ Result<LaunchInfo> read_launch_info() {
     info.source = launcher.source;
     HIVEMIND_ASSIGN_OR_RETURN(info.rank, read_rank_variable(launcher.rank, 0, 0));
     int world_fallback = info.rank + 1;
-    if (std::string(launcher.source) == "slurm" && !env_string(launcher.world_size)) {
+    bool slurm_sizes = std::string(launcher.source) == "slurm" || std::string(launcher.source) == "pmix";
+    if (slurm_sizes && !env_string(launcher.world_size)) {
       HIVEMIND_ASSIGN_OR_RETURN(world_fallback, read_rank_variable("SLURM_NTASKS", world_fallback, 1));
     }
     HIVEMIND_ASSIGN_OR_RETURN(info.world_size,
                               read_rank_variable(launcher.world_size, world_fallback, 1));
     HIVEMIND_ASSIGN_OR_RETURN(info.local_rank, read_rank_variable(launcher.local_rank, 0, 0));
-    HIVEMIND_ASSIGN_OR_RETURN(info.node_rank, read_rank_variable(launcher.node_rank, 0, 0));
+    if (launcher.node_rank != nullptr) {
+      HIVEMIND_ASSIGN_OR_RETURN(info.node_rank, read_rank_variable(launcher.node_rank, 0, 0));
+    } else {
+      HIVEMIND_ASSIGN_OR_RETURN(int local_size, read_rank_variable("OMPI_COMM_WORLD_LOCAL_SIZE", 0, 0));
+      info.node_rank = local_size > 0 ? info.rank / local_size : 0;
+    }
     if (info.rank >= info.world_size) {
       return invalid_argument_error("rank " + std::to_string(info.rank) + " from " + launcher.rank +
                                     " is not below the world size " +

@@ -36,7 +36,7 @@ void clear_launchers(ScopedEnv& env) {
   for (const char* name :
        {"HIVEMIND_RANK", "HIVEMIND_WORLD_SIZE", "HIVEMIND_LOCAL_RANK", "HIVEMIND_NODE_RANK",
         "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
-        "OMPI_COMM_WORLD_NODE_RANK", "PMIX_RANK", "SLURM_PROCID", "SLURM_NTASKS",
+        "OMPI_COMM_WORLD_NODE_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE", "PMIX_RANK", "SLURM_PROCID", "SLURM_NTASKS",
         "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NODEID", "RANK", "WORLD_SIZE",
         "LOCAL_RANK", "GROUP_RANK"}) {
     env.unset(name);
@@ -90,13 +90,16 @@ TEST(LaunchInfoTest, ReadsOpenMpi) {
   env.set("OMPI_COMM_WORLD_RANK", "3");
   env.set("OMPI_COMM_WORLD_SIZE", "4");
   env.set("OMPI_COMM_WORLD_LOCAL_RANK", "1");
-  env.set("OMPI_COMM_WORLD_NODE_RANK", "1");
+  env.set("OMPI_COMM_WORLD_LOCAL_SIZE", "2");
+  // A rank within the node, not the node index: must not be taken as the node rank.
+  env.set("OMPI_COMM_WORLD_NODE_RANK", "0");
   auto info = read_launch_info();
   ASSERT_TRUE(info.is_ok()) << info.status().to_string();
   EXPECT_EQ(info->source, "openmpi");
   EXPECT_EQ(info->rank, 3);
   EXPECT_EQ(info->world_size, 4);
   EXPECT_EQ(info->local_rank, 1);
+  EXPECT_EQ(info->node_rank, 1);
 }
 
 TEST(LaunchInfoTest, ReadsSlurmStepSizeBeforeJobSize) {

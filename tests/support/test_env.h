@@ -8,6 +8,8 @@ namespace hivemind::testing {
 // Number of usable CUDA devices: 0 in builds without CUDA or on machines without a GPU.
 int cuda_device_count();
 
+std::string cuda_unavailable_reason();
+
 // Skips the current test with a printed reason unless a CUDA device is present. GPU tests carry the
 // CTest label "gpu" and call this first.
 #define HIVEMIND_REQUIRE_CUDA()                                                         \
@@ -17,8 +19,6 @@ int cuda_device_count();
                    << "): GPU test skipped";                                            \
     }                                                                                   \
   } while (false)
-
-std::string cuda_unavailable_reason();
 
 // The build directory (set by CTest), so tests can find build/bin programs.
 std::string build_dir();

@@ -1,0 +1,56 @@
+// RpcExpertCaller: the ExpertCaller that reaches experts over the transport's RPC (info, forward,
+// backward of the expert protocol), with every tensor quantized per the expert's schema.
+//
+// An expert's `info` is fetched once per (uid, endpoint) and cached; it says which compression each
+// input, output and gradient uses on the wire. Tensors are encoded on the caller's thread (on the GPU for
+// CUDA tensors, so PCIe and the network carry uint8) and sent from their own memory; answers are
+// decoded on LibTorch's inter-op thread pool, never on the transport's I/O thread, and land on the
+// device and in the dtype of the request's tensors.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include <hivemind/client/expert_caller.h>
+#include <hivemind/common/clock.h>
+#include <hivemind/protocol/expert_rpc.h>
+#include <hivemind/transport/rpc/client.h>
+
+namespace hivemind::client {
+
+class RpcExpertCaller final : public ExpertCaller,
+                              public std::enable_shared_from_this<RpcExpertCaller> {
+ public:
+  static std::shared_ptr<RpcExpertCaller> create(std::shared_ptr<transport::rpc::Client> rpc);
+
+  void forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, Deadline deadline,
+               ExpertCallback done) override;
+  void backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+                std::vector<torch::Tensor> grad_outputs, Deadline deadline,
+                ExpertCallback done) override;
+
+  // The expert's description, from the cache or one `info` call. `done` runs exactly once, possibly on
+  // the transport's I/O thread (it must not block).
+  void info(const ExpertRef& expert, Deadline deadline,
+            std::function<void(Result<protocol::ExpertInfo>)> done);
+  // Blocking form for trainers and tools.
+  Result<protocol::ExpertInfo> info(const ExpertRef& expert, Deadline deadline);
+
+ private:
+  explicit RpcExpertCaller(std::shared_ptr<transport::rpc::Client> rpc) : rpc_(std::move(rpc)) {}
+
+  void call(const ExpertRef& expert, std::string_view method, std::vector<torch::Tensor> tensors,
+            size_t num_inputs, Deadline deadline, ExpertCallback done);
+  void send(const ExpertRef& expert, const std::string& method, std::vector<torch::Tensor> tensors,
+            size_t num_inputs, const protocol::ExpertInfo& info, Deadline deadline, ExpertCallback done);
+  std::optional<protocol::ExpertInfo> cached_info(const ExpertRef& expert);
+
+  std::shared_ptr<transport::rpc::Client> rpc_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, protocol::ExpertInfo> info_cache_;  // key: uid + '@' + endpoint
+};
+
+}  // namespace hivemind::client

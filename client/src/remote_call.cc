@@ -1,0 +1,348 @@
+#include "remote_call.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+
+#include <torch/torch.h>
+
+#include <hivemind/common/logging.h>
+#include <hivemind/common/status.h>
+
+namespace hivemind::client::detail {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Saturating: a huge configured timeout must not overflow the steady clock.
+Deadline deadline_after(Milliseconds timeout) {
+  const SteadyTime now = SteadyClock::now();
+  const auto room = std::chrono::duration_cast<Milliseconds>(SteadyTime::max() - now);
+  if (timeout >= room) return Deadline::never();
+  return Deadline(now + std::max(timeout, Milliseconds{0}));
+}
+
+std::string describe(const ExpertRef& e) {
+  return "expert '" + e.uid + "' at " + (e.endpoint.empty() ? std::string("<no endpoint>") : e.endpoint);
+}
+
+std::string shape_string(torch::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Completions of one fan-out. Callbacks only append here: they may run on an I/O thread that must not
+// block or do tensor math, so validation happens on the waiting thread. Shared with every callback, so
+// an answer arriving after the waiter gave up lands here harmlessly.
+class Inbox {
+ public:
+  struct Completion {
+    size_t task;
+    Result<std::vector<torch::Tensor>> result;
+  };
+
+  void push(size_t task, Result<std::vector<torch::Tensor>> result) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back({task, std::move(result)});
+    }
+    cv_.notify_one();
+  }
+
+  // Everything that arrived, waiting until `deadline` for at least one; empty when the deadline passed.
+  std::deque<Completion> wait(Deadline deadline) {
+    std::unique_lock lock(mu_);
+    cv_.wait_until(lock, deadline.at(), [&] { return !queue_.empty(); });
+    return std::exchange(queue_, {});
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Completion> queue_;
+};
+
+struct Collected {
+  std::vector<std::optional<std::vector<torch::Tensor>>> outputs;  // per task; nullopt: failed or late
+  std::vector<Status> failures;                                    // per task; Ok for successes
+  std::vector<int64_t> successes;                                  // per sample
+};
+
+using Dispatch = std::function<void(size_t task, Deadline, ExpertCallback)>;
+using Validate = std::function<Status(size_t task, const std::vector<torch::Tensor>&)>;
+
+// hivemind's _collect_responses, batched per expert: wait until every sample has `required[s]`
+// successes, then at most `after_k_min` more, never past `total`; whatever has not answered by then
+// counts as failed. A success of a task counts once for each of its samples.
+Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& tasks,
+                               const std::vector<int64_t>& required, Milliseconds total,
+                               std::optional<Milliseconds> after_k_min, const Dispatch& dispatch,
+                               const Validate& validate, const char* pass) {
+  Collected out;
+  out.outputs.resize(plan.tasks.size());
+  out.failures.resize(plan.tasks.size());
+  out.successes.assign(plan.batch_size, 0);
+
+  const Deadline hard = deadline_after(total);
+  Deadline current = hard;
+  int64_t pending_samples = 0;
+  for (int64_t r : required) pending_samples += r > 0 ? 1 : 0;
+  auto arm = [&] {
+    if (after_k_min) current = std::min(hard, deadline_after(*after_k_min));
+  };
+  if (pending_samples == 0) arm();
+
+  auto inbox = std::make_shared<Inbox>();
+  for (size_t t : tasks) {
+    // The callback holds the inbox, not the waiter: it may fire long after this function returned.
+    dispatch(t, hard, [inbox, t](Result<std::vector<torch::Tensor>> r) { inbox->push(t, std::move(r)); });
+  }
+
+  std::vector<char> done(plan.tasks.size(), 0);
+  size_t remaining = tasks.size();
+  while (remaining > 0) {
+    std::deque<Inbox::Completion> batch = inbox->wait(current);
+    if (batch.empty()) break;  // the deadline passed
+    for (Inbox::Completion& c : batch) {
+      if (c.task >= done.size() || done[c.task]) continue;  // a caller that answered twice
+      done[c.task] = 1;
+      --remaining;
+      const ExpertTask& task = plan.tasks[c.task];
+      Status status = c.result.status();
+      if (status.is_ok()) status = validate(c.task, c.result.value());
+      if (!status.is_ok()) {
+        out.failures[c.task] = status.with_context(std::string(pass) + " of " + describe(task.expert));
+        logger("client")->debug("{}", out.failures[c.task].to_string());
+        continue;
+      }
+      out.outputs[c.task] = std::move(c.result).value();
+      for (int64_t s : task.samples) {
+        if (++out.successes[s] == required[s] && --pending_samples == 0) arm();
+      }
+    }
+  }
+  for (size_t t : tasks) {
+    if (!done[t]) {
+      out.failures[t] = timeout_error(std::string(pass) + " of " + describe(plan.tasks[t].expert) +
+                                      ": no answer before the deadline");
+      logger("client")->debug("{}", out.failures[t].to_string());
+    }
+  }
+  return out;
+}
+
+// The k_min error: which sample fell short, and why its experts did.
+[[noreturn]] void throw_short(const CallPlan& plan, const Collected& got, const CallPolicy& policy,
+                              const char* pass, int64_t sample, int64_t required) {
+  std::string msg = policy.layer + " " + pass + ": sample " + std::to_string(sample) + " got " +
+                    std::to_string(got.successes[sample]) + " expert answer(s), needs " +
+                    std::to_string(required) + " (" + (std::string(pass) == "forward" ? "k_min" : "backward_k_min") +
+                    "); it was routed to " + std::to_string(plan.experts_per_sample[sample]) + " expert(s)";
+  if (plan.experts_per_sample[sample] == 0) {
+    msg += " because beam search found no live expert for it";
+  }
+  int listed = 0;
+  for (size_t t = 0; t < plan.tasks.size() && listed < 4; ++t) {
+    const ExpertTask& task = plan.tasks[t];
+    if (!got.failures[t].is_ok() && std::find(task.samples.begin(), task.samples.end(), sample) != task.samples.end()) {
+      msg += listed++ ? "; " : ". Failures: ";
+      msg += got.failures[t].to_string();
+    }
+  }
+  msg += ". Set allow_zero_outputs to continue with fewer answers.";
+  timeout_error(std::move(msg)).throw_if_error();
+  throw std::logic_error("unreachable");
+}
+
+bool all_finite(const torch::Tensor& t) {
+  return !t.is_floating_point() || t.isfinite().all().item<bool>();
+}
+
+struct CallState : torch::CustomClassHolder {
+  std::shared_ptr<const CallPlan> plan;
+  std::shared_ptr<ExpertCaller> caller;
+  std::shared_ptr<const CallPolicy> policy;
+  std::vector<torch::Tensor> sample_index;  // per task, int64 on the input's device
+  std::vector<torch::Tensor> slot_index;
+  std::vector<size_t> alive;                // tasks that answered forward
+  std::vector<int64_t> forward_successes;   // per sample
+};
+
+class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& input,
+                               c10::intrusive_ptr<CallState> state) {
+    const CallPlan& plan = *state->plan;
+    const CallPolicy& policy = *state->policy;
+    if (policy.detect_anomalies && !all_finite(input)) {
+      throw std::invalid_argument(policy.layer + ": the input has NaN or Inf values (detect_anomalies)");
+    }
+    const auto in_shape = input.sizes().slice(1);
+    std::vector<int64_t> out_shape = policy.output_shape.value_or(in_shape.vec());
+
+    const torch::Device device = input.device();
+    for (const ExpertTask& task : plan.tasks) {
+      state->sample_index.push_back(torch::tensor(task.samples, torch::kLong).to(device));
+      state->slot_index.push_back(torch::tensor(task.slots, torch::kLong).to(device));
+    }
+    std::vector<size_t> all(plan.tasks.size());
+    for (size_t t = 0; t < all.size(); ++t) all[t] = t;
+
+    const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
+      state->caller->forward(plan.tasks[t].expert, {input.index_select(0, state->sample_index[t])}, deadline,
+                             std::move(done));
+    };
+    const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& outs) -> Status {
+      const int64_t n = static_cast<int64_t>(plan.tasks[t].samples.size());
+      if (outs.size() != 1) return protocol_error("returned " + std::to_string(outs.size()) + " outputs, expected 1");
+      std::vector<int64_t> want{n};
+      want.insert(want.end(), out_shape.begin(), out_shape.end());
+      if (!outs[0].defined() || outs[0].sizes() != torch::IntArrayRef(want)) {
+        return protocol_error("returned an output of shape " +
+                              (outs[0].defined() ? shape_string(outs[0].sizes()) : std::string("<undefined>")) +
+                              ", expected " + shape_string(want));
+      }
+      if (policy.detect_anomalies && !all_finite(outs[0])) {
+        return protocol_error("returned NaN or Inf values (detect_anomalies)");
+      }
+      return Status::ok();
+    };
+    const std::vector<int64_t> required(plan.batch_size, policy.k_min);
+    Collected got = dispatch_and_collect(plan, all, required, policy.forward_timeout, policy.timeout_after_k_min,
+                                         dispatch, validate, "forward");
+
+    int64_t total = 0;
+    for (int64_t s = 0; s < plan.batch_size; ++s) {
+      total += got.successes[s];
+      if (got.successes[s] < policy.k_min && !policy.allow_zero_outputs) {
+        throw_short(plan, got, policy, "forward", s, policy.k_min);
+      }
+    }
+    if (total == 0 && plan.batch_size > 0 && !policy.allow_zero_outputs) {
+      timeout_error(policy.layer + " forward: no expert answered for any sample (allow_zero_outputs is off)")
+          .throw_if_error();
+    }
+
+    std::vector<int64_t> full{plan.batch_size, plan.max_experts};
+    full.insert(full.end(), out_shape.begin(), out_shape.end());
+    torch::Tensor outputs = torch::zeros(full, input.options());
+    torch::Tensor mask = torch::zeros({plan.batch_size, plan.max_experts}, input.options().dtype(torch::kBool));
+    for (size_t t = 0; t < plan.tasks.size(); ++t) {
+      if (!got.outputs[t]) continue;
+      state->alive.push_back(t);
+      const torch::Tensor& out = (*got.outputs[t])[0];
+      outputs.index_put_({state->sample_index[t], state->slot_index[t]}, out.to(input.options()));
+      mask.index_put_({state->sample_index[t], state->slot_index[t]}, true);
+    }
+    state->forward_successes = std::move(got.successes);
+
+    ctx->save_for_backward({input});
+    ctx->saved_data["state"] = c10::IValue::make_capsule(state);
+    ctx->mark_non_differentiable({mask});
+    return {outputs, mask};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const torch::Tensor grad = grads[0];
+    if (!grad.defined()) return {torch::Tensor(), torch::Tensor()};
+    const torch::Tensor input = ctx->get_saved_variables()[0];
+    auto state = c10::static_intrusive_pointer_cast<CallState>(ctx->saved_data["state"].toCapsule());
+    const CallPlan& plan = *state->plan;
+    const CallPolicy& policy = *state->policy;
+    if (policy.detect_anomalies && !all_finite(grad)) {
+      throw std::invalid_argument(policy.layer + ": the output gradients have NaN or Inf values (detect_anomalies)");
+    }
+
+    // hivemind sends grad_outputs already scaled by each expert's weight: autograd of the weighted sum
+    // did exactly that to `grad`.
+    const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
+      state->caller->backward(plan.tasks[t].expert, {input.index_select(0, state->sample_index[t])},
+                              {grad.index({state->sample_index[t], state->slot_index[t]})}, deadline,
+                              std::move(done));
+    };
+    const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& outs) -> Status {
+      const int64_t n = static_cast<int64_t>(plan.tasks[t].samples.size());
+      if (outs.size() != 1) {
+        return protocol_error("returned " + std::to_string(outs.size()) + " input gradients, expected 1");
+      }
+      std::vector<int64_t> want = input.sizes().vec();
+      want[0] = n;
+      if (!outs[0].defined() || outs[0].sizes() != torch::IntArrayRef(want)) {
+        return protocol_error("returned an input gradient of shape " +
+                              (outs[0].defined() ? shape_string(outs[0].sizes()) : std::string("<undefined>")) +
+                              ", expected " + shape_string(want));
+      }
+      if (policy.detect_anomalies && !all_finite(outs[0])) {
+        return protocol_error("returned NaN or Inf gradients (detect_anomalies)");
+      }
+      return Status::ok();
+    };
+    // backward_k_min counts among the experts that answered forward: a sample that kept one expert
+    // (k_min = 1) cannot get two gradients back.
+    std::vector<int64_t> required(plan.batch_size);
+    for (int64_t s = 0; s < plan.batch_size; ++s) {
+      required[s] = std::min(policy.backward_k_min, state->forward_successes[s]);
+    }
+    Collected got = dispatch_and_collect(plan, state->alive, required, policy.backward_timeout,
+                                         policy.timeout_after_k_min, dispatch, validate, "backward");
+    for (int64_t s = 0; s < plan.batch_size; ++s) {
+      if (got.successes[s] < required[s] && !policy.allow_zero_outputs) {
+        throw_short(plan, got, policy, "backward", s, required[s]);
+      }
+    }
+
+    // Experts that failed backward count as constants: they add nothing.
+    torch::Tensor grad_input = torch::zeros_like(input);
+    for (size_t t : state->alive) {
+      if (!got.outputs[t]) continue;
+      grad_input.index_add_(0, state->sample_index[t], (*got.outputs[t])[0].to(input.options()));
+    }
+    return {grad_input, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+CallPlan plan_calls(const std::vector<std::vector<ChosenExpert>>& chosen) {
+  CallPlan plan;
+  plan.batch_size = static_cast<int64_t>(chosen.size());
+  plan.experts_per_sample.reserve(chosen.size());
+  std::unordered_map<std::string, size_t> task_of;
+  for (int64_t s = 0; s < plan.batch_size; ++s) {
+    const auto& experts = chosen[s];
+    plan.experts_per_sample.push_back(static_cast<int64_t>(experts.size()));
+    plan.max_experts = std::max(plan.max_experts, static_cast<int64_t>(experts.size()));
+    for (int64_t j = 0; j < static_cast<int64_t>(experts.size()); ++j) {
+      auto [it, inserted] = task_of.try_emplace(experts[j].expert.uid, plan.tasks.size());
+      if (inserted) plan.tasks.push_back({experts[j].expert, {}, {}});
+      plan.tasks[it->second].samples.push_back(s);
+      plan.tasks[it->second].slots.push_back(j);
+    }
+  }
+  return plan;
+}
+
+std::pair<torch::Tensor, torch::Tensor> call_experts(const torch::Tensor& input,
+                                                     std::shared_ptr<const CallPlan> plan,
+                                                     std::shared_ptr<ExpertCaller> caller,
+                                                     std::shared_ptr<const CallPolicy> policy) {
+  if (input.dim() < 1 || input.size(0) != plan->batch_size) {
+    throw std::invalid_argument(policy->layer + ": the input's batch size does not match the routing");
+  }
+  auto state = c10::make_intrusive<CallState>();
+  state->plan = std::move(plan);
+  state->caller = std::move(caller);
+  state->policy = std::move(policy);
+  variable_list out = RemoteCallMany::apply(input, std::move(state));
+  return {out[0], out[1]};
+}
+
+}  // namespace hivemind::client::detail

@@ -1,0 +1,57 @@
+// The fan-out at the heart of both MoE layers: send each expert its routed samples in one request,
+// wait by the k_min rules, mask what failed, and do the same again in backward. Private to the module.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/types.h>
+
+#include <hivemind/client/beam_search.h>
+#include <hivemind/client/expert_caller.h>
+#include <hivemind/common/clock.h>
+
+namespace hivemind::client::detail {
+
+struct CallPolicy {
+  std::string layer;  // "RemoteMixtureOfExperts", for error messages
+  int64_t k_min = 1;
+  int64_t backward_k_min = 1;
+  Milliseconds forward_timeout{0};
+  Milliseconds backward_timeout{0};
+  std::optional<Milliseconds> timeout_after_k_min;
+  bool detect_anomalies = false;
+  bool allow_zero_outputs = false;
+  std::optional<std::vector<int64_t>> output_shape;  // per sample; nullopt: the input's per-sample shape
+};
+
+// One request per expert: the batch rows routed to it and, for each row, the expert's slot among that
+// sample's chosen experts.
+struct ExpertTask {
+  ExpertRef expert;
+  std::vector<int64_t> samples;
+  std::vector<int64_t> slots;
+};
+
+struct CallPlan {
+  int64_t batch_size = 0;
+  int64_t max_experts = 0;                  // K: the widest sample's number of chosen experts
+  std::vector<int64_t> experts_per_sample;  // candidates per sample
+  std::vector<ExpertTask> tasks;            // in order of first appearance
+};
+
+CallPlan plan_calls(const std::vector<std::vector<ChosenExpert>>& chosen);
+
+// Calls the planned experts on `input` ([batch, ...]). Returns {outputs [batch, K, *output_shape] with
+// zeros where an expert failed, mask [batch, K] bool: true where an expert answered}. Differentiable
+// with respect to `input` through the experts' backward. Throws (std::runtime_error) by the k_min rules.
+std::pair<torch::Tensor, torch::Tensor> call_experts(const torch::Tensor& input,
+                                                     std::shared_ptr<const CallPlan> plan,
+                                                     std::shared_ptr<ExpertCaller> caller,
+                                                     std::shared_ptr<const CallPolicy> policy);
+
+}  // namespace hivemind::client::detail

@@ -1,0 +1,44 @@
+#include <hivemind/client/remote_expert.h>
+
+#include <stdexcept>
+
+#include <torch/torch.h>
+
+#include "remote_call.h"
+
+namespace hivemind::client {
+
+RemoteExpertImpl::RemoteExpertImpl(ExpertRef expert, std::shared_ptr<ExpertCaller> caller,
+                                   RemoteExpertOptions options)
+    : expert_(std::move(expert)), caller_(std::move(caller)), options_(std::move(options)) {
+  if (!caller_) throw std::invalid_argument("RemoteExpert: caller is null");
+  if (expert_.uid.empty() || expert_.endpoint.empty()) {
+    throw std::invalid_argument("RemoteExpert: the expert needs a uid and an endpoint");
+  }
+}
+
+torch::Tensor RemoteExpertImpl::forward(const torch::Tensor& input) {
+  if (input.dim() < 1 || input.size(0) == 0) {
+    throw std::invalid_argument("RemoteExpert '" + expert_.uid + "': input needs a non-empty batch dimension");
+  }
+  // One expert chosen by every sample: the MoE fan-out with a single task, so RemoteExpert and the MoE
+  // layers share one implementation of requests, deadlines, anomaly checks and autograd.
+  std::vector<std::vector<ChosenExpert>> chosen(static_cast<size_t>(input.size(0)),
+                                                {ChosenExpert{expert_, {}, 0.0}});
+  auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
+  auto policy = std::make_shared<detail::CallPolicy>();
+  policy->layer = "RemoteExpert";
+  policy->k_min = 1;
+  policy->backward_k_min = 1;
+  policy->forward_timeout = options_.forward_timeout;
+  policy->backward_timeout = options_.backward_timeout;
+  policy->timeout_after_k_min = std::nullopt;
+  policy->detect_anomalies = options_.detect_anomalies;
+  policy->allow_zero_outputs = false;
+  policy->output_shape = options_.output_shape;
+  auto [outputs, mask] = detail::call_experts(input, plan, caller_,
+                                              std::shared_ptr<const detail::CallPolicy>(policy));
+  return outputs.select(1, 0);
+}
+
+}  // namespace hivemind::client

@@ -1,0 +1,145 @@
+#include <hivemind/protocol/expert_rpc.h>
+
+#include <hivemind/quant/cpu_kernels.h>
+
+#include "byte_reader.h"
+
+namespace hivemind::protocol {
+namespace {
+
+// "HMX1" / "HMC1" as little-endian u32s; a version byte follows each so the layout can grow.
+constexpr uint32_t kInfoMagic = 0x31584d48u;
+constexpr uint32_t kCallMagic = 0x31434d48u;
+constexpr uint8_t kVersion = 1;
+
+void write_schema(ByteWriter& out, const TensorSchema& schema) {
+  out.fixed<uint8_t>(static_cast<uint8_t>(schema.dtype));
+  out.fixed<uint8_t>(static_cast<uint8_t>(schema.compression));
+  out.fixed<uint8_t>(static_cast<uint8_t>(schema.shape.size()));
+  out.fixed<uint8_t>(0);
+  out.fixed<uint32_t>(schema.block_size);
+  for (int64_t dim : schema.shape) out.fixed<int64_t>(dim);
+}
+
+Result<TensorSchema> read_schema(ByteReader& in, const Limits& limits) {
+  TensorSchema schema;
+  HIVEMIND_ASSIGN_OR_RETURN(uint8_t dtype, in.u8());
+  HIVEMIND_ASSIGN_OR_RETURN(uint8_t scheme, in.u8());
+  HIVEMIND_ASSIGN_OR_RETURN(uint8_t ndim, in.u8());
+  HIVEMIND_ASSIGN_OR_RETURN(uint8_t reserved, in.u8());
+  HIVEMIND_ASSIGN_OR_RETURN(schema.block_size, in.u32());
+  if (dtype > quant::kMaxDTypeValue) return protocol_error("unknown dtype " + std::to_string(dtype));
+  if (scheme > quant::kMaxSchemeValue) return protocol_error("unknown scheme " + std::to_string(scheme));
+  if (reserved != 0) return protocol_error("reserved schema byte is not zero");
+  if (ndim > limits.max_ndim) {
+    return too_large_error("schema of " + std::to_string(ndim) + " dimensions exceeds the limit of " +
+                           std::to_string(limits.max_ndim));
+  }
+  schema.dtype = static_cast<quant::DType>(dtype);
+  schema.compression = static_cast<quant::Scheme>(scheme);
+  if (quant::is_blockwise(schema.compression)) {
+    HIVEMIND_RETURN_IF_ERROR(quant::validate_block_size(schema.compression, schema.block_size));
+  }
+  if (in.remaining() < size_t{ndim} * sizeof(int64_t)) return protocol_error("schema shape truncated");
+  schema.shape.reserve(ndim);
+  for (uint8_t d = 0; d < ndim; ++d) {
+    HIVEMIND_ASSIGN_OR_RETURN(int64_t dim, in.i64());
+    if (dim < 0 || dim > limits.max_dim) {
+      return protocol_error("schema dimension " + std::to_string(dim) + " is out of range");
+    }
+    schema.shape.push_back(dim);
+  }
+  return schema;
+}
+
+Result<std::vector<TensorSchema>> read_schemas(ByteReader& in, const Limits& limits,
+                                               std::string_view what) {
+  HIVEMIND_ASSIGN_OR_RETURN(uint8_t count, in.u8());
+  if (count > limits.max_tensors) {
+    return too_large_error(std::string(what) + ": " + std::to_string(count) +
+                           " tensors exceed the limit of " + std::to_string(limits.max_tensors));
+  }
+  std::vector<TensorSchema> schemas;
+  schemas.reserve(count);
+  for (uint8_t i = 0; i < count; ++i) {
+    HIVEMIND_ASSIGN_OR_RETURN(TensorSchema schema, read_schema(in, limits));
+    schemas.push_back(std::move(schema));
+  }
+  return schemas;
+}
+
+Status read_header(ByteReader& in, uint32_t magic, std::string_view what) {
+  HIVEMIND_ASSIGN_OR_RETURN(uint32_t got_magic, in.u32());
+  if (got_magic != magic) return protocol_error(std::string(what) + ": bad magic");
+  HIVEMIND_ASSIGN_OR_RETURN(uint8_t version, in.u8());
+  if (version != kVersion) {
+    return unsupported_error(std::string(what) + ": version " + std::to_string(version) +
+                             " (this build speaks " + std::to_string(kVersion) + ")");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status validate_uid(std::string_view uid, const Limits& limits) {
+  if (uid.empty()) return invalid_argument_error("expert uid is empty");
+  if (uid.size() > limits.max_uid_bytes) {
+    return invalid_argument_error("expert uid of " + std::to_string(uid.size()) +
+                                  " bytes exceeds the limit of " +
+                                  std::to_string(limits.max_uid_bytes));
+  }
+  for (char c : uid) {
+    // Printable ASCII without spaces: uids end up in logs, metrics labels and file names.
+    if (c <= ' ' || c > '~' || c == '/' || c == '\\' || c == '"') {
+      return invalid_argument_error("expert uid contains a forbidden character");
+    }
+  }
+  return Status::ok();
+}
+
+std::vector<uint8_t> encode_call(std::string_view uid) {
+  ByteWriter out;
+  out.fixed<uint32_t>(kCallMagic);
+  out.fixed<uint8_t>(kVersion);
+  out.string16(uid);
+  return out.take();
+}
+
+Result<std::string> decode_call(std::span<const uint8_t> bytes, const Limits& limits) {
+  ByteReader in(bytes);
+  HIVEMIND_RETURN_IF_ERROR(read_header(in, kCallMagic, "expert call"));
+  HIVEMIND_ASSIGN_OR_RETURN(std::string uid, in.string16(limits.max_uid_bytes, "expert uid"));
+  if (in.remaining() != 0) return protocol_error("expert call has trailing bytes");
+  HIVEMIND_RETURN_IF_ERROR(validate_uid(uid, limits));
+  return uid;
+}
+
+std::vector<uint8_t> encode_expert_info(const ExpertInfo& info) {
+  ByteWriter out;
+  out.fixed<uint32_t>(kInfoMagic);
+  out.fixed<uint8_t>(kVersion);
+  out.string16(info.uid);
+  out.string16(info.expert_cls);
+  out.fixed<uint32_t>(info.max_batch_size);
+  for (const auto* schemas : {&info.inputs, &info.outputs}) {
+    out.fixed<uint8_t>(static_cast<uint8_t>(schemas->size()));
+    for (const auto& schema : *schemas) write_schema(out, schema);
+  }
+  return out.take();
+}
+
+Result<ExpertInfo> decode_expert_info(std::span<const uint8_t> bytes, const Limits& limits) {
+  ByteReader in(bytes);
+  HIVEMIND_RETURN_IF_ERROR(read_header(in, kInfoMagic, "expert info"));
+  ExpertInfo info;
+  HIVEMIND_ASSIGN_OR_RETURN(info.uid, in.string16(limits.max_uid_bytes, "expert uid"));
+  HIVEMIND_RETURN_IF_ERROR(validate_uid(info.uid, limits));
+  HIVEMIND_ASSIGN_OR_RETURN(info.expert_cls, in.string16(limits.max_cls_bytes, "expert class"));
+  HIVEMIND_ASSIGN_OR_RETURN(info.max_batch_size, in.u32());
+  HIVEMIND_ASSIGN_OR_RETURN(info.inputs, read_schemas(in, limits, "expert inputs"));
+  HIVEMIND_ASSIGN_OR_RETURN(info.outputs, read_schemas(in, limits, "expert outputs"));
+  if (in.remaining() != 0) return protocol_error("expert info has trailing bytes");
+  return info;
+}
+
+}  // namespace hivemind::protocol

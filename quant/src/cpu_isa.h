@@ -1,0 +1,38 @@
+// The per-ISA inner loops behind cpu_kernels.cc. Each function handles one contiguous run of elements
+// (at most one quantization block for the reductions and quantize loops); blocking, threading and the
+// numeric decisions (numeric_spec.h) live in cpu_kernels.cc, so every ISA shares them.
+#pragma once
+
+#include <cstdint>
+
+#include <hivemind/quant/types.h>
+
+namespace hivemind::quant::detail {
+
+struct MinMaxKeys {
+  int32_t min_key;
+  int32_t max_key;
+};
+
+struct IsaKernels {
+  const char* name;
+  // max over (bits(x) & 0x7fffffff) of the fp32-widened values.
+  uint32_t (*max_abs_bits)(const void* in, DType dtype, uint64_t n);
+  // min and max of numeric_spec order_key(bits(x)) of the fp32-widened values.
+  MinMaxKeys (*minmax_keys)(const void* in, DType dtype, uint64_t n);
+  // codes[i] = clamp(RNE(x[i] * inv) + offset, 0, 255).
+  void (*quantize_linear)(const void* in, DType dtype, uint64_t n, float inv, int32_t offset,
+                          uint8_t* codes);
+  // out[i] = float(codes[i] - offset) * scale, stored as out_dtype.
+  void (*dequantize_linear)(const uint8_t* codes, uint64_t n, float scale, int32_t offset, void* out,
+                            DType out_dtype);
+  // Float conversion (numeric_spec.h, section 3).
+  void (*convert)(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
+                  bool clamp_f16);
+};
+
+const IsaKernels& portable_kernels();
+// nullptr when this build has no AVX2 translation unit (non-x86 targets).
+const IsaKernels* avx2_kernels();
+
+}  // namespace hivemind::quant::detail

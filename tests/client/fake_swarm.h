@@ -1,0 +1,134 @@
+// In-process stand-ins for the network: a directory over a set of live uids and an ExpertCaller that runs
+// local torch modules, inline or on a small thread pool, with failures, NaNs, hangs and held answers
+// injected per expert. No sleeps: a held answer is released explicitly by the test.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include <hivemind/client/beam_search.h>
+#include <hivemind/client/expert_caller.h>
+#include <hivemind/client/expert_directory.h>
+
+namespace hivemind::client::testing {
+
+class FakeDirectory final : public ExpertDirectory {
+ public:
+  explicit FakeDirectory(std::map<std::string, std::string> live) : live_(std::move(live)) {}
+
+  Result<std::vector<std::map<int, ExpertRef>>> get_active_successors(std::span<const std::string> prefixes,
+                                                                      Deadline deadline) override;
+
+  void set_error(Status error) { error_ = std::move(error); }
+  int calls() const { return calls_; }
+  int duplicate_prefixes() const { return duplicates_; }
+  const std::map<std::string, std::string>& live() const { return live_; }
+
+ private:
+  std::map<std::string, std::string> live_;  // uid -> endpoint
+  Status error_;
+  int calls_ = 0;
+  int duplicates_ = 0;
+};
+
+// Brute force: every live expert of the grid, scored left to right in double, ranked by (score desc, uid asc).
+std::vector<std::vector<ChosenExpert>> oracle_best_experts(const std::map<std::string, std::string>& live,
+                                                           const std::string& prefix,
+                                                           const std::vector<int64_t>& grid,
+                                                           const GridScores& scores, int64_t k);
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  void post(std::function<void()> job);
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+enum class Behavior {
+  kAnswer,  // run the module and answer
+  kFail,    // answer an error
+  kNaN,     // answer a tensor full of NaN
+  kWrongShape,
+  kHold,    // keep the callback until release_held() (a hang when never released)
+};
+
+class FakeCaller final : public ExpertCaller {
+ public:
+  using Module = std::function<torch::Tensor(const torch::Tensor&)>;
+
+  // threads = 0: answers run inline on the calling thread.
+  explicit FakeCaller(int threads = 0);
+  ~FakeCaller() override;
+
+  void add_expert(const std::string& uid, Module module);
+  void set_forward(const std::string& uid, Behavior b);
+  void set_backward(const std::string& uid, Behavior b);
+
+  void forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, Deadline deadline,
+               ExpertCallback done) override;
+  void backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, std::vector<torch::Tensor> grad_outputs,
+                Deadline deadline, ExpertCallback done) override;
+
+  // Completes every held call with the module's real answer (a late answer).
+  void release_held();
+
+  struct Call {
+    std::string uid;
+    int64_t batch;
+    bool backward;
+  };
+  std::vector<Call> calls() const;
+
+ private:
+  void run(std::function<void()> job);
+  Behavior behavior(const std::string& uid, bool backward) const;
+
+  mutable std::mutex mu_;
+  std::map<std::string, Module> modules_;
+  std::map<std::string, Behavior> forward_behavior_, backward_behavior_;
+  std::vector<std::function<void()>> held_;
+  std::vector<Call> calls_;
+  std::unique_ptr<ThreadPool> pool_;
+};
+
+}  // namespace hivemind::client::testing
+
+namespace hivemind::client::testing {
+
+// A tiny feed-forward expert with seeded weights.
+torch::nn::Sequential make_ffn(int64_t hidden, uint64_t seed);
+
+// A grid with a random subset alive, each live expert a seeded ffn served by the FakeCaller.
+struct Swarm {
+  std::string prefix;
+  std::vector<int64_t> grid;
+  std::map<std::string, torch::nn::Sequential> experts;
+  std::shared_ptr<FakeDirectory> directory;
+  std::shared_ptr<FakeCaller> caller;
+};
+
+Swarm make_swarm(const std::string& prefix, const std::vector<int64_t>& grid, int64_t hidden, double density,
+                 uint32_t seed, int threads);
+
+// hivemind's gating input: inputs with more than two dimensions averaged over the middle ones.
+torch::Tensor gating_input(const torch::Tensor& x);
+
+}  // namespace hivemind::client::testing

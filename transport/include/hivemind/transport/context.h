@@ -1,0 +1,69 @@
+// Context: options shared by the Workers of one process and the UCX context they use.
+//
+// UCX reads its configuration (UCX_TLS, UCX_PROTO_ENABLE...) when its context is created, so every
+// setting that must differ between transports in one process goes in ContextOptions::ucx_config and is
+// applied with ucp_config_modify to that Context only (tests run tcp and shared memory side by side).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <hivemind/common/result.h>
+#include <hivemind/transport/buffer.h>
+#include <hivemind/transport/frame.h>
+
+namespace hivemind::transport {
+
+namespace detail {
+struct UcxContext;
+}
+
+struct ContextOptions {
+  Limits limits;                    // receive-side frame limits (HIVEMIND_MAX_MESSAGE_BYTES, ...)
+  bool enable_ucx = true;           // false: every ucx:// or auto:// address uses TCP
+  // UCX settings without the "UCX_" prefix, e.g. {"TLS", "tcp"} or {"PROTO_ENABLE", "n"}.
+  std::vector<std::pair<std::string, std::string>> ucx_config;
+  // Payloads of at least this many bytes go by rendezvous, so the receiver allocates first.
+  uint64_t ucx_rndv_threshold = 16 * 1024;  // HIVEMIND_UCX_RNDV_THRESHOLD
+  // Frames whose header+method+descriptors+metadata exceed this travel as two active messages.
+  uint32_t ucx_max_am_header = 4096;
+  // Busy-poll this long after the last event before arming and sleeping (a cross-core wakeup costs
+  // ~80 us on the 2-vCPU VMs; a spin is cheaper when replies come quickly). HIVEMIND_SPIN_US.
+  std::chrono::microseconds spin{50};
+  // Interface (name or IPv4) whose address a wildcard listener announces. HIVEMIND_IFACE.
+  std::string iface;
+
+  // Defaults overridden by the HIVEMIND_* variables above; a malformed variable is an error.
+  static Result<ContextOptions> from_env();
+};
+
+class Context {
+ public:
+  static Result<std::shared_ptr<Context>> create(ContextOptions options = {});
+  ~Context();
+
+  const ContextOptions& options() const { return options_; }
+
+  // Whether ucx:// can be used; when not, the reason (no UCX in this build, ucp_init failed...).
+  bool ucx_available() const { return ucx_ != nullptr; }
+  const std::string& ucx_unavailable_reason() const { return ucx_reason_; }
+  // Memory types UCX reports it can move directly (ucp_context_query). Host only without CUDA UCX.
+  bool ucx_supports_memory_type(MemoryType type) const;
+
+  detail::UcxContext* ucx() const { return ucx_.get(); }
+
+  // "1.13.1" for the UCX this process loaded; empty in builds without UCX.
+  static std::string ucx_version();
+
+ private:
+  explicit Context(ContextOptions options) : options_(std::move(options)) {}
+  ContextOptions options_;
+  std::shared_ptr<detail::UcxContext> ucx_;
+  std::string ucx_reason_;
+};
+
+}  // namespace hivemind::transport

@@ -1,0 +1,96 @@
+#include "endpoint_base.h"
+
+#include <hivemind/common/logging.h>
+
+namespace hivemind::transport {
+
+void EndpointBase::send(OutgoingFrame frame, SendCallback done) {
+  auto self = shared_from_this();
+  auto run = [self, frame = std::move(frame), done = std::move(done)]() mutable {
+    if (self->failed_) {
+      self->complete_send(done, self->error());
+      return;
+    }
+    if (frame.method.size() > 0xffff || frame.message.metadata.size() > 0xffffffffull ||
+        frame.message.tensors.size() > 0xffffffffull) {
+      self->complete_send(done, invalid_argument_error("frame fields exceed the wire format's ranges"));
+      return;
+    }
+    self->send_on_loop(std::move(frame), std::move(done));
+  };
+  if (worker_.in_thread()) {
+    // Still deferred: a send issued from inside a callback must not re-enter the backend.
+    worker_.defer(std::move(run));
+  } else {
+    worker_.post(std::move(run));
+  }
+}
+
+void EndpointBase::close() {
+  auto self = shared_from_this();
+  auto run = [self] { self->fail(canceled_error("endpoint closed locally")); };
+  if (worker_.in_thread()) run();
+  else worker_.post(run);
+}
+
+Status EndpointBase::error() const {
+  std::lock_guard lock(error_mu_);
+  return error_;
+}
+
+void EndpointBase::fail(Status status) {
+  if (failed_) return;
+  failed_ = true;
+  {
+    std::lock_guard lock(error_mu_);
+    error_ = status;
+  }
+  if (status.code() != StatusCode::kCanceled) {
+    logger("transport")->debug("{} endpoint to {} failed: {}", backend(), peer_, status.to_string());
+  }
+  auto self = shared_from_this();
+  on_failed(status);
+  worker_.defer([self, status] {
+    if (self->callbacks_.on_error) self->callbacks_.on_error(status);
+    // Drop the callbacks: they usually capture their owner, which may own this endpoint.
+    self->callbacks_ = {};
+    self->worker_.endpoints.erase(self);
+  });
+}
+
+void EndpointBase::complete_send(SendCallback& done, Status status) {
+  if (!done) return;
+  worker_.defer([done = std::move(done), status = std::move(status)] { done(status); });
+  done = nullptr;
+}
+
+Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header, const IncomingFrame& frame) {
+  if (header.tensor_count == 0) return std::vector<Buffer>{};
+  Result<std::vector<Buffer>> buffers =
+      callbacks_.allocate ? callbacks_.allocate(header, frame) : host_allocator()(frame);
+  if (!buffers.is_ok()) return buffers;
+  HIVEMIND_RETURN_IF_ERROR(check_allocation(frame, *buffers));
+  return buffers;
+}
+
+void EndpointBase::deliver(ReceivedFrame frame) {
+  if (failed_) return;
+  auto self = shared_from_this();
+  worker_.defer([self, frame = std::move(frame)]() mutable {
+    if (!self->failed_ && self->callbacks_.on_frame) self->callbacks_.on_frame(std::move(frame));
+  });
+}
+
+void ListenerBase::close() {
+  auto self = shared_from_this();
+  auto run = [self] {
+    if (self->closed_) return;
+    self->closed_ = true;
+    self->close_on_loop();
+    self->worker_.defer([self] { self->worker_.listeners.erase(self); });
+  };
+  if (worker_.in_thread()) run();
+  else worker_.post(run);
+}
+
+}  // namespace hivemind::transport

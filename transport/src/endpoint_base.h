@@ -1,0 +1,66 @@
+// What every backend's endpoint shares: the thread hop, the sticky error, exactly-once reporting.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <hivemind/transport/endpoint.h>
+
+#include "worker_impl.h"
+
+namespace hivemind::transport {
+
+class EndpointBase : public Endpoint, public std::enable_shared_from_this<EndpointBase> {
+ public:
+  EndpointBase(Worker::Impl& worker, std::string peer) : worker_(worker), peer_(std::move(peer)) {}
+
+  void send(OutgoingFrame frame, SendCallback done) final;
+  void close() final;
+  Status error() const final;
+  std::string peer_address() const final { return peer_; }
+
+  void set_callbacks(EndpointCallbacks callbacks) { callbacks_ = std::move(callbacks); }
+
+  // I/O thread: records the sticky error (first one wins), tears the connection down through
+  // on_failed(), and reports on_error once (deferred, so never inside a backend callback).
+  void fail(Status status);
+  bool failed() const { return failed_; }
+
+ protected:
+  // I/O thread only. `done` must be completed exactly once, through complete_send().
+  virtual void send_on_loop(OutgoingFrame frame, SendCallback done) = 0;
+  // I/O thread: release the connection and fail every pending send with `status`.
+  virtual void on_failed(const Status& status) = 0;
+
+  // Completes a send later on the I/O thread (never inline from send()).
+  void complete_send(SendCallback& done, Status status);
+  // Asks the allocator (or host memory) for the frame's buffers and checks the answer.
+  Result<std::vector<Buffer>> allocate(const FrameHeader& header, const IncomingFrame& frame);
+  // Hands a complete frame to on_frame, unless the endpoint failed meanwhile.
+  void deliver(ReceivedFrame frame);
+
+  Worker::Impl& worker_;
+  std::string peer_;
+  EndpointCallbacks callbacks_;
+  bool failed_ = false;  // I/O thread
+
+ private:
+  mutable std::mutex error_mu_;
+  Status error_;
+};
+
+class ListenerBase : public Listener, public std::enable_shared_from_this<ListenerBase> {
+ public:
+  explicit ListenerBase(Worker::Impl& worker) : worker_(worker) {}
+  void close() final;
+  std::string address() const final { return address_; }
+
+ protected:
+  virtual void close_on_loop() = 0;
+  Worker::Impl& worker_;
+  std::string address_;
+  bool closed_ = false;
+};
+
+}  // namespace hivemind::transport

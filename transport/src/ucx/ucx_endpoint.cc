@@ -1,0 +1,366 @@
+// UCX endpoint: one active message per frame; the receiver allocates before the payload lands.
+#include "ucx/ucx_endpoint.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "ucx/ucx_worker_impl.h"
+
+namespace hivemind::transport {
+
+namespace {
+
+void store_u64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint64_t load_u64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+void send_cb(void* request, ucs_status_t status, void* user_data) {
+  auto* op = static_cast<UcxEndpoint::SendOp*>(user_data);
+  ucp_request_free(request);
+  op->ep->send_done(op, status);
+}
+
+void recv_cb(void* request, ucs_status_t status, size_t, void* user_data) {
+  auto* op = static_cast<UcxEndpoint::RecvOp*>(user_data);
+  ucp_request_free(request);
+  op->ep->recv_done(op, status);
+}
+
+}  // namespace
+
+UcxEndpoint::UcxEndpoint(Worker::Impl& worker, UcxWorkerImpl& ucx, std::string peer)
+    : EndpointBase(worker, std::move(peer)), ucx_(ucx) {}
+
+UcxEndpoint::~UcxEndpoint() = default;
+
+void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
+  auto& msg = frame.message;
+  MemoryType mem = MemoryType::kHost;
+  for (size_t i = 0; i < msg.tensors.size(); ++i) {
+    if (i == 0) mem = msg.tensors[i].memory_type();
+    else if (msg.tensors[i].memory_type() != mem) {
+      complete_send(done, unsupported_error("one UCX message carries one memory type; stage device "
+                                            "tensors or send them separately"));
+      return;
+    }
+  }
+  if (mem == MemoryType::kCuda && !worker_.context->ucx_supports_memory_type(MemoryType::kCuda)) {
+    // Never hand device memory to UCX as host memory.
+    complete_send(done, unsupported_error("this UCX cannot move CUDA memory; stage device tensors first"));
+    return;
+  }
+  FrameHeader h;
+  h.kind = frame.kind;
+  h.request_id = frame.request_id;
+  h.status = static_cast<uint16_t>(frame.status);
+  h.method_len = static_cast<uint16_t>(frame.method.size());
+  h.metadata_len = static_cast<uint32_t>(msg.metadata.size());
+  h.tensor_count = static_cast<uint32_t>(msg.tensors.size());
+  descriptors_.clear();
+  for (const auto& t : msg.tensors) {
+    descriptors_.push_back({t.size(), t.memory_type()});
+    h.payload_len += t.size();
+  }
+  auto* op = new SendOp;
+  op->ep = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
+  op->done = std::move(done);
+  bool split = h.prefix_and_metadata_len() > ucx_.am_header_budget();
+  uint64_t seq = 0;
+  if (split) {
+    h.flags |= kFrameFlagSplitMetadata;
+    seq = next_split_seq_++;
+    op->header.resize(h.prefix_len() + 8);
+    encode_prefix(h, frame.method, descriptors_, std::span(op->header).first(h.prefix_len()));
+    store_u64(op->header.data() + h.prefix_len(), seq);
+  } else {
+    op->header.resize(h.prefix_and_metadata_len());
+    encode_prefix(h, frame.method, descriptors_, std::span(op->header).first(h.prefix_len()));
+    if (!msg.metadata.empty()) std::memcpy(op->header.data() + h.prefix_len(), msg.metadata.data(), msg.metadata.size());
+  }
+  op->message = std::move(msg);
+  for (const auto& t : op->message.tensors) {
+    if (t.size() > 0) op->iov.push_back({t.data(), t.size()});
+  }
+  sends_.insert(op);
+
+  auto issue = [&](unsigned id, const void* header, size_t header_len, const void* buffer, size_t count,
+                   bool iov, uint32_t flags) {
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    param.cb.send = send_cb;
+    param.user_data = op;
+    param.flags = flags;
+    if (iov) {
+      param.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
+      param.datatype = ucp_dt_make_iov();
+    }
+    if (mem == MemoryType::kCuda) {
+      param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+      param.memory_type = UCS_MEMORY_TYPE_CUDA;
+    }
+    ++op->outstanding;
+    ucs_status_ptr_t r = ucp_am_send_nbx(ep_, id, header, header_len, buffer, count, &param);
+    if (r == nullptr) {
+      --op->outstanding;
+    } else if (UCS_PTR_IS_ERR(r)) {
+      --op->outstanding;
+      if (op->status.is_ok()) op->status = ucs_to_status(UCS_PTR_STATUS(r), "ucp_am_send_nbx to " + peer_);
+    }
+  };
+
+  if (split) {
+    // Forced eager: the metadata is small enough and must not need an allocation round of its own.
+    op->metadata_header.resize(8);
+    store_u64(op->metadata_header.data(), seq);
+    issue(kAmMetadata, op->metadata_header.data(), 8, op->message.metadata.data(), op->message.metadata.size(),
+          false, UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER);
+  }
+  uint32_t flags = UCP_AM_SEND_FLAG_REPLY;
+  if (h.payload_len > 0) {
+    flags |= h.payload_len >= worker_.context->options().ucx_rndv_threshold ? UCP_AM_SEND_FLAG_RNDV
+                                                                            : UCP_AM_SEND_FLAG_EAGER;
+  }
+  if (op->iov.size() == 1) {
+    issue(kAmFrame, op->header.data(), op->header.size(), op->iov[0].buffer, op->iov[0].length, false, flags);
+  } else {
+    issue(kAmFrame, op->header.data(), op->header.size(), op->iov.empty() ? nullptr : op->iov.data(),
+          op->iov.size(), !op->iov.empty(), flags);
+  }
+  if (op->outstanding == 0) send_done(op, UCS_OK);
+}
+
+void UcxEndpoint::send_done(SendOp* op, ucs_status_t status) {
+  if (status != UCS_OK && op->status.is_ok()) op->status = ucs_to_status(status, "send to " + peer_);
+  if (status == UCS_OK) established_ = true;
+  // A split frame is two active messages: the op completes with the second of them.
+  if (op->outstanding > 0 && --op->outstanding > 0) return;
+  sends_.erase(op);
+  Status st = op->status;
+  if (!st.is_ok() && failed_) st = error();
+  complete_send(op->done, st);
+  delete op;
+}
+
+ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, void* data, size_t length,
+                                      const ucp_am_recv_param_t* param) {
+  bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+  if (failed_) return UCS_OK;
+  std::span<const uint8_t> bytes(static_cast<const uint8_t*>(header), header_length);
+  auto decoded = decode_header(bytes, worker_.context->options().limits);
+  if (!decoded.is_ok()) {
+    fail(decoded.status().with_context("malformed frame from " + peer_));
+    return UCS_OK;
+  }
+  const FrameHeader& h = *decoded;
+  if ((h.flags & kFrameFlagSplitMetadata) == 0) {
+    if (header_length != h.prefix_and_metadata_len()) {
+      fail(protocol_error("frame header length mismatch from " + peer_));
+      return UCS_OK;
+    }
+    return process(h, bytes.first(h.prefix_len()), bytes.subspan(h.prefix_len()), data, length, rndv);
+  }
+  if (header_length != h.prefix_len() + 8) {
+    fail(protocol_error("split frame header length mismatch from " + peer_));
+    return UCS_OK;
+  }
+  uint64_t seq = load_u64(bytes.data() + h.prefix_len());
+  auto meta = split_metadata_.find(seq);
+  if (meta != split_metadata_.end()) {
+    std::vector<uint8_t> metadata = std::move(meta->second);
+    split_metadata_.erase(meta);
+    if (metadata.size() != h.metadata_len) {
+      fail(protocol_error("split metadata length mismatch from " + peer_));
+      return UCS_OK;
+    }
+    return process(h, bytes.first(h.prefix_len()), metadata, data, length, rndv);
+  }
+  // The metadata has not arrived yet: hold the frame. A rendezvous descriptor stays valid while we
+  // return UCS_INPROGRESS; eager data is copied (this path only serves oversized metadata).
+  if (held_.size() >= 64 || held_.count(seq) != 0) {
+    fail(protocol_error("too many frames waiting for their metadata from " + peer_));
+    return UCS_OK;
+  }
+  HeldFrame held;
+  held.prefix.assign(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(h.prefix_len()));
+  held.header = h;
+  held.length = length;
+  held.rndv = rndv;
+  if (rndv) {
+    held.data = data;
+  } else {
+    const auto* d = static_cast<const uint8_t*>(data);
+    held.eager.assign(d, d + length);
+  }
+  held_.emplace(seq, std::move(held));
+  return rndv ? UCS_INPROGRESS : UCS_OK;
+}
+
+ucs_status_t UcxEndpoint::on_metadata_am(const void* header, size_t header_length, void* data, size_t length,
+                                         const ucp_am_recv_param_t* param) {
+  if (failed_) return UCS_OK;
+  if (header_length != 8 || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 ||
+      length > worker_.context->options().limits.max_metadata_bytes) {
+    fail(protocol_error("malformed metadata message from " + peer_));
+    return UCS_OK;
+  }
+  uint64_t seq = load_u64(static_cast<const uint8_t*>(header));
+  const auto* d = static_cast<const uint8_t*>(data);
+  std::vector<uint8_t> metadata(d, d + length);
+  auto held = held_.find(seq);
+  if (held == held_.end()) {
+    if (split_metadata_.size() >= 64 || split_metadata_.count(seq) != 0) {
+      fail(protocol_error("too much unpaired metadata from " + peer_));
+      return UCS_OK;
+    }
+    split_metadata_.emplace(seq, std::move(metadata));
+    return UCS_OK;
+  }
+  HeldFrame frame = std::move(held->second);
+  held_.erase(held);
+  if (metadata.size() != frame.header.metadata_len) {
+    if (frame.rndv) ucp_am_data_release(ucx_.handle(), frame.data);
+    fail(protocol_error("split metadata length mismatch from " + peer_));
+    return UCS_OK;
+  }
+  ucs_status_t st = process(frame.header, frame.prefix, metadata, frame.rndv ? frame.data : frame.eager.data(),
+                            frame.length, frame.rndv);
+  // Outside the frame's own callback UCX no longer looks at our answer: release what we declined.
+  if (frame.rndv && st == UCS_OK && !recvs_started_last_) ucp_am_data_release(ucx_.handle(), frame.data);
+  return UCS_OK;
+}
+
+ucs_status_t UcxEndpoint::process(const FrameHeader& h, std::span<const uint8_t> prefix,
+                                  std::span<const uint8_t> metadata, void* data, size_t length, bool rndv) {
+  recvs_started_last_ = false;
+  const Limits& limits = worker_.context->options().limits;
+  std::string_view method(reinterpret_cast<const char*>(prefix.data() + kFrameHeaderSize), h.method_len);
+  Status st = validate_method(method);
+  if (st.is_ok()) {
+    st = decode_descriptors(prefix.subspan(kFrameHeaderSize + h.method_len), h, limits, descriptors_);
+  }
+  if (st.is_ok() && length != h.payload_len) st = protocol_error("payload length mismatch");
+  if (!st.is_ok()) {
+    fail(st.with_context("malformed frame from " + peer_));
+    return UCS_OK;
+  }
+  ReceivedFrame frame;
+  frame.header = h;
+  frame.method.assign(method);
+  frame.message.metadata.assign(metadata.begin(), metadata.end());
+  sizes_.clear();
+  types_.clear();
+  for (const auto& d : descriptors_) {
+    sizes_.push_back(d.nbytes);
+    types_.push_back(d.memory_type);
+  }
+  IncomingFrame incoming{frame.method, frame.message.metadata, sizes_, types_};
+  auto buffers = allocate(h, incoming);
+  MemoryType dst_mem = MemoryType::kHost;
+  if (buffers.is_ok()) {
+    for (size_t i = 0; i < buffers->size(); ++i) {
+      const Buffer& b = (*buffers)[i];
+      if (b.size() == 0) continue;
+      if (!b.is_host() && (!rndv || !worker_.context->ucx_supports_memory_type(b.memory_type()))) {
+        buffers = unsupported_error("UCX cannot receive this frame into device memory here");
+        break;
+      }
+      dst_mem = b.memory_type();
+    }
+  }
+  if (!buffers.is_ok()) {
+    // Refused: eager data is dropped with UCS_OK; for a rendezvous UCS_OK makes UCX tell the sender
+    // it is done without moving the payload.
+    frame.refused = buffers.status();
+    deliver(std::move(frame));
+    return UCS_OK;
+  }
+  frame.message.tensors = std::move(buffers).value();
+  if (!rndv) {
+    const auto* src = static_cast<const uint8_t*>(data);
+    for (const auto& b : frame.message.tensors) {
+      if (b.size() > 0) std::memcpy(b.data(), src, b.size());
+      src += b.size();
+    }
+    deliver(std::move(frame));
+    return UCS_OK;
+  }
+  auto* op = new RecvOp;
+  op->ep = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
+  op->frame = std::move(frame);
+  for (const auto& b : op->frame.message.tensors) {
+    if (b.size() > 0) op->iov.push_back({b.data(), b.size()});
+  }
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.recv_am = recv_cb;
+  param.user_data = op;
+  void* buffer = nullptr;
+  size_t count = 0;
+  if (op->iov.size() == 1) {
+    buffer = op->iov[0].buffer;
+    count = op->iov[0].length;
+  } else if (!op->iov.empty()) {
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
+    param.datatype = ucp_dt_make_iov();
+    buffer = op->iov.data();
+    count = op->iov.size();
+  }
+  if (dst_mem == MemoryType::kCuda) {
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+    param.memory_type = UCS_MEMORY_TYPE_CUDA;
+  }
+  recvs_.insert(op);
+  recvs_started_last_ = true;
+  ucs_status_ptr_t r = ucp_am_recv_data_nbx(ucx_.handle(), data, buffer, count, &param);
+  if (r == nullptr) {
+    recv_done(op, UCS_OK);
+  } else if (UCS_PTR_IS_ERR(r)) {
+    recv_done(op, UCS_PTR_STATUS(r));
+  }
+  return UCS_INPROGRESS;
+}
+
+void UcxEndpoint::recv_done(RecvOp* op, ucs_status_t status) {
+  recvs_.erase(op);
+  if (status == UCS_OK) {
+    deliver(std::move(op->frame));
+  } else if (!failed_) {
+    fail(ucs_to_status(status, "receive from " + peer_));
+  }
+  delete op;
+}
+
+void UcxEndpoint::on_peer_error(ucs_status_t status) {
+  Status st = ucs_to_status(status, established_ ? "connection to " + peer_ : "connect to " + peer_);
+  if (!established_ && st.code() == StatusCode::kPeerClosed) st = unavailable_error(st.message());
+  fail(st);
+}
+
+void UcxEndpoint::on_failed(const Status& status) {
+  for (auto& [seq, held] : held_) {
+    if (held.rndv) ucp_am_data_release(ucx_.handle(), held.data);
+  }
+  held_.clear();
+  split_metadata_.clear();
+  if (ep_ != nullptr) {
+    ucx_.forget(ep_);
+    ucp_ep_h handle = ep_;
+    ep_ = nullptr;
+    auto self = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
+    // Not from inside a UCX callback: close on the next loop turn. UCX then completes the pending
+    // send and receive requests (with an error), which completes their callbacks exactly once.
+    bool force = status.code() != StatusCode::kCanceled;
+    worker_.defer([self, handle, force] {
+      if (force) self->ucx_.close_ep(handle, self, true);
+      else self->ucx_.flush_then_close(handle, self);
+    });
+  }
+}
+
+}  // namespace hivemind::transport

@@ -1,0 +1,343 @@
+#include <hivemind/transport/worker.h>
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <hivemind/common/logging.h>
+
+#include "endpoint_base.h"
+#include "tcp/tcp_backend.h"
+#include "ucx/ucx_backend.h"
+#include "worker_impl.h"
+
+namespace hivemind::transport {
+
+Result<std::shared_ptr<Worker>> Worker::create(std::shared_ptr<Context> context, std::string name) {
+  if (!context) return invalid_argument_error("Worker::create needs a Context");
+  auto impl = std::make_shared<Impl>();
+  impl->context = std::move(context);
+  impl->name = std::move(name);
+  impl->epoll_fd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (impl->epoll_fd < 0) return errno_error("epoll_create1", errno);
+  impl->event_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (impl->event_fd < 0) {
+    int err = errno;
+    ::close(impl->epoll_fd);
+    return errno_error("eventfd", err);
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;  // token 0: the wakeup eventfd
+  if (::epoll_ctl(impl->epoll_fd, EPOLL_CTL_ADD, impl->event_fd, &ev) != 0) {
+    int err = errno;
+    ::close(impl->event_fd);
+    ::close(impl->epoll_fd);
+    return errno_error("epoll_ctl", err);
+  }
+  std::shared_ptr<Worker> worker(new Worker(impl));
+  std::promise<void> started;
+  auto started_future = started.get_future();
+  impl->thread = std::thread([impl, &started] {
+    impl->thread_id.store(std::this_thread::get_id());
+    started.set_value();
+    impl->run();
+  });
+  started_future.wait();
+  return worker;
+}
+
+Worker::Worker(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Worker::~Worker() {
+  if (impl_->in_thread()) {
+    // Released from inside one of its own callbacks: the loop stops after this callback returns and
+    // the thread, which co-owns the Impl, frees it when it exits.
+    std::lock_guard stop_lock(impl_->stop_mu);
+    impl_->stopped = true;
+    {
+      std::lock_guard lock(impl_->mu);
+      impl_->stop_requested.store(true);
+    }
+    impl_->thread.detach();
+    return;
+  }
+  stop();
+}
+
+Worker::Impl::~Impl() {
+  if (event_fd >= 0) ::close(event_fd);
+  if (epoll_fd >= 0) ::close(epoll_fd);
+}
+
+const std::shared_ptr<Context>& Worker::context() const { return impl_->context; }
+
+bool Worker::in_worker_thread() const { return impl_->in_thread(); }
+
+bool Worker::post(std::function<void()> fn) { return impl_->post(std::move(fn)); }
+
+bool Worker::Impl::post(std::function<void()> fn) {
+  if (in_thread()) {
+    local_queue.push_back(std::move(fn));
+    return true;
+  }
+  {
+    std::lock_guard lock(mu);
+    if (stop_requested.load()) return false;
+    remote_queue.push_back(std::move(fn));
+  }
+  // Pairs with the loop's store of `sleeping` before its final queue check: either the loop sees the
+  // item or we see it asleep and wake it.
+  if (sleeping.load()) wake();
+  return true;
+}
+
+uint64_t Worker::add_timer(SteadyTime at, std::function<void()> fn) {
+  uint64_t id = impl_->next_timer_id.fetch_add(1);
+  auto insert = [impl = impl_.get(), id, at, fn = std::move(fn)]() mutable {
+    impl->timers.emplace(std::make_pair(at, id), std::move(fn));
+    impl->timer_index.emplace(id, at);
+  };
+  if (impl_->in_thread()) insert();
+  else post(std::move(insert));
+  return id;
+}
+
+void Worker::cancel_timer(uint64_t id) {
+  auto erase = [impl = impl_.get(), id] {
+    auto it = impl->timer_index.find(id);
+    if (it == impl->timer_index.end()) return;
+    impl->timers.erase({it->second, id});
+    impl->timer_index.erase(it);
+  };
+  if (impl_->in_thread()) erase();
+  else post(std::move(erase));
+}
+
+void Worker::stop() {
+  std::lock_guard stop_lock(impl_->stop_mu);
+  if (impl_->stopped) return;
+  if (impl_->in_thread()) {
+    logger("transport")->error("Worker::stop called from its own I/O thread; ignored");
+    return;
+  }
+  impl_->stopped = true;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stop_requested.store(true);
+  }
+  impl_->wake();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+Result<std::shared_ptr<Endpoint>> Worker::connect(const std::string& address, EndpointCallbacks callbacks) {
+  return run_sync([this, &address, &callbacks]() -> Result<std::shared_ptr<Endpoint>> {
+    if (impl_->stop_requested.load()) return canceled_error("worker is stopping");
+    HIVEMIND_ASSIGN_OR_RETURN(Address addr, parse_address(address));
+    if (addr.scheme != Scheme::kTcp) {
+      UcxWorker* ucx = impl_->ucx_worker();
+      if (ucx != nullptr) return ucx->connect(addr, std::move(callbacks));
+      if (addr.scheme == Scheme::kUcx) {
+        return unavailable_error("cannot dial " + address + ": UCX unavailable (" + impl_->ucx_failure + ")");
+      }
+      logger("transport")->info("auto:// dials {} over TCP: UCX unavailable ({})", address,
+                                impl_->ucx_failure);
+    }
+    return tcp_connect(*impl_, addr, std::move(callbacks));
+  });
+}
+
+Result<std::shared_ptr<Listener>> Worker::listen(const std::string& address, AcceptCallback on_accept) {
+  return run_sync([this, &address, &on_accept]() -> Result<std::shared_ptr<Listener>> {
+    if (impl_->stop_requested.load()) return canceled_error("worker is stopping");
+    HIVEMIND_ASSIGN_OR_RETURN(Address addr, parse_address(address));
+    if (addr.scheme != Scheme::kTcp) {
+      UcxWorker* ucx = impl_->ucx_worker();
+      if (ucx != nullptr) {
+        auto listener = ucx->listen(addr, on_accept);
+        if (listener.is_ok() || addr.scheme == Scheme::kUcx) return listener;
+        logger("transport")->warn("auto:// listens on {} over TCP: UCX listener failed ({})", address,
+                                  listener.status().to_string());
+      } else if (addr.scheme == Scheme::kUcx) {
+        return unavailable_error("cannot listen on " + address + ": UCX unavailable (" +
+                                 impl_->ucx_failure + ")");
+      } else {
+        logger("transport")->warn("auto:// listens on {} over TCP: UCX unavailable ({})", address,
+                                  impl_->ucx_failure);
+      }
+    }
+    return tcp_listen(*impl_, addr, std::move(on_accept));
+  });
+}
+
+// ---- Impl ----
+
+uint64_t Worker::Impl::add_fd(int fd, uint32_t events, FdHandler* handler) {
+  uint64_t token = next_fd_token++;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = token;
+  if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) return 0;
+  fd_handlers.emplace(token, handler);
+  return token;
+}
+
+void Worker::Impl::modify_fd(int fd, uint64_t token, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = token;
+  ::epoll_ctl(epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void Worker::Impl::remove_fd(int fd, uint64_t token) {
+  ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+  fd_handlers.erase(token);
+}
+
+void Worker::Impl::wake() {
+  uint64_t one = 1;
+  ssize_t n = ::write(event_fd, &one, sizeof(one));
+  (void)n;  // EAGAIN means the counter is already non-zero: the loop wakes anyway
+}
+
+UcxWorker* Worker::Impl::ucx_worker() {
+  if (ucx) return ucx.get();
+  if (!ucx_failure.empty()) return nullptr;
+  if (!context->ucx_available()) {
+    ucx_failure = context->ucx_unavailable_reason();
+    return nullptr;
+  }
+  auto created = UcxWorker::create(*this);
+  if (!created.is_ok()) {
+    ucx_failure = created.status().to_string();
+    logger("transport")->warn("UCX worker failed to start: {}", ucx_failure);
+    return nullptr;
+  }
+  ucx = std::move(created).value();
+  return ucx.get();
+}
+
+bool Worker::Impl::run_queues() {
+  bool did = false;
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lock(mu);
+    batch.swap(remote_queue);
+  }
+  for (auto& fn : batch) {
+    fn();
+    did = true;
+  }
+  // Local posts may add more local posts; run them in rounds so a long chain cannot starve I/O.
+  for (int round = 0; round < 4 && !local_queue.empty(); ++round) {
+    std::vector<std::function<void()>> local;
+    local.swap(local_queue);
+    for (auto& fn : local) fn();
+    did = true;
+  }
+  return did;
+}
+
+bool Worker::Impl::run_timers(SteadyTime now) {
+  bool did = false;
+  while (!timers.empty() && timers.begin()->first.first <= now) {
+    auto node = timers.extract(timers.begin());
+    timer_index.erase(node.key().second);
+    node.mapped()();
+    did = true;
+  }
+  return did;
+}
+
+bool Worker::Impl::poll_fds(int timeout_ms) {
+  epoll_event events[64];
+  int n = ::epoll_wait(epoll_fd, events, 64, timeout_ms);
+  if (n <= 0) return false;
+  for (int i = 0; i < n; ++i) {
+    uint64_t token = events[i].data.u64;
+    if (token == 0) {
+      uint64_t value;
+      while (::read(event_fd, &value, sizeof(value)) > 0) {
+      }
+      continue;
+    }
+    auto it = fd_handlers.find(token);
+    if (it != fd_handlers.end()) it->second->on_fd_events(events[i].events);
+  }
+  return true;
+}
+
+void Worker::Impl::run() {
+  auto last_work = SteadyClock::now();
+  const auto spin = context->options().spin;
+  while (!stop_requested.load(std::memory_order_relaxed)) {
+    bool did = run_queues();
+    auto now = SteadyClock::now();
+    did |= run_timers(now);
+    for (Poller* p : pollers) did |= p->progress();
+    did |= poll_fds(0);
+    if (did) {
+      last_work = SteadyClock::now();
+      continue;
+    }
+    if (!local_queue.empty()) continue;
+    now = SteadyClock::now();
+    if (now - last_work < spin) continue;
+
+    // Sleep: announce it, re-check the queue, arm UCX, then wait for an fd or the next timer.
+    sleeping.store(true);
+    bool pending;
+    {
+      std::lock_guard lock(mu);
+      pending = !remote_queue.empty();
+    }
+    bool armed = !pending;
+    for (Poller* p : pollers) {
+      if (!armed) break;
+      armed = p->arm();
+    }
+    if (!armed) {
+      sleeping.store(false);
+      continue;
+    }
+    int timeout_ms = -1;
+    if (!timers.empty()) {
+      auto wait = timers.begin()->first.first - SteadyClock::now();
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(ms, 0, 60'000));
+    }
+    poll_fds(timeout_ms);
+    sleeping.store(false);
+    last_work = SteadyClock::now();
+  }
+  shutdown_on_loop();
+}
+
+void Worker::Impl::shutdown_on_loop() {
+  // Run what was posted before stop, then close everything; closing completes pending sends and
+  // reports errors through deferred callbacks, so drain the queues again afterwards.
+  run_queues();
+  auto listeners_copy = listeners;
+  for (auto& l : listeners_copy) l->close();
+  auto endpoints_copy = endpoints;
+  for (auto& e : endpoints_copy) e->fail(canceled_error("worker stopped"));
+  for (int i = 0; i < 16; ++i) {
+    bool did = run_queues();
+    for (Poller* p : pollers) did |= p->progress();
+    if (!did) break;
+  }
+  endpoints.clear();
+  listeners.clear();
+  if (ucx) ucx->shutdown();
+  // Callbacks posted during UCX shutdown.
+  while (run_queues()) {
+  }
+  ucx.reset();
+  timers.clear();
+  timer_index.clear();
+}
+
+}  // namespace hivemind::transport

@@ -1,0 +1,95 @@
+// Worker internals shared with the backends (private header).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <hivemind/transport/worker.h>
+
+namespace hivemind::transport {
+
+class EndpointBase;
+class ListenerBase;
+class UcxWorker;
+
+// Something that owns a file descriptor in the worker's epoll set.
+class FdHandler {
+ public:
+  virtual ~FdHandler() = default;
+  virtual void on_fd_events(uint32_t events) = 0;
+};
+
+// A progress engine polled by the loop (UCX): progress() returns whether it did work; arm() prepares
+// for sleeping and returns false when it must be progressed again first.
+class Poller {
+ public:
+  virtual ~Poller() = default;
+  virtual bool progress() = 0;
+  virtual bool arm() = 0;
+};
+
+struct Worker::Impl {
+  std::shared_ptr<Context> context;
+  std::string name;
+  int epoll_fd = -1;
+  int event_fd = -1;
+  std::thread thread;
+  std::atomic<std::thread::id> thread_id{};
+  std::atomic<bool> stop_requested{false};
+  std::atomic<bool> sleeping{false};
+  bool stopped = false;  // guarded by stop_mu
+  std::mutex stop_mu;
+
+  std::mutex mu;  // guards remote_queue, timers_from_other_threads
+  std::vector<std::function<void()>> remote_queue;
+  std::vector<std::function<void()>> local_queue;  // posts made on the I/O thread: no lock, no wakeup
+
+  // Timers: keyed by (time, id) so equal times keep insertion order. Touched on the I/O thread only;
+  // other threads go through post().
+  std::map<std::pair<SteadyTime, uint64_t>, std::function<void()>> timers;
+  std::unordered_map<uint64_t, SteadyTime> timer_index;
+  std::atomic<uint64_t> next_timer_id{1};
+
+  // epoll tokens -> handlers; a token looked up per event so a handler removed mid-batch is skipped.
+  std::unordered_map<uint64_t, FdHandler*> fd_handlers;
+  uint64_t next_fd_token = 1;
+  std::vector<Poller*> pollers;
+
+  // Live endpoints and listeners, so they outlive their users until closed; closed at stop().
+  std::unordered_set<std::shared_ptr<EndpointBase>> endpoints;
+  std::unordered_set<std::shared_ptr<ListenerBase>> listeners;
+  std::unique_ptr<UcxWorker> ucx;  // created on first ucx:// use
+  std::string ucx_failure;         // why ucx could not start on this worker
+
+  bool in_thread() const { return std::this_thread::get_id() == thread_id.load(std::memory_order_relaxed); }
+
+  // I/O thread only.
+  uint64_t add_fd(int fd, uint32_t events, FdHandler* handler);
+  void modify_fd(int fd, uint64_t token, uint32_t events);
+  void remove_fd(int fd, uint64_t token);
+  void defer(std::function<void()> fn) { local_queue.push_back(std::move(fn)); }
+  // The UCX worker of this Worker, created on first use; null with the reason in ucx_failure.
+  UcxWorker* ucx_worker();
+
+  // Any thread: queue `fn` for the I/O thread (false once the worker is stopping).
+  bool post(std::function<void()> fn);
+
+  ~Impl();  // closes the epoll and event fds
+
+  void run();
+  bool run_queues();
+  bool run_timers(SteadyTime now);
+  bool poll_fds(int timeout_ms);
+  void wake();
+  void shutdown_on_loop();
+};
+
+}  // namespace hivemind::transport
