@@ -11,9 +11,7 @@
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
 
-#ifdef HIVEMIND_RUNTIME_HAVE_DHT
 #include <hivemind/dht/expert_registry.h>
-#endif
 
 #include "server_impl.h"
 
@@ -102,7 +100,6 @@ Status Server::Impl::choose_uids() {
     HIVEMIND_ASSIGN_OR_RETURN(uids, server_expert_uids(options));
     return Status::ok();
   }
-#ifdef HIVEMIND_RUNTIME_HAVE_DHT
   // hivemind's behaviour: a server given a pattern and a count picks uids no live server holds yet.
   if (dht) {
     auto grid = expand_expert_pattern(options.expert_pattern, 0, 0);
@@ -129,7 +126,6 @@ Status Server::Impl::choose_uids() {
       log()->warn("could not ask the DHT which uids are taken ({}); picking at random", live.status().to_string());
     }
   }
-#endif
   HIVEMIND_ASSIGN_OR_RETURN(uids, server_expert_uids(options));
   return Status::ok();
 }
@@ -220,7 +216,6 @@ Status Server::Impl::listen() {
   auto server = transport::rpc::Server::create(worker, address);
   if (!server.is_ok()) return server.status().with_context(fmt::format("listening on {}", address));
   rpc = std::move(server).value();
-#ifdef HIVEMIND_RUNTIME_HAVE_DHT
   if (!declare) {
     // The DHT node shares the server's transport: method "dht" on the same listener, so the node's
     // address is the experts' endpoint and one port serves both.
@@ -236,7 +231,6 @@ Status Server::Impl::listen() {
     log()->info("DHT node {} ({})", dht->address(),
                 o.initial_peers.empty() ? std::string("new swarm") : fmt::format("joined via {}", fmt::join(o.initial_peers, ", ")));
   }
-#endif
   return Status::ok();
 }
 
@@ -273,9 +267,7 @@ Status Server::Impl::declare_once() {
                              static_cast<DhtTime>(std::llround(effective_expiration(options) * 1000.0));
   const Deadline deadline = Deadline::after(std::min(seconds(options.update_period), Milliseconds(30000)));
   if (declare) return declare(uids, rpc->address(), expiration, deadline);
-#ifdef HIVEMIND_RUNTIME_HAVE_DHT
   if (dht) return dht::declare_experts(*dht, uids, rpc->address(), expiration, deadline);
-#endif
   return unsupported_error("this build has no DHT module and no declare hook was given: experts are not announced");
 }
 
@@ -379,9 +371,7 @@ Status Server::Impl::shutdown(Milliseconds grace) {
   while (rpc && rpc->in_flight() > 0 && !deadline.expired()) std::this_thread::sleep_for(Milliseconds(2));
   Status saved = checkpoint_all();
   if (rpc) rpc->close();
-#ifdef HIVEMIND_RUNTIME_HAVE_DHT
   dht.reset();
-#endif
   if (worker) worker->stop();
   const double took = std::chrono::duration<double>(SteadyClock::now() - start).count();
   if (!drained.is_ok()) log()->warn("drain: {}", drained.to_string());
@@ -400,9 +390,7 @@ Server::Impl::~Impl() {
 std::string Server::address() const { return impl_->rpc->address(); }
 
 std::string Server::dht_address() const {
-#ifdef HIVEMIND_RUNTIME_HAVE_DHT
   if (impl_->dht) return impl_->dht->address();
-#endif
   return "";
 }
 

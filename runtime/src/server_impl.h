@@ -19,10 +19,8 @@
 #include <hivemind/transport/rpc/server.h>
 #include <hivemind/transport/worker.h>
 
-#ifdef HIVEMIND_RUNTIME_HAVE_DHT
 #include <hivemind/dht/dht.h>
 #include <hivemind/transport/rpc/client.h>
-#endif
 
 namespace hivemind::runtime {
 
@@ -50,9 +48,7 @@ struct Server::Impl {
   std::shared_ptr<transport::Context> context;
   std::shared_ptr<transport::Worker> worker;
   std::shared_ptr<transport::rpc::Server> rpc;
-#ifdef HIVEMIND_RUNTIME_HAVE_DHT
   std::unique_ptr<dht::Dht> dht;
-#endif
   DeclareFn declare;
 
   std::atomic<bool> draining{false};

@@ -283,20 +283,21 @@ void TcpEndpoint::process_prefix() {
   }
   IncomingFrame incoming{current_.method, current_.message.metadata, sizes_, types_};
   auto buffers = allocate(header_, incoming);
-  if (buffers.is_ok()) {
+  Status refusal = buffers.status();
+  if (refusal.is_ok()) {
     for (const auto& b : *buffers) {
       if (!b.is_host() && b.size() > 0) {
-        buffers = unsupported_error("the TCP backend receives into host memory only");
+        refusal = unsupported_error("the TCP backend receives into host memory only");
         break;
       }
     }
   }
   dst_index_ = 0;
   dst_offset_ = 0;
-  if (!buffers.is_ok()) {
+  if (!refusal.is_ok()) {
     // Refused: read and drop the payload so the stream stays in step; the frame is still delivered
     // (with `refused` set) so the rpc layer can answer it.
-    current_.refused = buffers.status();
+    current_.refused = refusal;
     discard_left_ = header_.payload_len;
     state_ = RxState::kDiscard;
     if (discard_left_ == 0) finish_frame();

@@ -262,21 +262,22 @@ ucs_status_t UcxEndpoint::process(const FrameHeader& h, std::span<const uint8_t>
   IncomingFrame incoming{frame.method, frame.message.metadata, sizes_, types_};
   auto buffers = allocate(h, incoming);
   MemoryType dst_mem = MemoryType::kHost;
-  if (buffers.is_ok()) {
+  Status refusal = buffers.status();
+  if (refusal.is_ok()) {
     for (size_t i = 0; i < buffers->size(); ++i) {
       const Buffer& b = (*buffers)[i];
       if (b.size() == 0) continue;
       if (!b.is_host() && (!rndv || !worker_.context->ucx_supports_memory_type(b.memory_type()))) {
-        buffers = unsupported_error("UCX cannot receive this frame into device memory here");
+        refusal = unsupported_error("UCX cannot receive this frame into device memory here");
         break;
       }
       dst_mem = b.memory_type();
     }
   }
-  if (!buffers.is_ok()) {
+  if (!refusal.is_ok()) {
     // Refused: eager data is dropped with UCS_OK; for a rendezvous UCS_OK makes UCX tell the sender
     // it is done without moving the payload.
-    frame.refused = buffers.status();
+    frame.refused = refusal;
     deliver(std::move(frame));
     return UCS_OK;
   }

@@ -1,0 +1,281 @@
+// hivemind-demo: a trainer whose model has a RemoteMixtureOfExperts layer, trained on the synthetic
+// classification task against a live swarm (a DHT and expert servers, e.g. started by scripts/demo.sh).
+//
+//   model:  x -> Linear(features, hidden) -> ReLU -> RemoteMixtureOfExperts(hidden, grid) -> Linear(hidden, classes)
+//   prints: step, loss, batch accuracy, samples/s and live experts as it goes; held-out accuracy every
+//           --eval-every steps; stops at --target-accuracy or after --steps.
+//   --kill-server-at STEP --kill-pid PID: SIGKILLs that expert server mid-run to show training going on
+//   around the dead experts.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <hivemind/client/dht_expert_directory.h>
+#include <hivemind/client/remote_moe.h>
+#include <hivemind/client/rpc_expert_caller.h>
+#include <hivemind/common/blas_check.h>
+#include <hivemind/common/bootstrap_file.h>
+#include <hivemind/common/hostlist.h>
+#include <hivemind/common/logging.h>
+#include <hivemind/dht/dht.h>
+#include <hivemind/transport/context.h>
+#include <hivemind/transport/rpc/client.h>
+#include <hivemind/transport/rpc/server.h>
+#include <hivemind/transport/worker.h>
+
+#include "synthetic_task.h"
+
+namespace {
+
+struct DemoOptions {
+  std::vector<std::string> initial_peers;
+  std::string bootstrap_file;
+  std::string listen = "tcp://127.0.0.1:0";
+  std::string uid_prefix = "expert";
+  std::vector<int64_t> grid = {4, 4};
+  int64_t hidden = 64;
+  int64_t k_best = 4;
+  int64_t batch_size = 128;
+  int64_t steps = 600;
+  double lr = 3e-3;
+  int64_t eval_every = 25;
+  double target_accuracy = 0.95;
+  int64_t kill_server_at = -1;
+  int kill_pid = 0;
+  double forward_timeout_s = 10.0;
+  double timeout_after_k_min_s = 1.0;
+  int64_t wait_experts = 0;       // wait until this many experts are live before training
+  double wait_experts_timeout_s = 60.0;
+  uint64_t seed = 1;
+};
+
+class Model : public torch::nn::Module {
+ public:
+  Model(const DemoOptions& o, int64_t features, int64_t classes,
+        std::shared_ptr<hivemind::client::ExpertDirectory> directory,
+        std::shared_ptr<hivemind::client::ExpertCaller> caller) {
+    hivemind::client::RemoteMixtureOfExpertsOptions moe;
+    moe.in_features = o.hidden;
+    moe.grid_size = o.grid;
+    moe.uid_prefix = o.uid_prefix;
+    moe.k_best = o.k_best;
+    moe.k_min = 1;
+    moe.backward_k_min = 1;
+    // A sample whose chosen experts all died still trains its gate and local layers.
+    moe.allow_zero_outputs = true;
+    moe.forward_timeout = hivemind::Milliseconds(static_cast<int64_t>(o.forward_timeout_s * 1000));
+    moe.backward_timeout = moe.forward_timeout;
+    moe.timeout_after_k_min = hivemind::Milliseconds(static_cast<int64_t>(o.timeout_after_k_min_s * 1000));
+    input = register_module("input", torch::nn::Linear(features, o.hidden));
+    experts = register_module("experts", hivemind::client::RemoteMixtureOfExperts(moe, directory, caller));
+    output = register_module("output", torch::nn::Linear(o.hidden, classes));
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    return output->forward(experts->forward(torch::relu(input->forward(x))));
+  }
+
+  torch::nn::Linear input{nullptr};
+  hivemind::client::RemoteMixtureOfExperts experts{nullptr};
+  torch::nn::Linear output{nullptr};
+};
+
+// Experts the DHT currently lists under the grid (one directory round over the first dimension, then
+// one over the second, as beam search does).
+int64_t count_live_experts(hivemind::client::ExpertDirectory& directory, const DemoOptions& o) {
+  std::vector<std::string> prefixes;
+  for (int64_t i = 0; i < o.grid[0]; ++i) prefixes.push_back(o.uid_prefix + "." + std::to_string(i) + ".");
+  auto found = directory.get_active_successors(prefixes, hivemind::Deadline::after(hivemind::Milliseconds(5000)));
+  if (!found.is_ok()) return -1;
+  int64_t count = 0;
+  for (const auto& level : *found) count += static_cast<int64_t>(level.size());
+  return count;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  DemoOptions o;
+  CLI::App app{"hivemind-demo: trains a model with a RemoteMixtureOfExperts layer against a live swarm"};
+  app.add_option("--initial_peers,--initial-peers", o.initial_peers, "DHT peers to join (or 'auto' under Slurm)")
+      ->envname("HIVEMIND_INITIAL_PEERS")->delimiter(',');
+  app.add_option("--bootstrap-file,--bootstrap_file", o.bootstrap_file,
+                 "read the initial peer from this file (written by hivemind-dht), waiting for it")
+      ->envname("HIVEMIND_BOOTSTRAP_FILE");
+  app.add_option("--listen", o.listen, "this trainer's DHT/transport address")->capture_default_str();
+  app.add_option("--uid_prefix,--uid-prefix", o.uid_prefix, "expert uid prefix")->capture_default_str();
+  app.add_option("--grid", o.grid, "expert grid size per dimension")->delimiter(',')->capture_default_str();
+  app.add_option("--hidden_dim,--hidden-dim", o.hidden, "expert hidden size")->capture_default_str();
+  app.add_option("--k_best,--k-best", o.k_best, "experts per sample")->capture_default_str();
+  app.add_option("--batch_size,--batch-size", o.batch_size)->capture_default_str();
+  app.add_option("--steps", o.steps, "maximum training steps")->capture_default_str();
+  app.add_option("--lr", o.lr, "trainer learning rate (gate and local layers)")->capture_default_str();
+  app.add_option("--eval-every", o.eval_every)->capture_default_str();
+  app.add_option("--target-accuracy", o.target_accuracy, "stop once held-out accuracy reaches this")
+      ->capture_default_str();
+  app.add_option("--kill-server-at", o.kill_server_at, "SIGKILL --kill-pid at this step");
+  app.add_option("--kill-pid", o.kill_pid, "the expert server process to kill");
+  app.add_option("--forward-timeout", o.forward_timeout_s)->capture_default_str();
+  app.add_option("--timeout-after-k-min", o.timeout_after_k_min_s)->capture_default_str();
+  app.add_option("--wait-experts", o.wait_experts, "wait until this many experts are live")
+      ->capture_default_str();
+  app.add_option("--wait-experts-timeout", o.wait_experts_timeout_s)->capture_default_str();
+  app.add_option("--seed", o.seed)->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  hivemind::configure_logging_from_env();
+  auto log = hivemind::logger("demo");
+  torch::manual_seed(static_cast<uint64_t>(o.seed));
+  torch::set_num_threads(1);  // the trainer's math is small; leave the cores to the expert servers
+  if (o.grid.size() != 2 || o.kill_server_at >= 0 && o.kill_pid <= 0) {
+    std::fprintf(stderr, "hivemind-demo: --grid needs two sizes, and --kill-server-at needs --kill-pid\n");
+    return 2;
+  }
+
+  if (!o.bootstrap_file.empty()) {
+    auto peers = hivemind::wait_for_bootstrap_file(o.bootstrap_file, hivemind::Deadline::after(std::chrono::seconds(60)));
+    if (!peers.is_ok()) {
+      log->error("{}", peers.status().to_string());
+      return 1;
+    }
+    o.initial_peers.insert(o.initial_peers.end(), peers->begin(), peers->end());
+  }
+  auto resolved = hivemind::resolve_initial_peers(o.initial_peers);
+  if (!resolved.is_ok() || resolved->empty()) {
+    std::fprintf(stderr, "hivemind-demo: give --initial_peers or --bootstrap-file (%s)\n",
+                 resolved.is_ok() ? "none given" : resolved.status().to_string().c_str());
+    return 2;
+  }
+
+  auto context = hivemind::transport::Context::create(hivemind::transport::ContextOptions::from_env().value_or_throw())
+                     .value_or_throw();
+  auto worker = hivemind::transport::Worker::create(context, "demo-io").value_or_throw();
+  auto rpc = hivemind::transport::rpc::Client::create(worker);
+  hivemind::dht::DhtOptions dht_options;
+  dht_options.listen = o.listen;
+  dht_options.initial_peers = *resolved;
+  dht_options.bootstrap_timeout = std::chrono::seconds(30);
+  dht_options.node.client_mode = true;  // a trainer asks; it stores nothing for others
+  dht_options.worker = worker;
+  dht_options.client = rpc;
+  auto dht = hivemind::dht::Dht::start(dht_options);
+  if (!dht.is_ok()) {
+    log->error("cannot join the DHT: {}", dht.status().to_string());
+    return 1;
+  }
+  std::shared_ptr<hivemind::dht::Dht> shared_dht(std::move(dht).value_or_throw());
+  hivemind::dht::SuccessorOptions successors;
+  successors.grid_size = static_cast<int>(o.grid[1]);
+  successors.negative_caching = false;  // the demo watches experts die: always ask the DHT
+  auto directory = std::make_shared<hivemind::client::DhtExpertDirectory>(shared_dht, successors);
+  auto caller = hivemind::client::RpcExpertCaller::create(rpc);
+
+  int64_t total_experts = o.grid[0] * o.grid[1];
+  if (o.wait_experts > 0) {
+    auto deadline = hivemind::Deadline::after(hivemind::Milliseconds(static_cast<int64_t>(o.wait_experts_timeout_s * 1000)));
+    int64_t live = 0;
+    while ((live = count_live_experts(*directory, o)) < o.wait_experts) {
+      if (deadline.expired()) {
+        log->error("only {} of the {} expected experts appeared in the DHT in {} s", live, o.wait_experts,
+                   o.wait_experts_timeout_s);
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling a remote service, not syncing threads
+    }
+  }
+
+  hivemind::demo::SyntheticTask task;
+  Model model(o, task.options().features, task.options().classes, directory, caller);
+  torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(o.lr));
+  hivemind::warn_if_slow_blas();
+  auto [eval_x, eval_y] = task.batch(1024, /*generator_seed=*/999'999);
+
+  std::printf("hivemind-demo: %lld-class task, %lld features; MoE grid %lldx%lld, k_best %lld, batch %lld; "
+              "%lld experts live\n",
+              (long long)task.options().classes, (long long)task.options().features, (long long)o.grid[0],
+              (long long)o.grid[1], (long long)o.k_best, (long long)o.batch_size,
+              (long long)count_live_experts(*directory, o));
+  std::fflush(stdout);
+
+  auto start = std::chrono::steady_clock::now();
+  auto window_start = start;
+  int64_t window_samples = 0;
+  double best_accuracy = 0;
+  bool reached = false;
+  int64_t step = 1;
+  for (; step <= o.steps; ++step) {
+    if (step == o.kill_server_at) {
+      std::printf("step %4lld: killing expert server pid %d (SIGKILL); training continues around its experts\n",
+                  (long long)step, o.kill_pid);
+      std::fflush(stdout);
+      ::kill(o.kill_pid, SIGKILL);
+    }
+    model.train();
+    auto [x, y] = task.batch(o.batch_size, o.seed * 1'000'003 + static_cast<uint64_t>(step));
+    torch::Tensor logits;
+    try {
+      logits = model.forward(x);
+    } catch (const std::exception& e) {
+      log->warn("step {}: forward failed, skipping the batch: {}", step, e.what());
+      continue;
+    }
+    auto loss = torch::nn::functional::cross_entropy(logits, y);
+    optimizer.zero_grad();
+    try {
+      loss.backward();
+    } catch (const std::exception& e) {
+      log->warn("step {}: backward failed, skipping the update: {}", step, e.what());
+      continue;
+    }
+    optimizer.step();
+    window_samples += o.batch_size;
+
+    bool report = step % 10 == 0 || step == 1;
+    bool evaluate = step % o.eval_every == 0;
+    if (report || evaluate) {
+      double accuracy = (logits.argmax(1) == y).to(torch::kFloat).mean().item<double>();
+      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const auto& routing = model.experts->last_routing();
+      std::set<std::string> answered;
+      auto mask = routing.mask.defined() ? routing.mask.to(torch::kCPU) : torch::Tensor();
+      for (size_t s = 0; s < routing.chosen.size(); ++s) {
+        for (size_t k = 0; k < routing.chosen[s].size(); ++k) {
+          if (mask.defined() && mask[s][k].item<bool>()) answered.insert(routing.chosen[s][k].expert.uid);
+        }
+      }
+      std::string eval_text;
+      if (evaluate) {
+        torch::NoGradGuard no_grad;
+        model.eval();
+        try {
+          double eval_accuracy =
+              (model.forward(eval_x).argmax(1) == eval_y).to(torch::kFloat).mean().item<double>();
+          best_accuracy = std::max(best_accuracy, eval_accuracy);
+          eval_text = fmt::format("  held-out acc {:.3f}", eval_accuracy);
+          reached = eval_accuracy >= o.target_accuracy;
+        } catch (const std::exception& e) {
+          eval_text = std::string("  held-out eval failed: ") + e.what();
+        }
+      }
+      std::printf("step %4lld  loss %.4f  batch acc %.3f  %7.1f samples/s  experts answering %zu/%lld%s\n",
+                  (long long)step, loss.item<double>(), accuracy, window_samples / std::max(seconds, 1e-9),
+                  answered.size(), (long long)total_experts, eval_text.c_str());
+      std::fflush(stdout);
+      window_start = std::chrono::steady_clock::now();
+      window_samples = 0;
+      if (reached) break;
+    }
+  }
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("hivemind-demo: %s held-out accuracy %.3f after %lld steps in %.1f s (target %.2f); %lld experts live\n",
+              reached ? "reached" : "did NOT reach", best_accuracy, (long long)std::min(step, o.steps), elapsed,
+              o.target_accuracy, (long long)count_live_experts(*directory, o));
+  return reached ? 0 : 3;
+}
