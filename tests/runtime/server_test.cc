@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <hivemind/dht/dht.h>
+#include <hivemind/dht/expert_registry.h>
 #include <hivemind/runtime/server.h>
 
 #include "server_test_util.h"
@@ -238,6 +240,42 @@ TEST(ServerTest, ShutdownFinishesQueuedRequestsThenRefusesNewOnes) {
   EXPECT_TRUE(reply.is_ok()) << reply.status().to_string();
   auto late = client.call(address, protocol::kForwardMethod, "ffn.0.0", {testing::encode(torch::randn({1, kHidden}))});
   EXPECT_FALSE(late.is_ok());
+}
+
+TEST(ServerTest, ExpertsAppearInTheDhtAndPatternsSkipLiveUids) {
+  // First server: a new swarm (its DHT node shares the server's port), declaring x.0 and x.1.
+  ServerOptions first_options = small_server({"x.0", "x.1"});
+  first_options.declare = nullptr;
+  auto first = start(first_options);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->dht_address(), first->address());
+
+  // A trainer-side DHT node joins through it and finds the experts at the server's address.
+  dht::DhtOptions peer;
+  peer.initial_peers = {first->dht_address()};
+  auto node = dht::Dht::start(peer);
+  ASSERT_TRUE(node.is_ok()) << node.status().to_string();
+  std::vector<std::string> wanted = {"x.0", "x.1", "x.2"};
+  auto found = dht::get_experts(**node, wanted, Deadline::after(30s));
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_TRUE((*found)[0].has_value());
+  EXPECT_EQ((*found)[0]->endpoint, first->address());
+  EXPECT_TRUE((*found)[1].has_value());
+  EXPECT_FALSE((*found)[2].has_value());
+
+  // Second server: the pattern x.[0:4] with two experts must take the two uids nobody serves yet.
+  ServerOptions second_options = small_server({});
+  second_options.declare = nullptr;
+  second_options.expert_pattern = "x.[0:4]";
+  second_options.num_experts = 2;
+  second_options.initial_peers = {first->dht_address()};
+  auto second = start(second_options);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->expert_uids(), (std::vector<std::string>{"x.2", "x.3"}));
+  auto now_found = dht::get_experts(**node, std::vector<std::string>{"x.2", "x.3"}, Deadline::after(30s));
+  ASSERT_TRUE(now_found.is_ok());
+  ASSERT_TRUE((*now_found)[1].has_value());
+  EXPECT_EQ((*now_found)[1]->endpoint, second->address());
 }
 
 TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {
