@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 
+# Paths relative to the checkout in ccache's keys, so a fresh clone elsewhere reuses earlier objects.
+export CCACHE_BASEDIR="$(pwd)"
+
 preset=${HIVEMIND_PRESET:-release}
 werror=OFF
 [ "${HIVEMIND_WERROR:-0}" = 1 ] && werror=ON

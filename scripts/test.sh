@@ -14,6 +14,7 @@ root=$(pwd)
 
 ./scripts/install-deps.sh
 
+export CCACHE_BASEDIR="$root"
 jobs=$(nproc)
 passed=0
 failed=0
