@@ -126,6 +126,13 @@ Parsed parse_command_line(const std::vector<std::string>& args,
       ->check(CLI::IsMember({"auto", "none"}));
   add("cpu_cores", o.cpu_cores, "restrict thread placement to these CPUs, e.g. 0-15");
 
+  // hivemind's --num_handlers sized its pool of connection-handler processes; here one transport I/O
+  // thread serves every connection, so the flag is accepted (scripts written for hivemind keep working)
+  // and has no effect.
+  int num_handlers = 0;
+  add("num_handlers", num_handlers, "accepted for hivemind compatibility; no effect (one I/O thread serves all)")
+      ->check(CLI::NonNegativeNumber);
+
   std::string config_path;
   bool print_config = false;
   app.add_option("--config,-c", config_path, "config file: TOML/INI lines 'name = value' with the flag names as keys")
