@@ -3,7 +3,7 @@
 // shared with the CUDA kernels.
 #include <hivemind/quant/cpu_kernels.h>
 
-#ifdef HIVEMIND_QUANT_X86
+#if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
 
