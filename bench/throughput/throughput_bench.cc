@@ -68,7 +68,9 @@ struct Config {
   // Not hivemind parameters: what the C++ server adds.
   int64_t seq_len = 16;             // transformer experts only
   std::string compression = "none";  // wire compression (hivemind v0.8 sent float32)
-  std::string transport = "auto";
+  // tcp: UCX busy-polls after each event, and with clients + server on 2 cores the spinning starves the
+  // compute thread (measured 0.15x vs 0.89x with tcp on the default preset).
+  std::string transport = "tcp";
   std::string cpu_bind = "none";     // the clients share the 2 cores with the server
   int threads = 1;                   // LibTorch intra-op threads of the server's compute thread and the baseline
   uint64_t seed = runtime::kDefaultExpertSeed;
@@ -118,29 +120,29 @@ Result<bool> parse_bool_flag(const std::string& v) {
 }
 
 Result<Config> parse_config(const Args& args) {
-  std::string name = args.get("--preset", "ffn_forward_backward");
+  std::string name = args.get("preset", "ffn_forward_backward");
   auto it = std::find_if(presets().begin(), presets().end(), [&](const Preset& p) { return name == p.name; });
   if (it == presets().end()) return invalid_argument_error(fmt::format("unknown --preset '{}'", name));
   Config c = it->config;
   c.preset = name;
-  c.num_experts = static_cast<int>(args.get_int("--num_experts", c.num_experts));
-  c.num_clients = static_cast<int>(args.get_int("--num_clients", c.num_clients));
-  c.num_handlers = static_cast<int>(args.get_int("--num_handlers", args.has("--num_clients") ? std::max(1, c.num_clients / 2) : c.num_handlers));
-  c.num_batches_per_client = static_cast<int>(args.get_int("--num_batches_per_client", c.num_batches_per_client));
-  c.expert_cls = args.get("--expert_cls", c.expert_cls);
-  c.hid_dim = args.get_int("--hid_dim", c.hid_dim);
-  c.batch_size = args.get_int("--batch_size", c.batch_size);
-  c.max_batch_size = args.get_int("--max_batch_size", args.has("--batch_size") ? 4 * c.batch_size : c.max_batch_size);
-  if (args.has("--backprop")) {
-    HIVEMIND_ASSIGN_OR_RETURN(c.backprop, parse_bool_flag(args.get("--backprop", "")));
+  c.num_experts = static_cast<int>(args.get_int("num_experts", c.num_experts));
+  c.num_clients = static_cast<int>(args.get_int("num_clients", c.num_clients));
+  c.num_handlers = static_cast<int>(args.get_int("num_handlers", args.has("num_clients") ? std::max(1, c.num_clients / 2) : c.num_handlers));
+  c.num_batches_per_client = static_cast<int>(args.get_int("num_batches_per_client", c.num_batches_per_client));
+  c.expert_cls = args.get("expert_cls", c.expert_cls);
+  c.hid_dim = args.get_int("hid_dim", c.hid_dim);
+  c.batch_size = args.get_int("batch_size", c.batch_size);
+  c.max_batch_size = args.get_int("max_batch_size", args.has("batch_size") ? 4 * c.batch_size : c.max_batch_size);
+  if (args.has("backprop")) {
+    HIVEMIND_ASSIGN_OR_RETURN(c.backprop, parse_bool_flag(args.get("backprop", "")));
   }
-  c.device = args.get("--device", c.device);
-  c.seq_len = args.get_int("--seq_len", c.seq_len);
-  c.compression = args.get("--compression", c.compression);
-  c.transport = args.get("--transport", c.transport);
-  c.cpu_bind = args.get("--cpu_bind", c.cpu_bind);
-  c.threads = static_cast<int>(args.get_int("--threads", c.threads));
-  c.seed = static_cast<uint64_t>(args.get_int("--seed", static_cast<long long>(c.seed)));
+  c.device = args.get("device", c.device);
+  c.seq_len = args.get_int("seq_len", c.seq_len);
+  c.compression = args.get("compression", c.compression);
+  c.transport = args.get("transport", c.transport);
+  c.cpu_bind = args.get("cpu_bind", c.cpu_bind);
+  c.threads = static_cast<int>(args.get_int("threads", c.threads));
+  c.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<long long>(c.seed)));
   if (c.num_experts < 1 || c.num_clients < 1 || c.num_batches_per_client < 1 || c.hid_dim < 1 ||
       c.batch_size < 1 || c.max_batch_size < c.batch_size || c.threads < 1 || c.num_handlers < 1) {
     return invalid_argument_error(
@@ -178,8 +180,8 @@ int run_client(const Args& args) {
     return 2;
   }
   const Config c = *parsed;
-  const int rank = static_cast<int>(args.get_int("--client-rank", 0));
-  const std::string server = args.get("--server", "");
+  const int rank = static_cast<int>(args.get_int("client-rank", 0));
+  const std::string server = args.get("server", "");
   torch::set_num_threads(1);  // as hivemind's clients
   try {
     auto context = transport::Context::create(transport::ContextOptions::from_env().value_or_throw()).value_or_throw();
@@ -343,8 +345,12 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
     if (code != 0) return internal_error(fmt::format("client {} exited with {}", client.pid(), code));
   }
   server.signal(SIGTERM);
-  HIVEMIND_ASSIGN_OR_RETURN(int code, server.wait(Clock::now() + std::chrono::seconds(30)));
-  if (code != 0) return internal_error(fmt::format("hivemind-server exited with {}", code));
+  // The measurement is complete: a server that does not drain cleanly is reported, not fatal.
+  auto code = server.wait(Clock::now() + std::chrono::seconds(30));
+  if (!code.is_ok() || *code != 0) {
+    std::fprintf(stderr, "hivemind-bench throughput: warning: hivemind-server did not exit cleanly after SIGTERM "
+                         "(%s)\n", code.is_ok() ? fmt::format("status {}", *code).c_str() : code.status().to_string().c_str());
+  }
   return run;
 }
 
@@ -370,15 +376,15 @@ int usage() {
 }  // namespace
 
 HIVEMIND_BENCH(throughput, "hivemind's benchmark_throughput: server + client processes vs in-process experts") {
-  if (args.has("--help") || args.has("-h")) return usage();
-  if (args.has("--client-rank")) return run_client(args);
+  if (args.has("help")) return usage();
+  if (args.has("client-rank")) return run_client(args);
   auto parsed = parse_config(args);
   if (!parsed.is_ok()) {
     std::fprintf(stderr, "hivemind-bench throughput: %s\n", parsed.status().to_string().c_str());
     return 2;
   }
   const Config c = *parsed;
-  const std::string server_bin = args.get("--server-bin", self_dir() + "/hivemind-server");
+  const std::string server_bin = args.get("server-bin", self_dir() + "/hivemind-server");
   warn_if_slow_blas();
   const int64_t samples = c.batch_size * c.num_clients * c.num_batches_per_client;
   reporter.note("throughput preset {}: {} {} expert(s) hid {}, {} client process(es) x {} batch(es) of {}, "
