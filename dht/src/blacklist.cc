@@ -9,6 +9,7 @@ void Blacklist::on_failure(const std::string& address, SteadyTime now) {
   // Failures that arrive while already banned (replies to requests sent before the ban) do not
   // lengthen it: one outage counts once.
   if (entry.strikes > 0 && now < entry.until) return;
+  if (++entry.failures < failures_before_ban_) return;
   ++entry.strikes;
   Milliseconds ban = base_;
   for (int i = 1; i < entry.strikes && ban < max_; ++i) ban *= 2;
@@ -26,7 +27,7 @@ SteadyTime Blacklist::banned_until(const std::string& address) const {
 }
 
 void Blacklist::prune(SteadyTime now) {
-  std::erase_if(entries_, [&](const auto& item) { return now >= item.second.until + 4 * max_; });
+  std::erase_if(entries_, [&](const auto& item) { return item.second.strikes > 0 && now >= item.second.until + 4 * max_; });
 }
 
 }  // namespace hivemind::dht

@@ -173,6 +173,28 @@ void Dht::cache_locally(const std::string& key, std::string value, DhtTime expir
   });
 }
 
+void Dht::cache_locally_many(std::span<const std::string> keys, const std::string& value, DhtTime expiration) {
+  std::vector<NodeId> ids;
+  for (const auto& key : keys) ids.push_back(NodeId::from_key(key));
+  host_->run([ids = std::move(ids), value, expiration](Node& node) {
+    for (const auto& id : ids) {
+      node.cache().store(id, std::nullopt, ValueEntry{value, expiration}, node.self().id, node.clock().dht_now());
+    }
+  });
+}
+
+std::vector<std::optional<Record>> Dht::local_get_many(std::span<const std::string> keys) const {
+  std::vector<NodeId> ids;
+  for (const auto& key : keys) ids.push_back(NodeId::from_key(key));
+  auto result = call<std::vector<std::optional<Record>>>(*host_, Deadline::after(kLocalCallTimeout), "local_get",
+                                                         [ids = std::move(ids)](Node& node, auto done) {
+                                                           std::vector<std::optional<Record>> out;
+                                                           for (const auto& id : ids) out.push_back(node.local_get(id));
+                                                           done(std::move(out));
+                                                         });
+  return result.is_ok() ? std::move(result).value() : std::vector<std::optional<Record>>(keys.size());
+}
+
 std::optional<Record> Dht::local_get(const std::string& key) const {
   NodeId id = NodeId::from_key(key);
   auto result = call<std::optional<Record>>(*host_, Deadline::after(kLocalCallTimeout), "local_get",

@@ -166,15 +166,9 @@ Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht, std::span<c
 
 namespace {
 
-// Successors and whether the flat expert itself is live, per prefix.
-struct PrefixState {
-  std::map<int, ExpertInfo> successors;
-  bool flat = false;
-};
-
-Result<std::vector<PrefixState>> query_prefixes(Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
-                                                const SuccessorOptions& options) {
-  std::vector<PrefixState> out(prefixes.size());
+Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht, std::span<const std::string> prefixes,
+                                                              Deadline deadline, const SuccessorOptions& options) {
+  std::vector<std::map<int, ExpertInfo>> out(prefixes.size());
   std::vector<std::string> keys;
   std::vector<size_t> asked;
   for (size_t i = 0; i < prefixes.size(); ++i) {
@@ -182,15 +176,30 @@ Result<std::vector<PrefixState>> query_prefixes(Dht& dht, std::span<const std::s
     if (!is_valid_prefix(prefix)) {
       return invalid_argument_error("'" + prefix + "' is not a valid expert prefix (it must end with '.')");
     }
-    if (options.negative_caching && dht.local_get(negative_key(prefix))) continue;  // known empty, for now
     keys.push_back(prefix);
     asked.push_back(i);
+  }
+  if (options.negative_caching) {
+    // Prefixes known to be empty are not asked again until their negative entry expires.
+    std::vector<std::string> negative;
+    for (const auto& key : keys) negative.push_back(negative_key(key));
+    auto known_empty = dht.local_get_many(negative);
+    size_t kept = 0;
+    for (size_t j = 0; j < keys.size(); ++j) {
+      if (known_empty[j]) continue;
+      if (kept != j) keys[kept] = std::move(keys[j]);
+      asked[kept] = asked[j];
+      ++kept;
+    }
+    keys.resize(kept);
+    asked.resize(kept);
   }
   if (keys.empty()) return out;
   HIVEMIND_ASSIGN_OR_RETURN(auto records, dht.get(keys, deadline));
   DhtTime now = dht.dht_now();
+  std::vector<std::string> empty;
   for (size_t j = 0; j < keys.size(); ++j) {
-    PrefixState& state = out[asked[j]];
+    auto& successors = out[asked[j]];
     const std::string& prefix = keys[j];
     if (records[j]) {
       for (const auto& [subkey, entry] : records[j]->dictionary) {
@@ -199,21 +208,20 @@ Result<std::vector<PrefixState>> query_prefixes(Dht& dht, std::span<const std::s
         auto info = decode_expert_info(entry.value);
         if (!info) continue;
         if (*coordinate == kFlatExpert) {
-          // The prefix itself names a live 1-D expert.
-          if (info->uid + kUidDelimiter == prefix) state.flat = true;
+          // The prefix itself names a live one-dimensional expert ("ffn.5." -> "ffn.5").
+          if (info->uid + kUidDelimiter == prefix) successors.emplace(kFlatExpert, std::move(*info));
           continue;
         }
         if (options.grid_size > 0 && *coordinate >= options.grid_size) continue;
         // An entry must point under its own prefix + coordinate, else it is junk (or an attack).
         std::string expected = prefix + subkey;
         if (info->uid != expected && info->uid.rfind(expected + kUidDelimiter, 0) != 0) continue;
-        state.successors.emplace(*coordinate, std::move(*info));
+        successors.emplace(*coordinate, std::move(*info));
       }
     }
-    if (state.successors.empty() && !state.flat && options.negative_caching) {
-      dht.cache_locally(negative_key(prefix), "", now + options.negative_cache_ttl.count());
-    }
+    if (successors.empty() && options.negative_caching) empty.push_back(negative_key(prefix));
   }
+  if (!empty.empty()) dht.cache_locally_many(empty, "", now + options.negative_cache_ttl.count());
   return out;
 }
 
@@ -221,19 +229,15 @@ Result<std::vector<PrefixState>> query_prefixes(Dht& dht, std::span<const std::s
 
 Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(Dht& dht, std::span<const std::string> prefixes,
                                                                      Deadline deadline, const SuccessorOptions& options) {
-  HIVEMIND_ASSIGN_OR_RETURN(auto states, query_prefixes(dht, prefixes, deadline, options));
-  std::vector<std::map<int, ExpertInfo>> out;
-  out.reserve(states.size());
-  for (auto& state : states) out.push_back(std::move(state.successors));
-  return out;
+  return query_prefixes(dht, prefixes, deadline, options);
 }
 
 Result<std::vector<bool>> find_active_prefixes(Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
                                                const SuccessorOptions& options) {
-  HIVEMIND_ASSIGN_OR_RETURN(auto states, query_prefixes(dht, prefixes, deadline, options));
+  HIVEMIND_ASSIGN_OR_RETURN(auto successors, query_prefixes(dht, prefixes, deadline, options));
   std::vector<bool> out;
-  out.reserve(states.size());
-  for (const auto& state : states) out.push_back(!state.successors.empty() || state.flat);
+  out.reserve(successors.size());
+  for (const auto& map : successors) out.push_back(!map.empty());
   return out;
 }
 

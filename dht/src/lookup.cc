@@ -11,7 +11,7 @@ Lookup::Lookup(NodeId self, std::vector<NodeId> targets, Options options)
   options_.beta = std::max<size_t>(options_.beta, 1);
   options_.max_candidates = std::max(options_.max_candidates, options_.beta + options_.alpha);
   targets_.reserve(targets.size());
-  for (const auto& id : targets) targets_.push_back(Target{id, {}, 0, false});
+  for (const auto& id : targets) targets_.push_back(Target{id, {}, 0, options_.beta, false});
 }
 
 Lookup::Candidate* Lookup::find(Target& target, const NodeId& peer) {
@@ -53,11 +53,18 @@ void Lookup::add_self(const Contact& self) {
 void Lookup::evaluate(Target& target) {
   if (target.done) return;
   size_t answered = 0;
+  bool stalled = false;
   for (const auto& [distance, candidate] : target.candidates) {
     if (candidate.state == State::kFailed) continue;
+    if (candidate.stalled) {
+      stalled = true;  // skipped, unless nothing else is left (below)
+      continue;
+    }
     if (candidate.state != State::kResponded) return;
-    if (++answered == options_.beta) break;
+    if (++answered == target.beta) break;
   }
+  // Fewer live candidates than beta: wait for the stalled ones, whose answers may name more.
+  if (answered < target.beta && stalled) return;
   // The beta closest live candidates answered, or every live candidate did (a small network).
   target.done = true;
   --unfinished_;
@@ -67,17 +74,17 @@ std::vector<Lookup::Request> Lookup::next_requests(const std::function<bool(cons
   // Pass 1: every unfinished target names the candidates it wants asked, within its alpha budget.
   std::unordered_map<NodeId, size_t, NodeIdHash> slot;  // peer -> index in `wanted`
   std::vector<Request> wanted;
-  size_t window = std::max(options_.alpha, options_.beta);
   for (uint32_t t = 0; t < targets_.size(); ++t) {
     Target& target = targets_[t];
     evaluate(target);  // seeding does not evaluate: a half-seeded target could look finished
     if (target.done || target.in_flight >= options_.alpha) continue;
+    size_t window = std::max(options_.alpha, target.beta);
     size_t budget = options_.alpha - target.in_flight;
     size_t position = 0;
     bool failed_any = false;
     for (auto& [distance, candidate] : target.candidates) {
       if (budget == 0 || position >= window) break;
-      if (candidate.state == State::kFailed) continue;
+      if (candidate.state == State::kFailed || candidate.stalled) continue;
       ++position;
       if (candidate.state != State::kCandidate) continue;
       if (!usable(candidate.contact)) {
@@ -124,7 +131,8 @@ void Lookup::on_response(const NodeId& peer, std::span<const uint32_t> targets,
     Candidate* candidate = find(target, peer);
     if (!candidate || candidate->state != State::kInFlight) continue;
     candidate->state = State::kResponded;
-    --target.in_flight;
+    if (!candidate->stalled) --target.in_flight;
+    candidate->stalled = false;
     int depth = candidate->depth + 1;
     if (i < contacts.size()) {
       for (const auto& contact : contacts[i]) {
@@ -143,9 +151,32 @@ void Lookup::on_failure(const NodeId& peer, std::span<const uint32_t> targets) {
     Candidate* candidate = find(target, peer);
     if (!candidate || candidate->state != State::kInFlight) continue;
     candidate->state = State::kFailed;
+    if (!candidate->stalled) --target.in_flight;
+    candidate->stalled = false;
+    evaluate(target);
+  }
+}
+
+void Lookup::on_stall(const NodeId& peer, std::span<const uint32_t> targets) {
+  for (uint32_t t : targets) {
+    if (t >= targets_.size()) continue;
+    Target& target = targets_[t];
+    Candidate* candidate = find(target, peer);
+    if (!candidate || candidate->state != State::kInFlight || candidate->stalled) continue;
+    candidate->stalled = true;
     --target.in_flight;
     evaluate(target);
   }
+}
+
+void Lookup::reopen(uint32_t target, size_t beta) {
+  Target& t = targets_[target];
+  t.beta = std::max<size_t>(beta, 1);
+  if (t.done) {
+    t.done = false;
+    ++unfinished_;
+  }
+  evaluate(t);
 }
 
 std::vector<Contact> Lookup::responded(uint32_t target, size_t count) const {

@@ -23,7 +23,7 @@ Node::Node(NodeOptions options, Contact self, const Clock& clock, NodeNetwork& n
       storage_(options.storage),
       cache_(options.cache),
       rate_limiter_(options.rate),
-      blacklist_(options.blacklist_base, options.blacklist_max) {
+      blacklist_(options.blacklist_base, options.blacklist_max, options.blacklist_after) {
   routing_.touch_all(now());
   next_housekeeping_ = now() + options_.maintenance_interval;
   next_refresh_ = now() + options_.refresh_interval;
@@ -60,6 +60,10 @@ uint64_t Node::send(const std::string& to, std::optional<NodeId> expected, Messa
   stats_.bytes_sent += frame.size();
   pending_.emplace(request_id, Pending{to, expected, type, purpose, op_id, std::move(targets), deadline, dht_now()});
   request_timeouts_.emplace(deadline, request_id);
+  if (purpose == Purpose::kOperation && type == MessageType::kFind) {
+    Milliseconds stall = options_.stall_timeout.count() > 0 ? options_.stall_timeout : options_.request_timeout / 3;
+    if (now() + stall < deadline) request_stalls_.emplace(now() + stall, request_id);
+  }
   network_.send_request(to, request_id, std::move(frame), deadline);
   return request_id;
 }
@@ -385,6 +389,18 @@ void Node::tick() {
                                              " to " + it->second.to + " got no answer in time"));
     }
   }
+  while (!request_stalls_.empty() && request_stalls_.top().first <= t) {
+    uint64_t request_id = request_stalls_.top().second;
+    request_stalls_.pop();
+    auto it = pending_.find(request_id);
+    if (it == pending_.end() || !it->second.op_id) continue;
+    uint64_t op_id = it->second.op_id;
+    auto op = ops_.find(op_id);
+    if (op != ops_.end() && !op->second->finished) {
+      op->second->on_stall(*this, it->second);  // element references survive a rehash; iterators not
+      reap(op_id);
+    }
+  }
   while (!op_deadlines_.empty() && op_deadlines_.top().first <= t) {
     uint64_t op_id = op_deadlines_.top().second;
     op_deadlines_.pop();
@@ -397,9 +413,19 @@ void Node::tick() {
   if (t >= next_maintenance_) maintenance();
 }
 
-SteadyTime Node::next_wakeup() const {
+SteadyTime Node::next_wakeup() {
+  // Answered requests leave their timeout and stall entries behind; drop them here so that an idle
+  // node is not woken for nothing (thousands of nodes share one thread in the simulator).
+  auto stale = [&](const TimePoint& top, bool stall) {
+    auto it = pending_.find(top.second);
+    return it == pending_.end() || (!stall && it->second.deadline != top.first);
+  };
+  while (!request_timeouts_.empty() && stale(request_timeouts_.top(), false)) request_timeouts_.pop();
+  while (!request_stalls_.empty() && stale(request_stalls_.top(), true)) request_stalls_.pop();
+  while (!op_deadlines_.empty() && !ops_.count(op_deadlines_.top().second)) op_deadlines_.pop();
   SteadyTime next = next_maintenance_;
   if (!request_timeouts_.empty()) next = std::min(next, request_timeouts_.top().first);
+  if (!request_stalls_.empty()) next = std::min(next, request_stalls_.top().first);
   if (!op_deadlines_.empty()) next = std::min(next, op_deadlines_.top().first);
   return next;
 }

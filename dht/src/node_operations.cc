@@ -83,10 +83,17 @@ struct Node::LookupOp : Operation {
       }
     }
     if (lookup->done() || lookup->requests_in_flight() == 0) {
+      if (extend(node)) {
+        drive(node);
+        return;
+      }
       lookup_finished = true;
       on_lookup_done(node);
     }
   }
+
+  // Called when the lookup would end: may reopen targets (then the lookup goes on).
+  virtual bool extend(Node&) { return false; }
 
   void on_reply(Node& node, const Pending& pending, const wire::Message& reply) override {
     if (pending.type != MessageType::kFind) {
@@ -117,6 +124,12 @@ struct Node::LookupOp : Operation {
     }
     if (lookup_finished || !pending.expected) return;
     lookup->on_failure(*pending.expected, pending.targets);
+    drive(node);
+  }
+
+  void on_stall(Node& node, const Pending& pending) override {
+    if (lookup_finished || pending.type != MessageType::kFind || !pending.expected) return;
+    lookup->on_stall(*pending.expected, pending.targets);
     drive(node);
   }
 
@@ -196,6 +209,21 @@ struct Node::GetOp final : LookupOp {
     if (!records[key]) records[key].emplace();
     records[key]->merge(entry.record);
     if (hops[key] <= 0) hops[key] = std::max(1, lookup->depth(target, peer.id));
+  }
+
+  bool extended = false;
+
+  bool extend(Node& node) override {
+    // Nothing found among the beta closest: ask up to 2r closest before giving up (once).
+    if (extended) return false;
+    extended = true;
+    bool any = false;
+    for (uint32_t target = 0; target < key_of_target.size(); ++target) {
+      if (records[key_of_target[target]]) continue;
+      lookup->reopen(target, 2 * node.options_.replicas);
+      any = true;
+    }
+    return any && !lookup->done();
   }
 
   void on_lookup_done(Node& node) override {

@@ -18,6 +18,8 @@ struct Node::Operation {
   virtual void start(Node& node) = 0;
   virtual void on_reply(Node& node, const Pending& pending, const wire::Message& reply) = 0;
   virtual void on_failure(Node& node, const Pending& pending, const Status& why) = 0;
+  // The request is still unanswered at its stall time.
+  virtual void on_stall(Node&, const Pending&) {}
   // The deadline passed, or the node shuts down (`why` says which).
   virtual void abort(Node& node, const Status& why) = 0;
 };

@@ -51,8 +51,20 @@ TEST(RateLimiter, TrackedPeersAreBounded) {
   EXPECT_LE(limiter.tracked_peers(), 100u);
 }
 
+TEST(Blacklist, OneLostMessageIsForgiven) {
+  Blacklist blacklist(Milliseconds(5000), Milliseconds(12000), 2);
+  blacklist.on_failure("x", at(0));
+  EXPECT_FALSE(blacklist.is_banned("x", at(0)));
+  blacklist.on_success("x");
+  blacklist.on_failure("x", at(10));
+  EXPECT_FALSE(blacklist.is_banned("x", at(10)));  // the success reset the count
+  blacklist.on_failure("x", at(20));
+  EXPECT_TRUE(blacklist.is_banned("x", at(20)));
+  EXPECT_EQ(blacklist.banned_until("x"), at(5020));
+}
+
 TEST(Blacklist, BackoffDoublesAndSuccessClears) {
-  Blacklist blacklist(Milliseconds(5000), Milliseconds(12000));
+  Blacklist blacklist(Milliseconds(5000), Milliseconds(12000), 1);
   blacklist.on_failure("x", at(0));
   EXPECT_TRUE(blacklist.is_banned("x", at(4999)));
   EXPECT_FALSE(blacklist.is_banned("x", at(5000)));

@@ -28,6 +28,36 @@ inline bool grow_network(SimNetwork& net, size_t count, const NodeOptions& optio
   return true;
 }
 
+// Adds `count` nodes in waves of `wave` concurrent joins, each through one random node that joined
+// before the wave (nodes arriving together, as in a launch). Returns false if any bootstrap failed.
+inline bool grow_network_in_waves(SimNetwork& net, size_t count, size_t wave, const NodeOptions& options,
+                                  std::mt19937_64& rng) {
+  size_t added = 0;
+  if (net.alive_nodes().empty() && count > 0) {
+    size_t first = net.add_node(options);
+    if (!net.bootstrap(first, {}).is_ok()) return false;
+    ++added;
+  }
+  while (added < count) {
+    auto alive = net.alive_nodes();
+    size_t n = std::min(wave, count - added);
+    size_t done = 0, failed = 0;
+    for (size_t j = 0; j < n; ++j) {
+      size_t index = net.add_node(options);
+      net.node(index).bootstrap({net.address(alive[rng() % alive.size()])}, net.now() + std::chrono::seconds(60),
+                                [&](Status status) {
+                                  ++done;
+                                  if (!status.is_ok()) ++failed;
+                                });
+      net.wake(index);
+    }
+    net.run_until([&] { return done == n; }, std::chrono::seconds(120));
+    if (done != n || failed > 0) return false;
+    added += n;
+  }
+  return true;
+}
+
 // The `count` live nodes closest to `target`, nearest first (brute force).
 inline std::vector<NodeId> true_nearest(SimNetwork& net, const NodeId& target, size_t count) {
   std::vector<NodeId> ids;

@@ -73,7 +73,9 @@ class Dht {
   NodeStats stats() const;
   // The node's local cache: what the registry's negative cache uses (a namespace of its own).
   void cache_locally(const std::string& key, std::string value, DhtTime expiration);
+  void cache_locally_many(std::span<const std::string> keys, const std::string& value, DhtTime expiration);
   std::optional<Record> local_get(const std::string& key) const;
+  std::vector<std::optional<Record>> local_get_many(std::span<const std::string> keys) const;
 
   explicit Dht(std::unique_ptr<DhtHost> host);
 

@@ -65,13 +65,15 @@ struct SuccessorOptions {
 };
 
 // The beam-search primitive, batched in one DHT round: for each prefix ("ffn.3."), its live successors
-// (next coordinate -> an expert under prefix + coordinate).
+// (next coordinate -> an expert under prefix + coordinate). A flat expert "ffn.5" appears under
+// "ffn.5." with coordinate -1 (kFlatExpert), as the client's ExpertDirectory expects. Entries whose uid
+// does not lie under prefix + coordinate are dropped. Unknown prefixes map to an empty map.
 Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(Dht& dht, std::span<const std::string> prefixes,
                                                                      Deadline deadline,
                                                                      const SuccessorOptions& options = {});
 
 // The first-dimension primitive: which of these prefixes ("ffn.3.") have any live expert (a successor,
-// or the flat 1-D expert itself).
+// or the flat one-dimensional expert itself).
 Result<std::vector<bool>> find_active_prefixes(Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
                                                const SuccessorOptions& options = {});
 

@@ -55,6 +55,15 @@ class Lookup {
   void on_response(const NodeId& peer, std::span<const uint32_t> targets,
                    std::span<const std::vector<Contact>> contacts);
   void on_failure(const NodeId& peer, std::span<const uint32_t> targets);
+  // The request has taken longer than a healthy answer would: it stays open (a late answer still
+  // counts) but no longer holds an alpha slot, a place in the window or the target's termination, so
+  // a dead node costs the lookup a stall timeout instead of a full request timeout.
+  void on_stall(const NodeId& peer, std::span<const uint32_t> targets);
+
+  // Asks further for a finished target: it is done again once its `beta` closest live candidates
+  // answered (a get that found nothing among the first few widens its search; under churn the
+  // closest nodes may be newcomers that do not hold the record yet).
+  void reopen(uint32_t target, size_t beta);
 
   bool done() const { return unfinished_ == 0; }
   bool target_done(uint32_t target) const { return targets_[target].done; }
@@ -73,11 +82,13 @@ class Lookup {
     Contact contact;
     State state = State::kCandidate;
     int depth = 1;
+    bool stalled = false;  // in flight past the stall timeout
   };
   struct Target {
     NodeId id;
     std::map<NodeId, Candidate> candidates;  // by XOR distance to id
     size_t in_flight = 0;
+    size_t beta = 0;
     bool done = false;
   };
 

@@ -108,8 +108,8 @@ class Node {
   void handle_reply(const std::string& from, uint64_t request_id, std::span<const uint8_t> frame);
   void handle_failure(const std::string& to, uint64_t request_id, const Status& why);
   void tick();
-  // When tick() must run next (SteadyTime::max() when nothing is scheduled).
-  SteadyTime next_wakeup() const;
+  // When tick() must run next. Not const: it drops timers of requests that were answered.
+  SteadyTime next_wakeup();
 
   // ---- operations ----
   // Pings every initial peer; once one answers, looks itself up (and refreshes far buckets). Retries
@@ -190,6 +190,7 @@ class Node {
   std::unordered_map<uint64_t, Pending> pending_;
   using TimePoint = std::pair<SteadyTime, uint64_t>;
   std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> request_timeouts_;
+  std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> request_stalls_;
   std::map<uint64_t, std::unique_ptr<Operation>> ops_;
   std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> op_deadlines_;
   uint64_t next_op_id_ = 1;

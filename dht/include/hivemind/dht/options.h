@@ -54,17 +54,22 @@ struct NodeOptions {
   size_t beta = 3;           // a get ends once the beta closest known nodes answered
   size_t replicas = 5;       // a store goes to the r closest nodes that answered
   size_t replacement_cache = 20;
-  int failures_before_eviction = 2;  // a contact with a replacement waiting goes after 1
+  int failures_before_eviction = 2;  // one is enough when a replacement is waiting
 
   Milliseconds request_timeout = 3s;
+  // A lookup request unanswered after this long stops holding up its lookup (it may still answer);
+  // 0 means request_timeout / 3.
+  Milliseconds stall_timeout = 0ms;
   Milliseconds max_clock_skew = 3s;  // peers further off are not admitted (hivemind's rule)
   Milliseconds refresh_interval = std::chrono::minutes(10);  // idle buckets are looked up again
   bool refresh_on_join = true;       // after the self-lookup, refresh buckets farther than the nearest
   Milliseconds maintenance_interval = 10s;  // expiry sweep and table housekeeping (reads filter expired data anyway)
 
-  // Blacklist for unresponsive peers: first ban `blacklist_base`, doubling to `blacklist_max`.
+  // Blacklist for unresponsive peers: after `blacklist_after` failures in a row a ban of
+  // `blacklist_base`, doubling with each further failure up to `blacklist_max`.
   Milliseconds blacklist_base = 5s;
   Milliseconds blacklist_max = std::chrono::minutes(5);
+  int blacklist_after = 2;
 
   // Caching as hivemind: keep what a get found, and push it to the nearest visited node lacking it.
   bool cache_locally = true;

@@ -1,0 +1,29 @@
+// Command line, environment and config file of hivemind-server.
+//
+// Every option is a flag (--name or --dashed-name), an environment variable HIVEMIND_<NAME> and a key of
+// the config file (--config FILE, TOML/INI "name = value"). Precedence: flag > environment > config file
+// > built-in default. Bad flags, values or keys fail at start with a message saying what to fix.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <hivemind/runtime/server_options.h>
+
+namespace hivemind::server_cli {
+
+struct Parsed {
+  runtime::ServerOptions options;
+  bool exit_now = false;  // --help or --print-config handled: exit with `exit_code`
+  int exit_code = 0;
+  std::string output;     // what to print before exiting (help text, config, errors)
+};
+
+// Never throws; errors come back as exit_now with exit code 2 and a message in `output`.
+// `env` reads a variable (getenv in the program, a map in tests).
+Parsed parse_command_line(const std::vector<std::string>& args,
+                          const std::function<std::optional<std::string>(const std::string&)>& env);
+
+}  // namespace hivemind::server_cli

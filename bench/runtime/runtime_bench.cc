@@ -1,0 +1,185 @@
+// hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task 128]
+//                        [--max-batch 512] [--reps 3] [--threads 1] [--mode forward|backward|both]
+//
+// Tasks of mixed sizes (fixed seed) are submitted at once to an in-process Runtime, which batches them
+// (never above --max-batch). The batches it formed are then replayed directly on an identical backend,
+// already concatenated (outside the timing), on a thread with the same LibTorch thread settings. The two
+// alternate --reps times and the medians are reported; the ratio runtime/direct is the runtime's
+// efficiency (1.0 = no overhead). Backward includes the optimizer step (Adam) on both sides.
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <hivemind/common/blas_check.h>
+#include <hivemind/runtime/expert_backend.h>
+#include <hivemind/runtime/runtime.h>
+
+#include "support/report.h"
+
+namespace hivemind::bench {
+namespace {
+
+using runtime::ExpertBackend;
+
+struct Setup {
+  std::string expert;
+  int64_t hidden = 0;
+  int tasks = 0;
+  int64_t max_task = 0;
+  int64_t max_batch = 0;
+  int threads = 1;
+};
+
+std::shared_ptr<ExpertBackend> backend_for(const Setup& s) {
+  runtime::ExpertBackendOptions options;
+  options.optimizer.name = "adam";
+  return ExpertBackend::create("bench.0", runtime::make_expert(s.expert, s.hidden, "bench.0", 1).value(), options)
+      .value();
+}
+
+struct RuntimeRun {
+  double seconds = 0;
+  std::vector<int64_t> batch_sizes;  // in execution order
+};
+
+RuntimeRun run_runtime(const Setup& s, bool backward, const std::vector<std::vector<torch::Tensor>>& tasks) {
+  runtime::RuntimeOptions ro;
+  ro.intra_op_threads = s.threads;
+  runtime::Runtime rt(ro);
+  auto backend = backend_for(s);
+  RuntimeRun run;
+  std::mutex mutex;
+  std::condition_variable cv;
+  size_t done = 0;
+  runtime::TaskPoolOptions po;
+  po.name = backward ? "bench/backward" : "bench/forward";
+  po.max_batch_size = s.max_batch;
+  auto pool = rt.add_pool(po, [&, backward](std::vector<torch::Tensor> batch) {
+                  run.batch_sizes.push_back(batch[0].size(0));  // only the compute thread writes
+                  return backward ? backend->backward(std::move(batch)) : backend->forward(std::move(batch));
+                }).value();
+  if (!rt.start().is_ok()) std::abort();
+  const auto start = std::chrono::steady_clock::now();
+  for (const auto& task : tasks) {
+    Status st = pool->submit(task, [&](runtime::TaskResult r) {
+      if (!r.is_ok()) {
+        std::fprintf(stderr, "runtime bench: task failed: %s\n", r.status().to_string().c_str());
+        std::abort();
+      }
+      std::lock_guard lock(mutex);
+      if (++done == tasks.size()) cv.notify_all();
+    });
+    if (!st.is_ok()) std::abort();
+  }
+  {
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return done == tasks.size(); });
+  }
+  run.seconds = seconds_since(start);
+  rt.stop();
+  return run;
+}
+
+// The same batches, concatenated beforehand, straight into the backend on a fresh thread.
+double run_direct(const Setup& s, bool backward, const std::vector<std::vector<torch::Tensor>>& tasks,
+                  const std::vector<int64_t>& batch_sizes) {
+  std::vector<std::vector<torch::Tensor>> batches;
+  size_t next = 0;
+  for (int64_t size : batch_sizes) {
+    std::vector<std::vector<torch::Tensor>> parts;
+    int64_t got = 0;
+    while (got < size) {
+      got += tasks[next][0].size(0);
+      parts.push_back(tasks[next++]);
+    }
+    std::vector<torch::Tensor> batch;
+    for (size_t t = 0; t < parts[0].size(); ++t) {
+      std::vector<torch::Tensor> column;
+      for (auto& p : parts) column.push_back(p[t]);
+      batch.push_back(column.size() == 1 ? column[0] : torch::cat(column));
+    }
+    batches.push_back(std::move(batch));
+  }
+  auto backend = backend_for(s);
+  double seconds = 0;
+  std::thread worker([&] {
+    runtime::set_compute_threads(s.threads);
+    const auto start = std::chrono::steady_clock::now();
+    for (auto& batch : batches) {
+      auto out = backward ? backend->backward(batch) : backend->forward(batch);
+      if (!out.is_ok()) std::abort();
+    }
+    seconds = seconds_since(start);
+  });
+  worker.join();
+  return seconds;
+}
+
+}  // namespace
+
+HIVEMIND_BENCH(runtime, "in-process Runtime (batching, scheduling, callbacks) vs the same batches on the module") {
+  if (args.has("--help")) {
+    reporter.note("hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task 128]\n"
+                  "                       [--max-batch 512] [--reps 3] [--threads 1] [--mode forward|backward|both]");
+    return 0;
+  }
+  Setup s;
+  s.expert = args.get("expert", "ffn");
+  s.hidden = args.get_int("hidden", 1024);
+  s.tasks = static_cast<int>(args.get_int("tasks", 48));
+  s.max_task = args.get_int("max-task", 128);
+  s.max_batch = args.get_int("max-batch", 512);
+  s.threads = static_cast<int>(args.get_int("threads", 1));
+  const int reps = static_cast<int>(args.get_int("reps", 3));
+  const std::string mode = args.get("mode", "both");
+  warn_if_slow_blas();
+  torch::manual_seed(0);
+  std::mt19937 rng(7);
+  std::vector<std::vector<torch::Tensor>> fwd_tasks, bwd_tasks;
+  int64_t samples = 0;
+  for (int i = 0; i < s.tasks; ++i) {
+    const int64_t n = std::uniform_int_distribution<int64_t>(1, s.max_task)(rng);
+    samples += n;
+    torch::Tensor x = torch::randn({n, s.hidden});
+    fwd_tasks.push_back({x});
+    bwd_tasks.push_back({x, torch::randn({n, s.hidden})});
+  }
+  reporter.note("runtime bench: expert={} hidden={} tasks={} (1..{} samples, {} in all) max_batch={} "
+                "intra-op threads={} reps={}",
+                s.expert, s.hidden, s.tasks, s.max_task, samples, s.max_batch, s.threads, reps);
+  for (bool backward : {false, true}) {
+    if ((backward && mode == "forward") || (!backward && mode == "backward")) continue;
+    auto& tasks = backward ? bwd_tasks : fwd_tasks;
+    std::vector<double> rt_rates, direct_rates;
+    std::vector<int64_t> last_batches;
+    RuntimeRun probe = run_runtime(s, backward, tasks);  // warm-up, and the batches the direct side replays
+    std::vector<double> ratios;
+    for (int r = 0; r < reps; ++r) {
+      // Alternate which side goes first so drifting machine load does not favour one of them.
+      double direct = 0;
+      if (r % 2 == 1) direct = run_direct(s, backward, tasks, probe.batch_sizes);
+      RuntimeRun run = run_runtime(s, backward, tasks);
+      if (r % 2 == 0) direct = run_direct(s, backward, tasks, run.batch_sizes);
+      rt_rates.push_back(static_cast<double>(samples) / run.seconds);
+      direct_rates.push_back(static_cast<double>(samples) / direct);
+      ratios.push_back(direct / run.seconds);
+      last_batches = run.batch_sizes;
+      probe = run;
+    }
+    reporter.note("  per-repetition ratios: {:.3f}", fmt::join(ratios, " "));
+    int64_t largest = 0;
+    for (int64_t b : last_batches) largest = std::max(largest, b);
+    reporter.note("  {}: {} batches, mean {:.1f} samples, largest {} (limit {})", backward ? "backward" : "forward",
+                  last_batches.size(), static_cast<double>(samples) / static_cast<double>(last_batches.size()),
+                  largest, s.max_batch);
+    reporter.report({fmt::format("{}_h{}/{}", s.expert, s.hidden, backward ? "backward" : "forward"),
+                     "samples_per_s", median(rt_rates), "samples/s", "direct_module", median(direct_rates)});
+  }
+  return 0;
+}
+
+}  // namespace hivemind::bench

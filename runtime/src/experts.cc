@@ -1,0 +1,208 @@
+#include <hivemind/runtime/experts.h>
+
+#include <cmath>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+namespace hivemind::runtime {
+
+namespace {
+
+std::vector<TensorSchema> float_schema(std::vector<int64_t> shape) {
+  TensorSchema s;
+  s.dtype = quant::DType::kFloat32;
+  s.shape = std::move(shape);
+  return {s};
+}
+
+// hivemind's current block (moe/server/layers/common.py, FeedforwardBlock).
+class Ffn final : public ExpertModule {
+ public:
+  explicit Ffn(int64_t h)
+      : ExpertModule("ffn"),
+        h_(h),
+        fc1_(register_module("ffn", torch::nn::Linear(h, 4 * h))),
+        fc2_(register_module("ffn_output", torch::nn::Linear(4 * h, h))),
+        norm_(register_module("layer_norm",
+                              torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(1e-12)))) {}
+
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override {
+    torch::Tensor y = fc2_(torch::gelu(fc1_(in[0]), "tanh"));
+    return {norm_(in[0] + y)};
+  }
+  std::vector<TensorSchema> input_schema() const override { return float_schema({h_}); }
+  std::vector<TensorSchema> output_schema() const override { return float_schema({h_}); }
+
+ private:
+  int64_t h_;
+  torch::nn::Linear fc1_, fc2_;
+  torch::nn::LayerNorm norm_;
+};
+
+// hivemind v0.8's 'ffn' (server/layers/common.py at tag v0.8.0).
+class FfnV08 final : public ExpertModule {
+ public:
+  explicit FfnV08(int64_t h)
+      : ExpertModule("ffn_v08"),
+        h_(h),
+        seq_(register_module("ffn", torch::nn::Sequential(
+                                        torch::nn::Linear(h, 4 * h),
+                                        torch::nn::LayerNorm(torch::nn::LayerNormOptions({4 * h})),
+                                        torch::nn::ReLU(),
+                                        torch::nn::Linear(4 * h, 4 * h),
+                                        torch::nn::LayerNorm(torch::nn::LayerNormOptions({4 * h})),
+                                        torch::nn::ReLU(),
+                                        torch::nn::Linear(4 * h, h)))) {}
+
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override {
+    return {in[0] + seq_->forward(in[0])};
+  }
+  std::vector<TensorSchema> input_schema() const override { return float_schema({h_}); }
+  std::vector<TensorSchema> output_schema() const override { return float_schema({h_}); }
+
+ private:
+  int64_t h_;
+  torch::nn::Sequential seq_;
+};
+
+int64_t heads_for(int64_t h) {
+  for (int64_t heads = 16; heads > 1; --heads) {
+    if (h % heads == 0) return heads;
+  }
+  return 1;
+}
+
+class Transformer final : public ExpertModule {
+ public:
+  Transformer(int64_t h, int64_t seq)
+      : ExpertModule("transformer"),
+        h_(h),
+        seq_(seq),
+        layer_(register_module("encoder_layer",
+                               torch::nn::TransformerEncoderLayer(
+                                   torch::nn::TransformerEncoderLayerOptions(h, heads_for(h))
+                                       .dim_feedforward(4 * h)
+                                       .dropout(0.0)))) {}
+
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override {
+    // LibTorch 1.13's encoder layer is sequence-first; the wire and the batcher are batch-first.
+    return {layer_(in[0].transpose(0, 1)).transpose(0, 1).contiguous()};
+  }
+  std::vector<TensorSchema> input_schema() const override { return float_schema({seq_, h_}); }
+  std::vector<TensorSchema> output_schema() const override { return float_schema({seq_, h_}); }
+
+ private:
+  int64_t h_, seq_;
+  torch::nn::TransformerEncoderLayer layer_;
+};
+
+class Nop final : public ExpertModule {
+ public:
+  explicit Nop(int64_t h) : ExpertModule("nop"), h_(h) {}
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override { return {in[0].clone()}; }
+  std::vector<TensorSchema> input_schema() const override { return float_schema({h_}); }
+  std::vector<TensorSchema> output_schema() const override { return float_schema({h_}); }
+
+ private:
+  int64_t h_;
+};
+
+// Every parameter and buffer from `gen`, in registration order: first a small normal fill (so a
+// parameter of a kind not handled below is still deterministic), then LibTorch's default scheme per
+// layer kind (Linear: U(+-1/sqrt(fan_in)); LayerNorm: ones/zeros; attention in_proj: Xavier uniform,
+// zero biases).
+void initialize(torch::nn::Module& root, at::Generator gen) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : root.parameters()) p.normal_(0.0, 0.02, gen);
+  for (const auto& m : root.modules(/*include_self=*/true)) {
+    if (auto* linear = m->as<torch::nn::Linear>()) {
+      const double bound = 1.0 / std::sqrt(static_cast<double>(linear->weight.size(1)));
+      linear->weight.uniform_(-bound, bound, gen);
+      if (linear->bias.defined()) linear->bias.uniform_(-bound, bound, gen);
+    } else if (auto* norm = m->as<torch::nn::LayerNorm>()) {
+      if (norm->weight.defined()) norm->weight.fill_(1.0);
+      if (norm->bias.defined()) norm->bias.zero_();
+    } else if (auto* mha = m->as<torch::nn::MultiheadAttention>()) {
+      if (mha->in_proj_weight.defined()) {
+        const double fan_in = static_cast<double>(mha->in_proj_weight.size(1));
+        const double fan_out = static_cast<double>(mha->in_proj_weight.size(0));
+        const double bound = std::sqrt(6.0 / (fan_in + fan_out));
+        mha->in_proj_weight.uniform_(-bound, bound, gen);
+      }
+      if (mha->in_proj_bias.defined()) mha->in_proj_bias.zero_();
+    }
+  }
+  // out_proj of attention is a Linear visited after its parent; hivemind/PyTorch zero its bias.
+  for (const auto& m : root.modules(true)) {
+    if (auto* mha = m->as<torch::nn::MultiheadAttention>()) {
+      if (mha->out_proj->bias.defined()) mha->out_proj->bias.zero_();
+    }
+  }
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+uint64_t expert_seed(uint64_t base_seed, std::string_view uid) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : uid) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return splitmix64(base_seed ^ splitmix64(h));
+}
+
+const std::vector<std::string>& expert_classes() {
+  static const std::vector<std::string> classes = {"ffn", "ffn_v08", "transformer", "nop"};
+  return classes;
+}
+
+Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, std::string_view uid,
+                                                  uint64_t base_seed) {
+  const int64_t h = config.hidden_dim;
+  if (h < 1 || h > (int64_t{1} << 20)) {
+    return invalid_argument_error(fmt::format("hidden_dim must be in [1, 2^20], got {}", h));
+  }
+  std::shared_ptr<ExpertModule> module;
+  if (config.cls == "ffn") {
+    module = std::make_shared<Ffn>(h);
+  } else if (config.cls == "ffn_v08") {
+    module = std::make_shared<FfnV08>(h);
+  } else if (config.cls == "transformer") {
+    if (config.seq_len < 1) return invalid_argument_error("transformer seq_len must be positive");
+    module = std::make_shared<Transformer>(h, config.seq_len);
+  } else if (config.cls == "nop") {
+    module = std::make_shared<Nop>(h);
+  } else {
+    return invalid_argument_error(fmt::format("unknown expert class '{}' (known: ffn, ffn_v08, transformer, nop)",
+                                              config.cls));
+  }
+  initialize(*module, at::make_generator<at::CPUGeneratorImpl>(expert_seed(base_seed, uid)));
+  return module;
+}
+
+Result<std::shared_ptr<ExpertModule>> make_expert(std::string_view cls, int64_t hidden_dim,
+                                                  std::string_view uid, uint64_t base_seed) {
+  ExpertConfig config;
+  config.cls = std::string(cls);
+  config.hidden_dim = hidden_dim;
+  return make_expert(config, uid, base_seed);
+}
+
+int64_t count_parameters(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) {
+    if (p.requires_grad()) n += p.numel();
+  }
+  return n;
+}
+
+}  // namespace hivemind::runtime

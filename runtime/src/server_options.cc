@@ -1,0 +1,193 @@
+#include <hivemind/runtime/server_options.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <random>
+#include <set>
+
+#include <fmt/format.h>
+
+#include <hivemind/common/env.h>
+#include <hivemind/runtime/pinning.h>
+#include <hivemind/runtime/tensor_schema.h>
+
+namespace hivemind::runtime {
+
+namespace {
+
+constexpr int64_t kMaxGridExperts = 1 << 16;
+
+bool is_coordinate(std::string_view s) {
+  if (s.empty() || s.size() > 9) return false;
+  if (!std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) return false;
+  return s.size() == 1 || s[0] != '0';
+}
+
+std::vector<std::string_view> split(std::string_view text, char sep) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (true) {
+    size_t end = text.find(sep, start);
+    parts.push_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return parts;
+}
+
+}  // namespace
+
+bool is_valid_expert_uid(std::string_view uid) {
+  auto parts = split(uid, '.');
+  if (parts.size() < 2 || parts[0].empty()) return false;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    if (!is_coordinate(parts[i])) return false;
+  }
+  return uid.size() <= 256;
+}
+
+Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts, uint64_t seed) {
+  auto bad = [&](const std::string& why) {
+    return invalid_argument_error(fmt::format("--expert_pattern '{}': {} (expected e.g. \"expert.[0:4].[0:4]\")",
+                                              std::string(pattern), why));
+  };
+  auto parts = split(pattern, '.');
+  if (parts.size() < 2) return bad("needs a name and at least one coordinate");
+  if (parts[0].empty() || parts[0].find_first_of("[]:") != std::string_view::npos) return bad("bad name");
+  std::vector<std::pair<int64_t, int64_t>> dims;  // [lo, hi) per coordinate
+  for (size_t i = 1; i < parts.size(); ++i) {
+    std::string_view p = parts[i];
+    if (is_coordinate(p)) {
+      const int64_t v = std::stoll(std::string(p));
+      dims.emplace_back(v, v + 1);
+      continue;
+    }
+    if (p.size() < 5 || p.front() != '[' || p.back() != ']') return bad(fmt::format("bad part '{}'", p));
+    auto range = split(p.substr(1, p.size() - 2), ':');
+    if (range.size() != 2 || !is_coordinate(range[0]) || !is_coordinate(range[1])) {
+      return bad(fmt::format("bad range '{}'", p));
+    }
+    const int64_t lo = std::stoll(std::string(range[0]));
+    const int64_t hi = std::stoll(std::string(range[1]));
+    if (hi <= lo) return bad(fmt::format("empty range '{}'", p));
+    dims.emplace_back(lo, hi);
+  }
+  int64_t total = 1;
+  for (auto [lo, hi] : dims) {
+    total *= hi - lo;
+    if (total > (int64_t{1} << 40)) return bad("grid too large");
+  }
+  if (num_experts < 0) return invalid_argument_error("--num_experts must be >= 0");
+  if (num_experts > total) {
+    return invalid_argument_error(fmt::format("--num_experts {} exceeds the {} uids of --expert_pattern '{}'",
+                                              num_experts, total, std::string(pattern)));
+  }
+  if (num_experts == 0 && total > kMaxGridExperts) {
+    return invalid_argument_error(fmt::format("--expert_pattern '{}' has {} uids; give --num_experts to host a subset",
+                                              std::string(pattern), total));
+  }
+  std::vector<int64_t> chosen;
+  if (num_experts == 0 || num_experts == total) {
+    for (int64_t i = 0; i < total; ++i) chosen.push_back(i);
+  } else {
+    // Floyd's sampling: num_experts distinct grid indices without materialising the grid.
+    std::mt19937_64 rng(seed);
+    std::set<int64_t> picked;
+    for (int64_t j = total - num_experts; j < total; ++j) {
+      const int64_t t = std::uniform_int_distribution<int64_t>(0, j)(rng);
+      if (!picked.insert(t).second) picked.insert(j);
+    }
+    chosen.assign(picked.begin(), picked.end());
+  }
+  std::vector<std::string> uids;
+  uids.reserve(chosen.size());
+  for (int64_t index : chosen) {
+    std::vector<int64_t> coords(dims.size());
+    for (size_t d = dims.size(); d-- > 0;) {
+      const int64_t size = dims[d].second - dims[d].first;
+      coords[d] = dims[d].first + index % size;
+      index /= size;
+    }
+    uids.push_back(fmt::format("{}.{}", parts[0], fmt::join(coords, ".")));
+  }
+  return uids;
+}
+
+Result<std::vector<std::string>> server_expert_uids(const ServerOptions& o) {
+  if (!o.expert_uids.empty()) return o.expert_uids;
+  std::random_device entropy;
+  const uint64_t seed = (static_cast<uint64_t>(entropy()) << 32) ^ entropy();
+  return expand_expert_pattern(o.expert_pattern, o.num_experts, seed);
+}
+
+double effective_expiration(const ServerOptions& o) {
+  return o.expiration > 0 ? o.expiration : std::max(2 * o.update_period, 3.0);
+}
+
+Status validate(const ServerOptions& o) {
+  std::vector<std::string> problems;
+  auto need = [&](bool ok, std::string what) {
+    if (!ok) problems.push_back(std::move(what));
+  };
+  const auto& classes = expert_classes();
+  need(std::find(classes.begin(), classes.end(), o.expert_cls) != classes.end(),
+       fmt::format("--expert_cls '{}' is unknown; use one of: {}", o.expert_cls, fmt::join(classes, ", ")));
+  need(o.hidden_dim >= 1 && o.hidden_dim <= (1 << 20), fmt::format("--hidden_dim ({}) must be in [1, 1048576]", o.hidden_dim));
+  need(o.seq_len >= 1, fmt::format("--seq_len ({}) must be >= 1", o.seq_len));
+  if (o.expert_uids.empty() == o.expert_pattern.empty()) {
+    problems.push_back("give exactly one of --expert_uids and --expert_pattern (e.g. --expert_pattern 'expert.[0:4].[0:4]')");
+  }
+  std::set<std::string> seen;
+  for (const std::string& uid : o.expert_uids) {
+    need(is_valid_expert_uid(uid),
+         fmt::format("--expert_uids: '{}' is not a uid of the form name.i.j (e.g. expert.0.3)", uid));
+    need(seen.insert(uid).second, fmt::format("--expert_uids: '{}' is listed twice", uid));
+  }
+  if (!o.expert_pattern.empty()) {
+    auto uids = expand_expert_pattern(o.expert_pattern, o.num_experts, 0);
+    if (!uids.is_ok()) problems.push_back(uids.status().message());
+  } else {
+    need(o.num_experts == 0, "--num_experts only applies with --expert_pattern");
+  }
+  need(o.max_batch_size >= 1, fmt::format("--max_batch_size ({}) must be >= 1", o.max_batch_size));
+  need(o.min_batch_size >= 1 && o.min_batch_size <= o.max_batch_size,
+       fmt::format("--min_batch_size ({}) must be in [1, --max_batch_size ({})]", o.min_batch_size, o.max_batch_size));
+  need(o.batch_timeout_ms >= 0, "--batch_timeout_ms must be >= 0");
+  for (std::string_view d : split(o.device, ',')) {
+    auto device = compute_device_from_string(d);
+    if (!device.is_ok()) problems.push_back("--device: " + device.status().message());
+  }
+  need(o.optimizer == "sgd" || o.optimizer == "adam" || o.optimizer == "adamw" || o.optimizer == "none",
+       fmt::format("--optimizer '{}' is unknown; use sgd, adam, adamw or none", o.optimizer));
+  need(std::isfinite(o.lr) && o.lr >= 0, fmt::format("--lr ({}) must be a finite number >= 0", o.lr));
+  need(o.momentum >= 0 && o.weight_decay >= 0 && o.clip_grad_norm >= 0,
+       "--momentum, --weight_decay and --clip_grad_norm must be >= 0");
+  need(o.warmup_steps >= 0 && o.total_steps >= 0, "--warmup_steps and --total_steps must be >= 0");
+  need(o.intra_op_threads >= 1 && o.intra_op_threads <= 1024,
+       fmt::format("--intra_op_threads ({}) must be in [1, 1024]", o.intra_op_threads));
+  need(parse_compression(o.compression).has_value(),
+       fmt::format("--compression '{}' is unknown; use none, float16, bfloat16, block_absmax_u8 (BLOCKWISE_8BIT), "
+                   "per_tensor_absmax_u8 (UNIFORM_8BIT) or block_affine_u8", o.compression));
+  need(!o.host.empty(), "--host must not be empty (0.0.0.0 listens everywhere)");
+  need(o.port >= 0 && o.port <= 65535, fmt::format("--port ({}) must be in [0, 65535]", o.port));
+  need(o.transport == "auto" || o.transport == "tcp" || o.transport == "ucx",
+       fmt::format("--transport '{}' is unknown; use auto, tcp or ucx", o.transport));
+  need(o.update_period > 0, fmt::format("--update_period ({}) must be > 0 seconds", o.update_period));
+  need(o.expiration >= 0, "--expiration must be >= 0 seconds (0: twice --update_period)");
+  need(o.expiration == 0 || o.expiration > o.update_period,
+       fmt::format("--expiration ({}) must exceed --update_period ({}) or experts vanish between declarations",
+                   o.expiration, o.update_period));
+  need(o.checkpoint_interval > 0, "--checkpoint_interval must be > 0 seconds");
+  need(o.stats_report_interval >= 0, "--stats_report_interval must be >= 0 seconds (0: off)");
+  need(o.grace_period > 0, "--grace_period must be > 0 seconds");
+  need(o.cpu_bind == "auto" || o.cpu_bind == "none", fmt::format("--cpu_bind '{}': use auto or none", o.cpu_bind));
+  if (!o.cpu_cores.empty()) {
+    auto cores = parse_cpu_list(o.cpu_cores);
+    if (!cores.is_ok()) problems.push_back("--cpu_cores: " + cores.status().message());
+  }
+  if (problems.empty()) return Status::ok();
+  return invalid_argument_error(fmt::format("{}", fmt::join(problems, "\n")));
+}
+
+}  // namespace hivemind::runtime

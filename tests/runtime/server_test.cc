@@ -1,0 +1,271 @@
+// The expert server end to end over the transport, with a raw RPC client.
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <hivemind/runtime/server.h>
+
+#include "server_test_util.h"
+
+namespace hivemind::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::RawClient;
+
+constexpr int64_t kHidden = 16;
+constexpr uint64_t kSeed = 7;
+
+struct Declared {
+  std::mutex mutex;
+  std::vector<std::string> uids;
+  std::string endpoint;
+  DhtTime expiration = 0;
+  int calls = 0;
+};
+
+ServerOptions small_server(std::vector<std::string> uids, Declared* declared = nullptr) {
+  ::setenv("HIVEMIND_SPIN_US", "0", 1);  // the shared 2-core machine: no busy polling in tests
+  ServerOptions o;
+  o.expert_cls = "ffn";
+  o.hidden_dim = kHidden;
+  o.expert_uids = std::move(uids);
+  o.seed = kSeed;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.transport = "tcp";
+  o.compression = "none";
+  o.optimizer = "sgd";
+  o.lr = 0.1;
+  o.max_batch_size = 64;
+  o.cpu_bind = "none";
+  o.stats_report_interval = 0;
+  o.update_period = 60;
+  o.grace_period = 20;
+  o.declare = [declared](std::span<const std::string> uids, const std::string& endpoint, DhtTime expiration,
+                         Deadline) -> Status {
+    if (declared == nullptr) return Status::ok();
+    std::lock_guard lock(declared->mutex);
+    declared->uids.assign(uids.begin(), uids.end());
+    declared->endpoint = endpoint;
+    declared->expiration = expiration;
+    ++declared->calls;
+    return Status::ok();
+  };
+  return o;
+}
+
+std::unique_ptr<Server> start(ServerOptions o) {
+  auto server = Server::create(std::move(o));
+  if (!server.is_ok()) {
+    ADD_FAILURE() << server.status().to_string();
+    return nullptr;
+  }
+  Status started = (*server)->start();
+  EXPECT_TRUE(started.is_ok()) << started.to_string();
+  return std::move(server).value();
+}
+
+TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
+  Declared declared;
+  auto server = start(small_server({"ffn.0.0", "ffn.0.1"}, &declared));
+  ASSERT_TRUE(server);
+  RawClient client;
+  const std::string address = server->address();
+
+  auto info_reply = client.call(address, protocol::kInfoMethod, "ffn.0.1");
+  ASSERT_TRUE(info_reply.is_ok()) << info_reply.status().to_string();
+  auto info = protocol::decode_expert_info(info_reply->metadata).value();
+  EXPECT_EQ(info.uid, "ffn.0.1");
+  EXPECT_EQ(info.expert_cls, "ffn");
+  ASSERT_EQ(info.inputs.size(), 1u);
+  EXPECT_EQ(info.inputs[0].shape, std::vector<int64_t>{kHidden});
+  EXPECT_EQ(info.max_batch_size, 64u);
+
+  // The trainer-side rebuild of the server's weights.
+  auto reference = make_expert("ffn", kHidden, "ffn.0.1", kSeed).value();
+  torch::Tensor x = torch::randn({3, kHidden});
+  auto y = client.tensors(address, protocol::kForwardMethod, "ffn.0.1", {x});
+  ASSERT_TRUE(y.is_ok()) << y.status().to_string();
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(torch::allclose((*y)[0], reference->forward({x})[0], 1e-6, 1e-6));
+  }
+  torch::Tensor g = torch::randn({3, kHidden});
+  auto gx = client.tensors(address, protocol::kBackwardMethod, "ffn.0.1", {x, g});
+  ASSERT_TRUE(gx.is_ok()) << gx.status().to_string();
+  torch::Tensor xr = x.clone().requires_grad_(true);
+  reference->forward({xr})[0].backward(g);
+  EXPECT_TRUE(torch::allclose((*gx)[0], xr.grad(), 1e-5, 1e-6));
+  // One SGD step happened on the server, the same as here.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : reference->parameters()) p -= 0.1 * p.grad();
+  }
+  auto server_params = server->backend("ffn.0.1")->parameters();
+  auto ref_params = reference->parameters();
+  ASSERT_EQ(server_params.size(), ref_params.size());
+  for (size_t i = 0; i < ref_params.size(); ++i) EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-6));
+  EXPECT_EQ(server->backend("ffn.0.0")->update_count(), 0);
+
+  std::lock_guard lock(declared.mutex);
+  EXPECT_EQ(declared.calls, 1);
+  EXPECT_EQ(declared.uids, (std::vector<std::string>{"ffn.0.0", "ffn.0.1"}));
+  EXPECT_EQ(declared.endpoint, address);
+  EXPECT_GT(declared.expiration, SystemClock::instance().dht_now());
+}
+
+TEST(ServerTest, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
+  auto server = start(small_server({"ffn.0.0"}));
+  ASSERT_TRUE(server);
+  RawClient client;
+  const std::string address = server->address();
+  auto unknown = client.tensors(address, protocol::kForwardMethod, "ffn.9.9", {torch::randn({1, kHidden})});
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("ffn.9.9"), std::string::npos);
+  auto shape = client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden + 1})});
+  EXPECT_EQ(shape.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(shape.status().message().find("expected float32[batch, 16]"), std::string::npos) << shape.status().message();
+  auto count = client.tensors(address, protocol::kBackwardMethod, "ffn.0.0", {torch::randn({2, kHidden})});
+  EXPECT_NE(count.status().message().find("the inputs, then one gradient per output"), std::string::npos)
+      << count.status().message();
+  auto big = client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({65, kHidden})});
+  EXPECT_FALSE(big.is_ok());
+  EXPECT_NE(big.status().message().find("max_batch_size"), std::string::npos) << big.status().message();
+  // Garbage instead of an encoded tensor.
+  auto junk = std::make_shared<std::vector<uint8_t>>(100, 0xab);
+  auto garbage = client.call(address, protocol::kForwardMethod, "ffn.0.0",
+                             {transport::Buffer::wrap(junk->data(), junk->size(), transport::MemoryType::kHost, -1, junk)});
+  EXPECT_FALSE(garbage.is_ok());
+  EXPECT_NE(garbage.status().message().find("tensor 0"), std::string::npos) << garbage.status().message();
+  auto bad_call = client.call(address, protocol::kInfoMethod, "");
+  EXPECT_FALSE(bad_call.is_ok());
+  // Still serving.
+  auto ok = client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden})});
+  EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();
+}
+
+TEST(ServerTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnRowsInEightBit) {
+  ServerOptions o = small_server({"ffn.0.0"});
+  o.compression = "block_absmax_u8";
+  o.max_batch_size = 32;
+  auto server = start(o);
+  ASSERT_TRUE(server);
+  RawClient client;
+  auto reference = make_expert("ffn", kHidden, "ffn.0.0", kSeed).value();
+  std::vector<torch::Tensor> xs;
+  std::vector<std::future<Result<transport::Message>>> calls;
+  for (int i = 0; i < 24; ++i) {
+    xs.push_back(torch::randn({1 + i % 5, kHidden}));
+    calls.push_back(client.call_async(server->address(), protocol::kForwardMethod, "ffn.0.0",
+                                      {testing::encode(xs.back(), quant::Scheme::kBlockAbsmaxU8)}));
+  }
+  for (size_t i = 0; i < calls.size(); ++i) {
+    ASSERT_EQ(calls[i].wait_for(60s), std::future_status::ready);
+    auto reply = calls[i].get();
+    ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
+    // What the server computed: the forward of the dequantized input, then 8-bit encoded.
+    torch::NoGradGuard no_grad;
+    quant::EncodeOptions u8;
+    u8.scheme = quant::Scheme::kBlockAbsmaxU8;
+    torch::Tensor xq = quant::decode_tensor(quant::encode_tensor(xs[i], u8).value()).value();
+    torch::Tensor expected = quant::decode_tensor(quant::encode_tensor(reference->forward({xq})[0], u8).value()).value();
+    torch::Tensor got = testing::decode(reply->tensors[0]);
+    ASSERT_EQ(got.sizes(), xs[i].sizes());
+    EXPECT_TRUE(torch::allclose(got, expected, 1e-4, 1e-3)) << "request " << i;
+  }
+  const auto stats = server->stats().at(0).forward;
+  EXPECT_EQ(stats.tasks_completed, 24u);
+  EXPECT_LE(stats.largest_batch, 32);
+}
+
+TEST(ServerTest, CheckpointsAreWrittenAndLoadedAtStart) {
+  const auto dir = std::filesystem::temp_directory_path() / ("hm_rt_srv_ckpt_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::vector<torch::Tensor> trained;
+  {
+    ServerOptions o = small_server({"ffn.1.0"});
+    o.checkpoint_dir = dir.string();
+    auto server = start(o);
+    ASSERT_TRUE(server);
+    RawClient client;
+    auto r = client.tensors(server->address(), protocol::kBackwardMethod, "ffn.1.0",
+                            {torch::randn({4, kHidden}), torch::randn({4, kHidden})});
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    trained = server->backend("ffn.1.0")->parameters();
+    ASSERT_TRUE(server->shutdown(20s).is_ok());  // drains and writes the final checkpoint
+  }
+  ASSERT_TRUE(std::filesystem::exists(dir / "ffn.1.0.pt"));
+  ServerOptions o = small_server({"ffn.1.0"});
+  o.checkpoint_dir = dir.string();
+  auto resumed = Server::create(o);
+  ASSERT_TRUE(resumed.is_ok()) << resumed.status().to_string();
+  EXPECT_EQ((*resumed)->backend("ffn.1.0")->update_count(), 1);
+  auto params = (*resumed)->backend("ffn.1.0")->parameters();
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i], trained[i]));
+  resumed->reset();
+  // A checkpoint of another expert class is refused at start, saying what to do.
+  ServerOptions other = small_server({"ffn.1.0"});
+  other.checkpoint_dir = dir.string();
+  other.expert_cls = "ffn_v08";
+  auto refused = Server::create(other);
+  ASSERT_FALSE(refused.is_ok());
+  EXPECT_NE(refused.status().message().find("move the file away"), std::string::npos) << refused.status().message();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ServerTest, ShutdownFinishesQueuedRequestsThenRefusesNewOnes) {
+  ServerOptions o = small_server({"ffn.0.0"});
+  o.min_batch_size = 64;          // the request below waits for a batch that never fills...
+  o.batch_timeout_ms = 3600000;   // ...for an hour, unless the drain runs it
+  auto server = start(o);
+  ASSERT_TRUE(server);
+  RawClient client;
+  auto pending = client.call_async(server->address(), protocol::kForwardMethod, "ffn.0.0",
+                                   {testing::encode(torch::randn({2, kHidden}))});
+  // Wait (bounded) until the request sits in the queue.
+  const Deadline queued_by = Deadline::after(30s);
+  while (server->stats().at(0).forward.queued_tasks == 0 && !queued_by.expired()) std::this_thread::yield();
+  ASSERT_EQ(server->stats().at(0).forward.queued_tasks, 1u);
+  const std::string address = server->address();
+  server->request_shutdown();
+  EXPECT_TRUE(server->wait().is_ok());
+  ASSERT_EQ(pending.wait_for(30s), std::future_status::ready);
+  auto reply = pending.get();
+  EXPECT_TRUE(reply.is_ok()) << reply.status().to_string();
+  auto late = client.call(address, protocol::kForwardMethod, "ffn.0.0", {testing::encode(torch::randn({1, kHidden}))});
+  EXPECT_FALSE(late.is_ok());
+}
+
+TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {
+  ServerOptions o;
+  o.expert_uids = {"bad uid", "x.1", "x.1"};
+  o.expert_pattern = "x.[0:2]";
+  o.min_batch_size = 100;
+  o.max_batch_size = 10;
+  o.compression = "zip";
+  o.device = "tpu";
+  Status s = validate(o);
+  ASSERT_FALSE(s.is_ok());
+  for (const char* expected : {"exactly one of --expert_uids and --expert_pattern", "'bad uid' is not a uid",
+                               "listed twice", "--min_batch_size (100)", "--compression 'zip'", "--device"}) {
+    EXPECT_NE(s.message().find(expected), std::string::npos) << expected << "\n" << s.message();
+  }
+  EXPECT_EQ(expand_expert_pattern("e.[0:2].[3:5]", 0, 0).value(),
+            (std::vector<std::string>{"e.0.3", "e.0.4", "e.1.3", "e.1.4"}));
+  auto some = expand_expert_pattern("e.[0:10].[0:10]", 7, 1).value();
+  EXPECT_EQ(some.size(), 7u);
+  EXPECT_EQ(std::set<std::string>(some.begin(), some.end()).size(), 7u);
+  EXPECT_FALSE(expand_expert_pattern("e.[0:2]", 3, 0).is_ok());
+  EXPECT_FALSE(expand_expert_pattern("e.[2:1]", 0, 0).is_ok());
+  EXPECT_FALSE(expand_expert_pattern("[0:2]", 0, 0).is_ok());
+  EXPECT_TRUE(is_valid_expert_uid("expert.0.12"));
+  EXPECT_FALSE(is_valid_expert_uid("expert.01"));
+  EXPECT_FALSE(is_valid_expert_uid("expert"));
+}
+
+}  // namespace
+}  // namespace hivemind::runtime
