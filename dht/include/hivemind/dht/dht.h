@@ -4,6 +4,7 @@
 // waits for the answer until a Deadline. Two hosts exist: the real transport (Dht::start, the node on
 // its transport Worker thread, reached over rpc method "dht") and the simulator (Dht::attach, where the
 // calling thread drives the virtual network while it waits). Keys are strings hashed with SHA-1.
+// Destroying a Dht stops its node (running operations complete with Canceled).
 #pragma once
 
 #include <memory>
@@ -20,10 +21,45 @@
 #include <hivemind/dht/node_id.h>
 #include <hivemind/dht/options.h>
 #include <hivemind/dht/record.h>
+#include <hivemind/transport/rpc/client.h>
+#include <hivemind/transport/rpc/server.h>
+#include <hivemind/transport/worker.h>
 
 namespace hivemind::dht {
 
 class SimNetwork;
+
+// How Dht::start runs a node over the project's transport.
+struct DhtOptions {
+  // Where to listen ("tcp://0.0.0.0:0" picks a port and announces a routable address; "ucx://...",
+  // "auto://..." as the transport takes them). Ignored when `server` is given.
+  std::string listen = "tcp://127.0.0.1:0";
+  // Peers to join through (any one answering is enough). Empty: this node starts a new DHT.
+  std::vector<std::string> initial_peers;
+  // How long start() may spend joining before it fails with a message naming every peer and why.
+  Milliseconds bootstrap_timeout = std::chrono::seconds(30);
+  // Written atomically with this node's address once it listens (a rendezvous on a shared filesystem).
+  std::string bootstrap_file;
+  // This node's id. Unset: read from `identity_file` when that exists, else random (and written to
+  // `identity_file` when one is named), so a restarted node keeps its place in the id space.
+  std::optional<NodeId> node_id;
+  std::string identity_file;
+  NodeOptions node;
+  // DHT time comes from here; timers run on the transport worker's steady clock, so a clock given
+  // here must keep steady time in step with the system's (it may offset DHT time, e.g. in tests).
+  const Clock* clock = nullptr;
+  // Endpoints (besides this node's own address) experts may be declared at: the expert server's.
+  std::vector<std::string> own_endpoints;
+  // Share an existing transport: serve "dht" on `server` and call out through `client`, both on
+  // `worker` (the expert server's, so the node's address is the server's). Created when unset.
+  std::shared_ptr<transport::Worker> worker;
+  std::shared_ptr<transport::rpc::Server> server;
+  std::shared_ptr<transport::rpc::Client> client;
+  uint64_t seed = 0;  // 0: from std::random_device
+};
+
+// The rpc method the DHT serves.
+inline constexpr std::string_view kDhtMethod = "dht";
 
 // One value to store under a string key (optionally a subkey of a dictionary).
 struct DhtStoreItem {
@@ -40,6 +76,10 @@ class DhtHost;  // where the node runs (private)
 
 class Dht {
  public:
+  // Starts a node on the transport: listens, writes the bootstrap file, joins `initial_peers` (failing
+  // with every peer's reason when none answers within bootstrap_timeout). The node runs on the
+  // transport worker's I/O thread.
+  static Result<std::unique_ptr<Dht>> start(DhtOptions options);
   // Runs node `index` of a simulated network; the calling thread drives the simulation while it waits.
   static std::unique_ptr<Dht> attach(SimNetwork& network, size_t index);
 

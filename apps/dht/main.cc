@@ -1,0 +1,129 @@
+// hivemind-dht: runs one DHT node until SIGINT/SIGTERM, or checks a running one.
+//
+//   hivemind-dht [--host H] [--port P] [--transport tcp|ucx|auto] [--initial-peers ADDR...]
+//                [--bootstrap-file F] [--identity FILE] [--bootstrap-timeout S]
+//   hivemind-dht --check ADDR [--timeout S]
+//
+// Prints the address others should use once listening, writes it atomically to the bootstrap file,
+// and logs peers as they join and leave its routing table. Every flag also reads HIVEMIND_<FLAG>.
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include <hivemind/common/logging.h>
+#include <hivemind/dht/dht.h>
+#include <hivemind/dht/wire.h>
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+using hivemind::Deadline;
+using hivemind::Milliseconds;
+namespace dht = hivemind::dht;
+
+int check(const std::string& address, double timeout_s) {
+  // A client-mode node: it asks, it is never added to anyone's table.
+  dht::DhtOptions options;
+  options.node.client_mode = true;
+  options.node.request_timeout = Milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  auto started = dht::Dht::start(options);
+  if (!started.is_ok()) {
+    std::fprintf(stderr, "hivemind-dht --check: cannot start a client: %s\n", started.status().to_string().c_str());
+    return 2;
+  }
+  auto& client = **started;
+  auto deadline = [&] { return Deadline::after(Milliseconds(static_cast<int64_t>(timeout_s * 1000))); };
+  auto t0 = std::chrono::steady_clock::now();
+  auto pong = client.ping(address, deadline());
+  double rtt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (!pong.is_ok()) {
+    std::printf("%s: no answer (%s)\n", address.c_str(), pong.status().to_string().c_str());
+    return 1;
+  }
+  std::printf("%s: node %s answered in %.2f ms\n", address.c_str(), pong->id.hex().c_str(), rtt_ms);
+  // What it knows: join through it, then look around (its own neighbourhood and a random point).
+  hivemind::Status joined = client.bootstrap({address}, deadline());
+  auto near = client.find_nearest(pong->id, 20, deadline());
+  std::mt19937_64 rng(std::random_device{}());
+  auto far = client.find_nearest(dht::NodeId::random(rng), 20, deadline());
+  auto peers = client.peers();
+  std::printf("peers reachable through it: %zu known after a lookup%s\n", peers.size(),
+              joined.is_ok() ? "" : (" (join: " + joined.to_string() + ")").c_str());
+  if (near.is_ok()) {
+    std::printf("nearest to it (%zu answered):\n", near->size());
+    for (const auto& c : *near) std::printf("  %s %s\n", c.id.short_hex().c_str(), c.address.c_str());
+  }
+  if (far.is_ok()) std::printf("a lookup of a random id through it reached %zu nodes\n", far->size());
+  auto stats = client.stats();
+  std::printf("requests sent %llu, unanswered %llu\n", static_cast<unsigned long long>(stats.requests_sent),
+              static_cast<unsigned long long>(stats.timeouts));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  hivemind::configure_logging_from_env();
+  CLI::App app{"hivemind-dht: a DHT node of a hivemind swarm (Kademlia, expiring records, expert registry)"};
+  std::string host = "0.0.0.0", transport = "tcp", bootstrap_file, identity, check_address;
+  int port = 0;
+  std::vector<std::string> initial_peers;
+  double bootstrap_timeout = 30, timeout = 5;
+  app.add_option("--host", host, "address to listen on (0.0.0.0 announces this host's routable address)")
+      ->envname("HIVEMIND_HOST");
+  app.add_option("--port", port, "port to listen on (0: any free port)")->envname("HIVEMIND_PORT")->check(CLI::Range(0, 65535));
+  app.add_option("--transport", transport, "tcp, ucx or auto")->envname("HIVEMIND_TRANSPORT")
+      ->check(CLI::IsMember({"tcp", "ucx", "auto"}));
+  app.add_option("--initial-peers,--initial_peers", initial_peers, "addresses of running nodes to join through")
+      ->envname("HIVEMIND_INITIAL_PEERS");
+  app.add_option("--bootstrap-file", bootstrap_file, "write this node's address here (atomically) once it listens")
+      ->envname("HIVEMIND_BOOTSTRAP_FILE");
+  app.add_option("--identity", identity, "file holding this node's id (created on first start), so it keeps its place")
+      ->envname("HIVEMIND_IDENTITY");
+  app.add_option("--bootstrap-timeout", bootstrap_timeout, "seconds to reach an initial peer before giving up")
+      ->envname("HIVEMIND_BOOTSTRAP_TIMEOUT")->check(CLI::PositiveNumber);
+  app.add_option("--check", check_address, "dial the node at this address and report what it sees, then exit");
+  app.add_option("--timeout", timeout, "seconds per request with --check")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  if (!check_address.empty()) return check(check_address, timeout);
+
+  dht::DhtOptions options;
+  options.listen = transport + "://" + host + ":" + std::to_string(port);
+  options.initial_peers = initial_peers;
+  options.bootstrap_file = bootstrap_file;
+  options.identity_file = identity;
+  options.bootstrap_timeout = Milliseconds(static_cast<int64_t>(bootstrap_timeout * 1000));
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  auto started = dht::Dht::start(options);
+  if (!started.is_ok()) {
+    std::fprintf(stderr, "hivemind-dht: %s\n", started.status().to_string().c_str());
+    return 1;
+  }
+  auto& node = **started;
+  std::printf("hivemind-dht: node %s listening at %s\n", node.node_id().hex().c_str(), node.address().c_str());
+  std::printf("join with: --initial-peers %s\n", node.address().c_str());
+  std::fflush(stdout);
+  auto log = hivemind::logger("dht");
+  std::map<dht::NodeId, std::string> known;
+  while (!g_stop) {
+    std::map<dht::NodeId, std::string> now;
+    for (const auto& contact : node.peers()) now.emplace(contact.id, contact.address);
+    for (const auto& [id, address] : now) {
+      if (!known.count(id)) log->info("peer joined: {} at {} ({} known)", id.short_hex(), address, now.size());
+    }
+    for (const auto& [id, address] : known) {
+      if (!now.count(id)) log->info("peer left: {} at {} ({} known)", id.short_hex(), address, now.size());
+    }
+    known = std::move(now);
+    for (int i = 0; i < 10 && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  log->info("stopping");
+  return 0;
+}

@@ -1,0 +1,175 @@
+// Real hivemind-dht processes on loopback: joining through a bootstrap file, a node killed with
+// SIGKILL, --check, and a node with no reachable peer failing clearly by its deadline.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <hivemind/common/bootstrap_file.h>
+#include <hivemind/dht/dht.h>
+#include <hivemind/dht/expert_registry.h>
+
+#include "test_env.h"
+
+extern char** environ;
+
+namespace hivemind::dht {
+namespace {
+
+// One child process; SIGKILLed and reaped when dropped.
+class Child {
+ public:
+  Child(const std::vector<std::string>& args, const std::string& log) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) pid_ = -1;
+  }
+  ~Child() { kill(SIGKILL); }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void kill(int signal) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, signal);
+    if (signal == SIGKILL) wait_exit(Deadline::after(std::chrono::seconds(5)));
+  }
+  // The exit status, or nullopt if the child is still running at the deadline.
+  std::optional<int> wait_exit(Deadline deadline) {
+    if (pid_ <= 0) return exit_;
+    while (true) {
+      int status = 0;
+      pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        pid_ = -1;
+        return exit_;
+      }
+      if (deadline.expired()) return std::nullopt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling a child, not synchronizing
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> exit_;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class Processes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = ::testing::TempDir() + "/dht-mp-" + std::to_string(::getpid());
+    std::filesystem::create_directories(dir);
+    program = testing::program_path("hivemind-dht");
+    ASSERT_TRUE(std::filesystem::exists(program)) << program;
+  }
+  void TearDown() override {
+    children.clear();
+    std::filesystem::remove_all(dir);
+  }
+  // Starts a node; returns its address once it wrote its bootstrap file.
+  std::string start_node(const std::vector<std::string>& peers) {
+    size_t n = children.size();
+    std::string file = dir + "/node" + std::to_string(n) + ".addr";
+    std::vector<std::string> args = {program, "--host", "127.0.0.1", "--port", "0", "--bootstrap-file", file};
+    if (!peers.empty()) {
+      args.push_back("--initial-peers");
+      args.insert(args.end(), peers.begin(), peers.end());
+    }
+    children.push_back(std::make_unique<Child>(args, dir + "/node" + std::to_string(n) + ".log"));
+    auto addresses = wait_for_bootstrap_file(file, Deadline::after(std::chrono::seconds(20)));
+    EXPECT_TRUE(addresses.is_ok()) << addresses.status().to_string() << "\n" << read_file(dir + "/node" + std::to_string(n) + ".log");
+    return addresses.is_ok() ? addresses->front() : "";
+  }
+
+  std::string dir, program;
+  std::vector<std::unique_ptr<Child>> children;
+};
+
+TEST_F(Processes, NodesJoinServeAndSurviveAKill) {
+  std::vector<std::string> addresses;
+  addresses.push_back(start_node({}));
+  for (int i = 1; i < 6; ++i) addresses.push_back(start_node({addresses[0]}));
+  ASSERT_EQ(addresses.size(), 6u);
+
+  // An in-process node joins the swarm of processes, declares experts; another finds them.
+  DhtOptions options;
+  options.listen = "tcp://127.0.0.1:0";
+  options.initial_peers = {addresses[2]};
+  auto server = Dht::start(options);
+  ASSERT_TRUE(server.is_ok()) << server.status().to_string();
+  std::vector<std::string> uids = {"ffn.0.1", "ffn.0.2", "ffn.5.5"};
+  ASSERT_TRUE(declare_experts(**server, uids, (*server)->address(), (*server)->dht_now() + 120'000,
+                              Deadline::after(std::chrono::seconds(10)))
+                  .is_ok());
+  options.initial_peers = {addresses[4]};
+  auto client = Dht::start(options);
+  ASSERT_TRUE(client.is_ok());
+  auto found = get_experts(**client, uids, Deadline::after(std::chrono::seconds(10)));
+  ASSERT_TRUE(found.is_ok());
+  for (const auto& e : *found) EXPECT_TRUE(e.has_value());
+
+  // The processes log peers joining (the program looks at its table once a second): poll the log.
+  Deadline logged = Deadline::after(std::chrono::seconds(10));
+  while (read_file(dir + "/node0.log").find("peer joined") == std::string::npos && !logged.expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(read_file(dir + "/node0.log").find("peer joined"), std::string::npos) << read_file(dir + "/node0.log");
+
+  // Two nodes die without a word; the records have replicas elsewhere.
+  children[1]->kill(SIGKILL);
+  children[3]->kill(SIGKILL);
+  std::vector<std::string> keys = {"ffn.", "ffn.0."};
+  auto after = (*client)->get(keys, Deadline::after(std::chrono::seconds(10)), GetOptions{.latest = true});
+  ASSERT_TRUE(after.is_ok()) << after.status().to_string();
+  EXPECT_EQ((*after)[0]->dictionary.size(), 2u);
+  EXPECT_EQ((*after)[1]->dictionary.size(), 2u);
+
+  // --check reports what a live node sees; a dead one is reported as such.
+  Child check({program, "--check", addresses[0], "--timeout", "2"}, dir + "/check.log");
+  EXPECT_EQ(check.wait_exit(Deadline::after(std::chrono::seconds(20))), 0) << read_file(dir + "/check.log");
+  std::string report = read_file(dir + "/check.log");
+  EXPECT_NE(report.find("answered in"), std::string::npos) << report;
+  EXPECT_NE(report.find("nearest to it"), std::string::npos) << report;
+  Child dead({program, "--check", addresses[1], "--timeout", "1"}, dir + "/check-dead.log");
+  EXPECT_EQ(dead.wait_exit(Deadline::after(std::chrono::seconds(20))), 1) << read_file(dir + "/check-dead.log");
+  EXPECT_NE(read_file(dir + "/check-dead.log").find("no answer"), std::string::npos);
+
+  // SIGTERM stops a node cleanly.
+  children[5]->kill(SIGTERM);
+  EXPECT_EQ(children[5]->wait_exit(Deadline::after(std::chrono::seconds(10))), 0);
+}
+
+TEST_F(Processes, NoReachablePeerFailsClearlyWithinTheDeadline) {
+  Child lonely({program, "--host", "127.0.0.1", "--initial-peers", "tcp://127.0.0.1:21997", "tcp://127.0.0.1:21998",
+                "--bootstrap-timeout", "3"},
+               dir + "/lonely.log");
+  auto code = lonely.wait_exit(Deadline::after(std::chrono::seconds(15)));
+  ASSERT_TRUE(code.has_value()) << "hivemind-dht did not give up";
+  EXPECT_EQ(*code, 1);
+  std::string log = read_file(dir + "/lonely.log");
+  EXPECT_NE(log.find("none of the 2 initial peer(s) answered"), std::string::npos) << log;
+  EXPECT_NE(log.find("tcp://127.0.0.1:21997"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace hivemind::dht
