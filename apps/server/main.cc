@@ -1,15 +1,18 @@
 // hivemind-server: host experts. See docs/hosting.md, or run with --help.
 //
-// Signals (a dedicated thread receives them; every other thread blocks them):
+// Signals (the handler only writes the signal number to a pipe; a dedicated thread acts on it, so the
+// handling is async-signal-safe whichever thread the kernel picks, including LibTorch's and OpenBLAS's
+// threads that exist before main()):
 //   SIGTERM, SIGINT  drain (stop accepting, finish queued and in-flight batches, stop declaring, checkpoint)
 //                    and exit 0 within --grace_period; a second one exits at once with status 1
 //   SIGUSR1          checkpoint every expert now and keep serving
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
 
-#include <pthread.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <hivemind/common/blas_check.h>
@@ -17,6 +20,19 @@
 #include <hivemind/runtime/server.h>
 
 #include "cli.h"
+
+namespace {
+
+int g_signal_pipe[2] = {-1, -1};
+
+extern "C" void on_signal(int sig) {
+  const int saved = errno;
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] ssize_t n = ::write(g_signal_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace hivemind;
@@ -31,13 +47,15 @@ int main(int argc, char** argv) {
     return parsed.exit_code;
   }
 
-  // Block the signals before any thread exists, so only the signal thread below ever receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (::pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
+    std::perror("hivemind-server: pipe2");
+    return 1;
+  }
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) ::sigaction(sig, &action, nullptr);
 
   auto created = runtime::Server::create(parsed.options);
   if (!created.is_ok()) {
@@ -57,11 +75,13 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   runtime::Server* raw = server.get();
-  std::thread signal_thread([raw, signals] {
+  std::thread signal_thread([raw] {
     bool stopping = false;
     while (true) {
-      int sig = 0;
-      if (sigwait(&signals, &sig) != 0) continue;
+      unsigned char sig = 0;
+      const ssize_t n = ::read(g_signal_pipe[0], &sig, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
       if (sig == SIGUSR1) {
         logger("runtime")->info("SIGUSR1: checkpointing");
         raw->request_checkpoint();

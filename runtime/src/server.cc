@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -58,21 +59,22 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->declare = impl->options.declare;
-  HIVEMIND_ASSIGN_OR_RETURN(impl->uids, server_expert_uids(impl->options));
-  HIVEMIND_RETURN_IF_ERROR(impl->build_experts());
+  // Placement first (the I/O thread is bound as it starts), then the network (the DHT tells which uids
+  // of a pattern are free), then the experts.
+  HIVEMIND_RETURN_IF_ERROR(impl->place_threads());
   HIVEMIND_RETURN_IF_ERROR(impl->listen());
+  HIVEMIND_RETURN_IF_ERROR(impl->choose_uids());
+  HIVEMIND_RETURN_IF_ERROR(impl->build_experts());
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
-Status Server::Impl::build_experts() {
+Status Server::Impl::place_threads() {
   const ServerOptions& o = options;
-  // Devices, and where their compute threads go.
-  std::vector<ComputeDevice> devices;
   for (const std::string& name : split_list(o.device)) {
     HIVEMIND_ASSIGN_OR_RETURN(ComputeDevice d, compute_device_from_string(name));
     devices.push_back(std::move(d));
   }
-  RuntimeOptions ro;
+  RuntimeOptions& ro = runtime_options;
   ro.intra_op_threads = o.intra_op_threads;
   PinningOptions po;
   po.enabled = o.cpu_bind == "auto";
@@ -92,7 +94,49 @@ Status Server::Impl::build_experts() {
     }
   }
   log()->info("binding: {}", binding_text);
-  runtime = std::make_unique<Runtime>(ro);
+  return Status::ok();
+}
+
+Status Server::Impl::choose_uids() {
+  if (!options.expert_uids.empty() || options.num_experts == 0) {
+    HIVEMIND_ASSIGN_OR_RETURN(uids, server_expert_uids(options));
+    return Status::ok();
+  }
+#ifdef HIVEMIND_RUNTIME_HAVE_DHT
+  // hivemind's behaviour: a server given a pattern and a count picks uids no live server holds yet.
+  if (dht) {
+    auto grid = expand_expert_pattern(options.expert_pattern, 0, 0);
+    if (grid.is_ok()) {
+      auto live = dht::get_experts(*dht, *grid, Deadline::after(Milliseconds(10000)));
+      if (live.is_ok()) {
+        std::vector<std::string> free;
+        for (size_t i = 0; i < grid->size(); ++i) {
+          if (!(*live)[i]) free.push_back((*grid)[i]);
+        }
+        if (static_cast<int>(free.size()) < options.num_experts) {
+          return invalid_argument_error(fmt::format(
+              "--expert_pattern '{}' has only {} uid(s) not already served in the DHT; --num_experts is {}",
+              options.expert_pattern, free.size(), options.num_experts));
+        }
+        std::random_device entropy;
+        std::mt19937_64 rng((static_cast<uint64_t>(entropy()) << 32) ^ entropy());
+        std::shuffle(free.begin(), free.end(), rng);
+        free.resize(static_cast<size_t>(options.num_experts));
+        std::sort(free.begin(), free.end());
+        uids = std::move(free);
+        return Status::ok();
+      }
+      log()->warn("could not ask the DHT which uids are taken ({}); picking at random", live.status().to_string());
+    }
+  }
+#endif
+  HIVEMIND_ASSIGN_OR_RETURN(uids, server_expert_uids(options));
+  return Status::ok();
+}
+
+Status Server::Impl::build_experts() {
+  const ServerOptions& o = options;
+  runtime = std::make_unique<Runtime>(runtime_options);
 
   OptimizerOptions opt;
   opt.name = o.optimizer;
@@ -178,7 +222,19 @@ Status Server::Impl::listen() {
   rpc = std::move(server).value();
 #ifdef HIVEMIND_RUNTIME_HAVE_DHT
   if (!declare) {
-    HIVEMIND_RETURN_IF_ERROR(start_dht());
+    // The DHT node shares the server's transport: method "dht" on the same listener, so the node's
+    // address is the experts' endpoint and one port serves both.
+    dht::DhtOptions d;
+    d.initial_peers = o.initial_peers;
+    d.worker = worker;
+    d.server = rpc;
+    d.client = transport::rpc::Client::create(worker);
+    d.own_endpoints = {rpc->address()};
+    auto node = dht::Dht::start(std::move(d));
+    if (!node.is_ok()) return node.status().with_context("joining the DHT (check --initial_peers)");
+    dht = std::move(node).value();
+    log()->info("DHT node {} ({})", dht->address(),
+                o.initial_peers.empty() ? std::string("new swarm") : fmt::format("joined via {}", fmt::join(o.initial_peers, ", ")));
   }
 #endif
   return Status::ok();

@@ -21,6 +21,7 @@
 
 #ifdef HIVEMIND_RUNTIME_HAVE_DHT
 #include <hivemind/dht/dht.h>
+#include <hivemind/transport/rpc/client.h>
 #endif
 
 namespace hivemind::runtime {
@@ -40,6 +41,8 @@ struct Server::Impl {
   ServerOptions options;
   std::vector<std::string> uids;
   std::map<std::string, HostedExpert> experts;
+  std::vector<ComputeDevice> devices;
+  RuntimeOptions runtime_options;
   std::string binding_text;
   CpuList io_binding;
 
@@ -72,8 +75,10 @@ struct Server::Impl {
   std::map<std::string, std::pair<TaskPoolStats, TaskPoolStats>> last_stats;
 
   ~Impl();
-  Status build_experts();
+  Status place_threads();
   Status listen();
+  Status choose_uids();
+  Status build_experts();
   void register_handlers();
   Status declare_once();
   void maintenance_loop();

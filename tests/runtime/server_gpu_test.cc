@@ -1,0 +1,76 @@
+// The server with CUDA experts (label gpu; skips without a device or without a CUDA LibTorch).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <hivemind/runtime/pinning.h>
+#include <hivemind/runtime/server.h>
+
+#include "server_test_util.h"
+#include "test_env.h"
+
+namespace hivemind::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+#define REQUIRE_TORCH_CUDA()                                                                       \
+  do {                                                                                             \
+    HIVEMIND_REQUIRE_CUDA();                                                                       \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "LibTorch in this build has no CUDA: skipped"; \
+  } while (false)
+
+TEST(ServerGpuTest, CudaExpertsMatchACpuReferenceThroughTheWire) {
+  REQUIRE_TORCH_CUDA();
+  ::setenv("HIVEMIND_SPIN_US", "0", 1);
+  ServerOptions o;
+  o.expert_uids = {"gpu.0.0", "gpu.0.1"};
+  o.hidden_dim = 64;
+  o.device = "cuda";
+  o.host = "127.0.0.1";
+  o.transport = "tcp";
+  o.compression = "block_absmax_u8";  // dequantized on the device
+  o.optimizer = "sgd";
+  o.lr = 0.05;
+  o.stats_report_interval = 0;
+  o.declare = [](std::span<const std::string>, const std::string&, DhtTime, Deadline) { return Status::ok(); };
+  auto server = Server::create(o).value();
+  ASSERT_TRUE(server->start().is_ok());
+  EXPECT_TRUE(server->backend("gpu.0.0")->device().is_cuda());
+  std::printf("binding: %s\n", server->binding().c_str());
+
+  testing::RawClient client;
+  auto reference = make_expert("ffn", 64, "gpu.0.1", kDefaultExpertSeed).value();
+  torch::Tensor x = torch::randn({8, 64});
+  quant::EncodeOptions u8;
+  u8.scheme = quant::Scheme::kBlockAbsmaxU8;
+  torch::Tensor xq = quant::decode_tensor(quant::encode_tensor(x, u8).value()).value();
+  auto y = client.tensors(server->address(), protocol::kForwardMethod, "gpu.0.1", {x}, quant::Scheme::kBlockAbsmaxU8);
+  ASSERT_TRUE(y.is_ok()) << y.status().to_string();
+  torch::NoGradGuard no_grad;
+  torch::Tensor expected = reference->forward({xq})[0];
+  // GPU GEMMs (TF32 where enabled) and the 8-bit output: compare loosely.
+  EXPECT_LT(((*y)[0] - expected).abs().max().item<double>(), 5e-2);
+
+  torch::Tensor g = torch::randn({8, 64});
+  auto gx = client.tensors(server->address(), protocol::kBackwardMethod, "gpu.0.1", {x, g});
+  ASSERT_TRUE(gx.is_ok()) << gx.status().to_string();
+  EXPECT_EQ((*gx)[0].sizes(), x.sizes());
+  EXPECT_EQ(server->backend("gpu.0.1")->update_count(), 1);
+  ASSERT_TRUE(server->shutdown(20s).is_ok());
+}
+
+TEST(ServerGpuTest, GpuComputeThreadIsPlacedNextToTheGpu) {
+  HIVEMIND_REQUIRE_CUDA();
+  auto topology = Topology::load_system();
+  ASSERT_TRUE(topology.is_ok()) << topology.status().to_string();
+  auto gpu = compute_device_from_string("cuda:0").value();
+  std::printf("cuda:0 at PCI %s; %s\n", gpu.pci_bus_id.c_str(), topology->summary().c_str());
+  EXPECT_FALSE(gpu.pci_bus_id.empty());
+  auto plan = plan_binding(*topology, std::span(&gpu, 1), PinningOptions{}, ExistingBinding{}).value();
+  std::printf("%s\n", plan.describe(std::span(&gpu, 1)).c_str());
+  ASSERT_TRUE(plan.apply);
+  EXPECT_NE(plan.device_notes.at(0).find("local to pci"), std::string::npos) << plan.device_notes.at(0);
+}
+
+}  // namespace
+}  // namespace hivemind::runtime

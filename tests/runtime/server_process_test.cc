@@ -1,0 +1,174 @@
+// build/bin/hivemind-server as a process: ready line, SIGUSR1 checkpoint, SIGTERM drain and exit 0.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <hivemind/runtime/expert_backend.h>
+
+#include "server_test_util.h"
+#include "test_env.h"
+
+namespace hivemind::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A child process whose stdout and stderr are read line by line, with a deadline on every wait.
+class Child {
+ public:
+  Child(const std::string& program, const std::vector<std::string>& args, const std::vector<std::string>& env) {
+    int out[2], err[2];
+    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::dup2(err[1], 2);
+      for (const auto& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
+      std::vector<char*> argv{const_cast<char*>(program.c_str())};
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(program.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(err[1]);
+    fds_[0] = out[0];
+    fds_[1] = err[0];
+  }
+  ~Child() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    for (int fd : fds_) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+
+  // Reads both streams until a line of `stream` (0 stdout, 1 stderr) contains `text`; returns it.
+  std::optional<std::string> wait_for(int stream, const std::string& text, Deadline deadline) {
+    while (true) {
+      auto& buf = bufs_[stream];
+      for (size_t pos; (pos = buf.find('\n', scanned_[stream])) != std::string::npos;) {
+        std::string line = buf.substr(scanned_[stream], pos - scanned_[stream]);
+        scanned_[stream] = pos + 1;
+        if (line.find(text) != std::string::npos) return line;
+      }
+      if (!pump(deadline)) return std::nullopt;
+    }
+  }
+
+  // Waits for the exit (reading the streams meanwhile); the exit status, or -1 at the deadline.
+  int wait_exit(Deadline deadline) {
+    while (fds_[0] >= 0 || fds_[1] >= 0) {
+      if (!pump(deadline)) break;
+    }
+    while (!deadline.expired()) {
+      int status = 0;
+      pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      ::poll(nullptr, 0, 10);
+    }
+    return -1;
+  }
+
+  void signal(int sig) { ::kill(pid_, sig); }
+  const std::string& output(int stream) const { return bufs_[stream]; }
+
+ private:
+  // One poll round; false at the deadline or when both streams are closed.
+  bool pump(Deadline deadline) {
+    pollfd p[2];
+    int n = 0;
+    int which[2];
+    for (int s = 0; s < 2; ++s) {
+      if (fds_[s] >= 0) {
+        p[n] = {fds_[s], POLLIN, 0};
+        which[n++] = s;
+      }
+    }
+    if (n == 0) return false;
+    const int timeout = static_cast<int>(std::max<int64_t>(0, deadline.remaining().count()));
+    if (timeout == 0) return false;
+    if (::poll(p, n, std::min(timeout, 1000)) < 0) return false;
+    for (int i = 0; i < n; ++i) {
+      if (!(p[i].revents & (POLLIN | POLLHUP))) continue;
+      char chunk[4096];
+      ssize_t got = ::read(fds_[which[i]], chunk, sizeof(chunk));
+      if (got <= 0) {
+        ::close(fds_[which[i]]);
+        fds_[which[i]] = -1;
+      } else {
+        bufs_[which[i]].append(chunk, static_cast<size_t>(got));
+      }
+    }
+    return true;
+  }
+
+  pid_t pid_ = -1;
+  int fds_[2] = {-1, -1};
+  std::string bufs_[2];
+  size_t scanned_[2] = {0, 0};
+  bool exited_ = false;
+};
+
+TEST(ServerProcessTest, Sigusr1CheckpointsAndSigtermDrainsThenExitsZero) {
+  const auto dir = std::filesystem::temp_directory_path() / ("hm_rt_proc_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  Child child(hivemind::testing::program_path("hivemind-server"),
+              {"--expert_uids", "ffn.0.0", "--hidden_dim", "8", "--host", "127.0.0.1", "--port", "0", "--transport",
+               "tcp", "--checkpoint_dir", dir.string(), "--cpu_bind", "none", "--stats_report_interval", "0",
+               "--compression", "none", "--max_batch_size", "64", "--min_batch_size", "64", "--batch_timeout_ms",
+               "3600000", "--grace_period", "20"},
+              {"HIVEMIND_LOG_LEVEL=debug", "HIVEMIND_SPIN_US=0"});
+  auto ready = child.wait_for(0, "hivemind-server ready:", Deadline::after(60s));
+  ASSERT_TRUE(ready) << "no ready line; stderr:\n" << child.output(1);
+  const size_t at = ready->find(" at ");
+  ASSERT_NE(at, std::string::npos) << *ready;
+  std::string address = ready->substr(at + 4);
+  address = address.substr(0, address.find(','));
+
+  child.signal(SIGUSR1);
+  ASSERT_TRUE(child.wait_for(1, "checkpoint written", Deadline::after(60s))) << child.output(1);
+  EXPECT_TRUE(std::filesystem::exists(dir / "ffn.0.0.pt"));
+
+  // A request that waits in the queue (min_batch_size 64, an hour's timeout) until the drain runs it.
+  runtime::testing::RawClient client;
+  auto pending = client.call_async(address, protocol::kForwardMethod, "ffn.0.0",
+                                   {runtime::testing::encode(torch::randn({2, 8}))});
+  ASSERT_TRUE(child.wait_for(1, "queued 2 sample(s)", Deadline::after(60s))) << child.output(1);
+  child.signal(SIGTERM);
+  ASSERT_EQ(pending.wait_for(60s), std::future_status::ready);
+  auto reply = pending.get();
+  ASSERT_TRUE(reply.is_ok()) << reply.status().to_string() << "\n" << child.output(1);
+  EXPECT_EQ(runtime::testing::decode(reply->tensors.at(0)).sizes(), (std::vector<int64_t>{2, 8}));
+  EXPECT_EQ(child.wait_exit(Deadline::after(60s)), 0) << child.output(1);
+  EXPECT_NE(child.output(0).find("hivemind-server stopped"), std::string::npos) << child.output(0);
+  EXPECT_NE(child.output(1).find("SIGTERM: draining"), std::string::npos);
+
+  // The final checkpoint is a valid one.
+  ExpertBackendOptions options;
+  auto backend = ExpertBackend::create("ffn.0.0", make_expert("ffn", 8, "ffn.0.0", kDefaultExpertSeed).value(), options).value();
+  EXPECT_TRUE(backend->load_checkpoint(dir / "ffn.0.0.pt").is_ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ServerProcessTest, BadFlagsFailAtStartWithExitCode2) {
+  Child child(hivemind::testing::program_path("hivemind-server"), {"--expert_uids", "ffn.0.0", "--optimizer", "lamb"}, {});
+  EXPECT_EQ(child.wait_exit(Deadline::after(60s)), 2);
+  EXPECT_NE(child.output(1).find("--optimizer"), std::string::npos) << child.output(1);
+}
+
+}  // namespace
+}  // namespace hivemind::runtime
