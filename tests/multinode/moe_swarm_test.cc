@@ -66,7 +66,7 @@ struct Options {
   int64_t batch = 16;
   int64_t k_best = 2;
   uint64_t seed = hivemind::runtime::kDefaultExpertSeed;
-  double timeout_s = 25;  // every wait of every rank ends by then
+  double timeout_s = 60;  // every wait of every rank ends by then (a run takes ~10 s; this is for loaded CI machines)
   bool kill_server = true;
 };
 
