@@ -7,11 +7,17 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 
-preset=${HIVEMIND_PRESET:-release}
-werror=OFF
-[ "${HIVEMIND_WERROR:-0}" = 1 ] && werror=ON
+# Paths relative to the checkout in ccache's keys, so a fresh clone elsewhere reuses earlier objects.
+export CCACHE_BASEDIR="$(pwd)"
 
-echo "build: configuring preset '$preset' (warnings as errors: $werror)"
-cmake --preset "$preset" -DHIVEMIND_WARNINGS_AS_ERRORS=$werror "$@" >/dev/null
+preset=${HIVEMIND_PRESET:-release}
+# Only an explicit HIVEMIND_WERROR changes the cached setting: flipping it would recompile everything, so
+# demo.sh after test.sh reuses test.sh's objects.
+config=()
+[ "${HIVEMIND_WERROR:-}" = 1 ] && config+=(-DHIVEMIND_WARNINGS_AS_ERRORS=ON)
+[ "${HIVEMIND_WERROR:-}" = 0 ] && config+=(-DHIVEMIND_WARNINGS_AS_ERRORS=OFF)
+
+echo "build: configuring preset '$preset'"
+cmake --preset "$preset" "${config[@]}" "$@" >/dev/null
 echo "build: compiling (first build of the LibTorch modules takes several minutes on 2 cores)"
 cmake --build --preset "$preset"

@@ -9,6 +9,7 @@ seconds=60
 if [ "${1:-}" = --smoke ]; then seconds=${HIVEMIND_FUZZ_SMOKE_SECONDS:-15}; shift; fi
 if [ "${1:-}" = --seconds ]; then seconds=$2; shift 2; fi
 
+export CCACHE_BASEDIR="$(pwd)"
 cmake --preset fuzz -DHIVEMIND_WARNINGS_AS_ERRORS=ON >/dev/null
 cmake --build --preset fuzz
 targets=("$@")

@@ -4,9 +4,12 @@
 # Stages:
 #   1. release build (warnings are errors) and every CTest suite (unit, integration, multinode, gpu);
 #      GPU tests skip with a printed reason where there is no CUDA device
-#   2. the installed CMake package and pkg-config file, used by a consumer project
+#   2. the installed CMake package and pkg-config file, used by a consumer project and by the example
+#      trainer (examples/trainer, against a live hivemind-server)
 #   3. ASan+UBSan build of the byte-level modules (no LibTorch) and their tests
 #   4. libFuzzer smoke runs of every network decoder
+#   5. the multi-node MoE test under --spawn, mpirun, a real one-host Slurm (srun, sbatch) and network
+#      namespaces (skipped with the reason where a launcher or namespaces are unavailable)
 # Set HIVEMIND_TEST_QUICK=1 to run stage 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +17,7 @@ root=$(pwd)
 
 ./scripts/install-deps.sh
 
+export CCACHE_BASEDIR="$root"
 jobs=$(nproc)
 passed=0
 failed=0
@@ -49,6 +53,8 @@ if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
   set +e
   ./scripts/check-install.sh
   record "installed package" $?
+  ./scripts/check-example-trainer.sh
+  record "example trainer" $?
 
   echo "=== test: stage 3: ASan+UBSan (byte-level modules)"
   cmake --preset asan -DHIVEMIND_WARNINGS_AS_ERRORS=ON >/dev/null && cmake --build --preset asan &&
@@ -60,6 +66,16 @@ if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
   echo "=== test: stage 4: fuzz smoke"
   ./scripts/fuzz.sh --smoke
   record "fuzz smoke" $?
+
+  echo "=== test: stage 5: multi-node (spawn, mpirun, srun, sbatch, netns)"
+  ./scripts/test-multinode.sh 2>&1 | tee build/multinode.log
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '^multinode: [0-9]+ passed, [0-9]+ failed' build/multinode.log | tail -n1 || true)
+  if [ -n "$line" ]; then
+    passed=$((passed + $(sed -E 's/multinode: ([0-9]+) passed.*/\1/' <<<"$line")))
+    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
+  fi
+  [ "$rc" -eq 0 ] || failures+=("multinode")
   set -e
 fi
 

@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   auto log = hivemind::logger("demo");
   torch::manual_seed(static_cast<uint64_t>(o.seed));
   torch::set_num_threads(1);  // the trainer's math is small; leave the cores to the expert servers
-  if (o.grid.size() != 2 || o.kill_server_at >= 0 && o.kill_pid <= 0) {
+  if (o.grid.size() != 2 || (o.kill_server_at >= 0 && o.kill_pid <= 0)) {
     std::fprintf(stderr, "hivemind-demo: --grid needs two sizes, and --kill-server-at needs --kill-pid\n");
     return 2;
   }
