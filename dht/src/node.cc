@@ -13,6 +13,17 @@ namespace hivemind::dht {
 using wire::ErrorCode;
 using wire::MessageType;
 
+namespace {
+
+// a - b without overflow: times in headers come from peers and may be anything.
+int64_t saturating_sub(int64_t a, int64_t b) {
+  int64_t out;
+  if (__builtin_sub_overflow(a, b, &out)) return a < b ? INT64_MIN : INT64_MAX;
+  return out;
+}
+
+}  // namespace
+
 Node::Node(NodeOptions options, Contact self, const Clock& clock, NodeNetwork& network, uint64_t seed)
     : options_(options),
       self_(std::move(self)),
@@ -106,7 +117,7 @@ std::vector<uint8_t> Node::handle_request(std::span<const uint8_t> frame) {
   }
   if (h.sender == self_.id) return error_reply(request_id, ErrorCode::kRefused, "sender uses this node's id");
   // The request may have spent up to a timeout in flight, so the bound is looser than at admission.
-  int64_t skew = h.sender_time - dht_now();
+  int64_t skew = saturating_sub(h.sender_time, dht_now());
   int64_t tolerance = (options_.max_clock_skew + options_.request_timeout).count();
   if (skew > tolerance || skew < -tolerance) {
     return error_reply(request_id, ErrorCode::kClockSkew,
@@ -225,16 +236,15 @@ std::pair<NodeId, NodeId> level_range(const NodeId& id, int level) {
 void Node::transfer_to(const Contact& contact) {
   // Kademlia's join transfer: push `contact` the records it should now hold. Instead of scanning all
   // storage per new contact (hivemind, dht.md 1.9 item 6), look only at the id ranges where it can be
-  // among the r closest: a key whose common prefix with it is p bits has every known node whose prefix
-  // with the contact is also exactly p bits strictly closer, so levels with >= r such nodes are skipped.
+  // among the r closest. With c = cpl(self, contact): a key sharing exactly p <= c bits with the
+  // contact has every known node that shares exactly p bits with the contact strictly closer (bucket p
+  // for p < c; ourselves and every bucket deeper than c for p = c), so levels with >= r of them are
+  // skipped; keys sharing more than c bits form one range on the contact's side of bucket c. Storage
+  // is ordered by key, so each level is one range lookup, and only keys found there get the exact check.
   if (options_.client_mode || storage_.num_keys() == 0) return;
   const NodeId& n = contact.id;
   const int c = self_.id.common_prefix_length(n);
   const size_t r = options_.replicas;
-  std::vector<size_t> deeper(NodeId::kBits + 1, 0);  // bucket-c entries by their prefix with n
-  for (const auto& entry : routing_.bucket(c)) {
-    if (entry.contact.id != n) ++deeper[static_cast<size_t>(entry.contact.id.common_prefix_length(n))];
-  }
   size_t beyond = 1;  // our own node, plus every bucket deeper than c
   for (int i = c + 1; i < RoutingTable::kBuckets; ++i) beyond += routing_.bucket(i).size();
 
@@ -255,13 +265,24 @@ void Node::transfer_to(const Contact& contact) {
     }
     return items.size() < options_.max_transfer_items;
   };
-  for (int level = 0; level < NodeId::kBits && items.size() < options_.max_transfer_items; ++level) {
-    size_t closer = level < c ? routing_.bucket(level).size() : level == c ? beyond : deeper[static_cast<size_t>(level)];
+  // Levels up to c, one range each, only where fewer than r known nodes are surely closer.
+  for (int level = 0; level <= c && items.size() < options_.max_transfer_items; ++level) {
+    size_t closer = level < c ? routing_.bucket(level).size() : beyond;
     if (closer >= r) continue;
     auto [low, high] = level_range(n, level);
     storage_.for_each_in_range(low, high, t, consider);
   }
-  if (auto exact = storage_.get(n, t)) consider(n, *exact);
+  // Every deeper level together is one contiguous range: the keys sharing more than c bits with the
+  // contact (its side of our bucket c), where we hold few keys; each gets the exact check.
+  if (items.size() < options_.max_transfer_items) {
+    NodeId::Bytes low = n.bytes(), high = n.bytes();
+    for (int bit = c + 1; bit < NodeId::kBits; ++bit) {
+      uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
+      low[static_cast<size_t>(bit / 8)] &= static_cast<uint8_t>(~mask);
+      high[static_cast<size_t>(bit / 8)] |= mask;
+    }
+    storage_.for_each_in_range(NodeId(low), NodeId(high), t, consider);
+  }
   if (items.empty()) return;
   stats_.transfer_items_sent += items.size();
   for (size_t begin = 0; begin < items.size(); begin += options_.wire.max_keys_per_request) {
@@ -327,7 +348,7 @@ void Node::handle_reply(const std::string& from, uint64_t request_id, std::span<
   if (done.purpose == Purpose::kProbe && probes_in_flight_ > 0) --probes_in_flight_;
   // Clock check on every answer (hivemind checks at ping): half the round trip is the uncertainty.
   DhtTime received = dht_now();
-  int64_t skew = h.sender_time - (done.sent_dht + received) / 2;
+  int64_t skew = saturating_sub(h.sender_time, done.sent_dht + (received - done.sent_dht) / 2);
   int64_t tolerance = options_.max_clock_skew.count() + (received - done.sent_dht) / 2;
   bool skewed = skew > tolerance || skew < -tolerance;
   if (skewed) {
@@ -439,9 +460,13 @@ void Node::maintenance() {
     DhtTime dt = dht_now();
     if (auto next = storage_.next_expiration(); next && *next <= dt) storage_.expire(dt);
     if (auto next = cache_.next_expiration(); next && *next <= dt) cache_.expire(dt);
-    rate_limiter_.prune(t);
-    blacklist_.prune(t);
-    std::erase_if(probed_, [&](const auto& item) { return t - item.second > options_.refresh_interval; });
+    // The per-peer maps are swept less often: thousands of simulated nodes share one thread.
+    if (t >= next_sweep_) {
+      next_sweep_ = t + 6 * options_.maintenance_interval;
+      rate_limiter_.prune(t);
+      blacklist_.prune(t);
+      std::erase_if(probed_, [&](const auto& item) { return t - item.second > options_.refresh_interval; });
+    }
   }
   if (t >= next_refresh_ && routing_.size() > 0) {
     for (int index : routing_.idle_buckets(t, options_.refresh_interval)) refresh_bucket(index);

@@ -146,7 +146,8 @@ bool Storage::evict_one(const NodeId& protect_key) {
   std::sort(heaviest.begin(), heaviest.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   });
-  for (const auto& [bytes, source] : heaviest) {
+  for (const auto& entry : heaviest) {
+    const NodeId source = entry.second;  // a plain local: clang 14 cannot capture structured bindings
     std::deque<ItemRef>& order = sources_.at(source).order;
     auto valid = [&](const ItemRef& ref) {
       const Item* item = find_item(ref);

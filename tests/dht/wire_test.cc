@@ -239,7 +239,8 @@ TEST(WireMalformed, OverlongVarintAndDuplicates) {
   found.entries.resize(1);
   found.entries[0].record.dictionary = {{"a", {"x", 1}}, {"b", {"y", 2}}};
   auto dict = encode({header(MessageType::kFound), found});
-  // Rename subkey "b" to "a": the same bytes with one letter changed.
+  // Rename subkey "b" to "a": the same bytes with one letter changed (a duplicate; "0" would be out of
+  // order, which is refused as well).
   for (size_t i = dict.size(); i-- > 0;) {
     if (dict[i] == 'b') {
       dict[i] = 'a';

@@ -124,6 +124,11 @@ class Node {
   // Completes every running operation with Canceled and forgets outstanding requests.
   void shutdown();
 
+  // Puts a contact known to be alive straight into the routing table, without asking it. Only the
+  // simulator's "ideal tables" (a baseline built from global knowledge) use this; a real node admits
+  // peers only after they answered.
+  void learn_verified(const Contact& contact) { routing_.on_answered(contact, now()); }
+
   // ---- local state ----
   const Contact& self() const { return self_; }
   const NodeOptions& options() const { return options_; }
@@ -199,6 +204,7 @@ class Node {
   SteadyTime next_maintenance_;
   SteadyTime next_housekeeping_;
   SteadyTime next_refresh_;
+  SteadyTime next_sweep_{};
 };
 
 }  // namespace hivemind::dht
