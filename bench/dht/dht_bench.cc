@@ -221,9 +221,12 @@ void churn(Reporter& reporter, size_t nodes, int seconds) {
       if (servers.count(victim)) dead.emplace_back(servers[victim].key, net.now());
       servers.erase(victim);
       net.kill(victim);
-      alive = net.alive_nodes();
+      // Newcomers join through a node that finished joining (a swarm's bootstrap peers are its
+      // settled nodes), not through another newcomer still looking around.
+      auto joined = servers.begin();
+      std::advance(joined, static_cast<std::ptrdiff_t>(rng() % servers.size()));
       size_t fresh = net.add_node(options);
-      net.node(fresh).bootstrap({net.address(alive[rng() % alive.size()])}, net.now() + std::chrono::seconds(30),
+      net.node(fresh).bootstrap({net.address(joined->first)}, net.now() + std::chrono::seconds(30),
                                 [&, fresh](Status status) {
                                   if (status.is_ok() && net.alive(fresh)) start_server(fresh);
                                 });
@@ -242,14 +245,33 @@ void churn(Reporter& reporter, size_t nodes, int seconds) {
       size_t client = askers[rng() % askers.size()];
       ++live_gets;
       SteadyTime asked = net.now();
-      net.node(client).get({it->second.key}, GetOptions{}, net.now() + std::chrono::seconds(10),
-                           [&, expected, asked](dht::GetResult result) {
+      NodeId key = it->second.key;
+      net.node(client).get({key}, GetOptions{}, net.now() + std::chrono::seconds(10),
+                           [&, expected, asked, key, client](dht::GetResult result) {
                              if (result.status.code() == StatusCode::kCanceled) {
                                --live_gets;
                                return;
                              }
-                             live_ok += result.records[0] && result.records[0]->regular &&
-                                        result.records[0]->regular->value == expected;
+                             bool ok = result.records[0] && result.records[0]->regular &&
+                                       result.records[0]->regular->value == expected;
+                             live_ok += ok;
+                             if (!ok && std::getenv("HIVEMIND_DHT_BENCH_DEBUG")) {
+                               size_t holders = 0;
+                               for (size_t i : net.alive_nodes()) holders += net.node(i).storage().contains(key, net.dht_now());
+                               size_t table = 0, dead_entries = 0;
+                               if (net.alive(client)) {
+                                 for (const auto& c : net.node(client).routing_table().all()) {
+                                   ++table;
+                                   bool alive = false;
+                                   for (size_t i : net.alive_nodes()) alive |= net.node(i).self().id == c.id;
+                                   dead_entries += !alive;
+                                 }
+                               }
+                               reporter.note("miss: {} rpcs {} hops {} after {:.0f} ms; live holders {}; client table {} ({} dead)",
+                                             result.status.to_string(), result.rpcs, result.hops[0],
+                                             std::chrono::duration<double, std::milli>(net.now() - asked).count(), holders,
+                                             table, dead_entries);
+                             }
                              latency_ms.push_back(std::chrono::duration<double, std::milli>(net.now() - asked).count());
                            });
       net.wake(client);

@@ -3,6 +3,7 @@
 #include <hivemind/dht/node.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include <hivemind/common/logging.h>
 
@@ -69,10 +70,10 @@ uint64_t Node::send(const std::string& to, std::optional<NodeId> expected, Messa
   std::vector<uint8_t> frame = wire::encode(message);
   stats_.requests_sent++;
   stats_.bytes_sent += frame.size();
-  pending_.emplace(request_id, Pending{to, expected, type, purpose, op_id, std::move(targets), deadline, dht_now()});
+  pending_.emplace(request_id, Pending{to, expected, type, purpose, op_id, std::move(targets), deadline, dht_now(), now()});
   request_timeouts_.emplace(deadline, request_id);
   if (purpose == Purpose::kOperation && type == MessageType::kFind) {
-    Milliseconds stall = options_.stall_timeout.count() > 0 ? options_.stall_timeout : options_.request_timeout / 3;
+    Milliseconds stall = stall_timeout();
     if (now() + stall < deadline) request_stalls_.emplace(now() + stall, request_id);
   }
   network_.send_request(to, request_id, std::move(frame), deadline);
@@ -142,7 +143,18 @@ wire::FindReply Node::answer_find(const wire::FindRequest& find, const NodeId& s
   size_t budget = options_.wire.max_frame_bytes > header_bytes ? options_.wire.max_frame_bytes - header_bytes : 0;
   for (const auto& key : find.keys) {
     wire::FoundEntry entry;
-    entry.contacts = routing_.nearest(key, contacts, sender);
+    entry.contacts = routing_.nearest(key, contacts, sender, /*healthy_only=*/true);
+    if (entry.contacts.size() < contacts) {
+      // Too few without the suspects: fill up with them rather than answer short.
+      for (auto& contact : routing_.nearest(key, contacts, sender)) {
+        if (entry.contacts.size() >= contacts) break;
+        if (std::find(entry.contacts.begin(), entry.contacts.end(), contact) == entry.contacts.end()) {
+          entry.contacts.push_back(std::move(contact));
+        }
+      }
+      std::sort(entry.contacts.begin(), entry.contacts.end(),
+                [&](const Contact& a, const Contact& b) { return a.id.closer_to(key, b.id); });
+    }
     size_t used = 12;
     for (const auto& contact : entry.contacts) used += wire::encoded_contact_size(contact);
     budget = budget > used ? budget - used : 0;
@@ -206,6 +218,7 @@ void Node::maybe_probe(const wire::Header& header) {
 }
 
 void Node::admit(const Contact& contact) {
+  joined_ = true;
   auto result = routing_.on_answered(contact, now());
   if (result.check) {
     // The bucket is full: its least-recently-seen entry must prove it is alive or make room.
@@ -345,6 +358,7 @@ void Node::handle_reply(const std::string& from, uint64_t request_id, std::span<
   Pending done = std::move(it->second);
   pending_.erase(it);
   blacklist_.on_success(from);
+  observe_rtt(now() - done.sent);
   if (done.purpose == Purpose::kProbe && probes_in_flight_ > 0) --probes_in_flight_;
   // Clock check on every answer (hivemind checks at ping): half the round trip is the uncertainty.
   DhtTime received = dht_now();
@@ -398,6 +412,26 @@ void Node::fail_request(uint64_t request_id, const Status& why) {
 }
 
 // ---- time -------------------------------------------------------------------------------------
+
+void Node::observe_rtt(SteadyTime::duration sample) {
+  // Jacobson/Karels, as TCP: the stall timeout follows the round trips this node actually sees.
+  double ms = std::chrono::duration<double, std::milli>(sample).count();
+  if (srtt_ms_ < 0) {
+    srtt_ms_ = ms;
+    rttvar_ms_ = ms / 2;
+  } else {
+    rttvar_ms_ = 0.75 * rttvar_ms_ + 0.25 * std::abs(srtt_ms_ - ms);
+    srtt_ms_ = 0.875 * srtt_ms_ + 0.125 * ms;
+  }
+}
+
+Milliseconds Node::stall_timeout() const {
+  if (options_.stall_timeout.count() > 0) return options_.stall_timeout;
+  Milliseconds ceiling = options_.request_timeout / 3;
+  if (srtt_ms_ < 0) return ceiling;
+  auto estimate = Milliseconds(static_cast<int64_t>(srtt_ms_ + 4 * rttvar_ms_) + 1);
+  return std::clamp(estimate, std::min(Milliseconds(20), ceiling), ceiling);
+}
 
 void Node::tick() {
   SteadyTime t = now();
@@ -467,12 +501,50 @@ void Node::maintenance() {
       blacklist_.prune(t);
       std::erase_if(probed_, [&](const auto& item) { return t - item.second > options_.refresh_interval; });
     }
+    check_liveness(t);
+    // A node that knows fewer than k peers (its join met a dying neighbourhood, or it was cut off)
+    // looks itself up again every interval instead of waiting for the bucket refresh.
+    if (joined_ && routing_.size() > 0 && routing_.size() < options_.k && !options_.client_mode) {
+      find_nearest(self_.id, options_.k, t + 4 * options_.request_timeout, nullptr);
+    }
+    // Everyone we knew is gone: knock at the initial peers again (their answers re-admit them).
+    if (joined_ && routing_.size() == 0) {
+      for (const auto& address : bootstrap_peers_) {
+        send(address, std::nullopt, MessageType::kPing, std::monostate{}, Purpose::kFireAndForget, 0, {},
+             t + options_.request_timeout);
+      }
+    }
   }
   if (t >= next_refresh_ && routing_.size() > 0) {
     for (int index : routing_.idle_buckets(t, options_.refresh_interval)) refresh_bucket(index);
   }
   next_refresh_ = routing_.next_refresh(options_.refresh_interval);
   next_maintenance_ = std::min(next_housekeeping_, std::max(next_refresh_, t + Milliseconds(1)));
+}
+
+void Node::check_liveness(SteadyTime t) {
+  // Entries are otherwise checked only when used, so under churn tables fill with the dead and every
+  // lookup waits for them. Those not heard from for `liveness_check_after` are pinged, oldest first,
+  // a bounded number per interval; one that does not answer is evicted (its replacement promoted).
+  if (options_.liveness_check_after.count() <= 0 || options_.max_liveness_pings == 0) return;
+  std::vector<std::pair<SteadyTime, Contact>> stale;
+  for (int index = 0; index <= routing_.deepest_bucket(); ++index) {
+    for (const auto& entry : routing_.bucket(index)) {
+      if (!entry.pinging && t - entry.last_seen >= options_.liveness_check_after) {
+        stale.emplace_back(entry.last_seen, entry.contact);
+      }
+    }
+  }
+  size_t count = std::min(stale.size(), options_.max_liveness_pings);
+  std::partial_sort(stale.begin(), stale.begin() + static_cast<std::ptrdiff_t>(count), stale.end(),
+                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < count; ++i) {
+    const Contact& contact = stale[i].second;
+    routing_.mark_pinging(contact.id);
+    stats_.liveness_pings++;
+    send(contact.address, contact.id, MessageType::kPing, std::monostate{}, Purpose::kEvictionCheck, 0, {},
+         t + options_.request_timeout);
+  }
 }
 
 void Node::refresh_bucket(int index) {
