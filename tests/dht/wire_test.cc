@@ -72,7 +72,8 @@ TEST(Wire, RoundTripsEveryMessage) {
   EXPECT_EQ(f.entries[1].record.regular->value, "value");
   EXPECT_TRUE(f.entries[2].truncated);
   EXPECT_EQ(f.entries[2].record.dictionary.at("-1").expiration, 6);
-  const auto& s = std::get<StoreRequest>(decode(encode(messages[4]), limits)->body);
+  auto store_decoded = decode(encode(messages[4]), limits);
+  const auto& s = std::get<StoreRequest>(store_decoded->body);
   EXPECT_FALSE(s.items[0].subkey.has_value());
   EXPECT_EQ(*s.items[1].subkey, "sub");
   EXPECT_TRUE(s.items[1].in_cache);
