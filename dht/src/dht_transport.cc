@@ -234,7 +234,7 @@ Result<std::unique_ptr<Dht>> Dht::start(DhtOptions options) {
 
   auto dht = std::make_unique<Dht>(std::make_unique<TransportHost>(state));
   for (const auto& endpoint : options.own_endpoints) dht->add_own_endpoint(endpoint);
-  logger("dht")->info("dht node {} listening at {}", id.short_hex(), state->address);
+  logger("dht")->debug("dht node {} listening at {}", id.short_hex(), state->address);
   if (!options.bootstrap_file.empty()) {
     HIVEMIND_RETURN_IF_ERROR(write_bootstrap_file(options.bootstrap_file, {state->address}));
   }

@@ -3,6 +3,7 @@
 #include <hivemind/dht/node.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include <hivemind/common/logging.h>
 
@@ -12,6 +13,17 @@ namespace hivemind::dht {
 
 using wire::ErrorCode;
 using wire::MessageType;
+
+namespace {
+
+// a - b without overflow: times in headers come from peers and may be anything.
+int64_t saturating_sub(int64_t a, int64_t b) {
+  int64_t out;
+  if (__builtin_sub_overflow(a, b, &out)) return a < b ? INT64_MIN : INT64_MAX;
+  return out;
+}
+
+}  // namespace
 
 Node::Node(NodeOptions options, Contact self, const Clock& clock, NodeNetwork& network, uint64_t seed)
     : options_(options),
@@ -58,10 +70,10 @@ uint64_t Node::send(const std::string& to, std::optional<NodeId> expected, Messa
   std::vector<uint8_t> frame = wire::encode(message);
   stats_.requests_sent++;
   stats_.bytes_sent += frame.size();
-  pending_.emplace(request_id, Pending{to, expected, type, purpose, op_id, std::move(targets), deadline, dht_now()});
+  pending_.emplace(request_id, Pending{to, expected, type, purpose, op_id, std::move(targets), deadline, dht_now(), now()});
   request_timeouts_.emplace(deadline, request_id);
   if (purpose == Purpose::kOperation && type == MessageType::kFind) {
-    Milliseconds stall = options_.stall_timeout.count() > 0 ? options_.stall_timeout : options_.request_timeout / 3;
+    Milliseconds stall = stall_timeout();
     if (now() + stall < deadline) request_stalls_.emplace(now() + stall, request_id);
   }
   network_.send_request(to, request_id, std::move(frame), deadline);
@@ -106,7 +118,7 @@ std::vector<uint8_t> Node::handle_request(std::span<const uint8_t> frame) {
   }
   if (h.sender == self_.id) return error_reply(request_id, ErrorCode::kRefused, "sender uses this node's id");
   // The request may have spent up to a timeout in flight, so the bound is looser than at admission.
-  int64_t skew = h.sender_time - dht_now();
+  int64_t skew = saturating_sub(h.sender_time, dht_now());
   int64_t tolerance = (options_.max_clock_skew + options_.request_timeout).count();
   if (skew > tolerance || skew < -tolerance) {
     return error_reply(request_id, ErrorCode::kClockSkew,
@@ -131,7 +143,18 @@ wire::FindReply Node::answer_find(const wire::FindRequest& find, const NodeId& s
   size_t budget = options_.wire.max_frame_bytes > header_bytes ? options_.wire.max_frame_bytes - header_bytes : 0;
   for (const auto& key : find.keys) {
     wire::FoundEntry entry;
-    entry.contacts = routing_.nearest(key, contacts, sender);
+    entry.contacts = routing_.nearest(key, contacts, sender, /*healthy_only=*/true);
+    if (entry.contacts.size() < contacts) {
+      // Too few without the suspects: fill up with them rather than answer short.
+      for (auto& contact : routing_.nearest(key, contacts, sender)) {
+        if (entry.contacts.size() >= contacts) break;
+        if (std::find(entry.contacts.begin(), entry.contacts.end(), contact) == entry.contacts.end()) {
+          entry.contacts.push_back(std::move(contact));
+        }
+      }
+      std::sort(entry.contacts.begin(), entry.contacts.end(),
+                [&](const Contact& a, const Contact& b) { return a.id.closer_to(key, b.id); });
+    }
     size_t used = 12;
     for (const auto& contact : entry.contacts) used += wire::encoded_contact_size(contact);
     budget = budget > used ? budget - used : 0;
@@ -195,6 +218,7 @@ void Node::maybe_probe(const wire::Header& header) {
 }
 
 void Node::admit(const Contact& contact) {
+  joined_ = true;
   auto result = routing_.on_answered(contact, now());
   if (result.check) {
     // The bucket is full: its least-recently-seen entry must prove it is alive or make room.
@@ -225,16 +249,15 @@ std::pair<NodeId, NodeId> level_range(const NodeId& id, int level) {
 void Node::transfer_to(const Contact& contact) {
   // Kademlia's join transfer: push `contact` the records it should now hold. Instead of scanning all
   // storage per new contact (hivemind, dht.md 1.9 item 6), look only at the id ranges where it can be
-  // among the r closest: a key whose common prefix with it is p bits has every known node whose prefix
-  // with the contact is also exactly p bits strictly closer, so levels with >= r such nodes are skipped.
+  // among the r closest. With c = cpl(self, contact): a key sharing exactly p <= c bits with the
+  // contact has every known node that shares exactly p bits with the contact strictly closer (bucket p
+  // for p < c; ourselves and every bucket deeper than c for p = c), so levels with >= r of them are
+  // skipped; keys sharing more than c bits form one range on the contact's side of bucket c. Storage
+  // is ordered by key, so each level is one range lookup, and only keys found there get the exact check.
   if (options_.client_mode || storage_.num_keys() == 0) return;
   const NodeId& n = contact.id;
   const int c = self_.id.common_prefix_length(n);
   const size_t r = options_.replicas;
-  std::vector<size_t> deeper(NodeId::kBits + 1, 0);  // bucket-c entries by their prefix with n
-  for (const auto& entry : routing_.bucket(c)) {
-    if (entry.contact.id != n) ++deeper[static_cast<size_t>(entry.contact.id.common_prefix_length(n))];
-  }
   size_t beyond = 1;  // our own node, plus every bucket deeper than c
   for (int i = c + 1; i < RoutingTable::kBuckets; ++i) beyond += routing_.bucket(i).size();
 
@@ -255,13 +278,24 @@ void Node::transfer_to(const Contact& contact) {
     }
     return items.size() < options_.max_transfer_items;
   };
-  for (int level = 0; level < NodeId::kBits && items.size() < options_.max_transfer_items; ++level) {
-    size_t closer = level < c ? routing_.bucket(level).size() : level == c ? beyond : deeper[static_cast<size_t>(level)];
+  // Levels up to c, one range each, only where fewer than r known nodes are surely closer.
+  for (int level = 0; level <= c && items.size() < options_.max_transfer_items; ++level) {
+    size_t closer = level < c ? routing_.bucket(level).size() : beyond;
     if (closer >= r) continue;
     auto [low, high] = level_range(n, level);
     storage_.for_each_in_range(low, high, t, consider);
   }
-  if (auto exact = storage_.get(n, t)) consider(n, *exact);
+  // Every deeper level together is one contiguous range: the keys sharing more than c bits with the
+  // contact (its side of our bucket c), where we hold few keys; each gets the exact check.
+  if (items.size() < options_.max_transfer_items) {
+    NodeId::Bytes low = n.bytes(), high = n.bytes();
+    for (int bit = c + 1; bit < NodeId::kBits; ++bit) {
+      uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
+      low[static_cast<size_t>(bit / 8)] &= static_cast<uint8_t>(~mask);
+      high[static_cast<size_t>(bit / 8)] |= mask;
+    }
+    storage_.for_each_in_range(NodeId(low), NodeId(high), t, consider);
+  }
   if (items.empty()) return;
   stats_.transfer_items_sent += items.size();
   for (size_t begin = 0; begin < items.size(); begin += options_.wire.max_keys_per_request) {
@@ -324,10 +358,11 @@ void Node::handle_reply(const std::string& from, uint64_t request_id, std::span<
   Pending done = std::move(it->second);
   pending_.erase(it);
   blacklist_.on_success(from);
+  observe_rtt(now() - done.sent);
   if (done.purpose == Purpose::kProbe && probes_in_flight_ > 0) --probes_in_flight_;
   // Clock check on every answer (hivemind checks at ping): half the round trip is the uncertainty.
   DhtTime received = dht_now();
-  int64_t skew = h.sender_time - (done.sent_dht + received) / 2;
+  int64_t skew = saturating_sub(h.sender_time, done.sent_dht + (received - done.sent_dht) / 2);
   int64_t tolerance = options_.max_clock_skew.count() + (received - done.sent_dht) / 2;
   bool skewed = skew > tolerance || skew < -tolerance;
   if (skewed) {
@@ -377,6 +412,26 @@ void Node::fail_request(uint64_t request_id, const Status& why) {
 }
 
 // ---- time -------------------------------------------------------------------------------------
+
+void Node::observe_rtt(SteadyTime::duration sample) {
+  // Jacobson/Karels, as TCP: the stall timeout follows the round trips this node actually sees.
+  double ms = std::chrono::duration<double, std::milli>(sample).count();
+  if (srtt_ms_ < 0) {
+    srtt_ms_ = ms;
+    rttvar_ms_ = ms / 2;
+  } else {
+    rttvar_ms_ = 0.75 * rttvar_ms_ + 0.25 * std::abs(srtt_ms_ - ms);
+    srtt_ms_ = 0.875 * srtt_ms_ + 0.125 * ms;
+  }
+}
+
+Milliseconds Node::stall_timeout() const {
+  if (options_.stall_timeout.count() > 0) return options_.stall_timeout;
+  Milliseconds ceiling = options_.request_timeout / 3;
+  if (srtt_ms_ < 0) return ceiling;
+  auto estimate = Milliseconds(static_cast<int64_t>(srtt_ms_ + 4 * rttvar_ms_) + 1);
+  return std::clamp(estimate, std::min(Milliseconds(20), ceiling), ceiling);
+}
 
 void Node::tick() {
   SteadyTime t = now();
@@ -439,15 +494,57 @@ void Node::maintenance() {
     DhtTime dt = dht_now();
     if (auto next = storage_.next_expiration(); next && *next <= dt) storage_.expire(dt);
     if (auto next = cache_.next_expiration(); next && *next <= dt) cache_.expire(dt);
-    rate_limiter_.prune(t);
-    blacklist_.prune(t);
-    std::erase_if(probed_, [&](const auto& item) { return t - item.second > options_.refresh_interval; });
+    // The per-peer maps are swept less often: thousands of simulated nodes share one thread.
+    if (t >= next_sweep_) {
+      next_sweep_ = t + 6 * options_.maintenance_interval;
+      rate_limiter_.prune(t);
+      blacklist_.prune(t);
+      std::erase_if(probed_, [&](const auto& item) { return t - item.second > options_.refresh_interval; });
+    }
+    check_liveness(t);
+    // A node that knows fewer than k peers (its join met a dying neighbourhood, or it was cut off)
+    // looks itself up again every interval instead of waiting for the bucket refresh.
+    if (joined_ && routing_.size() > 0 && routing_.size() < options_.k && !options_.client_mode) {
+      find_nearest(self_.id, options_.k, t + 4 * options_.request_timeout, nullptr);
+    }
+    // Everyone we knew is gone: knock at the initial peers again (their answers re-admit them).
+    if (joined_ && routing_.size() == 0) {
+      for (const auto& address : bootstrap_peers_) {
+        send(address, std::nullopt, MessageType::kPing, std::monostate{}, Purpose::kFireAndForget, 0, {},
+             t + options_.request_timeout);
+      }
+    }
   }
   if (t >= next_refresh_ && routing_.size() > 0) {
     for (int index : routing_.idle_buckets(t, options_.refresh_interval)) refresh_bucket(index);
   }
   next_refresh_ = routing_.next_refresh(options_.refresh_interval);
   next_maintenance_ = std::min(next_housekeeping_, std::max(next_refresh_, t + Milliseconds(1)));
+}
+
+void Node::check_liveness(SteadyTime t) {
+  // Entries are otherwise checked only when used, so under churn tables fill with the dead and every
+  // lookup waits for them. Those not heard from for `liveness_check_after` are pinged, oldest first,
+  // a bounded number per interval; one that does not answer is evicted (its replacement promoted).
+  if (options_.liveness_check_after.count() <= 0 || options_.max_liveness_pings == 0) return;
+  std::vector<std::pair<SteadyTime, Contact>> stale;
+  for (int index = 0; index <= routing_.deepest_bucket(); ++index) {
+    for (const auto& entry : routing_.bucket(index)) {
+      if (!entry.pinging && t - entry.last_seen >= options_.liveness_check_after) {
+        stale.emplace_back(entry.last_seen, entry.contact);
+      }
+    }
+  }
+  size_t count = std::min(stale.size(), options_.max_liveness_pings);
+  std::partial_sort(stale.begin(), stale.begin() + static_cast<std::ptrdiff_t>(count), stale.end(),
+                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < count; ++i) {
+    const Contact& contact = stale[i].second;
+    routing_.mark_pinging(contact.id);
+    stats_.liveness_pings++;
+    send(contact.address, contact.id, MessageType::kPing, std::monostate{}, Purpose::kEvictionCheck, 0, {},
+         t + options_.request_timeout);
+  }
 }
 
 void Node::refresh_bucket(int index) {

@@ -449,6 +449,7 @@ struct Node::BootstrapOp final : Operation {
   size_t outstanding = 0;
   bool anyone_answered = false;
   int round = 0;
+  int lookups = 0;
   bool looking_up = false;
 
   void start(Node& node) override {
@@ -493,18 +494,31 @@ struct Node::BootstrapOp final : Operation {
 
   void join(Node& node) {
     looking_up = true;
+    self_lookup(node);
+  }
+
+  // Looks ourselves up; while the table stays below k and keeps growing, once more (up to three
+  // rounds): a peer that itself just joined knows little, and the nodes it named know more.
+  void self_lookup(Node& node) {
+    ++lookups;
+    size_t before = node.routing_.size();
     uint64_t self_id = id;
-    node.find_nearest(node.self_.id, node.options_.k, deadline, [&node, self_id](NearestResult result) {
+    node.find_nearest(node.self_.id, node.options_.k, deadline, [&node, self_id, before](NearestResult result) {
       auto it = node.ops_.find(self_id);
       if (it == node.ops_.end()) return;
       auto* op = static_cast<BootstrapOp*>(it->second.get());
       if (op->finished) return;
+      size_t known = node.routing_.size();
+      if (known < node.options_.k && known > before && op->lookups < 3 && result.status.is_ok()) {
+        op->self_lookup(node);
+        return;
+      }
       if (node.options_.refresh_on_join) {
         // Kademlia's join: refresh every bucket farther away than our nearest neighbour.
         int deepest = node.routing_.deepest_bucket();
         for (int index = 0; index < deepest; ++index) node.refresh_bucket(index);
       }
-      op->finish(result.status.is_ok() || node.routing_.size() > 0 ? Status::ok() : result.status);
+      op->finish(result.status.is_ok() || known > 0 ? Status::ok() : result.status);
       node.reap(self_id);
     });
   }
@@ -553,6 +567,7 @@ void Node::bootstrap(std::vector<std::string> peers, SteadyTime deadline, std::f
   op->deadline = deadline;
   // Our own address among the initial peers (a shared bootstrap list) is skipped.
   std::erase(peers, self_.address);
+  bootstrap_peers_ = peers;
   op->peers = std::move(peers);
   op->done = std::move(done);
   add_operation(std::move(op));

@@ -134,6 +134,14 @@ void RoutingTable::clear_pinging(const NodeId& id) {
   }
 }
 
+void RoutingTable::mark_pinging(const NodeId& id) {
+  int index = bucket_index(id);
+  if (index < 0) return;
+  for (auto& entry : buckets_[static_cast<size_t>(index)].live) {
+    if (entry.contact.id == id) entry.pinging = true;
+  }
+}
+
 bool RoutingTable::contains(const NodeId& id) const { return find(id).has_value(); }
 
 std::optional<Contact> RoutingTable::find(const NodeId& id) const {
@@ -145,11 +153,12 @@ std::optional<Contact> RoutingTable::find(const NodeId& id) const {
   return std::nullopt;
 }
 
-std::vector<Contact> RoutingTable::nearest(const NodeId& target, size_t count,
-                                           const std::optional<NodeId>& exclude) const {
+std::vector<Contact> RoutingTable::nearest(const NodeId& target, size_t count, const std::optional<NodeId>& exclude,
+                                           bool healthy_only) const {
   std::vector<const Contact*> found;
   auto take = [&](int index) {
     for (const auto& entry : buckets_[static_cast<size_t>(index)].live) {
+      if (healthy_only && entry.failures > 0) continue;
       if (!exclude || entry.contact.id != *exclude) found.push_back(&entry.contact);
     }
   };

@@ -1,5 +1,7 @@
 #include <hivemind/dht/sim_network.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace hivemind::dht {
@@ -169,6 +171,54 @@ bool SimNetwork::run_until(const std::function<bool()>& done, Milliseconds limit
 
 void SimNetwork::run_for(Milliseconds duration) {
   run_until([] { return false; }, duration);
+}
+
+Status SimNetwork::grow(size_t count, size_t wave, const NodeOptions& options) {
+  size_t added = 0;
+  if (alive_nodes().empty() && count > 0) {
+    size_t first = add_node(options);
+    HIVEMIND_RETURN_IF_ERROR(bootstrap(first, {}));
+    ++added;
+  }
+  wave = std::max<size_t>(wave, 1);
+  while (added < count) {
+    auto alive = alive_nodes();
+    size_t n = std::min(wave, count - added);
+    size_t done = 0;
+    Status failure;
+    for (size_t j = 0; j < n; ++j) {
+      size_t index = add_node(options);
+      node(index).bootstrap({address(alive[rng_() % alive.size()])}, now_ + std::chrono::seconds(60),
+                            [&done, &failure](Status status) {
+                              ++done;
+                              if (!status.is_ok() && failure.is_ok()) failure = status;
+                            });
+      reschedule(index);
+    }
+    run_until([&] { return done == n; }, std::chrono::seconds(120));
+    if (done != n) return internal_error("simulated joins did not complete");
+    HIVEMIND_RETURN_IF_ERROR(failure);
+    added += n;
+  }
+  return Status::ok();
+}
+
+void SimNetwork::fill_ideal_tables() {
+  auto alive = alive_nodes();
+  std::vector<size_t> order = alive;
+  for (size_t i : alive) {
+    Node& self = node(i);
+    std::shuffle(order.begin(), order.end(), rng_);
+    std::vector<size_t> per_bucket(NodeId::kBits, 0);
+    for (size_t j : order) {
+      if (j == i) continue;
+      const Contact& other = node(j).self();
+      int bucket = self.self().id.common_prefix_length(other.id);
+      if (bucket >= NodeId::kBits || per_bucket[static_cast<size_t>(bucket)] >= self.options().k) continue;
+      ++per_bucket[static_cast<size_t>(bucket)];
+      self.learn_verified(other);
+    }
+  }
 }
 
 template <typename T, typename Start>

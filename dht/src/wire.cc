@@ -368,9 +368,11 @@ Status decode_record(Reader& r, const WireLimits& limits, Record& record, bool& 
     HIVEMIND_RETURN_IF_ERROR(read_bytes(r, "subkey size", limits.max_subkey_bytes, subkey));
     if (!r.i64(entry.expiration)) return malformed("truncated dictionary entry");
     HIVEMIND_RETURN_IF_ERROR(read_bytes(r, "value size", limits.max_value_bytes, entry.value));
-    if (!record.dictionary.emplace(std::move(subkey), std::move(entry)).second) {
-      return malformed("duplicate subkey");
+    // Strictly ascending, as encoded: one encoding per dictionary, and no duplicates.
+    if (!record.dictionary.empty() && !(record.dictionary.rbegin()->first < subkey)) {
+      return malformed("subkeys repeated or out of order");
     }
+    record.dictionary.emplace_hint(record.dictionary.end(), std::move(subkey), std::move(entry));
   }
   return Status::ok();
 }

@@ -175,6 +175,18 @@ TEST_F(NodeTest, ClockSkewIsRefusedAndNotAdmitted) {
   ASSERT_EQ(reply.header.type, MessageType::kError);
   EXPECT_EQ(std::get<wire::ErrorReply>(reply.body).code, ErrorCode::kClockSkew);
 
+  // Extreme times from a peer must not overflow the arithmetic (found by the fuzzer).
+  for (int64_t extreme : {INT64_MIN, INT64_MAX}) {
+    wire::Header h;
+    h.type = MessageType::kPing;
+    h.request_id = 1;
+    h.sender = NodeId::from_key("extreme");
+    h.sender_time = extreme;
+    h.sender_address = "tcp://10.0.0.5:21000";
+    auto r = decode(node->handle_request(wire::encode({h, std::monostate{}})));
+    EXPECT_EQ(std::get<wire::ErrorReply>(r.body).code, ErrorCode::kClockSkew);
+  }
+
   // A peer that answers our ping with a clock 5 s off is not admitted.
   node->ping("tcp://10.0.0.9:21000", clock.steady_now() + Milliseconds(5000), nullptr);
   const Sent& ping = net.sent.back();

@@ -72,7 +72,8 @@ TEST(Wire, RoundTripsEveryMessage) {
   EXPECT_EQ(f.entries[1].record.regular->value, "value");
   EXPECT_TRUE(f.entries[2].truncated);
   EXPECT_EQ(f.entries[2].record.dictionary.at("-1").expiration, 6);
-  const auto& s = std::get<StoreRequest>(decode(encode(messages[4]), limits)->body);
+  auto store_decoded = decode(encode(messages[4]), limits);
+  const auto& s = std::get<StoreRequest>(store_decoded->body);
   EXPECT_FALSE(s.items[0].subkey.has_value());
   EXPECT_EQ(*s.items[1].subkey, "sub");
   EXPECT_TRUE(s.items[1].in_cache);
@@ -239,7 +240,8 @@ TEST(WireMalformed, OverlongVarintAndDuplicates) {
   found.entries.resize(1);
   found.entries[0].record.dictionary = {{"a", {"x", 1}}, {"b", {"y", 2}}};
   auto dict = encode({header(MessageType::kFound), found});
-  // Rename subkey "b" to "a": the same bytes with one letter changed.
+  // Rename subkey "b" to "a": the same bytes with one letter changed (a duplicate; "0" would be out of
+  // order, which is refused as well).
   for (size_t i = dict.size(); i-- > 0;) {
     if (dict[i] == 'b') {
       dict[i] = 'a';

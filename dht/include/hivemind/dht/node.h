@@ -61,6 +61,7 @@ struct NodeStats {
   uint64_t transfer_items_sent = 0;   // items pushed to newly met nodes
   uint64_t cache_pushes = 0;
   uint64_t refreshes = 0;
+  uint64_t liveness_pings = 0;
 };
 
 struct GetOptions {
@@ -124,6 +125,11 @@ class Node {
   // Completes every running operation with Canceled and forgets outstanding requests.
   void shutdown();
 
+  // Puts a contact known to be alive straight into the routing table, without asking it. Only the
+  // simulator's "ideal tables" (a baseline built from global knowledge) use this; a real node admits
+  // peers only after they answered.
+  void learn_verified(const Contact& contact) { routing_.on_answered(contact, now()); }
+
   // ---- local state ----
   const Contact& self() const { return self_; }
   const NodeOptions& options() const { return options_; }
@@ -148,6 +154,7 @@ class Node {
     std::vector<uint32_t> targets;   // lookup targets the request covers
     SteadyTime deadline;
     DhtTime sent_dht = 0;
+    SteadyTime sent{};
   };
   struct Operation;
   struct PingOp;
@@ -169,11 +176,14 @@ class Node {
   void fail_request(uint64_t request_id, const Status& why);
   void maintenance();
   void refresh_bucket(int index);
+  void check_liveness(SteadyTime t);
   uint64_t add_operation(std::unique_ptr<Operation> op);
   void reap(uint64_t op_id);
   SteadyTime now() const { return clock_.steady_now(); }
   DhtTime dht_now() const { return clock_.dht_now(); }
   SteadyTime rpc_deadline(SteadyTime op_deadline) const;
+  void observe_rtt(SteadyTime::duration sample);
+  Milliseconds stall_timeout() const;
 
   NodeOptions options_;
   Contact self_;
@@ -199,6 +209,11 @@ class Node {
   SteadyTime next_maintenance_;
   SteadyTime next_housekeeping_;
   SteadyTime next_refresh_;
+  SteadyTime next_sweep_{};
+  bool joined_ = false;   // a bootstrap (or the first answer) made this node part of a DHT
+  std::vector<std::string> bootstrap_peers_;  // pinged again if the table ever empties
+  double srtt_ms_ = -1;  // smoothed round trip; < 0 until the first answer
+  double rttvar_ms_ = 0;
 };
 
 }  // namespace hivemind::dht

@@ -57,13 +57,17 @@ struct NodeOptions {
   int failures_before_eviction = 2;  // one is enough when a replacement is waiting
 
   Milliseconds request_timeout = 3s;
-  // A lookup request unanswered after this long stops holding up its lookup (it may still answer);
-  // 0 means request_timeout / 3.
+  // A lookup request unanswered after this long stops holding up its lookup (it may still answer).
+  // 0: adaptive, the smoothed round trip + 4 deviations (as TCP's RTO), within [20 ms, timeout / 3].
   Milliseconds stall_timeout = 0ms;
   Milliseconds max_clock_skew = 3s;  // peers further off are not admitted (hivemind's rule)
   Milliseconds refresh_interval = std::chrono::minutes(10);  // idle buckets are looked up again
   bool refresh_on_join = true;       // after the self-lookup, refresh buckets farther than the nearest
-  Milliseconds maintenance_interval = 10s;  // expiry sweep and table housekeeping (reads filter expired data anyway)
+  Milliseconds maintenance_interval = 10s;
+  // Entries not heard from for this long are pinged (at most max_liveness_pings per maintenance
+  // interval) and evicted when they do not answer; 0 turns it off.
+  Milliseconds liveness_check_after = std::chrono::seconds(60);
+  size_t max_liveness_pings = 32;  // expiry sweep and table housekeeping (reads filter expired data anyway)
 
   // Blacklist for unresponsive peers: after `blacklist_after` failures in a row a ban of
   // `blacklist_base`, doubling with each further failure up to `blacklist_max`.

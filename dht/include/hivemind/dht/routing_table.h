@@ -57,12 +57,17 @@ class RoutingTable {
   void evict(const NodeId& id);
   // An eviction check on `id` came back: it stays (on_answered moves it to the back).
   void clear_pinging(const NodeId& id);
+  // A liveness check on `id` is in flight (no second one is started).
+  void mark_pinging(const NodeId& id);
 
   bool contains(const NodeId& id) const;
   std::optional<Contact> find(const NodeId& id) const;
-  // The `count` contacts closest to `target`, nearest first, never `exclude`.
+  // The `count` contacts closest to `target`, nearest first, never `exclude`. `healthy_only` leaves out
+  // entries whose last request went unanswered (what a node tells others: under churn those are
+  // mostly dead, and passing them on makes every asker wait for them).
   std::vector<Contact> nearest(const NodeId& target, size_t count,
-                               const std::optional<NodeId>& exclude = std::nullopt) const;
+                               const std::optional<NodeId>& exclude = std::nullopt,
+                               bool healthy_only = false) const;
   std::vector<Contact> all() const;
 
   const NodeId& self() const { return self_; }

@@ -68,6 +68,14 @@ class SimNetwork {
   SteadyTime now() const { return now_; }
   DhtTime dht_now() const;
 
+  // ---- building networks ----
+  // Adds `count` nodes in waves of `wave` concurrent joins, each through one random node that had
+  // joined before its wave (the first node starts alone). Fails when a join fails.
+  Status grow(size_t count, size_t wave, const NodeOptions& options);
+  // Fills every live node's table from global knowledge: up to k random live nodes per bucket (the
+  // "ideal tables" baseline of dht.md 3.1). O(N^2) id comparisons.
+  void fill_ideal_tables();
+
   // ---- blocking conveniences for tests and the benchmark ----
   Status bootstrap(size_t index, std::vector<std::string> peers, Milliseconds timeout = std::chrono::seconds(60));
   GetResult get(size_t index, std::vector<NodeId> keys, GetOptions options = {},
