@@ -62,11 +62,12 @@ std::vector<double> exponential_buckets(double start, double factor, size_t coun
 
 namespace {
 
-enum Type : int { kCounter, kGauge, kHistogram, kCallback };
+enum Type : int { kCounter, kGauge, kHistogram, kCallback, kCounterCallback };
 
 std::string_view type_name(int type) {
   switch (type) {
-    case kCounter: return "counter";
+    case kCounter:
+    case kCounterCallback: return "counter";
     case kHistogram: return "histogram";
     default: return "gauge";
   }
@@ -219,6 +220,15 @@ void MetricsRegistry::gauge_callback(std::string_view name, std::string_view hel
   Family& family = family_locked(name, help, kCallback);
   series_locked(family, canonical) =
       std::make_shared<std::function<double()>>(std::move(read));
+}
+
+void MetricsRegistry::counter_callback(std::string_view name, std::string_view help, const MetricLabels& labels,
+                                       std::function<double()> read) {
+  if (!read) throw std::invalid_argument(fmt::format("metric {}: empty callback", name));
+  auto canonical = canonical_labels(name, labels, false);
+  std::lock_guard lock(mutex_);
+  Family& family = family_locked(name, help, kCounterCallback);
+  series_locked(family, canonical) = std::make_shared<std::function<double()>>(std::move(read));
 }
 
 std::string MetricsRegistry::render() const {

@@ -181,6 +181,17 @@ TEST(MetricsTest, CallbackGaugesAreReadAtScrapeTime) {
   EXPECT_NE(registry.render().find("dht_routing_table_size 1\n"), std::string::npos);
 }
 
+TEST(MetricsTest, CallbackCountersRenderAsCounters) {
+  MetricsRegistry registry;
+  double bytes = 4096;
+  registry.counter_callback("transport_bytes_sent_total", "Bytes sent", {{"transport", "tcp"}}, [&] { return bytes; });
+  std::string text = registry.render();
+  EXPECT_NE(text.find("# TYPE transport_bytes_sent_total counter\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("transport_bytes_sent_total{transport=\"tcp\"} 4096\n"), std::string::npos) << text;
+  EXPECT_THROW(registry.gauge_callback("transport_bytes_sent_total", "h", {}, [] { return 0.0; }), std::invalid_argument);
+  EXPECT_THROW(registry.counter_callback("cb_total", "h", {}, nullptr), std::invalid_argument);
+}
+
 TEST(MetricsTest, CallbackMayUseTheRegistry) {
   // Rendering runs callbacks outside the registry lock, so a callback that touches the registry (or
   // takes a lock that a registering thread holds) cannot deadlock.

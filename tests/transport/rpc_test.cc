@@ -92,6 +92,29 @@ TEST_P(RpcTest, EchoSizes) {
   }
 }
 
+TEST_P(RpcTest, StatsCountEveryFrameOnTheWire) {
+  EXPECT_EQ(server_->transport(), GetParam().scheme);
+  Message m;
+  m.metadata = {1, 2, 3};
+  m.tensors.push_back(testing::pattern_buffer(1000, 7));
+  ASSERT_TRUE(call("echo", std::move(m)).is_ok());
+  // header 40 + method "echo" + metadata 3 + one descriptor 16 + payload 1000; the reply has no method.
+  rpc::ServerStats after_echo = server_->stats();
+  EXPECT_EQ(after_echo.requests, 1u);
+  EXPECT_EQ(after_echo.bytes_received, 40u + 4 + 3 + 16 + 1000);
+  EXPECT_EQ(after_echo.bytes_sent, 40u + 3 + 16 + 1000);
+  EXPECT_EQ(after_echo.error_replies, 0u);
+
+  auto refused = call("no-such-method", Message{});
+  ASSERT_FALSE(refused.is_ok());
+  rpc::ServerStats after_error = server_->stats();
+  EXPECT_EQ(after_error.requests, 2u);
+  EXPECT_EQ(after_error.error_replies, 1u);
+  EXPECT_EQ(after_error.bytes_received, after_echo.bytes_received + 40 + 14);
+  // The error frame carries its message as metadata.
+  EXPECT_EQ(after_error.bytes_sent, after_echo.bytes_sent + 40 + refused.status().message().size());
+}
+
 TEST_P(RpcTest, LargeMetadataAndManyTensors) {
   Message m;
   m.metadata.resize(60000);

@@ -6,11 +6,19 @@
 
 #include <fmt/format.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/transport/frame.h>
 
 namespace hivemind::transport::rpc {
 
 namespace {
 constexpr size_t kMaxErrorText = 4096;
+
+uint64_t wire_size(const OutgoingFrame& f) {
+  uint64_t n = kFrameHeaderSize + f.method.size() + f.message.metadata.size() +
+               uint64_t{kTensorDescriptorSize} * f.message.tensors.size();
+  for (const Buffer& t : f.message.tensors) n += t.size();
+  return n;
+}
 
 OutgoingFrame error_frame(uint64_t request_id, const Status& status) {
   OutgoingFrame f;
@@ -34,6 +42,10 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::shared_ptr<Listener> listener;
   std::string address;
   std::atomic<size_t> in_flight{0};
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> error_replies{0};
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> bytes_sent{0};
   // I/O thread only.
   std::unordered_map<std::string, Entry> handlers;
   std::unordered_set<std::shared_ptr<Endpoint>> conns;
@@ -41,6 +53,10 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   EndpointCallbacks accept(const std::shared_ptr<Endpoint>& ep);
   void on_request(const std::shared_ptr<Endpoint>& ep, ReceivedFrame frame);
+  void count_sent(const OutgoingFrame& f) {
+    bytes_sent.fetch_add(wire_size(f), std::memory_order_relaxed);
+    if (f.kind == FrameKind::kError) error_replies.fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 struct Responder::State {
@@ -86,6 +102,7 @@ void Responder::reply(Result<Message> response) {
     f = error_frame(state_->request_id, response.status());
   }
   std::weak_ptr<Server::State> server = state_->server;
+  if (auto s = server.lock()) s->count_sent(f);
   state_->ep->send(std::move(f), [server](Status) {
     if (auto s = server.lock()) s->in_flight.fetch_sub(1);
   });
@@ -120,6 +137,17 @@ void Server::handle(std::string method, Handler handler, Allocator allocator) {
 std::string Server::address() const { return state_->address; }
 
 size_t Server::in_flight() const { return state_->in_flight.load(); }
+
+ServerStats Server::stats() const {
+  ServerStats out;
+  out.requests = state_->requests.load(std::memory_order_relaxed);
+  out.error_replies = state_->error_replies.load(std::memory_order_relaxed);
+  out.bytes_received = state_->bytes_received.load(std::memory_order_relaxed);
+  out.bytes_sent = state_->bytes_sent.load(std::memory_order_relaxed);
+  return out;
+}
+
+std::string Server::transport() const { return state_->address.substr(0, state_->address.find("://")); }
 
 void Server::close() {
   auto state = state_;
@@ -170,7 +198,14 @@ void Server::State::on_request(const std::shared_ptr<Endpoint>& ep, ReceivedFram
   // kCancel: handlers are not interruptible; the caller drops the late reply by id.
   if (frame.header.kind != FrameKind::kRequest || closed) return;
   uint64_t id = frame.header.request_id;
-  auto send_error = [&](const Status& st) { ep->send(error_frame(id, st), [](Status) {}); };
+  requests.fetch_add(1, std::memory_order_relaxed);
+  bytes_received.fetch_add(frame.header.prefix_and_metadata_len() + frame.header.payload_len,
+                           std::memory_order_relaxed);
+  auto send_error = [&](const Status& st) {
+    OutgoingFrame f = error_frame(id, st);
+    count_sent(f);
+    ep->send(std::move(f), [](Status) {});
+  };
   if (!frame.refused.is_ok()) return send_error(frame.refused);
   auto it = handlers.find(frame.method);
   if (it == handlers.end()) return send_error(not_found_error(fmt::format("unknown method '{}'", frame.method)));

@@ -99,6 +99,11 @@ class MetricsRegistry {
   void gauge_callback(std::string_view name, std::string_view help, const MetricLabels& labels,
                       std::function<double()> read);
 
+  // A counter owned elsewhere (bytes a transport moved), read at each scrape; the same rules as
+  // gauge_callback. The callback must never return less than it did before.
+  void counter_callback(std::string_view name, std::string_view help, const MetricLabels& labels,
+                        std::function<double()> read);
+
   // The whole registry in the text exposition format: families sorted by name, series by labels.
   std::string render() const;
 

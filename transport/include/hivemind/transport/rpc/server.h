@@ -21,6 +21,15 @@ struct ServerOptions {
 
 using Handler = std::function<void(Message request, Responder responder)>;
 
+// Running totals since create(), for metrics. Frame sizes count everything on the wire: header, method,
+// tensor descriptors, metadata and tensor payloads.
+struct ServerStats {
+  uint64_t requests = 0;        // request frames received, including refused ones
+  uint64_t error_replies = 0;   // replies that carried an error (handler errors, refusals)
+  uint64_t bytes_received = 0;  // request frames
+  uint64_t bytes_sent = 0;      // reply frames, counted when handed to the endpoint
+};
+
 class Server {
  public:
   struct State;
@@ -42,6 +51,11 @@ class Server {
 
   // Requests being handled now (diagnostics, tests).
   size_t in_flight() const;
+
+  // Thread-safe; each field is read atomically, the set need not be one instant's.
+  ServerStats stats() const;
+  // The transport the listener runs on: "tcp" or "ucx" (what auto:// resolved to).
+  std::string transport() const;
 
  private:
   explicit Server(std::shared_ptr<State> state) : state_(std::move(state)) {}
