@@ -125,6 +125,9 @@ Parsed parse_command_line(const std::vector<std::string>& args,
   add("cpu_bind", o.cpu_bind, "auto (hwloc placement next to the device) or none")
       ->check(CLI::IsMember({"auto", "none"}));
   add("cpu_cores", o.cpu_cores, "restrict thread placement to these CPUs, e.g. 0-15");
+  add("metrics_port", o.metrics_port, "serve Prometheus metrics at http://<metrics_host>:<port>/metrics (0: any "
+      "free port, -1: off)")->check(CLI::Range(-1, 65535));
+  add("metrics_host", o.metrics_host, "address the metrics endpoint listens on (0.0.0.0: every interface)");
 
   // hivemind's --num_handlers sized its pool of connection-handler processes; here one transport I/O
   // thread serves every connection, so the flag is accepted (scripts written for hivemind keep working)

@@ -69,9 +69,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "hivemind-server: cannot start: %s\n", started.to_string().c_str());
     return 1;
   }
-  std::printf("hivemind-server ready: %zu expert(s) at %s%s%s\n", server->expert_uids().size(),
+  std::printf("hivemind-server ready: %zu expert(s) at %s%s%s%s%s\n", server->expert_uids().size(),
               server->address().c_str(), server->dht_address().empty() ? "" : ", DHT node ",
-              server->dht_address().c_str());
+              server->dht_address().c_str(), server->metrics_address().empty() ? "" : ", metrics ",
+              server->metrics_address().c_str());
   std::fflush(stdout);
 
   runtime::Server* raw = server.get();

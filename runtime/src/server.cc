@@ -6,7 +6,7 @@
 #include <random>
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
@@ -63,6 +63,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   HIVEMIND_RETURN_IF_ERROR(impl->listen());
   HIVEMIND_RETURN_IF_ERROR(impl->choose_uids());
   HIVEMIND_RETURN_IF_ERROR(impl->build_experts());
+  HIVEMIND_RETURN_IF_ERROR(impl->start_metrics());
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -180,23 +181,73 @@ Status Server::Impl::build_experts() {
     pool.fill_timeout = Milliseconds(o.batch_timeout_ms);
     pool.device = bo.device;
     ExpertBackend* raw = backend.get();
+    hosted.forward_metrics = CallMetrics::create(metrics, uid, "forward");
+    hosted.backward_metrics = CallMetrics::create(metrics, uid, "backward");
+    Histogram* forward_batches = hosted.forward_metrics.batch_size;
+    Histogram* backward_batches = hosted.backward_metrics.batch_size;
     pool.name = uid + "/forward";
     pool.assemble = make_wire_assembler(hosted.forward_in, bo.device, o.detect_anomalies, o.intra_op_threads,
                                         fmt::format("expert '{}' forward", uid));
-    HIVEMIND_ASSIGN_OR_RETURN(hosted.forward, runtime->add_pool(pool, [raw](std::vector<torch::Tensor> batch) {
-      return raw->forward(std::move(batch));
-    }));
+    HIVEMIND_ASSIGN_OR_RETURN(hosted.forward,
+                              runtime->add_pool(pool, [raw, forward_batches](std::vector<torch::Tensor> batch) {
+                                if (!batch.empty() && batch[0].dim() > 0) forward_batches->observe(batch[0].size(0));
+                                return raw->forward(std::move(batch));
+                              }));
     pool.name = uid + "/backward";
     pool.assemble = make_wire_assembler(hosted.backward_in, bo.device, o.detect_anomalies, o.intra_op_threads,
                                         fmt::format("expert '{}' backward", uid));
-    HIVEMIND_ASSIGN_OR_RETURN(hosted.backward, runtime->add_pool(pool, [raw](std::vector<torch::Tensor> batch) {
-      return raw->backward(std::move(batch));
-    }));
+    HIVEMIND_ASSIGN_OR_RETURN(hosted.backward,
+                              runtime->add_pool(pool, [raw, backward_batches](std::vector<torch::Tensor> batch) {
+                                if (!batch.empty() && batch[0].dim() > 0) backward_batches->observe(batch[0].size(0));
+                                return raw->backward(std::move(batch));
+                              }));
     experts.emplace(uid, std::move(hosted));
   }
   log()->info("{} {} expert(s), hidden_dim {}, on {}: {}{}", uids.size(), o.expert_cls, o.hidden_dim, o.device,
               fmt::join(uids.begin(), uids.begin() + std::min<size_t>(uids.size(), 8), " "),
               uids.size() > 8 ? " ..." : "");
+  return Status::ok();
+}
+
+Status Server::Impl::start_metrics() {
+  for (const auto& [uid, e] : experts) {
+    std::shared_ptr<TaskPool> forward = e.forward, backward = e.backward;
+    metrics.gauge_callback("hivemind_expert_queue_depth", "Requests waiting in the expert's queue",
+                           {{"expert", uid}, {"method", "forward"}},
+                           [forward] { return static_cast<double>(forward->stats().queued_tasks); });
+    metrics.gauge_callback("hivemind_expert_queue_depth", "Requests waiting in the expert's queue",
+                           {{"expert", uid}, {"method", "backward"}},
+                           [backward] { return static_cast<double>(backward->stats().queued_tasks); });
+    std::shared_ptr<ExpertBackend> backend = e.backend;
+    metrics.counter_callback("hivemind_expert_updates_total", "Optimizer steps taken by the expert",
+                             {{"expert", uid}}, [backend] { return static_cast<double>(backend->update_count()); });
+  }
+  metrics.gauge("hivemind_server_experts", "Experts this server hosts").set(static_cast<double>(experts.size()));
+  // The listener's frames: expert calls, "info" and the DHT's requests, which share it.
+  const MetricLabels transport_label{{"transport", rpc->transport()}};
+  std::shared_ptr<transport::rpc::Server> listener = rpc;
+  metrics.counter_callback("hivemind_transport_requests_total", "Request frames received by the server's listener",
+                           transport_label, [listener] { return static_cast<double>(listener->stats().requests); });
+  metrics.counter_callback("hivemind_transport_error_replies_total", "Replies that carried an error",
+                           transport_label, [listener] { return static_cast<double>(listener->stats().error_replies); });
+  metrics.counter_callback("hivemind_transport_bytes_received_total", "Bytes of request frames received",
+                           transport_label, [listener] { return static_cast<double>(listener->stats().bytes_received); });
+  metrics.counter_callback("hivemind_transport_bytes_sent_total", "Bytes of reply frames sent", transport_label,
+                           [listener] { return static_cast<double>(listener->stats().bytes_sent); });
+  if (dht) {
+    // shutdown() stops the HTTP server before it drops the DHT node, so the pointer outlives every scrape.
+    dht::Dht* node = dht.get();
+    metrics.gauge_callback("hivemind_dht_routing_table_size", "Peers in the routing table of the server's DHT node",
+                           {}, [node] { return static_cast<double>(node->peers().size()); });
+  }
+  if (options.metrics_port < 0) return Status::ok();
+  MetricsHttpServerOptions http;
+  http.bind_address = options.metrics_host;
+  http.port = static_cast<uint16_t>(options.metrics_port);
+  auto started = MetricsHttpServer::start(metrics, http);
+  if (!started.is_ok()) return started.status().with_context("--metrics-port");
+  metrics_http = std::move(started).value();
+  log()->info("metrics at http://{}/metrics", metrics_http->address());
   return Status::ok();
 }
 
@@ -370,6 +421,7 @@ Status Server::Impl::shutdown(Milliseconds grace) {
   // Queued and in-flight batches are done; wait until their replies have left.
   while (rpc && rpc->in_flight() > 0 && !deadline.expired()) std::this_thread::sleep_for(Milliseconds(2));
   Status saved = checkpoint_all();
+  if (metrics_http) metrics_http->stop();  // its callbacks read the DHT node and the listener
   if (rpc) rpc->close();
   dht.reset();
   if (worker) worker->stop();
@@ -400,6 +452,12 @@ std::shared_ptr<ExpertBackend> Server::backend(const std::string& uid) const {
   auto it = impl_->experts.find(uid);
   return it == impl_->experts.end() ? nullptr : it->second.backend;
 }
+
+std::string Server::metrics_address() const {
+  return impl_->metrics_http ? "http://" + impl_->metrics_http->address() + "/metrics" : "";
+}
+
+std::string Server::metrics_text() const { return impl_->metrics.render(); }
 
 std::string Server::binding() const { return impl_->binding_text; }
 

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include <hivemind/common/metrics.h>
+#include <hivemind/common/metrics_http_server.h>
 #include <hivemind/protocol/expert_rpc.h>
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/runtime.h>
@@ -20,6 +22,7 @@
 #include <hivemind/transport/worker.h>
 
 #include <hivemind/dht/dht.h>
+#include "server_metrics.h"
 #include <hivemind/transport/rpc/client.h>
 
 namespace hivemind::runtime {
@@ -33,10 +36,15 @@ struct HostedExpert {
   protocol::ExpertInfo info;
   std::vector<TensorSchema> forward_in;   // = backend->input_schema()
   std::vector<TensorSchema> backward_in;  // inputs, then output gradients
+  CallMetrics forward_metrics;
+  CallMetrics backward_metrics;
 };
 
 struct Server::Impl {
   ServerOptions options;
+  // Before everything its series and callbacks point into; the HTTP server stops in shutdown().
+  MetricsRegistry metrics;
+  std::unique_ptr<MetricsHttpServer> metrics_http;
   std::vector<std::string> uids;
   std::map<std::string, HostedExpert> experts;
   std::vector<ComputeDevice> devices;
@@ -75,6 +83,7 @@ struct Server::Impl {
   Status listen();
   Status choose_uids();
   Status build_experts();
+  Status start_metrics();
   void register_handlers();
   Status declare_once();
   void maintenance_loop();

@@ -9,14 +9,13 @@
 #include <fmt/format.h>
 
 #include <hivemind/common/env.h>
+#include <hivemind/dht/uid_pattern.h>
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/tensor_schema.h>
 
 namespace hivemind::runtime {
 
 namespace {
-
-constexpr int64_t kMaxGridExperts = 1 << 16;
 
 bool is_coordinate(std::string_view s) {
   if (s.empty() || s.size() > 9) return false;
@@ -48,69 +47,9 @@ bool is_valid_expert_uid(std::string_view uid) {
 }
 
 Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts, uint64_t seed) {
-  auto bad = [&](const std::string& why) {
-    return invalid_argument_error(fmt::format("--expert_pattern '{}': {} (expected e.g. \"expert.[0:4].[0:4]\")",
-                                              std::string(pattern), why));
-  };
-  auto parts = split(pattern, '.');
-  if (parts.size() < 2) return bad("needs a name and at least one coordinate");
-  if (parts[0].empty() || parts[0].find_first_of("[]:") != std::string_view::npos) return bad("bad name");
-  std::vector<std::pair<int64_t, int64_t>> dims;  // [lo, hi) per coordinate
-  for (size_t i = 1; i < parts.size(); ++i) {
-    std::string_view p = parts[i];
-    if (is_coordinate(p)) {
-      const int64_t v = std::stoll(std::string(p));
-      dims.emplace_back(v, v + 1);
-      continue;
-    }
-    if (p.size() < 5 || p.front() != '[' || p.back() != ']') return bad(fmt::format("bad part '{}'", p));
-    auto range = split(p.substr(1, p.size() - 2), ':');
-    if (range.size() != 2 || !is_coordinate(range[0]) || !is_coordinate(range[1])) {
-      return bad(fmt::format("bad range '{}'", p));
-    }
-    const int64_t lo = std::stoll(std::string(range[0]));
-    const int64_t hi = std::stoll(std::string(range[1]));
-    if (hi <= lo) return bad(fmt::format("empty range '{}'", p));
-    dims.emplace_back(lo, hi);
-  }
-  int64_t total = 1;
-  for (auto [lo, hi] : dims) {
-    total *= hi - lo;
-    if (total > (int64_t{1} << 40)) return bad("grid too large");
-  }
   if (num_experts < 0) return invalid_argument_error("--num_experts must be >= 0");
-  if (num_experts > total) {
-    return invalid_argument_error(fmt::format("--num_experts {} exceeds the {} uids of --expert_pattern '{}'",
-                                              num_experts, total, std::string(pattern)));
-  }
-  if (num_experts == 0 && total > kMaxGridExperts) {
-    return invalid_argument_error(fmt::format("--expert_pattern '{}' has {} uids; give --num_experts to host a subset",
-                                              std::string(pattern), total));
-  }
-  std::vector<int64_t> chosen;
-  if (num_experts == 0 || num_experts == total) {
-    for (int64_t i = 0; i < total; ++i) chosen.push_back(i);
-  } else {
-    // Floyd's sampling: num_experts distinct grid indices without materialising the grid.
-    std::mt19937_64 rng(seed);
-    std::set<int64_t> picked;
-    for (int64_t j = total - num_experts; j < total; ++j) {
-      const int64_t t = std::uniform_int_distribution<int64_t>(0, j)(rng);
-      if (!picked.insert(t).second) picked.insert(j);
-    }
-    chosen.assign(picked.begin(), picked.end());
-  }
-  std::vector<std::string> uids;
-  uids.reserve(chosen.size());
-  for (int64_t index : chosen) {
-    std::vector<int64_t> coords(dims.size());
-    for (size_t d = dims.size(); d-- > 0;) {
-      const int64_t size = dims[d].second - dims[d].first;
-      coords[d] = dims[d].first + index % size;
-      index /= size;
-    }
-    uids.push_back(fmt::format("{}.{}", parts[0], fmt::join(coords, ".")));
-  }
+  auto uids = dht::expand_uid_pattern(pattern, num_experts, seed);
+  if (!uids.is_ok()) return uids.status().with_context("--expert_pattern");
   return uids;
 }
 
@@ -181,6 +120,9 @@ Status validate(const ServerOptions& o) {
   need(o.checkpoint_interval > 0, "--checkpoint_interval must be > 0 seconds");
   need(o.stats_report_interval >= 0, "--stats_report_interval must be >= 0 seconds (0: off)");
   need(o.grace_period > 0, "--grace_period must be > 0 seconds");
+  need(o.metrics_port >= -1 && o.metrics_port <= 65535,
+       fmt::format("--metrics-port ({}) must be in [0, 65535], or -1 for none", o.metrics_port));
+  need(!o.metrics_host.empty(), "--metrics-host must not be empty (127.0.0.1: this host only)");
   need(o.cpu_bind == "auto" || o.cpu_bind == "none", fmt::format("--cpu_bind '{}': use auto or none", o.cpu_bind));
   if (!o.cpu_cores.empty()) {
     auto cores = parse_cpu_list(o.cpu_cores);

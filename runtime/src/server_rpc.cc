@@ -3,7 +3,7 @@
 #include <numeric>
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/common/logging.h>
 #include <hivemind/quant/codec.h>
@@ -155,6 +155,7 @@ void Server::Impl::handle_info(transport::Message request, transport::rpc::Respo
 }
 
 void Server::Impl::handle_call(bool backward, transport::Message request, transport::rpc::Responder responder) {
+  const SteadyTime arrived = SteadyClock::now();
   const char* method = backward ? "backward" : "forward";
   auto uid = protocol::decode_call(request.metadata);
   if (!uid.is_ok()) return responder.reply(uid.status().with_context(fmt::format("{} request", method)));
@@ -162,14 +163,18 @@ void Server::Impl::handle_call(bool backward, transport::Message request, transp
   if (it == experts.end()) {
     return responder.reply(not_found_error(fmt::format("this server does not host expert '{}'", *uid)));
   }
-  if (draining.load()) {
-    return responder.reply(unavailable_error("the server is shutting down and accepts no new requests"));
-  }
   const HostedExpert& expert = it->second;
+  const CallMetrics& metrics = backward ? expert.backward_metrics : expert.forward_metrics;
+  metrics.requests->inc();
+  auto fail = [&](Status status) {
+    metrics.finished(false, arrived);
+    responder.reply(std::move(status));
+  };
+  if (draining.load()) return fail(unavailable_error("the server is shutting down and accepts no new requests"));
   const std::vector<TensorSchema>& schemas = backward ? expert.backward_in : expert.forward_in;
   const std::string what = fmt::format("expert '{}' {}", *uid, method);
   if (request.tensors.size() != schemas.size()) {
-    return responder.reply(invalid_argument_error(fmt::format(
+    return fail(invalid_argument_error(fmt::format(
         "{}: got {} tensor(s), expected {}{}", what, request.tensors.size(), schemas.size(),
         backward ? " (the inputs, then one gradient per output)" : "")));
   }
@@ -180,47 +185,49 @@ void Server::Impl::handle_call(bool backward, transport::Message request, transp
   wire.reserve(schemas.size());
   for (size_t i = 0; i < schemas.size(); ++i) {
     const transport::Buffer& buffer = request.tensors[i];
-    if (!buffer.is_host()) {
-      return responder.reply(unsupported_error(fmt::format("{}: tensor {} is not in host memory", what, i)));
-    }
+    if (!buffer.is_host()) return fail(unsupported_error(fmt::format("{}: tensor {} is not in host memory", what, i)));
     const TensorSchema& s = schemas[i];
     // The bytes have arrived already; the header is checked against them. Too many samples gets its own
     // message below rather than a codec limit error.
     quant::DecodeLimits limits;
     limits.max_ndim = static_cast<uint32_t>(s.shape.size() + 1);
     auto header = quant::decode_header({static_cast<const uint8_t*>(buffer.data()), buffer.size()}, limits);
-    if (!header.is_ok()) {
-      return responder.reply(header.status().with_context(fmt::format("{} tensor {}", what, i)));
-    }
+    if (!header.is_ok()) return fail(header.status().with_context(fmt::format("{} tensor {}", what, i)));
     bool shape_ok = header->shape.size() == s.shape.size() + 1;
     for (size_t d = 0; shape_ok && d < s.shape.size(); ++d) shape_ok = header->shape[d + 1] == s.shape[d];
     if (!shape_ok || !quant::decodable_as(*header, s.dtype)) {
-      return responder.reply(invalid_argument_error(fmt::format(
-          "{} tensor {}: got {}[{}], expected {}", what, i, quant::dtype_name(header->src_dtype),
-          fmt::join(header->shape, ", "), schema_string(s))));
+      return fail(invalid_argument_error(fmt::format("{} tensor {}: got {}[{}], expected {}", what, i,
+                                                     quant::dtype_name(header->src_dtype),
+                                                     fmt::join(header->shape, ", "), schema_string(s))));
     }
     if (batch < 0) batch = header->shape[0];
     if (batch > options.max_batch_size) {
-      return responder.reply(invalid_argument_error(fmt::format(
+      return fail(invalid_argument_error(fmt::format(
           "{}: the request has {} samples, more than max_batch_size={}; split it into smaller requests", what,
           batch, options.max_batch_size)));
     }
     if (header->shape[0] != batch) {
-      return responder.reply(invalid_argument_error(fmt::format(
-          "{} tensor {} has batch size {}, but tensor 0 has {}", what, i, header->shape[0], batch)));
+      return fail(invalid_argument_error(
+          fmt::format("{} tensor {} has batch size {}, but tensor 0 has {}", what, i, header->shape[0], batch)));
     }
     wire.push_back(wrap(buffer));
   }
   const std::vector<TensorSchema>& out_schemas = backward ? expert.forward_in : expert.backend->output_schema();
   auto shared = std::make_shared<transport::rpc::Responder>(std::move(responder));
   const int threads = options.intra_op_threads;
-  TaskDone done = [shared, &out_schemas, threads](TaskResult result) {
-    if (!result.is_ok()) return shared->reply(result.status());
-    shared->reply(encode_outputs(*result, out_schemas, threads));
+  // `expert` lives as long as the server, which outlives every task (shutdown drains the pools).
+  TaskDone done = [shared, &out_schemas, &metrics, arrived, threads](TaskResult result) {
+    Result<transport::Message> reply =
+        result.is_ok() ? encode_outputs(*result, out_schemas, threads) : Result<transport::Message>(result.status());
+    metrics.finished(reply.is_ok(), arrived);
+    shared->reply(std::move(reply));
   };
   TaskPool& pool = backward ? *expert.backward : *expert.forward;
   Status submitted = pool.submit(std::move(wire), batch, std::move(done));
-  if (!submitted.is_ok()) return shared->reply(submitted);
+  if (!submitted.is_ok()) {
+    metrics.finished(false, arrived);
+    return shared->reply(submitted);
+  }
   logger("runtime")->debug("{}: queued {} sample(s)", what, batch);
 }
 

@@ -5,10 +5,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/runtime/expert_backend.h>
 
@@ -162,6 +164,53 @@ TEST(ServerProcessTest, Sigusr1CheckpointsAndSigtermDrainsThenExitsZero) {
   auto backend = ExpertBackend::create("ffn.0.0", make_expert("ffn", 8, "ffn.0.0", kDefaultExpertSeed).value(), options).value();
   EXPECT_TRUE(backend->load_checkpoint(dir / "ffn.0.0.pt").is_ok());
   std::filesystem::remove_all(dir);
+}
+
+// Runs `command` through the shell; its stdout, or nullopt when it exits non-zero.
+std::optional<std::string> run_capture(const std::string& command) {
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return std::nullopt;
+  std::string out;
+  char chunk[4096];
+  for (size_t n; (n = std::fread(chunk, 1, sizeof(chunk), pipe)) > 0;) out.append(chunk, n);
+  return ::pclose(pipe) == 0 ? std::optional<std::string>(out) : std::nullopt;
+}
+
+TEST(ServerProcessTest, MetricsPortAnswersAPrometheusScrapeByCurl) {
+  Child child(hivemind::testing::program_path("hivemind-server"),
+              {"--expert_uids", "ffn.0.0", "--hidden_dim", "8", "--host", "127.0.0.1", "--port", "0", "--transport",
+               "tcp", "--cpu_bind", "none", "--stats_report_interval", "0", "--compression", "none",
+               "--metrics-port", "0", "--grace_period", "20"},
+              {"HIVEMIND_SPIN_US=0"});
+  auto ready = child.wait_for(0, "hivemind-server ready:", Deadline::after(60s));
+  ASSERT_TRUE(ready) << "no ready line; stderr:\n" << child.output(1);
+  const size_t at = ready->find(" at "), metrics_at = ready->find(", metrics ");
+  ASSERT_NE(metrics_at, std::string::npos) << *ready;
+  std::string address = ready->substr(at + 4);
+  address = address.substr(0, address.find(','));
+  const std::string url = ready->substr(metrics_at + 10);
+  ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u) << url;
+
+  runtime::testing::RawClient client;
+  auto reply = client.call(address, protocol::kForwardMethod, "ffn.0.0", {runtime::testing::encode(torch::randn({5, 8}))});
+  ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
+
+  // A real HTTP client: curl fails (exit 22) on any status other than 2xx.
+  auto scraped = run_capture("curl --silent --show-error --fail --max-time 30 '" + url + "'");
+  ASSERT_TRUE(scraped) << "curl could not scrape " << url;
+  EXPECT_NE(scraped->find("hivemind_expert_requests_total{expert=\"ffn.0.0\",method=\"forward\"} 1\n"),
+            std::string::npos) << *scraped;
+  EXPECT_NE(scraped->find("hivemind_expert_batch_size_sum{expert=\"ffn.0.0\",method=\"forward\"} 5\n"),
+            std::string::npos) << *scraped;
+  EXPECT_NE(scraped->find("# TYPE hivemind_expert_request_seconds histogram\n"), std::string::npos);
+  EXPECT_NE(scraped->find("# TYPE hivemind_transport_bytes_sent_total counter\n"), std::string::npos);
+  EXPECT_NE(scraped->find("hivemind_dht_routing_table_size 0\n"), std::string::npos) << *scraped;
+  EXPECT_NE(scraped->find("hivemind_server_experts 1\n"), std::string::npos);
+  EXPECT_FALSE(run_capture("curl --silent --fail --max-time 30 '" + url.substr(0, url.size() - 8) + "/other'"))
+      << "a path other than /metrics must fail";
+
+  child.signal(SIGTERM);
+  EXPECT_EQ(child.wait_exit(Deadline::after(60s)), 0) << child.output(1);
 }
 
 TEST(ServerProcessTest, BadFlagsFailAtStartWithExitCode2) {

@@ -3,8 +3,10 @@
 #include <filesystem>
 #include <mutex>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
@@ -148,6 +150,58 @@ TEST(ServerTest, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
   // Still serving.
   auto ok = client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden})});
   EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();
+}
+
+// The value of the sample `series` (name and labels exactly as rendered) in Prometheus text, or -1.
+double sample(const std::string& text, const std::string& series) {
+  const std::string prefix = series + " ";
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (text.compare(at, prefix.size(), prefix) == 0) return std::stod(text.substr(at + prefix.size(), end - at - prefix.size()));
+    at = end + 1;
+  }
+  return -1;
+}
+
+TEST(ServerTest, MetricsCountRequestsErrorsBatchesAndBytes) {
+  ServerOptions options = small_server({"ffn.0.0", "ffn.0.1"});
+  options.metrics_port = 0;
+  auto server = start(std::move(options));
+  ASSERT_TRUE(server);
+  EXPECT_EQ(server->metrics_address().rfind("http://127.0.0.1:", 0), 0u) << server->metrics_address();
+  RawClient client;
+  const std::string address = server->address();
+  torch::Tensor x = torch::randn({3, kHidden});
+  ASSERT_TRUE(client.tensors(address, protocol::kForwardMethod, "ffn.0.1", {x}).is_ok());
+  ASSERT_TRUE(client.tensors(address, protocol::kBackwardMethod, "ffn.0.1", {x, torch::randn({3, kHidden})}).is_ok());
+  EXPECT_FALSE(client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden + 1})}).is_ok());
+
+  const std::string text = server->metrics_text();
+  auto series = [](const char* name, const char* uid, const char* method) {
+    return fmt::format("{}{{expert=\"{}\",method=\"{}\"}}", name, uid, method);
+  };
+  EXPECT_EQ(sample(text, series("hivemind_expert_requests_total", "ffn.0.1", "forward")), 1) << text;
+  EXPECT_EQ(sample(text, series("hivemind_expert_requests_total", "ffn.0.1", "backward")), 1);
+  EXPECT_EQ(sample(text, series("hivemind_expert_errors_total", "ffn.0.1", "forward")), 0);
+  EXPECT_EQ(sample(text, series("hivemind_expert_requests_total", "ffn.0.0", "forward")), 1);
+  EXPECT_EQ(sample(text, series("hivemind_expert_errors_total", "ffn.0.0", "forward")), 1);
+  // The rejected request never reached a batch; the good one made a batch of 3.
+  EXPECT_EQ(sample(text, series("hivemind_expert_batch_size_count", "ffn.0.0", "forward")), 0);
+  EXPECT_EQ(sample(text, series("hivemind_expert_batch_size_sum", "ffn.0.1", "forward")), 3);
+  EXPECT_EQ(sample(text, "hivemind_expert_batch_size_bucket{expert=\"ffn.0.1\",method=\"forward\",le=\"2\"}"), 0);
+  EXPECT_EQ(sample(text, "hivemind_expert_batch_size_bucket{expert=\"ffn.0.1\",method=\"forward\",le=\"4\"}"), 1);
+  EXPECT_EQ(sample(text, series("hivemind_expert_request_seconds_count", "ffn.0.1", "backward")), 1);
+  EXPECT_EQ(sample(text, series("hivemind_expert_request_seconds_count", "ffn.0.0", "forward")), 1);
+  EXPECT_EQ(sample(text, series("hivemind_expert_queue_depth", "ffn.0.1", "forward")), 0);
+  EXPECT_EQ(sample(text, "hivemind_expert_updates_total{expert=\"ffn.0.1\"}"), 1);
+  EXPECT_EQ(sample(text, "hivemind_expert_updates_total{expert=\"ffn.0.0\"}"), 0);
+  EXPECT_EQ(sample(text, "hivemind_server_experts"), 2);
+  EXPECT_EQ(sample(text, "hivemind_transport_requests_total{transport=\"tcp\"}"), 3);
+  EXPECT_EQ(sample(text, "hivemind_transport_error_replies_total{transport=\"tcp\"}"), 1);
+  // Three float32 requests of 3, 3+3 and 2 rows of 16: more than their payloads alone.
+  EXPECT_GT(sample(text, "hivemind_transport_bytes_received_total{transport=\"tcp\"}"), (3 + 6 + 2) * kHidden * 4);
+  EXPECT_GT(sample(text, "hivemind_transport_bytes_sent_total{transport=\"tcp\"}"), (3 + 3) * kHidden * 4);
 }
 
 TEST(ServerTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnRowsInEightBit) {

@@ -54,6 +54,10 @@ class Server {
   std::shared_ptr<ExpertBackend> backend(const std::string& uid) const;
   std::string binding() const;                   // the CPU placement chosen at start, in words
   std::vector<ExpertStats> stats() const;
+  // "http://127.0.0.1:9100/metrics" when --metrics-port is set, "" otherwise.
+  std::string metrics_address() const;
+  // What a scrape returns now (Prometheus text), with or without the HTTP endpoint.
+  std::string metrics_text() const;
 
   // Thread-safe requests, acted on by the server's maintenance thread (the CLI's signal thread calls them).
   void request_checkpoint();

@@ -64,6 +64,8 @@ struct ServerOptions {
   double grace_period = 30.0;              // SIGTERM: seconds to drain, checkpoint and exit
   std::string cpu_bind = "auto";           // auto | none
   std::string cpu_cores;                   // restrict placement to these PUs ("0-15")
+  int metrics_port = -1;                   // Prometheus text at http://metrics_host:port/metrics; 0: any port; -1: off
+  std::string metrics_host = "127.0.0.1";  // loopback unless asked ("0.0.0.0": every interface)
 
   // ---- embedding hooks (not flags) ----
   DeclareFn declare;
