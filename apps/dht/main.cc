@@ -2,19 +2,23 @@
 //
 //   hivemind-dht [--host H] [--port P] [--transport tcp|ucx|auto] [--initial-peers ADDR...]
 //                [--bootstrap-file F] [--identity FILE] [--bootstrap-timeout S]
-//   hivemind-dht --check ADDR [--timeout S]
+//   hivemind-dht --check ADDR [--timeout S] [--experts PATTERN [--min-coverage F]]
 //
 // Prints the address others should use once listening, writes it atomically to the bootstrap file,
 // and logs peers as they join and leave its routing table. Every flag also reads HIVEMIND_<FLAG>.
 #include <csignal>
 #include <cstdio>
 #include <map>
+#include <random>
+#include <span>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 
 #include <hivemind/common/logging.h>
 #include <hivemind/dht/dht.h>
+#include <hivemind/dht/expert_registry.h>
+#include <hivemind/dht/uid_pattern.h>
 #include <hivemind/dht/wire.h>
 
 namespace {
@@ -26,28 +30,45 @@ using hivemind::Deadline;
 using hivemind::Milliseconds;
 namespace dht = hivemind::dht;
 
-int check(const std::string& address, double timeout_s) {
+struct CheckOptions {
+  std::string address;
+  double timeout_s = 5;
+  std::string experts;        // uid pattern to account for; empty: the node only
+  double min_coverage = 1.0;  // fraction of `experts` that must be live
+};
+
+// Exit status: 0 healthy, 1 node unreachable or coverage below the threshold, 2 bad input or no client.
+int check(const CheckOptions& o) {
+  std::vector<std::string> uids;
+  if (!o.experts.empty()) {
+    auto expanded = dht::expand_uid_pattern(o.experts);
+    if (!expanded.is_ok()) {
+      std::fprintf(stderr, "hivemind-dht --check: --experts: %s\n", expanded.status().message().c_str());
+      return 2;
+    }
+    uids = std::move(expanded).value();
+  }
   // A client-mode node: it asks, it is never added to anyone's table.
   dht::DhtOptions options;
   options.node.client_mode = true;
-  options.node.request_timeout = Milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  options.node.request_timeout = Milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
   auto started = dht::Dht::start(options);
   if (!started.is_ok()) {
     std::fprintf(stderr, "hivemind-dht --check: cannot start a client: %s\n", started.status().to_string().c_str());
     return 2;
   }
   auto& client = **started;
-  auto deadline = [&] { return Deadline::after(Milliseconds(static_cast<int64_t>(timeout_s * 1000))); };
+  auto deadline = [&] { return Deadline::after(Milliseconds(static_cast<int64_t>(o.timeout_s * 1000))); };
   auto t0 = std::chrono::steady_clock::now();
-  auto pong = client.ping(address, deadline());
+  auto pong = client.ping(o.address, deadline());
   double rtt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!pong.is_ok()) {
-    std::printf("%s: no answer (%s)\n", address.c_str(), pong.status().to_string().c_str());
+    std::printf("%s: no answer (%s)\n", o.address.c_str(), pong.status().to_string().c_str());
     return 1;
   }
-  std::printf("%s: node %s answered in %.2f ms\n", address.c_str(), pong->id.hex().c_str(), rtt_ms);
+  std::printf("%s: node %s answered in %.2f ms\n", o.address.c_str(), pong->id.hex().c_str(), rtt_ms);
   // What it knows: join through it, then look around (its own neighbourhood and a random point).
-  hivemind::Status joined = client.bootstrap({address}, deadline());
+  hivemind::Status joined = client.bootstrap({o.address}, deadline());
   auto near = client.find_nearest(pong->id, 20, deadline());
   std::mt19937_64 rng(std::random_device{}());
   auto far = client.find_nearest(dht::NodeId::random(rng), 20, deadline());
@@ -59,10 +80,48 @@ int check(const std::string& address, double timeout_s) {
     for (const auto& c : *near) std::printf("  %s %s\n", c.id.short_hex().c_str(), c.address.c_str());
   }
   if (far.is_ok()) std::printf("a lookup of a random id through it reached %zu nodes\n", far->size());
+
+  int status = 0;
+  if (!uids.empty()) {
+    // Each expert's record: live or not, where, and until when its last declaration holds.
+    std::printf("experts %s (%zu uids):\n", o.experts.c_str(), uids.size());
+    size_t live = 0;
+    std::map<std::string, size_t> per_endpoint;
+    constexpr size_t kKeysPerGet = 256;
+    for (size_t first = 0; first < uids.size(); first += kKeysPerGet) {
+      std::span<const std::string> chunk(uids.data() + first, std::min(kKeysPerGet, uids.size() - first));
+      auto records = client.get(chunk, deadline());
+      const hivemind::DhtTime now = client.dht_now();
+      for (size_t i = 0; i < chunk.size(); ++i) {
+        std::optional<dht::ExpertInfo> info;
+        hivemind::DhtTime expiration = 0;
+        if (records.is_ok() && (*records)[i] && (*records)[i]->regular) {
+          info = dht::decode_expert_info((*records)[i]->regular->value);
+          expiration = (*records)[i]->regular->expiration;
+        }
+        if (info && info->uid == chunk[i]) {
+          ++live;
+          ++per_endpoint[info->endpoint];
+          std::printf("  %-24s live     %s, declared until %.1f s from now\n", chunk[i].c_str(), info->endpoint.c_str(),
+                      static_cast<double>(expiration - now) / 1000.0);
+        } else {
+          std::printf("  %-24s missing%s\n", chunk[i].c_str(),
+                      records.is_ok() ? "" : (" (" + records.status().to_string() + ")").c_str());
+        }
+      }
+    }
+    const double coverage = static_cast<double>(live) / static_cast<double>(uids.size());
+    std::printf("servers: %zu\n", per_endpoint.size());
+    for (const auto& [endpoint, count] : per_endpoint) std::printf("  %s hosts %zu\n", endpoint.c_str(), count);
+    const bool enough = coverage + 1e-12 >= o.min_coverage;
+    std::printf("coverage: %zu of %zu experts live (%.1f%%), threshold %.1f%%: %s\n", live, uids.size(),
+                100.0 * coverage, 100.0 * o.min_coverage, enough ? "ok" : "BELOW THRESHOLD");
+    if (!enough) status = 1;
+  }
   auto stats = client.stats();
   std::printf("requests sent %llu, unanswered %llu\n", static_cast<unsigned long long>(stats.requests_sent),
               static_cast<unsigned long long>(stats.timeouts));
-  return 0;
+  return status;
 }
 
 }  // namespace
@@ -70,10 +129,11 @@ int check(const std::string& address, double timeout_s) {
 int main(int argc, char** argv) {
   hivemind::configure_logging_from_env();
   CLI::App app{"hivemind-dht: a DHT node of a hivemind swarm (Kademlia, expiring records, expert registry)"};
-  std::string host = "0.0.0.0", transport = "tcp", bootstrap_file, identity, check_address;
+  std::string host = "0.0.0.0", transport = "tcp", bootstrap_file, identity;
+  CheckOptions check_options;
   int port = 0;
   std::vector<std::string> initial_peers;
-  double bootstrap_timeout = 30, timeout = 5;
+  double bootstrap_timeout = 30;
   app.add_option("--host", host, "address to listen on (0.0.0.0 announces this host's routable address)")
       ->envname("HIVEMIND_HOST");
   app.add_option("--port", port, "port to listen on (0: any free port)")->envname("HIVEMIND_PORT")->check(CLI::Range(0, 65535));
@@ -87,11 +147,17 @@ int main(int argc, char** argv) {
       ->envname("HIVEMIND_IDENTITY");
   app.add_option("--bootstrap-timeout", bootstrap_timeout, "seconds to reach an initial peer before giving up")
       ->envname("HIVEMIND_BOOTSTRAP_TIMEOUT")->check(CLI::PositiveNumber);
-  app.add_option("--check", check_address, "dial the node at this address and report what it sees, then exit");
-  app.add_option("--timeout", timeout, "seconds per request with --check")->check(CLI::PositiveNumber);
+  app.add_option("--check", check_options.address, "dial the node at this address and report what it sees, then exit "
+                 "(1: no answer, or expert coverage below --min-coverage)");
+  app.add_option("--timeout", check_options.timeout_s, "seconds per request with --check")->check(CLI::PositiveNumber);
+  app.add_option("--experts", check_options.experts,
+                 "with --check: report these experts (a uid pattern, e.g. 'expert.[0:4].[0:4]') and their declarations");
+  app.add_option("--min-coverage,--min_coverage", check_options.min_coverage,
+                 "with --check --experts: exit 1 when fewer than this fraction of them are live")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  if (!check_address.empty()) return check(check_address, timeout);
+  if (!check_options.address.empty()) return check(check_options);
 
   dht::DhtOptions options;
   options.listen = transport + "://" + host + ":" + std::to_string(port);

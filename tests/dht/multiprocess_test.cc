@@ -150,6 +150,17 @@ TEST_F(Processes, NodesJoinServeAndSurviveAKill) {
   std::string report = read_file(dir + "/check.log");
   EXPECT_NE(report.find("answered in"), std::string::npos) << report;
   EXPECT_NE(report.find("nearest to it"), std::string::npos) << report;
+  // With --experts it accounts for a pattern: 2 of ffn.0.[0:4] are declared.
+  Child half({program, "--check", addresses[0], "--timeout", "2", "--experts", "ffn.0.[0:4]", "--min-coverage", "0.5"},
+             dir + "/check-half.log");
+  EXPECT_EQ(half.wait_exit(Deadline::after(std::chrono::seconds(20))), 0) << read_file(dir + "/check-half.log");
+  report = read_file(dir + "/check-half.log");
+  EXPECT_NE(report.find("coverage: 2 of 4 experts live (50.0%), threshold 50.0%: ok"), std::string::npos) << report;
+  EXPECT_NE(report.find("ffn.0.3"), std::string::npos) << report;
+  EXPECT_NE(report.find((*server)->address() + " hosts 2"), std::string::npos) << report;
+  Child all({program, "--check", addresses[0], "--timeout", "2", "--experts", "ffn.0.[0:4]"}, dir + "/check-all.log");
+  EXPECT_EQ(all.wait_exit(Deadline::after(std::chrono::seconds(20))), 1) << read_file(dir + "/check-all.log");
+  EXPECT_NE(read_file(dir + "/check-all.log").find("BELOW THRESHOLD"), std::string::npos);
   Child dead({program, "--check", addresses[1], "--timeout", "1"}, dir + "/check-dead.log");
   EXPECT_EQ(dead.wait_exit(Deadline::after(std::chrono::seconds(20))), 1) << read_file(dir + "/check-dead.log");
   EXPECT_NE(read_file(dir + "/check-dead.log").find("no answer"), std::string::npos);
