@@ -134,7 +134,7 @@ if wanted srun || wanted sbatch; then
         # The job's output and .hivemind/<job>/ (bootstrap file, per-rank logs) land in the submit dir.
         run_variant sbatch "$work/sbatch" sh -c "cd '$work/sbatch' && \
           HIVEMIND_HOME='$root' HIVEMIND_BIN='$root/$build/bin' SWARM_SERVER_WARMUP=2 SWARM_GRACE=20 \
-          SWARM_STEPS=20 SWARM_HIDDEN_DIM=64 SWARM_DHT_PORT=23537 SWARM_SERVER_PORT=23540 \
+          SWARM_STEPS=30 SWARM_HIDDEN_DIM=64 SWARM_DHT_PORT=23537 SWARM_SERVER_PORT=23540 \
           HIVEMIND_NODE_ADDR=127.0.0.1 \
           sbatch --wait --nodes=1 --ntasks=4 --time=5 --export=ALL,SWARM_SERVERS=2 \
             '$root/slurm/templates/swarm.sbatch' >/dev/null; rc=\$?; \

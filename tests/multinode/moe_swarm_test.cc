@@ -33,7 +33,9 @@
 
 #include <CLI/CLI.hpp>
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
+#include <torch/utils.h>
 
 #include <hivemind/client/dht_expert_directory.h>
 #include <hivemind/client/remote_moe.h>
@@ -384,9 +386,11 @@ int run_trainer(const Options& o, int rank, int servers, Deadline deadline) {
   mo.k_min = 1;
   mo.backward_k_min = 1;
   mo.allow_zero_outputs = true;
-  mo.forward_timeout = Milliseconds(5000);
-  mo.backward_timeout = Milliseconds(5000);
-  mo.timeout_after_k_min = Milliseconds(1000);
+  // Wait for every expert: phase 1 asserts that none is masked, so no timeout may fire on a loaded
+  // machine (a dead server's calls fail at once with a connection error, not by timeout).
+  mo.forward_timeout = Milliseconds(30000);
+  mo.backward_timeout = Milliseconds(30000);
+  mo.timeout_after_k_min = Milliseconds(30000);
   hivemind::client::RemoteMixtureOfExperts moe(mo, directory, hivemind::client::RpcExpertCaller::create(rpc));
 
   PassResult first = checked_pass("phase 1 (all servers)", moe, experts, o, "");
