@@ -15,7 +15,10 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
+#include <torch/optim.h>
+#include <torch/utils.h>
 
 #include <hivemind/client/dht_expert_directory.h>
 #include <hivemind/client/remote_moe.h>
@@ -238,7 +241,8 @@ int main(int argc, char** argv) {
     window_samples += o.batch_size;
 
     bool report = step % 10 == 0 || step == 1;
-    bool evaluate = step % o.eval_every == 0;
+    // The last step always evaluates, so a run shorter than --eval-every still reports a held-out figure.
+    bool evaluate = step % o.eval_every == 0 || step == o.steps;
     if (report || evaluate) {
       double accuracy = (logits.argmax(1) == y).to(torch::kFloat).mean().item<double>();
       double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <utility>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 namespace hivemind::demo {
 

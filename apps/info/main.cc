@@ -15,7 +15,10 @@
 #include <hwloc.h>
 #endif
 #ifdef HIVEMIND_INFO_HAVE_TORCH
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+#include <torch/version.h>
+#include <torch/cuda.h>
 #endif
 #ifdef HIVEMIND_INFO_HAVE_CUDA
 #include <cuda_runtime_api.h>

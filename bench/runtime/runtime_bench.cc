@@ -12,7 +12,8 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <hivemind/common/blas_check.h>
 #include <hivemind/runtime/expert_backend.h>

@@ -33,7 +33,9 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+#include <torch/cuda.h>
 
 #include <hivemind/client/remote_expert.h>
 #include <hivemind/client/rpc_expert_caller.h>

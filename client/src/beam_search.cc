@@ -7,7 +7,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/client/expert_uid.h>
 #include <hivemind/common/logging.h>

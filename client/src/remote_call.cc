@@ -10,7 +10,8 @@
 #include <string>
 #include <unordered_map>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/autograd.h>
 
 #include <hivemind/common/logging.h>
 #include <hivemind/common/status.h>

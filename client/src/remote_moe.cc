@@ -2,7 +2,8 @@
 
 #include <limits>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
 
 #include "gating.h"
 #include "remote_call.h"

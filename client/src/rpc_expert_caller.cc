@@ -4,7 +4,7 @@
 #include <utility>
 
 #include <ATen/Parallel.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/quant/torch_codec.h>
 

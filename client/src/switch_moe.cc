@@ -2,7 +2,9 @@
 
 #include <limits>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
+#include <torch/utils.h>
 
 #include "gating.h"
 #include "remote_call.h"

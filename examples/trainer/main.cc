@@ -13,7 +13,10 @@
 #include <cstring>
 #include <string>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
+#include <torch/optim.h>
+#include <torch/utils.h>
 
 #include <hivemind/client/remote_expert.h>
 #include <hivemind/client/rpc_expert_caller.h>

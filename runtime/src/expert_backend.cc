@@ -7,7 +7,12 @@
 #include <cmath>
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
+#include <torch/optim.h>
+#include <torch/autograd.h>
+#include <torch/serialize.h>
+#include <torch/utils.h>
 
 #include <hivemind/common/logging.h>
 

@@ -4,7 +4,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
+#include <torch/utils.h>
 
 namespace hivemind::runtime {
 

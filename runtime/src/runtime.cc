@@ -3,7 +3,8 @@
 #include <dlfcn.h>
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <hivemind/common/logging.h>
 #include <hivemind/runtime/expert_backend.h>

@@ -7,7 +7,7 @@
 
 #include <c10/core/DeviceGuard.h>
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/common/logging.h>
 #include <hivemind/runtime/pinning.h>

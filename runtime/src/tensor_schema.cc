@@ -4,7 +4,7 @@
 #include <cctype>
 
 #include <fmt/format.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 namespace hivemind::runtime {
 

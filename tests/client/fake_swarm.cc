@@ -4,6 +4,8 @@
 #include <random>
 
 #include <hivemind/client/expert_uid.h>
+#include <torch/autograd.h>
+#include <torch/utils.h>
 
 namespace hivemind::client::testing {
 

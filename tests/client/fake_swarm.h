@@ -15,7 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
 
 #include <hivemind/client/beam_search.h>
 #include <hivemind/client/expert_caller.h>

@@ -5,6 +5,8 @@
 #include <test_env.h>
 
 #include "fake_swarm.h"
+#include <torch/cuda.h>
+#include <torch/utils.h>
 
 namespace hivemind::client {
 namespace {

@@ -5,7 +5,10 @@
 
 #include <atomic>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
+#include <torch/autograd.h>
+#include <torch/utils.h>
 
 #include <hivemind/client/remote_expert.h>
 #include <hivemind/client/rpc_expert_caller.h>

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_swarm.h"
+#include <torch/utils.h>
 
 namespace hivemind::client {
 namespace {

@@ -17,7 +17,8 @@
 
 #include <CLI/CLI.hpp>
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <hivemind/client/dht_expert_directory.h>
 #include <hivemind/client/rpc_expert_caller.h>

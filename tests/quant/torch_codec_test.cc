@@ -3,7 +3,9 @@
 #include <cstring>
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+#include <torch/cuda.h>
 
 #include <hivemind/quant/torch_codec.h>
 #include <test_env.h>

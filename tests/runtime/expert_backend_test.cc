@@ -3,7 +3,10 @@
 #include <filesystem>
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/nn.h>
+#include <torch/optim.h>
+#include <torch/utils.h>
 
 #include <hivemind/runtime/expert_backend.h>
 #include <hivemind/runtime/runtime.h>

@@ -1,6 +1,7 @@
 // The expert zoo: sizes, determinism, row independence (what batching relies on).
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 #include <hivemind/runtime/experts.h>
 

@@ -8,7 +8,7 @@
 #include <mutex>
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/runtime/runtime.h>
 

@@ -1,6 +1,8 @@
 // The server with CUDA experts (label gpu; skips without a device or without a CUDA LibTorch).
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+#include <torch/cuda.h>
 
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/server.h>

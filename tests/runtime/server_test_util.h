@@ -8,7 +8,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/protocol/expert_rpc.h>
 #include <hivemind/quant/torch_codec.h>

@@ -9,12 +9,13 @@
 
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/runtime.h>
 
 #include "runtime_test_util.h"
+#include <torch/utils.h>
 
 namespace hivemind::runtime {
 namespace {

@@ -15,7 +15,7 @@
 #include <optional>
 #include <span>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <hivemind/common/result.h>
 #include <hivemind/quant/codec.h>
