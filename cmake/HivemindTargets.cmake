@@ -58,20 +58,26 @@ function(hivemind_add_test name)
 endfunction()
 
 # hivemind_add_fuzzer(<name> SOURCES ... [LIBS ...] [SEEDS dir])
-# A libFuzzer target (LLVMFuzzerTestOneInput). In the 'fuzz' preset (clang) it is a real fuzzer in
-# build-fuzz/bin/fuzz_<name>; in every other build it is compiled with a replay main and CTest runs it
-# over its seed inputs, so the target never rots and its seeds stay regression tests.
+# A libFuzzer target (LLVMFuzzerTestOneInput). With HIVEMIND_BUILD_FUZZERS (clang: the 'fuzz' and
+# 'asan' presets) it is a real fuzzer in <build>/bin/fuzz_<name>; in every other build it is compiled
+# with a replay main. Either way, when tests are built CTest runs it over its seed inputs, so the target
+# never rots and its seeds stay regression tests.
 function(hivemind_add_fuzzer name)
   cmake_parse_arguments(ARG "" "SEEDS" "SOURCES;LIBS" ${ARGN})
   set(target fuzz_${name})
+  set(_seeds ${PROJECT_SOURCE_DIR}/tests/fuzz/seeds/${name})
   if(HIVEMIND_BUILD_FUZZERS)
     add_executable(${target} ${ARG_SOURCES})
     target_compile_options(${target} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_options(${target} PRIVATE -fsanitize=fuzzer,address,undefined)
+    if(HIVEMIND_BUILD_TESTS)
+      # -runs=0: execute every seed once, then stop.
+      add_test(NAME fuzz_replay.${name} COMMAND ${target} -runs=0 ${_seeds})
+      set_tests_properties(fuzz_replay.${name} PROPERTIES LABELS unit TIMEOUT 120)
+    endif()
   elseif(HIVEMIND_BUILD_TESTS)
     add_executable(${target} ${ARG_SOURCES} ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cc)
     set_target_properties(${target} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
-    set(_seeds ${PROJECT_SOURCE_DIR}/tests/fuzz/seeds/${name})
     add_test(NAME fuzz_replay.${name} COMMAND ${target} ${_seeds})
     set_tests_properties(fuzz_replay.${name} PROPERTIES LABELS unit TIMEOUT 120)
   else()

@@ -6,8 +6,9 @@
 #      GPU tests skip with a printed reason where there is no CUDA device
 #   2. the installed CMake package and pkg-config file, used by a consumer project and by the example
 #      trainer (examples/trainer, against a live hivemind-server)
-#   3. ASan+UBSan build of the byte-level modules (no LibTorch) and their tests
-#   4. libFuzzer smoke runs of every network decoder
+#   3. ASan+UBSan build (clang) of the byte-level modules (no LibTorch), their tests, and the libFuzzer
+#      targets of every network decoder (CTest replays their seeds)
+#   4. libFuzzer smoke runs of those targets
 #   5. the multi-node MoE test under --spawn, mpirun, a real one-host Slurm (srun, sbatch) and network
 #      namespaces (skipped with the reason where a launcher or namespaces are unavailable)
 # Set HIVEMIND_TEST_QUICK=1 to run stage 1 only.
@@ -22,6 +23,18 @@ jobs=$(nproc)
 passed=0
 failed=0
 failures=()
+
+# Wall time per stage, printed at the end: CI must stay under 30 minutes on 2 cores.
+timings=()
+stage_started=$SECONDS
+stage_name=""
+stage() {  # stage <name>: closes the previous stage's timer and starts the next
+  [ -n "$stage_name" ] && timings+=("$stage_name $((SECONDS - stage_started)) s")
+  stage_name=$1
+  stage_started=$SECONDS
+  [ -n "$1" ] && echo "=== test: $1"
+  return 0
+}
 
 record() {  # record <stage name> <exit status>
   if [ "$2" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$1"); fi
@@ -39,8 +52,9 @@ count_ctest() {  # count_ctest <log file>
   fi
 }
 
-echo "=== test: stage 1: release build and CTest"
+stage "stage 1a: release build"
 HIVEMIND_WERROR=1 ./scripts/build.sh
+stage "stage 1b: CTest (release)"
 set +e
 ctest --test-dir build -j "$jobs" --output-on-failure 2>&1 | tee build/ctest-release.log
 rc=${PIPESTATUS[0]}
@@ -49,25 +63,29 @@ count_ctest build/ctest-release.log
 [ "$rc" -eq 0 ] || failures+=("ctest release")
 
 if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
-  echo "=== test: stage 2: installed package + consumer project"
+  stage "stage 2: installed package + consumer project"
   set +e
   ./scripts/check-install.sh
   record "installed package" $?
   ./scripts/check-example-trainer.sh
   record "example trainer" $?
 
-  echo "=== test: stage 3: ASan+UBSan (byte-level modules)"
+  stage "stage 3: ASan+UBSan (byte-level modules)"
+  # build-asan trees configured before the preset moved to clang would refuse the compiler change.
+  if [ -f build-asan/CMakeCache.txt ] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' build-asan/CMakeCache.txt; then
+    rm -rf build-asan
+  fi
   cmake --preset asan -DHIVEMIND_WARNINGS_AS_ERRORS=ON >/dev/null && cmake --build --preset asan &&
     ctest --test-dir build-asan -j "$jobs" --output-on-failure 2>&1 | tee build-asan/ctest-asan.log
   rc=${PIPESTATUS[0]}
   [ -f build-asan/ctest-asan.log ] && count_ctest build-asan/ctest-asan.log
   [ "$rc" -eq 0 ] || failures+=("ctest asan")
 
-  echo "=== test: stage 4: fuzz smoke"
-  ./scripts/fuzz.sh --smoke
+  stage "stage 4: fuzz smoke"
+  ./scripts/fuzz.sh --smoke --build-dir build-asan
   record "fuzz smoke" $?
 
-  echo "=== test: stage 5: multi-node (spawn, mpirun, srun, sbatch, netns)"
+  stage "stage 5: multi-node (spawn, mpirun, srun, sbatch, netns)"
   ./scripts/test-multinode.sh 2>&1 | tee build/multinode.log
   rc=${PIPESTATUS[0]}
   line=$(grep -E '^multinode: [0-9]+ passed, [0-9]+ failed' build/multinode.log | tail -n1 || true)
@@ -79,7 +97,10 @@ if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
   set -e
 fi
 
+stage ""
 echo
+echo "test: wall time per stage (total $SECONDS s):"
+printf '  %s\n' "${timings[@]}"
 if [ ${#failures[@]} -gt 0 ]; then
   echo "test: failing stages: ${failures[*]}"
   [ "$failed" -eq 0 ] && failed=${#failures[@]}
