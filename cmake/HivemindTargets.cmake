@@ -35,6 +35,14 @@ function(hivemind_add_program name)
   endif()
 endfunction()
 
+# hivemind_test_optimization(<target>)
+# Test code is compiled at -O1 in Release builds (it comes after -O3 on the command line, so it wins): the
+# code under test lives in the libraries, which keep the build type's level; test bodies only drive it,
+# and GoogleTest-heavy sources compile 25-40% faster at -O1, which keeps CI inside its time budget.
+function(hivemind_test_optimization target)
+  target_compile_options(${target} PRIVATE $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CONFIG:Release>>:-O1>)
+endfunction()
+
 # hivemind_add_test(<name> SOURCES ... [LIBS ...] [LABELS ...] [TIMEOUT seconds])
 # A GoogleTest binary in build/tests/; each TEST becomes its own CTest case carrying LABELS
 # (unit, integration, multinode, slurm, gpu).
@@ -49,6 +57,7 @@ function(hivemind_add_test name)
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} hivemind_test_support)
   target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${HIVEMIND_WARNING_FLAGS}>)
+  hivemind_test_optimization(${name})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST

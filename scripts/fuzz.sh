@@ -11,7 +11,7 @@ seconds=60
 build_dir=""
 while [ $# -gt 0 ]; do
   case $1 in
-    --smoke) seconds=${HIVEMIND_FUZZ_SMOKE_SECONDS:-15}; shift ;;
+    --smoke) seconds=${HIVEMIND_FUZZ_SMOKE_SECONDS:-10}; shift ;;
     --seconds) seconds=$2; shift 2 ;;
     --build-dir) build_dir=$2; shift 2 ;;
     *) break ;;

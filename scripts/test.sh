@@ -75,8 +75,12 @@ if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
   if [ -f build-asan/CMakeCache.txt ] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' build-asan/CMakeCache.txt; then
     rm -rf build-asan
   fi
+  rm -f build-asan/ctest-asan.log
   cmake --preset asan -DHIVEMIND_WARNINGS_AS_ERRORS=ON >/dev/null && cmake --build --preset asan &&
-    ctest --test-dir build-asan -j "$jobs" --output-on-failure 2>&1 | tee build-asan/ctest-asan.log
+    # The 10,000-node simulation takes ~3 minutes under ASan; stage 1 runs it, and the 100- and
+    # 1,000-node cases take the same code paths here.
+    ctest --test-dir build-asan -j "$jobs" --output-on-failure -E '^SimT1\.Nearest10000Nodes$' 2>&1 |
+    tee build-asan/ctest-asan.log
   rc=${PIPESTATUS[0]}
   [ -f build-asan/ctest-asan.log ] && count_ctest build-asan/ctest-asan.log
   [ "$rc" -eq 0 ] || failures+=("ctest asan")
