@@ -227,6 +227,44 @@ TEST(MessageLayer, OrderedFramesAndExactlyOnceSendCallbacks) {
   }
 }
 
+#ifdef HIVEMIND_TRANSPORT_HAVE_UCX
+// Endpoints with peer-failure handling must still use shared memory between processes of one host
+// (UCX 1.13 leaves posix/sysv out unless their error handling is switched on; the Context does that).
+TEST(Backends, SameHostUcxEndpointsUseSharedMemory) {
+  for (std::string shm : {"posix", "sysv"}) {
+    ContextOptions o;
+    o.spin = 0us;
+    o.ucx_config = {{"TLS", shm + ",cma,tcp"}};
+    auto ctx = Context::create(o).value();
+    auto w1 = Worker::create(ctx).value();
+    auto w2 = Worker::create(ctx).value();
+    std::promise<void> arrived;
+    auto listener = w1->listen("ucx://127.0.0.1:0", [&](const std::shared_ptr<Endpoint>&) {
+      EndpointCallbacks cb;
+      cb.on_frame = [&](ReceivedFrame) { arrived.set_value(); };
+      return cb;
+    });
+    ASSERT_TRUE(listener.is_ok()) << listener.status().to_string();
+    auto ep = w2->connect((*listener)->address(), {}).value();
+    std::promise<Status> sent;
+    OutgoingFrame f;
+    f.method = "m";
+    ep->send(std::move(f), [&](Status st) { sent.set_value(st); });
+    auto fs = sent.get_future();
+    ASSERT_TRUE(testing::wait_for(fs).is_ok());
+    auto fa = arrived.get_future();
+    testing::wait_for(fa);
+    // The wireup has finished once a frame went through: the lanes are final.
+    std::vector<std::string> lanes = w2->run_sync([&] { return ep->lanes(); });
+    EXPECT_NE(std::find(lanes.begin(), lanes.end(), shm + "/memory"), lanes.end())
+        << shm << ": lanes are " << ::testing::PrintToString(lanes);
+    ep->close();
+    w2->stop();
+    w1->stop();
+  }
+}
+#endif
+
 TEST(MessageLayer, SendAfterCloseFailsOnceWithTheStickyError) {
   ContextOptions o;
   o.spin = 0us;

@@ -1,7 +1,10 @@
 // UCX endpoint: one active message per frame; the receiver allocates before the payload lands.
 #include "ucx/ucx_endpoint.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -362,6 +365,44 @@ void UcxEndpoint::on_failed(const Status& status) {
       else self->ucx_.flush_then_close(handle, self);
     });
   }
+}
+
+std::vector<std::string> UcxEndpoint::lanes() const {
+  // UCX 1.13 has no query for an endpoint's transports; its printed configuration lists each lane as
+  // "lane[1]:  2:posix/memory.0 md[1] -> ...". Collect the "<transport>/<device>" of every lane.
+  std::vector<std::string> out;
+  if (ep_ == nullptr) return out;
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* stream = ::open_memstream(&text, &size);
+  if (stream == nullptr) return out;
+  ::ucp_ep_print_info(ep_, stream);
+  std::fclose(stream);
+  std::string info(text, size);
+  std::free(text);
+  std::set<std::string> seen;
+  for (size_t at = info.find("lane["); at != std::string::npos; at = info.find("lane[", at + 1)) {
+    const size_t end = info.find('\n', at);
+    const std::string line = info.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    // The first "<digits>:<name>/<device>.<index>" token of the line.
+    const size_t colon = line.find("]:");
+    if (colon == std::string::npos) continue;
+    std::string token;
+    for (size_t i = colon + 2; i < line.size(); ++i) {
+      if (line[i] == ' ') {
+        if (!token.empty()) break;
+        continue;
+      }
+      token += line[i];
+    }
+    const size_t index_colon = token.find(':'), slash = token.find('/'), dot = token.rfind('.');
+    if (index_colon == std::string::npos || slash == std::string::npos || dot == std::string::npos || dot < slash) {
+      continue;  // a connection-manager lane ("cm rdmacm") carries no data
+    }
+    std::string lane = token.substr(index_colon + 1, dot - index_colon - 1);
+    if (seen.insert(lane).second) out.push_back(std::move(lane));
+  }
+  return out;
 }
 
 }  // namespace hivemind::transport

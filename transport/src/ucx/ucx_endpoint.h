@@ -36,6 +36,7 @@ class UcxEndpoint final : public EndpointBase {
   UcxEndpoint(Worker::Impl& worker, UcxWorkerImpl& ucx, std::string peer);
   ~UcxEndpoint() override;
   std::string_view backend() const override { return "ucx"; }
+  std::vector<std::string> lanes() const override;
 
   void attach(ucp_ep_h ep) { ep_ = ep; }
   ucp_ep_h handle() const { return ep_; }

@@ -4,8 +4,10 @@
 #include <netinet/in.h>
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <hivemind/common/logging.h>
@@ -16,6 +18,30 @@
 namespace hivemind::transport {
 
 namespace detail {
+
+namespace {
+
+// Whether UCX_TLS (from ucx_config, else the environment) lets posix or sysv in; setting their options
+// when they are not loaded makes UCX warn about an unused setting.
+bool tls_may_include_shared_memory(const ContextOptions& options) {
+  std::string tls;
+  if (const char* env = std::getenv("UCX_TLS")) tls = env;
+  for (const auto& [name, value] : options.ucx_config) {
+    if (name == "TLS") tls = value;
+  }
+  if (tls.empty() || tls[0] == '^') return true;  // everything, or everything but a few
+  size_t start = 0;
+  while (start <= tls.size()) {
+    size_t end = tls.find(',', start);
+    if (end == std::string::npos) end = tls.size();
+    const std::string name = tls.substr(start, end - start);
+    if (name == "all" || name == "sm" || name == "shm" || name == "mm" || name == "posix" || name == "sysv") return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
 
 Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& options) {
   // UCX 1.13 aborts (assertion in proto_reconfig.c during wireup) when its new protocols are enabled on
@@ -39,6 +65,20 @@ Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& opt
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return ucs_to_status(st, "ucp_config_read");
+  // Our endpoints ask for peer-failure handling (a dead peer must fail its calls). UCX 1.13 leaves the
+  // shared-memory transports (posix, sysv) out of such endpoints unless their peer-failure support is
+  // switched on, which it is not by default: same-host traffic would silently go over tcp/lo. Switch it
+  // on (the MM_ key reaches both) unless the user decided, in the environment or in ucx_config.
+  static constexpr const char* kShmErrorHandling[] = {"MM_ERROR_HANDLING", "POSIX_ERROR_HANDLING",
+                                                       "SYSV_ERROR_HANDLING"};
+  const bool user_decided = std::any_of(std::begin(kShmErrorHandling), std::end(kShmErrorHandling), [&](const char* key) {
+    return std::getenv(fmt::format("UCX_{}", key).c_str()) != nullptr ||
+           std::any_of(options.ucx_config.begin(), options.ucx_config.end(),
+                       [&](const auto& kv) { return kv.first == key; });
+  });
+  if (!user_decided && tls_may_include_shared_memory(options)) {
+    (void)ucp_config_modify(config, "MM_ERROR_HANDLING", "y");  // unknown to old UCX: ignored
+  }
   for (const auto& [name, value] : options.ucx_config) {
     st = ucp_config_modify(config, name.c_str(), value.c_str());
     if (st != UCS_OK) {

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include <hivemind/common/result.h>
@@ -61,6 +62,10 @@ class Endpoint {
   virtual Status error() const = 0;
   virtual std::string peer_address() const = 0;
   virtual std::string_view backend() const = 0;  // "tcp" or "ucx"
+  // The transports that carry this endpoint's data, for diagnostics and tests: {"tcp"} for the TCP
+  // backend; for UCX the "<transport>/<device>" of each lane once connected ("posix/memory", "tcp/lo").
+  // I/O thread only (run it through Worker::run_sync).
+  virtual std::vector<std::string> lanes() const { return {std::string(backend())}; }
 };
 
 }  // namespace hivemind::transport
