@@ -18,6 +18,8 @@ namespace detail {
 Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& options);
 bool ucx_supports(const UcxContext* context, MemoryType type);
 std::string ucx_version();
+// Whether this UCX can put shared memory on peer-failure endpoints without crashing (>= 1.14).
+bool ucx_shared_memory_with_error_handling_is_safe();
 }  // namespace detail
 
 // One ucp_worker per Worker, progressed by the Worker's loop.

@@ -43,6 +43,12 @@ bool tls_may_include_shared_memory(const ContextOptions& options) {
 
 }  // namespace
 
+bool ucx_shared_memory_with_error_handling_is_safe() {
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  return major > 1 || (major == 1 && minor >= 14);
+}
+
 Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& options) {
   // UCX 1.13 aborts (assertion in proto_reconfig.c during wireup) when its new protocols are enabled on
   // client-server endpoints; the same happens with its own ucp_client_server example. Refuse that
@@ -65,10 +71,12 @@ Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& opt
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return ucs_to_status(st, "ucp_config_read");
-  // Our endpoints ask for peer-failure handling (a dead peer must fail its calls). UCX 1.13 leaves the
+  // Our endpoints ask for peer-failure handling (a dead peer must fail its calls), and UCX leaves the
   // shared-memory transports (posix, sysv) out of such endpoints unless their peer-failure support is
-  // switched on, which it is not by default: same-host traffic would silently go over tcp/lo. Switch it
-  // on (the MM_ key reaches both) unless the user decided, in the environment or in ucx_config.
+  // on (UCX_MM_ERROR_HANDLING, off by default): same-host traffic then goes over tcp/lo. We turn it on
+  // only from UCX 1.14: 1.13 aborts when requests queued during wireup are replayed on the shared-memory
+  // lane ("Invalid am_short_iov length ... Assertion `max_iov > 1' failed", reproduced by
+  // RpcTest.ThousandConcurrentCalls... over sysv). Users of 1.13 may still set it themselves.
   static constexpr const char* kShmErrorHandling[] = {"MM_ERROR_HANDLING", "POSIX_ERROR_HANDLING",
                                                        "SYSV_ERROR_HANDLING"};
   const bool user_decided = std::any_of(std::begin(kShmErrorHandling), std::end(kShmErrorHandling), [&](const char* key) {
@@ -76,8 +84,8 @@ Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& opt
            std::any_of(options.ucx_config.begin(), options.ucx_config.end(),
                        [&](const auto& kv) { return kv.first == key; });
   });
-  if (!user_decided && tls_may_include_shared_memory(options)) {
-    (void)ucp_config_modify(config, "MM_ERROR_HANDLING", "y");  // unknown to old UCX: ignored
+  if (!user_decided && ucx_shared_memory_with_error_handling_is_safe() && tls_may_include_shared_memory(options)) {
+    (void)ucp_config_modify(config, "MM_ERROR_HANDLING", "y");
   }
   for (const auto& [name, value] : options.ucx_config) {
     st = ucp_config_modify(config, name.c_str(), value.c_str());
