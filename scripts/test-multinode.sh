@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # test-multinode.sh: the multi-node MoE test (build/tests/moe_swarm_test) under every launcher we have.
 #
-#   scripts/test-multinode.sh [--build-dir DIR] [--only spawn|mpirun|srun|sbatch|netns]...
+#   scripts/test-multinode.sh [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|netns]...
 #
 # Variants, each reported as one line "multinode: <variant> passed|failed|skipped (<why>)":
 #   spawn   moe_swarm_test --spawn 4 (our own launcher; always)
 #   mpirun  mpirun -np 4 with loopback-only MCA settings (when mpirun exists)
 #   srun    srun -n 4 on a private one-host Slurm (slurm/ci/start-local-cluster.sh; when Slurm is
 #           installed and we are root)
+#   signals on the same cluster: hivemind-server as a step; `scancel --signal=USR1` must checkpoint it
+#           and leave it serving, `scancel --signal=TERM` must drain it to exit 0
+#           (slurm/ci/server-signals.sh)
 #   sbatch  on the same cluster: one `sbatch --wait` of slurm/templates/swarm.sbatch with the real
 #           programs (HIVEMIND_BIN=build/bin: hivemind-dht, hivemind-server, hivemind-demo) and a short
 #           trainer run
@@ -28,7 +31,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --build-dir) build=$2; shift 2 ;;
     --only) only+=("$2"); shift 2 ;;
-    *) echo "usage: $0 [--build-dir DIR] [--only spawn|mpirun|srun|sbatch|netns]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|netns]..." >&2; exit 2 ;;
   esac
 done
 test_bin=$root/$build/tests/moe_swarm_test
@@ -104,15 +107,17 @@ if wanted mpirun; then
 fi
 
 # 3 + 4. A real one-host Slurm.
-if wanted srun || wanted sbatch; then
+if wanted srun || wanted signals || wanted sbatch; then
   env_out=$(slurm/ci/start-local-cluster.sh --port 23517 2>"$work/cluster.log")
   rc=$?
   if [ $rc = 77 ]; then
     reason=$(grep -m1 skipped "$work/cluster.log" | sed 's/.*skipped: //')
     wanted srun && skip srun "${reason:-no Slurm here}"
+    wanted signals && skip signals "${reason:-no Slurm here}"
     wanted sbatch && skip sbatch "${reason:-no Slurm here}"
   elif [ $rc != 0 ]; then
     wanted srun && { echo "multinode: srun failed (the local cluster did not start)"; failed=$((failed + 1)); }
+    wanted signals && { echo "multinode: signals failed (the local cluster did not start)"; failed=$((failed + 1)); }
     wanted sbatch && { echo "multinode: sbatch failed (the local cluster did not start)"; failed=$((failed + 1)); }
     sed 's/^/  /' "$work/cluster.log" >&2
   else
@@ -121,6 +126,13 @@ if wanted srun || wanted sbatch; then
     if wanted srun; then
       run_variant srun "$work/srun" srun -n 4 --kill-on-bad-exit=1 "$test_bin" \
         --rendezvous-dir "$work/srun/rendezvous"
+    fi
+    if wanted signals; then
+      if [ -x "$root/$build/bin/hivemind-server" ]; then
+        run_variant signals "$work/signals" slurm/ci/server-signals.sh "$root/$build/bin" "$work/signals"
+      else
+        skip signals "hivemind-server is not built"
+      fi
     fi
     if wanted sbatch; then
       missing=""
