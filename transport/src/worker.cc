@@ -256,18 +256,23 @@ bool Worker::Impl::poll_fds(int timeout_ms) {
   epoll_event events[64];
   int n = ::epoll_wait(epoll_fd, events, 64, timeout_ms);
   if (n <= 0) return false;
+  bool did = false;
   for (int i = 0; i < n; ++i) {
     uint64_t token = events[i].data.u64;
     if (token == 0) {
       uint64_t value;
       while (::read(event_fd, &value, sizeof(value)) > 0) {
       }
+      did = true;  // a post: the queues have work
       continue;
     }
     auto it = fd_handlers.find(token);
-    if (it != fd_handlers.end()) it->second->on_fd_events(events[i].events);
+    if (it == fd_handlers.end()) continue;
+    FdHandler* handler = it->second;
+    did |= !handler->wake_only();  // read first: the handler may remove and destroy itself
+    handler->on_fd_events(events[i].events);
   }
-  return true;
+  return did;
 }
 
 void Worker::Impl::run() {

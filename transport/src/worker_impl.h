@@ -25,6 +25,10 @@ class FdHandler {
  public:
   virtual ~FdHandler() = default;
   virtual void on_fd_events(uint32_t events) = 0;
+  // True for an fd that only wakes the loop for a Poller (UCX's event fd): its readiness is not work.
+  // It stays readable until the Poller is armed again, so counting it as work would keep the loop
+  // from ever reaching arm() and sleeping: a busy loop whatever the spin setting.
+  virtual bool wake_only() const { return false; }
 };
 
 // A progress engine polled by the loop (UCX): progress() returns whether it did work; arm() prepares

@@ -24,6 +24,7 @@ class UcxWorkerImpl final : public UcxWorker, public Poller, public FdHandler {
   bool progress() override;
   bool arm() override;
   void on_fd_events(uint32_t) override {}  // the loop progresses UCX after every wakeup anyway
+  bool wake_only() const override { return true; }
 
   ucp_worker_h handle() const { return handle_; }
   size_t am_header_budget() const { return am_header_budget_; }
