@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <random>
@@ -18,6 +19,20 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::BackendParam;
+
+// Requests a "hold" handler keeps unanswered. The handler shares ownership of this state, so a request
+// that reaches the server after the test body has returned (a canceled call, say) still finds it alive.
+struct HeldRequests {
+  std::mutex mu;
+  std::condition_variable arrived;
+  std::vector<std::pair<Message, rpc::Responder>> requests;
+
+  // Waits until `n` requests are held; false when the deadline passes first.
+  bool wait_for_count(size_t n, std::chrono::milliseconds timeout = 60s) {
+    std::unique_lock lock(mu);
+    return arrived.wait_for(lock, timeout, [&] { return requests.size() >= n; });
+  }
+};
 
 class RpcTest : public ::testing::TestWithParam<BackendParam> {
  protected:
@@ -53,6 +68,16 @@ class RpcTest : public ::testing::TestWithParam<BackendParam> {
     server_worker_.reset();
   }
   void TearDown() override { teardown(); }
+
+  std::shared_ptr<HeldRequests> hold(const std::string& method) {
+    auto held = std::make_shared<HeldRequests>();
+    server_->handle(method, [held](Message m, rpc::Responder r) {
+      std::lock_guard lock(held->mu);
+      held->requests.emplace_back(std::move(m), std::move(r));
+      held->arrived.notify_all();
+    });
+    return held;
+  }
 
   Result<Message> call(std::string_view method, Message m, std::chrono::milliseconds timeout = 20s) {
     auto f = client_->call(address_, method, std::move(m), Deadline::after(timeout));
@@ -130,13 +155,8 @@ TEST_P(RpcTest, LargeMetadataAndManyTensors) {
 
 TEST_P(RpcTest, ThousandConcurrentCallsCompleteOutOfOrderExactlyOnce) {
   // The handler replies in a shuffled order from another thread.
-  std::mutex mu;
-  std::vector<std::pair<Message, rpc::Responder>> held;
   constexpr int kCalls = 1000;
-  server_->handle("shuffle", [&](Message m, rpc::Responder r) {
-    std::lock_guard lock(mu);
-    held.emplace_back(std::move(m), std::move(r));
-  });
+  auto held = hold("shuffle");
   std::vector<std::atomic<int>> fired(kCalls);
   std::vector<int> ok(kCalls, 0);
   std::promise<void> all_done;
@@ -152,20 +172,12 @@ TEST_P(RpcTest, ThousandConcurrentCallsCompleteOutOfOrderExactlyOnce) {
       if (done.fetch_add(1) + 1 == kCalls) all_done.set_value();
     });
   }
-  // Wait until the server holds all of them, then answer in a random order.
-  auto until = SteadyClock::now() + 60s;
-  while (SteadyClock::now() < until) {
-    {
-      std::lock_guard lock(mu);
-      if (held.size() == kCalls) break;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
+  // Once the server holds all of them, answer in a random order.
+  ASSERT_TRUE(held->wait_for_count(kCalls));
   {
-    std::lock_guard lock(mu);
-    ASSERT_EQ(held.size(), static_cast<size_t>(kCalls));
-    std::shuffle(held.begin(), held.end(), std::mt19937(7));
-    for (auto& [m, r] : held) r.reply(std::move(m));
+    std::lock_guard lock(held->mu);
+    std::shuffle(held->requests.begin(), held->requests.end(), std::mt19937(7));
+    for (auto& [m, r] : held->requests) r.reply(std::move(m));
   }
   auto f = all_done.get_future();
   testing::wait_for(f, 60s);
@@ -201,12 +213,7 @@ TEST_P(RpcTest, DroppedResponderRepliesInternal) {
 }
 
 TEST_P(RpcTest, DeadlineGivesTimeoutAndLateReplyIsDropped) {
-  std::mutex mu;
-  std::vector<rpc::Responder> held;
-  server_->handle("hold", [&](Message, rpc::Responder r) {
-    std::lock_guard lock(mu);
-    held.push_back(std::move(r));
-  });
+  auto held = hold("hold");
   auto start = SteadyClock::now();
   Message m;
   m.tensors.push_back(testing::pattern_buffer(100000, 1));
@@ -216,11 +223,11 @@ TEST_P(RpcTest, DeadlineGivesTimeoutAndLateReplyIsDropped) {
   EXPECT_EQ(r.status().code(), StatusCode::kTimeout);
   EXPECT_GE(elapsed, 300ms);
   {
-    std::lock_guard lock(mu);
-    for (auto& h : held) {
+    std::lock_guard lock(held->mu);
+    for (auto& [request, responder] : held->requests) {
       Message late;
       late.tensors.push_back(testing::pattern_buffer(100000, 2));
-      h.reply(std::move(late));
+      responder.reply(std::move(late));
     }
   }
   auto ok = call("echo", Message{});
@@ -234,12 +241,7 @@ TEST_P(RpcTest, ExpiredDeadlineFailsWithoutSending) {
 }
 
 TEST_P(RpcTest, CancelCompletesWithCanceled) {
-  std::mutex mu;
-  std::vector<rpc::Responder> held;
-  server_->handle("hold", [&](Message, rpc::Responder r) {
-    std::lock_guard lock(mu);
-    held.push_back(std::move(r));
-  });
+  auto held = hold("hold");  // outlives this body: the canceled request may arrive after it returns
   std::promise<Result<Message>> p;
   auto id = client_->call(address_, "hold", Message{}, Deadline::after(30s),
                           [&](Result<Message> r) { p.set_value(std::move(r)); });
@@ -249,12 +251,7 @@ TEST_P(RpcTest, CancelCompletesWithCanceled) {
 }
 
 TEST_P(RpcTest, CloseWithCallsInFlightCancelsEachOnce) {
-  std::mutex mu;
-  std::vector<rpc::Responder> held;
-  server_->handle("hold", [&](Message, rpc::Responder r) {
-    std::lock_guard lock(mu);
-    held.push_back(std::move(r));
-  });
+  auto held = hold("hold");
   constexpr int kCalls = 50;
   std::vector<std::atomic<int>> fired(kCalls);
   std::vector<StatusCode> codes(kCalls);
@@ -280,23 +277,15 @@ TEST_P(RpcTest, ServerInFlightLimitPlusOneIsRefused) {
   rpc::ServerOptions so;
   so.max_in_flight = 4;
   start({}, so);
-  std::mutex mu;
-  std::vector<rpc::Responder> held;
-  std::promise<void> four;
-  server_->handle("hold", [&](Message, rpc::Responder r) {
-    std::lock_guard lock(mu);
-    held.push_back(std::move(r));
-    if (held.size() == 4) four.set_value();
-  });
+  auto held = hold("hold");
   std::vector<std::future<Result<Message>>> futures;
   for (int i = 0; i < 4; ++i) futures.push_back(client_->call(address_, "hold", Message{}, Deadline::after(30s)));
-  auto f4 = four.get_future();
-  testing::wait_for(f4);
+  ASSERT_TRUE(held->wait_for_count(4));
   auto fifth = call("hold", Message{});
   EXPECT_EQ(fifth.status().code(), StatusCode::kUnavailable) << fifth.status().to_string();
   {
-    std::lock_guard lock(mu);
-    for (auto& r : held) r.reply(Message{});
+    std::lock_guard lock(held->mu);
+    for (auto& [request, responder] : held->requests) responder.reply(Message{});
   }
   for (auto& f : futures) EXPECT_TRUE(testing::wait_for(f).is_ok());
 }
@@ -306,17 +295,9 @@ TEST_P(RpcTest, ClientQueueLimitPlusOneIsRefused) {
   co.max_in_flight = 1;
   co.max_queued_bytes = 2000;
   start({}, {}, co);
-  std::mutex mu;
-  std::vector<rpc::Responder> held;
-  std::promise<void> first;
-  server_->handle("hold", [&](Message, rpc::Responder r) {
-    std::lock_guard lock(mu);
-    held.push_back(std::move(r));
-    if (held.size() == 1) first.set_value();
-  });
+  auto held = hold("hold");
   auto f0 = client_->call(address_, "hold", Message{}, Deadline::after(30s));  // in flight, 0 bytes
-  auto ff = first.get_future();
-  testing::wait_for(ff);
+  ASSERT_TRUE(held->wait_for_count(1));
   auto sized = [](size_t n) {
     Message m;
     m.tensors.push_back(testing::pattern_buffer(n, 1));
@@ -327,8 +308,8 @@ TEST_P(RpcTest, ClientQueueLimitPlusOneIsRefused) {
   auto f3 = client_->call(address_, "echo", sized(1), Deadline::after(30s));     // limit + 1
   EXPECT_EQ(testing::wait_for(f3).status().code(), StatusCode::kUnavailable);
   {
-    std::lock_guard lock(mu);
-    held[0].reply(Message{});
+    std::lock_guard lock(held->mu);
+    held->requests[0].second.reply(Message{});
   }
   EXPECT_TRUE(testing::wait_for(f0).is_ok());
   EXPECT_TRUE(testing::wait_for(f1).is_ok());
