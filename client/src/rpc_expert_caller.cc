@@ -181,13 +181,24 @@ void RpcExpertCaller::send(const ExpertRef& expert, const std::string& method_na
                               std::to_string(dtypes.size())));
           return;
         }
-        // Dequantizing is tensor math: off the I/O thread.
-        at::launch([expert, method_name, device, dtypes = std::move(dtypes),
-                    message = std::move(*reply), done = std::move(done)]() mutable {
+        // Raw answers bound for the CPU (compression none, the wanted dtype) become views of the received
+        // buffers right here: no copy and no tensor math, and no hop to another thread. Anything to
+        // dequantize, convert or upload is tensor math: off the I/O thread.
+        bool views_only = device.is_cpu();
+        for (size_t i = 0; views_only && i < reply->tensors.size(); ++i) {
+          const transport::Buffer& b = reply->tensors[i];
+          views_only = b.is_host() && quant::decode_aliases(b.bytes(), dtypes[i]);
+        }
+        auto decode_all = [expert, method_name, device, dtypes = std::move(dtypes),
+                           message = std::move(*reply), done = std::move(done)]() mutable {
           std::vector<torch::Tensor> decoded;
           decoded.reserve(message.tensors.size());
           for (size_t i = 0; i < message.tensors.size(); ++i) {
-            auto tensor = quant::decode_tensor(message.tensors[i].bytes(), device, dtypes[i]);
+            const transport::Buffer& b = message.tensors[i];
+            auto tensor = device.is_cpu() && b.is_host()
+                              ? quant::decode_tensor_borrowing(b.bytes(), std::make_shared<transport::Buffer>(b),
+                                                               dtypes[i])
+                              : quant::decode_tensor(b.bytes(), device, dtypes[i]);
             if (!tensor.is_ok()) {
               done(tensor.status().with_context(method_name + " answer of " + describe(expert)));
               return;
@@ -195,7 +206,9 @@ void RpcExpertCaller::send(const ExpertRef& expert, const std::string& method_na
             decoded.push_back(std::move(*tensor));
           }
           done(std::move(decoded));
-        });
+        };
+        if (views_only) decode_all();
+        else at::launch(std::move(decode_all));
       });
 }
 

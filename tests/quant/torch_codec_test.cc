@@ -1,6 +1,8 @@
 // The LibTorch adaptor: round trips of CPU tensors (contiguous and not, every float dtype), agreement
 // with the core codec, requires_grad, errors; the CUDA cases run where a GPU and a CUDA LibTorch exist.
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/types.h>
@@ -14,6 +16,81 @@ namespace hivemind::quant {
 namespace {
 
 torch::Tensor bytes_of(const torch::Tensor& encoded) { return encoded.cpu(); }
+
+// Encoded bytes in memory whose release the test observes, as a transport buffer would hold them.
+struct OwnedBytes {
+  std::shared_ptr<std::vector<uint8_t>> storage;
+  std::shared_ptr<bool> released = std::make_shared<bool>(false);
+  std::span<uint8_t> bytes;
+  std::shared_ptr<void> owner;
+};
+
+// `offset` bytes of slack before the encoding shift its alignment.
+OwnedBytes owned_encoding(const torch::Tensor& x, const EncodeOptions& options, size_t offset = 0) {
+  OwnedBytes out;
+  torch::Tensor enc = encode_tensor(x, options).value_or_throw();
+  out.storage = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(enc.numel()) + offset + 64);
+  // 64-byte alignment of the encoding's first byte, as transport buffers have, plus `offset`.
+  auto base = reinterpret_cast<uintptr_t>(out.storage->data());
+  size_t pad = (64 - base % 64) % 64 + offset;
+  std::memcpy(out.storage->data() + pad, enc.data_ptr(), static_cast<size_t>(enc.numel()));
+  out.bytes = {out.storage->data() + pad, static_cast<size_t>(enc.numel())};
+  auto released = out.released;
+  out.owner = std::shared_ptr<void>(nullptr, [storage = out.storage, released](void*) { *released = true; });
+  return out;
+}
+
+TEST(QuantTorch, RawBytesInTheirOwnDtypeDecodeToAViewThatKeepsTheOwnerAlive) {
+  torch::manual_seed(1);
+  torch::Tensor x = torch::randn({32, 1024}).set_requires_grad(true);
+  OwnedBytes enc = owned_encoding(x, {Scheme::kNone});
+  ASSERT_TRUE(decode_aliases(enc.bytes));
+  ASSERT_TRUE(decode_aliases(enc.bytes, torch::kFloat32));
+  auto view = decode_tensor_borrowing(enc.bytes, std::move(enc.owner), torch::kFloat32);
+  ASSERT_TRUE(view.is_ok()) << view.status().to_string();
+  auto* first = static_cast<uint8_t*>(view->data_ptr());
+  EXPECT_GE(first, enc.bytes.data());
+  EXPECT_LE(first + view->nbytes(), enc.bytes.data() + enc.bytes.size());
+  EXPECT_TRUE(torch::equal(view->detach(), x.detach()));
+  EXPECT_TRUE(view->requires_grad());
+  EXPECT_FALSE(*enc.released);
+  *view = torch::Tensor();
+  EXPECT_TRUE(*enc.released);  // the last reference to the view let the bytes go
+}
+
+TEST(QuantTorch, BytesThatNeedMathOrAreMisalignedDecodeToAFreshTensor) {
+  torch::manual_seed(2);
+  torch::Tensor x = torch::randn({8, 100});
+  struct Case {
+    const char* what;
+    EncodeOptions options;
+    std::optional<c10::ScalarType> dtype;
+    size_t offset;
+  };
+  for (const Case& c : {Case{"quantized", {Scheme::kBlockAbsmaxU8, 64}, std::nullopt, 0},
+                        Case{"fp16 on the wire", {Scheme::kFloat16}, std::nullopt, 0},
+                        Case{"converted to bf16", {Scheme::kNone}, torch::kBFloat16, 0},
+                        Case{"payload off its alignment", {Scheme::kNone}, std::nullopt, 1}}) {
+    OwnedBytes enc = owned_encoding(x, c.options, c.offset);
+    EXPECT_FALSE(decode_aliases(enc.bytes, c.dtype)) << c.what;
+    auto expected = decode_tensor(std::span<const uint8_t>(enc.bytes), torch::kCPU, c.dtype);
+    ASSERT_TRUE(expected.is_ok()) << c.what;
+    auto fresh = decode_tensor_borrowing(enc.bytes, std::move(enc.owner), c.dtype);
+    ASSERT_TRUE(fresh.is_ok()) << c.what << ": " << fresh.status().to_string();
+    EXPECT_TRUE(torch::equal(*fresh, *expected)) << c.what;
+    EXPECT_TRUE(*enc.released) << c.what;  // nothing holds on to the bytes
+  }
+}
+
+TEST(QuantTorch, MalformedBytesNeitherAliasNorDecode) {
+  OwnedBytes enc = owned_encoding(torch::ones({4, 4}), {Scheme::kNone});
+  std::span<uint8_t> truncated = enc.bytes.first(enc.bytes.size() - 1);
+  EXPECT_FALSE(decode_aliases(truncated));
+  EXPECT_FALSE(decode_tensor_borrowing(truncated, enc.owner).is_ok());
+  enc.bytes[0] ^= 0xff;  // the magic
+  EXPECT_FALSE(decode_aliases(enc.bytes));
+  EXPECT_FALSE(decode_tensor_borrowing(enc.bytes, enc.owner).is_ok());
+}
 
 TEST(QuantTorch, RoundTripsEverySchemeAndDtype) {
   torch::manual_seed(0);

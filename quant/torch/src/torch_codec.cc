@@ -267,6 +267,41 @@ Result<torch::Tensor> decode_tensor(std::span<const uint8_t> encoded, torch::Dev
 #endif
 }
 
+namespace {
+// The header when decoding `encoded` as `dtype` is a view of its payload; nullopt otherwise.
+std::optional<DecodedHeader> aliasable_header(std::span<const uint8_t> encoded, std::optional<c10::ScalarType> dtype,
+                                              const DecodeLimits& limits) {
+  auto h = decode_header(encoded, limits);
+  if (!h.is_ok() || h->scheme != Scheme::kNone) return std::nullopt;
+  auto out = out_dtype_for(*h, dtype);
+  if (!out.is_ok() || *out != h->src_dtype) return std::nullopt;
+  const auto address = reinterpret_cast<uintptr_t>(encoded.data() + h->payload_offset);
+  if (address % dtype_size(*out) != 0) return std::nullopt;
+  return std::move(h).value();
+}
+}  // namespace
+
+bool decode_aliases(std::span<const uint8_t> encoded, std::optional<c10::ScalarType> dtype,
+                    const DecodeLimits& limits) {
+  return aliasable_header(encoded, dtype, limits).has_value();
+}
+
+Result<torch::Tensor> decode_tensor_borrowing(std::span<uint8_t> encoded, std::shared_ptr<void> owner,
+                                              std::optional<c10::ScalarType> dtype, const DecodeLimits& limits) {
+  auto h = aliasable_header(encoded, dtype, limits);
+  if (!h) return decode_host(encoded, dtype, limits);
+  torch::Tensor view;
+  try {
+    view = torch::from_blob(encoded.data() + h->payload_offset, shape_vector(*h),
+                            [owner = std::move(owner)](void*) mutable { owner.reset(); },
+                            torch::TensorOptions().dtype(dtype_to_torch(h->src_dtype)));
+  } catch (const c10::Error& e) {
+    return internal_error(fmt::format("quant: viewing a decoded tensor: {}", e.what_without_backtrace()));
+  }
+  if (h->requires_grad && is_floating(h->src_dtype)) view.set_requires_grad(true);
+  return view;
+}
+
 Result<torch::Tensor> decode_tensor(const torch::Tensor& encoded, std::optional<c10::ScalarType> dtype,
                                     const DecodeLimits& limits) {
   HIVEMIND_RETURN_IF_ERROR(check_layout(encoded));

@@ -3,9 +3,10 @@
 //
 // An expert's `info` is fetched once per (uid, endpoint) and cached; it says which compression each
 // input, output and gradient uses on the wire. Tensors are encoded on the caller's thread (on the GPU for
-// CUDA tensors, so PCIe and the network carry uint8) and sent from their own memory; answers are
-// decoded on LibTorch's inter-op thread pool, never on the transport's I/O thread, and land on the
-// device and in the dtype of the request's tensors.
+// CUDA tensors, so PCIe and the network carry uint8) and sent from their own memory. Answers land on the
+// device and in the dtype of the request's tensors: raw ones bound for the CPU become views of the
+// received buffers on the transport's I/O thread (no copy, no math); any that must be dequantized,
+// converted or uploaded are decoded on LibTorch's inter-op thread pool, never on the I/O thread.
 #pragma once
 
 #include <memory>
