@@ -9,6 +9,7 @@
 
 #include <hivemind/common/logging.h>
 
+#include "adaptive_spin.h"
 #include "endpoint_base.h"
 #include "tcp/tcp_backend.h"
 #include "ucx/ucx_backend.h"
@@ -277,7 +278,8 @@ bool Worker::Impl::poll_fds(int timeout_ms) {
 
 void Worker::Impl::run() {
   auto last_work = SteadyClock::now();
-  const auto spin = context->options().spin;
+  detail::AdaptiveSpin spin(context->options().spin);
+  bool spinning = false;  // an iteration since the last work found nothing
   while (!stop_requested.load(std::memory_order_relaxed)) {
     bool did = run_queues();
     auto now = SteadyClock::now();
@@ -285,12 +287,15 @@ void Worker::Impl::run() {
     for (Poller* p : pollers) did |= p->progress();
     did |= poll_fds(0);
     if (did) {
+      if (spinning) spin.caught();
+      spinning = false;
       last_work = SteadyClock::now();
       continue;
     }
     if (!local_queue.empty()) continue;
+    spinning = true;
     now = SteadyClock::now();
-    if (now - last_work < spin) continue;
+    if (now - last_work < spin.budget()) continue;
 
     // Sleep: announce it, re-check the queue, arm UCX, then wait for an fd or the next timer.
     sleeping.store(true);
@@ -308,6 +313,8 @@ void Worker::Impl::run() {
       sleeping.store(false);
       continue;
     }
+    spin.missed();
+    spinning = false;
     int timeout_ms = -1;
     if (!timers.empty()) {
       auto wait = timers.begin()->first.first - SteadyClock::now();
