@@ -167,10 +167,24 @@ bool all_finite(const torch::Tensor& t) {
   return !t.is_floating_point() || t.isfinite().all().item<bool>();
 }
 
+// One task that takes every sample, in order, into the only slot (RemoteExpert, or an MoE batch that
+// chose one expert): its request is the input itself and its answer is the output, with no gather or
+// scatter, which for RemoteExpert's small batches costs more than the call's own tensor work.
+bool routes_whole_batch_to_one_task(const CallPlan& plan) {
+  if (plan.tasks.size() != 1 || plan.max_experts != 1) return false;
+  const std::vector<int64_t>& samples = plan.tasks[0].samples;
+  if (static_cast<int64_t>(samples.size()) != plan.batch_size) return false;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (samples[i] != static_cast<int64_t>(i)) return false;
+  }
+  return true;
+}
+
 struct CallState : torch::CustomClassHolder {
   std::shared_ptr<const CallPlan> plan;
   std::shared_ptr<ExpertCaller> caller;
   std::shared_ptr<const CallPolicy> policy;
+  bool whole_batch = false;                 // routes_whole_batch_to_one_task: no index tensors
   std::vector<torch::Tensor> sample_index;  // per task, int64 on the input's device
   std::vector<torch::Tensor> slot_index;
   std::vector<size_t> alive;                // tasks that answered forward
@@ -190,16 +204,19 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     std::vector<int64_t> out_shape = policy.output_shape.value_or(in_shape.vec());
 
     const torch::Device device = input.device();
-    for (const ExpertTask& task : plan.tasks) {
-      state->sample_index.push_back(torch::tensor(task.samples, torch::kLong).to(device));
-      state->slot_index.push_back(torch::tensor(task.slots, torch::kLong).to(device));
+    state->whole_batch = routes_whole_batch_to_one_task(plan);
+    if (!state->whole_batch) {
+      for (const ExpertTask& task : plan.tasks) {
+        state->sample_index.push_back(torch::tensor(task.samples, torch::kLong).to(device));
+        state->slot_index.push_back(torch::tensor(task.slots, torch::kLong).to(device));
+      }
     }
     std::vector<size_t> all(plan.tasks.size());
     for (size_t t = 0; t < all.size(); ++t) all[t] = t;
 
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
-      state->caller->forward(plan.tasks[t].expert, {input.index_select(0, state->sample_index[t])}, deadline,
-                             std::move(done));
+      torch::Tensor rows = state->whole_batch ? input.detach() : input.index_select(0, state->sample_index[t]);
+      state->caller->forward(plan.tasks[t].expert, {std::move(rows)}, deadline, std::move(done));
     };
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& outs) -> Status {
       const int64_t n = static_cast<int64_t>(plan.tasks[t].samples.size());
@@ -232,6 +249,26 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
           .throw_if_error();
     }
 
+    state->forward_successes = got.successes;
+    if (state->whole_batch && got.outputs[0]) {
+      state->alive.push_back(0);
+      // Detached: the answer's wire header may carry the expert's requires_grad; autograd's history for
+      // it is this Function's.
+      torch::Tensor outputs = (*got.outputs[0])[0].detach().to(input.options()).unsqueeze(1);
+      torch::Tensor mask = torch::ones({plan.batch_size, 1}, input.options().dtype(torch::kBool));
+      ctx->save_for_backward({input});
+      ctx->saved_data["state"] = c10::IValue::make_capsule(state);
+      ctx->mark_non_differentiable({mask});
+      return {outputs, mask};
+    }
+    if (state->whole_batch) {  // it failed, and allow_zero_outputs let that through: the general path
+      state->whole_batch = false;
+      for (const ExpertTask& task : plan.tasks) {
+        state->sample_index.push_back(torch::tensor(task.samples, torch::kLong).to(device));
+        state->slot_index.push_back(torch::tensor(task.slots, torch::kLong).to(device));
+      }
+    }
+
     std::vector<int64_t> full{plan.batch_size, plan.max_experts};
     full.insert(full.end(), out_shape.begin(), out_shape.end());
     torch::Tensor outputs = torch::zeros(full, input.options());
@@ -243,7 +280,6 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       outputs.index_put_({state->sample_index[t], state->slot_index[t]}, out.to(input.options()));
       mask.index_put_({state->sample_index[t], state->slot_index[t]}, true);
     }
-    state->forward_successes = std::move(got.successes);
 
     ctx->save_for_backward({input});
     ctx->saved_data["state"] = c10::IValue::make_capsule(state);
@@ -265,6 +301,10 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     // hivemind sends grad_outputs already scaled by each expert's weight: autograd of the weighted sum
     // did exactly that to `grad`.
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
+      if (state->whole_batch) {
+        state->caller->backward(plan.tasks[t].expert, {input}, {grad.select(1, 0)}, deadline, std::move(done));
+        return;
+      }
       state->caller->backward(plan.tasks[t].expert, {input.index_select(0, state->sample_index[t])},
                               {grad.index({state->sample_index[t], state->slot_index[t]})}, deadline,
                               std::move(done));
@@ -301,6 +341,8 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     }
 
     // Experts that failed backward count as constants: they add nothing.
+    if (state->whole_batch && got.outputs[0]) return {(*got.outputs[0])[0].detach().to(input.options()), torch::Tensor()};
+    if (state->whole_batch) return {torch::zeros_like(input), torch::Tensor()};
     torch::Tensor grad_input = torch::zeros_like(input);
     for (size_t t : state->alive) {
       if (!got.outputs[t]) continue;

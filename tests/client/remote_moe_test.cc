@@ -278,6 +278,30 @@ TEST(RemoteMoE, AllowZeroOutputs) {
   EXPECT_FALSE(got.out.isnan().any().item<bool>());
 }
 
+// A swarm of one expert routes the whole batch to it: the path without gather and scatter.
+TEST(RemoteMoE, WholeBatchToOneExpertMatchesLocalReference) {
+  Fixture f({1, 1}, 1.0, 1, 0, 31);
+  ASSERT_EQ(f.swarm.directory->live().size(), 1u);
+  expect_equal(f.remote(), f.reference());
+}
+
+TEST(RemoteMoE, WholeBatchToOneFailingExpertFollowsTheKMinRules) {
+  Fixture f({1, 1}, 1.0, 1, 0, 32);
+  const std::string only = f.some_chosen_expert();
+  f.swarm.caller->set_forward(only, Behavior::kFail);
+  EXPECT_THROW(f.moe->forward(f.x), std::runtime_error);
+  auto o = f.moe->options();
+  o.allow_zero_outputs = true;
+  f.rebuild(o);
+  const Grads got = f.remote();
+  EXPECT_TRUE(got.out.eq(0).all().item<bool>());
+  EXPECT_TRUE(got.x.eq(0).all().item<bool>());
+
+  f.swarm.caller->set_forward(only, Behavior::kAnswer);
+  f.swarm.caller->set_backward(only, Behavior::kFail);
+  expect_equal(f.remote(), f.reference({}, {only}));
+}
+
 TEST(RemoteMoE, EmptySwarm) {
   Fixture f({4, 4}, 0.0, 2, 0, 23);
   EXPECT_THROW(f.moe->forward(f.x), std::runtime_error);
