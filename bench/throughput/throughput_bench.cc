@@ -70,8 +70,8 @@ struct Config {
   // Not hivemind parameters: what the C++ server adds.
   int64_t seq_len = 16;             // transformer experts only
   std::string compression = "none";  // wire compression (hivemind v0.8 sent float32)
-  // tcp: UCX busy-polls after each event, and with clients + server on 2 cores the spinning starves the
-  // compute thread (measured 0.15x vs 0.89x with tcp on the default preset).
+  // tcp: same-host UCX 1.13 runs over its own tcp transport, and through it nop reached half of what the
+  // plain TCP backend does (52-67k vs 126-166k samples/s, docs/benchmarks.md). --transport ucx|auto.
   std::string transport = "tcp";
   std::string cpu_bind = "none";     // the clients share the 2 cores with the server
   int threads = 1;                   // LibTorch intra-op threads of the server's compute thread and the baseline
