@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include <hivemind/common/text.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/sim_network.h>
 #include <hivemind/transport/context.h>
@@ -37,13 +38,7 @@ NodeOptions sim_options() {
 
 std::vector<size_t> parse_list(const std::string& text) {
   std::vector<size_t> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find(',', pos);
-    if (end == std::string::npos) end = text.size();
-    out.push_back(std::stoul(text.substr(pos, end - pos)));
-    pos = end + 1;
-  }
+  for (const std::string& item : split_list(text)) out.push_back(std::stoul(item));
   return out;
 }
 

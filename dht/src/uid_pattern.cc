@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/common/text.h>
+
 namespace hivemind::dht {
 
 namespace {
@@ -16,18 +18,6 @@ bool is_coordinate(std::string_view s) {
   if (s.empty() || s.size() > 9) return false;
   if (!std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) return false;
   return s.size() == 1 || s[0] != '0';
-}
-
-std::vector<std::string_view> split(std::string_view text, char sep) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    size_t end = text.find(sep, start);
-    parts.push_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (end == std::string_view::npos) break;
-    start = end + 1;
-  }
-  return parts;
 }
 
 struct Grid {
@@ -71,6 +61,11 @@ Result<Grid> parse(std::string_view pattern) {
 }
 
 }  // namespace
+
+bool is_grid_uid(std::string_view uid) {
+  if (uid.size() > kMaxGridUidBytes || uid.find('[') != std::string_view::npos) return false;
+  return parse(uid).is_ok();
+}
 
 Result<int64_t> uid_pattern_size(std::string_view pattern) {
   HIVEMIND_ASSIGN_OR_RETURN(Grid grid, parse(pattern));

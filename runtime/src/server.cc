@@ -10,6 +10,7 @@
 
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/common/text.h>
 
 #include <hivemind/dht/expert_registry.h>
 
@@ -22,21 +23,6 @@ namespace {
 auto log() { return logger("runtime"); }
 
 Milliseconds seconds(double s) { return Milliseconds(static_cast<int64_t>(std::llround(s * 1000.0))); }
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    std::string item = text.substr(start, end - start);
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-    start = end + 1;
-  }
-  return out;
-}
 
 torch::Device torch_device(const ComputeDevice& d) {
   return d.kind == ComputeDevice::Kind::kCpu ? torch::Device(torch::kCPU)

@@ -9,42 +9,12 @@
 #include <fmt/format.h>
 
 #include <hivemind/common/env.h>
+#include <hivemind/common/text.h>
 #include <hivemind/dht/uid_pattern.h>
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/tensor_schema.h>
 
 namespace hivemind::runtime {
-
-namespace {
-
-bool is_coordinate(std::string_view s) {
-  if (s.empty() || s.size() > 9) return false;
-  if (!std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) return false;
-  return s.size() == 1 || s[0] != '0';
-}
-
-std::vector<std::string_view> split(std::string_view text, char sep) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    size_t end = text.find(sep, start);
-    parts.push_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (end == std::string_view::npos) break;
-    start = end + 1;
-  }
-  return parts;
-}
-
-}  // namespace
-
-bool is_valid_expert_uid(std::string_view uid) {
-  auto parts = split(uid, '.');
-  if (parts.size() < 2 || parts[0].empty()) return false;
-  for (size_t i = 1; i < parts.size(); ++i) {
-    if (!is_coordinate(parts[i])) return false;
-  }
-  return uid.size() <= 256;
-}
 
 Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts, uint64_t seed) {
   if (num_experts < 0) return invalid_argument_error("--num_experts must be >= 0");
@@ -79,7 +49,7 @@ Status validate(const ServerOptions& o) {
   }
   std::set<std::string> seen;
   for (const std::string& uid : o.expert_uids) {
-    need(is_valid_expert_uid(uid),
+    need(dht::is_grid_uid(uid),
          fmt::format("--expert_uids: '{}' is not a uid of the form name.i.j (e.g. expert.0.3)", uid));
     need(seen.insert(uid).second, fmt::format("--expert_uids: '{}' is listed twice", uid));
   }
@@ -93,7 +63,9 @@ Status validate(const ServerOptions& o) {
   need(o.min_batch_size >= 1 && o.min_batch_size <= o.max_batch_size,
        fmt::format("--min_batch_size ({}) must be in [1, --max_batch_size ({})]", o.min_batch_size, o.max_batch_size));
   need(o.batch_timeout_ms >= 0, "--batch_timeout_ms must be >= 0");
-  for (std::string_view d : split(o.device, ',')) {
+  const std::vector<std::string> devices = split_list(o.device);
+  need(!devices.empty(), "--device names no device (e.g. cpu, cuda:0 or cuda:0,cuda:1)");
+  for (const std::string& d : devices) {
     auto device = compute_device_from_string(d);
     if (!device.is_ok()) problems.push_back("--device: " + device.status().message());
   }

@@ -28,6 +28,17 @@ TEST(UidPattern, SamplesDistinctUidsReproduciblyWithoutTheWholeGrid) {
   EXPECT_EQ(expand_uid_pattern("e.[0:1000000].[0:1000000]", 3, 5).value().size(), 3u);
 }
 
+TEST(UidPattern, GridUidsAreOnePointOfTheGrammar) {
+  for (const char* good : {"expert.0.12", "e.0", "ffn.3.14.159"}) EXPECT_TRUE(is_grid_uid(good)) << good;
+  for (const char* bad : {"expert", "expert.01", "expert.[0:2]", "exp[ert.0", "ex:pert.0", ".0", "e..0", "e.0.",
+                          "e.-1", "e.1234567890"}) {
+    EXPECT_FALSE(is_grid_uid(bad)) << bad;
+  }
+  std::string longest = std::string(kMaxGridUidBytes - 2, 'e') + ".0";
+  EXPECT_TRUE(is_grid_uid(longest));
+  EXPECT_FALSE(is_grid_uid("e" + longest));  // limit + 1
+}
+
 TEST(UidPattern, MalformedPatternsSayWhatIsWrong) {
   for (const char* bad : {"e", "[0:2]", "e.[2:1]", "e.[0:2", "e.01", "e.[a:b]", "e..1", "e.[0:1:2]",
                           "e.[0:9999999999]"}) {

@@ -354,9 +354,6 @@ TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {
   EXPECT_FALSE(expand_expert_pattern("e.[0:2]", 3, 0).is_ok());
   EXPECT_FALSE(expand_expert_pattern("e.[2:1]", 0, 0).is_ok());
   EXPECT_FALSE(expand_expert_pattern("[0:2]", 0, 0).is_ok());
-  EXPECT_TRUE(is_valid_expert_uid("expert.0.12"));
-  EXPECT_FALSE(is_valid_expert_uid("expert.01"));
-  EXPECT_FALSE(is_valid_expert_uid("expert"));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/common/text.h>
 
 #include "ucx/ucx_endpoint.h"
 #include "ucx/ucx_worker_impl.h"
@@ -30,13 +31,8 @@ bool tls_may_include_shared_memory(const ContextOptions& options) {
     if (name == "TLS") tls = value;
   }
   if (tls.empty() || tls[0] == '^') return true;  // everything, or everything but a few
-  size_t start = 0;
-  while (start <= tls.size()) {
-    size_t end = tls.find(',', start);
-    if (end == std::string::npos) end = tls.size();
-    const std::string name = tls.substr(start, end - start);
+  for (const std::string& name : split_list(tls)) {
     if (name == "all" || name == "sm" || name == "shm" || name == "mm" || name == "posix" || name == "sysv") return true;
-    start = end + 1;
   }
   return false;
 }

@@ -16,6 +16,12 @@ namespace hivemind::dht {
 
 // Grids larger than this are only expanded as a sample (count > 0).
 inline constexpr int64_t kMaxExpandedUidGrid = int64_t{1} << 16;
+// Longest uid a server hosts.
+inline constexpr size_t kMaxGridUidBytes = 256;
+
+// Whether `uid` is one uid of the grammar: a name and one or more coordinates ("expert.0.12"), no
+// ranges, at most kMaxGridUidBytes. hivemind's uid grammar.
+bool is_grid_uid(std::string_view uid);
 
 // The number of uids `pattern` names, or InvalidArgument saying what is wrong with it.
 Result<int64_t> uid_pattern_size(std::string_view pattern);

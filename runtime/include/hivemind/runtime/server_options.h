@@ -81,9 +81,6 @@ Status validate(const ServerOptions& options);
 Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts, uint64_t seed);
 Result<std::vector<std::string>> server_expert_uids(const ServerOptions& options);
 
-// hivemind's uid grammar: a name without dots, then one or more ".<non-negative int>" (no leading zeros).
-bool is_valid_expert_uid(std::string_view uid);
-
 // Effective declaration lifetime in seconds.
 double effective_expiration(const ServerOptions& options);
 
