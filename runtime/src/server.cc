@@ -166,27 +166,25 @@ Status Server::Impl::build_experts() {
     pool.min_batch_size = o.min_batch_size;
     pool.fill_timeout = Milliseconds(o.batch_timeout_ms);
     pool.device = bo.device;
-    ExpertBackend* raw = backend.get();
     hosted.forward_metrics = CallMetrics::create(metrics, uid, "forward");
     hosted.backward_metrics = CallMetrics::create(metrics, uid, "backward");
-    Histogram* forward_batches = hosted.forward_metrics.batch_size;
-    Histogram* backward_batches = hosted.backward_metrics.batch_size;
-    pool.name = uid + "/forward";
-    pool.assemble = make_wire_assembler(hosted.forward_in, bo.device, o.detect_anomalies, o.intra_op_threads,
-                                        fmt::format("expert '{}' forward", uid));
-    HIVEMIND_ASSIGN_OR_RETURN(hosted.forward,
-                              runtime->add_pool(pool, [raw, forward_batches](std::vector<torch::Tensor> batch) {
-                                if (!batch.empty() && batch[0].dim() > 0) forward_batches->observe(batch[0].size(0));
-                                return raw->forward(std::move(batch));
-                              }));
-    pool.name = uid + "/backward";
-    pool.assemble = make_wire_assembler(hosted.backward_in, bo.device, o.detect_anomalies, o.intra_op_threads,
-                                        fmt::format("expert '{}' backward", uid));
-    HIVEMIND_ASSIGN_OR_RETURN(hosted.backward,
-                              runtime->add_pool(pool, [raw, backward_batches](std::vector<torch::Tensor> batch) {
-                                if (!batch.empty() && batch[0].dim() > 0) backward_batches->observe(batch[0].size(0));
-                                return raw->backward(std::move(batch));
-                              }));
+    // One task pool per method: batches assembled from the wire bytes, their sizes observed, then the
+    // backend's forward or backward.
+    auto add_method_pool = [&](bool backward) -> Result<std::shared_ptr<TaskPool>> {
+      const char* method = backward ? "backward" : "forward";
+      pool.name = fmt::format("{}/{}", uid, method);
+      pool.assemble = make_wire_assembler(backward ? hosted.backward_in : hosted.forward_in, bo.device,
+                                          o.detect_anomalies, o.intra_op_threads,
+                                          fmt::format("expert '{}' {}", uid, method));
+      ExpertBackend* raw = backend.get();
+      Histogram* batches = (backward ? hosted.backward_metrics : hosted.forward_metrics).batch_size;
+      return runtime->add_pool(pool, [raw, batches, backward](std::vector<torch::Tensor> batch) {
+        if (!batch.empty() && batch[0].dim() > 0) batches->observe(static_cast<double>(batch[0].size(0)));
+        return backward ? raw->backward(std::move(batch)) : raw->forward(std::move(batch));
+      });
+    };
+    HIVEMIND_ASSIGN_OR_RETURN(hosted.forward, add_method_pool(false));
+    HIVEMIND_ASSIGN_OR_RETURN(hosted.backward, add_method_pool(true));
     experts.emplace(uid, std::move(hosted));
   }
   log()->info("{} {} expert(s), hidden_dim {}, on {}: {}{}", uids.size(), o.expert_cls, o.hidden_dim, o.device,
