@@ -9,8 +9,8 @@
 //                   seeded by --seed, declared through a DHT node of their own that joins rank 0.
 //   ranks S+1..N-1  trainers: a RemoteMixtureOfExperts (grid S x K, k_best 2) over RPC + DHT; forward
 //                   and backward on a fixed-seed batch, checked against a local reference MoE made from
-//                   the same seeded expert weights and the same gate; then the first trainer sends
-//                   SIGTERM to the last server, every trainer waits for it to be gone and checks that
+//                   the same seeded expert weights and the same gate; then, once every trainer is
+//                   past that pass, the first trainer sends SIGTERM to the last server, every trainer waits for it to be gone and checks that
 //                   the next forward/backward masks that server's experts (no hang, still matches the
 //                   reference with the mask).
 //
@@ -331,7 +331,7 @@ PassResult checked_pass(const char* phase, hivemind::client::RemoteMixtureOfExpe
   return r;
 }
 
-int run_trainer(const Options& o, int rank, int servers, Deadline deadline) {
+int run_trainer(const Options& o, int rank, int world, int servers, Deadline deadline) {
   g_failed_file = (fs::path(o.rendezvous_dir) / ("rank-" + std::to_string(rank) + ".failed")).string();
   auto context = hivemind::transport::Context::create(hivemind::transport::ContextOptions::from_env().value_or_throw())
                      .value_or_throw();
@@ -398,7 +398,19 @@ int run_trainer(const Options& o, int rank, int servers, Deadline deadline) {
 
   if (o.kill_server && servers >= 2) {
     const int victim = servers;  // the last server rank
+    // Every trainer says when its phase 1 is over: a server killed while another trainer's phase-1
+    // backward is still in flight would fail those calls, and that trainer's gradients would (rightly)
+    // lack them and differ from its all-servers reference.
+    auto phase1_file = [&](int trainer) {
+      return fs::path(o.rendezvous_dir) / ("phase1-rank-" + std::to_string(trainer) + ".ok");
+    };
+    write_file(phase1_file(rank), "ok\n");
     if (rank == servers + 1) {
+      for (int trainer = servers + 1; trainer < world; ++trainer) {
+        if (!wait_for_file(phase1_file(trainer), deadline)) {
+          fail("trainer rank " + std::to_string(trainer) + " did not finish phase 1");
+        }
+      }
       const fs::path pid_file = server_file(o, victim, "pid");
       if (!wait_for_file(pid_file, deadline)) fail("no pid file of server rank " + std::to_string(victim));
       const pid_t pid = static_cast<pid_t>(std::stol(read_file(pid_file)));
@@ -484,5 +496,5 @@ int main(int argc, char** argv) {
 
   if (rank == 0) return run_bootstrap(o, world, servers, deadline);
   if (rank <= servers) return run_server(o, rank, deadline);
-  return run_trainer(o, rank, servers, deadline);
+  return run_trainer(o, rank, world, servers, deadline);
 }
