@@ -249,36 +249,27 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
           .throw_if_error();
     }
 
-    state->forward_successes = got.successes;
+    state->forward_successes = std::move(got.successes);
+    torch::Tensor outputs, mask;
     if (state->whole_batch && got.outputs[0]) {
       state->alive.push_back(0);
       // Detached: the answer's wire header may carry the expert's requires_grad; autograd's history for
       // it is this Function's.
-      torch::Tensor outputs = (*got.outputs[0])[0].detach().to(input.options()).unsqueeze(1);
-      torch::Tensor mask = torch::ones({plan.batch_size, 1}, input.options().dtype(torch::kBool));
-      ctx->save_for_backward({input});
-      ctx->saved_data["state"] = c10::IValue::make_capsule(state);
-      ctx->mark_non_differentiable({mask});
-      return {outputs, mask};
-    }
-    if (state->whole_batch) {  // it failed, and allow_zero_outputs let that through: the general path
-      state->whole_batch = false;
-      for (const ExpertTask& task : plan.tasks) {
-        state->sample_index.push_back(torch::tensor(task.samples, torch::kLong).to(device));
-        state->slot_index.push_back(torch::tensor(task.slots, torch::kLong).to(device));
+      outputs = (*got.outputs[0])[0].detach().to(input.options()).unsqueeze(1);
+      mask = torch::ones({plan.batch_size, 1}, input.options().dtype(torch::kBool));
+    } else {
+      // Zeros and mask false where an expert failed (for a whole batch, allow_zero_outputs let it through).
+      std::vector<int64_t> full{plan.batch_size, plan.max_experts};
+      full.insert(full.end(), out_shape.begin(), out_shape.end());
+      outputs = torch::zeros(full, input.options());
+      mask = torch::zeros({plan.batch_size, plan.max_experts}, input.options().dtype(torch::kBool));
+      for (size_t t = 0; t < plan.tasks.size(); ++t) {
+        if (!got.outputs[t]) continue;
+        state->alive.push_back(t);
+        const torch::Tensor& out = (*got.outputs[t])[0];
+        outputs.index_put_({state->sample_index[t], state->slot_index[t]}, out.to(input.options()));
+        mask.index_put_({state->sample_index[t], state->slot_index[t]}, true);
       }
-    }
-
-    std::vector<int64_t> full{plan.batch_size, plan.max_experts};
-    full.insert(full.end(), out_shape.begin(), out_shape.end());
-    torch::Tensor outputs = torch::zeros(full, input.options());
-    torch::Tensor mask = torch::zeros({plan.batch_size, plan.max_experts}, input.options().dtype(torch::kBool));
-    for (size_t t = 0; t < plan.tasks.size(); ++t) {
-      if (!got.outputs[t]) continue;
-      state->alive.push_back(t);
-      const torch::Tensor& out = (*got.outputs[t])[0];
-      outputs.index_put_({state->sample_index[t], state->slot_index[t]}, out.to(input.options()));
-      mask.index_put_({state->sample_index[t], state->slot_index[t]}, true);
     }
 
     ctx->save_for_backward({input});
@@ -340,9 +331,11 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       }
     }
 
-    // Experts that failed backward count as constants: they add nothing.
-    if (state->whole_batch && got.outputs[0]) return {(*got.outputs[0])[0].detach().to(input.options()), torch::Tensor()};
-    if (state->whole_batch) return {torch::zeros_like(input), torch::Tensor()};
+    // Experts that failed backward (or forward) count as constants: they add nothing.
+    if (state->whole_batch) {
+      if (!got.outputs[0]) return {torch::zeros_like(input), torch::Tensor()};
+      return {(*got.outputs[0])[0].detach().to(input.options()), torch::Tensor()};
+    }
     torch::Tensor grad_input = torch::zeros_like(input);
     for (size_t t : state->alive) {
       if (!got.outputs[t]) continue;

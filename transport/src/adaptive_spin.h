@@ -21,34 +21,31 @@ class AdaptiveSpin {
   using Duration = std::chrono::nanoseconds;
   static constexpr int kProbeEvery = 8;
 
-  explicit AdaptiveSpin(Duration configured) : max_(std::max(configured, Duration::zero())), budget_(max_) {}
+  explicit AdaptiveSpin(Duration configured) : spin_(std::max(configured, Duration::zero())) {}
 
   // How long to spin in the idle period that starts now.
-  Duration budget() const {
-    if (budget_ > Duration::zero()) return budget_;
-    return sleeps_at_zero_ >= kProbeEvery ? max_ : Duration::zero();
-  }
+  Duration budget() const { return !off_ || sleeps_off_ >= kProbeEvery ? spin_ : Duration::zero(); }
 
   // The spin found work before its budget ran out.
   void caught() {
-    budget_ = max_;
-    sleeps_at_zero_ = 0;
+    off_ = false;
+    sleeps_off_ = 0;
   }
 
   // The spin used its whole budget without work, and the loop went to sleep.
   void missed() {
-    if (budget_ > Duration::zero()) {
-      budget_ = Duration::zero();
+    if (!off_) {
+      off_ = true;
       return;
     }
     // Counts the sleeps since the last probe; a probe that missed starts the count again.
-    sleeps_at_zero_ = sleeps_at_zero_ >= kProbeEvery ? 0 : sleeps_at_zero_ + 1;
+    sleeps_off_ = sleeps_off_ >= kProbeEvery ? 0 : sleeps_off_ + 1;
   }
 
  private:
-  Duration max_;
-  Duration budget_;
-  int sleeps_at_zero_ = 0;
+  Duration spin_;        // the configured spin
+  bool off_ = false;     // the last spin ended in a sleep
+  int sleeps_off_ = 0;   // sleeps since spinning went off or since the last probe
 };
 
 }  // namespace hivemind::transport::detail

@@ -32,9 +32,10 @@ struct ContextOptions {
   // Frames whose header+method+descriptors+metadata exceed this travel as two active messages.
   uint32_t ucx_max_am_header = 4096;
   // Busy-poll at most this long after the last event before arming and sleeping (a cross-core wakeup
-  // costs ~80 us on the 2-vCPU VMs; a spin is cheaper when replies come quickly). Each I/O loop adapts
-  // below it: sleeps longer than this halve its spin, shorter ones double it back (adaptive_spin.h).
-  // 0 never spins. HIVEMIND_SPIN_US.
+  // costs ~80 us on the 2-vCPU VMs; a spin is cheaper when replies come quickly). Each I/O loop adapts:
+  // a spin that ends in a sleep turns its spinning off, one that catches an event turns it back on, and
+  // while off every 8th idle period spins once as a probe (adaptive_spin.h). 0 never spins.
+  // HIVEMIND_SPIN_US.
   std::chrono::microseconds spin{50};
   // Interface (name or IPv4) whose address a wildcard listener announces. HIVEMIND_IFACE.
   std::string iface;

@@ -14,8 +14,8 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include <hivemind/common/result.h>
 #include <hivemind/transport/frame.h>
