@@ -77,9 +77,9 @@ if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
   fi
   rm -f build-asan/ctest-asan.log
   cmake --preset asan -DHIVEMIND_WARNINGS_AS_ERRORS=ON >/dev/null && cmake --build --preset asan &&
-    # The 10,000-node simulation takes ~3 minutes under ASan; stage 1 runs it, and the 100- and
-    # 1,000-node cases take the same code paths here.
-    ctest --test-dir build-asan -j "$jobs" --output-on-failure -E '^SimT1\.Nearest10000Nodes$' 2>&1 |
+    # The preset leaves out the 10,000-node simulation (~3 minutes under ASan): stage 1 runs it, and
+    # the 100- and 1,000-node cases take the same code paths here.
+    ctest --preset asan -j "$jobs" 2>&1 |
     tee build-asan/ctest-asan.log
   rc=${PIPESTATUS[0]}
   [ -f build-asan/ctest-asan.log ] && count_ctest build-asan/ctest-asan.log

@@ -148,9 +148,11 @@ double run_calls(Setup& s, const std::string& method, const Message& msg, int to
 // most `window` sends outstanding; timed from the first send until the receiver has them all.
 double run_stream(Setup& s, const std::string& scheme, const Buffer& source, size_t bytes, int total, int window,
                   bool* failed) {
+  // The receiver counts the warm-up frame too: the first frame fulfils `warmed`, frame 1 + total
+  // fulfils `received`, so no count is ever reset while frames may still be landing.
   struct State {
-    std::promise<void> received;
-    std::atomic<int> count{0};
+    std::promise<void> warmed, received;
+    int count = 0;  // touched only on the server's I/O thread
     int total = 0;
     Buffer landing;
     std::shared_ptr<Endpoint> accepted;
@@ -165,7 +167,9 @@ double run_stream(Setup& s, const std::string& scheme, const Buffer& source, siz
       return std::vector<Buffer>{st->landing.slice(0, in.tensor_sizes[0])};
     };
     cb.on_frame = [st](ReceivedFrame) {
-      if (st->count.fetch_add(1) + 1 == st->total) st->received.set_value();
+      ++st->count;
+      if (st->count == 1) st->warmed.set_value();
+      if (st->count == 1 + st->total) st->received.set_value();
     };
     return cb;
   });
@@ -178,14 +182,13 @@ double run_stream(Setup& s, const std::string& scheme, const Buffer& source, siz
     *failed = true;
     return 1;
   }
-  // Warm the connection up (wireup) before timing.
-  std::promise<void> warm;
+  // Warm the connection up (wireup) before timing: one frame, received before the clock starts.
   OutgoingFrame hello;
   hello.message.tensors.push_back(source.slice(0, 1));
-  (*ep)->send(hello, [&warm](Status) { warm.set_value(); });
-  warm.get_future().wait();
-  st->count.store(0);
-  while (st->count.load() != 0) {
+  (*ep)->send(hello, [](Status) {});
+  if (st->warmed.get_future().wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
+    *failed = true;
+    return 1;
   }
   struct Sender {
     std::shared_ptr<Endpoint> ep;
@@ -213,15 +216,13 @@ double run_stream(Setup& s, const std::string& scheme, const Buffer& source, siz
       });
     }
   };
-  // The warm-up frame may arrive after the reset above; count it out.
-  int already = st->count.exchange(0);
-  (void)already;
   auto start = SteadyClock::now();
   s.client_worker->post([pump] { (*pump)(); });
+  // A failed send means its frame never lands: give up after a deadline rather than wait forever.
   auto f = st->received.get_future();
-  f.wait();
+  bool arrived = f.wait_for(std::chrono::seconds(120)) == std::future_status::ready;
   double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
-  *failed = sender->failed;
+  *failed = sender->failed || !arrived;
   s.client_worker->run_sync([pump] { *pump = nullptr; });
   (*ep)->close();
   (*listener)->close();
