@@ -184,6 +184,23 @@ Status validate_block_size(Scheme scheme, uint32_t block_size) {
   return Status::ok();
 }
 
+namespace {
+
+// What quantizing and dequantizing both require of an 8-bit layout: an 8-bit scheme, a block size it
+// accepts, and a zero-point array when the scheme is affine and there is anything to code.
+Status check_u8_layout(Scheme scheme, uint32_t block_size, const uint8_t* zero_points, uint64_t n) {
+  if (!is_u8_scheme(scheme)) {
+    return invalid_argument_error(fmt::format("quant: {} is not an 8-bit scheme", scheme_name(scheme)));
+  }
+  HIVEMIND_RETURN_IF_ERROR(validate_block_size(scheme, block_size));
+  if (scheme == Scheme::kBlockAffineU8 && zero_points == nullptr && n > 0) {
+    return invalid_argument_error("quant: the affine scheme needs a zero-point array");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 uint32_t placement_unit(Scheme scheme, uint32_t block_size) {
   return scheme == Scheme::kPerTensorAbsmaxU8 ? kPerTensorUnit : block_size;
 }
@@ -201,13 +218,7 @@ Status quantize_cpu_placed(const void* in, DType in_dtype, uint64_t n, Scheme sc
                            float* scales, uint8_t* zero_points, uint8_t* codes, uint64_t unit_stride,
                            const CpuOptions& options) {
   HIVEMIND_RETURN_IF_ERROR(check_float(in_dtype, "input"));
-  if (!is_u8_scheme(scheme)) {
-    return invalid_argument_error(fmt::format("quant: {} is not an 8-bit scheme", scheme_name(scheme)));
-  }
-  HIVEMIND_RETURN_IF_ERROR(validate_block_size(scheme, block_size));
-  if (scheme == Scheme::kBlockAffineU8 && zero_points == nullptr && n > 0) {
-    return invalid_argument_error("quant: the affine scheme needs a zero-point array");
-  }
+  HIVEMIND_RETURN_IF_ERROR(check_u8_layout(scheme, block_size, zero_points, n));
   if (n == 0) return Status::ok();
   const IsaKernels& k = kernels();
   const uint64_t blocks = num_blocks(scheme, n, block_size);
@@ -284,13 +295,7 @@ Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* 
                       Scheme scheme, uint32_t block_size, void* out, DType out_dtype,
                       const CpuOptions& options) {
   HIVEMIND_RETURN_IF_ERROR(check_float(out_dtype, "output"));
-  if (!is_u8_scheme(scheme)) {
-    return invalid_argument_error(fmt::format("quant: {} is not an 8-bit scheme", scheme_name(scheme)));
-  }
-  HIVEMIND_RETURN_IF_ERROR(validate_block_size(scheme, block_size));
-  if (scheme == Scheme::kBlockAffineU8 && zero_points == nullptr && n > 0) {
-    return invalid_argument_error("quant: the affine scheme needs a zero-point array");
-  }
+  HIVEMIND_RETURN_IF_ERROR(check_u8_layout(scheme, block_size, zero_points, n));
   if (n == 0) return Status::ok();
   const IsaKernels& k = kernels();
   if (scheme == Scheme::kPerTensorAbsmaxU8) {

@@ -16,20 +16,13 @@
 
 #include <hivemind/common/logging.h>
 
+#include "torch_errors.h"
+
 namespace hivemind::runtime {
 
 namespace {
 
-template <typename F>
-auto guarded(const std::string& what, F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const c10::Error& e) {
-    return internal_error(fmt::format("{}: {}", what, e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return internal_error(fmt::format("{}: {}", what, e.what()));
-  }
-}
+using detail::guarded;
 
 bool is_floating(torch::ScalarType t) { return c10::isFloatingType(t); }
 

@@ -15,6 +15,7 @@
 #include <hivemind/runtime/tensor_schema.h>
 
 #include "device_worker.h"
+#include "torch_errors.h"
 
 namespace hivemind::runtime {
 
@@ -33,22 +34,6 @@ Status TaskPool::submit(std::vector<torch::Tensor> inputs, int64_t samples, Task
 TaskPoolStats TaskPool::stats() const { return worker_->stats(*this); }
 
 namespace detail {
-
-namespace {
-
-// Runs `body`, turning LibTorch's exceptions into an error, so a bad batch never kills the thread.
-template <typename F>
-auto guarded(const std::string& what, F&& body) -> decltype(body()) {
-  try {
-    return body();
-  } catch (const c10::Error& e) {
-    return internal_error(fmt::format("{}: {}", what, e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return internal_error(fmt::format("{}: {}", what, e.what()));
-  }
-}
-
-}  // namespace
 
 DeviceWorker::DeviceWorker(WorkerConfig config) : config_(std::move(config)) {}
 

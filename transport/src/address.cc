@@ -3,11 +3,14 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <netdb.h>
 #include <netinet/in.h>
 
 #include <charconv>
 
 #include <fmt/format.h>
+
+#include "ipv4_resolution.h"
 
 namespace hivemind::transport {
 
@@ -81,5 +84,31 @@ Result<std::string> announce_host(const std::string& bound_host, const std::stri
   if (bound_host == "0.0.0.0" || bound_host.empty() || bound_host == "*") return routable_host(iface);
   return bound_host;
 }
+
+namespace detail {
+
+Result<sockaddr_in> resolve_ipv4(const Address& address) {
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(address.port);
+  if (address.host.empty() || address.host == "*") {
+    sin.sin_addr.s_addr = htonl(INADDR_ANY);
+    return sin;
+  }
+  if (::inet_pton(AF_INET, address.host.c_str(), &sin.sin_addr) == 1) return sin;
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;  // one entry per address, not one per socket type
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(address.host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return unavailable_error(fmt::format("cannot resolve '{}': {}", address.host, ::gai_strerror(rc)));
+  }
+  sin.sin_addr = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr;
+  ::freeaddrinfo(res);
+  return sin;
+}
+
+}  // namespace detail
 
 }  // namespace hivemind::transport

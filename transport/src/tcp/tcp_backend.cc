@@ -1,7 +1,6 @@
 #include "tcp/tcp_backend.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -14,32 +13,11 @@
 #include <fmt/format.h>
 #include <hivemind/common/logging.h>
 
+#include "ipv4_resolution.h"
 #include "tcp/tcp_endpoint.h"
 
 namespace hivemind::transport {
 namespace {
-
-Result<sockaddr_in> resolve(const Address& address) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(address.port);
-  if (address.host.empty() || address.host == "*") {
-    sin.sin_addr.s_addr = htonl(INADDR_ANY);
-    return sin;
-  }
-  if (::inet_pton(AF_INET, address.host.c_str(), &sin.sin_addr) == 1) return sin;
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  int rc = ::getaddrinfo(address.host.c_str(), nullptr, &hints, &res);
-  if (rc != 0 || res == nullptr) {
-    return unavailable_error(fmt::format("cannot resolve '{}': {}", address.host, ::gai_strerror(rc)));
-  }
-  sin.sin_addr = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr;
-  ::freeaddrinfo(res);
-  return sin;
-}
 
 void set_nodelay(int fd) {
   int one = 1;
@@ -110,7 +88,7 @@ class TcpListener final : public ListenerBase, public FdHandler {
 
 Result<std::shared_ptr<Endpoint>> tcp_connect(Worker::Impl& worker, const Address& address,
                                               EndpointCallbacks callbacks) {
-  HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, resolve(address));
+  HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, detail::resolve_ipv4(address));
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno_error("socket", errno);
   set_nodelay(fd);
@@ -134,7 +112,7 @@ Result<std::shared_ptr<Endpoint>> tcp_connect(Worker::Impl& worker, const Addres
 
 Result<std::shared_ptr<Listener>> tcp_listen(Worker::Impl& worker, const Address& address,
                                              AcceptCallback on_accept) {
-  HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, resolve(address));
+  HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, detail::resolve_ipv4(address));
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno_error("socket", errno);
   int one = 1;

@@ -1,6 +1,5 @@
 // UCX context, worker, listener and connection setup.
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
 
@@ -13,6 +12,7 @@
 #include <hivemind/common/logging.h>
 #include <hivemind/common/text.h>
 
+#include "ipv4_resolution.h"
 #include "ucx/ucx_endpoint.h"
 #include "ucx/ucx_worker_impl.h"
 
@@ -162,27 +162,6 @@ void close_done_cb(void* request, ucs_status_t, void* user_data) {
   static_cast<UcxWorkerImpl*>(user_data)->close_done(request);
 }
 
-Result<sockaddr_in> resolve_ipv4(const Address& address) {
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons(address.port);
-  if (address.host.empty() || address.host == "*") {
-    sin.sin_addr.s_addr = htonl(INADDR_ANY);
-    return sin;
-  }
-  if (::inet_pton(AF_INET, address.host.c_str(), &sin.sin_addr) == 1) return sin;
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  addrinfo* res = nullptr;
-  int rc = ::getaddrinfo(address.host.c_str(), nullptr, &hints, &res);
-  if (rc != 0 || res == nullptr) {
-    return unavailable_error(fmt::format("cannot resolve '{}': {}", address.host, ::gai_strerror(rc)));
-  }
-  sin.sin_addr = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr;
-  ::freeaddrinfo(res);
-  return sin;
-}
-
 class UcxListener final : public ListenerBase {
  public:
   UcxListener(Worker::Impl& worker, UcxWorkerImpl& ucx, AcceptCallback on_accept)
@@ -193,7 +172,7 @@ class UcxListener final : public ListenerBase {
   }
 
   Status start(const Address& bound) {
-    HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, resolve_ipv4(bound));
+    HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, detail::resolve_ipv4(bound));
     ucp_listener_params_t params{};
     params.field_mask = UCP_LISTENER_PARAM_FIELD_SOCK_ADDR | UCP_LISTENER_PARAM_FIELD_CONN_HANDLER;
     params.sockaddr.addr = reinterpret_cast<const sockaddr*>(&sin);
@@ -345,7 +324,7 @@ Result<std::shared_ptr<UcxEndpoint>> UcxWorkerImpl::create_endpoint(
 }
 
 Result<std::shared_ptr<Endpoint>> UcxWorkerImpl::connect(const Address& address, EndpointCallbacks callbacks) {
-  HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, resolve_ipv4(address));
+  HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, detail::resolve_ipv4(address));
   std::string peer = fmt::format("ucx://{}:{}", address.host, address.port);
   HIVEMIND_ASSIGN_OR_RETURN(auto ep, create_endpoint(peer, [&sin](ucp_ep_params_t& p) {
     p.field_mask |= UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR;
