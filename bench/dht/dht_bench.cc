@@ -8,13 +8,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <map>
 #include <random>
 #include <set>
 #include <thread>
 
 #include <hivemind/common/text.h>
 #include <hivemind/dht/dht.h>
+#include <hivemind/dht/sim_churn.h>
 #include <hivemind/dht/sim_network.h>
 #include <hivemind/transport/context.h>
 
@@ -23,6 +23,9 @@
 namespace hivemind::bench {
 namespace {
 
+using dht::ChurnFigures;
+using dht::ChurnMiss;
+using dht::ChurnOptions;
 using dht::GetOptions;
 using dht::NodeId;
 using dht::NodeOptions;
@@ -185,109 +188,36 @@ void churn(Reporter& reporter, size_t nodes, int seconds) {
   std::mt19937_64 rng(4000);
   NodeOptions options = sim_options();
   if (!net.grow(nodes, 20, options).is_ok()) return;
-  struct Server {
-    NodeId key;
-    std::string value;
-    SteadyTime next_declare;
-  };
-  std::map<size_t, Server> servers;
-  std::vector<std::pair<NodeId, SteadyTime>> dead;
-  uint64_t next_expert = 0;
-  auto declare = [&](size_t index) {
-    Server& s = servers[index];
-    net.node(index).store({{s.key, std::nullopt, s.value, net.dht_now() + 60'000, false}},
-                          net.now() + std::chrono::seconds(10), nullptr);
-    net.wake(index);
-    s.next_declare = net.now() + std::chrono::seconds(30);
-  };
-  auto start_server = [&](size_t index) {
-    std::string uid = "expert." + std::to_string(next_expert++);
-    servers[index] = Server{NodeId::from_key(uid), net.address(index), net.now()};
-    declare(index);
-  };
-  for (size_t i : net.alive_nodes()) start_server(i);
-  size_t live_gets = 0, live_ok = 0, dead_checks = 0, dead_seen = 0;
-  std::vector<double> latency_ms;
-  auto t0 = Clock::now();
-  for (int second = 0; second < seconds; ++second) {
-    for (size_t r = 0; r < std::max<size_t>(1, nodes / 100); ++r) {
-      auto alive = net.alive_nodes();
-      size_t victim = alive[rng() % alive.size()];
-      if (servers.count(victim)) dead.emplace_back(servers[victim].key, net.now());
-      servers.erase(victim);
-      net.kill(victim);
-      // Newcomers join through a node that finished joining (a swarm's bootstrap peers are its
-      // settled nodes), not through another newcomer still looking around.
-      auto joined = servers.begin();
-      std::advance(joined, static_cast<std::ptrdiff_t>(rng() % servers.size()));
-      size_t fresh = net.add_node(options);
-      net.node(fresh).bootstrap({net.address(joined->first)}, net.now() + std::chrono::seconds(30),
-                                [&, fresh](Status status) {
-                                  if (status.is_ok() && net.alive(fresh)) start_server(fresh);
-                                });
-      net.wake(fresh);
-    }
-    for (auto& [index, server] : servers) {
-      if (net.now() >= server.next_declare) declare(index);
-    }
-    std::vector<size_t> askers;
-    for (const auto& [index, server] : servers) askers.push_back(index);
-    for (int g = 0; g < 5 && second >= 60; ++g) {
-      auto it = servers.begin();
-      std::advance(it, static_cast<std::ptrdiff_t>(rng() % servers.size()));
-      if (net.now() - it->second.next_declare < std::chrono::seconds(-25)) continue;  // declared < 5 s ago
-      std::string expected = it->second.value;
-      size_t client = askers[rng() % askers.size()];
-      ++live_gets;
-      SteadyTime asked = net.now();
-      NodeId key = it->second.key;
-      net.node(client).get({key}, GetOptions{}, net.now() + std::chrono::seconds(10),
-                           [&, expected, asked, key, client](dht::GetResult result) {
-                             if (result.status.code() == StatusCode::kCanceled) {
-                               --live_gets;
-                               return;
-                             }
-                             bool ok = result.records[0] && result.records[0]->regular &&
-                                       result.records[0]->regular->value == expected;
-                             live_ok += ok;
-                             if (!ok && std::getenv("HIVEMIND_DHT_BENCH_DEBUG")) {
-                               size_t holders = 0;
-                               for (size_t i : net.alive_nodes()) holders += net.node(i).storage().contains(key, net.dht_now());
-                               size_t table = 0, dead_entries = 0;
-                               if (net.alive(client)) {
-                                 for (const auto& c : net.node(client).routing_table().all()) {
-                                   ++table;
-                                   bool alive = false;
-                                   for (size_t i : net.alive_nodes()) alive |= net.node(i).self().id == c.id;
-                                   dead_entries += !alive;
-                                 }
-                               }
-                               reporter.note("miss: {} rpcs {} hops {} after {:.0f} ms; live holders {}; client table {} ({} dead)",
-                                             result.status.to_string(), result.rpcs, result.hops[0],
-                                             std::chrono::duration<double, std::milli>(net.now() - asked).count(), holders,
-                                             table, dead_entries);
-                             }
-                             latency_ms.push_back(std::chrono::duration<double, std::milli>(net.now() - asked).count());
-                           });
-      net.wake(client);
-    }
-    for (const auto& [key, died] : dead) {
-      if (net.now() - died < std::chrono::seconds(61) || rng() % 200 != 0) continue;
-      size_t client = askers[rng() % askers.size()];
-      ++dead_checks;
-      net.node(client).get({key}, GetOptions{}, net.now() + std::chrono::seconds(10),
-                           [&](dht::GetResult result) { dead_seen += result.records[0].has_value(); });
-      net.wake(client);
-    }
-    net.run_for(std::chrono::seconds(1));
+  ChurnOptions scenario;
+  scenario.seconds = seconds;
+  scenario.live_gets_per_second = 5;
+  if (std::getenv("HIVEMIND_DHT_BENCH_DEBUG")) {
+    scenario.on_miss = [&](const ChurnMiss& miss) {
+      size_t holders = 0;
+      for (size_t i : net.alive_nodes()) holders += net.node(i).storage().contains(miss.key, net.dht_now());
+      size_t table = 0, dead_entries = 0;
+      if (net.alive(miss.asker)) {
+        for (const auto& contact : net.node(miss.asker).routing_table().all()) {
+          ++table;
+          bool alive = false;
+          for (size_t i : net.alive_nodes()) alive |= net.node(i).self().id == contact.id;
+          dead_entries += !alive;
+        }
+      }
+      reporter.note("miss: {} rpcs {} hops {} after {} ms; live holders {}; asker's table {} ({} dead)",
+                    miss.result.status.to_string(), miss.result.rpcs, miss.result.hops[0], miss.after.count(), holders,
+                    table, dead_entries);
+    };
   }
-  net.run_for(std::chrono::seconds(15));
+  auto t0 = Clock::now();
+  ChurnFigures f = dht::run_churn(net, options, scenario, rng);
   reporter.note("{}: {} virtual s in {:.1f} s wall, {} live-expert gets, {} lookups of dead experts", c, seconds,
-                seconds_since(t0), live_gets, dead_checks);
-  reporter.report({c, "live_get_success", static_cast<double>(live_ok) / std::max<size_t>(1, live_gets), "fraction", "", 0});
-  reporter.report({c, "dead_seen_after_61s", static_cast<double>(dead_seen) / std::max<size_t>(1, dead_checks), "fraction", "", 0});
-  reporter.report({c, "get_latency_p50", percentile(latency_ms, 50), "ms(virtual)", "", 0});
-  reporter.report({c, "get_latency_p99", percentile(latency_ms, 99), "ms(virtual)", "", 0});
+                seconds_since(t0), f.live_gets, f.dead_checks);
+  reporter.report({c, "live_get_success", f.live_success(), "fraction", "", 0});
+  reporter.report({c, "dead_seen_after_61s", static_cast<double>(f.dead_seen) / std::max<size_t>(1, f.dead_checks),
+                   "fraction", "", 0});
+  reporter.report({c, "get_latency_p50", percentile(f.live_get_latency_ms, 50), "ms(virtual)", "", 0});
+  reporter.report({c, "get_latency_p99", percentile(f.live_get_latency_ms, 99), "ms(virtual)", "", 0});
 }
 
 void real_nodes(Reporter& reporter, size_t count, int gets, size_t threads) {
