@@ -40,6 +40,7 @@
 #include <hivemind/client/remote_expert.h>
 #include <hivemind/client/rpc_expert_caller.h>
 #include <hivemind/common/blas_check.h>
+#include <hivemind/common/child_process.h>
 #include <hivemind/runtime/expert_backend.h>
 #include <hivemind/runtime/experts.h>
 #include <hivemind/runtime/runtime.h>
@@ -48,7 +49,6 @@
 #include <hivemind/transport/worker.h>
 
 #include "support/report.h"
-#include "throughput/child_process.h"
 
 namespace hivemind::bench {
 namespace {
@@ -314,7 +314,7 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
                                           "--grace_period", "10"};
   HIVEMIND_ASSIGN_OR_RETURN(ChildProcess server, ChildProcess::spawn(server_argv));
   auto server_ready_at = Clock::now();
-  HIVEMIND_ASSIGN_OR_RETURN(std::string ready, server.read_line(Clock::now() + std::chrono::seconds(120)));
+  HIVEMIND_ASSIGN_OR_RETURN(std::string ready, server.read_line(Deadline::after(std::chrono::seconds(120))));
   HIVEMIND_ASSIGN_OR_RETURN(std::string address, parse_ready_address(ready));
   reporter.note("server ready at {} in {:.2f} s (pid {})", address, seconds_since(server_ready_at), server.pid());
 
@@ -327,13 +327,13 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
     clients.push_back(std::move(child));
   }
   for (auto& client : clients) {
-    HIVEMIND_ASSIGN_OR_RETURN(std::string line, client.read_line(Clock::now() + std::chrono::seconds(120)));
+    HIVEMIND_ASSIGN_OR_RETURN(std::string line, client.read_line(Deadline::after(std::chrono::seconds(120))));
     if (line != "ready") return protocol_error(fmt::format("client {}: unexpected line '{}'", client.pid(), line));
   }
   const auto start = Clock::now();
   for (auto& client : clients) HIVEMIND_RETURN_IF_ERROR(client.write("g"));
   for (auto& client : clients) {
-    auto line = client.read_line(Clock::now() + std::chrono::seconds(600));
+    auto line = client.read_line(Deadline::after(std::chrono::seconds(600)));
     if (!line.is_ok() || line->rfind("done ", 0) != 0) {
       return internal_error(fmt::format("a client failed (pid {}): {}", client.pid(),
                                         line.is_ok() ? *line : line.status().to_string()));
@@ -343,12 +343,13 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
   run.seconds = seconds_since(start);
   run.address = address;
   for (auto& client : clients) {
-    HIVEMIND_ASSIGN_OR_RETURN(int code, client.wait(Clock::now() + std::chrono::seconds(30)));
-    if (code != 0) return internal_error(fmt::format("client {} exited with {}", client.pid(), code));
+    const pid_t pid = client.pid();
+    HIVEMIND_ASSIGN_OR_RETURN(int code, client.wait(Deadline::after(std::chrono::seconds(30))));
+    if (code != 0) return internal_error(fmt::format("client {} exited with {}", pid, code));
   }
   server.signal(SIGTERM);
   // The measurement is complete: a server that does not drain cleanly is reported, not fatal.
-  auto code = server.wait(Clock::now() + std::chrono::seconds(30));
+  auto code = server.wait(Deadline::after(std::chrono::seconds(30)));
   if (!code.is_ok() || *code != 0) {
     std::fprintf(stderr, "hivemind-bench throughput: warning: hivemind-server did not exit cleanly after SIGTERM "
                          "(%s)\n", code.is_ok() ? fmt::format("status {}", *code).c_str() : code.status().to_string().c_str());

@@ -18,6 +18,8 @@
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
 
+#include "signals_for_exec.h"
+
 extern char** environ;
 
 namespace hivemind {
@@ -131,15 +133,7 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
     if (pid == 0) {
       ::close(report[0]);
       ::setpgid(0, 0);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      // Ignored signals stay ignored across exec; a rank must see SIGTERM/SIGPIPE like any program.
-      struct sigaction default_action {};
-      default_action.sa_handler = SIG_DFL;
-      for (int signal : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGQUIT}) {
-        ::sigaction(signal, &default_action, nullptr);
-      }
+      detail::restore_default_signals();
       int err = 0;
       if (!log_path.empty()) {
         int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -2,70 +2,53 @@
 // SIGKILL, --check, and a node with no reachable peer failing clearly by its deadline.
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include <hivemind/common/bootstrap_file.h>
+#include <hivemind/common/child_process.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
 
 #include "test_env.h"
 
-extern char** environ;
-
 namespace hivemind::dht {
 namespace {
 
-// One child process; SIGKILLed and reaped when dropped.
+// A hivemind-dht process whose stdout and stderr go to a log file; killed and reaped when dropped.
 class Child {
  public:
-  Child(const std::vector<std::string>& args, const std::string& log) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) pid_ = -1;
+  Child(std::vector<std::string> args, const std::string& log) {
+    ChildOptions options;
+    options.argv = std::move(args);
+    options.stdout_to = ChildOutput::kFile;
+    options.stderr_to = ChildOutput::kFile;
+    options.output_file = log;
+    options.pipe_stdin = false;
+    auto spawned = ChildProcess::spawn(std::move(options));
+    EXPECT_TRUE(spawned.is_ok()) << spawned.status().to_string();
+    if (spawned.is_ok()) process_ = std::move(*spawned);
   }
-  ~Child() { kill(SIGKILL); }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
 
-  pid_t pid() const { return pid_; }
   void kill(int signal) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, signal);
-    if (signal == SIGKILL) wait_exit(Deadline::after(std::chrono::seconds(5)));
+    process_.signal(signal);
+    if (signal == SIGKILL) (void)wait_exit(Deadline::after(std::chrono::seconds(5)));
   }
   // The exit status, or nullopt if the child is still running at the deadline.
   std::optional<int> wait_exit(Deadline deadline) {
-    if (pid_ <= 0) return exit_;
-    while (true) {
-      int status = 0;
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        pid_ = -1;
-        return exit_;
-      }
-      if (deadline.expired()) return std::nullopt;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling a child, not synchronizing
+    if (!exit_ && process_.running()) {
+      if (auto code = process_.wait(deadline); code.is_ok()) exit_ = *code;
     }
+    return exit_;
   }
 
  private:
-  pid_t pid_ = -1;
+  ChildProcess process_;
   std::optional<int> exit_;
 };
 

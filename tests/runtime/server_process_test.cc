@@ -1,8 +1,5 @@
 // build/bin/hivemind-server as a process: ready line, SIGUSR1 checkpoint, SIGTERM drain and exit 0.
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -12,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/types.h>
 
+#include <hivemind/common/child_process.h>
 #include <hivemind/runtime/expert_backend.h>
 
 #include "server_test_util.h"
@@ -22,107 +20,52 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A child process whose stdout and stderr are read line by line, with a deadline on every wait.
+// A child process whose stdout and stderr are read line by line, with a deadline on every wait; keeps
+// what it read of each stream for the assertions and the failure messages.
 class Child {
  public:
   Child(const std::string& program, const std::vector<std::string>& args, const std::vector<std::string>& env) {
-    int out[2], err[2];
-    EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-    EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::dup2(err[1], 2);
-      for (const auto& kv : env) ::putenv(const_cast<char*>(kv.c_str()));
-      std::vector<char*> argv{const_cast<char*>(program.c_str())};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(program.c_str(), argv.data());
-      ::_exit(127);
+    ChildOptions options;
+    options.argv.push_back(program);
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    for (const std::string& entry : env) {
+      const size_t eq = entry.find('=');
+      options.env.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
     }
-    ::close(out[1]);
-    ::close(err[1]);
-    fds_[0] = out[0];
-    fds_[1] = err[0];
-  }
-  ~Child() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    for (int fd : fds_) {
-      if (fd >= 0) ::close(fd);
-    }
+    options.stderr_to = ChildOutput::kPipe;
+    auto spawned = ChildProcess::spawn(std::move(options));
+    EXPECT_TRUE(spawned.is_ok()) << spawned.status().to_string();
+    if (spawned.is_ok()) process_ = std::move(*spawned);
   }
 
-  // Reads both streams until a line of `stream` (0 stdout, 1 stderr) contains `text`; returns it.
+  // Reads `stream` (0 stdout, 1 stderr) until a line contains `text`; returns it.
   std::optional<std::string> wait_for(int stream, const std::string& text, Deadline deadline) {
     while (true) {
-      auto& buf = bufs_[stream];
-      for (size_t pos; (pos = buf.find('\n', scanned_[stream])) != std::string::npos;) {
-        std::string line = buf.substr(scanned_[stream], pos - scanned_[stream]);
-        scanned_[stream] = pos + 1;
-        if (line.find(text) != std::string::npos) return line;
-      }
-      if (!pump(deadline)) return std::nullopt;
+      auto line = process_.read_line(deadline, static_cast<ChildStream>(stream));
+      if (!line.is_ok()) return std::nullopt;
+      transcript_[stream] += *line + "\n";
+      if (line->find(text) != std::string::npos) return *line;
     }
   }
 
-  // Waits for the exit (reading the streams meanwhile); the exit status, or -1 at the deadline.
+  // The exit status, or -1 at the deadline.
   int wait_exit(Deadline deadline) {
-    while (fds_[0] >= 0 || fds_[1] >= 0) {
-      if (!pump(deadline)) break;
-    }
-    while (!deadline.expired()) {
-      int status = 0;
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      ::poll(nullptr, 0, 10);
-    }
-    return -1;
+    auto code = process_.wait(deadline);
+    return code.is_ok() ? *code : -1;
   }
 
-  void signal(int sig) { ::kill(pid_, sig); }
-  const std::string& output(int stream) const { return bufs_[stream]; }
+  void signal(int sig) { process_.signal(sig); }
+
+  // Everything `stream` printed that has arrived so far.
+  const std::string& output(int stream) {
+    const Deadline now(SteadyClock::now());  // take what is there, wait for nothing
+    while (auto line = process_.read_line(now, static_cast<ChildStream>(stream))) transcript_[stream] += *line + "\n";
+    return transcript_[stream];
+  }
 
  private:
-  // One poll round; false at the deadline or when both streams are closed.
-  bool pump(Deadline deadline) {
-    pollfd p[2];
-    int n = 0;
-    int which[2];
-    for (int s = 0; s < 2; ++s) {
-      if (fds_[s] >= 0) {
-        p[n] = {fds_[s], POLLIN, 0};
-        which[n++] = s;
-      }
-    }
-    if (n == 0) return false;
-    const int timeout = static_cast<int>(std::max<int64_t>(0, deadline.remaining().count()));
-    if (timeout == 0) return false;
-    if (::poll(p, n, std::min(timeout, 1000)) < 0) return false;
-    for (int i = 0; i < n; ++i) {
-      if (!(p[i].revents & (POLLIN | POLLHUP))) continue;
-      char chunk[4096];
-      ssize_t got = ::read(fds_[which[i]], chunk, sizeof(chunk));
-      if (got <= 0) {
-        ::close(fds_[which[i]]);
-        fds_[which[i]] = -1;
-      } else {
-        bufs_[which[i]].append(chunk, static_cast<size_t>(got));
-      }
-    }
-    return true;
-  }
-
-  pid_t pid_ = -1;
-  int fds_[2] = {-1, -1};
-  std::string bufs_[2];
-  size_t scanned_[2] = {0, 0};
-  bool exited_ = false;
+  ChildProcess process_;
+  std::string transcript_[2];
 };
 
 TEST(ServerProcessTest, Sigusr1CheckpointsAndSigtermDrainsThenExitsZero) {

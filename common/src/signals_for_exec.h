@@ -1,0 +1,22 @@
+// What a forked child resets before exec (private to the common module).
+#pragma once
+
+#include <signal.h>
+
+namespace hivemind::detail {
+
+// A child inherits the forking thread's signal mask, and ignored signals stay ignored across exec: a
+// started program must see SIGTERM, SIGINT and SIGPIPE like any program. Async-signal-safe, for the
+// window between fork and exec.
+inline void restore_default_signals() {
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  for (int signal : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGQUIT}) {
+    ::sigaction(signal, &default_action, nullptr);
+  }
+}
+
+}  // namespace hivemind::detail
