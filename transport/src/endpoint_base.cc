@@ -64,12 +64,20 @@ void EndpointBase::complete_send(SendCallback& done, Status status) {
   done = nullptr;
 }
 
-Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header, const IncomingFrame& frame) {
+Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header, const ReceivedFrame& frame,
+                                                   std::span<const TensorDescriptor> descriptors) {
   if (header.tensor_count == 0) return std::vector<Buffer>{};
+  incoming_sizes_.clear();
+  incoming_types_.clear();
+  for (const auto& d : descriptors) {
+    incoming_sizes_.push_back(d.nbytes);
+    incoming_types_.push_back(d.memory_type);
+  }
+  const IncomingFrame incoming{frame.method, frame.message.metadata, incoming_sizes_, incoming_types_};
   Result<std::vector<Buffer>> buffers =
-      callbacks_.allocate ? callbacks_.allocate(header, frame) : host_allocator()(frame);
+      callbacks_.allocate ? callbacks_.allocate(header, incoming) : host_allocator()(incoming);
   if (!buffers.is_ok()) return buffers;
-  HIVEMIND_RETURN_IF_ERROR(check_allocation(frame, *buffers));
+  HIVEMIND_RETURN_IF_ERROR(check_allocation(incoming, *buffers));
   return buffers;
 }
 

@@ -3,9 +3,12 @@
 
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <vector>
 
 #include <hivemind/transport/endpoint.h>
+#include <hivemind/transport/frame.h>
 
 #include "worker_impl.h"
 
@@ -35,8 +38,10 @@ class EndpointBase : public Endpoint, public std::enable_shared_from_this<Endpoi
 
   // Completes a send later on the I/O thread (never inline from send()).
   void complete_send(SendCallback& done, Status status);
-  // Asks the allocator (or host memory) for the frame's buffers and checks the answer.
-  Result<std::vector<Buffer>> allocate(const FrameHeader& header, const IncomingFrame& frame);
+  // Asks the allocator (or host memory) for the buffers of a frame whose header, method, metadata and
+  // tensor descriptors have arrived (its payload has not), and checks the answer.
+  Result<std::vector<Buffer>> allocate(const FrameHeader& header, const ReceivedFrame& frame,
+                                       std::span<const TensorDescriptor> descriptors);
   // Hands a complete frame to on_frame, unless the endpoint failed meanwhile.
   void deliver(ReceivedFrame frame);
 
@@ -48,6 +53,9 @@ class EndpointBase : public Endpoint, public std::enable_shared_from_this<Endpoi
  private:
   mutable std::mutex error_mu_;
   Status error_;
+  // allocate()'s view of the descriptors, kept to reuse their capacity (I/O thread).
+  std::vector<uint64_t> incoming_sizes_;
+  std::vector<MemoryType> incoming_types_;
 };
 
 class ListenerBase : public Listener, public std::enable_shared_from_this<ListenerBase> {

@@ -275,14 +275,7 @@ void TcpEndpoint::process_prefix() {
   current_.message.metadata.assign(meta, meta + header_.metadata_len);
   in_begin_ += header_.prefix_and_metadata_len();
 
-  sizes_.clear();
-  types_.clear();
-  for (const auto& d : descriptors_) {
-    sizes_.push_back(d.nbytes);
-    types_.push_back(d.memory_type);
-  }
-  IncomingFrame incoming{current_.method, current_.message.metadata, sizes_, types_};
-  auto buffers = allocate(header_, incoming);
+  auto buffers = allocate(header_, current_, descriptors_);
   Status refusal = buffers.status();
   if (refusal.is_ok()) {
     for (const auto& b : *buffers) {

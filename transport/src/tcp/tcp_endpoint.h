@@ -54,8 +54,6 @@ class TcpEndpoint final : public EndpointBase, public FdHandler {
   RxState state_ = RxState::kHeader;
   FrameHeader header_;
   std::vector<TensorDescriptor> descriptors_;
-  std::vector<uint64_t> sizes_;
-  std::vector<MemoryType> types_;
   ReceivedFrame current_;
   size_t dst_index_ = 0;
   size_t dst_offset_ = 0;

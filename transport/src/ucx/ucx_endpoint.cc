@@ -256,14 +256,7 @@ ucs_status_t UcxEndpoint::process(const FrameHeader& h, std::span<const uint8_t>
   frame.header = h;
   frame.method.assign(method);
   frame.message.metadata.assign(metadata.begin(), metadata.end());
-  sizes_.clear();
-  types_.clear();
-  for (const auto& d : descriptors_) {
-    sizes_.push_back(d.nbytes);
-    types_.push_back(d.memory_type);
-  }
-  IncomingFrame incoming{frame.method, frame.message.metadata, sizes_, types_};
-  auto buffers = allocate(h, incoming);
+  auto buffers = allocate(h, frame, descriptors_);
   MemoryType dst_mem = MemoryType::kHost;
   Status refusal = buffers.status();
   if (refusal.is_ok()) {

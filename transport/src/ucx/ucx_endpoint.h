@@ -78,8 +78,6 @@ class UcxEndpoint final : public EndpointBase {
   std::unordered_map<uint64_t, HeldFrame> held_;
   std::unordered_set<SendOp*> sends_;
   std::unordered_set<RecvOp*> recvs_;
-  std::vector<uint64_t> sizes_;
-  std::vector<MemoryType> types_;
   std::vector<TensorDescriptor> descriptors_;
   friend class UcxWorkerImpl;
 };
