@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# One-shot GPU check for a lent GPU host (see README "On a GPU host"): builds what the GPU checks need
+# against the host's CUDA LibTorch and, when present, the CUDA-aware UCX archive in .gpu/; then runs the
+# GPU tests, the transport rpc suite on that UCX, and the GPU benchmarks. Every step has a time limit
+# and runs even when an earlier one failed; logs and a summary go to $OUT (or ./gpu-check-out).
+#
+# Usage: scripts/gpu-check.sh [--build-only] [--skip-bench]
+# Environment: OUT (output folder), HIVEMIND_GPU_BUILD_DIR (default build-gpu), JOBS (default nproc).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+build_only=0
+skip_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --build-only) build_only=1 ;;
+    --skip-bench) skip_bench=1 ;;
+    *) echo "gpu-check: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+out=${OUT:-$PWD/gpu-check-out}
+build=${HIVEMIND_GPU_BUILD_DIR:-build-gpu}
+jobs=${JOBS:-$(nproc)}
+mkdir -p "$out"
+summary="$out/summary.txt"
+: >"$summary"
+started=$(date +%s)
+failures=0
+
+note() { echo "$*" | tee -a "$summary"; }
+
+# step <name> <seconds> <command...>: runs it with a limit, logs to $out/<name>.log, records the outcome.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  local took=$(($(date +%s) - t0))
+  if [ "$rc" -eq 0 ]; then
+    note "ok      $name (${took} s)"
+  else
+    [ "$rc" -eq 124 ] && note "TIMEOUT $name after ${took} s (limit $limit s)" || note "FAILED  $name: exit $rc (${took} s)"
+    failures=$((failures + 1))
+  fi
+  return "$rc"
+}
+
+note "gpu-check at $(git rev-parse --short HEAD 2>/dev/null || echo '?') on $(hostname), $(date -u +%FT%TZ)"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/gpu     /' | tee -a "$summary"
+else
+  note "gpu     none visible (nvidia-smi missing): the GPU tests will skip"
+fi
+
+# The CUDA-aware UCX, when its archive was carried in .gpu/ (../shared/gpu-host/README.md).
+archive=$(ls .gpu/ucx-*.tgz 2>/dev/null | head -n 1 || true)
+if [ -n "$archive" ]; then
+  ucx_root=$PWD/.gpu/root
+  mkdir -p "$ucx_root"
+  tar -xzf "$archive" -C "$ucx_root"
+  ucx_pc=$(find "$ucx_root" -name ucx.pc -path '*/lib/pkgconfig/*' | head -n 1)
+  ucx_prefix=${ucx_pc%/lib/pkgconfig/ucx.pc}
+  export PKG_CONFIG_PATH="$ucx_prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export LD_LIBRARY_PATH="$ucx_prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export UCX_MODULE_DIR="$ucx_prefix/lib/ucx"
+  export PATH="$ucx_prefix/bin:$PATH"
+  note "ucx     $archive -> $ucx_prefix ($(ucx_info -v 2>/dev/null | head -n 1))"
+  ucx_info -d 2>/dev/null | grep -E '^#\s+Transport:' | sort -u | tr -s ' ' >"$out/ucx-transports.txt"
+else
+  note "ucx     no .gpu/ucx-*.tgz: building with whatever UCX pkg-config finds (or TCP only)"
+fi
+
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)
+[ -n "$torch_prefix" ] && note "torch   $(python3 -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null)"
+
+# CMake 4 refuses package configs written for CMake < 3.5 (CLI11's is one) unless told the minimum.
+configure=(cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHIVEMIND_WARNINGS_AS_ERRORS=OFF
+           -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
+command -v nvidia-smi >/dev/null && configure+=(-DCMAKE_CUDA_ARCHITECTURES=native)
+targets=(hivemind-info hivemind-bench hivemind-server transport_test_server transport_gpu_test transport_rpc_test
+         quant_gpu_test quant_torch_test runtime_server_gpu_test client_remote_moe_gpu_test)
+if ! step configure 300 "${configure[@]}" ${torch_prefix:+"-DCMAKE_PREFIX_PATH=$torch_prefix"}; then
+  # The host lacks a build dependency: fall back to Debian's, staged by scripts/gpu-stage.sh.
+  [ -f .gpu/deps.tgz ] || { note "gpu-check: configure failed and no .gpu/deps.tgz, see $out/configure.log"; exit 1; }
+  mkdir -p .gpu/deps
+  tar -xzf .gpu/deps.tgz -C .gpu/deps
+  deps=$PWD/.gpu/deps/usr
+  export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$deps/lib/x86_64-linux-gnu"
+  rm -rf "$build"
+  step configure-with-staged-deps 300 "${configure[@]}" "-DCMAKE_PREFIX_PATH=${torch_prefix:+$torch_prefix;}$deps" ||
+    { note "gpu-check: configure failed, see $out/configure-with-staged-deps.log"; exit 1; }
+  failures=$((failures - 1))  # the first configure's failure is what the fallback is for
+  note "deps    Debian's spdlog/fmt/CLI11/OpenSSL from .gpu/deps.tgz (the host lacks one of them)"
+fi
+step build 900 cmake --build "$build" -j "$jobs" --target "${targets[@]}" ||
+  { note "gpu-check: build failed, see $out/build.log"; exit 1; }
+step info 60 "$build/bin/hivemind-info"
+[ "$build_only" = 1 ] && { note "gpu-check: built in $(($(date +%s) - started)) s (--build-only)"; exit 0; }
+
+# GPU tests (each skips with its reason where no device is visible), then the rpc suite on this UCX.
+for t in transport_gpu_test quant_gpu_test quant_torch_test runtime_server_gpu_test client_remote_moe_gpu_test; do
+  step "$t" 300 env HIVEMIND_BUILD_DIR="$PWD/$build" "$build/tests/$t"
+  grep -hE '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?[,.]' "$out/$t.log" | sed "s/^/        $t /" >>"$summary"
+done
+step transport_rpc_test 300 env HIVEMIND_BUILD_DIR="$PWD/$build" "$build/tests/transport_rpc_test"
+
+if [ "$skip_bench" = 0 ]; then
+  step bench-quant-gpu 300 "$build/bin/hivemind-bench" quant --gpu-only --json
+  step bench-throughput-ffn-cuda 300 "$build/bin/hivemind-bench" throughput --preset ffn_forward_backward --device cuda:0 --json
+  step bench-throughput-ffn-forward-cuda 300 "$build/bin/hivemind-bench" throughput --preset ffn_forward --device cuda:0 --json
+  if command -v ucx_perftest >/dev/null && [ -n "$archive" ]; then
+    # Baseline for device-to-device transfers between two processes on this host (cuda_ipc).
+    # The client retries until the server listens (at most 5 s), then the server exits with it.
+    step perftest-cuda-am-bw 120 bash -c 'ucx_perftest -p 13337 & server=$!
+      for attempt in $(seq 50); do
+        ucx_perftest 127.0.0.1 -p 13337 -t ucp_am_bw -m cuda,cuda -s 4194304 -n 200 && break
+        sleep 0.1
+      done
+      wait "$server"'
+  fi
+  grep -h '^{' "$out"/bench-*.log >"$out/bench.jsonl" 2>/dev/null || true
+fi
+
+note "gpu-check: $failures failed step(s), $(($(date +%s) - started)) s in all; logs in $out"
+[ "$failures" -eq 0 ]

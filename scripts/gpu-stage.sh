@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Prepares .gpu/ (git-ignored) on a Debian 12 build machine for scripts/gpu-check.sh on a lent GPU host,
+# which can download nothing and lacks some of our build dependencies:
+#   .gpu/ucx-*.tgz  the CUDA-aware UCX built for that host (from ../shared/gpu-host/, see its README);
+#   .gpu/deps.tgz   Debian's spdlog, fmt, CLI11 and OpenSSL development files and their shared libraries,
+#                   used there only as a fallback behind the host's own packages.
+# Nothing here is committed; pass `carry: [".gpu"]` to the device tool.
+#
+# Usage: scripts/gpu-stage.sh [gpu-host-dir]   (default ../shared/gpu-host)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+host_dir=${1:-../shared/gpu-host}
+mkdir -p .gpu
+if ls "$host_dir"/ucx-*.tgz >/dev/null 2>&1; then
+  cp "$host_dir"/ucx-*.tgz .gpu/
+else
+  echo "gpu-stage: no ucx-*.tgz in $host_dir; gpu-check will build with the host's UCX, if any" >&2
+fi
+
+./scripts/install-deps.sh >/dev/null
+# The development packages, and the packages holding the shared libraries they link to.
+packages=(libspdlog-dev libfmt-dev libcli11-dev libssl-dev)
+for lib in libspdlog.so libfmt.so libcrypto.so libssl.so; do
+  real=$(readlink -f "/usr/lib/x86_64-linux-gnu/$lib")
+  packages+=("$(dpkg -S "$real" | cut -d: -f1 | head -n 1)")
+done
+
+mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
+
+staging=$(mktemp -d)
+trap 'rm -rf "$staging"' EXIT
+for pkg in "${packages[@]}"; do
+  dpkg -L "$pkg" | while read -r path; do
+    case "$path" in /usr/share/doc/* | /usr/share/man/* | /usr/share/lintian/*) continue ;; esac
+    if [ -f "$path" ] || [ -L "$path" ]; then (cd / && cp -a --parents "${path#/}" "$staging/"); fi
+  done
+done
+tar -czf .gpu/deps.tgz -C "$staging" usr
+echo "gpu-stage: .gpu/ holds $(ls .gpu | tr '\n' ' ')($(du -sh .gpu | cut -f1)); packages: ${packages[*]}"
