@@ -24,14 +24,10 @@ class ChildServer {
     return true;
   }
 
-  // What follows `prefix` on the next stdout line that starts with it, or "" at the deadline.
+  // What follows `prefix` on the next stdout line that has it, or "" at the deadline.
   std::string wait_line(const std::string& prefix, std::chrono::milliseconds timeout) {
-    const Deadline deadline = Deadline::after(timeout);
-    while (true) {
-      auto line = child_.read_line(deadline);
-      if (!line.is_ok()) return "";
-      if (line->rfind(prefix, 0) == 0) return line->substr(prefix.size());
-    }
+    auto line = child_.read_line_containing(prefix, Deadline::after(timeout));
+    return line.is_ok() ? line->substr(line->find(prefix) + prefix.size()) : "";
   }
 
   void signal(int sig) { child_.signal(sig); }
