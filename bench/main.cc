@@ -22,13 +22,15 @@ int main(int argc, char** argv) {
       std::printf("  %-12s %s\n", name.c_str(), entry.first.c_str());
     }
     if (benches.empty()) std::printf("  (none)\n");
-    std::printf("\nEach measures its baseline in the same run and prints the ratio; --json prints one\n"
-                "object per measurement. Options of a benchmark: hivemind-bench <name> --help.\n");
+    std::printf(
+        "\nEach measures its baseline in the same run and prints the ratio; --json prints one\n"
+        "object per measurement. Options of a benchmark: hivemind-bench <name> --help.\n");
     return argc < 2 ? 2 : 0;
   }
   auto it = benches.find(argv[1]);
   if (it == benches.end()) {
-    std::fprintf(stderr, "hivemind-bench: unknown benchmark '%s' (run without arguments for the list)\n",
+    std::fprintf(stderr,
+                 "hivemind-bench: unknown benchmark '%s' (run without arguments for the list)\n",
                  argv[1]);
     return 2;
   }
@@ -36,8 +38,10 @@ int main(int argc, char** argv) {
   bool json = false;
   for (int i = 2; i < argc; ++i) {
     std::string value = argv[i];
-    if (value == "--json") json = true;
-    else args.values.push_back(value);
+    if (value == "--json")
+      json = true;
+    else
+      args.values.push_back(value);
   }
   Reporter reporter(it->first, json);
   return it->second.second(args, reporter);

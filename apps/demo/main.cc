@@ -1,13 +1,13 @@
 // hivemind-demo: a trainer whose model has a RemoteMixtureOfExperts layer, trained on the synthetic
-// classification task against a live swarm (a DHT and expert servers, e.g. started by scripts/demo.sh).
+// classification task against a live swarm (a DHT and expert servers, e.g. started by
+// scripts/demo.sh).
 //
-//   model:  x -> Linear(features, hidden) -> ReLU -> RemoteMixtureOfExperts(hidden, grid) -> Linear(hidden, classes)
-//   prints: step, loss, batch accuracy, samples/s and live experts as it goes; held-out accuracy every
+//   model:  x -> Linear(features, hidden) -> ReLU -> RemoteMixtureOfExperts(hidden, grid) ->
+//   Linear(hidden, classes) prints: step, loss, batch accuracy, samples/s and live experts as it
+//   goes; held-out accuracy every
 //           --eval-every steps; stops at --target-accuracy or after --steps.
-//   --kill-server-at STEP --kill-pid PID: SIGKILLs that expert server mid-run to show training going on
-//   around the dead experts.
-#include <signal.h>
-
+//   --kill-server-at STEP --kill-pid PID: SIGKILLs that expert server mid-run to show training
+//   going on around the dead experts.
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -15,9 +15,10 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <torch/types.h>
+#include <signal.h>
 #include <torch/nn.h>
 #include <torch/optim.h>
+#include <torch/types.h>
 #include <torch/utils.h>
 
 #include <hivemind/client/dht_expert_directory.h>
@@ -54,7 +55,7 @@ struct DemoOptions {
   int kill_pid = 0;
   double forward_timeout_s = 10.0;
   double timeout_after_k_min_s = 1.0;
-  int64_t wait_experts = 0;       // wait until this many experts are live before training
+  int64_t wait_experts = 0;  // wait until this many experts are live before training
   double wait_experts_timeout_s = 60.0;
   uint64_t seed = 1;
 };
@@ -75,9 +76,11 @@ class Model : public torch::nn::Module {
     moe.allow_zero_outputs = true;
     moe.forward_timeout = hivemind::Milliseconds(static_cast<int64_t>(o.forward_timeout_s * 1000));
     moe.backward_timeout = moe.forward_timeout;
-    moe.timeout_after_k_min = hivemind::Milliseconds(static_cast<int64_t>(o.timeout_after_k_min_s * 1000));
+    moe.timeout_after_k_min =
+        hivemind::Milliseconds(static_cast<int64_t>(o.timeout_after_k_min_s * 1000));
     input = register_module("input", torch::nn::Linear(features, o.hidden));
-    experts = register_module("experts", hivemind::client::RemoteMixtureOfExperts(moe, directory, caller));
+    experts = register_module("experts",
+                              hivemind::client::RemoteMixtureOfExperts(moe, directory, caller));
     output = register_module("output", torch::nn::Linear(o.hidden, classes));
   }
 
@@ -90,15 +93,18 @@ class Model : public torch::nn::Module {
   torch::nn::Linear output{nullptr};
 };
 
-// Experts the DHT currently lists under the grid (one directory round over the first dimension, then
-// one over the second, as beam search does).
+// Experts the DHT currently lists under the grid (one directory round over the first dimension,
+// then one over the second, as beam search does).
 int64_t count_live_experts(hivemind::client::ExpertDirectory& directory, const DemoOptions& o) {
   std::vector<std::string> prefixes;
-  for (int64_t i = 0; i < o.grid[0]; ++i) prefixes.push_back(o.uid_prefix + "." + std::to_string(i) + ".");
-  auto found = directory.get_active_successors(prefixes, hivemind::Deadline::after(hivemind::Milliseconds(5000)));
+  for (int64_t i = 0; i < o.grid[0]; ++i)
+    prefixes.push_back(o.uid_prefix + "." + std::to_string(i) + ".");
+  auto found = directory.get_active_successors(
+      prefixes, hivemind::Deadline::after(hivemind::Milliseconds(5000)));
   if (!found.is_ok()) return -1;
   int64_t count = 0;
-  for (const auto& level : *found) count += static_cast<int64_t>(level.size());
+  for (const auto& level : *found)
+    count += static_cast<int64_t>(level.size());
   return count;
 }
 
@@ -106,20 +112,29 @@ int64_t count_live_experts(hivemind::client::ExpertDirectory& directory, const D
 
 int main(int argc, char** argv) {
   DemoOptions o;
-  CLI::App app{"hivemind-demo: trains a model with a RemoteMixtureOfExperts layer against a live swarm"};
-  app.add_option("--initial_peers,--initial-peers", o.initial_peers, "DHT peers to join (or 'auto' under Slurm)")
-      ->envname("HIVEMIND_INITIAL_PEERS")->delimiter(',');
+  CLI::App app{
+      "hivemind-demo: trains a model with a RemoteMixtureOfExperts layer against a live swarm"};
+  app.add_option("--initial_peers,--initial-peers", o.initial_peers,
+                 "DHT peers to join (or 'auto' under Slurm)")
+      ->envname("HIVEMIND_INITIAL_PEERS")
+      ->delimiter(',');
   app.add_option("--bootstrap-file,--bootstrap_file", o.bootstrap_file,
                  "read the initial peer from this file (written by hivemind-dht), waiting for it")
       ->envname("HIVEMIND_BOOTSTRAP_FILE");
-  app.add_option("--listen", o.listen, "this trainer's DHT/transport address")->capture_default_str();
-  app.add_option("--uid_prefix,--uid-prefix", o.uid_prefix, "expert uid prefix")->capture_default_str();
-  app.add_option("--grid", o.grid, "expert grid size per dimension")->delimiter(',')->capture_default_str();
-  app.add_option("--hidden_dim,--hidden-dim", o.hidden, "expert hidden size")->capture_default_str();
+  app.add_option("--listen", o.listen, "this trainer's DHT/transport address")
+      ->capture_default_str();
+  app.add_option("--uid_prefix,--uid-prefix", o.uid_prefix, "expert uid prefix")
+      ->capture_default_str();
+  app.add_option("--grid", o.grid, "expert grid size per dimension")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--hidden_dim,--hidden-dim", o.hidden, "expert hidden size")
+      ->capture_default_str();
   app.add_option("--k_best,--k-best", o.k_best, "experts per sample")->capture_default_str();
   app.add_option("--batch_size,--batch-size", o.batch_size)->capture_default_str();
   app.add_option("--steps", o.steps, "maximum training steps")->capture_default_str();
-  app.add_option("--lr", o.lr, "trainer learning rate (gate and local layers)")->capture_default_str();
+  app.add_option("--lr", o.lr, "trainer learning rate (gate and local layers)")
+      ->capture_default_str();
   app.add_option("--eval-every", o.eval_every)->capture_default_str();
   app.add_option("--target-accuracy", o.target_accuracy, "stop once held-out accuracy reaches this")
       ->capture_default_str();
@@ -138,12 +153,14 @@ int main(int argc, char** argv) {
   torch::manual_seed(static_cast<uint64_t>(o.seed));
   torch::set_num_threads(1);  // the trainer's math is small; leave the cores to the expert servers
   if (o.grid.size() != 2 || (o.kill_server_at >= 0 && o.kill_pid <= 0)) {
-    std::fprintf(stderr, "hivemind-demo: --grid needs two sizes, and --kill-server-at needs --kill-pid\n");
+    std::fprintf(stderr,
+                 "hivemind-demo: --grid needs two sizes, and --kill-server-at needs --kill-pid\n");
     return 2;
   }
 
   if (!o.bootstrap_file.empty()) {
-    auto peers = hivemind::wait_for_bootstrap_file(o.bootstrap_file, hivemind::Deadline::after(std::chrono::seconds(60)));
+    auto peers = hivemind::wait_for_bootstrap_file(
+        o.bootstrap_file, hivemind::Deadline::after(std::chrono::seconds(60)));
     if (!peers.is_ok()) {
       log->error("{}", peers.status().to_string());
       return 1;
@@ -157,7 +174,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto context = hivemind::transport::Context::create(hivemind::transport::ContextOptions::from_env().value_or_throw())
+  auto context = hivemind::transport::Context::create(
+                     hivemind::transport::ContextOptions::from_env().value_or_throw())
                      .value_or_throw();
   auto worker = hivemind::transport::Worker::create(context, "demo-io").value_or_throw();
   auto rpc = hivemind::transport::rpc::Client::create(worker);
@@ -182,15 +200,17 @@ int main(int argc, char** argv) {
 
   int64_t total_experts = o.grid[0] * o.grid[1];
   if (o.wait_experts > 0) {
-    auto deadline = hivemind::Deadline::after(hivemind::Milliseconds(static_cast<int64_t>(o.wait_experts_timeout_s * 1000)));
+    auto deadline = hivemind::Deadline::after(
+        hivemind::Milliseconds(static_cast<int64_t>(o.wait_experts_timeout_s * 1000)));
     int64_t live = 0;
     while ((live = count_live_experts(*directory, o)) < o.wait_experts) {
       if (deadline.expired()) {
-        log->error("only {} of the {} expected experts appeared in the DHT in {} s", live, o.wait_experts,
-                   o.wait_experts_timeout_s);
+        log->error("only {} of the {} expected experts appeared in the DHT in {} s", live,
+                   o.wait_experts, o.wait_experts_timeout_s);
         return 1;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polling a remote service, not syncing threads
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(200));  // polling a remote service, not syncing threads
     }
   }
 
@@ -200,11 +220,12 @@ int main(int argc, char** argv) {
   hivemind::warn_if_slow_blas();
   auto [eval_x, eval_y] = task.batch(1024, /*generator_seed=*/999'999);
 
-  std::printf("hivemind-demo: %lld-class task, %lld features; MoE grid %lldx%lld, k_best %lld, batch %lld; "
-              "%lld experts declared in the DHT\n",
-              (long long)task.options().classes, (long long)task.options().features, (long long)o.grid[0],
-              (long long)o.grid[1], (long long)o.k_best, (long long)o.batch_size,
-              (long long)count_live_experts(*directory, o));
+  std::printf(
+      "hivemind-demo: %lld-class task, %lld features; MoE grid %lldx%lld, k_best %lld, batch %lld; "
+      "%lld experts declared in the DHT\n",
+      (long long)task.options().classes, (long long)task.options().features, (long long)o.grid[0],
+      (long long)o.grid[1], (long long)o.k_best, (long long)o.batch_size,
+      (long long)count_live_experts(*directory, o));
   std::fflush(stdout);
 
   auto start = std::chrono::steady_clock::now();
@@ -216,8 +237,10 @@ int main(int argc, char** argv) {
   int64_t step = 1;
   for (; step <= o.steps; ++step) {
     if (step == o.kill_server_at) {
-      std::printf("step %4lld: killing expert server pid %d (SIGKILL); training continues around its experts\n",
-                  (long long)step, o.kill_pid);
+      std::printf(
+          "step %4lld: killing expert server pid %d (SIGKILL); training continues around its "
+          "experts\n",
+          (long long)step, o.kill_pid);
       std::fflush(stdout);
       ::kill(o.kill_pid, SIGKILL);
     }
@@ -242,17 +265,20 @@ int main(int argc, char** argv) {
     window_samples += o.batch_size;
 
     bool report = step % 10 == 0 || step == 1;
-    // The last step always evaluates, so a run shorter than --eval-every still reports a held-out figure.
+    // The last step always evaluates, so a run shorter than --eval-every still reports a held-out
+    // figure.
     bool evaluate = step % o.eval_every == 0 || step == o.steps;
     if (report || evaluate) {
       double accuracy = (logits.argmax(1) == y).to(torch::kFloat).mean().item<double>();
-      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const auto& routing = model.experts->last_routing();
       std::set<std::string> answered;
       auto mask = routing.mask.defined() ? routing.mask.to(torch::kCPU) : torch::Tensor();
       for (size_t s = 0; s < routing.chosen.size(); ++s) {
         for (size_t k = 0; k < routing.chosen[s].size(); ++k) {
-          if (mask.defined() && mask[s][k].item<bool>()) answered.insert(routing.chosen[s][k].expert.uid);
+          if (mask.defined() && mask[s][k].item<bool>())
+            answered.insert(routing.chosen[s][k].expert.uid);
         }
       }
       std::string eval_text;
@@ -270,9 +296,10 @@ int main(int argc, char** argv) {
         }
       }
       last_answering = answered.size();
-      std::printf("step %4lld  loss %.4f  batch acc %.3f  %7.1f samples/s  experts answering %zu/%lld%s\n",
-                  (long long)step, loss.item<double>(), accuracy, window_samples / std::max(seconds, 1e-9),
-                  answered.size(), (long long)total_experts, eval_text.c_str());
+      std::printf(
+          "step %4lld  loss %.4f  batch acc %.3f  %7.1f samples/s  experts answering %zu/%lld%s\n",
+          (long long)step, loss.item<double>(), accuracy, window_samples / std::max(seconds, 1e-9),
+          answered.size(), (long long)total_experts, eval_text.c_str());
       std::fflush(stdout);
       window_start = std::chrono::steady_clock::now();
       window_samples = 0;
@@ -280,11 +307,13 @@ int main(int argc, char** argv) {
     }
   }
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // A killed server's experts stay declared until their records expire (as in hivemind): the DHT count
-  // can exceed the experts that answered.
-  std::printf("hivemind-demo: %s held-out accuracy %.3f after %lld steps in %.1f s (target %.2f); %zu experts "
-              "answered the last batch, %lld declared in the DHT\n",
-              reached ? "reached" : "did NOT reach", best_accuracy, (long long)std::min(step, o.steps), elapsed,
-              o.target_accuracy, last_answering, (long long)count_live_experts(*directory, o));
+  // A killed server's experts stay declared until their records expire (as in hivemind): the DHT
+  // count can exceed the experts that answered.
+  std::printf(
+      "hivemind-demo: %s held-out accuracy %.3f after %lld steps in %.1f s (target %.2f); %zu "
+      "experts "
+      "answered the last batch, %lld declared in the DHT\n",
+      reached ? "reached" : "did NOT reach", best_accuracy, (long long)std::min(step, o.steps),
+      elapsed, o.target_accuracy, last_answering, (long long)count_live_experts(*directory, o));
   return reached ? 0 : 3;
 }

@@ -1,5 +1,5 @@
-// The demo's classification task, generated from a seed so every run and every machine sees the same
-// data: each class owns two cluster centres in feature space (so the classes are not linearly
+// The demo's classification task, generated from a seed so every run and every machine sees the
+// same data: each class owns two cluster centres in feature space (so the classes are not linearly
 // separable), samples are a centre plus Gaussian noise.
 #pragma once
 
@@ -23,8 +23,8 @@ class SyntheticTask {
  public:
   explicit SyntheticTask(SyntheticTaskOptions options = {});
 
-  // A batch of (inputs [n, features], labels [n]) drawn with `generator_seed`; the same seed gives the
-  // same batch.
+  // A batch of (inputs [n, features], labels [n]) drawn with `generator_seed`; the same seed gives
+  // the same batch.
   std::pair<torch::Tensor, torch::Tensor> batch(int64_t n, uint64_t generator_seed) const;
 
   const SyntheticTaskOptions& options() const { return options_; }

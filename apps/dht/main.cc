@@ -24,7 +24,9 @@
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
+void on_signal(int) {
+  g_stop = 1;
+}
 
 using hivemind::Deadline;
 using hivemind::Milliseconds;
@@ -37,13 +39,15 @@ struct CheckOptions {
   double min_coverage = 1.0;  // fraction of `experts` that must be live
 };
 
-// Exit status: 0 healthy, 1 node unreachable or coverage below the threshold, 2 bad input or no client.
+// Exit status: 0 healthy, 1 node unreachable or coverage below the threshold, 2 bad input or no
+// client.
 int check(const CheckOptions& o) {
   std::vector<std::string> uids;
   if (!o.experts.empty()) {
     auto expanded = dht::expand_uid_pattern(o.experts);
     if (!expanded.is_ok()) {
-      std::fprintf(stderr, "hivemind-dht --check: --experts: %s\n", expanded.status().message().c_str());
+      std::fprintf(stderr, "hivemind-dht --check: --experts: %s\n",
+                   expanded.status().message().c_str());
       return 2;
     }
     uids = std::move(expanded).value();
@@ -54,19 +58,24 @@ int check(const CheckOptions& o) {
   options.node.request_timeout = Milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
   auto started = dht::Dht::start(options);
   if (!started.is_ok()) {
-    std::fprintf(stderr, "hivemind-dht --check: cannot start a client: %s\n", started.status().to_string().c_str());
+    std::fprintf(stderr, "hivemind-dht --check: cannot start a client: %s\n",
+                 started.status().to_string().c_str());
     return 2;
   }
   auto& client = **started;
-  auto deadline = [&] { return Deadline::after(Milliseconds(static_cast<int64_t>(o.timeout_s * 1000))); };
+  auto deadline = [&] {
+    return Deadline::after(Milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+  };
   auto t0 = std::chrono::steady_clock::now();
   auto pong = client.ping(o.address, deadline());
-  double rtt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  double rtt_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!pong.is_ok()) {
     std::printf("%s: no answer (%s)\n", o.address.c_str(), pong.status().to_string().c_str());
     return 1;
   }
-  std::printf("%s: node %s answered in %.2f ms\n", o.address.c_str(), pong->id.hex().c_str(), rtt_ms);
+  std::printf("%s: node %s answered in %.2f ms\n", o.address.c_str(), pong->id.hex().c_str(),
+              rtt_ms);
   // What it knows: join through it, then look around (its own neighbourhood and a random point).
   hivemind::Status joined = client.bootstrap({o.address}, deadline());
   auto near = client.find_nearest(pong->id, 20, deadline());
@@ -77,9 +86,11 @@ int check(const CheckOptions& o) {
               joined.is_ok() ? "" : (" (join: " + joined.to_string() + ")").c_str());
   if (near.is_ok()) {
     std::printf("nearest to it (%zu answered):\n", near->size());
-    for (const auto& c : *near) std::printf("  %s %s\n", c.id.short_hex().c_str(), c.address.c_str());
+    for (const auto& c : *near)
+      std::printf("  %s %s\n", c.id.short_hex().c_str(), c.address.c_str());
   }
-  if (far.is_ok()) std::printf("a lookup of a random id through it reached %zu nodes\n", far->size());
+  if (far.is_ok())
+    std::printf("a lookup of a random id through it reached %zu nodes\n", far->size());
 
   int status = 0;
   if (!uids.empty()) {
@@ -89,7 +100,8 @@ int check(const CheckOptions& o) {
     std::map<std::string, size_t> per_endpoint;
     constexpr size_t kKeysPerGet = 256;
     for (size_t first = 0; first < uids.size(); first += kKeysPerGet) {
-      std::span<const std::string> chunk(uids.data() + first, std::min(kKeysPerGet, uids.size() - first));
+      std::span<const std::string> chunk(uids.data() + first,
+                                         std::min(kKeysPerGet, uids.size() - first));
       auto records = client.get(chunk, deadline());
       const hivemind::DhtTime now = client.dht_now();
       for (size_t i = 0; i < chunk.size(); ++i) {
@@ -102,8 +114,8 @@ int check(const CheckOptions& o) {
         if (info && info->uid == chunk[i]) {
           ++live;
           ++per_endpoint[info->endpoint];
-          std::printf("  %-24s live     %s, declared until %.1f s from now\n", chunk[i].c_str(), info->endpoint.c_str(),
-                      static_cast<double>(expiration - now) / 1000.0);
+          std::printf("  %-24s live     %s, declared until %.1f s from now\n", chunk[i].c_str(),
+                      info->endpoint.c_str(), static_cast<double>(expiration - now) / 1000.0);
         } else {
           std::printf("  %-24s missing%s\n", chunk[i].c_str(),
                       records.is_ok() ? "" : (" (" + records.status().to_string() + ")").c_str());
@@ -112,14 +124,17 @@ int check(const CheckOptions& o) {
     }
     const double coverage = static_cast<double>(live) / static_cast<double>(uids.size());
     std::printf("servers: %zu\n", per_endpoint.size());
-    for (const auto& [endpoint, count] : per_endpoint) std::printf("  %s hosts %zu\n", endpoint.c_str(), count);
+    for (const auto& [endpoint, count] : per_endpoint)
+      std::printf("  %s hosts %zu\n", endpoint.c_str(), count);
     const bool enough = coverage + 1e-12 >= o.min_coverage;
-    std::printf("coverage: %zu of %zu experts live (%.1f%%), threshold %.1f%%: %s\n", live, uids.size(),
-                100.0 * coverage, 100.0 * o.min_coverage, enough ? "ok" : "BELOW THRESHOLD");
+    std::printf("coverage: %zu of %zu experts live (%.1f%%), threshold %.1f%%: %s\n", live,
+                uids.size(), 100.0 * coverage, 100.0 * o.min_coverage,
+                enough ? "ok" : "BELOW THRESHOLD");
     if (!enough) status = 1;
   }
   auto stats = client.stats();
-  std::printf("requests sent %llu, unanswered %llu\n", static_cast<unsigned long long>(stats.requests_sent),
+  std::printf("requests sent %llu, unanswered %llu\n",
+              static_cast<unsigned long long>(stats.requests_sent),
               static_cast<unsigned long long>(stats.timeouts));
   return status;
 }
@@ -128,33 +143,47 @@ int check(const CheckOptions& o) {
 
 int main(int argc, char** argv) {
   hivemind::configure_logging_from_env();
-  CLI::App app{"hivemind-dht: a DHT node of a hivemind swarm (Kademlia, expiring records, expert registry)"};
+  CLI::App app{
+      "hivemind-dht: a DHT node of a hivemind swarm (Kademlia, expiring records, expert registry)"};
   std::string host = "0.0.0.0", transport = "tcp", bootstrap_file, identity;
   CheckOptions check_options;
   int port = 0;
   std::vector<std::string> initial_peers;
   double bootstrap_timeout = 30;
-  app.add_option("--host", host, "address to listen on (0.0.0.0 announces this host's routable address)")
+  app.add_option("--host", host,
+                 "address to listen on (0.0.0.0 announces this host's routable address)")
       ->envname("HIVEMIND_HOST");
-  app.add_option("--port", port, "port to listen on (0: any free port)")->envname("HIVEMIND_PORT")->check(CLI::Range(0, 65535));
-  app.add_option("--transport", transport, "tcp, ucx or auto")->envname("HIVEMIND_TRANSPORT")
+  app.add_option("--port", port, "port to listen on (0: any free port)")
+      ->envname("HIVEMIND_PORT")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--transport", transport, "tcp, ucx or auto")
+      ->envname("HIVEMIND_TRANSPORT")
       ->check(CLI::IsMember({"tcp", "ucx", "auto"}));
-  app.add_option("--initial-peers,--initial_peers", initial_peers, "addresses of running nodes to join through")
+  app.add_option("--initial-peers,--initial_peers", initial_peers,
+                 "addresses of running nodes to join through")
       ->envname("HIVEMIND_INITIAL_PEERS");
-  app.add_option("--bootstrap-file", bootstrap_file, "write this node's address here (atomically) once it listens")
+  app.add_option("--bootstrap-file", bootstrap_file,
+                 "write this node's address here (atomically) once it listens")
       ->envname("HIVEMIND_BOOTSTRAP_FILE");
-  app.add_option("--identity", identity, "file holding this node's id (created on first start), so it keeps its place")
+  app.add_option("--identity", identity,
+                 "file holding this node's id (created on first start), so it keeps its place")
       ->envname("HIVEMIND_IDENTITY");
-  app.add_option("--bootstrap-timeout", bootstrap_timeout, "seconds to reach an initial peer before giving up")
-      ->envname("HIVEMIND_BOOTSTRAP_TIMEOUT")->check(CLI::PositiveNumber);
-  app.add_option("--check", check_options.address, "dial the node at this address and report what it sees, then exit "
+  app.add_option("--bootstrap-timeout", bootstrap_timeout,
+                 "seconds to reach an initial peer before giving up")
+      ->envname("HIVEMIND_BOOTSTRAP_TIMEOUT")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--check", check_options.address,
+                 "dial the node at this address and report what it sees, then exit "
                  "(1: no answer, or expert coverage below --min-coverage)");
-  app.add_option("--timeout", check_options.timeout_s, "seconds per request with --check")->check(CLI::PositiveNumber);
+  app.add_option("--timeout", check_options.timeout_s, "seconds per request with --check")
+      ->check(CLI::PositiveNumber);
   app.add_option("--experts", check_options.experts,
-                 "with --check: report these experts (a uid pattern, e.g. 'expert.[0:4].[0:4]') and their declarations");
+                 "with --check: report these experts (a uid pattern, e.g. 'expert.[0:4].[0:4]') "
+                 "and their declarations");
   app.add_option("--min-coverage,--min_coverage", check_options.min_coverage,
                  "with --check --experts: exit 1 when fewer than this fraction of them are live")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (!check_options.address.empty()) return check(check_options);
@@ -173,22 +202,27 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto& node = **started;
-  std::printf("hivemind-dht: node %s listening at %s\n", node.node_id().hex().c_str(), node.address().c_str());
+  std::printf("hivemind-dht: node %s listening at %s\n", node.node_id().hex().c_str(),
+              node.address().c_str());
   std::printf("join with: --initial-peers %s\n", node.address().c_str());
   std::fflush(stdout);
   auto log = hivemind::logger("dht");
   std::map<dht::NodeId, std::string> known;
   while (!g_stop) {
     std::map<dht::NodeId, std::string> now;
-    for (const auto& contact : node.peers()) now.emplace(contact.id, contact.address);
+    for (const auto& contact : node.peers())
+      now.emplace(contact.id, contact.address);
     for (const auto& [id, address] : now) {
-      if (!known.count(id)) log->info("peer joined: {} at {} ({} known)", id.short_hex(), address, now.size());
+      if (!known.count(id))
+        log->info("peer joined: {} at {} ({} known)", id.short_hex(), address, now.size());
     }
     for (const auto& [id, address] : known) {
-      if (!now.count(id)) log->info("peer left: {} at {} ({} known)", id.short_hex(), address, now.size());
+      if (!now.count(id))
+        log->info("peer left: {} at {} ({} known)", id.short_hex(), address, now.size());
     }
     known = std::move(now);
-    for (int i = 0; i < 10 && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 10 && !g_stop; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   log->info("stopping");
   return 0;

@@ -1,6 +1,6 @@
-// hivemind-info: prints what this build of hivemind-cpp and this machine offer, so a user can tell at
-// a glance why a transport, a GPU path or fast BLAS is (not) in use. Exits non-zero when the machine is
-// misconfigured in a way that would silently cost performance (reference BLAS).
+// hivemind-info: prints what this build of hivemind-cpp and this machine offer, so a user can tell
+// at a glance why a transport, a GPU path or fast BLAS is (not) in use. Exits non-zero when the
+// machine is misconfigured in a way that would silently cost performance (reference BLAS).
 #include <cstdio>
 #include <string>
 
@@ -15,10 +15,10 @@
 #include <hwloc.h>
 #endif
 #ifdef HIVEMIND_INFO_HAVE_TORCH
+#include <torch/cuda.h>
 #include <torch/types.h>
 #include <torch/utils.h>
 #include <torch/version.h>
-#include <torch/cuda.h>
 #endif
 #ifdef HIVEMIND_INFO_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -101,12 +101,23 @@ bool print_torch_and_blas() {
   hivemind::BlasInfo blas = hivemind::detect_loaded_blas();
   const char* kind = "none loaded";
   switch (blas.kind) {
-    case hivemind::BlasKind::kOpenBlas: kind = "OpenBLAS"; break;
-    case hivemind::BlasKind::kMkl: kind = "MKL"; break;
-    case hivemind::BlasKind::kBlis: kind = "BLIS"; break;
-    case hivemind::BlasKind::kReference: kind = "REFERENCE (slow!)"; break;
-    case hivemind::BlasKind::kOther: kind = "other"; break;
-    case hivemind::BlasKind::kNone: break;
+    case hivemind::BlasKind::kOpenBlas:
+      kind = "OpenBLAS";
+      break;
+    case hivemind::BlasKind::kMkl:
+      kind = "MKL";
+      break;
+    case hivemind::BlasKind::kBlis:
+      kind = "BLIS";
+      break;
+    case hivemind::BlasKind::kReference:
+      kind = "REFERENCE (slow!)";
+      break;
+    case hivemind::BlasKind::kOther:
+      kind = "other";
+      break;
+    case hivemind::BlasKind::kNone:
+      break;
   }
   std::printf("blas:       %s %s\n", kind, blas.library_path.c_str());
   return hivemind::warn_if_slow_blas();
@@ -120,9 +131,10 @@ bool print_torch_and_blas() {
 
 int main(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
-    std::printf("usage: hivemind-info\n  Prints the transports, GPUs, BLAS, CPU topology and launcher "
-                "environment this build of hivemind-cpp sees.\n  Exits 1 if LibTorch would run on the "
-                "reference BLAS.\n");
+    std::printf(
+        "usage: hivemind-info\n  Prints the transports, GPUs, BLAS, CPU topology and launcher "
+        "environment this build of hivemind-cpp sees.\n  Exits 1 if LibTorch would run on the "
+        "reference BLAS.\n");
     return 0;
   }
   hivemind::configure_logging_from_env();

@@ -14,7 +14,7 @@ namespace {
 
 struct Entry {
   CLI::Option* option;
-  std::string key;      // "expert_cls"
+  std::string key;  // "expert_cls"
   bool is_list = false;
   bool is_string = false;
   bool is_flag = false;
@@ -43,15 +43,19 @@ std::string toml_quote(const std::string& s) {
 
 }  // namespace
 
-Parsed parse_command_line(const std::vector<std::string>& args,
-                          const std::function<std::optional<std::string>(const std::string&)>& env) {
+Parsed parse_command_line(
+    const std::vector<std::string>& args,
+    const std::function<std::optional<std::string>(const std::string&)>& env) {
   Parsed parsed;
   runtime::ServerOptions& o = parsed.options;
-  CLI::App app{"hivemind-server: hosts Mixture-of-Experts experts, batches their requests, trains them with\n"
-               "each backward pass, and announces them in the DHT.\n"
-               "Every option is also an environment variable HIVEMIND_<NAME> and a key of the --config file;\n"
-               "precedence: flag > environment > config file > default.",
-               "hivemind-server"};
+  CLI::App app{
+      "hivemind-server: hosts Mixture-of-Experts experts, batches their requests, trains them "
+      "with\n"
+      "each backward pass, and announces them in the DHT.\n"
+      "Every option is also an environment variable HIVEMIND_<NAME> and a key of the --config "
+      "file;\n"
+      "precedence: flag > environment > config file > default.",
+      "hivemind-server"};
   app.get_formatter()->column_width(40);
   std::vector<Entry> entries;
   auto names = [](const std::string& key) {
@@ -63,7 +67,8 @@ Parsed parse_command_line(const std::vector<std::string>& args,
     return fmt::format("{} [env {}]", text, env_name_for_flag(key));
   };
   auto add = [&](const std::string& key, auto& target, const std::string& text) -> CLI::Option* {
-    CLI::Option* opt = app.add_option(names(key), target, describe(key, text))->capture_default_str();
+    CLI::Option* opt =
+        app.add_option(names(key), target, describe(key, text))->capture_default_str();
     using T = std::decay_t<decltype(target)>;
     Entry e{opt, key};
     e.is_list = std::is_same_v<T, std::vector<std::string>>;
@@ -75,41 +80,52 @@ Parsed parse_command_line(const std::vector<std::string>& args,
   // ---- experts ----
   add("expert_cls", o.expert_cls, "expert block: ffn, ffn_v08 (hivemind v0.8's), transformer, nop")
       ->check(CLI::IsMember(runtime::expert_classes()));
-  add("hidden_dim", o.hidden_dim, "hidden size of every expert")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
-  add("seq_len", o.seq_len, "sequence length of the transformer expert's input")->check(CLI::PositiveNumber);
+  add("hidden_dim", o.hidden_dim, "hidden size of every expert")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  add("seq_len", o.seq_len, "sequence length of the transformer expert's input")
+      ->check(CLI::PositiveNumber);
   add("expert_uids", o.expert_uids, "uids to host, e.g. expert.0.0,expert.0.1 (or several values)");
   add("expert_pattern", o.expert_pattern, "uid grid to host, e.g. 'expert.[0:4].[0:4]'");
-  add("num_experts", o.num_experts, "with --expert_pattern: how many uids to pick at random (0: the whole grid)")
+  add("num_experts", o.num_experts,
+      "with --expert_pattern: how many uids to pick at random (0: the whole grid)")
       ->check(CLI::NonNegativeNumber);
-  add("seed", o.seed, "base seed of the initial weights (trainers rebuild them with the same seed)");
+  add("seed", o.seed,
+      "base seed of the initial weights (trainers rebuild them with the same seed)");
   // ---- batching ----
-  add("max_batch_size", o.max_batch_size, "most samples per batch and per request")->check(CLI::PositiveNumber);
+  add("max_batch_size", o.max_batch_size, "most samples per batch and per request")
+      ->check(CLI::PositiveNumber);
   add("min_batch_size", o.min_batch_size, "samples a batch waits for (at most --batch_timeout_ms)")
       ->check(CLI::PositiveNumber);
   add("batch_timeout_ms", o.batch_timeout_ms, "how long a batch waits for --min_batch_size")
       ->check(CLI::NonNegativeNumber);
   // ---- compute ----
   add("device", o.device, "cpu, cuda, cuda:N, or a comma list (experts spread round-robin)");
-  add("optimizer", o.optimizer, "sgd, adam, adamw or none")->check(CLI::IsMember({"sgd", "adam", "adamw", "none"}));
+  add("optimizer", o.optimizer, "sgd, adam, adamw or none")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "none"}));
   add("lr", o.lr, "learning rate")->check(CLI::NonNegativeNumber);
   add("momentum", o.momentum, "SGD momentum")->check(CLI::NonNegativeNumber);
   add("weight_decay", o.weight_decay, "weight decay")->check(CLI::NonNegativeNumber);
   add("clip_grad_norm", o.clip_grad_norm, "clip the gradient norm before each step (0: off)")
       ->check(CLI::NonNegativeNumber);
-  add("warmup_steps", o.warmup_steps, "linear learning-rate warm-up steps")->check(CLI::NonNegativeNumber);
+  add("warmup_steps", o.warmup_steps, "linear learning-rate warm-up steps")
+      ->check(CLI::NonNegativeNumber);
   add("total_steps", o.total_steps, "steps of the linear decay to 0 after warm-up (0: no decay)")
       ->check(CLI::NonNegativeNumber);
-  add("intra_op_threads", o.intra_op_threads, "LibTorch threads per compute thread")->check(CLI::Range(1, 1024));
-  CLI::Option* anomalies = app.add_flag(names("detect_anomalies"), o.detect_anomalies,
-                                        describe("detect_anomalies", "refuse NaN/Inf inputs and outputs"));
+  add("intra_op_threads", o.intra_op_threads, "LibTorch threads per compute thread")
+      ->check(CLI::Range(1, 1024));
+  CLI::Option* anomalies =
+      app.add_flag(names("detect_anomalies"), o.detect_anomalies,
+                   describe("detect_anomalies", "refuse NaN/Inf inputs and outputs"));
   entries.push_back({anomalies, "detect_anomalies", false, false, true});
   add("compression", o.compression,
-      "wire compression: none, float16, bfloat16, block_absmax_u8 (= BLOCKWISE_8BIT), per_tensor_absmax_u8 "
+      "wire compression: none, float16, bfloat16, block_absmax_u8 (= BLOCKWISE_8BIT), "
+      "per_tensor_absmax_u8 "
       "(= UNIFORM_8BIT), block_affine_u8");
   // ---- network ----
   add("host", o.host, "listen host (0.0.0.0: all interfaces; a routable address is announced)");
   add("port", o.port, "listen port (0: any free port)")->check(CLI::Range(0, 65535));
-  add("transport", o.transport, "auto (UCX, else TCP), tcp or ucx")->check(CLI::IsMember({"auto", "tcp", "ucx"}));
+  add("transport", o.transport, "auto (UCX, else TCP), tcp or ucx")
+      ->check(CLI::IsMember({"auto", "tcp", "ucx"}));
   add("initial_peers", o.initial_peers, "DHT peers to join (addresses); none: start a new swarm");
   add("update_period", o.update_period, "seconds between declarations of the experts to the DHT")
       ->check(CLI::PositiveNumber);
@@ -121,26 +137,33 @@ Parsed parse_command_line(const std::vector<std::string>& args,
       ->check(CLI::PositiveNumber);
   add("stats_report_interval", o.stats_report_interval, "seconds between stats lines (0: off)")
       ->check(CLI::NonNegativeNumber);
-  add("grace_period", o.grace_period, "SIGTERM: seconds to drain, checkpoint and exit")->check(CLI::PositiveNumber);
+  add("grace_period", o.grace_period, "SIGTERM: seconds to drain, checkpoint and exit")
+      ->check(CLI::PositiveNumber);
   add("cpu_bind", o.cpu_bind, "auto (hwloc placement next to the device) or none")
       ->check(CLI::IsMember({"auto", "none"}));
   add("cpu_cores", o.cpu_cores, "restrict thread placement to these CPUs, e.g. 0-15");
-  add("metrics_port", o.metrics_port, "serve Prometheus metrics at http://<metrics_host>:<port>/metrics (0: any "
-      "free port, -1: off)")->check(CLI::Range(-1, 65535));
-  add("metrics_host", o.metrics_host, "address the metrics endpoint listens on (0.0.0.0: every interface)");
+  add("metrics_port", o.metrics_port,
+      "serve Prometheus metrics at http://<metrics_host>:<port>/metrics (0: any "
+      "free port, -1: off)")
+      ->check(CLI::Range(-1, 65535));
+  add("metrics_host", o.metrics_host,
+      "address the metrics endpoint listens on (0.0.0.0: every interface)");
 
-  // hivemind's --num_handlers sized its pool of connection-handler processes; here one transport I/O
-  // thread serves every connection, so the flag is accepted (scripts written for hivemind keep working)
-  // and has no effect.
+  // hivemind's --num_handlers sized its pool of connection-handler processes; here one transport
+  // I/O thread serves every connection, so the flag is accepted (scripts written for hivemind keep
+  // working) and has no effect.
   int num_handlers = 0;
-  add("num_handlers", num_handlers, "accepted for hivemind compatibility; no effect (one I/O thread serves all)")
+  add("num_handlers", num_handlers,
+      "accepted for hivemind compatibility; no effect (one I/O thread serves all)")
       ->check(CLI::NonNegativeNumber);
 
   std::string config_path;
   bool print_config = false;
-  app.add_option("--config,-c", config_path, "config file: TOML/INI lines 'name = value' with the flag names as keys")
+  app.add_option("--config,-c", config_path,
+                 "config file: TOML/INI lines 'name = value' with the flag names as keys")
       ->check(CLI::ExistingFile);
-  app.add_flag("--print-config,--print_config", print_config, "print the effective configuration (a valid config file) and exit");
+  app.add_flag("--print-config,--print_config", print_config,
+               "print the effective configuration (a valid config file) and exit");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -152,7 +175,8 @@ Parsed parse_command_line(const std::vector<std::string>& args,
   } catch (const CLI::ParseError& e) {
     parsed.exit_now = true;
     parsed.exit_code = 2;
-    parsed.output = fmt::format("hivemind-server: {}\nRun with --help for the list of options.\n", e.what());
+    parsed.output =
+        fmt::format("hivemind-server: {}\nRun with --help for the list of options.\n", e.what());
     return parsed;
   }
 
@@ -216,8 +240,11 @@ Parsed parse_command_line(const std::vector<std::string>& args,
   for (const auto& [key, values] : config) {
     std::string underscored = key;
     std::replace(underscored.begin(), underscored.end(), '-', '_');
-    bool known = std::any_of(entries.begin(), entries.end(), [&](const Entry& e) { return e.key == underscored; });
-    if (!known) problems.push_back(fmt::format("config file {}: unknown key '{}' (keys are the flag names)", config_path, key));
+    bool known = std::any_of(entries.begin(), entries.end(),
+                             [&](const Entry& e) { return e.key == underscored; });
+    if (!known)
+      problems.push_back(fmt::format("config file {}: unknown key '{}' (keys are the flag names)",
+                                     config_path, key));
   }
   if (problems.empty()) {
     Status valid = runtime::validate(o);
@@ -230,9 +257,11 @@ Parsed parse_command_line(const std::vector<std::string>& args,
     for (const std::string& p : problems) {
       std::stringstream in(p);
       std::string line;
-      while (std::getline(in, line)) lines.push_back(line);
+      while (std::getline(in, line))
+        lines.push_back(line);
     }
-    parsed.output = fmt::format("hivemind-server: invalid configuration:\n  {}\n", fmt::join(lines, "\n  "));
+    parsed.output =
+        fmt::format("hivemind-server: invalid configuration:\n  {}\n", fmt::join(lines, "\n  "));
     return parsed;
   }
   if (print_config) {
@@ -243,7 +272,8 @@ Parsed parse_command_line(const std::vector<std::string>& args,
         value = o.detect_anomalies ? "true" : "false";
       } else if (e.is_list) {
         std::vector<std::string> items;
-        for (const std::string& v : e.option->as<std::vector<std::string>>()) items.push_back(toml_quote(v));
+        for (const std::string& v : e.option->as<std::vector<std::string>>())
+          items.push_back(toml_quote(v));
         value = fmt::format("[{}]", fmt::join(items, ", "));
       } else {
         value = e.option->count() > 0 ? e.option->as<std::string>() : e.option->get_default_str();

@@ -1,8 +1,9 @@
 // Command line, environment and config file of hivemind-server.
 //
-// Every option is a flag (--name or --dashed-name), an environment variable HIVEMIND_<NAME> and a key of
-// the config file (--config FILE, TOML/INI "name = value"). Precedence: flag > environment > config file
-// > built-in default. Bad flags, values or keys fail at start with a message saying what to fix.
+// Every option is a flag (--name or --dashed-name), an environment variable HIVEMIND_<NAME> and a
+// key of the config file (--config FILE, TOML/INI "name = value"). Precedence: flag > environment >
+// config file > built-in default. Bad flags, values or keys fail at start with a message saying
+// what to fix.
 #pragma once
 
 #include <functional>
@@ -18,7 +19,7 @@ struct Parsed {
   runtime::ServerOptions options;
   bool exit_now = false;  // --help or --print-config handled: exit with `exit_code`
   int exit_code = 0;
-  std::string output;     // what to print before exiting (help text, config, errors)
+  std::string output;  // what to print before exiting (help text, config, errors)
 };
 
 // Never throws; errors come back as exit_now with exit code 2 and a message in `output`.

@@ -1,9 +1,10 @@
 // hivemind-server: host experts. See docs/hosting.md, or run with --help.
 //
-// Signals (the handler only writes the signal number to a pipe; a dedicated thread acts on it, so the
-// handling is async-signal-safe whichever thread the kernel picks, including LibTorch's and OpenBLAS's
-// threads that exist before main()):
-//   SIGTERM, SIGINT  drain (stop accepting, finish queued and in-flight batches, stop declaring, checkpoint)
+// Signals (the handler only writes the signal number to a pipe; a dedicated thread acts on it, so
+// the handling is async-signal-safe whichever thread the kernel picks, including LibTorch's and
+// OpenBLAS's threads that exist before main()):
+//   SIGTERM, SIGINT  drain (stop accepting, finish queued and in-flight batches, stop declaring,
+//   checkpoint)
 //                    and exit 0 within --grace_period; a second one exits at once with status 1
 //   SIGUSR1          checkpoint every expert now and keep serving
 #include <cerrno>
@@ -38,10 +39,11 @@ int main(int argc, char** argv) {
   using namespace hivemind;
   configure_logging_from_env();
   std::vector<std::string> args(argv + 1, argv + argc);
-  server_cli::Parsed parsed = server_cli::parse_command_line(args, [](const std::string& name) -> std::optional<std::string> {
-    const char* v = std::getenv(name.c_str());
-    return v ? std::optional<std::string>(v) : std::nullopt;
-  });
+  server_cli::Parsed parsed = server_cli::parse_command_line(
+      args, [](const std::string& name) -> std::optional<std::string> {
+        const char* v = std::getenv(name.c_str());
+        return v ? std::optional<std::string>(v) : std::nullopt;
+      });
   if (parsed.exit_now) {
     std::fputs(parsed.output.c_str(), parsed.exit_code == 0 ? stdout : stderr);
     return parsed.exit_code;
@@ -55,11 +57,13 @@ int main(int argc, char** argv) {
   action.sa_handler = on_signal;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) ::sigaction(sig, &action, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1})
+    ::sigaction(sig, &action, nullptr);
 
   auto created = runtime::Server::create(parsed.options);
   if (!created.is_ok()) {
-    std::fprintf(stderr, "hivemind-server: cannot start: %s\n", created.status().to_string().c_str());
+    std::fprintf(stderr, "hivemind-server: cannot start: %s\n",
+                 created.status().to_string().c_str());
     return created.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
   }
   std::unique_ptr<runtime::Server> server = std::move(created).value();
@@ -101,7 +105,8 @@ int main(int argc, char** argv) {
   Status stopped = server->wait();
   server.reset();
   if (!stopped.is_ok()) {
-    std::fprintf(stderr, "hivemind-server: stopped with an error: %s\n", stopped.to_string().c_str());
+    std::fprintf(stderr, "hivemind-server: stopped with an error: %s\n",
+                 stopped.to_string().c_str());
     return 1;
   }
   std::printf("hivemind-server stopped\n");

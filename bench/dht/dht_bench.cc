@@ -1,5 +1,5 @@
-// hivemind-bench dht: the DHT on the simulated network (routing, stores, kills, churn, join, gets/s)
-// and 100 real nodes on loopback (get latency and throughput).
+// hivemind-bench dht: the DHT on the simulated network (routing, stores, kills, churn, join,
+// gets/s) and 100 real nodes on loopback (get latency and throughput).
 //
 // Baselines, each measured in the same run: lookups over joined tables against lookups over "ideal"
 // tables filled from global knowledge (dht.md 3.1 model a); success after a kill with r = 5 against
@@ -41,7 +41,8 @@ NodeOptions sim_options() {
 
 std::vector<size_t> parse_list(const std::string& text) {
   std::vector<size_t> out;
-  for (const std::string& item : split_list(text)) out.push_back(std::stoul(item));
+  for (const std::string& item : split_list(text))
+    out.push_back(std::stoul(item));
   return out;
 }
 
@@ -49,8 +50,9 @@ struct GetFigures {
   double success = 0, hops_mean = 0, hops_p99 = 0, rpcs_mean = 0, wall_s = 0;
 };
 
-std::vector<NodeId> store_keys(SimNetwork& net, const std::string& prefix, int count, std::mt19937_64& rng,
-                               double* rpcs_mean = nullptr, size_t from = SIZE_MAX) {
+std::vector<NodeId> store_keys(SimNetwork& net, const std::string& prefix, int count,
+                               std::mt19937_64& rng, double* rpcs_mean = nullptr,
+                               size_t from = SIZE_MAX) {
   std::vector<NodeId> keys;
   auto alive = net.alive_nodes();
   double rpcs = 0;
@@ -58,15 +60,16 @@ std::vector<NodeId> store_keys(SimNetwork& net, const std::string& prefix, int c
     NodeId key = NodeId::from_key(prefix + std::to_string(i));
     keys.push_back(key);
     size_t node = from != SIZE_MAX ? from : alive[rng() % alive.size()];
-    auto result = net.store(node, {{key, std::nullopt, prefix + "v" + std::to_string(i), net.dht_now() + 3'000'000, false}});
+    auto result = net.store(node, {{key, std::nullopt, prefix + "v" + std::to_string(i),
+                                    net.dht_now() + 3'000'000, false}});
     rpcs += static_cast<double>(result.rpcs);
   }
   if (rpcs_mean) *rpcs_mean = rpcs / count;
   return keys;
 }
 
-GetFigures run_gets(SimNetwork& net, const std::vector<NodeId>& keys, const std::string& prefix, std::mt19937_64& rng,
-                    const std::set<size_t>& exclude = {}) {
+GetFigures run_gets(SimNetwork& net, const std::vector<NodeId>& keys, const std::string& prefix,
+                    std::mt19937_64& rng, const std::set<size_t>& exclude = {}) {
   std::vector<size_t> askers;
   for (size_t i : net.alive_nodes()) {
     if (!exclude.count(i)) askers.push_back(i);
@@ -86,7 +89,8 @@ GetFigures run_gets(SimNetwork& net, const std::vector<NodeId>& keys, const std:
   f.wall_s = seconds_since(t0);
   f.success = ok / static_cast<double>(keys.size());
   f.rpcs_mean /= static_cast<double>(keys.size());
-  for (double h : hops) f.hops_mean += h;
+  for (double h : hops)
+    f.hops_mean += h;
   f.hops_mean /= std::max<double>(1, static_cast<double>(hops.size()));
   f.hops_p99 = percentile(hops, 99);
   return f;
@@ -104,10 +108,12 @@ void routing(const Args& args, Reporter& reporter, size_t n, int gets) {
     return;
   }
   reporter.report({c, "join_wall_s", join_s, "s", "", 0});
-  reporter.report({c, "join_msgs_per_node", static_cast<double>(net.stats().messages) / n, "msgs", "", 0});
+  reporter.report(
+      {c, "join_msgs_per_node", static_cast<double>(net.stats().messages) / n, "msgs", "", 0});
 
   SimNetwork ideal(SimOptions{.seed = 2000 + n});
-  for (size_t i = 0; i < n; ++i) ideal.add_node(sim_options());
+  for (size_t i = 0; i < n; ++i)
+    ideal.add_node(sim_options());
   ideal.fill_ideal_tables();
 
   double store_rpcs = 0, ideal_store_rpcs = 0;
@@ -116,14 +122,16 @@ void routing(const Args& args, Reporter& reporter, size_t n, int gets) {
   GetFigures joined = run_gets(net, keys, "k", rng);
   GetFigures perfect = run_gets(ideal, ideal_keys, "k", rng);
   reporter.report({c, "get_success", joined.success, "fraction", "ideal_tables", perfect.success});
-  reporter.report({c, "get_hops_mean", joined.hops_mean, "hops", "ideal_tables", perfect.hops_mean});
+  reporter.report(
+      {c, "get_hops_mean", joined.hops_mean, "hops", "ideal_tables", perfect.hops_mean});
   reporter.report({c, "get_hops_p99", joined.hops_p99, "hops", "ideal_tables", perfect.hops_p99});
   reporter.report({c, "rpcs_per_get", joined.rpcs_mean, "rpcs", "ideal_tables", perfect.rpcs_mean});
   reporter.report({c, "rpcs_per_store", store_rpcs, "rpcs", "ideal_tables", ideal_store_rpcs});
 
   // T1: nearest nodes against brute force.
   std::vector<NodeId> ids;
-  for (size_t i : net.alive_nodes()) ids.push_back(net.node(i).self().id);
+  for (size_t i : net.alive_nodes())
+    ids.push_back(net.node(i).self().id);
   int queries = static_cast<int>(args.get_int("nearest-queries", 300));
   double top1 = 0, jaccard = 0;
   for (int q = 0; q < queries; ++q) {
@@ -133,10 +141,12 @@ void routing(const Args& args, Reporter& reporter, size_t n, int gets) {
     std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
                       [&](const NodeId& a, const NodeId& b) { return a.closer_to(target, b); });
     std::set<NodeId> truth(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k)), found;
-    for (const auto& contact : result.contacts) found.insert(contact.id);
+    for (const auto& contact : result.contacts)
+      found.insert(contact.id);
     if (!result.contacts.empty() && result.contacts[0].id == ids[0]) top1 += 1;
     size_t both = 0;
-    for (const auto& id : found) both += truth.count(id);
+    for (const auto& id : found)
+      both += truth.count(id);
     jaccard += static_cast<double>(both) / static_cast<double>(truth.size() + found.size() - both);
   }
   reporter.report({c, "nearest_top1", top1 / queries, "fraction", "", 0});
@@ -149,10 +159,12 @@ void routing(const Args& args, Reporter& reporter, size_t n, int gets) {
     size_t reads = 0;
     dht::Node& node = net.node(0);
     while (seconds_since(t1) < 0.2) {
-      for (const auto& key : keys) reads += node.local_get(key).has_value() ? 1 : 1;
+      for (const auto& key : keys)
+        reads += node.local_get(key).has_value() ? 1 : 1;
     }
     double local_per_s = static_cast<double>(reads) / seconds_since(t1);
-    reporter.report({c, "sim_gets_per_s", gets / joined.wall_s, "gets/s", "local_storage_read", local_per_s});
+    reporter.report(
+        {c, "sim_gets_per_s", gets / joined.wall_s, "gets/s", "local_storage_read", local_per_s});
   }
 }
 
@@ -171,7 +183,8 @@ void kills(Reporter& reporter, double fraction, int gets) {
   auto alive = net.alive_nodes();
   alive.erase(std::remove(alive.begin(), alive.end(), writer), alive.end());
   std::shuffle(alive.begin(), alive.end(), rng);
-  for (size_t i = 0; i < static_cast<size_t>(fraction * static_cast<double>(alive.size())); ++i) net.kill(alive[i]);
+  for (size_t i = 0; i < static_cast<size_t>(fraction * static_cast<double>(alive.size())); ++i)
+    net.kill(alive[i]);
   std::set<size_t> exclude = {writer};
   GetFigures r5 = run_gets(net, keys, "r5-", rng, exclude);
   GetFigures r1 = run_gets(net, single_keys, "r1-", rng, exclude);
@@ -184,7 +197,8 @@ void kills(Reporter& reporter, double fraction, int gets) {
 
 void churn(Reporter& reporter, size_t nodes, int seconds) {
   std::string c = "sim/N=" + std::to_string(nodes) + "/churn1%/s";
-  SimNetwork net(SimOptions{.seed = 4000, .min_latency = Milliseconds(5), .max_latency = Milliseconds(50), .loss = 0.01});
+  SimNetwork net(SimOptions{
+      .seed = 4000, .min_latency = Milliseconds(5), .max_latency = Milliseconds(50), .loss = 0.01});
   std::mt19937_64 rng(4000);
   NodeOptions options = sim_options();
   if (!net.grow(nodes, 20, options).is_ok()) return;
@@ -194,30 +208,37 @@ void churn(Reporter& reporter, size_t nodes, int seconds) {
   if (std::getenv("HIVEMIND_DHT_BENCH_DEBUG")) {
     scenario.on_miss = [&](const ChurnMiss& miss) {
       size_t holders = 0;
-      for (size_t i : net.alive_nodes()) holders += net.node(i).storage().contains(miss.key, net.dht_now());
+      for (size_t i : net.alive_nodes())
+        holders += net.node(i).storage().contains(miss.key, net.dht_now());
       size_t table = 0, dead_entries = 0;
       if (net.alive(miss.asker)) {
         for (const auto& contact : net.node(miss.asker).routing_table().all()) {
           ++table;
           bool alive = false;
-          for (size_t i : net.alive_nodes()) alive |= net.node(i).self().id == contact.id;
+          for (size_t i : net.alive_nodes())
+            alive |= net.node(i).self().id == contact.id;
           dead_entries += !alive;
         }
       }
-      reporter.note("miss: {} rpcs {} hops {} after {} ms; live holders {}; asker's table {} ({} dead)",
-                    miss.result.status.to_string(), miss.result.rpcs, miss.result.hops[0], miss.after.count(), holders,
-                    table, dead_entries);
+      reporter.note(
+          "miss: {} rpcs {} hops {} after {} ms; live holders {}; asker's table {} ({} dead)",
+          miss.result.status.to_string(), miss.result.rpcs, miss.result.hops[0], miss.after.count(),
+          holders, table, dead_entries);
     };
   }
   auto t0 = Clock::now();
   ChurnFigures f = dht::run_churn(net, options, scenario, rng);
-  reporter.note("{}: {} virtual s in {:.1f} s wall, {} live-expert gets, {} lookups of dead experts", c, seconds,
-                seconds_since(t0), f.live_gets, f.dead_checks);
+  reporter.note(
+      "{}: {} virtual s in {:.1f} s wall, {} live-expert gets, {} lookups of dead experts", c,
+      seconds, seconds_since(t0), f.live_gets, f.dead_checks);
   reporter.report({c, "live_get_success", f.live_success(), "fraction", "", 0});
-  reporter.report({c, "dead_seen_after_61s", static_cast<double>(f.dead_seen) / std::max<size_t>(1, f.dead_checks),
+  reporter.report({c, "dead_seen_after_61s",
+                   static_cast<double>(f.dead_seen) / std::max<size_t>(1, f.dead_checks),
                    "fraction", "", 0});
-  reporter.report({c, "get_latency_p50", percentile(f.live_get_latency_ms, 50), "ms(virtual)", "", 0});
-  reporter.report({c, "get_latency_p99", percentile(f.live_get_latency_ms, 99), "ms(virtual)", "", 0});
+  reporter.report(
+      {c, "get_latency_p50", percentile(f.live_get_latency_ms, 50), "ms(virtual)", "", 0});
+  reporter.report(
+      {c, "get_latency_p99", percentile(f.live_get_latency_ms, 99), "ms(virtual)", "", 0});
 }
 
 void real_nodes(Reporter& reporter, size_t count, int gets, size_t threads) {
@@ -225,7 +246,8 @@ void real_nodes(Reporter& reporter, size_t count, int gets, size_t threads) {
   auto context = transport::Context::create(transport::ContextOptions::from_env().value()).value();
   // Nodes share a few I/O threads: one per node would be 100 busy-polling threads on 2 cores.
   std::vector<std::shared_ptr<transport::Worker>> workers;
-  for (int i = 0; i < 4; ++i) workers.push_back(transport::Worker::create(context, "hm-dht" + std::to_string(i)).value());
+  for (int i = 0; i < 4; ++i)
+    workers.push_back(transport::Worker::create(context, "hm-dht" + std::to_string(i)).value());
   std::vector<std::unique_ptr<dht::Dht>> nodes;
   auto options_for = [&](size_t i, std::vector<std::string> peers) {
     dht::DhtOptions o;
@@ -250,7 +272,8 @@ void real_nodes(Reporter& reporter, size_t count, int gets, size_t threads) {
 
   std::mt19937_64 rng(6000);
   std::vector<std::string> keys;
-  for (int i = 0; i < gets; ++i) keys.push_back("key-" + std::to_string(i));
+  for (int i = 0; i < gets; ++i)
+    keys.push_back("key-" + std::to_string(i));
   for (size_t begin = 0; begin < keys.size(); begin += 64) {
     std::vector<dht::DhtStoreItem> items;
     for (size_t i = begin; i < std::min(keys.size(), begin + 64); ++i) {
@@ -265,7 +288,8 @@ void real_nodes(Reporter& reporter, size_t count, int gets, size_t threads) {
     auto& asker = *nodes[rng() % nodes.size()];
     std::vector<std::string> one = {key};
     auto t = Clock::now();
-    auto result = asker.get(one, Deadline::after(std::chrono::seconds(10)), GetOptions{.latest = true});
+    auto result =
+        asker.get(one, Deadline::after(std::chrono::seconds(10)), GetOptions{.latest = true});
     latency.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
     found += result.is_ok() && (*result)[0].has_value();
   }
@@ -280,12 +304,17 @@ void real_nodes(Reporter& reporter, size_t count, int gets, size_t threads) {
     transport::Message m;
     m.metadata.assign(100, 1);
     auto t = Clock::now();
-    auto reply = echo_client->call(echo_server->address(), "echo", std::move(m), Deadline::after(std::chrono::seconds(5))).get();
+    auto reply = echo_client
+                     ->call(echo_server->address(), "echo", std::move(m),
+                            Deadline::after(std::chrono::seconds(5)))
+                     .get();
     rtt.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
   }
   reporter.report({c, "get_success", found / static_cast<double>(gets), "fraction", "", 0});
-  reporter.report({c, "get_p50", percentile(latency, 50), "ms", "rpc_rtt_p50", percentile(rtt, 50)});
-  reporter.report({c, "get_p99", percentile(latency, 99), "ms", "rpc_rtt_p99", percentile(rtt, 99)});
+  reporter.report(
+      {c, "get_p50", percentile(latency, 50), "ms", "rpc_rtt_p50", percentile(rtt, 50)});
+  reporter.report(
+      {c, "get_p99", percentile(latency, 99), "ms", "rpc_rtt_p99", percentile(rtt, 99)});
 
   // Throughput: `threads` callers, each one get at a time, for a fixed number of gets.
   std::atomic<int> next{0}, ok{0};
@@ -296,35 +325,44 @@ void real_nodes(Reporter& reporter, size_t count, int gets, size_t threads) {
       std::mt19937_64 local(7000 + t);
       for (int i = next++; i < gets; i = next++) {
         std::vector<std::string> one = {keys[static_cast<size_t>(i)]};
-        auto result = nodes[local() % nodes.size()]->get(one, Deadline::after(std::chrono::seconds(10)), GetOptions{.latest = true});
+        auto result = nodes[local() % nodes.size()]->get(
+            one, Deadline::after(std::chrono::seconds(10)), GetOptions{.latest = true});
         ok += result.is_ok() && (*result)[0].has_value();
       }
     });
   }
-  for (auto& th : pool) th.join();
+  for (auto& th : pool)
+    th.join();
   double gets_per_s = gets / seconds_since(t2);
-  reporter.report({c, "gets_per_s_" + std::to_string(threads) + "threads", gets_per_s, "gets/s", "rpc_round_trips_per_s",
-                   1000.0 / std::max(1e-9, median(rtt))});
+  reporter.report({c, "gets_per_s_" + std::to_string(threads) + "threads", gets_per_s, "gets/s",
+                   "rpc_round_trips_per_s", 1000.0 / std::max(1e-9, median(rtt))});
   nodes.clear();
   echo_client->close();
   echo_server->close();
-  for (auto& w : workers) w->stop();
+  for (auto& w : workers)
+    w->stop();
 }
 
 }  // namespace
 
-HIVEMIND_BENCH(dht, "Kademlia DHT: simulated routing, kills, churn, 10k join, gets/s; 100 real nodes on loopback") {
+HIVEMIND_BENCH(
+    dht,
+    "Kademlia DHT: simulated routing, kills, churn, 10k join, gets/s; 100 real nodes on loopback") {
   if (args.has("help")) {
     std::printf(
-        "hivemind-bench dht [--json] [--sizes 100,1000,10000] [--gets 1000] [--nearest-queries 300]\n"
-        "                   [--churn-nodes 1000] [--churn-seconds 600] [--real-nodes 100] [--real-threads 8]\n"
+        "hivemind-bench dht [--json] [--sizes 100,1000,10000] [--gets 1000] [--nearest-queries "
+        "300]\n"
+        "                   [--churn-nodes 1000] [--churn-seconds 600] [--real-nodes 100] "
+        "[--real-threads 8]\n"
         "                   [--skip-sim] [--skip-kills] [--skip-churn] [--skip-real]\n");
     return 0;
   }
   int gets = static_cast<int>(args.get_int("gets", 1000));
-  reporter.note("machine: {} hardware threads; simulated figures run on one thread", std::thread::hardware_concurrency());
+  reporter.note("machine: {} hardware threads; simulated figures run on one thread",
+                std::thread::hardware_concurrency());
   if (!args.has("skip-sim")) {
-    for (size_t n : parse_list(args.get("sizes", "100,1000,10000"))) routing(args, reporter, n, gets);
+    for (size_t n : parse_list(args.get("sizes", "100,1000,10000")))
+      routing(args, reporter, n, gets);
   }
   if (!args.has("skip-kills")) {
     kills(reporter, 0.3, gets);

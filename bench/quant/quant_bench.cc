@@ -1,12 +1,15 @@
-// hivemind-bench quant [--json] [--elements N] [--reps R] [--threads T] [--block B] [--isa avx2|portable]
+// hivemind-bench quant [--json] [--elements N] [--reps R] [--threads T] [--block B] [--isa
+// avx2|portable]
 //                      [--cpu-only] [--gpu-only] [--gpu-sizes-mib 64,256,1024]
 //
-// CPU: for 1..T threads, blockwise absmax quantize (fp32 and bf16 in) and dequantize (fp32 out) of N
-// elements, next to a memcpy of the same input bytes with the same thread count, measured in the same
-// run. Effective bandwidth = (bytes read + bytes written) / time, for both. Median of R repetitions
-// (the first, which faults pages in, is discarded). Each quantize/dequantize case is also reported in
-// Gelem/s against hivemind's Python 8-bit round trip: ~75 Melem/s, a HISTORICAL figure quoted in
-// shared/design/quant.md (PR #202), not a same-run measurement.
+// CPU: for 1..T threads, blockwise absmax quantize (fp32 and bf16 in) and dequantize (fp32 out) of
+// N elements, next to a memcpy of the same input bytes with the same thread count, measured in the
+// same run. Effective bandwidth = (bytes read + bytes written) / time, for both. Median of R
+// repetitions (the first, which faults pages in, is discarded). Each quantize/dequantize case is
+// also reported in Gelem/s against hivemind's Python 8-bit round trip: ~75 Melem/s, a HISTORICAL
+// figure quoted in shared/design/quant.md (PR #202), not a same-run measurement.
+#include "quant/quant_bench.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -18,7 +21,6 @@
 #include <hivemind/quant/cpu_kernels.h>
 #include <hivemind/quant/numeric_spec.h>
 
-#include "quant/quant_bench.h"
 #include "support/report.h"
 
 namespace hivemind::bench {
@@ -53,13 +55,15 @@ void parallel_memcpy(uint8_t* dst, const uint8_t* src, size_t bytes, int threads
     size_t len = std::min(chunk, bytes - first);
     pool.emplace_back([=] { std::memcpy(dst + first, src + first, len); });
   }
-  for (auto& th : pool) th.join();
+  for (auto& th : pool)
+    th.join();
 }
 
 int run_cpu(const Args& args, Reporter& reporter) {
   const uint64_t n = static_cast<uint64_t>(args.get_int("elements", 32ll << 20));
   const int reps = static_cast<int>(args.get_int("reps", 15));
-  const int max_threads = static_cast<int>(args.get_int("threads", std::max(1u, std::thread::hardware_concurrency())));
+  const int max_threads =
+      static_cast<int>(args.get_int("threads", std::max(1u, std::thread::hardware_concurrency())));
   const uint32_t block = static_cast<uint32_t>(args.get_int("block", 4096));
   if (args.has("isa")) {
     Status st = select_cpu_isa(args.get("isa", "auto"));
@@ -72,16 +76,19 @@ int run_cpu(const Args& args, Reporter& reporter) {
     reporter.note("quant: bad --block/--elements/--reps");
     return 2;
   }
-  reporter.note("quant cpu: {} elements ({} MiB fp32), block {}, loops {}, median of {} (shared machine: "
-                "figures vary between runs)",
-                n, (4 * n) >> 20, block, cpu_isa_name(), reps);
+  reporter.note(
+      "quant cpu: {} elements ({} MiB fp32), block {}, loops {}, median of {} (shared machine: "
+      "figures vary between runs)",
+      n, (4 * n) >> 20, block, cpu_isa_name(), reps);
 
   std::vector<float> x(n);
   std::mt19937_64 rng(1);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (auto& v : x) v = dist(rng);
+  for (auto& v : x)
+    v = dist(rng);
   std::vector<uint16_t> xb(n);
-  for (uint64_t i = 0; i < n; ++i) xb[i] = spec::f32_to_bf16(x[i]);
+  for (uint64_t i = 0; i < n; ++i)
+    xb[i] = spec::f32_to_bf16(x[i]);
   const uint64_t nb = num_blocks(Scheme::kBlockAbsmaxU8, n, block);
   std::vector<float> scales(nb);
   std::vector<uint8_t> codes(n);
@@ -112,11 +119,20 @@ int run_cpu(const Args& args, Reporter& reporter) {
     Status status = Status::ok();
     std::vector<Case> cases = {
         {"quantize_f32_u8", 4.0 * n + n + 4.0 * nb, memcpy_gbps,
-         [&] { status = quantize_cpu(x.data(), DType::kFloat32, n, Scheme::kBlockAbsmaxU8, block, scales.data(), nullptr, codes.data(), cpu); }},
+         [&] {
+           status = quantize_cpu(x.data(), DType::kFloat32, n, Scheme::kBlockAbsmaxU8, block,
+                                 scales.data(), nullptr, codes.data(), cpu);
+         }},
         {"quantize_bf16_u8", 2.0 * n + n + 4.0 * nb, memcpy_bf16_gbps,
-         [&] { status = quantize_cpu(xb.data(), DType::kBFloat16, n, Scheme::kBlockAbsmaxU8, block, scales.data(), nullptr, codes.data(), cpu); }},
+         [&] {
+           status = quantize_cpu(xb.data(), DType::kBFloat16, n, Scheme::kBlockAbsmaxU8, block,
+                                 scales.data(), nullptr, codes.data(), cpu);
+         }},
         {"dequantize_u8_f32", n + 4.0 * nb + 4.0 * n, memcpy_gbps,
-         [&] { status = dequantize_cpu(codes.data(), scales.data(), nullptr, n, Scheme::kBlockAbsmaxU8, block, y.data(), DType::kFloat32, cpu); }},
+         [&] {
+           status = dequantize_cpu(codes.data(), scales.data(), nullptr, n, Scheme::kBlockAbsmaxU8,
+                                   block, y.data(), DType::kFloat32, cpu);
+         }},
     };
     for (auto& c : cases) {
       double s = median_seconds(reps, c.run);
@@ -125,7 +141,8 @@ int run_cpu(const Args& args, Reporter& reporter) {
         return 1;
       }
       std::string name = std::string("cpu/") + c.name + "/" + t;
-      reporter.report({name, "eff_bandwidth_GBps", c.bytes / s / 1e9, "GB/s", "memcpy", c.baseline_gbps});
+      reporter.report(
+          {name, "eff_bandwidth_GBps", c.bytes / s / 1e9, "GB/s", "memcpy", c.baseline_gbps});
       reporter.report({name, "Gelem_per_s", n / s / 1e9, "Gelem/s", "hivemind_py_8bit_historic",
                        kHivemindPythonElemsPerSec / 1e9});
     }
@@ -135,11 +152,13 @@ int run_cpu(const Args& args, Reporter& reporter) {
 
 }  // namespace
 
-HIVEMIND_BENCH(quant, "8-bit quantize/dequantize: CPU vs same-run memcpy, GPU vs same-run D2D copy") {
+HIVEMIND_BENCH(quant,
+               "8-bit quantize/dequantize: CPU vs same-run memcpy, GPU vs same-run D2D copy") {
   if (args.has("help")) {
-    reporter.note("hivemind-bench quant [--json] [--elements N=33554432] [--reps R=15] [--threads T=nproc]\n"
-                  "  [--block B=4096] [--isa avx2|portable] [--cpu-only] [--gpu-only]\n"
-                  "  [--gpu-sizes-mib 64,256,1024] [--gpu-reps 20]");
+    reporter.note(
+        "hivemind-bench quant [--json] [--elements N=33554432] [--reps R=15] [--threads T=nproc]\n"
+        "  [--block B=4096] [--isa avx2|portable] [--cpu-only] [--gpu-only]\n"
+        "  [--gpu-sizes-mib 64,256,1024] [--gpu-reps 20]");
     return 0;
   }
   int rc = 0;

@@ -1,8 +1,9 @@
-// GPU half of `hivemind-bench quant`: blockwise absmax (block 4096) quantize of fp32 and bf16 inputs
-// and dequantize to fp32, at 64 MiB / 256 MiB / 1 GiB, next to a cudaMemcpyAsync device-to-device copy
-// of the same bytes measured in the same run. CUDA events, 3 warm-ups, median of --gpu-reps (20).
-// Buffers rotate so at least 256 MiB is touched per measurement (a 64 MiB case would otherwise run
-// partly from the 50-60 MB L2). Effective bandwidth = (bytes read + bytes written) / time.
+// GPU half of `hivemind-bench quant`: blockwise absmax (block 4096) quantize of fp32 and bf16
+// inputs and dequantize to fp32, at 64 MiB / 256 MiB / 1 GiB, next to a cudaMemcpyAsync
+// device-to-device copy of the same bytes measured in the same run. CUDA events, 3 warm-ups, median
+// of --gpu-reps (20). Buffers rotate so at least 256 MiB is touched per measurement (a 64 MiB case
+// would otherwise run partly from the 50-60 MB L2). Effective bandwidth = (bytes read + bytes
+// written) / time.
 #include <algorithm>
 #include <memory>
 #include <sstream>
@@ -38,7 +39,8 @@ double median_us(cudaStream_t stream, int reps, int rotation, Fn&& fn) {
   cudaEvent_t start, stop;
   cudaEventCreate(&start);
   cudaEventCreate(&stop);
-  for (int w = 0; w < 3; ++w) fn(w % rotation);
+  for (int w = 0; w < 3; ++w)
+    fn(w % rotation);
   std::vector<double> times;
   for (int r = 0; r < reps; ++r) {
     cudaEventRecord(start, stream);
@@ -78,8 +80,8 @@ int run_quant_gpu_bench(const Args& args, Reporter& reporter) {
   cudaGetDeviceProperties(&prop, 0);
   const int reps = static_cast<int>(args.get_int("gpu-reps", 20));
   const auto sizes = parse_sizes(args.get("gpu-sizes-mib", "64,256,1024"));
-  reporter.note("quant gpu: {} ({} SMs), block 4096, median of {} after 3 warm-ups, CUDA events", prop.name,
-                prop.multiProcessorCount, reps);
+  reporter.note("quant gpu: {} ({} SMs), block 4096, median of {} after 3 warm-ups, CUDA events",
+                prop.name, prop.multiProcessorCount, reps);
   cudaStream_t stream;
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
   constexpr uint32_t kBlock = 4096;
@@ -114,16 +116,19 @@ int run_quant_gpu_bench(const Args& args, Reporter& reporter) {
     // quantize fp32 (bytes in) and bf16 (bytes in); dequantize n32 codes to fp32 (bytes out).
     double us_q32 = median_us(stream, reps, rotation, [&](int r) {
       status = cuda::quantize(in[r]->ptr, DType::kFloat32, n32, Scheme::kBlockAbsmaxU8, kBlock,
-                              static_cast<float*>(scales[r]->ptr), nullptr, static_cast<uint8_t*>(out[r]->ptr), ws.ptr, s);
+                              static_cast<float*>(scales[r]->ptr), nullptr,
+                              static_cast<uint8_t*>(out[r]->ptr), ws.ptr, s);
     });
     double us_q16 = median_us(stream, reps, rotation, [&](int r) {
       status = cuda::quantize(in[r]->ptr, DType::kBFloat16, n16, Scheme::kBlockAbsmaxU8, kBlock,
-                              static_cast<float*>(scales[r]->ptr), nullptr, static_cast<uint8_t*>(out[r]->ptr), ws.ptr, s);
+                              static_cast<float*>(scales[r]->ptr), nullptr,
+                              static_cast<uint8_t*>(out[r]->ptr), ws.ptr, s);
     });
     double us_dq = median_us(stream, reps, rotation, [&](int r) {
       // Codes (n32 bytes) from `in`, fp32 output (bytes) into `out`.
-      status = cuda::dequantize(static_cast<const uint8_t*>(in[r]->ptr), static_cast<const float*>(scales[r]->ptr),
-                                nullptr, n32, Scheme::kBlockAbsmaxU8, kBlock, out[r]->ptr, DType::kFloat32, s);
+      status = cuda::dequantize(static_cast<const uint8_t*>(in[r]->ptr),
+                                static_cast<const float*>(scales[r]->ptr), nullptr, n32,
+                                Scheme::kBlockAbsmaxU8, kBlock, out[r]->ptr, DType::kFloat32, s);
     });
     if (!status.is_ok() || cudaStreamSynchronize(stream) != cudaSuccess) {
       reporter.note("quant gpu: kernel failed: {}", status.to_string());
@@ -142,7 +147,8 @@ int run_quant_gpu_bench(const Args& args, Reporter& reporter) {
                            Row{"dequantize_u8_f32", us_dq, n32 + scale_bytes32 + bytes, n32}}) {
       std::string name = "gpu/" + row.name + "/" + label;
       reporter.report({name, "time_us", row.us, "us", "", 0});
-      reporter.report({name, "eff_bandwidth_TBps", row.traffic / row.us / 1e6, "TB/s", "d2d_copy", copy_tbps});
+      reporter.report(
+          {name, "eff_bandwidth_TBps", row.traffic / row.us / 1e6, "TB/s", "d2d_copy", copy_tbps});
     }
   }
   cudaStreamDestroy(stream);

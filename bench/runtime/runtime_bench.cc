@@ -1,11 +1,12 @@
 // hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task 128]
 //                        [--max-batch 512] [--reps 3] [--threads 1] [--mode forward|backward|both]
 //
-// Tasks of mixed sizes (fixed seed) are submitted at once to an in-process Runtime, which batches them
-// (never above --max-batch). The batches it formed are then replayed directly on an identical backend,
-// already concatenated (outside the timing), on a thread with the same LibTorch thread settings. The two
-// alternate --reps times and the medians are reported; the ratio runtime/direct is the runtime's
-// efficiency (1.0 = no overhead). Backward includes the optimizer step (Adam) on both sides.
+// Tasks of mixed sizes (fixed seed) are submitted at once to an in-process Runtime, which batches
+// them (never above --max-batch). The batches it formed are then replayed directly on an identical
+// backend, already concatenated (outside the timing), on a thread with the same LibTorch thread
+// settings. The two alternate --reps times and the medians are reported; the ratio runtime/direct
+// is the runtime's efficiency (1.0 = no overhead). Backward includes the optimizer step (Adam) on
+// both sides.
 #include <condition_variable>
 #include <mutex>
 #include <random>
@@ -38,7 +39,8 @@ struct Setup {
 std::shared_ptr<ExpertBackend> backend_for(const Setup& s) {
   runtime::ExpertBackendOptions options;
   options.optimizer.name = "adam";
-  return ExpertBackend::create("bench.0", runtime::make_expert(s.expert, s.hidden, "bench.0", 1).value(), options)
+  return ExpertBackend::create(
+             "bench.0", runtime::make_expert(s.expert, s.hidden, "bench.0", 1).value(), options)
       .value();
 }
 
@@ -47,7 +49,8 @@ struct RuntimeRun {
   std::vector<int64_t> batch_sizes;  // in execution order
 };
 
-RuntimeRun run_runtime(const Setup& s, bool backward, const std::vector<std::vector<torch::Tensor>>& tasks) {
+RuntimeRun run_runtime(const Setup& s, bool backward,
+                       const std::vector<std::vector<torch::Tensor>>& tasks) {
   runtime::RuntimeOptions ro;
   ro.intra_op_threads = s.threads;
   runtime::Runtime rt(ro);
@@ -61,7 +64,8 @@ RuntimeRun run_runtime(const Setup& s, bool backward, const std::vector<std::vec
   po.max_batch_size = s.max_batch;
   auto pool = rt.add_pool(po, [&, backward](std::vector<torch::Tensor> batch) {
                   run.batch_sizes.push_back(batch[0].size(0));  // only the compute thread writes
-                  return backward ? backend->backward(std::move(batch)) : backend->forward(std::move(batch));
+                  return backward ? backend->backward(std::move(batch))
+                                  : backend->forward(std::move(batch));
                 }).value();
   if (!rt.start().is_ok()) std::abort();
   const auto start = std::chrono::steady_clock::now();
@@ -86,7 +90,8 @@ RuntimeRun run_runtime(const Setup& s, bool backward, const std::vector<std::vec
 }
 
 // The same batches, concatenated beforehand, straight into the backend on a fresh thread.
-double run_direct(const Setup& s, bool backward, const std::vector<std::vector<torch::Tensor>>& tasks,
+double run_direct(const Setup& s, bool backward,
+                  const std::vector<std::vector<torch::Tensor>>& tasks,
                   const std::vector<int64_t>& batch_sizes) {
   std::vector<std::vector<torch::Tensor>> batches;
   size_t next = 0;
@@ -100,7 +105,8 @@ double run_direct(const Setup& s, bool backward, const std::vector<std::vector<t
     std::vector<torch::Tensor> batch;
     for (size_t t = 0; t < parts[0].size(); ++t) {
       std::vector<torch::Tensor> column;
-      for (auto& p : parts) column.push_back(p[t]);
+      for (auto& p : parts)
+        column.push_back(p[t]);
       batch.push_back(column.size() == 1 ? column[0] : torch::cat(column));
     }
     batches.push_back(std::move(batch));
@@ -122,10 +128,15 @@ double run_direct(const Setup& s, bool backward, const std::vector<std::vector<t
 
 }  // namespace
 
-HIVEMIND_BENCH(runtime, "in-process Runtime (batching, scheduling, callbacks) vs the same batches on the module") {
+HIVEMIND_BENCH(
+    runtime,
+    "in-process Runtime (batching, scheduling, callbacks) vs the same batches on the module") {
   if (args.has("--help")) {
-    reporter.note("hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task 128]\n"
-                  "                       [--max-batch 512] [--reps 3] [--threads 1] [--mode forward|backward|both]");
+    reporter.note(
+        "hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task "
+        "128]\n"
+        "                       [--max-batch 512] [--reps 3] [--threads 1] [--mode "
+        "forward|backward|both]");
     return 0;
   }
   Setup s;
@@ -149,15 +160,17 @@ HIVEMIND_BENCH(runtime, "in-process Runtime (batching, scheduling, callbacks) vs
     fwd_tasks.push_back({x});
     bwd_tasks.push_back({x, torch::randn({n, s.hidden})});
   }
-  reporter.note("runtime bench: expert={} hidden={} tasks={} (1..{} samples, {} in all) max_batch={} "
-                "intra-op threads={} reps={}",
-                s.expert, s.hidden, s.tasks, s.max_task, samples, s.max_batch, s.threads, reps);
+  reporter.note(
+      "runtime bench: expert={} hidden={} tasks={} (1..{} samples, {} in all) max_batch={} "
+      "intra-op threads={} reps={}",
+      s.expert, s.hidden, s.tasks, s.max_task, samples, s.max_batch, s.threads, reps);
   for (bool backward : {false, true}) {
     if ((backward && mode == "forward") || (!backward && mode == "backward")) continue;
     auto& tasks = backward ? bwd_tasks : fwd_tasks;
     std::vector<double> rt_rates, direct_rates;
     std::vector<int64_t> last_batches;
-    RuntimeRun probe = run_runtime(s, backward, tasks);  // warm-up, and the batches the direct side replays
+    RuntimeRun probe =
+        run_runtime(s, backward, tasks);  // warm-up, and the batches the direct side replays
     std::vector<double> ratios;
     for (int r = 0; r < reps; ++r) {
       // Alternate which side goes first so drifting machine load does not favour one of them.
@@ -173,12 +186,15 @@ HIVEMIND_BENCH(runtime, "in-process Runtime (batching, scheduling, callbacks) vs
     }
     reporter.note("  per-repetition ratios: {:.3f}", fmt::join(ratios, " "));
     int64_t largest = 0;
-    for (int64_t b : last_batches) largest = std::max(largest, b);
-    reporter.note("  {}: {} batches, mean {:.1f} samples, largest {} (limit {})", backward ? "backward" : "forward",
-                  last_batches.size(), static_cast<double>(samples) / static_cast<double>(last_batches.size()),
-                  largest, s.max_batch);
-    reporter.report({fmt::format("{}_h{}/{}", s.expert, s.hidden, backward ? "backward" : "forward"),
-                     "samples_per_s", median(rt_rates), "samples/s", "direct_module", median(direct_rates)});
+    for (int64_t b : last_batches)
+      largest = std::max(largest, b);
+    reporter.note("  {}: {} batches, mean {:.1f} samples, largest {} (limit {})",
+                  backward ? "backward" : "forward", last_batches.size(),
+                  static_cast<double>(samples) / static_cast<double>(last_batches.size()), largest,
+                  s.max_batch);
+    reporter.report(
+        {fmt::format("{}_h{}/{}", s.expert, s.hidden, backward ? "backward" : "forward"),
+         "samples_per_s", median(rt_rates), "samples/s", "direct_module", median(direct_rates)});
   }
   return 0;
 }

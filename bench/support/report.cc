@@ -40,13 +40,13 @@ void Reporter::report(const Measurement& m) {
   bool has_baseline = !m.baseline.empty() && m.baseline_value != 0;
   double ratio = has_baseline ? m.value / m.baseline_value : 0;
   if (json_) {
-    std::string line = fmt::format(R"({{"bench":"{}","case":"{}","metric":"{}","value":{},"unit":"{}")",
-                                   json_escape(bench_), json_escape(m.case_name),
-                                   json_escape(m.metric), json_number(m.value), json_escape(m.unit));
+    std::string line = fmt::format(
+        R"({{"bench":"{}","case":"{}","metric":"{}","value":{},"unit":"{}")", json_escape(bench_),
+        json_escape(m.case_name), json_escape(m.metric), json_number(m.value), json_escape(m.unit));
     if (!m.baseline.empty()) {
-      line += fmt::format(R"(,"baseline":"{}","baseline_value":{},"ratio":{})",
-                          json_escape(m.baseline), json_number(m.baseline_value),
-                          has_baseline ? json_number(ratio) : "null");
+      line +=
+          fmt::format(R"(,"baseline":"{}","baseline_value":{},"ratio":{})", json_escape(m.baseline),
+                      json_number(m.baseline_value), has_baseline ? json_number(ratio) : "null");
     }
     line += "}";
     std::printf("%s\n", line.c_str());
@@ -61,7 +61,8 @@ void Reporter::report(const Measurement& m) {
   std::fflush(stdout);
 }
 
-static const std::string* find_value(const std::vector<std::string>& values, const std::string& name) {
+static const std::string* find_value(const std::vector<std::string>& values,
+                                     const std::string& name) {
   std::string flag = "--" + name;
   for (size_t i = 0; i < values.size(); ++i) {
     if (values[i] == flag && i + 1 < values.size()) return &values[i + 1];

@@ -1,8 +1,8 @@
 // Reporting and registration for hivemind-bench.
 //
-// Every benchmark measures its baseline in the same run and reports each measurement with it, so the
-// ratio printed is between numbers taken on the same machine under the same load. With --json each
-// measurement is one line:
+// Every benchmark measures its baseline in the same run and reports each measurement with it, so
+// the ratio printed is between numbers taken on the same machine under the same load. With --json
+// each measurement is one line:
 //   {"bench":"transport","case":"tcp/4MiB","metric":"bandwidth_MBps","value":N,"unit":"MB/s",
 //    "baseline":"raw_tcp","baseline_value":N,"ratio":N}
 #pragma once
@@ -19,11 +19,11 @@
 namespace hivemind::bench {
 
 struct Measurement {
-  std::string case_name;    // e.g. "tcp/4MiB"
-  std::string metric;       // e.g. "bandwidth_MBps", "half_rtt_us", "samples_per_s"
+  std::string case_name;  // e.g. "tcp/4MiB"
+  std::string metric;     // e.g. "bandwidth_MBps", "half_rtt_us", "samples_per_s"
   double value = 0;
-  std::string unit;         // e.g. "MB/s"
-  std::string baseline;     // e.g. "raw_tcp", "memcpy", "in_process"; empty when none applies
+  std::string unit;      // e.g. "MB/s"
+  std::string baseline;  // e.g. "raw_tcp", "memcpy", "in_process"; empty when none applies
   double baseline_value = 0;
 };
 
@@ -34,7 +34,8 @@ class Reporter {
   bool json() const { return json_; }
   void report(const Measurement& m);
 
-  // Progress and context for people: stdout normally, stderr under --json so stdout stays parseable.
+  // Progress and context for people: stdout normally, stderr under --json so stdout stays
+  // parseable.
   template <typename... Args>
   void note(fmt::format_string<Args...> format, Args&&... args) {
     std::string line = fmt::format(format, std::forward<Args>(args)...);
@@ -66,14 +67,14 @@ struct Registration {
   Registration(const char* name, const char* description, BenchFunction run);
 };
 
-// HIVEMIND_BENCH(transport, "RPC latency and bandwidth per backend vs ucx_perftest and raw sockets")
-// { ... return 0; }   -- the body sees `args` and `reporter`.
-#define HIVEMIND_BENCH(name, description)                                                  \
-  static int hivemind_bench_##name(const ::hivemind::bench::Args& args,                    \
-                                   ::hivemind::bench::Reporter& reporter);                 \
-  static const ::hivemind::bench::Registration hivemind_bench_registration_##name(         \
-      #name, description, hivemind_bench_##name);                                          \
-  static int hivemind_bench_##name(const ::hivemind::bench::Args& args,                    \
+// HIVEMIND_BENCH(transport, "RPC latency and bandwidth per backend vs ucx_perftest and raw
+// sockets") { ... return 0; }   -- the body sees `args` and `reporter`.
+#define HIVEMIND_BENCH(name, description)                                          \
+  static int hivemind_bench_##name(const ::hivemind::bench::Args& args,            \
+                                   ::hivemind::bench::Reporter& reporter);         \
+  static const ::hivemind::bench::Registration hivemind_bench_registration_##name( \
+      #name, description, hivemind_bench_##name);                                  \
+  static int hivemind_bench_##name(const ::hivemind::bench::Args& args,            \
                                    ::hivemind::bench::Reporter& reporter)
 
 // ---- small statistics helpers ----

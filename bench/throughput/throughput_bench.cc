@@ -1,28 +1,27 @@
 // hivemind-bench throughput [--json] [--preset P] [hivemind's parameters as --flags]
 //
-// hivemind's benchmark_throughput (hivemind-semantics.md 7.1): one expert server process (build/bin/
-// hivemind-server) hosting num_experts experts "expert.0".."expert.N-1" on 127.0.0.1, and num_clients
-// client processes (this program re-executed with --client-rank R), each looping num_batches_per_client
-// times: pick a random expert, forward a randn(batch_size, hid_dim) batch through RemoteExpert and, with
-// backprop, out.sum().backward() (a backward RPC, one optimizer step on the server). Metric: samples / s
-// = batch_size * num_clients * num_batches_per_client / time, every sample counted once for fwd+bwd.
+// hivemind's benchmark_throughput (hivemind-semantics.md 7.1): one expert server process
+// (build/bin/ hivemind-server) hosting num_experts experts "expert.0".."expert.N-1" on 127.0.0.1,
+// and num_clients client processes (this program re-executed with --client-rank R), each looping
+// num_batches_per_client times: pick a random expert, forward a randn(batch_size, hid_dim) batch
+// through RemoteExpert and, with backprop, out.sum().backward() (a backward RPC, one optimizer step
+// on the server). Metric: samples / s = batch_size * num_clients * num_batches_per_client / time,
+// every sample counted once for fwd+bwd.
 //
-// Timing: clients connect and fetch every expert's info first, then wait at a barrier (a byte on their
-// stdin); the clock runs from the release until the last client is done. hivemind's clock started at
-// "server ready" and so also counted the clients' process start-up.
+// Timing: clients connect and fetch every expert's info first, then wait at a barrier (a byte on
+// their stdin); the clock runs from the release until the last client is done. hivemind's clock
+// started at "server ready" and so also counted the clients' process start-up.
 //
-// Baseline, in the same run after the server is gone: the same experts rebuilt with the zoo from the
-// same seed (bit-identical weights), wrapped in ExpertBackend (module + the same optimizer, no task pool,
-// no runtime, no network), running the same number of batches of the same size on one thread with the
-// server's LibTorch thread setting: forward and, with backprop, backward (which re-runs the forward,
-// backpropagates ones = d out.sum() and takes one Adam step) -- the computation the server does per
-// request. ratio = remote / in_process (1.0 = no network + runtime overhead).
+// Baseline, in the same run after the server is gone: the same experts rebuilt with the zoo from
+// the same seed (bit-identical weights), wrapped in ExpertBackend (module + the same optimizer, no
+// task pool, no runtime, no network), running the same number of batches of the same size on one
+// thread with the server's LibTorch thread setting: forward and, with backprop, backward (which
+// re-runs the forward, backpropagates ones = d out.sum() and takes one Adam step) -- the
+// computation the server does per request. ratio = remote / in_process (1.0 = no network + runtime
+// overhead).
 //
-// Presets are hivemind's, scaled down so each runs in seconds on 2 CPU cores (hivemind's own values are
-// printed next to them); every parameter flag overrides the preset.
-#include <signal.h>
-#include <unistd.h>
-
+// Presets are hivemind's, scaled down so each runs in seconds on 2 CPU cores (hivemind's own values
+// are printed next to them); every parameter flag overrides the preset.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -33,9 +32,11 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <signal.h>
+#include <torch/cuda.h>
 #include <torch/types.h>
 #include <torch/utils.h>
-#include <torch/cuda.h>
+#include <unistd.h>
 
 #include <hivemind/client/remote_expert.h>
 #include <hivemind/client/rpc_expert_caller.h>
@@ -68,13 +69,14 @@ struct Config {
   bool backprop = true;
   std::string device = "cpu";
   // Not hivemind parameters: what the C++ server adds.
-  int64_t seq_len = 16;             // transformer experts only
+  int64_t seq_len = 16;              // transformer experts only
   std::string compression = "none";  // wire compression (hivemind v0.8 sent float32)
-  // tcp: same-host UCX 1.13 runs over its own tcp transport, and through it nop reached half of what the
-  // plain TCP backend does (52-67k vs 126-166k samples/s, docs/benchmarks.md). --transport ucx|auto.
+  // tcp: same-host UCX 1.13 runs over its own tcp transport, and through it nop reached half of
+  // what the plain TCP backend does (52-67k vs 126-166k samples/s, docs/benchmarks.md). --transport
+  // ucx|auto.
   std::string transport = "tcp";
-  std::string cpu_bind = "none";     // the clients share the 2 cores with the server
-  int threads = 1;                   // LibTorch intra-op threads of the server's compute thread and the baseline
+  std::string cpu_bind = "none";  // the clients share the 2 cores with the server
+  int threads = 1;  // LibTorch intra-op threads of the server's compute thread and the baseline
   uint64_t seed = runtime::kDefaultExpertSeed;
 };
 
@@ -84,8 +86,8 @@ struct Preset {
   const char* original;  // hivemind's values, for the record
 };
 
-Config make(int experts, int handlers, int clients, int batches, const char* cls, int64_t hid, int64_t batch,
-            int64_t max_batch, bool backprop) {
+Config make(int experts, int handlers, int clients, int batches, const char* cls, int64_t hid,
+            int64_t batch, int64_t max_batch, bool backprop) {
   Config c;
   c.num_experts = experts;
   c.num_handlers = handlers;
@@ -102,7 +104,8 @@ Config make(int experts, int handlers, int clients, int batches, const char* cls
 const std::vector<Preset>& presets() {
   static const std::vector<Preset> all = {
       {"ffn_forward_backward", make(4, 2, 4, 8, "ffn", 512, 256, 1024, true),
-       "16 experts, 64 handlers, 128 clients x 16 batches, ffn hid 1024, batch 2048, max 8192, fwd+bwd"},
+       "16 experts, 64 handlers, 128 clients x 16 batches, ffn hid 1024, batch 2048, max 8192, "
+       "fwd+bwd"},
       {"ffn_forward", make(4, 2, 4, 8, "ffn", 512, 256, 1024, false),
        "as ffn_forward_backward, forward only"},
       {"ffn_small_batch", make(4, 4, 8, 16, "ffn", 1024, 32, 8192, false),
@@ -123,18 +126,23 @@ Result<bool> parse_bool_flag(const std::string& v) {
 
 Result<Config> parse_config(const Args& args) {
   std::string name = args.get("preset", "ffn_forward_backward");
-  auto it = std::find_if(presets().begin(), presets().end(), [&](const Preset& p) { return name == p.name; });
-  if (it == presets().end()) return invalid_argument_error(fmt::format("unknown --preset '{}'", name));
+  auto it = std::find_if(presets().begin(), presets().end(),
+                         [&](const Preset& p) { return name == p.name; });
+  if (it == presets().end())
+    return invalid_argument_error(fmt::format("unknown --preset '{}'", name));
   Config c = it->config;
   c.preset = name;
   c.num_experts = static_cast<int>(args.get_int("num_experts", c.num_experts));
   c.num_clients = static_cast<int>(args.get_int("num_clients", c.num_clients));
-  c.num_handlers = static_cast<int>(args.get_int("num_handlers", args.has("num_clients") ? std::max(1, c.num_clients / 2) : c.num_handlers));
-  c.num_batches_per_client = static_cast<int>(args.get_int("num_batches_per_client", c.num_batches_per_client));
+  c.num_handlers = static_cast<int>(args.get_int(
+      "num_handlers", args.has("num_clients") ? std::max(1, c.num_clients / 2) : c.num_handlers));
+  c.num_batches_per_client =
+      static_cast<int>(args.get_int("num_batches_per_client", c.num_batches_per_client));
   c.expert_cls = args.get("expert_cls", c.expert_cls);
   c.hid_dim = args.get_int("hid_dim", c.hid_dim);
   c.batch_size = args.get_int("batch_size", c.batch_size);
-  c.max_batch_size = args.get_int("max_batch_size", args.has("batch_size") ? 4 * c.batch_size : c.max_batch_size);
+  c.max_batch_size =
+      args.get_int("max_batch_size", args.has("batch_size") ? 4 * c.batch_size : c.max_batch_size);
   if (args.has("backprop")) {
     HIVEMIND_ASSIGN_OR_RETURN(c.backprop, parse_bool_flag(args.get("backprop", "")));
   }
@@ -148,16 +156,20 @@ Result<Config> parse_config(const Args& args) {
   if (c.num_experts < 1 || c.num_clients < 1 || c.num_batches_per_client < 1 || c.hid_dim < 1 ||
       c.batch_size < 1 || c.max_batch_size < c.batch_size || c.threads < 1 || c.num_handlers < 1) {
     return invalid_argument_error(
-        "need num_experts, num_handlers, num_clients, num_batches_per_client, hid_dim, batch_size, threads >= 1 "
+        "need num_experts, num_handlers, num_clients, num_batches_per_client, hid_dim, batch_size, "
+        "threads >= 1 "
         "and max_batch_size >= batch_size");
   }
   if (c.device != "cpu" && !torch::cuda::is_available()) {
-    return invalid_argument_error(fmt::format("--device {}: no CUDA device in this process", c.device));
+    return invalid_argument_error(
+        fmt::format("--device {}: no CUDA device in this process", c.device));
   }
   return c;
 }
 
-std::string uid_of(int i) { return fmt::format("expert.{}", i); }
+std::string uid_of(int i) {
+  return fmt::format("expert.{}", i);
+}
 
 std::vector<int64_t> batch_shape(const Config& c) {
   if (c.expert_cls == "transformer") return {c.batch_size, c.seq_len, c.hid_dim};
@@ -166,11 +178,24 @@ std::vector<int64_t> batch_shape(const Config& c) {
 
 // The arguments every client gets besides its rank and the server address.
 std::vector<std::string> client_args(const Config& c) {
-  return {"--num_experts", std::to_string(c.num_experts), "--num_batches_per_client",
-          std::to_string(c.num_batches_per_client), "--expert_cls", c.expert_cls, "--hid_dim",
-          std::to_string(c.hid_dim), "--batch_size", std::to_string(c.batch_size), "--max_batch_size",
-          std::to_string(c.max_batch_size), "--backprop", c.backprop ? "1" : "0", "--device", c.device,
-          "--seq_len", std::to_string(c.seq_len)};
+  return {"--num_experts",
+          std::to_string(c.num_experts),
+          "--num_batches_per_client",
+          std::to_string(c.num_batches_per_client),
+          "--expert_cls",
+          c.expert_cls,
+          "--hid_dim",
+          std::to_string(c.hid_dim),
+          "--batch_size",
+          std::to_string(c.batch_size),
+          "--max_batch_size",
+          std::to_string(c.max_batch_size),
+          "--backprop",
+          c.backprop ? "1" : "0",
+          "--device",
+          c.device,
+          "--seq_len",
+          std::to_string(c.seq_len)};
 }
 
 // ---------------- client process ----------------
@@ -186,13 +211,17 @@ int run_client(const Args& args) {
   const std::string server = args.get("server", "");
   torch::set_num_threads(1);  // as hivemind's clients
   try {
-    auto context = transport::Context::create(transport::ContextOptions::from_env().value_or_throw()).value_or_throw();
-    auto worker = transport::Worker::create(context, fmt::format("bench-client-{}", rank)).value_or_throw();
+    auto context =
+        transport::Context::create(transport::ContextOptions::from_env().value_or_throw())
+            .value_or_throw();
+    auto worker =
+        transport::Worker::create(context, fmt::format("bench-client-{}", rank)).value_or_throw();
     auto caller = client::RpcExpertCaller::create(transport::rpc::Client::create(worker));
     std::vector<client::RemoteExpert> experts;
     for (int i = 0; i < c.num_experts; ++i) {
       client::ExpertRef ref{uid_of(i), server};
-      caller->info(ref, Deadline::after(Milliseconds(30'000))).value_or_throw();  // connect + cache info
+      caller->info(ref, Deadline::after(Milliseconds(30'000)))
+          .value_or_throw();  // connect + cache info
       experts.emplace_back(ref, caller);
     }
     std::mt19937 rng(static_cast<uint32_t>(c.seed) + static_cast<uint32_t>(rank));
@@ -233,34 +262,36 @@ double run_baseline(const Config& c) {
     runtime::ExpertBackendOptions options;
     options.device = torch::Device(c.device);
     options.optimizer.name = "adam";  // hivemind-server's default, as the server here runs
-    backends.push_back(runtime::ExpertBackend::create(
-                           uid_of(i), runtime::make_expert(runtime::ExpertConfig{c.expert_cls, c.hid_dim, c.seq_len},
-                                                           uid_of(i), c.seed)
-                                          .value_or_throw(),
-                           options)
-                           .value_or_throw());
+    backends.push_back(
+        runtime::ExpertBackend::create(
+            uid_of(i),
+            runtime::make_expert(runtime::ExpertConfig{c.expert_cls, c.hid_dim, c.seq_len},
+                                 uid_of(i), c.seed)
+                .value_or_throw(),
+            options)
+            .value_or_throw());
   }
   double seconds = 0;
   std::string error;
   std::thread worker([&] {  // a fresh thread, like the server's compute thread
-   try {
-    runtime::set_compute_threads(c.threads);
-    torch::manual_seed(0);
-    torch::Device device(c.device);
-    torch::Tensor batch = torch::randn(batch_shape(c), torch::TensorOptions().device(device));
-    std::mt19937 rng(static_cast<uint32_t>(c.seed));
-    const int total = c.num_clients * c.num_batches_per_client;
-    const auto start = Clock::now();
-    for (int b = 0; b < total; ++b) {
-      auto& backend = backends[rng() % backends.size()];
-      auto out = backend->forward({batch}).value_or_throw();
-      if (c.backprop) backend->backward({batch, torch::ones_like(out[0])}).value_or_throw();
+    try {
+      runtime::set_compute_threads(c.threads);
+      torch::manual_seed(0);
+      torch::Device device(c.device);
+      torch::Tensor batch = torch::randn(batch_shape(c), torch::TensorOptions().device(device));
+      std::mt19937 rng(static_cast<uint32_t>(c.seed));
+      const int total = c.num_clients * c.num_batches_per_client;
+      const auto start = Clock::now();
+      for (int b = 0; b < total; ++b) {
+        auto& backend = backends[rng() % backends.size()];
+        auto out = backend->forward({batch}).value_or_throw();
+        if (c.backprop) backend->backward({batch, torch::ones_like(out[0])}).value_or_throw();
+      }
+      if (device.is_cuda()) torch::cuda::synchronize();
+      seconds = seconds_since(start);
+    } catch (const std::exception& e) {
+      error = e.what();
     }
-    if (device.is_cuda()) torch::cuda::synchronize();
-    seconds = seconds_since(start);
-   } catch (const std::exception& e) {
-    error = e.what();
-   }
   });
   worker.join();
   if (!error.empty()) throw std::runtime_error(error);
@@ -293,45 +324,70 @@ struct RemoteRun {
 
 Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Reporter& reporter) {
   std::vector<std::string> uids;
-  for (int i = 0; i < c.num_experts; ++i) uids.push_back(uid_of(i));
+  for (int i = 0; i < c.num_experts; ++i)
+    uids.push_back(uid_of(i));
   std::vector<std::string> server_argv = {server_bin,
-                                          "--expert_cls", c.expert_cls,
-                                          "--hidden_dim", std::to_string(c.hid_dim),
-                                          "--seq_len", std::to_string(c.seq_len),
-                                          "--expert_uids", fmt::format("{}", fmt::join(uids, ",")),
-                                          "--seed", std::to_string(c.seed),
-                                          "--max_batch_size", std::to_string(c.max_batch_size),
-                                          "--device", c.device,
-                                          "--optimizer", "adam",
-                                          "--intra_op_threads", std::to_string(c.threads),
-                                          "--compression", c.compression,
-                                          "--host", "127.0.0.1",
-                                          "--port", "0",
-                                          "--transport", c.transport,
-                                          "--cpu_bind", c.cpu_bind,
-                                          "--stats_report_interval", "0",
-                                          "--update_period", "600",
-                                          "--grace_period", "10"};
+                                          "--expert_cls",
+                                          c.expert_cls,
+                                          "--hidden_dim",
+                                          std::to_string(c.hid_dim),
+                                          "--seq_len",
+                                          std::to_string(c.seq_len),
+                                          "--expert_uids",
+                                          fmt::format("{}", fmt::join(uids, ",")),
+                                          "--seed",
+                                          std::to_string(c.seed),
+                                          "--max_batch_size",
+                                          std::to_string(c.max_batch_size),
+                                          "--device",
+                                          c.device,
+                                          "--optimizer",
+                                          "adam",
+                                          "--intra_op_threads",
+                                          std::to_string(c.threads),
+                                          "--compression",
+                                          c.compression,
+                                          "--host",
+                                          "127.0.0.1",
+                                          "--port",
+                                          "0",
+                                          "--transport",
+                                          c.transport,
+                                          "--cpu_bind",
+                                          c.cpu_bind,
+                                          "--stats_report_interval",
+                                          "0",
+                                          "--update_period",
+                                          "600",
+                                          "--grace_period",
+                                          "10"};
   HIVEMIND_ASSIGN_OR_RETURN(ChildProcess server, ChildProcess::spawn(server_argv));
   auto server_ready_at = Clock::now();
-  HIVEMIND_ASSIGN_OR_RETURN(std::string ready, server.read_line(Deadline::after(std::chrono::seconds(120))));
+  HIVEMIND_ASSIGN_OR_RETURN(std::string ready,
+                            server.read_line(Deadline::after(std::chrono::seconds(120))));
   HIVEMIND_ASSIGN_OR_RETURN(std::string address, parse_ready_address(ready));
-  reporter.note("server ready at {} in {:.2f} s (pid {})", address, seconds_since(server_ready_at), server.pid());
+  reporter.note("server ready at {} in {:.2f} s (pid {})", address, seconds_since(server_ready_at),
+                server.pid());
 
   std::vector<ChildProcess> clients;
   const std::string self = self_dir() + "/hivemind-bench";
   for (int r = 0; r < c.num_clients; ++r) {
-    std::vector<std::string> argv = {self, "throughput", "--client-rank", std::to_string(r), "--server", address};
-    for (const std::string& a : client_args(c)) argv.push_back(a);
+    std::vector<std::string> argv = {self,       "throughput", "--client-rank", std::to_string(r),
+                                     "--server", address};
+    for (const std::string& a : client_args(c))
+      argv.push_back(a);
     HIVEMIND_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::spawn(argv));
     clients.push_back(std::move(child));
   }
   for (auto& client : clients) {
-    HIVEMIND_ASSIGN_OR_RETURN(std::string line, client.read_line(Deadline::after(std::chrono::seconds(120))));
-    if (line != "ready") return protocol_error(fmt::format("client {}: unexpected line '{}'", client.pid(), line));
+    HIVEMIND_ASSIGN_OR_RETURN(std::string line,
+                              client.read_line(Deadline::after(std::chrono::seconds(120))));
+    if (line != "ready")
+      return protocol_error(fmt::format("client {}: unexpected line '{}'", client.pid(), line));
   }
   const auto start = Clock::now();
-  for (auto& client : clients) HIVEMIND_RETURN_IF_ERROR(client.write("g"));
+  for (auto& client : clients)
+    HIVEMIND_RETURN_IF_ERROR(client.write("g"));
   for (auto& client : clients) {
     auto line = client.read_line(Deadline::after(std::chrono::seconds(600)));
     if (!line.is_ok() || line->rfind("done ", 0) != 0) {
@@ -351,34 +407,44 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
   // The measurement is complete: a server that does not drain cleanly is reported, not fatal.
   auto code = server.wait(Deadline::after(std::chrono::seconds(30)));
   if (!code.is_ok() || *code != 0) {
-    std::fprintf(stderr, "hivemind-bench throughput: warning: hivemind-server did not exit cleanly after SIGTERM "
-                         "(%s)\n", code.is_ok() ? fmt::format("status {}", *code).c_str() : code.status().to_string().c_str());
+    std::fprintf(
+        stderr,
+        "hivemind-bench throughput: warning: hivemind-server did not exit cleanly after SIGTERM "
+        "(%s)\n",
+        code.is_ok() ? fmt::format("status {}", *code).c_str() : code.status().to_string().c_str());
   }
   return run;
 }
 
 int usage() {
   std::printf(
-      "usage: hivemind-bench throughput [--json] [--preset P] [--num_experts N] [--num_handlers N]\n"
-      "         [--num_clients N] [--num_batches_per_client N] [--expert_cls ffn|ffn_v08|transformer|nop]\n"
-      "         [--hid_dim H] [--batch_size B] [--max_batch_size M] [--backprop 0|1] [--device cpu|cuda]\n"
+      "usage: hivemind-bench throughput [--json] [--preset P] [--num_experts N] [--num_handlers "
+      "N]\n"
+      "         [--num_clients N] [--num_batches_per_client N] [--expert_cls "
+      "ffn|ffn_v08|transformer|nop]\n"
+      "         [--hid_dim H] [--batch_size B] [--max_batch_size M] [--backprop 0|1] [--device "
+      "cpu|cuda]\n"
       "         [--compression none|float16|block_absmax_u8|...] [--transport auto|tcp|ucx]\n"
       "         [--threads T] [--cpu_bind none|auto] [--seq_len S] [--seed S] [--server-bin PATH]\n"
       "presets (scaled down from hivemind's to run in seconds on 2 CPU cores):\n");
   for (const Preset& p : presets()) {
     const Config& c = p.config;
-    std::printf("  %-21s %d experts, %d handlers, %d clients x %d batches, %s hid %lld, batch %lld, max %lld, %s\n"
-                "  %-21s   hivemind: %s\n",
-                p.name, c.num_experts, c.num_handlers, c.num_clients, c.num_batches_per_client,
-                c.expert_cls.c_str(), static_cast<long long>(c.hid_dim), static_cast<long long>(c.batch_size),
-                static_cast<long long>(c.max_batch_size), c.backprop ? "fwd+bwd" : "fwd", "", p.original);
+    std::printf(
+        "  %-21s %d experts, %d handlers, %d clients x %d batches, %s hid %lld, batch %lld, max "
+        "%lld, %s\n"
+        "  %-21s   hivemind: %s\n",
+        p.name, c.num_experts, c.num_handlers, c.num_clients, c.num_batches_per_client,
+        c.expert_cls.c_str(), static_cast<long long>(c.hid_dim),
+        static_cast<long long>(c.batch_size), static_cast<long long>(c.max_batch_size),
+        c.backprop ? "fwd+bwd" : "fwd", "", p.original);
   }
   return 0;
 }
 
 }  // namespace
 
-HIVEMIND_BENCH(throughput, "hivemind's benchmark_throughput: server + client processes vs in-process experts") {
+HIVEMIND_BENCH(throughput,
+               "hivemind's benchmark_throughput: server + client processes vs in-process experts") {
   if (args.has("help")) return usage();
   if (args.has("client-rank")) return run_client(args);
   auto parsed = parse_config(args);
@@ -390,15 +456,18 @@ HIVEMIND_BENCH(throughput, "hivemind's benchmark_throughput: server + client pro
   const std::string server_bin = args.get("server-bin", self_dir() + "/hivemind-server");
   warn_if_slow_blas();
   const int64_t samples = c.batch_size * c.num_clients * c.num_batches_per_client;
-  reporter.note("throughput preset {}: {} {} expert(s) hid {}, {} client process(es) x {} batch(es) of {}, "
-                "max_batch_size {}, {}, device {}, compression {}, {} LibTorch thread(s) per compute thread",
-                c.preset, c.num_experts, c.expert_cls, c.hid_dim, c.num_clients, c.num_batches_per_client,
-                c.batch_size, c.max_batch_size, c.backprop ? "forward + backward" : "forward only", c.device,
-                c.compression, c.threads);
-  reporter.note("(presets are hivemind's scaled down to run in seconds on 2 CPU cores; --help lists hivemind's "
-                "values. num_handlers={} is recorded only: hivemind-server serves every connection from one "
-                "I/O thread)",
-                c.num_handlers);
+  reporter.note(
+      "throughput preset {}: {} {} expert(s) hid {}, {} client process(es) x {} batch(es) of {}, "
+      "max_batch_size {}, {}, device {}, compression {}, {} LibTorch thread(s) per compute thread",
+      c.preset, c.num_experts, c.expert_cls, c.hid_dim, c.num_clients, c.num_batches_per_client,
+      c.batch_size, c.max_batch_size, c.backprop ? "forward + backward" : "forward only", c.device,
+      c.compression, c.threads);
+  reporter.note(
+      "(presets are hivemind's scaled down to run in seconds on 2 CPU cores; --help lists "
+      "hivemind's "
+      "values. num_handlers={} is recorded only: hivemind-server serves every connection from one "
+      "I/O thread)",
+      c.num_handlers);
 
   auto remote = run_remote(c, server_bin, reporter);
   if (!remote.is_ok()) {
@@ -406,8 +475,8 @@ HIVEMIND_BENCH(throughput, "hivemind's benchmark_throughput: server + client pro
     return 1;
   }
   const double remote_rate = static_cast<double>(samples) / remote->seconds;
-  reporter.note("Throughput for {} passes: {:.3f} samples / s.", c.backprop ? "forward + backward" : "forward",
-                remote_rate);
+  reporter.note("Throughput for {} passes: {:.3f} samples / s.",
+                c.backprop ? "forward + backward" : "forward", remote_rate);
   reporter.note("  ({} samples in {:.3f} s through {})", samples, remote->seconds, remote->address);
 
   double baseline_seconds = 0;
@@ -418,9 +487,12 @@ HIVEMIND_BENCH(throughput, "hivemind's benchmark_throughput: server + client pro
     return 1;
   }
   const double baseline_rate = static_cast<double>(samples) / baseline_seconds;
-  reporter.note("In-process baseline (same experts and batches, no network, no runtime): {:.3f} samples / s "
-                "({:.3f} s)", baseline_rate, baseline_seconds);
-  reporter.report({c.preset, "samples_per_s", remote_rate, "samples/s", "in_process", baseline_rate});
+  reporter.note(
+      "In-process baseline (same experts and batches, no network, no runtime): {:.3f} samples / s "
+      "({:.3f} s)",
+      baseline_rate, baseline_seconds);
+  reporter.report(
+      {c.preset, "samples_per_s", remote_rate, "samples/s", "in_process", baseline_rate});
   return 0;
 }
 

@@ -1,5 +1,14 @@
 #include "transport/baselines.h"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -9,15 +18,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-#include <thread>
-#include <vector>
 
 extern char** environ;
 
@@ -33,7 +33,8 @@ std::vector<char*> make_env(const std::string& tls, std::vector<std::string>& st
   }
   storage.push_back("UCX_TLS=" + tls);
   std::vector<char*> env;
-  for (auto& s : storage) env.push_back(s.data());
+  for (auto& s : storage)
+    env.push_back(s.data());
   env.push_back(nullptr);
   return env;
 }
@@ -43,7 +44,8 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& tls, int ou
   auto env = make_env(tls, storage);
   std::vector<std::string> a = args;
   std::vector<char*> argv;
-  for (auto& s : a) argv.push_back(s.data());
+  for (auto& s : a)
+    argv.push_back(s.data());
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -61,7 +63,8 @@ std::string read_all(int fd) {
   std::string out;
   char buf[4096];
   ssize_t n;
-  while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0)
+    out.append(buf, static_cast<size_t>(n));
   return out;
 }
 
@@ -112,8 +115,8 @@ bool write_exact(int fd, const uint8_t* p, size_t n) {
 
 }  // namespace
 
-std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes, int iters,
-                                   int warmup, int port, std::string* why) {
+std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes,
+                                   int iters, int warmup, int port, std::string* why) {
   int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   pid_t server = spawn({"ucx_perftest", "-p", std::to_string(port)}, tls, devnull);
   if (devnull >= 0) ::close(devnull);
@@ -128,16 +131,19 @@ std::optional<double> ucx_perftest(const std::string& test, const std::string& t
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the server binds its port
     int out[2];
     if (::pipe(out) != 0) break;
-    pid_t client = spawn({"ucx_perftest", "127.0.0.1", "-p", std::to_string(port), "-t", test, "-s",
-                          std::to_string(bytes), "-n", std::to_string(iters), "-w", std::to_string(warmup), "-f"},
-                         tls, out[1]);
+    pid_t client = spawn(
+        {"ucx_perftest", "127.0.0.1", "-p", std::to_string(port), "-t", test, "-s",
+         std::to_string(bytes), "-n", std::to_string(iters), "-w", std::to_string(warmup), "-f"},
+        tls, out[1]);
     ::close(out[1]);
     std::string text = read_all(out[0]);
     ::close(out[0]);
     int status = 0;
     ::waitpid(client, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      if (text.find("Connection refused") != std::string::npos || text.find("connect") != std::string::npos) continue;
+      if (text.find("Connection refused") != std::string::npos ||
+          text.find("connect") != std::string::npos)
+        continue;
       if (why) *why = "ucx_perftest failed: " + text.substr(0, 200);
       break;
     }
@@ -146,15 +152,20 @@ std::optional<double> ucx_perftest(const std::string& test, const std::string& t
     std::string line, last;
     while (std::getline(lines, line)) {
       auto first = line.find_first_not_of(' ');
-      if (first != std::string::npos && std::isdigit(static_cast<unsigned char>(line[first]))) last = line;
+      if (first != std::string::npos && std::isdigit(static_cast<unsigned char>(line[first])))
+        last = line;
     }
     // strtod, not operator>>: perftest prints "inf" in columns it could not compute.
     std::istringstream row(last);
     std::vector<double> v;
     std::string token;
-    while (row >> token) v.push_back(std::strtod(token.c_str(), nullptr));
-    if (v.size() >= 6) result = test == "ucp_am_lat" ? v[3] : v[5];
-    else if (why) *why = "could not parse ucx_perftest output: " + text.substr(text.size() > 300 ? text.size() - 300 : 0);
+    while (row >> token)
+      v.push_back(std::strtod(token.c_str(), nullptr));
+    if (v.size() >= 6)
+      result = test == "ucp_am_lat" ? v[3] : v[5];
+    else if (why)
+      *why = "could not parse ucx_perftest output: " +
+             text.substr(text.size() > 300 ? text.size() - 300 : 0);
     break;
   }
   ::close(pipefd[0]);
@@ -210,7 +221,8 @@ double raw_tcp_stream_MBps(size_t bytes, int iters) {
   int fd = connect_loopback(port);
   std::vector<uint8_t> buf(std::max<size_t>(bytes, 1), 1);
   auto start = Clock::now();
-  for (int i = 0; i < iters; ++i) write_exact(fd, buf.data(), bytes);
+  for (int i = 0; i < iters; ++i)
+    write_exact(fd, buf.data(), bytes);
   uint8_t ack;
   read_exact(fd, &ack, 1);
   double s = std::chrono::duration<double>(Clock::now() - start).count();

@@ -1,5 +1,5 @@
-// Same-run baselines for the transport benchmark: ucx_perftest (as subprocesses, same UCX_TLS) and a
-// raw blocking TCP socket stream and ping-pong written here.
+// Same-run baselines for the transport benchmark: ucx_perftest (as subprocesses, same UCX_TLS) and
+// a raw blocking TCP socket stream and ping-pong written here.
 #pragma once
 
 #include <cstddef>
@@ -12,11 +12,11 @@ namespace hivemind::bench::transport_baselines {
 // ucx_perftest server + client on 127.0.0.1:port with UCX_TLS=tls. test: "ucp_am_lat" (returns the
 // overall half round trip in us) or "ucp_am_bw" (overall MB/s). nullopt when perftest is missing or
 // fails.
-std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes, int iters,
-                                   int warmup, int port, std::string* why);
+std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes,
+                                   int iters, int warmup, int port, std::string* why);
 
-// Raw blocking TCP over loopback with TCP_NODELAY: ping-pong half round trip (us) and one-way stream
-// (MB/s, 1 MB = 1e6 bytes as ucx_perftest).
+// Raw blocking TCP over loopback with TCP_NODELAY: ping-pong half round trip (us) and one-way
+// stream (MB/s, 1 MB = 1e6 bytes as ucx_perftest).
 double raw_tcp_half_rtt_us(size_t bytes, int iters);
 double raw_tcp_stream_MBps(size_t bytes, int iters);
 

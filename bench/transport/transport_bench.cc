@@ -1,10 +1,10 @@
 // hivemind-bench transport [--json] [--quick] [--backends tcp,ucx_tcp,ucx_posix] [--rpcs N]
 //
 // Per backend, at 8 B / 64 KiB / 4 MiB / 64 MiB: RPC echo half round trip and one-way streaming
-// bandwidth (a window of calls to a sink that answers with an empty message), each next to a baseline
-// measured in the same run: ucx_perftest ucp_am_lat / ucp_am_bw with the same UCX_TLS for the UCX
-// backends, a raw blocking TCP ping-pong / stream for the TCP backend. Then N small RPCs over one
-// endpoint with the resident set size after warm-up and at the end.
+// bandwidth (a window of calls to a sink that answers with an empty message), each next to a
+// baseline measured in the same run: ucx_perftest ucp_am_lat / ucp_am_bw with the same UCX_TLS for
+// the UCX backends, a raw blocking TCP ping-pong / stream for the TCP backend. Then N small RPCs
+// over one endpoint with the resident set size after warm-up and at the end.
 #include <atomic>
 #include <cstring>
 #include <future>
@@ -59,7 +59,8 @@ Allocator landing_allocator(Buffer landing) {
   };
 }
 
-std::unique_ptr<Setup> make_setup(const BackendSpec& b, size_t max_bytes, std::chrono::microseconds spin) {
+std::unique_ptr<Setup> make_setup(const BackendSpec& b, size_t max_bytes,
+                                  std::chrono::microseconds spin) {
   auto s = std::make_unique<Setup>();
   ContextOptions o;
   if (!b.tls.empty()) o.ucx_config = {{"TLS", b.tls}};
@@ -71,7 +72,8 @@ std::unique_ptr<Setup> make_setup(const BackendSpec& b, size_t max_bytes, std::c
   s->client_worker = Worker::create(s->context, "bench-cli").value();
   auto server = rpc::Server::create(s->server_worker, b.scheme + "://127.0.0.1:0");
   if (!server.is_ok()) {
-    std::fprintf(stderr, "transport bench: %s: %s\n", b.name.c_str(), server.status().to_string().c_str());
+    std::fprintf(stderr, "transport bench: %s: %s\n", b.name.c_str(),
+                 server.status().to_string().c_str());
     return nullptr;
   }
   s->server = *server;
@@ -79,19 +81,21 @@ std::unique_ptr<Setup> make_setup(const BackendSpec& b, size_t max_bytes, std::c
   s->response_landing = Buffer::allocate_host(max_bytes);
   std::memset(s->request_landing.data(), 1, max_bytes);
   std::memset(s->response_landing.data(), 2, max_bytes);
-  s->server->handle("echo", [](Message m, rpc::Responder r) { r.reply(std::move(m)); },
-                    landing_allocator(s->request_landing));
-  s->server->handle("sink", [](Message, rpc::Responder r) { r.reply(Message{}); },
-                    landing_allocator(s->request_landing));
+  s->server->handle(
+      "echo", [](Message m, rpc::Responder r) { r.reply(std::move(m)); },
+      landing_allocator(s->request_landing));
+  s->server->handle(
+      "sink", [](Message, rpc::Responder r) { r.reply(Message{}); },
+      landing_allocator(s->request_landing));
   s->client = rpc::Client::create(s->client_worker);
   s->address = s->server->address();
   return s;
 }
 
-// Runs `total` calls with at most `window` outstanding; calls are chained from completion callbacks on
-// the I/O thread. Returns seconds from the end of warm-up to the last completion.
-double run_calls(Setup& s, const std::string& method, const Message& msg, int total, int warm, int window,
-                 bool* failed) {
+// Runs `total` calls with at most `window` outstanding; calls are chained from completion callbacks
+// on the I/O thread. Returns seconds from the end of warm-up to the last completion.
+double run_calls(Setup& s, const std::string& method, const Message& msg, int total, int warm,
+                 int window, bool* failed) {
   struct State {
     Setup* s;
     std::string method;
@@ -119,12 +123,14 @@ double run_calls(Setup& s, const std::string& method, const Message& msg, int to
         [st, weak_issue](Result<Message> r) {
           if (!r.is_ok() && !st->failed) {
             st->failed = true;
-            std::fprintf(stderr, "transport bench: call failed: %s\n", r.status().to_string().c_str());
+            std::fprintf(stderr, "transport bench: call failed: %s\n",
+                         r.status().to_string().c_str());
           }
           ++st->completed;
           if (st->completed == st->warm) st->start = SteadyClock::now();
           if (st->completed == st->total) {
-            st->done.set_value(std::chrono::duration<double>(SteadyClock::now() - st->start).count());
+            st->done.set_value(
+                std::chrono::duration<double>(SteadyClock::now() - st->start).count());
             return;
           }
           if (st->issued < st->total) {
@@ -135,7 +141,8 @@ double run_calls(Setup& s, const std::string& method, const Message& msg, int to
   };
   auto future = st->done.get_future();
   s.client_worker->post([st, issue_one, window] {
-    for (int i = 0; i < window && st->issued < st->total; ++i) (*issue_one)();
+    for (int i = 0; i < window && st->issued < st->total; ++i)
+      (*issue_one)();
   });
   double seconds = future.get();
   *failed = st->failed;
@@ -144,10 +151,10 @@ double run_calls(Setup& s, const std::string& method, const Message& msg, int to
   return seconds;
 }
 
-// One-way streaming on the message layer (what ucp_am_bw measures): `total` frames of `bytes` with at
-// most `window` sends outstanding; timed from the first send until the receiver has them all.
-double run_stream(Setup& s, const std::string& scheme, const Buffer& source, size_t bytes, int total, int window,
-                  bool* failed) {
+// One-way streaming on the message layer (what ucp_am_bw measures): `total` frames of `bytes` with
+// at most `window` sends outstanding; timed from the first send until the receiver has them all.
+double run_stream(Setup& s, const std::string& scheme, const Buffer& source, size_t bytes,
+                  int total, int window, bool* failed) {
   // The receiver counts the warm-up frame too: the first frame fulfils `warmed`, frame 1 + total
   // fulfils `received`, so no count is ever reset while frames may still be landing.
   struct State {
@@ -160,19 +167,21 @@ double run_stream(Setup& s, const std::string& scheme, const Buffer& source, siz
   auto st = std::make_shared<State>();
   st->total = total;
   st->landing = s.request_landing;
-  auto listener = s.server_worker->listen(scheme + "://127.0.0.1:0", [st](const std::shared_ptr<Endpoint>& ep) {
-    st->accepted = ep;
-    EndpointCallbacks cb;
-    cb.allocate = [st](const FrameHeader&, const IncomingFrame& in) -> Result<std::vector<Buffer>> {
-      return std::vector<Buffer>{st->landing.slice(0, in.tensor_sizes[0])};
-    };
-    cb.on_frame = [st](ReceivedFrame) {
-      ++st->count;
-      if (st->count == 1) st->warmed.set_value();
-      if (st->count == 1 + st->total) st->received.set_value();
-    };
-    return cb;
-  });
+  auto listener =
+      s.server_worker->listen(scheme + "://127.0.0.1:0", [st](const std::shared_ptr<Endpoint>& ep) {
+        st->accepted = ep;
+        EndpointCallbacks cb;
+        cb.allocate = [st](const FrameHeader&,
+                           const IncomingFrame& in) -> Result<std::vector<Buffer>> {
+          return std::vector<Buffer>{st->landing.slice(0, in.tensor_sizes[0])};
+        };
+        cb.on_frame = [st](ReceivedFrame) {
+          ++st->count;
+          if (st->count == 1) st->warmed.set_value();
+          if (st->count == 1 + st->total) st->received.set_value();
+        };
+        return cb;
+      });
   if (!listener.is_ok()) {
     *failed = true;
     return 1;
@@ -240,30 +249,36 @@ Message message_of(size_t bytes, const Buffer& source) {
 
 int iterations(size_t bytes, bool latency, bool quick) {
   int n;
-  if (latency) n = bytes <= 8 ? 20000 : bytes <= (64 << 10) ? 2000 : bytes <= (4 << 20) ? 100 : 10;
-  else n = bytes <= 8 ? 200000 : bytes <= (64 << 10) ? 4000 : bytes <= (4 << 20) ? 200 : 20;
+  if (latency)
+    n = bytes <= 8 ? 20000 : bytes <= (64 << 10) ? 2000 : bytes <= (4 << 20) ? 100 : 10;
+  else
+    n = bytes <= 8 ? 200000 : bytes <= (64 << 10) ? 4000 : bytes <= (4 << 20) ? 200 : 20;
   return quick ? std::max(4, n / 10) : n;
 }
 
 }  // namespace
 
-HIVEMIND_BENCH(transport, "RPC half round trip and bandwidth per backend vs ucx_perftest and raw TCP") {
+HIVEMIND_BENCH(transport,
+               "RPC half round trip and bandwidth per backend vs ucx_perftest and raw TCP") {
   if (args.has("help")) {
     std::printf(
-        "hivemind-bench transport [--json] [--quick] [--backends tcp,ucx_tcp,ucx_posix,ucx_sysv] [--rpcs N] [--spin-us N]\n"
+        "hivemind-bench transport [--json] [--quick] [--backends tcp,ucx_tcp,ucx_posix,ucx_sysv] "
+        "[--rpcs N] [--spin-us N]\n"
         "  --quick      a tenth of the iterations\n"
         "  --backends   which backends to measure (default tcp,ucx_tcp,ucx_posix)\n"
         "  --rpcs N     small RPCs for the resident-memory run (default 1000000, 0 to skip)\n"
-        "  --spin-us N  busy-poll time of the I/O threads before sleeping (default: 0 for tcp, matching\n"
-        "               the blocking raw-socket baseline; 100000 for ucx, matching ucx_perftest)\n");
+        "  --spin-us N  busy-poll time of the I/O threads before sleeping (default: 0 for tcp, "
+        "matching\n"
+        "               the blocking raw-socket baseline; 100000 for ucx, matching "
+        "ucx_perftest)\n");
     return 0;
   }
   bool quick = args.has("quick");
   std::string wanted = args.get("backends", "tcp,ucx_tcp,ucx_posix");
   long long rpcs = args.get_int("rpcs", 1000000);
   // Busy-poll window of the I/O threads (ContextOptions::spin), matched to each baseline's polling:
-  // the raw TCP baseline blocks in read(), so the TCP backend sleeps at once (0); ucx_perftest polls
-  // all the time, so the UCX backends poll for 100 ms. --spin-us overrides both.
+  // the raw TCP baseline blocks in read(), so the TCP backend sleeps at once (0); ucx_perftest
+  // polls all the time, so the UCX backends poll for 100 ms. --spin-us overrides both.
   long long spin_override = args.get_int("spin-us", -1);
   std::vector<BackendSpec> all{{"tcp", "tcp", ""},
                                {"ucx_tcp", "ucx", "tcp"},
@@ -302,10 +317,13 @@ HIVEMIND_BENCH(transport, "RPC half round trip and bandwidth per backend vs ucx_
       } else {
         baseline_name = "ucx_perftest_am_lat";
         auto v = base::ucx_perftest("ucp_am_lat", b.tls, bytes, n, warm, port++, &why);
-        if (v) baseline = *v;
-        else reporter.note("{}: no ucx_perftest baseline ({})", case_name, why);
+        if (v)
+          baseline = *v;
+        else
+          reporter.note("{}: no ucx_perftest baseline ({})", case_name, why);
       }
-      if (!failed) reporter.report({case_name, "half_rtt_us", half_rtt, "us", baseline_name, baseline});
+      if (!failed)
+        reporter.report({case_name, "half_rtt_us", half_rtt, "us", baseline_name, baseline});
       // Bandwidth: one-way streaming of frames carrying `bytes` on the message layer.
       n = iterations(bytes, false, quick);
       warm = std::max(1, n / 20);
@@ -321,11 +339,13 @@ HIVEMIND_BENCH(transport, "RPC half round trip and bandwidth per backend vs ucx_
         baseline = v.value_or(0);
         if (!v) reporter.note("{}: no ucx_perftest baseline ({})", case_name, why);
       }
-      if (!failed) reporter.report({case_name, "bandwidth_MBps", mbps, "MB/s", baseline_name, baseline});
+      if (!failed)
+        reporter.report({case_name, "bandwidth_MBps", mbps, "MB/s", baseline_name, baseline});
     }
     if (rpcs > 0 && (b.name == "tcp" || b.name == "ucx_posix")) {
-      // Resident memory over many small RPCs on one endpoint: flat after warm-up means no per-message
-      // growth. 64 calls in flight, 8-byte tensors, fresh host allocations for every response.
+      // Resident memory over many small RPCs on one endpoint: flat after warm-up means no
+      // per-message growth. 64 calls in flight, 8-byte tensors, fresh host allocations for every
+      // response.
       bool failed = false;
       Message m = message_of(8, source);
       long long warm = std::max(1000LL, rpcs / 10);
@@ -334,10 +354,12 @@ HIVEMIND_BENCH(transport, "RPC half round trip and bandwidth per backend vs ucx_
       long rss_warm = base::rss_kB();
       double s = run_calls(*setup, "echo", m, static_cast<int>(rpcs), 0, 64, &failed);
       long rss_end = base::rss_kB();
-      reporter.note("{}: {} RPCs in {:.1f} s ({:.0f} calls/s)", b.name, rpcs, s, static_cast<double>(rpcs) / s);
+      reporter.note("{}: {} RPCs in {:.1f} s ({:.0f} calls/s)", b.name, rpcs, s,
+                    static_cast<double>(rpcs) / s);
       if (!failed) {
-        reporter.report({b.name + "/" + std::to_string(rpcs) + "_rpcs", "rss_kB", static_cast<double>(rss_end), "kB",
-                         "rss_after_warmup", static_cast<double>(rss_warm)});
+        reporter.report({b.name + "/" + std::to_string(rpcs) + "_rpcs", "rss_kB",
+                         static_cast<double>(rss_end), "kB", "rss_after_warmup",
+                         static_cast<double>(rss_warm)});
       }
     }
   }

@@ -1,5 +1,3 @@
-#include <hivemind/client/beam_search.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -9,6 +7,7 @@
 
 #include <torch/types.h>
 
+#include <hivemind/client/beam_search.h>
 #include <hivemind/client/expert_uid.h>
 #include <hivemind/common/logging.h>
 
@@ -46,7 +45,8 @@ class TopK {
     if (best_.size() > k_) best_.pop_back();
   }
 
-  // Whether an expert with this score could rank among the k best (ties are settled by uid in offer).
+  // Whether an expert with this score could rank among the k best (ties are settled by uid in
+  // offer).
   bool may_enter(double score) const { return best_.size() < k_ || score >= best_.back().score; }
 
   // Lower bound on the k-th best live score; -inf until k experts are known.
@@ -73,7 +73,8 @@ GridScores GridScores::from_tensors(std::span<const torch::Tensor> grid_scores) 
   out.dims.reserve(grid_scores.size());
   for (const torch::Tensor& t : grid_scores) {
     if (t.dim() != 2 || t.size(0) != out.batch_size) {
-      throw std::invalid_argument("GridScores: every grid dimension needs scores of shape [batch, size]");
+      throw std::invalid_argument(
+          "GridScores: every grid dimension needs scores of shape [batch, size]");
     }
     const torch::Tensor cpu = t.detach().to(torch::kCPU, torch::kDouble).contiguous();
     const double* data = cpu.data_ptr<double>();
@@ -102,13 +103,15 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
   const int64_t batch = scores.batch_size;
   if (k_best <= 0) return invalid_argument_error("beam search: k_best must be positive");
   if (scores.dims.size() != num_dims) {
-    return invalid_argument_error("beam search: got scores for " + std::to_string(scores.dims.size()) +
+    return invalid_argument_error("beam search: got scores for " +
+                                  std::to_string(scores.dims.size()) +
                                   " grid dimensions, the grid has " + std::to_string(num_dims));
   }
   for (size_t d = 0; d < num_dims; ++d) {
     if (static_cast<int64_t>(scores.dims[d].size()) != batch * grid_size_[d]) {
       return invalid_argument_error("beam search: scores of dimension " + std::to_string(d) +
-                                    " do not have shape [batch, " + std::to_string(grid_size_[d]) + "]");
+                                    " do not have shape [batch, " + std::to_string(grid_size_[d]) +
+                                    "]");
     }
   }
   if (stats) stats->prefixes_per_round.clear();
@@ -116,23 +119,30 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
   auto score_at = [&](int64_t sample, size_t dim, int64_t coord) {
     return sanitize(scores.dims[dim][sample * grid_size_[dim] + coord]);
   };
-  // best_rest[i][d]: the best score of dimension d for sample i, for the optimistic completion bound.
+  // best_rest[i][d]: the best score of dimension d for sample i, for the optimistic completion
+  // bound.
   std::vector<std::vector<double>> best_rest(batch, std::vector<double>(num_dims, kMinusInf));
   for (int64_t i = 0; i < batch; ++i) {
     for (size_t d = 0; d < num_dims; ++d) {
-      for (int64_t c = 0; c < grid_size_[d]; ++c) best_rest[i][d] = std::max(best_rest[i][d], score_at(i, d, c));
+      for (int64_t c = 0; c < grid_size_[d]; ++c)
+        best_rest[i][d] = std::max(best_rest[i][d], score_at(i, d, c));
     }
   }
-  // Summed in the same left-to-right order as every expert's score, so rounding (monotone) keeps the
-  // bound >= the score of every expert below the prefix: ties are kept, nothing reachable is pruned.
+  // Summed in the same left-to-right order as every expert's score, so rounding (monotone) keeps
+  // the bound >= the score of every expert below the prefix: ties are kept, nothing reachable is
+  // pruned.
   auto upper_from = [&](int64_t sample, double score, size_t next_dim) {
-    for (size_t d = next_dim; d < num_dims; ++d) score += best_rest[sample][d];
+    for (size_t d = next_dim; d < num_dims; ++d)
+      score += best_rest[sample][d];
     return score;
   };
-  auto upper_bound = [&](int64_t sample, const Prefix& p) { return upper_from(sample, p.score, p.coords.size()); };
+  auto upper_bound = [&](int64_t sample, const Prefix& p) {
+    return upper_from(sample, p.score, p.coords.size());
+  };
   auto exact_score = [&](int64_t sample, const std::vector<int32_t>& coords) {
     double s = 0;
-    for (size_t d = 0; d < num_dims; ++d) s += score_at(sample, d, coords[d]);
+    for (size_t d = 0; d < num_dims; ++d)
+      s += score_at(sample, d, coords[d]);
     return s;
   };
   auto prefix_key = [&](const std::vector<int32_t>& coords) {
@@ -146,7 +156,8 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
   std::vector<std::vector<Prefix>> frontier(batch);
   for (int64_t i = 0; i < batch; ++i) {
     frontier[i].reserve(grid_size_[0]);
-    for (int32_t c = 0; c < grid_size_[0]; ++c) frontier[i].push_back({{c}, 0.0 + score_at(i, 0, c)});
+    for (int32_t c = 0; c < grid_size_[0]; ++c)
+      frontier[i].push_back({{c}, 0.0 + score_at(i, 0, c)});
   }
 
   const size_t num_rounds = num_dims == 1 ? 1 : num_dims - 1;
@@ -157,10 +168,12 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
     std::vector<std::vector<size_t>> query_of(batch);
     if (round == 0) {
       // Every sample asks the same first coordinates: build the keys once, not once per sample.
-      for (int32_t c = 0; c < grid_size_[0]; ++c) prefixes.push_back(prefix_key({c}));
+      for (int32_t c = 0; c < grid_size_[0]; ++c)
+        prefixes.push_back(prefix_key({c}));
       for (int64_t i = 0; i < batch; ++i) {
         query_of[i].resize(frontier[i].size());
-        for (size_t n = 0; n < frontier[i].size(); ++n) query_of[i][n] = static_cast<size_t>(frontier[i][n].coords[0]);
+        for (size_t n = 0; n < frontier[i].size(); ++n)
+          query_of[i][n] = static_cast<size_t>(frontier[i][n].coords[0]);
       }
     } else {
       for (int64_t i = 0; i < batch; ++i) {
@@ -176,11 +189,13 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
     if (prefixes.empty()) break;
     if (stats) stats->prefixes_per_round.push_back(prefixes.size());
     auto answer = directory_->get_active_successors(prefixes, deadline);
-    if (!answer.is_ok()) return answer.status().with_context("beam search over '" + uid_prefix_ + "'");
+    if (!answer.is_ok())
+      return answer.status().with_context("beam search over '" + uid_prefix_ + "'");
     const std::vector<std::map<int, ExpertRef>>& successors = answer.value();
     if (successors.size() != prefixes.size()) {
-      return internal_error("beam search: the directory answered " + std::to_string(successors.size()) +
-                            " prefixes of " + std::to_string(prefixes.size()));
+      return internal_error("beam search: the directory answered " +
+                            std::to_string(successors.size()) + " prefixes of " +
+                            std::to_string(prefixes.size()));
     }
 
     const size_t depth = round + 1;  // coordinates in each prefix asked this round
@@ -190,7 +205,8 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
         const Prefix& parent = frontier[i][n];
         const std::map<int, ExpertRef>& live = successors[query_of[i][n]];
         if (num_dims == 1) {
-          // A flat expert "prefix.c" is live when its key lists it (under coordinate -1 in hivemind).
+          // A flat expert "prefix.c" is live when its key lists it (under coordinate -1 in
+          // hivemind).
           const std::string uid = make_expert_uid(uid_prefix_, parent.coords);
           for (const auto& [coord, ref] : live) {
             if (ref.uid == uid) {
@@ -201,7 +217,8 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
           continue;
         }
         for (const auto& [coord, ref] : live) {
-          if (coord < 0 || coord >= grid_size_[depth]) continue;  // outside our grid: another tenant's
+          if (coord < 0 || coord >= grid_size_[depth])
+            continue;  // outside our grid: another tenant's
           const double score = parent.score + score_at(i, depth, coord);
           if (depth + 1 == num_dims) {
             // Most successors cannot enter the top k: reject them before building anything.
@@ -233,7 +250,8 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
 
   std::vector<std::vector<ChosenExpert>> out;
   out.reserve(batch);
-  for (TopK& b : best) out.push_back(std::move(b).take());
+  for (TopK& b : best)
+    out.push_back(std::move(b).take());
   return out;
 }
 

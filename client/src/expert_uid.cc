@@ -1,6 +1,6 @@
-#include <hivemind/client/expert_uid.h>
-
 #include <charconv>
+
+#include <hivemind/client/expert_uid.h>
 
 namespace hivemind::client {
 

@@ -15,11 +15,14 @@ void validate_options(const RemoteMixtureOfExpertsOptions& o, const std::string&
   }
   if (o.k_best <= 0) fail("k_best must be positive");
   if (o.k_min < 0 || o.k_min > o.k_best) fail("k_min must be in [0, k_best]");
-  if (o.backward_k_min < 0 || o.backward_k_min > o.k_best) fail("backward_k_min must be in [0, k_best]");
-  if (o.forward_timeout.count() <= 0 || o.backward_timeout.count() <= 0 || o.search_timeout.count() <= 0) {
+  if (o.backward_k_min < 0 || o.backward_k_min > o.k_best)
+    fail("backward_k_min must be in [0, k_best]");
+  if (o.forward_timeout.count() <= 0 || o.backward_timeout.count() <= 0 ||
+      o.search_timeout.count() <= 0) {
     fail("forward_timeout, backward_timeout and search_timeout must be positive");
   }
-  if (o.timeout_after_k_min && o.timeout_after_k_min->count() < 0) fail("timeout_after_k_min must be >= 0");
+  if (o.timeout_after_k_min && o.timeout_after_k_min->count() < 0)
+    fail("timeout_after_k_min must be >= 0");
   if (o.output_shape) {
     for (int64_t d : *o.output_shape) {
       if (d < 0) fail("output_shape entries must be >= 0");
@@ -27,7 +30,8 @@ void validate_options(const RemoteMixtureOfExpertsOptions& o, const std::string&
   }
 }
 
-std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOptions& o, std::string layer) {
+std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOptions& o,
+                                              std::string layer) {
   auto p = std::make_shared<CallPolicy>();
   p->layer = std::move(layer);
   p->k_min = o.k_min;
@@ -41,14 +45,16 @@ std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOption
   return p;
 }
 
-torch::Tensor gating_input(const torch::Tensor& input, int64_t in_features, const std::string& layer) {
+torch::Tensor gating_input(const torch::Tensor& input, int64_t in_features,
+                           const std::string& layer) {
   if (input.dim() < 2 || input.size(-1) != in_features) {
-    throw std::invalid_argument(layer + ": expected an input of shape [batch, ..., " + std::to_string(in_features) +
-                                "]");
+    throw std::invalid_argument(layer + ": expected an input of shape [batch, ..., " +
+                                std::to_string(in_features) + "]");
   }
   if (input.dim() == 2) return input;
   std::vector<int64_t> middle;
-  for (int64_t d = 1; d < input.dim() - 1; ++d) middle.push_back(d);
+  for (int64_t d = 1; d < input.dim() - 1; ++d)
+    middle.push_back(d);
   return input.mean(middle);
 }
 
@@ -63,18 +69,22 @@ FlatRouting flatten_routing(const std::vector<std::vector<ChosenExpert>>& chosen
     for (size_t j = 0; j < chosen[s].size(); ++j) {
       sample.push_back(s);
       slot.push_back(static_cast<int64_t>(j));
-      for (size_t d = 0; d < num_dims; ++d) coords[d].push_back(chosen[s][j].coords.at(d));
+      for (size_t d = 0; d < num_dims; ++d)
+        coords[d].push_back(chosen[s][j].coords.at(d));
     }
   }
-  auto to_tensor = [&](const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong).to(device); };
+  auto to_tensor = [&](const std::vector<int64_t>& v) {
+    return torch::tensor(v, torch::kLong).to(device);
+  };
   r.sample = to_tensor(sample);
   r.slot = to_tensor(slot);
-  for (const auto& c : coords) r.coords.push_back(to_tensor(c));
+  for (const auto& c : coords)
+    r.coords.push_back(to_tensor(c));
   return r;
 }
 
-torch::Tensor expert_scores(std::span<const torch::Tensor> per_dim, const FlatRouting& routing, Combine combine,
-                            double fill) {
+torch::Tensor expert_scores(std::span<const torch::Tensor> per_dim, const FlatRouting& routing,
+                            Combine combine, double fill) {
   const torch::TensorOptions options = per_dim.front().options();
   torch::Tensor flat;
   for (size_t d = 0; d < per_dim.size(); ++d) {
@@ -90,8 +100,9 @@ torch::Tensor expert_scores(std::span<const torch::Tensor> per_dim, const FlatRo
 }
 
 std::vector<std::vector<ChosenExpert>> find_experts(const MoEBeamSearcher& searcher,
-                                                    std::span<const torch::Tensor> grid_scores, int64_t k_best,
-                                                    Milliseconds timeout, const std::string& layer) {
+                                                    std::span<const torch::Tensor> grid_scores,
+                                                    int64_t k_best, Milliseconds timeout,
+                                                    const std::string& layer) {
   auto found = searcher.batch_find_best_experts(grid_scores, k_best, Deadline::after(timeout));
   if (!found.is_ok()) found.status().with_context(layer).throw_if_error();
   return std::move(found).value();

@@ -1,5 +1,5 @@
-// What both MoE layers share around the remote call: option checks, the gating input, and scoring the
-// chosen experts from per-dimension gating tensors with autograd. Private to the module.
+// What both MoE layers share around the remote call: option checks, the gating input, and scoring
+// the chosen experts from per-dimension gating tensors with autograd. Private to the module.
 #pragma once
 
 #include <memory>
@@ -19,12 +19,15 @@ namespace hivemind::client::detail {
 // Throws std::invalid_argument naming the layer and the bad option.
 void validate_options(const RemoteMixtureOfExpertsOptions& options, const std::string& layer);
 
-std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOptions& options, std::string layer);
+std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOptions& options,
+                                              std::string layer);
 
 // hivemind: inputs with more than two dimensions are averaged over the middle ones for gating.
-torch::Tensor gating_input(const torch::Tensor& input, int64_t in_features, const std::string& layer);
+torch::Tensor gating_input(const torch::Tensor& input, int64_t in_features,
+                           const std::string& layer);
 
-// Every chosen (sample, slot) pair flattened, with its grid coordinates, as index tensors on `device`.
+// Every chosen (sample, slot) pair flattened, with its grid coordinates, as index tensors on
+// `device`.
 struct FlatRouting {
   int64_t batch_size = 0;
   int64_t max_experts = 0;
@@ -38,14 +41,15 @@ FlatRouting flatten_routing(const std::vector<std::vector<ChosenExpert>>& chosen
 
 enum class Combine { kSum, kProduct };
 
-// [batch, K]: for each chosen expert, its per-dimension values combined (sum of logits or product of
-// probabilities); `fill` where a sample has fewer than K experts. Differentiable w.r.t. per_dim.
-torch::Tensor expert_scores(std::span<const torch::Tensor> per_dim, const FlatRouting& routing, Combine combine,
-                            double fill);
+// [batch, K]: for each chosen expert, its per-dimension values combined (sum of logits or product
+// of probabilities); `fill` where a sample has fewer than K experts. Differentiable w.r.t. per_dim.
+torch::Tensor expert_scores(std::span<const torch::Tensor> per_dim, const FlatRouting& routing,
+                            Combine combine, double fill);
 
 // Runs the beam search and throws on a directory failure.
 std::vector<std::vector<ChosenExpert>> find_experts(const MoEBeamSearcher& searcher,
-                                                    std::span<const torch::Tensor> grid_scores, int64_t k_best,
-                                                    Milliseconds timeout, const std::string& layer);
+                                                    std::span<const torch::Tensor> grid_scores,
+                                                    int64_t k_best, Milliseconds timeout,
+                                                    const std::string& layer);
 
 }  // namespace hivemind::client::detail

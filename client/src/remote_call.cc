@@ -10,8 +10,8 @@
 #include <string>
 #include <unordered_map>
 
-#include <torch/types.h>
 #include <torch/autograd.h>
+#include <torch/types.h>
 
 #include <hivemind/common/logging.h>
 #include <hivemind/common/status.h>
@@ -31,18 +31,20 @@ Deadline deadline_after(Milliseconds timeout) {
 }
 
 std::string describe(const ExpertRef& e) {
-  return "expert '" + e.uid + "' at " + (e.endpoint.empty() ? std::string("<no endpoint>") : e.endpoint);
+  return "expert '" + e.uid + "' at " +
+         (e.endpoint.empty() ? std::string("<no endpoint>") : e.endpoint);
 }
 
 std::string shape_string(torch::IntArrayRef shape) {
   std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
   return s + "]";
 }
 
-// Completions of one fan-out. Callbacks only append here: they may run on an I/O thread that must not
-// block or do tensor math, so validation happens on the waiting thread. Shared with every callback, so
-// an answer arriving after the waiter gave up lands here harmlessly.
+// Completions of one fan-out. Callbacks only append here: they may run on an I/O thread that must
+// not block or do tensor math, so validation happens on the waiting thread. Shared with every
+// callback, so an answer arriving after the waiter gave up lands here harmlessly.
 class Inbox {
  public:
   struct Completion {
@@ -58,7 +60,8 @@ class Inbox {
     cv_.notify_one();
   }
 
-  // Everything that arrived, waiting until `deadline` for at least one; empty when the deadline passed.
+  // Everything that arrived, waiting until `deadline` for at least one; empty when the deadline
+  // passed.
   std::deque<Completion> wait(Deadline deadline) {
     std::unique_lock lock(mu_);
     cv_.wait_until(lock, deadline.at(), [&] { return !queue_.empty(); });
@@ -72,9 +75,10 @@ class Inbox {
 };
 
 struct Collected {
-  std::vector<std::optional<std::vector<torch::Tensor>>> outputs;  // per task; nullopt: failed or late
-  std::vector<Status> failures;                                    // per task; Ok for successes
-  std::vector<int64_t> successes;                                  // per sample
+  std::vector<std::optional<std::vector<torch::Tensor>>>
+      outputs;                     // per task; nullopt: failed or late
+  std::vector<Status> failures;    // per task; Ok for successes
+  std::vector<int64_t> successes;  // per sample
 };
 
 using Dispatch = std::function<void(size_t task, Deadline, ExpertCallback)>;
@@ -95,7 +99,8 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
   const Deadline hard = deadline_after(total);
   Deadline current = hard;
   int64_t pending_samples = 0;
-  for (int64_t r : required) pending_samples += r > 0 ? 1 : 0;
+  for (int64_t r : required)
+    pending_samples += r > 0 ? 1 : 0;
   auto arm = [&] {
     if (after_k_min) current = std::min(hard, deadline_after(*after_k_min));
   };
@@ -104,7 +109,8 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
   auto inbox = std::make_shared<Inbox>();
   for (size_t t : tasks) {
     // The callback holds the inbox, not the waiter: it may fire long after this function returned.
-    dispatch(t, hard, [inbox, t](Result<std::vector<torch::Tensor>> r) { inbox->push(t, std::move(r)); });
+    dispatch(t, hard,
+             [inbox, t](Result<std::vector<torch::Tensor>> r) { inbox->push(t, std::move(r)); });
   }
 
   std::vector<char> done(plan.tasks.size(), 0);
@@ -120,7 +126,8 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
       Status status = c.result.status();
       if (status.is_ok()) status = validate(c.task, c.result.value());
       if (!status.is_ok()) {
-        out.failures[c.task] = status.with_context(std::string(pass) + " of " + describe(task.expert));
+        out.failures[c.task] =
+            status.with_context(std::string(pass) + " of " + describe(task.expert));
         logger("client")->debug("{}", out.failures[c.task].to_string());
         continue;
       }
@@ -145,15 +152,18 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
                               const char* pass, int64_t sample, int64_t required) {
   std::string msg = policy.layer + " " + pass + ": sample " + std::to_string(sample) + " got " +
                     std::to_string(got.successes[sample]) + " expert answer(s), needs " +
-                    std::to_string(required) + " (" + (std::string(pass) == "forward" ? "k_min" : "backward_k_min") +
-                    "); it was routed to " + std::to_string(plan.experts_per_sample[sample]) + " expert(s)";
+                    std::to_string(required) + " (" +
+                    (std::string(pass) == "forward" ? "k_min" : "backward_k_min") +
+                    "); it was routed to " + std::to_string(plan.experts_per_sample[sample]) +
+                    " expert(s)";
   if (plan.experts_per_sample[sample] == 0) {
     msg += " because beam search found no live expert for it";
   }
   int listed = 0;
   for (size_t t = 0; t < plan.tasks.size() && listed < 4; ++t) {
     const ExpertTask& task = plan.tasks[t];
-    if (!got.failures[t].is_ok() && std::find(task.samples.begin(), task.samples.end(), sample) != task.samples.end()) {
+    if (!got.failures[t].is_ok() &&
+        std::find(task.samples.begin(), task.samples.end(), sample) != task.samples.end()) {
       msg += listed++ ? "; " : ". Failures: ";
       msg += got.failures[t].to_string();
     }
@@ -167,9 +177,10 @@ bool all_finite(const torch::Tensor& t) {
   return !t.is_floating_point() || t.isfinite().all().item<bool>();
 }
 
-// One task that takes every sample, in order, into the only slot (RemoteExpert, or an MoE batch that
-// chose one expert): its request is the input itself and its answer is the output, with no gather or
-// scatter, which for RemoteExpert's small batches costs more than the call's own tensor work.
+// One task that takes every sample, in order, into the only slot (RemoteExpert, or an MoE batch
+// that chose one expert): its request is the input itself and its answer is the output, with no
+// gather or scatter, which for RemoteExpert's small batches costs more than the call's own tensor
+// work.
 bool routes_whole_batch_to_one_task(const CallPlan& plan) {
   if (plan.tasks.size() != 1 || plan.max_experts != 1) return false;
   const std::vector<int64_t>& samples = plan.tasks[0].samples;
@@ -187,8 +198,8 @@ struct CallState : torch::CustomClassHolder {
   bool whole_batch = false;                 // routes_whole_batch_to_one_task: no index tensors
   std::vector<torch::Tensor> sample_index;  // per task, int64 on the input's device
   std::vector<torch::Tensor> slot_index;
-  std::vector<size_t> alive;                // tasks that answered forward
-  std::vector<int64_t> forward_successes;   // per sample
+  std::vector<size_t> alive;               // tasks that answered forward
+  std::vector<int64_t> forward_successes;  // per sample
 };
 
 class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
@@ -198,7 +209,8 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     const CallPlan& plan = *state->plan;
     const CallPolicy& policy = *state->policy;
     if (policy.detect_anomalies && !all_finite(input)) {
-      throw std::invalid_argument(policy.layer + ": the input has NaN or Inf values (detect_anomalies)");
+      throw std::invalid_argument(policy.layer +
+                                  ": the input has NaN or Inf values (detect_anomalies)");
     }
     const auto in_shape = input.sizes().slice(1);
     std::vector<int64_t> out_shape = policy.output_shape.value_or(in_shape.vec());
@@ -212,21 +224,25 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       }
     }
     std::vector<size_t> all(plan.tasks.size());
-    for (size_t t = 0; t < all.size(); ++t) all[t] = t;
+    for (size_t t = 0; t < all.size(); ++t)
+      all[t] = t;
 
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
-      torch::Tensor rows = state->whole_batch ? input.detach() : input.index_select(0, state->sample_index[t]);
+      torch::Tensor rows =
+          state->whole_batch ? input.detach() : input.index_select(0, state->sample_index[t]);
       state->caller->forward(plan.tasks[t].expert, {std::move(rows)}, deadline, std::move(done));
     };
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& outs) -> Status {
       const int64_t n = static_cast<int64_t>(plan.tasks[t].samples.size());
-      if (outs.size() != 1) return protocol_error("returned " + std::to_string(outs.size()) + " outputs, expected 1");
+      if (outs.size() != 1)
+        return protocol_error("returned " + std::to_string(outs.size()) + " outputs, expected 1");
       std::vector<int64_t> want{n};
       want.insert(want.end(), out_shape.begin(), out_shape.end());
       if (!outs[0].defined() || outs[0].sizes() != torch::IntArrayRef(want)) {
-        return protocol_error("returned an output of shape " +
-                              (outs[0].defined() ? shape_string(outs[0].sizes()) : std::string("<undefined>")) +
-                              ", expected " + shape_string(want));
+        return protocol_error(
+            "returned an output of shape " +
+            (outs[0].defined() ? shape_string(outs[0].sizes()) : std::string("<undefined>")) +
+            ", expected " + shape_string(want));
       }
       if (policy.detect_anomalies && !all_finite(outs[0])) {
         return protocol_error("returned NaN or Inf values (detect_anomalies)");
@@ -234,8 +250,8 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       return Status::ok();
     };
     const std::vector<int64_t> required(plan.batch_size, policy.k_min);
-    Collected got = dispatch_and_collect(plan, all, required, policy.forward_timeout, policy.timeout_after_k_min,
-                                         dispatch, validate, "forward");
+    Collected got = dispatch_and_collect(plan, all, required, policy.forward_timeout,
+                                         policy.timeout_after_k_min, dispatch, validate, "forward");
 
     int64_t total = 0;
     for (int64_t s = 0; s < plan.batch_size; ++s) {
@@ -245,7 +261,8 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       }
     }
     if (total == 0 && plan.batch_size > 0 && !policy.allow_zero_outputs) {
-      timeout_error(policy.layer + " forward: no expert answered for any sample (allow_zero_outputs is off)")
+      timeout_error(policy.layer +
+                    " forward: no expert answered for any sample (allow_zero_outputs is off)")
           .throw_if_error();
     }
 
@@ -253,12 +270,13 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     torch::Tensor outputs, mask;
     if (state->whole_batch && got.outputs[0]) {
       state->alive.push_back(0);
-      // Detached: the answer's wire header may carry the expert's requires_grad; autograd's history for
-      // it is this Function's.
+      // Detached: the answer's wire header may carry the expert's requires_grad; autograd's history
+      // for it is this Function's.
       outputs = (*got.outputs[0])[0].detach().to(input.options()).unsqueeze(1);
       mask = torch::ones({plan.batch_size, 1}, input.options().dtype(torch::kBool));
     } else {
-      // Zeros and mask false where an expert failed (for a whole batch, allow_zero_outputs let it through).
+      // Zeros and mask false where an expert failed (for a whole batch, allow_zero_outputs let it
+      // through).
       std::vector<int64_t> full{plan.batch_size, plan.max_experts};
       full.insert(full.end(), out_shape.begin(), out_shape.end());
       outputs = torch::zeros(full, input.options());
@@ -282,35 +300,40 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     const torch::Tensor grad = grads[0];
     if (!grad.defined()) return {torch::Tensor(), torch::Tensor()};
     const torch::Tensor input = ctx->get_saved_variables()[0];
-    auto state = c10::static_intrusive_pointer_cast<CallState>(ctx->saved_data["state"].toCapsule());
+    auto state =
+        c10::static_intrusive_pointer_cast<CallState>(ctx->saved_data["state"].toCapsule());
     const CallPlan& plan = *state->plan;
     const CallPolicy& policy = *state->policy;
     if (policy.detect_anomalies && !all_finite(grad)) {
-      throw std::invalid_argument(policy.layer + ": the output gradients have NaN or Inf values (detect_anomalies)");
+      throw std::invalid_argument(
+          policy.layer + ": the output gradients have NaN or Inf values (detect_anomalies)");
     }
 
-    // hivemind sends grad_outputs already scaled by each expert's weight: autograd of the weighted sum
-    // did exactly that to `grad`.
+    // hivemind sends grad_outputs already scaled by each expert's weight: autograd of the weighted
+    // sum did exactly that to `grad`.
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
       if (state->whole_batch) {
-        state->caller->backward(plan.tasks[t].expert, {input}, {grad.select(1, 0)}, deadline, std::move(done));
+        state->caller->backward(plan.tasks[t].expert, {input}, {grad.select(1, 0)}, deadline,
+                                std::move(done));
         return;
       }
       state->caller->backward(plan.tasks[t].expert, {input.index_select(0, state->sample_index[t])},
-                              {grad.index({state->sample_index[t], state->slot_index[t]})}, deadline,
-                              std::move(done));
+                              {grad.index({state->sample_index[t], state->slot_index[t]})},
+                              deadline, std::move(done));
     };
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& outs) -> Status {
       const int64_t n = static_cast<int64_t>(plan.tasks[t].samples.size());
       if (outs.size() != 1) {
-        return protocol_error("returned " + std::to_string(outs.size()) + " input gradients, expected 1");
+        return protocol_error("returned " + std::to_string(outs.size()) +
+                              " input gradients, expected 1");
       }
       std::vector<int64_t> want = input.sizes().vec();
       want[0] = n;
       if (!outs[0].defined() || outs[0].sizes() != torch::IntArrayRef(want)) {
-        return protocol_error("returned an input gradient of shape " +
-                              (outs[0].defined() ? shape_string(outs[0].sizes()) : std::string("<undefined>")) +
-                              ", expected " + shape_string(want));
+        return protocol_error(
+            "returned an input gradient of shape " +
+            (outs[0].defined() ? shape_string(outs[0].sizes()) : std::string("<undefined>")) +
+            ", expected " + shape_string(want));
       }
       if (policy.detect_anomalies && !all_finite(outs[0])) {
         return protocol_error("returned NaN or Inf gradients (detect_anomalies)");
@@ -323,8 +346,9 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     for (int64_t s = 0; s < plan.batch_size; ++s) {
       required[s] = std::min(policy.backward_k_min, state->forward_successes[s]);
     }
-    Collected got = dispatch_and_collect(plan, state->alive, required, policy.backward_timeout,
-                                         policy.timeout_after_k_min, dispatch, validate, "backward");
+    Collected got =
+        dispatch_and_collect(plan, state->alive, required, policy.backward_timeout,
+                             policy.timeout_after_k_min, dispatch, validate, "backward");
     for (int64_t s = 0; s < plan.batch_size; ++s) {
       if (got.successes[s] < required[s] && !policy.allow_zero_outputs) {
         throw_short(plan, got, policy, "backward", s, required[s]);
@@ -371,7 +395,8 @@ std::pair<torch::Tensor, torch::Tensor> call_experts(const torch::Tensor& input,
                                                      std::shared_ptr<ExpertCaller> caller,
                                                      std::shared_ptr<const CallPolicy> policy) {
   if (input.dim() < 1 || input.size(0) != plan->batch_size) {
-    throw std::invalid_argument(policy->layer + ": the input's batch size does not match the routing");
+    throw std::invalid_argument(policy->layer +
+                                ": the input's batch size does not match the routing");
   }
   auto state = c10::make_intrusive<CallState>();
   state->plan = std::move(plan);

@@ -1,5 +1,6 @@
 // The fan-out at the heart of both MoE layers: send each expert its routed samples in one request,
-// wait by the k_min rules, mask what failed, and do the same again in backward. Private to the module.
+// wait by the k_min rules, mask what failed, and do the same again in backward. Private to the
+// module.
 #pragma once
 
 #include <cstdint>
@@ -26,11 +27,12 @@ struct CallPolicy {
   std::optional<Milliseconds> timeout_after_k_min;
   bool detect_anomalies = false;
   bool allow_zero_outputs = false;
-  std::optional<std::vector<int64_t>> output_shape;  // per sample; nullopt: the input's per-sample shape
+  std::optional<std::vector<int64_t>>
+      output_shape;  // per sample; nullopt: the input's per-sample shape
 };
 
-// One request per expert: the batch rows routed to it and, for each row, the expert's slot among that
-// sample's chosen experts.
+// One request per expert: the batch rows routed to it and, for each row, the expert's slot among
+// that sample's chosen experts.
 struct ExpertTask {
   ExpertRef expert;
   std::vector<int64_t> samples;
@@ -46,9 +48,10 @@ struct CallPlan {
 
 CallPlan plan_calls(const std::vector<std::vector<ChosenExpert>>& chosen);
 
-// Calls the planned experts on `input` ([batch, ...]). Returns {outputs [batch, K, *output_shape] with
-// zeros where an expert failed, mask [batch, K] bool: true where an expert answered}. Differentiable
-// with respect to `input` through the experts' backward. Throws (std::runtime_error) by the k_min rules.
+// Calls the planned experts on `input` ([batch, ...]). Returns {outputs [batch, K, *output_shape]
+// with zeros where an expert failed, mask [batch, K] bool: true where an expert answered}.
+// Differentiable with respect to `input` through the experts' backward. Throws (std::runtime_error)
+// by the k_min rules.
 std::pair<torch::Tensor, torch::Tensor> call_experts(const torch::Tensor& input,
                                                      std::shared_ptr<const CallPlan> plan,
                                                      std::shared_ptr<ExpertCaller> caller,

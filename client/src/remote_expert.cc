@@ -1,8 +1,8 @@
-#include <hivemind/client/remote_expert.h>
-
 #include <stdexcept>
 
 #include <torch/types.h>
+
+#include <hivemind/client/remote_expert.h>
 
 #include "remote_call.h"
 
@@ -19,10 +19,11 @@ RemoteExpertImpl::RemoteExpertImpl(ExpertRef expert, std::shared_ptr<ExpertCalle
 
 torch::Tensor RemoteExpertImpl::forward(const torch::Tensor& input) {
   if (input.dim() < 1 || input.size(0) == 0) {
-    throw std::invalid_argument("RemoteExpert '" + expert_.uid + "': input needs a non-empty batch dimension");
+    throw std::invalid_argument("RemoteExpert '" + expert_.uid +
+                                "': input needs a non-empty batch dimension");
   }
-  // One expert chosen by every sample: the MoE fan-out with a single task, so RemoteExpert and the MoE
-  // layers share one implementation of requests, deadlines, anomaly checks and autograd.
+  // One expert chosen by every sample: the MoE fan-out with a single task, so RemoteExpert and the
+  // MoE layers share one implementation of requests, deadlines, anomaly checks and autograd.
   std::vector<std::vector<ChosenExpert>> chosen(static_cast<size_t>(input.size(0)),
                                                 {ChosenExpert{expert_, {}, 0.0}});
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
@@ -36,8 +37,8 @@ torch::Tensor RemoteExpertImpl::forward(const torch::Tensor& input) {
   policy->detect_anomalies = options_.detect_anomalies;
   policy->allow_zero_outputs = false;
   policy->output_shape = options_.output_shape;
-  auto [outputs, mask] = detail::call_experts(input, plan, caller_,
-                                              std::shared_ptr<const detail::CallPolicy>(policy));
+  auto [outputs, mask] =
+      detail::call_experts(input, plan, caller_, std::shared_ptr<const detail::CallPolicy>(policy));
   return outputs.select(1, 0);
 }
 

@@ -1,9 +1,9 @@
-#include <hivemind/client/remote_moe.h>
-
 #include <limits>
 
-#include <torch/types.h>
 #include <torch/nn.h>
+#include <torch/types.h>
+
+#include <hivemind/client/remote_moe.h>
 
 #include "gating.h"
 #include "remote_call.h"
@@ -28,25 +28,29 @@ RemoteMixtureOfExpertsImpl::RemoteMixtureOfExpertsImpl(RemoteMixtureOfExpertsOpt
       caller_(std::move(caller)) {
   if (!caller_) throw std::invalid_argument(kLayer + ": no ExpertCaller");
   int64_t total = 0;
-  for (int64_t g : options_.grid_size) total += g;
+  for (int64_t g : options_.grid_size)
+    total += g;
   proj = register_module("proj", torch::nn::Linear(options_.in_features, total));
 }
 
 torch::Tensor RemoteMixtureOfExpertsImpl::forward(const torch::Tensor& input) {
   const torch::Tensor gate_in = detail::gating_input(input, options_.in_features, kLayer);
-  const std::vector<torch::Tensor> grid = proj->forward(gate_in).split_with_sizes(options_.grid_size, -1);
+  const std::vector<torch::Tensor> grid =
+      proj->forward(gate_in).split_with_sizes(options_.grid_size, -1);
 
   std::vector<std::vector<ChosenExpert>> chosen =
       detail::find_experts(searcher_, grid, options_.k_best, options_.search_timeout, kLayer);
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
-  auto [outputs, mask] = detail::call_experts(input, plan, caller_, detail::make_policy(options_, kLayer));
+  auto [outputs, mask] =
+      detail::call_experts(input, plan, caller_, detail::make_policy(options_, kLayer));
 
   const detail::FlatRouting routing = detail::flatten_routing(chosen, grid.size(), input.device());
   const torch::Tensor logits = detail::expert_scores(grid, routing, detail::Combine::kSum,
                                                      -std::numeric_limits<double>::infinity());
-  // Failed experts leave the softmax; a sample with no survivor gets zero weights rather than the NaN
-  // of a softmax over nothing.
-  torch::Tensor masked = torch::where(mask, logits, torch::full_like(logits, -std::numeric_limits<double>::infinity()));
+  // Failed experts leave the softmax; a sample with no survivor gets zero weights rather than the
+  // NaN of a softmax over nothing.
+  torch::Tensor masked = torch::where(
+      mask, logits, torch::full_like(logits, -std::numeric_limits<double>::infinity()));
   masked = torch::where(mask.any(1, /*keepdim=*/true), masked, torch::zeros_like(masked));
   const torch::Tensor weights = torch::softmax(masked, 1) * mask.to(masked.scalar_type());
 
@@ -54,8 +58,10 @@ torch::Tensor RemoteMixtureOfExpertsImpl::forward(const torch::Tensor& input) {
   std::vector<int64_t> out_shape{batch};
   const auto per_sample = outputs.sizes().slice(2);
   out_shape.insert(out_shape.end(), per_sample.begin(), per_sample.end());
-  const torch::Tensor flat = outputs.reshape({batch, outputs.size(1), c10::multiply_integers(per_sample)});
-  torch::Tensor result = (weights.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(out_shape);
+  const torch::Tensor flat =
+      outputs.reshape({batch, outputs.size(1), c10::multiply_integers(per_sample)});
+  torch::Tensor result =
+      (weights.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(out_shape);
 
   last_routing_ = {std::move(chosen), mask};
   return result;

@@ -1,17 +1,18 @@
-#include <hivemind/client/rpc_expert_caller.h>
-
 #include <future>
 #include <utility>
 
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
+#include <hivemind/client/rpc_expert_caller.h>
 #include <hivemind/quant/torch_codec.h>
 
 namespace hivemind::client {
 namespace {
 
-std::string cache_key(const ExpertRef& expert) { return expert.uid + "@" + expert.endpoint; }
+std::string cache_key(const ExpertRef& expert) {
+  return expert.uid + "@" + expert.endpoint;
+}
 
 std::string describe(const ExpertRef& expert) {
   return "expert '" + expert.uid + "' at " + expert.endpoint;
@@ -36,7 +37,8 @@ quant::EncodeOptions encode_options(const protocol::TensorSchema& schema) {
 
 }  // namespace
 
-std::shared_ptr<RpcExpertCaller> RpcExpertCaller::create(std::shared_ptr<transport::rpc::Client> rpc) {
+std::shared_ptr<RpcExpertCaller> RpcExpertCaller::create(
+    std::shared_ptr<transport::rpc::Client> rpc) {
   return std::shared_ptr<RpcExpertCaller>(new RpcExpertCaller(std::move(rpc)));
 }
 
@@ -80,7 +82,8 @@ void RpcExpertCaller::info(const ExpertRef& expert, Deadline deadline,
 Result<protocol::ExpertInfo> RpcExpertCaller::info(const ExpertRef& expert, Deadline deadline) {
   auto promise = std::make_shared<std::promise<Result<protocol::ExpertInfo>>>();
   auto future = promise->get_future();
-  info(expert, deadline, [promise](Result<protocol::ExpertInfo> r) { promise->set_value(std::move(r)); });
+  info(expert, deadline,
+       [promise](Result<protocol::ExpertInfo> r) { promise->set_value(std::move(r)); });
   // The RPC layer completes every call by its deadline; the extra second only covers scheduling.
   if (!deadline.is_never() &&
       future.wait_until(deadline.at() + std::chrono::seconds(1)) != std::future_status::ready) {
@@ -99,7 +102,8 @@ void RpcExpertCaller::backward(const ExpertRef& expert, std::vector<torch::Tenso
                                std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                                ExpertCallback done) {
   size_t num_inputs = inputs.size();
-  for (auto& g : grad_outputs) inputs.push_back(std::move(g));
+  for (auto& g : grad_outputs)
+    inputs.push_back(std::move(g));
   call(expert, protocol::kBackwardMethod, std::move(inputs), num_inputs, deadline, std::move(done));
 }
 
@@ -119,24 +123,27 @@ void RpcExpertCaller::call(const ExpertRef& expert, std::string_view method,
     return;
   }
   auto self = shared_from_this();
-  info(expert, deadline, [self, expert, method_name, tensors = std::move(tensors), num_inputs,
-                          deadline, done = std::move(done)](Result<protocol::ExpertInfo> info) mutable {
-    if (!info.is_ok()) {
-      done(info.status());
-      return;
-    }
-    // We are on the transport's I/O thread: encoding is tensor math, so it moves to LibTorch's
-    // inter-op pool.
-    at::launch([self, expert, method_name, tensors = std::move(tensors), num_inputs,
-                info = std::move(*info), deadline, done = std::move(done)]() mutable {
-      self->send(expert, method_name, std::move(tensors), num_inputs, info, deadline, std::move(done));
-    });
-  });
+  info(expert, deadline,
+       [self, expert, method_name, tensors = std::move(tensors), num_inputs, deadline,
+        done = std::move(done)](Result<protocol::ExpertInfo> info) mutable {
+         if (!info.is_ok()) {
+           done(info.status());
+           return;
+         }
+         // We are on the transport's I/O thread: encoding is tensor math, so it moves to LibTorch's
+         // inter-op pool.
+         at::launch([self, expert, method_name, tensors = std::move(tensors), num_inputs,
+                     info = std::move(*info), deadline, done = std::move(done)]() mutable {
+           self->send(expert, method_name, std::move(tensors), num_inputs, info, deadline,
+                      std::move(done));
+         });
+       });
 }
 
 void RpcExpertCaller::send(const ExpertRef& expert, const std::string& method_name,
                            std::vector<torch::Tensor> tensors, size_t num_inputs,
-                           const protocol::ExpertInfo& info, Deadline deadline, ExpertCallback done) {
+                           const protocol::ExpertInfo& info, Deadline deadline,
+                           ExpertCallback done) {
   bool backward = method_name == protocol::kBackwardMethod;
   size_t expected = backward ? info.inputs.size() + info.outputs.size() : info.inputs.size();
   if (tensors.size() != expected || num_inputs != info.inputs.size()) {
@@ -162,7 +169,8 @@ void RpcExpertCaller::send(const ExpertRef& expert, const std::string& method_na
   torch::Device device = tensors.empty() ? torch::Device(torch::kCPU) : tensors[0].device();
   std::vector<c10::ScalarType> dtypes;
   if (backward) {
-    for (size_t i = 0; i < num_inputs; ++i) dtypes.push_back(tensors[i].scalar_type());
+    for (size_t i = 0; i < num_inputs; ++i)
+      dtypes.push_back(tensors[i].scalar_type());
   } else {
     c10::ScalarType like = tensors.empty() ? torch::kFloat32 : tensors[0].scalar_type();
     dtypes.assign(info.outputs.size(), like);
@@ -181,9 +189,9 @@ void RpcExpertCaller::send(const ExpertRef& expert, const std::string& method_na
                               std::to_string(dtypes.size())));
           return;
         }
-        // Raw answers bound for the CPU (compression none, the wanted dtype) become views of the received
-        // buffers right here: no copy and no tensor math, and no hop to another thread. Anything to
-        // dequantize, convert or upload is tensor math: off the I/O thread.
+        // Raw answers bound for the CPU (compression none, the wanted dtype) become views of the
+        // received buffers right here: no copy and no tensor math, and no hop to another thread.
+        // Anything to dequantize, convert or upload is tensor math: off the I/O thread.
         bool views_only = device.is_cpu();
         for (size_t i = 0; views_only && i < reply->tensors.size(); ++i) {
           const transport::Buffer& b = reply->tensors[i];
@@ -196,8 +204,8 @@ void RpcExpertCaller::send(const ExpertRef& expert, const std::string& method_na
           for (size_t i = 0; i < message.tensors.size(); ++i) {
             const transport::Buffer& b = message.tensors[i];
             auto tensor = device.is_cpu() && b.is_host()
-                              ? quant::decode_tensor_borrowing(b.bytes(), std::make_shared<transport::Buffer>(b),
-                                                               dtypes[i])
+                              ? quant::decode_tensor_borrowing(
+                                    b.bytes(), std::make_shared<transport::Buffer>(b), dtypes[i])
                               : quant::decode_tensor(b.bytes(), device, dtypes[i]);
             if (!tensor.is_ok()) {
               done(tensor.status().with_context(method_name + " answer of " + describe(expert)));
@@ -207,8 +215,10 @@ void RpcExpertCaller::send(const ExpertRef& expert, const std::string& method_na
           }
           done(std::move(decoded));
         };
-        if (views_only) decode_all();
-        else at::launch(std::move(decode_all));
+        if (views_only)
+          decode_all();
+        else
+          at::launch(std::move(decode_all));
       });
 }
 

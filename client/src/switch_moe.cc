@@ -1,10 +1,10 @@
-#include <hivemind/client/switch_moe.h>
-
 #include <limits>
 
-#include <torch/types.h>
 #include <torch/nn.h>
+#include <torch/types.h>
 #include <torch/utils.h>
+
+#include <hivemind/client/switch_moe.h>
 
 #include "gating.h"
 #include "remote_call.h"
@@ -14,20 +14,23 @@ namespace {
 
 const std::string kLayer = "RemoteSwitchMixtureOfExperts";
 
-const RemoteSwitchMixtureOfExpertsOptions& checked(const RemoteSwitchMixtureOfExpertsOptions& options) {
+const RemoteSwitchMixtureOfExpertsOptions& checked(
+    const RemoteSwitchMixtureOfExpertsOptions& options) {
   detail::validate_options(options.moe, kLayer);
   auto fail = [](const std::string& what) { throw std::invalid_argument(kLayer + ": " + what); };
-  if (!(options.utilization_alpha >= 0 && options.utilization_alpha <= 1)) fail("utilization_alpha must be in [0, 1]");
-  if (!(options.grid_dropout > 0 && options.grid_dropout <= 1)) fail("grid_dropout must be in (0, 1]");
+  if (!(options.utilization_alpha >= 0 && options.utilization_alpha <= 1))
+    fail("utilization_alpha must be in [0, 1]");
+  if (!(options.grid_dropout > 0 && options.grid_dropout <= 1))
+    fail("grid_dropout must be in (0, 1]");
   if (!(options.jitter_eps >= 0 && options.jitter_eps < 1)) fail("jitter_eps must be in [0, 1)");
   return options;
 }
 
 }  // namespace
 
-RemoteSwitchMixtureOfExpertsImpl::RemoteSwitchMixtureOfExpertsImpl(RemoteSwitchMixtureOfExpertsOptions options,
-                                                                   std::shared_ptr<ExpertDirectory> directory,
-                                                                   std::shared_ptr<ExpertCaller> caller)
+RemoteSwitchMixtureOfExpertsImpl::RemoteSwitchMixtureOfExpertsImpl(
+    RemoteSwitchMixtureOfExpertsOptions options, std::shared_ptr<ExpertDirectory> directory,
+    std::shared_ptr<ExpertCaller> caller)
     : options_(checked(options)),
       searcher_(std::move(directory), options_.moe.uid_prefix, options_.moe.grid_size),
       caller_(std::move(caller)) {
@@ -42,26 +45,33 @@ RemoteSwitchMixtureOfExpertsImpl::RemoteSwitchMixtureOfExpertsImpl(RemoteSwitchM
   grid_utilization = register_buffer("grid_utilization", torch::cat(initial));
 }
 
-std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forward(const torch::Tensor& input) {
+std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forward(
+    const torch::Tensor& input) {
   const RemoteMixtureOfExpertsOptions& moe = options_.moe;
   if (moe.output_shape && torch::IntArrayRef(*moe.output_shape) != input.sizes().slice(1)) {
-    throw std::invalid_argument(kLayer + ": the residual connection needs output_shape equal to the input's");
+    throw std::invalid_argument(
+        kLayer + ": the residual connection needs output_shape equal to the input's");
   }
   torch::Tensor gate_in = detail::gating_input(input, moe.in_features, kLayer);
   if (is_training() && options_.jitter_eps > 0) {
-    // Multiplicative jitter for regularised routing; a new tensor, the caller's input stays as it was.
-    gate_in = gate_in * torch::empty_like(gate_in).uniform_(1 - options_.jitter_eps, 1 + options_.jitter_eps);
+    // Multiplicative jitter for regularised routing; a new tensor, the caller's input stays as it
+    // was.
+    gate_in = gate_in *
+              torch::empty_like(gate_in).uniform_(1 - options_.jitter_eps, 1 + options_.jitter_eps);
   }
   std::vector<torch::Tensor> grid = proj->forward(gate_in).split_with_sizes(moe.grid_size, -1);
   if (is_training() && options_.grid_dropout < 1) {
     for (torch::Tensor& scores : grid) {
       torch::Tensor keep = torch::rand({scores.size(-1)}, scores.options()) < options_.grid_dropout;
-      if (!keep.any().item<bool>()) continue;  // dropping every index would leave nothing to route to
-      scores = torch::where(keep, scores, torch::full_like(scores, -std::numeric_limits<double>::infinity()));
+      if (!keep.any().item<bool>())
+        continue;  // dropping every index would leave nothing to route to
+      scores = torch::where(keep, scores,
+                            torch::full_like(scores, -std::numeric_limits<double>::infinity()));
     }
   }
   std::vector<torch::Tensor> grid_softmax;
-  for (const torch::Tensor& scores : grid) grid_softmax.push_back(torch::softmax(scores, -1));
+  for (const torch::Tensor& scores : grid)
+    grid_softmax.push_back(torch::softmax(scores, -1));
 
   std::vector<std::vector<ChosenExpert>> chosen =
       detail::find_experts(searcher_, grid, moe.k_best, moe.search_timeout, kLayer);
@@ -86,17 +96,23 @@ std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forwar
   }
 
   // Expert probability = product of its per-dimension probabilities, zero where it did not answer.
-  torch::Tensor probs = detail::expert_scores(grid_softmax, routing, detail::Combine::kProduct, 0.0);
+  torch::Tensor probs =
+      detail::expert_scores(grid_softmax, routing, detail::Combine::kProduct, 0.0);
   probs = torch::where(mask, probs, torch::zeros_like(probs));
   const int64_t batch = input.size(0);
-  const torch::Tensor flat = outputs.reshape({batch, outputs.size(1), c10::multiply_integers(input.sizes().slice(1))});
-  torch::Tensor output = (probs.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(input.sizes()) + input;
+  const torch::Tensor flat =
+      outputs.reshape({batch, outputs.size(1), c10::multiply_integers(input.sizes().slice(1))});
+  torch::Tensor output =
+      (probs.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(input.sizes()) + input;
 
-  const std::vector<torch::Tensor> utilization = grid_utilization.split_with_sizes(moe.grid_size, 0);
+  const std::vector<torch::Tensor> utilization =
+      grid_utilization.split_with_sizes(moe.grid_size, 0);
   std::vector<torch::Tensor> terms;
   for (size_t d = 0; d < grid.size(); ++d) {
     const double size = static_cast<double>(moe.grid_size[d]);
-    terms.push_back((grid_softmax[d].mean(0) * utilization[d].to(grid_softmax[d].options())).mean() * (size * size));
+    terms.push_back(
+        (grid_softmax[d].mean(0) * utilization[d].to(grid_softmax[d].options())).mean() *
+        (size * size));
   }
   torch::Tensor balancing_loss = torch::stack(terms).sum();
 

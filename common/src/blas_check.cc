@@ -1,9 +1,8 @@
-#include <hivemind/common/blas_check.h>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include <hivemind/common/blas_check.h>
 #include <hivemind/common/logging.h>
 
 namespace hivemind {

@@ -1,15 +1,14 @@
-#include <hivemind/common/bootstrap_file.h>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <thread>
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hivemind/common/bootstrap_file.h>
 
 namespace hivemind {
 namespace {
@@ -25,8 +24,8 @@ std::string directory_of(const std::string& path) {
 
 Status validate_address(const std::string& path, std::string_view address) {
   if (address.empty() || address.size() > kMaxAddressLength) {
-    return invalid_argument_error(
-        fmt::format("bootstrap file {}: an address must have 1 to {} characters", path, kMaxAddressLength));
+    return invalid_argument_error(fmt::format(
+        "bootstrap file {}: an address must have 1 to {} characters", path, kMaxAddressLength));
   }
   for (char c : address) {
     // Printable ASCII without spaces: host:port, tcp://..., /ip4/.../tcp/... all fit.
@@ -52,7 +51,8 @@ Status write_all(int fd, std::string_view bytes, const std::string& tmp) {
 }
 
 // Writes the content to a fresh temporary file next to `path` and fsyncs it. Returns its name.
-Result<std::string> write_temporary(const std::string& path, const std::vector<std::string>& addresses) {
+Result<std::string> write_temporary(const std::string& path,
+                                    const std::vector<std::string>& addresses) {
   if (addresses.empty()) {
     return invalid_argument_error(fmt::format("bootstrap file {}: no address to write", path));
   }
@@ -63,10 +63,12 @@ Result<std::string> write_temporary(const std::string& path, const std::vector<s
     content += '\n';
   }
   if (content.size() > kBootstrapFileMaxBytes) {
-    return too_large_error(fmt::format("bootstrap file {}: {} bytes of addresses exceed the limit of {}",
-                                       path, content.size(), kBootstrapFileMaxBytes));
+    return too_large_error(
+        fmt::format("bootstrap file {}: {} bytes of addresses exceed the limit of {}", path,
+                    content.size(), kBootstrapFileMaxBytes));
   }
-  // Unique per process and call: concurrent writers on one shared directory never share a temp file.
+  // Unique per process and call: concurrent writers on one shared directory never share a temp
+  // file.
   static std::atomic<unsigned> counter{0};
   std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), counter.fetch_add(1));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -106,9 +108,11 @@ Status write_bootstrap_file(const std::string& path, const std::vector<std::stri
   return sync_directory(path);
 }
 
-Result<bool> publish_bootstrap_file_once(const std::string& path, const std::vector<std::string>& addresses) {
+Result<bool> publish_bootstrap_file_once(const std::string& path,
+                                         const std::vector<std::string>& addresses) {
   HIVEMIND_ASSIGN_OR_RETURN(std::string tmp, write_temporary(path, addresses));
-  // link(2) fails with EEXIST when the name exists, atomically, also over NFS: first publisher wins.
+  // link(2) fails with EEXIST when the name exists, atomically, also over NFS: first publisher
+  // wins.
   int rc = ::link(tmp.c_str(), path.c_str());
   int err = errno;
   ::unlink(tmp.c_str());
@@ -159,7 +163,8 @@ Result<std::optional<std::vector<std::string>>> read_bootstrap_file(const std::s
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
       line.remove_suffix(1);
     }
-    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t'))
+      line.remove_prefix(1);
     if (line.empty() || line.front() == '#') continue;
     Status valid = validate_address(path, line);
     if (!valid.is_ok()) return protocol_error(valid.message());
@@ -172,7 +177,8 @@ Result<std::optional<std::vector<std::string>>> read_bootstrap_file(const std::s
 }
 
 Result<std::vector<std::string>> wait_for_bootstrap_file(const std::string& path, Deadline deadline,
-                                                         const Clock& clock, BootstrapWaitOptions options) {
+                                                         const Clock& clock,
+                                                         BootstrapWaitOptions options) {
   if (!options.sleep) options.sleep = [](Milliseconds ms) { std::this_thread::sleep_for(ms); };
   const SteadyTime started = clock.steady_now();
   Milliseconds poll = std::max(options.first_poll, Milliseconds(1));
@@ -182,7 +188,8 @@ Result<std::vector<std::string>> wait_for_bootstrap_file(const std::string& path
     if (deadline.expired(clock)) {
       auto waited = std::chrono::duration_cast<Milliseconds>(clock.steady_now() - started);
       return timeout_error(fmt::format(
-          "no bootstrap file {} after waiting {} ms: the bootstrap peer writes it once it is listening; "
+          "no bootstrap file {} after waiting {} ms: the bootstrap peer writes it once it is "
+          "listening; "
           "check that it started, and that this directory is on a filesystem every node shares",
           path, waited.count()));
     }

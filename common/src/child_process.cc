@@ -1,6 +1,10 @@
-#include <hivemind/common/child_process.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -8,12 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <thread>
-
-#include <fmt/format.h>
+#include <hivemind/common/child_process.h>
 
 #include "signals_for_exec.h"
 
@@ -28,7 +27,9 @@ int poll_timeout_ms(Deadline deadline) {
   return static_cast<int>(std::min<int64_t>(deadline.remaining().count(), 1'000'000));
 }
 
-int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+int exit_code_of(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
 void close_fd(int& fd) {
   if (fd >= 0) ::close(fd);
@@ -36,16 +37,19 @@ void close_fd(int& fd) {
 }
 
 // The environment the child gets: ours, with `overrides` replacing or adding entries.
-std::vector<std::string> child_environment(const std::vector<std::pair<std::string, std::string>>& overrides) {
+std::vector<std::string> child_environment(
+    const std::vector<std::pair<std::string, std::string>>& overrides) {
   std::vector<std::string> env;
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     std::string_view e(*entry);
     bool replaced = std::any_of(overrides.begin(), overrides.end(), [&](const auto& kv) {
-      return e.size() > kv.first.size() && e.substr(0, kv.first.size()) == kv.first && e[kv.first.size()] == '=';
+      return e.size() > kv.first.size() && e.substr(0, kv.first.size()) == kv.first &&
+             e[kv.first.size()] == '=';
     });
     if (!replaced) env.emplace_back(e);
   }
-  for (const auto& [key, value] : overrides) env.push_back(key + "=" + value);
+  for (const auto& [key, value] : overrides)
+    env.push_back(key + "=" + value);
   return env;
 }
 
@@ -53,16 +57,21 @@ std::vector<std::string> child_environment(const std::vector<std::pair<std::stri
 
 Result<ChildProcess> ChildProcess::spawn(ChildOptions options) {
   if (options.argv.empty()) return invalid_argument_error("child process: empty argv");
-  const bool to_file = options.stdout_to == ChildOutput::kFile || options.stderr_to == ChildOutput::kFile;
-  if (to_file && options.output_file.empty()) return invalid_argument_error("child process: no output file");
+  const bool to_file =
+      options.stdout_to == ChildOutput::kFile || options.stderr_to == ChildOutput::kFile;
+  if (to_file && options.output_file.empty())
+    return invalid_argument_error("child process: no output file");
 
-  // Everything the child needs is prepared here: between fork and exec only async-signal-safe calls.
+  // Everything the child needs is prepared here: between fork and exec only async-signal-safe
+  // calls.
   std::vector<std::string> env = child_environment(options.env);
   std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
+  for (auto& e : env)
+    envp.push_back(e.data());
   envp.push_back(nullptr);
   std::vector<char*> argv;
-  for (auto& a : options.argv) argv.push_back(a.data());
+  for (auto& a : options.argv)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
 
   ChildProcess child;  // owns every descriptor below, so each error path closes them
@@ -153,7 +162,9 @@ Result<ChildProcess> ChildProcess::spawn(std::vector<std::string> argv) {
   return spawn(std::move(options));
 }
 
-ChildProcess::ChildProcess(ChildProcess&& other) noexcept { *this = std::move(other); }
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept {
+  *this = std::move(other);
+}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   std::swap(pid_, other.pid_);
@@ -164,7 +175,9 @@ ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
   return *this;
 }
 
-ChildProcess::~ChildProcess() { reset(); }
+ChildProcess::~ChildProcess() {
+  reset();
+}
 
 void ChildProcess::reset() {
   if (pid_ > 0) {
@@ -189,9 +202,11 @@ bool ChildProcess::pump(Deadline deadline, bool for_exit) {
     const bool watch_exit = for_exit && pidfd_ >= 0;
     if (watch_exit) fds[count++] = pollfd{pidfd_, POLLIN, 0};
     int timeout = poll_timeout_ms(deadline);
-    if (for_exit && pidfd_ < 0) timeout = std::min(timeout < 0 ? 10 : timeout, 10);  // polled exit: 10 ms steps
+    if (for_exit && pidfd_ < 0)
+      timeout = std::min(timeout < 0 ? 10 : timeout, 10);  // polled exit: 10 ms steps
     if (count == 0) {
-      if (timeout != 0) std::this_thread::sleep_for(std::chrono::milliseconds(timeout < 0 ? 10 : timeout));
+      if (timeout != 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(timeout < 0 ? 10 : timeout));
       return !deadline.expired();
     }
     int ready = ::poll(fds, count, timeout);
@@ -203,8 +218,10 @@ bool ChildProcess::pump(Deadline deadline, bool for_exit) {
       char chunk[4096];
       ssize_t n = ::read(out_fd_[s], chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) close_fd(out_fd_[s]);
-      else buffer_[s].append(chunk, static_cast<size_t>(n));
+      if (n <= 0)
+        close_fd(out_fd_[s]);
+      else
+        buffer_[s].append(chunk, static_cast<size_t>(n));
     }
     return true;
   }
@@ -219,14 +236,17 @@ Result<std::string> ChildProcess::read_line(Deadline deadline, ChildStream strea
       return line;
     }
     if (out_fd_[s] < 0) {
-      if (!buffer_[s].empty()) return std::exchange(buffer_[s], std::string());  // a last unterminated line
+      if (!buffer_[s].empty())
+        return std::exchange(buffer_[s], std::string());  // a last unterminated line
       return unavailable_error(fmt::format("process {}: that stream is closed or not piped", pid_));
     }
-    if (!pump(deadline, false)) return timeout_error(fmt::format("no line from process {} in time", pid_));
+    if (!pump(deadline, false))
+      return timeout_error(fmt::format("no line from process {} in time", pid_));
   }
 }
 
-Result<std::string> ChildProcess::read_line_containing(std::string_view text, Deadline deadline, ChildStream stream) {
+Result<std::string> ChildProcess::read_line_containing(std::string_view text, Deadline deadline,
+                                                       ChildStream stream) {
   while (true) {
     HIVEMIND_ASSIGN_OR_RETURN(std::string line, read_line(deadline, stream));
     if (line.find(text) != std::string::npos) return line;
@@ -234,7 +254,8 @@ Result<std::string> ChildProcess::read_line_containing(std::string_view text, De
 }
 
 Status ChildProcess::write(std::string_view bytes) {
-  if (stdin_fd_ < 0) return unavailable_error(fmt::format("process {}: stdin is closed or not piped", pid_));
+  if (stdin_fd_ < 0)
+    return unavailable_error(fmt::format("process {}: stdin is closed or not piped", pid_));
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(stdin_fd_, bytes.data() + done, bytes.size() - done);
@@ -245,7 +266,9 @@ Status ChildProcess::write(std::string_view bytes) {
   return Status::ok();
 }
 
-void ChildProcess::close_stdin() { close_fd(stdin_fd_); }
+void ChildProcess::close_stdin() {
+  close_fd(stdin_fd_);
+}
 
 void ChildProcess::signal(int sig) {
   if (pid_ > 0) ::kill(pid_, sig);

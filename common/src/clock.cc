@@ -1,6 +1,6 @@
-#include <hivemind/common/clock.h>
-
 #include <algorithm>
+
+#include <hivemind/common/clock.h>
 
 namespace hivemind {
 
@@ -20,7 +20,9 @@ SteadyTime ManualClock::steady_now() const {
   return SteadyTime(Milliseconds(steady_ms_.load(std::memory_order_acquire)));
 }
 
-DhtTime ManualClock::dht_now() const { return dht_ms_.load(std::memory_order_acquire); }
+DhtTime ManualClock::dht_now() const {
+  return dht_ms_.load(std::memory_order_acquire);
+}
 
 void ManualClock::advance(Milliseconds by) {
   steady_ms_.fetch_add(by.count(), std::memory_order_acq_rel);

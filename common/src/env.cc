@@ -1,13 +1,13 @@
-#include <hivemind/common/env.h>
-
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <climits>
 #include <cstdlib>
 #include <string>
+
+#include <unistd.h>
+
+#include <hivemind/common/env.h>
 
 namespace hivemind {
 
@@ -27,8 +27,10 @@ std::optional<std::string> env_string(const char* name) {
 }
 
 static std::string_view trim(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
+    text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.remove_suffix(1);
   return text;
 }
 
@@ -44,7 +46,8 @@ Result<int64_t> parse_int(std::string_view text) {
 
 Result<double> parse_double(std::string_view text) {
   text = trim(text);
-  std::string copy(text);  // strtod needs a terminator; from_chars(double) is missing in older libstdc++
+  std::string copy(
+      text);  // strtod needs a terminator; from_chars(double) is missing in older libstdc++
   char* end = nullptr;
   double value = std::strtod(copy.c_str(), &end);
   if (copy.empty() || end != copy.c_str() + copy.size()) {
@@ -67,15 +70,20 @@ static Result<std::optional<T>> env_typed(const char* name, Parse parse) {
   auto text = env_string(name);
   if (!text) return std::optional<T>();
   auto parsed = parse(*text);
-  if (!parsed.is_ok()) return parsed.status().with_context(std::string("environment variable ") + name);
+  if (!parsed.is_ok())
+    return parsed.status().with_context(std::string("environment variable ") + name);
   return std::optional<T>(*parsed);
 }
 
-Result<std::optional<int64_t>> env_int(const char* name) { return env_typed<int64_t>(name, parse_int); }
+Result<std::optional<int64_t>> env_int(const char* name) {
+  return env_typed<int64_t>(name, parse_int);
+}
 Result<std::optional<double>> env_double(const char* name) {
   return env_typed<double>(name, parse_double);
 }
-Result<std::optional<bool>> env_bool(const char* name) { return env_typed<bool>(name, parse_bool); }
+Result<std::optional<bool>> env_bool(const char* name) {
+  return env_typed<bool>(name, parse_bool);
+}
 
 namespace {
 
@@ -87,12 +95,15 @@ struct LauncherVariables {
   const char* node_rank;
 };
 
-// Most specific first: our own variables (set by srun-wrap.sh / --spawn) override what the launcher set.
+// Most specific first: our own variables (set by srun-wrap.sh / --spawn) override what the launcher
+// set.
 constexpr LauncherVariables kLaunchers[] = {
-    {"hivemind", "HIVEMIND_RANK", "HIVEMIND_WORLD_SIZE", "HIVEMIND_LOCAL_RANK", "HIVEMIND_NODE_RANK"},
+    {"hivemind", "HIVEMIND_RANK", "HIVEMIND_WORLD_SIZE", "HIVEMIND_LOCAL_RANK",
+     "HIVEMIND_NODE_RANK"},
     // OMPI_COMM_WORLD_NODE_RANK is a rank *within* the node, not a node index: the node index is
     // derived from the local size below (right for mpirun's default by-slot mapping).
-    {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", nullptr},
+    {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+     nullptr},
     {"pmix", "PMIX_RANK", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NODEID"},
     // Inside a step SLURM_STEP_NUM_TASKS is the step's size; SLURM_NTASKS is the job's.
     {"slurm", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID", "SLURM_NODEID"},
@@ -118,9 +129,11 @@ Result<LaunchInfo> read_launch_info() {
     info.source = launcher.source;
     HIVEMIND_ASSIGN_OR_RETURN(info.rank, read_rank_variable(launcher.rank, 0, 0));
     int world_fallback = info.rank + 1;
-    bool slurm_sizes = std::string(launcher.source) == "slurm" || std::string(launcher.source) == "pmix";
+    bool slurm_sizes =
+        std::string(launcher.source) == "slurm" || std::string(launcher.source) == "pmix";
     if (slurm_sizes && !env_string(launcher.world_size)) {
-      HIVEMIND_ASSIGN_OR_RETURN(world_fallback, read_rank_variable("SLURM_NTASKS", world_fallback, 1));
+      HIVEMIND_ASSIGN_OR_RETURN(world_fallback,
+                                read_rank_variable("SLURM_NTASKS", world_fallback, 1));
     }
     HIVEMIND_ASSIGN_OR_RETURN(info.world_size,
                               read_rank_variable(launcher.world_size, world_fallback, 1));
@@ -128,7 +141,8 @@ Result<LaunchInfo> read_launch_info() {
     if (launcher.node_rank != nullptr) {
       HIVEMIND_ASSIGN_OR_RETURN(info.node_rank, read_rank_variable(launcher.node_rank, 0, 0));
     } else {
-      HIVEMIND_ASSIGN_OR_RETURN(int local_size, read_rank_variable("OMPI_COMM_WORLD_LOCAL_SIZE", 0, 0));
+      HIVEMIND_ASSIGN_OR_RETURN(int local_size,
+                                read_rank_variable("OMPI_COMM_WORLD_LOCAL_SIZE", 0, 0));
       info.node_rank = local_size > 0 ? info.rank / local_size : 0;
     }
     if (info.rank >= info.world_size) {

@@ -1,11 +1,10 @@
-#include <hivemind/common/hostlist.h>
-
 #include <cctype>
 #include <charconv>
 
 #include <fmt/format.h>
 
 #include <hivemind/common/env.h>
+#include <hivemind/common/hostlist.h>
 
 namespace hivemind {
 namespace {
@@ -14,7 +13,9 @@ Status bad_hostlist(std::string_view expression, std::string_view why) {
   return invalid_argument_error(fmt::format("invalid hostlist '{}': {}", expression, why));
 }
 
-bool is_separator(char c) { return c == ',' || std::isspace(static_cast<unsigned char>(c)); }
+bool is_separator(char c) {
+  return c == ',' || std::isspace(static_cast<unsigned char>(c));
+}
 
 // One "prefix[ranges]" piece of an entry, its ranges already formatted with their zero padding.
 struct Group {
@@ -30,14 +31,16 @@ Status parse_ranges(std::string_view expression, std::string_view text, size_t m
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string_view item = text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    std::string_view item =
+        text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
     if (item.empty()) return bad_hostlist(expression, "empty range in brackets");
     size_t dash = item.find('-');
     std::string_view lo_text = item.substr(0, dash);
     std::string_view hi_text = dash == std::string_view::npos ? lo_text : item.substr(dash + 1);
     auto parse_number = [&](std::string_view digits, uint64_t& value) -> Status {
       bool all_digits = !digits.empty();
-      for (char c : digits) all_digits = all_digits && c >= '0' && c <= '9';
+      for (char c : digits)
+        all_digits = all_digits && c >= '0' && c <= '9';
       auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
       if (!all_digits || ec != std::errc() || end != digits.data() + digits.size()) {
         return bad_hostlist(expression, fmt::format("'{}' is not a range of numbers", item));
@@ -81,14 +84,15 @@ Status expand_entry(std::string_view expression, std::string_view entry, size_t 
     if (entry[close] == '[') return bad_hostlist(expression, "nested '['");
     Group group;
     group.prefix = std::string(entry.substr(pos, open - pos));
-    HIVEMIND_RETURN_IF_ERROR(
-        parse_ranges(expression, entry.substr(open + 1, close - open - 1), max_hosts, group.values));
+    HIVEMIND_RETURN_IF_ERROR(parse_ranges(expression, entry.substr(open + 1, close - open - 1),
+                                          max_hosts, group.values));
     groups.push_back(std::move(group));
     pos = close + 1;
   }
   if (groups.empty()) {
     if (hosts.size() >= max_hosts) {
-      return too_large_error(fmt::format("hostlist '{}' names more than {} hosts", expression, max_hosts));
+      return too_large_error(
+          fmt::format("hostlist '{}' names more than {} hosts", expression, max_hosts));
     }
     hosts.emplace_back(entry);
     return Status::ok();
@@ -102,16 +106,18 @@ Status expand_entry(std::string_view expression, std::string_view entry, size_t 
   for (const auto& group : groups) {
     total *= group.values.size();  // each factor <= max_hosts, checked below before it can overflow
     if (total > max_hosts || hosts.size() + total > max_hosts) {
-      return too_large_error(fmt::format("hostlist '{}' names more than {} hosts", expression, max_hosts));
+      return too_large_error(
+          fmt::format("hostlist '{}' names more than {} hosts", expression, max_hosts));
     }
   }
 
-  // Slurm's loop nest (hostlist.c, _push_range_list): the last group is the innermost loop; the rest
-  // are peeled from the right by recursion, so from outermost to innermost the order is
-  // groups k-2, k-3, ..., 0, then k-1.
+  // Slurm's loop nest (hostlist.c, _push_range_list): the last group is the innermost loop; the
+  // rest are peeled from the right by recursion, so from outermost to innermost the order is groups
+  // k-2, k-3, ..., 0, then k-1.
   const size_t k = groups.size();
   std::vector<size_t> order;
-  for (size_t g = k - 1; g-- > 0;) order.push_back(g);
+  for (size_t g = k - 1; g-- > 0;)
+    order.push_back(g);
   order.push_back(k - 1);
   std::vector<size_t> index(k, 0);
   while (true) {
@@ -156,7 +162,8 @@ Result<std::vector<std::string>> expand_hostlist(std::string_view expression, si
       return bad_hostlist(expression, "'[' without ']'");
     }
     if (i > start) {
-      HIVEMIND_RETURN_IF_ERROR(expand_entry(expression, expression.substr(start, i - start), max_hosts, hosts));
+      HIVEMIND_RETURN_IF_ERROR(
+          expand_entry(expression, expression.substr(start, i - start), max_hosts, hosts));
     }
     start = i + 1;
   }
@@ -165,7 +172,8 @@ Result<std::vector<std::string>> expand_hostlist(std::string_view expression, si
 
 Result<std::string> first_host(std::string_view expression) {
   HIVEMIND_ASSIGN_OR_RETURN(auto hosts, expand_hostlist(expression));
-  if (hosts.empty()) return invalid_argument_error(fmt::format("hostlist '{}' names no host", expression));
+  if (hosts.empty())
+    return invalid_argument_error(fmt::format("hostlist '{}' names no host", expression));
   return std::move(hosts.front());
 }
 
@@ -179,23 +187,28 @@ Result<HeadNode> slurm_head_node(const EnvLookup& env) {
     auto value = env(name);
     if (!value || value->empty()) continue;
     auto host = first_host(*value);
-    if (!host.is_ok()) return host.status().with_context(std::string("environment variable ") + name);
+    if (!host.is_ok())
+      return host.status().with_context(std::string("environment variable ") + name);
     return HeadNode{std::move(*host), name};
   }
   return not_found_error(
-      "--initial_peers auto needs a Slurm allocation: none of SLURM_STEP_NODELIST, SLURM_JOB_NODELIST, "
+      "--initial_peers auto needs a Slurm allocation: none of SLURM_STEP_NODELIST, "
+      "SLURM_JOB_NODELIST, "
       "SLURM_NODELIST is set (pass explicit addresses or --bootstrap-file instead)");
 }
 
-Result<std::vector<std::string>> resolve_initial_peers(const std::vector<std::string>& initial_peers,
-                                                       uint16_t auto_port, const EnvLookup& env) {
+Result<std::vector<std::string>> resolve_initial_peers(
+    const std::vector<std::string>& initial_peers, uint16_t auto_port, const EnvLookup& env) {
   bool has_auto = false;
-  for (const auto& peer : initial_peers) has_auto = has_auto || peer == "auto";
+  for (const auto& peer : initial_peers)
+    has_auto = has_auto || peer == "auto";
   if (!has_auto) return initial_peers;
   if (initial_peers.size() != 1) {
-    return invalid_argument_error("--initial_peers: 'auto' cannot be combined with explicit addresses");
+    return invalid_argument_error(
+        "--initial_peers: 'auto' cannot be combined with explicit addresses");
   }
-  if (auto_port == 0) return invalid_argument_error("--initial_peers auto needs a fixed, non-zero port");
+  if (auto_port == 0)
+    return invalid_argument_error("--initial_peers auto needs a fixed, non-zero port");
   HIVEMIND_ASSIGN_OR_RETURN(auto head, slurm_head_node(env));
   return std::vector<std::string>{fmt::format("{}:{}", head.host, auto_port)};
 }

@@ -1,5 +1,3 @@
-#include <hivemind/common/logging.h>
-
 #include <algorithm>
 #include <cctype>
 #include <mutex>
@@ -9,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <hivemind/common/env.h>
+#include <hivemind/common/logging.h>
 
 namespace hivemind {
 namespace {
@@ -57,7 +56,8 @@ void configure_logging(const LogOptions& options) {
   std::lock_guard lock(s.mutex);
   s.options = options;
   s.sinks = make_sinks(options);
-  for (auto& [name, logger] : s.loggers) apply(*logger, s);
+  for (auto& [name, logger] : s.loggers)
+    apply(*logger, s);
 }
 
 void configure_logging_from_env() {

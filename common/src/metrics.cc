@@ -1,10 +1,10 @@
-#include <hivemind/common/metrics.h>
-
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include <fmt/format.h>
+
+#include <hivemind/common/metrics.h>
 
 namespace hivemind {
 
@@ -20,12 +20,14 @@ Histogram::Histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper
     }
   }
   buckets_ = std::make_unique<std::atomic<uint64_t>[]>(bounds_.size() + 1);
-  for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0, std::memory_order_relaxed);
+  for (size_t i = 0; i <= bounds_.size(); ++i)
+    buckets_[i].store(0, std::memory_order_relaxed);
 }
 
 void Histogram::observe(double value) {
   // Prometheus buckets are "less than or equal": the first bound >= value; NaN lands in +Inf.
-  size_t bucket = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin());
+  size_t bucket = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) -
+                                      bounds_.begin());
   if (std::isnan(value)) bucket = bounds_.size();
   buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
   sum_.fetch_add(value, std::memory_order_relaxed);
@@ -46,7 +48,8 @@ Histogram::Snapshot Histogram::snapshot() const {
 
 std::vector<double> linear_buckets(double start, double width, size_t count) {
   std::vector<double> bounds;
-  for (size_t i = 0; i < count; ++i) bounds.push_back(start + width * static_cast<double>(i));
+  for (size_t i = 0; i < count; ++i)
+    bounds.push_back(start + width * static_cast<double>(i));
   return bounds;
 }
 
@@ -56,7 +59,8 @@ std::vector<double> exponential_buckets(double start, double factor, size_t coun
   }
   std::vector<double> bounds;
   double bound = start;
-  for (size_t i = 0; i < count; ++i, bound *= factor) bounds.push_back(bound);
+  for (size_t i = 0; i < count; ++i, bound *= factor)
+    bounds.push_back(bound);
   return bounds;
 }
 
@@ -67,9 +71,12 @@ enum Type : int { kCounter, kGauge, kHistogram, kCallback, kCounterCallback };
 std::string_view type_name(int type) {
   switch (type) {
     case kCounter:
-    case kCounterCallback: return "counter";
-    case kHistogram: return "histogram";
-    default: return "gauge";
+    case kCounterCallback:
+      return "counter";
+    case kHistogram:
+      return "histogram";
+    default:
+      return "gauge";
   }
 }
 
@@ -88,7 +95,8 @@ bool valid_label_name(std::string_view name) {
   if (name.empty() || name.rfind("__", 0) == 0) return false;  // "__" prefixes are reserved
   for (size_t i = 0; i < name.size(); ++i) {
     char c = name[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+              (i > 0 && c >= '0' && c <= '9');
     if (!ok) return false;
   }
   return true;
@@ -112,17 +120,24 @@ MetricLabels canonical_labels(std::string_view family, const MetricLabels& label
 
 void append_escaped(std::string& out, std::string_view text, bool quote) {
   for (char c : text) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (c == '"' && quote) out += "\\\"";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '"' && quote)
+      out += "\\\"";
+    else
+      out += c;
   }
 }
 
 void append_number(std::string& out, double value) {
-  if (std::isnan(value)) out += "NaN";
-  else if (std::isinf(value)) out += value > 0 ? "+Inf" : "-Inf";
-  else fmt::format_to(std::back_inserter(out), "{}", value);  // shortest round-trip form
+  if (std::isnan(value))
+    out += "NaN";
+  else if (std::isinf(value))
+    out += value > 0 ? "+Inf" : "-Inf";
+  else
+    fmt::format_to(std::back_inserter(out), "{}", value);  // shortest round-trip form
 }
 
 void append_labels(std::string& out, const MetricLabels& labels, const std::string* le = nullptr) {
@@ -158,8 +173,10 @@ struct MetricsRegistry::Family {
 MetricsRegistry::MetricsRegistry() = default;
 MetricsRegistry::~MetricsRegistry() = default;
 
-MetricsRegistry::Family& MetricsRegistry::family_locked(std::string_view name, std::string_view help, int type) {
-  if (!valid_metric_name(name)) throw std::invalid_argument(fmt::format("invalid metric name '{}'", name));
+MetricsRegistry::Family& MetricsRegistry::family_locked(std::string_view name,
+                                                        std::string_view help, int type) {
+  if (!valid_metric_name(name))
+    throw std::invalid_argument(fmt::format("invalid metric name '{}'", name));
   auto it = families_.find(name);
   if (it == families_.end()) {
     auto family = std::make_unique<Family>();
@@ -167,9 +184,11 @@ MetricsRegistry::Family& MetricsRegistry::family_locked(std::string_view name, s
     family->help = std::string(help);
     it = families_.emplace(std::string(name), std::move(family)).first;
   }
-  // A callback gauge and a plain gauge render alike, but one series cannot be both; keep them apart.
+  // A callback gauge and a plain gauge render alike, but one series cannot be both; keep them
+  // apart.
   if (it->second->type != type) {
-    throw std::invalid_argument(fmt::format("metric {} is already registered as another type", name));
+    throw std::invalid_argument(
+        fmt::format("metric {} is already registered as another type", name));
   }
   return *it->second;
 }
@@ -178,7 +197,8 @@ std::shared_ptr<void>& MetricsRegistry::series_locked(Family& family, const Metr
   return family.series[labels];
 }
 
-Counter& MetricsRegistry::counter(std::string_view name, std::string_view help, const MetricLabels& labels) {
+Counter& MetricsRegistry::counter(std::string_view name, std::string_view help,
+                                  const MetricLabels& labels) {
   auto canonical = canonical_labels(name, labels, false);
   std::lock_guard lock(mutex_);
   Family& family = family_locked(name, help, kCounter);
@@ -187,7 +207,8 @@ Counter& MetricsRegistry::counter(std::string_view name, std::string_view help, 
   return *std::static_pointer_cast<Counter>(slot);
 }
 
-Gauge& MetricsRegistry::gauge(std::string_view name, std::string_view help, const MetricLabels& labels) {
+Gauge& MetricsRegistry::gauge(std::string_view name, std::string_view help,
+                              const MetricLabels& labels) {
   auto canonical = canonical_labels(name, labels, false);
   std::lock_guard lock(mutex_);
   Family& family = family_locked(name, help, kGauge);
@@ -197,7 +218,8 @@ Gauge& MetricsRegistry::gauge(std::string_view name, std::string_view help, cons
 }
 
 Histogram& MetricsRegistry::histogram(std::string_view name, std::string_view help,
-                                      std::vector<double> upper_bounds, const MetricLabels& labels) {
+                                      std::vector<double> upper_bounds,
+                                      const MetricLabels& labels) {
   auto canonical = canonical_labels(name, labels, true);
   auto created = std::make_shared<Histogram>(upper_bounds);  // validates the bounds before locking
   std::lock_guard lock(mutex_);
@@ -205,25 +227,25 @@ Histogram& MetricsRegistry::histogram(std::string_view name, std::string_view he
   Family& family = family_locked(name, help, kHistogram);
   if (is_new_family) family.buckets = upper_bounds;
   if (family.buckets != upper_bounds) {
-    throw std::invalid_argument(fmt::format("histogram {}: every series must use the same buckets", name));
+    throw std::invalid_argument(
+        fmt::format("histogram {}: every series must use the same buckets", name));
   }
   auto& slot = series_locked(family, canonical);
   if (!slot) slot = std::move(created);
   return *std::static_pointer_cast<Histogram>(slot);
 }
 
-void MetricsRegistry::gauge_callback(std::string_view name, std::string_view help, const MetricLabels& labels,
-                                     std::function<double()> read) {
+void MetricsRegistry::gauge_callback(std::string_view name, std::string_view help,
+                                     const MetricLabels& labels, std::function<double()> read) {
   if (!read) throw std::invalid_argument(fmt::format("metric {}: empty callback", name));
   auto canonical = canonical_labels(name, labels, false);
   std::lock_guard lock(mutex_);
   Family& family = family_locked(name, help, kCallback);
-  series_locked(family, canonical) =
-      std::make_shared<std::function<double()>>(std::move(read));
+  series_locked(family, canonical) = std::make_shared<std::function<double()>>(std::move(read));
 }
 
-void MetricsRegistry::counter_callback(std::string_view name, std::string_view help, const MetricLabels& labels,
-                                       std::function<double()> read) {
+void MetricsRegistry::counter_callback(std::string_view name, std::string_view help,
+                                       const MetricLabels& labels, std::function<double()> read) {
   if (!read) throw std::invalid_argument(fmt::format("metric {}: empty callback", name));
   auto canonical = canonical_labels(name, labels, false);
   std::lock_guard lock(mutex_);
@@ -232,8 +254,8 @@ void MetricsRegistry::counter_callback(std::string_view name, std::string_view h
 }
 
 std::string MetricsRegistry::render() const {
-  // Copy the structure under the lock, render outside it: callbacks may take other locks, and a slow
-  // scrape must not stall registration on a hot path.
+  // Copy the structure under the lock, render outside it: callbacks may take other locks, and a
+  // slow scrape must not stall registration on a hot path.
   struct FamilyView {
     std::string name;
     int type;
@@ -246,7 +268,10 @@ std::string MetricsRegistry::render() const {
     std::lock_guard lock(mutex_);
     view.reserve(families_.size());
     for (const auto& [name, family] : families_) {
-      view.push_back({name, family->type, family->help, family->buckets,
+      view.push_back({name,
+                      family->type,
+                      family->help,
+                      family->buckets,
                       {family->series.begin(), family->series.end()}});
     }
   }
@@ -286,9 +311,12 @@ std::string MetricsRegistry::render() const {
         continue;
       }
       double value = 0.0;
-      if (family.type == kCounter) value = std::static_pointer_cast<Counter>(series)->value();
-      else if (family.type == kGauge) value = std::static_pointer_cast<Gauge>(series)->value();
-      else value = (*std::static_pointer_cast<std::function<double()>>(series))();
+      if (family.type == kCounter)
+        value = std::static_pointer_cast<Counter>(series)->value();
+      else if (family.type == kGauge)
+        value = std::static_pointer_cast<Gauge>(series)->value();
+      else
+        value = (*std::static_pointer_cast<std::function<double()>>(series))();
       out += family.name;
       append_labels(out, labels);
       out += ' ';

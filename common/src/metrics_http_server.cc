@@ -1,21 +1,19 @@
-#include <hivemind/common/metrics_http_server.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <exception>
-
-#include <fmt/format.h>
-
 #include <hivemind/common/logging.h>
+#include <hivemind/common/metrics_http_server.h>
 
 namespace hivemind {
 namespace {
@@ -40,11 +38,13 @@ size_t head_end(std::string_view bytes) {
   return end;
 }
 
-std::string status_response(int code, std::string_view reason, std::string_view extra_headers = {}) {
+std::string status_response(int code, std::string_view reason,
+                            std::string_view extra_headers = {}) {
   std::string body = fmt::format("{} {}\n", code, reason);
-  return fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n"
-                     "{}Connection: close\r\n\r\n{}",
-                     code, reason, body.size(), extra_headers, body);
+  return fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n"
+      "{}Connection: close\r\n\r\n{}",
+      code, reason, body.size(), extra_headers, body);
 }
 
 }  // namespace
@@ -77,7 +77,8 @@ Result<HttpRequestHead> parse_http_request_head(std::string_view bytes) {
     return protocol_error("http: bad method");
   }
   if (request.target.empty() || request.target[0] != '/' ||
-      !std::all_of(request.target.begin(), request.target.end(), [](char c) { return c > ' ' && c <= '~'; })) {
+      !std::all_of(request.target.begin(), request.target.end(),
+                   [](char c) { return c > ' ' && c <= '~'; })) {
     return protocol_error("http: bad request target");
   }
   if (request.version != "HTTP/1.1" && request.version != "HTTP/1.0") {
@@ -88,11 +89,13 @@ Result<HttpRequestHead> parse_http_request_head(std::string_view bytes) {
     if (line.empty()) break;  // the blank line that ends the head
     size_t colon = line.find(':');
     if (colon == 0 || colon == std::string_view::npos ||
-        !std::all_of(line.begin(), line.begin() + static_cast<std::ptrdiff_t>(colon), is_token_char)) {
+        !std::all_of(line.begin(), line.begin() + static_cast<std::ptrdiff_t>(colon),
+                     is_token_char)) {
       return protocol_error("http: bad header line");  // also rejects obsolete line folding
     }
     for (char c : line.substr(colon + 1)) {
-      if ((c < ' ' && c != '\t') || c == 0x7f) return protocol_error("http: control character in a header");
+      if ((c < ' ' && c != '\t') || c == 0x7f)
+        return protocol_error("http: control character in a header");
     }
   }
   return request;
@@ -101,18 +104,19 @@ Result<HttpRequestHead> parse_http_request_head(std::string_view bytes) {
 MetricsHttpServer::MetricsHttpServer(Renderer render, MetricsHttpServerOptions options)
     : render_(std::move(render)), options_(std::move(options)) {}
 
-Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(const MetricsRegistry& registry,
-                                                                  MetricsHttpServerOptions options) {
+Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(
+    const MetricsRegistry& registry, MetricsHttpServerOptions options) {
   return start([&registry] { return registry.render(); }, std::move(options));
 }
 
-Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(Renderer render,
-                                                                  MetricsHttpServerOptions options) {
+Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(
+    Renderer render, MetricsHttpServerOptions options) {
   if (!render) return invalid_argument_error("metrics http server: no renderer");
   if (options.max_request_bytes < 64) {
     return invalid_argument_error("metrics http server: max_request_bytes must be at least 64");
   }
-  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(std::move(render), std::move(options)));
+  std::unique_ptr<MetricsHttpServer> server(
+      new MetricsHttpServer(std::move(render), std::move(options)));
   const auto& opts = server->options_;
 
   addrinfo hints{};
@@ -123,8 +127,9 @@ Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(Renderer ren
   std::string port_text = std::to_string(opts.port);
   int gai = ::getaddrinfo(opts.bind_address.c_str(), port_text.c_str(), &hints, &found);
   if (gai != 0 || found == nullptr) {
-    return invalid_argument_error(fmt::format("metrics http server: cannot resolve bind address '{}': {}",
-                                              opts.bind_address, gai_strerror(gai)));
+    return invalid_argument_error(
+        fmt::format("metrics http server: cannot resolve bind address '{}': {}", opts.bind_address,
+                    gai_strerror(gai)));
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, ::freeaddrinfo);
   const std::string where = fmt::format("{} port {}", opts.bind_address, opts.port);
@@ -149,7 +154,8 @@ Result<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::start(Renderer ren
                                       : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
 
   int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0) return errno_error("metrics http server: pipe", errno);
+  if (::pipe2(pipe_fds, O_CLOEXEC | O_NONBLOCK) != 0)
+    return errno_error("metrics http server: pipe", errno);
   server->wake_read_ = pipe_fds[0];
   server->wake_write_ = pipe_fds[1];
 
@@ -172,10 +178,12 @@ void MetricsHttpServer::stop() {
   }
   if (wake_write_ >= 0) {
     char byte = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_write_, &byte, 1);  // a full pipe already wakes the thread
+    [[maybe_unused]] ssize_t n =
+        ::write(wake_write_, &byte, 1);  // a full pipe already wakes the thread
   }
   if (thread_.joinable()) thread_.join();
-  // Close the port now, not in the destructor: a stopped server must refuse connections, not queue them.
+  // Close the port now, not in the destructor: a stopped server must refuse connections, not queue
+  // them.
   if (listen_fd_ >= 0) {
     ::close(listen_fd_);
     listen_fd_ = -1;
@@ -258,8 +266,8 @@ void MetricsHttpServer::serve_connection(int fd) {
   }
   served_.fetch_add(1, std::memory_order_relaxed);
   // Lingering close: closing with unread bytes in the receive queue makes the kernel send a reset
-  // that can destroy the response before the client reads it. Half-close, then drain until the client
-  // closes (it does after a Connection: close response) or the deadline passes.
+  // that can destroy the response before the client reads it. Half-close, then drain until the
+  // client closes (it does after a Connection: close response) or the deadline passes.
   ::shutdown(fd, SHUT_WR);
   size_t drained = 0;
   while (drained < 64 * 1024 && wait_for(POLLIN)) {

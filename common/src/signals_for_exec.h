@@ -5,9 +5,9 @@
 
 namespace hivemind::detail {
 
-// A child inherits the forking thread's signal mask, and ignored signals stay ignored across exec: a
-// started program must see SIGTERM, SIGINT and SIGPIPE like any program. Async-signal-safe, for the
-// window between fork and exec.
+// A child inherits the forking thread's signal mask, and ignored signals stay ignored across exec:
+// a started program must see SIGTERM, SIGINT and SIGPIPE like any program. Async-signal-safe, for
+// the window between fork and exec.
 inline void restore_default_signals() {
   sigset_t none;
   sigemptyset(&none);

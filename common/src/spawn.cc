@@ -1,11 +1,3 @@
-#include <hivemind/common/spawn.h>
-
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -13,10 +5,16 @@
 #include <filesystem>
 #include <thread>
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/common/spawn.h>
 
 #include "signals_for_exec.h"
 
@@ -25,8 +23,8 @@ extern char** environ;
 namespace hivemind {
 namespace {
 
-constexpr const char* kRankVariables[] = {"HIVEMIND_RANK", "HIVEMIND_WORLD_SIZE", "HIVEMIND_LOCAL_RANK",
-                                          "HIVEMIND_NODE_RANK"};
+constexpr const char* kRankVariables[] = {"HIVEMIND_RANK", "HIVEMIND_WORLD_SIZE",
+                                          "HIVEMIND_LOCAL_RANK", "HIVEMIND_NODE_RANK"};
 
 // Looks `program` up in PATH the way execvp would, but in the parent: between fork and exec only
 // async-signal-safe calls are allowed, and PATH parsing allocates.
@@ -37,7 +35,8 @@ Result<std::string> resolve_program(const std::string& program) {
   size_t start = 0;
   while (start <= path.size()) {
     size_t colon = path.find(':', start);
-    std::string dir = path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    std::string dir =
+        path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
     std::string candidate = (dir.empty() ? "." : dir) + "/" + program;
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
     if (colon == std::string::npos) break;
@@ -56,7 +55,8 @@ std::string signal_name(int signal) {
 std::string RankExit::describe() const {
   if (term_signal != 0) {
     return fmt::format("rank {} (pid {}) killed by signal {} ({}){}", rank, pid, term_signal,
-                       signal_name(term_signal), stopped_by_launcher ? " sent by the launcher" : "");
+                       signal_name(term_signal),
+                       stopped_by_launcher ? " sent by the launcher" : "");
   }
   if (exit_code < 0) return fmt::format("rank {} (pid {}) did not finish", rank, pid);
   return fmt::format("rank {} (pid {}) exited with code {}", rank, pid, exit_code);
@@ -73,7 +73,8 @@ int SpawnReport::exit_code() const {
 
 Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& options) {
   if (options.world_size < 1) return invalid_argument_error("spawn: world size must be at least 1");
-  if (options.ranks_per_node < 0) return invalid_argument_error("spawn: ranks_per_node must not be negative");
+  if (options.ranks_per_node < 0)
+    return invalid_argument_error("spawn: ranks_per_node must not be negative");
   HIVEMIND_ASSIGN_OR_RETURN(std::string program, resolve_program(options.program));
   if (!options.log_dir.empty()) {
     std::error_code ec;
@@ -87,7 +88,8 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
   argv_storage.push_back(options.argv0.empty() ? options.program : options.argv0);
   argv_storage.insert(argv_storage.end(), options.args.begin(), options.args.end());
   std::vector<char*> argv;
-  for (auto& arg : argv_storage) argv.push_back(arg.data());
+  for (auto& arg : argv_storage)
+    argv.push_back(arg.data());
   argv.push_back(nullptr);
 
   auto overridden = [&options](std::string_view entry) {
@@ -104,7 +106,8 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
   for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
     if (!overridden(*entry)) base_env.emplace_back(*entry);
   }
-  for (const auto& [key, value] : options.env) base_env.push_back(key + "=" + value);
+  for (const auto& [key, value] : options.env)
+    base_env.push_back(key + "=" + value);
 
   std::unique_ptr<SpawnedGroup> group(new SpawnedGroup(options));
   for (int rank = 0; rank < options.world_size; ++rank) {
@@ -115,10 +118,12 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
     env_storage.push_back(fmt::format("HIVEMIND_LOCAL_RANK={}", rank % per_node));
     env_storage.push_back(fmt::format("HIVEMIND_NODE_RANK={}", rank / per_node));
     std::vector<char*> envp;
-    for (auto& entry : env_storage) envp.push_back(entry.data());
+    for (auto& entry : env_storage)
+      envp.push_back(entry.data());
     envp.push_back(nullptr);
-    std::string log_path =
-        options.log_dir.empty() ? std::string() : fmt::format("{}/rank-{}.log", options.log_dir, rank);
+    std::string log_path = options.log_dir.empty()
+                               ? std::string()
+                               : fmt::format("{}/rank-{}.log", options.log_dir, rank);
 
     // The child reports a failed exec through this pipe; a successful exec closes it (CLOEXEC).
     int report[2];
@@ -147,7 +152,9 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
       [[maybe_unused]] ssize_t n = ::write(report[1], &err, sizeof(err));
       ::_exit(127);
     }
-    ::setpgid(pid, pid);  // also in the parent: whichever runs first, the group exists before we signal it
+    ::setpgid(
+        pid,
+        pid);  // also in the parent: whichever runs first, the group exists before we signal it
     ::close(report[1]);
     group->pids_.push_back(pid);
     group->reaped_.push_back(false);
@@ -206,7 +213,8 @@ SpawnReport SpawnedGroup::wait(Deadline deadline) {
   // Polls each of our own pids (never waitpid(-1): the host program may have other children).
   // Latency here is irrelevant next to a process's lifetime; the backoff keeps the loop cheap.
   Milliseconds pause(1);
-  size_t running = pids_.size() - static_cast<size_t>(std::count(reaped_.begin(), reaped_.end(), true));
+  size_t running =
+      pids_.size() - static_cast<size_t>(std::count(reaped_.begin(), reaped_.end(), true));
   while (running > 0) {
     bool progressed = false;
     for (size_t i = 0; i < pids_.size(); ++i) {
@@ -244,23 +252,27 @@ SpawnReport SpawnedGroup::wait(Deadline deadline) {
       continue;
     }
     Milliseconds limit = kill_at && !killed ? kill_at->remaining() : deadline.remaining();
-    std::this_thread::sleep_for(std::max(Milliseconds(1), std::min({pause, limit, Milliseconds(20)})));
+    std::this_thread::sleep_for(
+        std::max(Milliseconds(1), std::min({pause, limit, Milliseconds(20)})));
     pause = std::min(pause * 2, Milliseconds(20));
   }
 
   if (report.timed_out) {
     std::string still;
     for (const auto& rank : report.ranks) {
-      if (rank.stopped_by_launcher) still += (still.empty() ? "" : ", ") + std::to_string(rank.rank);
+      if (rank.stopped_by_launcher)
+        still += (still.empty() ? "" : ", ") + std::to_string(rank.rank);
     }
-    report.status = timeout_error(fmt::format("spawn: {} rank(s) still running at the deadline (ranks {}); "
-                                              "they were terminated",
-                                              std::count_if(report.ranks.begin(), report.ranks.end(),
-                                                            [](const RankExit& r) { return r.stopped_by_launcher; }),
-                                              still));
+    report.status = timeout_error(
+        fmt::format("spawn: {} rank(s) still running at the deadline (ranks {}); "
+                    "they were terminated",
+                    std::count_if(report.ranks.begin(), report.ranks.end(),
+                                  [](const RankExit& r) { return r.stopped_by_launcher; }),
+                    still));
   } else if (report.first_failed) {
-    report.status = internal_error(fmt::format("spawn: {}; the other ranks were stopped",
-                                               report.ranks[static_cast<size_t>(*report.first_failed)].describe()));
+    report.status = internal_error(
+        fmt::format("spawn: {}; the other ranks were stopped",
+                    report.ranks[static_cast<size_t>(*report.first_failed)].describe()));
   } else {
     for (const auto& rank : report.ranks) {
       if (!rank.ok()) {
@@ -300,7 +312,8 @@ Result<std::optional<int>> maybe_spawn_self(int argc, const char* const* argv, D
     }
     auto parsed = parse_int(*value);
     if (!parsed.is_ok() || *parsed < 1 || *parsed > 4096) {
-      return invalid_argument_error("--spawn " + std::string(*value) + ": expected a number of processes from 1 to 4096");
+      return invalid_argument_error("--spawn " + std::string(*value) +
+                                    ": expected a number of processes from 1 to 4096");
     }
     world_size = *parsed;
   }
@@ -318,8 +331,9 @@ Result<std::optional<int>> maybe_spawn_self(int argc, const char* const* argv, D
     logger("common")->error("{}", report.status.to_string());
     for (const auto& rank : report.ranks) {
       if (!rank.ok()) {
-        logger("common")->error("  {}{}", rank.describe(),
-                                log_dir.empty() ? "" : fmt::format(" (log {}/rank-{}.log)", log_dir, rank.rank));
+        logger("common")->error(
+            "  {}{}", rank.describe(),
+            log_dir.empty() ? "" : fmt::format(" (log {}/rank-{}.log)", log_dir, rank.rank));
       }
     }
   }

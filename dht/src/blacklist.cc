@@ -1,6 +1,6 @@
-#include <hivemind/dht/blacklist.h>
-
 #include <algorithm>
+
+#include <hivemind/dht/blacklist.h>
 
 namespace hivemind::dht {
 
@@ -12,7 +12,8 @@ void Blacklist::on_failure(const std::string& address, SteadyTime now) {
   if (++entry.failures < failures_before_ban_) return;
   ++entry.strikes;
   Milliseconds ban = base_;
-  for (int i = 1; i < entry.strikes && ban < max_; ++i) ban *= 2;
+  for (int i = 1; i < entry.strikes && ban < max_; ++i)
+    ban *= 2;
   entry.until = now + std::min(ban, max_);
 }
 
@@ -27,7 +28,9 @@ SteadyTime Blacklist::banned_until(const std::string& address) const {
 }
 
 void Blacklist::prune(SteadyTime now) {
-  std::erase_if(entries_, [&](const auto& item) { return item.second.strikes > 0 && now >= item.second.until + 4 * max_; });
+  std::erase_if(entries_, [&](const auto& item) {
+    return item.second.strikes > 0 && now >= item.second.until + 4 * max_;
+  });
 }
 
 }  // namespace hivemind::dht

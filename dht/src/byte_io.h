@@ -19,7 +19,8 @@ class Writer {
 
   void u8(uint8_t v) { out_.push_back(v); }
   void u64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    for (int i = 0; i < 8; ++i)
+      out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
   }
   void i64(int64_t v) { u64(static_cast<uint64_t>(v)); }
   // Unsigned LEB128.
@@ -64,7 +65,8 @@ class Reader {
   bool u64(uint64_t& v) {
     if (remaining() < 8) return false;
     v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(in_[pos_ + static_cast<size_t>(i)]) << (8 * i);
+    for (int i = 0; i < 8; ++i)
+      v |= static_cast<uint64_t>(in_[pos_ + static_cast<size_t>(i)]) << (8 * i);
     pos_ += 8;
     return true;
   }
@@ -74,8 +76,8 @@ class Reader {
     v = static_cast<int64_t>(u);
     return true;
   }
-  // Canonical unsigned LEB128 of at most 10 bytes; overlong encodings are refused so that every value
-  // has one encoding.
+  // Canonical unsigned LEB128 of at most 10 bytes; overlong encodings are refused so that every
+  // value has one encoding.
   bool varint(uint64_t& v) {
     v = 0;
     for (int shift = 0; shift < 64; shift += 7) {

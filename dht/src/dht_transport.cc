@@ -1,4 +1,5 @@
-// The transport host: a Node on a transport Worker's I/O thread, serving and calling rpc method "dht".
+// The transport host: a Node on a transport Worker's I/O thread, serving and calling rpc method
+// "dht".
 #include <fstream>
 #include <random>
 
@@ -27,7 +28,8 @@ Message pack(std::vector<uint8_t> frame) {
     message.metadata = std::move(frame);
   } else {
     auto owner = std::make_shared<std::vector<uint8_t>>(std::move(frame));
-    message.tensors.push_back(Buffer::wrap(owner->data(), owner->size(), transport::MemoryType::kHost, -1, owner));
+    message.tensors.push_back(
+        Buffer::wrap(owner->data(), owner->size(), transport::MemoryType::kHost, -1, owner));
   }
   return message;
 }
@@ -44,7 +46,8 @@ transport::Allocator frame_allocator(size_t max_frame_bytes) {
     if (frame.tensor_sizes.size() > 1 || frame.tensor_sizes[0] > max_frame_bytes ||
         frame.memory_types[0] != transport::MemoryType::kHost) {
       return too_large_error("dht frame refused: " + std::to_string(frame.tensor_sizes.size()) +
-                             " segment(s), first of " + std::to_string(frame.tensor_sizes[0]) + " bytes");
+                             " segment(s), first of " + std::to_string(frame.tensor_sizes[0]) +
+                             " bytes");
     }
     return std::vector<Buffer>{Buffer::allocate_host(frame.tensor_sizes[0])};
   };
@@ -100,8 +103,10 @@ class TransportNetwork final : public NodeNetwork {
         [weak, to, request_id](Result<Message> reply) {
           auto self = weak.lock();
           if (!self || self->stopped) return;
-          if (reply.is_ok()) self->node->handle_reply(to, request_id, unpack(*reply));
-          else self->node->handle_failure(to, request_id, reply.status());
+          if (reply.is_ok())
+            self->node->handle_reply(to, request_id, unpack(*reply));
+          else
+            self->node->handle_failure(to, request_id, reply.status());
           self->reschedule();
         },
         frame_allocator(state->max_frame_bytes));
@@ -140,10 +145,13 @@ class TransportHost final : public DhtHost {
       if (state->node) state->node->shutdown();
       state->stopped = true;
       if (state->timer_at != SteadyTime::max()) state->worker->cancel_timer(state->timer_id);
-      if (state->own_server) state->server->close();
-      else state->server->handle(std::string(kDhtMethod), [](Message, transport::rpc::Responder responder) {
-        responder.reply(unavailable_error("dht node stopped"));
-      });
+      if (state->own_server)
+        state->server->close();
+      else
+        state->server->handle(std::string(kDhtMethod),
+                              [](Message, transport::rpc::Responder responder) {
+                                responder.reply(unavailable_error("dht node stopped"));
+                              });
       if (state->own_client) state->client->close();
     });
     if (state->own_worker) state->worker->stop();
@@ -162,7 +170,9 @@ Result<NodeId> load_identity(const DhtOptions& options, uint64_t seed) {
       std::string hex;
       in >> hex;
       auto id = NodeId::from_hex(hex);
-      if (!id) return invalid_argument_error("identity file " + options.identity_file + " does not hold a node id (40 hex digits)");
+      if (!id)
+        return invalid_argument_error("identity file " + options.identity_file +
+                                      " does not hold a node id (40 hex digits)");
       return *id;
     }
   }
@@ -175,7 +185,8 @@ Result<NodeId> load_identity(const DhtOptions& options, uint64_t seed) {
       out << id.hex() << "\n";
       if (!out) return errno_error("write " + tmp, errno);
     }
-    if (std::rename(tmp.c_str(), options.identity_file.c_str()) != 0) return errno_error("rename " + tmp, errno);
+    if (std::rename(tmp.c_str(), options.identity_file.c_str()) != 0)
+      return errno_error("rename " + tmp, errno);
   }
   return id;
 }
@@ -183,7 +194,9 @@ Result<NodeId> load_identity(const DhtOptions& options, uint64_t seed) {
 }  // namespace
 
 Result<std::unique_ptr<Dht>> Dht::start(DhtOptions options) {
-  uint64_t seed = options.seed ? options.seed : (static_cast<uint64_t>(std::random_device{}()) << 32 | std::random_device{}());
+  uint64_t seed =
+      options.seed ? options.seed
+                   : (static_cast<uint64_t>(std::random_device{}()) << 32 | std::random_device{}());
   HIVEMIND_ASSIGN_OR_RETURN(NodeId id, load_identity(options, seed));
   auto state = std::make_shared<State>();
   state->clock = options.clock ? options.clock : &SystemClock::instance();
@@ -216,7 +229,8 @@ Result<std::unique_ptr<Dht>> Dht::start(DhtOptions options) {
   }
   state->address = state->server->address();
   state->network = std::make_unique<TransportNetwork>(state);
-  state->node = std::make_unique<Node>(options.node, Contact{id, options.node.client_mode ? "" : state->address},
+  state->node = std::make_unique<Node>(options.node,
+                                       Contact{id, options.node.client_mode ? "" : state->address},
                                        *state->clock, *state->network, seed);
   std::weak_ptr<State> weak = state;
   state->server->handle(
@@ -233,12 +247,14 @@ Result<std::unique_ptr<Dht>> Dht::start(DhtOptions options) {
       frame_allocator(state->max_frame_bytes));
 
   auto dht = std::make_unique<Dht>(std::make_unique<TransportHost>(state));
-  for (const auto& endpoint : options.own_endpoints) dht->add_own_endpoint(endpoint);
+  for (const auto& endpoint : options.own_endpoints)
+    dht->add_own_endpoint(endpoint);
   logger("dht")->debug("dht node {} listening at {}", id.short_hex(), state->address);
   if (!options.bootstrap_file.empty()) {
     HIVEMIND_RETURN_IF_ERROR(write_bootstrap_file(options.bootstrap_file, {state->address}));
   }
-  Status joined = dht->bootstrap(options.initial_peers, Deadline::after(options.bootstrap_timeout, *state->clock));
+  Status joined = dht->bootstrap(options.initial_peers,
+                                 Deadline::after(options.bootstrap_timeout, *state->clock));
   if (!joined.is_ok()) return joined;
   return dht;
 }

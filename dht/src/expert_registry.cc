@@ -1,8 +1,7 @@
-#include <hivemind/dht/expert_registry.h>
-
 #include <charconv>
 #include <set>
 
+#include <hivemind/dht/expert_registry.h>
 #include <hivemind/dht/wire.h>
 
 #include "byte_io.h"
@@ -54,26 +53,35 @@ std::optional<int> parse_subkey(std::string_view text) {
   return value;
 }
 
-std::string negative_key(const std::string& prefix) { return std::string(kNegativeCachePrefix) + prefix; }
+std::string negative_key(const std::string& prefix) {
+  return std::string(kNegativeCachePrefix) + prefix;
+}
 
 }  // namespace
 
-bool is_valid_uid(std::string_view uid) { return valid_grammar(uid, false); }
-bool is_valid_prefix(std::string_view prefix) { return valid_grammar(prefix, true); }
+bool is_valid_uid(std::string_view uid) {
+  return valid_grammar(uid, false);
+}
+bool is_valid_prefix(std::string_view prefix) {
+  return valid_grammar(prefix, true);
+}
 
 Result<std::pair<std::string, int>> split_uid(std::string_view uid_or_prefix) {
   std::string_view text = uid_or_prefix;
   bool prefix = !text.empty() && text.back() == kUidDelimiter;
   if (prefix ? !is_valid_prefix(text) : !is_valid_uid(text)) {
-    return invalid_argument_error("'" + std::string(uid_or_prefix) + "' is not a valid expert uid or prefix");
+    return invalid_argument_error("'" + std::string(uid_or_prefix) +
+                                  "' is not a valid expert uid or prefix");
   }
   if (prefix) text.remove_suffix(1);
   size_t pivot = text.rfind(kUidDelimiter);
   if (pivot == std::string_view::npos) {
-    return invalid_argument_error("'" + std::string(uid_or_prefix) + "' has no coordinate to split off");
+    return invalid_argument_error("'" + std::string(uid_or_prefix) +
+                                  "' has no coordinate to split off");
   }
   auto coordinate = parse_subkey(text.substr(pivot + 1));
-  if (!coordinate) return invalid_argument_error("bad coordinate in '" + std::string(uid_or_prefix) + "'");
+  if (!coordinate)
+    return invalid_argument_error("bad coordinate in '" + std::string(uid_or_prefix) + "'");
   return std::make_pair(std::string(text.substr(0, pivot + 1)), *coordinate);
 }
 
@@ -87,37 +95,44 @@ std::string encode_expert_info(const ExpertInfo& info) {
 }
 
 std::optional<ExpertInfo> decode_expert_info(std::string_view bytes) {
-  wire_io::Reader r(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  wire_io::Reader r(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
   uint8_t version;
   ExpertInfo info;
   if (!r.u8(version) || version != kExpertInfoVersion) return std::nullopt;
-  if (!r.bytes(kMaxUidBytes, info.uid) || !r.bytes(kMaxEndpointBytes, info.endpoint) || !r.done()) return std::nullopt;
-  if (!is_valid_uid(info.uid) || !wire::is_valid_address(info.endpoint, kMaxEndpointBytes)) return std::nullopt;
+  if (!r.bytes(kMaxUidBytes, info.uid) || !r.bytes(kMaxEndpointBytes, info.endpoint) || !r.done())
+    return std::nullopt;
+  if (!is_valid_uid(info.uid) || !wire::is_valid_address(info.endpoint, kMaxEndpointBytes))
+    return std::nullopt;
   return info;
 }
 
-Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::string& endpoint, DhtTime expiration,
-                       Deadline deadline) {
+Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::string& endpoint,
+                       DhtTime expiration, Deadline deadline) {
   if (!dht.is_own_endpoint(endpoint)) {
-    return invalid_argument_error("declare_experts: '" + endpoint +
-                                  "' is not an endpoint of this node (a server may only declare itself)");
+    return invalid_argument_error(
+        "declare_experts: '" + endpoint +
+        "' is not an endpoint of this node (a server may only declare itself)");
   }
   if (!wire::is_valid_address(endpoint, kMaxEndpointBytes)) {
     return invalid_argument_error("declare_experts: '" + endpoint + "' is not a valid address");
   }
-  if (expiration <= dht.dht_now()) return invalid_argument_error("declare_experts: expiration is in the past");
+  if (expiration <= dht.dht_now())
+    return invalid_argument_error("declare_experts: expiration is in the past");
   std::vector<DhtStoreItem> items;
   std::vector<bool> is_uid_key;
   std::set<std::pair<std::string, std::string>> seen;  // (key, subkey) already queued
   for (const auto& uid : uids) {
-    if (!is_valid_uid(uid)) return invalid_argument_error("declare_experts: '" + uid + "' is not a valid expert uid");
+    if (!is_valid_uid(uid))
+      return invalid_argument_error("declare_experts: '" + uid + "' is not a valid expert uid");
     std::string value = encode_expert_info({uid, endpoint});
     if (!seen.emplace(uid, "").second) continue;  // listed twice
     items.push_back({uid, std::nullopt, value, expiration});
     is_uid_key.push_back(true);
     // Every prefix's dictionary gets this expert under its next coordinate.
     std::string current = uid;
-    if (std::count(uid.begin(), uid.end(), kUidDelimiter) == 1) current += ".-1";  // hivemind's FLAT_EXPERT
+    if (std::count(uid.begin(), uid.end(), kUidDelimiter) == 1)
+      current += ".-1";  // hivemind's FLAT_EXPERT
     while (std::count(current.begin(), current.end(), kUidDelimiter) >= 1) {
       size_t pivot = current.rfind(kUidDelimiter);
       std::string prefix = current.substr(0, pivot + 1);
@@ -136,23 +151,30 @@ Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::s
     const StoreOutcome& outcome = outcomes[i];
     if (outcome.ok()) continue;
     // A prefix entry held by a newer declaration is another live expert under that prefix: fine.
-    if (!is_uid_key[i] && outcome.rejected > 0 && outcome.rejection == wire::StoreStatus::kOutdated) continue;
+    if (!is_uid_key[i] && outcome.rejected > 0 && outcome.rejection == wire::StoreStatus::kOutdated)
+      continue;
     if (++failed <= 5) {
-      failures += (failures.empty() ? "" : ", ") + items[i].key + (items[i].subkey ? "[" + *items[i].subkey + "]" : "") +
-                  " (" + (outcome.rejected ? std::string(wire::store_status_name(outcome.rejection)) : "no replica answered") + ")";
+      failures += (failures.empty() ? "" : ", ") + items[i].key +
+                  (items[i].subkey ? "[" + *items[i].subkey + "]" : "") + " (" +
+                  (outcome.rejected ? std::string(wire::store_status_name(outcome.rejection))
+                                    : "no replica answered") +
+                  ")";
     }
   }
   if (failed > 0) {
-    return unavailable_error("declare_experts: " + std::to_string(failed) + " of " + std::to_string(items.size()) +
+    return unavailable_error("declare_experts: " + std::to_string(failed) + " of " +
+                             std::to_string(items.size()) +
                              " entries were not stored: " + failures);
   }
   return Status::ok();
 }
 
-Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht, std::span<const std::string> uids,
+Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht,
+                                                           std::span<const std::string> uids,
                                                            Deadline deadline) {
   for (const auto& uid : uids) {
-    if (!is_valid_uid(uid)) return invalid_argument_error("get_experts: '" + uid + "' is not a valid expert uid");
+    if (!is_valid_uid(uid))
+      return invalid_argument_error("get_experts: '" + uid + "' is not a valid expert uid");
   }
   HIVEMIND_ASSIGN_OR_RETURN(auto records, dht.get(uids, deadline));
   std::vector<std::optional<ExpertInfo>> out(uids.size());
@@ -166,15 +188,18 @@ Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht, std::span<c
 
 namespace {
 
-Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht, std::span<const std::string> prefixes,
-                                                              Deadline deadline, const SuccessorOptions& options) {
+Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht,
+                                                              std::span<const std::string> prefixes,
+                                                              Deadline deadline,
+                                                              const SuccessorOptions& options) {
   std::vector<std::map<int, ExpertInfo>> out(prefixes.size());
   std::vector<std::string> keys;
   std::vector<size_t> asked;
   for (size_t i = 0; i < prefixes.size(); ++i) {
     const std::string& prefix = prefixes[i];
     if (!is_valid_prefix(prefix)) {
-      return invalid_argument_error("'" + prefix + "' is not a valid expert prefix (it must end with '.')");
+      return invalid_argument_error("'" + prefix +
+                                    "' is not a valid expert prefix (it must end with '.')");
     }
     keys.push_back(prefix);
     asked.push_back(i);
@@ -182,7 +207,8 @@ Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht, std::spa
   if (options.negative_caching) {
     // Prefixes known to be empty are not asked again until their negative entry expires.
     std::vector<std::string> negative;
-    for (const auto& key : keys) negative.push_back(negative_key(key));
+    for (const auto& key : keys)
+      negative.push_back(negative_key(key));
     auto known_empty = dht.local_get_many(negative);
     size_t kept = 0;
     for (size_t j = 0; j < keys.size(); ++j) {
@@ -209,7 +235,8 @@ Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht, std::spa
         if (!info) continue;
         if (*coordinate == kFlatExpert) {
           // The prefix itself names a live one-dimensional expert ("ffn.5." -> "ffn.5").
-          if (info->uid + kUidDelimiter == prefix) successors.emplace(kFlatExpert, std::move(*info));
+          if (info->uid + kUidDelimiter == prefix)
+            successors.emplace(kFlatExpert, std::move(*info));
           continue;
         }
         if (options.grid_size > 0 && *coordinate >= options.grid_size) continue;
@@ -227,17 +254,19 @@ Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht, std::spa
 
 }  // namespace
 
-Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(Dht& dht, std::span<const std::string> prefixes,
-                                                                     Deadline deadline, const SuccessorOptions& options) {
+Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(
+    Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
+    const SuccessorOptions& options) {
   return query_prefixes(dht, prefixes, deadline, options);
 }
 
-Result<std::vector<bool>> find_active_prefixes(Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
-                                               const SuccessorOptions& options) {
+Result<std::vector<bool>> find_active_prefixes(Dht& dht, std::span<const std::string> prefixes,
+                                               Deadline deadline, const SuccessorOptions& options) {
   HIVEMIND_ASSIGN_OR_RETURN(auto successors, query_prefixes(dht, prefixes, deadline, options));
   std::vector<bool> out;
   out.reserve(successors.size());
-  for (const auto& map : successors) out.push_back(!map.empty());
+  for (const auto& map : successors)
+    out.push_back(!map.empty());
   return out;
 }
 

@@ -1,7 +1,7 @@
-#include <hivemind/dht/lookup.h>
-
 #include <algorithm>
 #include <unordered_map>
+
+#include <hivemind/dht/lookup.h>
 
 namespace hivemind::dht {
 
@@ -11,7 +11,8 @@ Lookup::Lookup(NodeId self, std::vector<NodeId> targets, Options options)
   options_.beta = std::max<size_t>(options_.beta, 1);
   options_.max_candidates = std::max(options_.max_candidates, options_.beta + options_.alpha);
   targets_.reserve(targets.size());
-  for (const auto& id : targets) targets_.push_back(Target{id, {}, 0, options_.beta, false});
+  for (const auto& id : targets)
+    targets_.push_back(Target{id, {}, 0, options_.beta, false});
 }
 
 Lookup::Candidate* Lookup::find(Target& target, const NodeId& peer) {
@@ -70,7 +71,8 @@ void Lookup::evaluate(Target& target) {
   --unfinished_;
 }
 
-std::vector<Lookup::Request> Lookup::next_requests(const std::function<bool(const Contact&)>& usable) {
+std::vector<Lookup::Request> Lookup::next_requests(
+    const std::function<bool(const Contact&)>& usable) {
   // Pass 1: every unfinished target names the candidates it wants asked, within its alpha budget.
   std::unordered_map<NodeId, size_t, NodeIdHash> slot;  // peer -> index in `wanted`
   std::vector<Request> wanted;
@@ -101,15 +103,17 @@ std::vector<Lookup::Request> Lookup::next_requests(const std::function<bool(cons
     if (failed_any) evaluate(target);
   }
   // Pass 2: the peers most targets want go first, up to the cap on requests in flight.
-  std::stable_sort(wanted.begin(), wanted.end(),
-                   [](const Request& a, const Request& b) { return a.targets.size() > b.targets.size(); });
+  std::stable_sort(wanted.begin(), wanted.end(), [](const Request& a, const Request& b) {
+    return a.targets.size() > b.targets.size();
+  });
   std::vector<Request> out;
   for (auto& request : wanted) {
     for (size_t begin = 0; begin < request.targets.size(); begin += options_.max_keys_per_request) {
       if (requests_in_flight_ >= options_.max_requests_in_flight) return out;
       size_t end = std::min(request.targets.size(), begin + options_.max_keys_per_request);
-      Request chunk{request.peer, {request.targets.begin() + static_cast<std::ptrdiff_t>(begin),
-                                   request.targets.begin() + static_cast<std::ptrdiff_t>(end)}};
+      Request chunk{request.peer,
+                    {request.targets.begin() + static_cast<std::ptrdiff_t>(begin),
+                     request.targets.begin() + static_cast<std::ptrdiff_t>(end)}};
       for (uint32_t t : chunk.targets) {
         Target& target = targets_[t];
         find(target, request.peer.id)->state = State::kInFlight;

@@ -1,11 +1,10 @@
 // Node core: request handling, reply matching, timeouts, admission, join transfer, maintenance.
 // The operations (lookups, get, store, bootstrap) are in node_operations.cc.
-#include <hivemind/dht/node.h>
-
 #include <algorithm>
 #include <cmath>
 
 #include <hivemind/common/logging.h>
+#include <hivemind/dht/node.h>
 
 #include "node_operations.h"
 
@@ -25,7 +24,8 @@ int64_t saturating_sub(int64_t a, int64_t b) {
 
 }  // namespace
 
-Node::Node(NodeOptions options, Contact self, const Clock& clock, NodeNetwork& network, uint64_t seed)
+Node::Node(NodeOptions options, Contact self, const Clock& clock, NodeNetwork& network,
+           uint64_t seed)
     : options_(options),
       self_(std::move(self)),
       clock_(clock),
@@ -59,8 +59,9 @@ SteadyTime Node::rpc_deadline(SteadyTime op_deadline) const {
   return std::min(op_deadline, now() + options_.request_timeout);
 }
 
-uint64_t Node::send(const std::string& to, std::optional<NodeId> expected, MessageType type, wire::Body body,
-                    Purpose purpose, uint64_t op_id, std::vector<uint32_t> targets, SteadyTime deadline) {
+uint64_t Node::send(const std::string& to, std::optional<NodeId> expected, MessageType type,
+                    wire::Body body, Purpose purpose, uint64_t op_id, std::vector<uint32_t> targets,
+                    SteadyTime deadline) {
   uint64_t request_id;
   // Unpredictable ids make a forged reply hard to match; 0 is never used.
   do {
@@ -70,7 +71,8 @@ uint64_t Node::send(const std::string& to, std::optional<NodeId> expected, Messa
   std::vector<uint8_t> frame = wire::encode(message);
   stats_.requests_sent++;
   stats_.bytes_sent += frame.size();
-  pending_.emplace(request_id, Pending{to, expected, type, purpose, op_id, std::move(targets), deadline, dht_now(), now()});
+  pending_.emplace(request_id, Pending{to, expected, type, purpose, op_id, std::move(targets),
+                                       deadline, dht_now(), now()});
   request_timeouts_.emplace(deadline, request_id);
   if (purpose == Purpose::kOperation && type == MessageType::kFind) {
     Milliseconds stall = stall_timeout();
@@ -100,7 +102,8 @@ std::vector<uint8_t> Node::handle_request(std::span<const uint8_t> frame) {
   }
   const uint64_t request_id = header->request_id;
   // Rate limits come before the body is parsed: a flood costs a header decode each.
-  std::string peer_key = header->sender_address.empty() ? "client:" + header->sender.hex() : header->sender_address;
+  std::string peer_key =
+      header->sender_address.empty() ? "client:" + header->sender.hex() : header->sender_address;
   if (!rate_limiter_.allow(peer_key, now())) {
     stats_.rate_limited++;
     return error_reply(request_id, ErrorCode::kRateLimited, "rate limit exceeded");
@@ -116,7 +119,8 @@ std::vector<uint8_t> Node::handle_request(std::span<const uint8_t> frame) {
     return error_reply(request_id, ErrorCode::kMalformed,
                        std::string(wire::message_type_name(h.type)) + " is not a request");
   }
-  if (h.sender == self_.id) return error_reply(request_id, ErrorCode::kRefused, "sender uses this node's id");
+  if (h.sender == self_.id)
+    return error_reply(request_id, ErrorCode::kRefused, "sender uses this node's id");
   // The request may have spent up to a timeout in flight, so the bound is looser than at admission.
   int64_t skew = saturating_sub(h.sender_time, dht_now());
   int64_t tolerance = (options_.max_clock_skew + options_.request_timeout).count();
@@ -140,7 +144,9 @@ wire::FindReply Node::answer_find(const wire::FindRequest& find, const NodeId& s
   const size_t contacts = std::min(options_.k, options_.wire.max_contacts_per_reply);
   // What the frame can still take: records get what the contacts leave, in key order.
   size_t header_bytes = 64 + self_.address.size();
-  size_t budget = options_.wire.max_frame_bytes > header_bytes ? options_.wire.max_frame_bytes - header_bytes : 0;
+  size_t budget = options_.wire.max_frame_bytes > header_bytes
+                      ? options_.wire.max_frame_bytes - header_bytes
+                      : 0;
   for (const auto& key : find.keys) {
     wire::FoundEntry entry;
     entry.contacts = routing_.nearest(key, contacts, sender, /*healthy_only=*/true);
@@ -148,7 +154,8 @@ wire::FindReply Node::answer_find(const wire::FindRequest& find, const NodeId& s
       // Too few without the suspects: fill up with them rather than answer short.
       for (auto& contact : routing_.nearest(key, contacts, sender)) {
         if (entry.contacts.size() >= contacts) break;
-        if (std::find(entry.contacts.begin(), entry.contacts.end(), contact) == entry.contacts.end()) {
+        if (std::find(entry.contacts.begin(), entry.contacts.end(), contact) ==
+            entry.contacts.end()) {
           entry.contacts.push_back(std::move(contact));
         }
       }
@@ -156,11 +163,13 @@ wire::FindReply Node::answer_find(const wire::FindRequest& find, const NodeId& s
                 [&](const Contact& a, const Contact& b) { return a.id.closer_to(key, b.id); });
     }
     size_t used = 12;
-    for (const auto& contact : entry.contacts) used += wire::encoded_contact_size(contact);
+    for (const auto& contact : entry.contacts)
+      used += wire::encoded_contact_size(contact);
     budget = budget > used ? budget - used : 0;
     if (!find.nodes_only) {
       if (auto record = local_get(key)) {
-        entry.record = wire::fit_record(*record, budget, options_.wire.max_subkeys_per_key, entry.truncated);
+        entry.record =
+            wire::fit_record(*record, budget, options_.wire.max_subkeys_per_key, entry.truncated);
         size_t size = wire::encoded_record_size(entry.record);
         budget = budget > size ? budget - size : 0;
       }
@@ -180,7 +189,8 @@ wire::StoreReply Node::answer_store(const wire::StoreRequest& store, const NodeI
       continue;
     }
     Storage& target = item.in_cache ? cache_ : storage_;
-    reply.statuses.push_back(target.store(item.key, item.subkey, ValueEntry{item.value, item.expiration}, sender, t));
+    reply.statuses.push_back(
+        target.store(item.key, item.subkey, ValueEntry{item.value, item.expiration}, sender, t));
   }
   return reply;
 }
@@ -203,7 +213,8 @@ void Node::maybe_probe(const wire::Header& header) {
   if ((header.flags & wire::kFlagClient) || header.sender_address.empty()) return;
   if (routing_.contains(header.sender)) return;
   int index = routing_.bucket_index(header.sender);
-  if (index < 0 || routing_.bucket(index).size() >= options_.k) return;  // full: nothing to gain now
+  if (index < 0 || routing_.bucket(index).size() >= options_.k)
+    return;  // full: nothing to gain now
   if (probes_in_flight_ >= options_.max_probes_in_flight) return;
   if (blacklist_.is_banned(header.sender_address, now())) return;
   auto [it, inserted] = probed_.try_emplace(header.sender, now());
@@ -213,8 +224,8 @@ void Node::maybe_probe(const wire::Header& header) {
   }
   ++probes_in_flight_;
   stats_.probes_sent++;
-  send(header.sender_address, header.sender, MessageType::kPing, std::monostate{}, Purpose::kProbe, 0, {},
-       now() + options_.request_timeout);
+  send(header.sender_address, header.sender, MessageType::kPing, std::monostate{}, Purpose::kProbe,
+       0, {}, now() + options_.request_timeout);
 }
 
 void Node::admit(const Contact& contact) {
@@ -222,8 +233,8 @@ void Node::admit(const Contact& contact) {
   auto result = routing_.on_answered(contact, now());
   if (result.check) {
     // The bucket is full: its least-recently-seen entry must prove it is alive or make room.
-    send(result.check->address, result.check->id, MessageType::kPing, std::monostate{}, Purpose::kEvictionCheck,
-         0, {}, now() + options_.request_timeout);
+    send(result.check->address, result.check->id, MessageType::kPing, std::monostate{},
+         Purpose::kEvictionCheck, 0, {}, now() + options_.request_timeout);
   }
   if (result.outcome == RoutingTable::Outcome::kAdded) transfer_to(contact);
 }
@@ -247,19 +258,21 @@ std::pair<NodeId, NodeId> level_range(const NodeId& id, int level) {
 }  // namespace
 
 void Node::transfer_to(const Contact& contact) {
-  // Kademlia's join transfer: push `contact` the records it should now hold. Instead of scanning all
-  // storage per new contact (hivemind, dht.md 1.9 item 6), look only at the id ranges where it can be
-  // among the r closest. With c = cpl(self, contact): a key sharing exactly p <= c bits with the
-  // contact has every known node that shares exactly p bits with the contact strictly closer (bucket p
-  // for p < c; ourselves and every bucket deeper than c for p = c), so levels with >= r of them are
-  // skipped; keys sharing more than c bits form one range on the contact's side of bucket c. Storage
-  // is ordered by key, so each level is one range lookup, and only keys found there get the exact check.
+  // Kademlia's join transfer: push `contact` the records it should now hold. Instead of scanning
+  // all storage per new contact (hivemind, dht.md 1.9 item 6), look only at the id ranges where it
+  // can be among the r closest. With c = cpl(self, contact): a key sharing exactly p <= c bits with
+  // the contact has every known node that shares exactly p bits with the contact strictly closer
+  // (bucket p for p < c; ourselves and every bucket deeper than c for p = c), so levels with >= r
+  // of them are skipped; keys sharing more than c bits form one range on the contact's side of
+  // bucket c. Storage is ordered by key, so each level is one range lookup, and only keys found
+  // there get the exact check.
   if (options_.client_mode || storage_.num_keys() == 0) return;
   const NodeId& n = contact.id;
   const int c = self_.id.common_prefix_length(n);
   const size_t r = options_.replicas;
   size_t beyond = 1;  // our own node, plus every bucket deeper than c
-  for (int i = c + 1; i < RoutingTable::kBuckets; ++i) beyond += routing_.bucket(i).size();
+  for (int i = c + 1; i < RoutingTable::kBuckets; ++i)
+    beyond += routing_.bucket(i).size();
 
   std::vector<wire::StoreItem> items;
   DhtTime t = dht_now();
@@ -270,9 +283,12 @@ void Node::transfer_to(const Contact& contact) {
     std::sort(nearest.begin(), nearest.end(),
               [&](const Contact& a, const Contact& b) { return a.id.closer_to(key, b.id); });
     if (nearest.size() > r) nearest.resize(r);
-    bool owner = std::any_of(nearest.begin(), nearest.end(), [&](const Contact& x) { return x.id == n; });
+    bool owner =
+        std::any_of(nearest.begin(), nearest.end(), [&](const Contact& x) { return x.id == n; });
     if (!owner) return true;
-    if (record.regular) items.push_back({key, std::nullopt, record.regular->value, record.regular->expiration, false});
+    if (record.regular)
+      items.push_back(
+          {key, std::nullopt, record.regular->value, record.regular->expiration, false});
     for (const auto& [subkey, entry] : record.dictionary) {
       items.push_back({key, subkey, entry.value, entry.expiration, false});
     }
@@ -300,16 +316,18 @@ void Node::transfer_to(const Contact& contact) {
   stats_.transfer_items_sent += items.size();
   for (size_t begin = 0; begin < items.size(); begin += options_.wire.max_keys_per_request) {
     size_t end = std::min(items.size(), begin + options_.wire.max_keys_per_request);
-    wire::StoreRequest request{{std::make_move_iterator(items.begin() + static_cast<std::ptrdiff_t>(begin)),
-                                std::make_move_iterator(items.begin() + static_cast<std::ptrdiff_t>(end))}};
-    send(contact.address, contact.id, MessageType::kStore, std::move(request), Purpose::kFireAndForget, 0, {},
-         now() + options_.request_timeout);
+    wire::StoreRequest request{
+        {std::make_move_iterator(items.begin() + static_cast<std::ptrdiff_t>(begin)),
+         std::make_move_iterator(items.begin() + static_cast<std::ptrdiff_t>(end))}};
+    send(contact.address, contact.id, MessageType::kStore, std::move(request),
+         Purpose::kFireAndForget, 0, {}, now() + options_.request_timeout);
   }
 }
 
 // ---- replies ----------------------------------------------------------------------------------
 
-void Node::handle_reply(const std::string& from, uint64_t request_id, std::span<const uint8_t> frame) {
+void Node::handle_reply(const std::string& from, uint64_t request_id,
+                        std::span<const uint8_t> frame) {
   stats_.replies_received++;
   stats_.bytes_received += frame.size();
   auto it = pending_.find(request_id);
@@ -326,14 +344,17 @@ void Node::handle_reply(const std::string& from, uint64_t request_id, std::span<
   }
   const wire::Header& h = message->header;
   const Pending& pending = it->second;
-  if (h.request_id != request_id || (h.type != wire::reply_type_for(pending.type) && h.type != MessageType::kError)) {
+  if (h.request_id != request_id ||
+      (h.type != wire::reply_type_for(pending.type) && h.type != MessageType::kError)) {
     stats_.unmatched_replies++;
     fail_request(request_id, protocol_error("reply does not match the request"));
     return;
   }
   if (pending.expected && h.sender != *pending.expected) {
-    // Another node answers at that address now (a restart under a new id): the one we wanted is gone.
-    fail_request(request_id, not_found_error("node " + pending.expected->short_hex() + " no longer at " + from));
+    // Another node answers at that address now (a restart under a new id): the one we wanted is
+    // gone.
+    fail_request(request_id, not_found_error("node " + pending.expected->short_hex() +
+                                             " no longer at " + from));
     return;
   }
   if (h.type == MessageType::kError) {
@@ -342,9 +363,11 @@ void Node::handle_reply(const std::string& from, uint64_t request_id, std::span<
     Pending done = std::move(it->second);
     pending_.erase(it);
     if (done.purpose == Purpose::kProbe && probes_in_flight_ > 0) --probes_in_flight_;
-    if (done.purpose == Purpose::kEvictionCheck && done.expected) routing_.clear_pinging(*done.expected);
-    Status why = unavailable_error("peer " + from + " answered " + std::string(wire::error_code_name(error.code)) +
-                                   ": " + error.message);
+    if (done.purpose == Purpose::kEvictionCheck && done.expected)
+      routing_.clear_pinging(*done.expected);
+    Status why =
+        unavailable_error("peer " + from + " answered " +
+                          std::string(wire::error_code_name(error.code)) + ": " + error.message);
     if (done.op_id) {
       auto op = ops_.find(done.op_id);
       if (op != ops_.end() && !op->second->finished) {
@@ -367,8 +390,10 @@ void Node::handle_reply(const std::string& from, uint64_t request_id, std::span<
   bool skewed = skew > tolerance || skew < -tolerance;
   if (skewed) {
     stats_.skewed_peers++;
-    logger("dht")->debug("peer {} at {} is {} ms off our clock: not admitted", h.sender.short_hex(), from, skew);
-    if (done.purpose == Purpose::kEvictionCheck && done.expected) routing_.clear_pinging(*done.expected);
+    logger("dht")->debug("peer {} at {} is {} ms off our clock: not admitted", h.sender.short_hex(),
+                         from, skew);
+    if (done.purpose == Purpose::kEvictionCheck && done.expected)
+      routing_.clear_pinging(*done.expected);
   } else if (!(h.flags & wire::kFlagClient) && !options_.client_mode) {
     admit(Contact{h.sender, from});
   } else if (!(h.flags & wire::kFlagClient)) {
@@ -399,8 +424,10 @@ void Node::fail_request(uint64_t request_id, const Status& why) {
   blacklist_.on_failure(done.to, now());
   if (done.purpose == Purpose::kProbe && probes_in_flight_ > 0) --probes_in_flight_;
   if (done.expected) {
-    if (done.purpose == Purpose::kEvictionCheck) routing_.evict(*done.expected);
-    else routing_.on_failure(*done.expected, options_.failures_before_eviction);
+    if (done.purpose == Purpose::kEvictionCheck)
+      routing_.evict(*done.expected);
+    else
+      routing_.on_failure(*done.expected, options_.failures_before_eviction);
   }
   if (done.op_id) {
     auto op = ops_.find(done.op_id);
@@ -440,8 +467,9 @@ void Node::tick() {
     request_timeouts_.pop();
     auto it = pending_.find(request_id);
     if (it != pending_.end() && it->second.deadline == deadline) {
-      fail_request(request_id, timeout_error("dht " + std::string(wire::message_type_name(it->second.type)) +
-                                             " to " + it->second.to + " got no answer in time"));
+      fail_request(request_id,
+                   timeout_error("dht " + std::string(wire::message_type_name(it->second.type)) +
+                                 " to " + it->second.to + " got no answer in time"));
     }
   }
   while (!request_stalls_.empty() && request_stalls_.top().first <= t) {
@@ -452,7 +480,8 @@ void Node::tick() {
     uint64_t op_id = it->second.op_id;
     auto op = ops_.find(op_id);
     if (op != ops_.end() && !op->second->finished) {
-      op->second->on_stall(*this, it->second);  // element references survive a rehash; iterators not
+      op->second->on_stall(*this,
+                           it->second);  // element references survive a rehash; iterators not
       reap(op_id);
     }
   }
@@ -475,9 +504,12 @@ SteadyTime Node::next_wakeup() {
     auto it = pending_.find(top.second);
     return it == pending_.end() || (!stall && it->second.deadline != top.first);
   };
-  while (!request_timeouts_.empty() && stale(request_timeouts_.top(), false)) request_timeouts_.pop();
-  while (!request_stalls_.empty() && stale(request_stalls_.top(), true)) request_stalls_.pop();
-  while (!op_deadlines_.empty() && !ops_.count(op_deadlines_.top().second)) op_deadlines_.pop();
+  while (!request_timeouts_.empty() && stale(request_timeouts_.top(), false))
+    request_timeouts_.pop();
+  while (!request_stalls_.empty() && stale(request_stalls_.top(), true))
+    request_stalls_.pop();
+  while (!op_deadlines_.empty() && !ops_.count(op_deadlines_.top().second))
+    op_deadlines_.pop();
   SteadyTime next = next_maintenance_;
   if (!request_timeouts_.empty()) next = std::min(next, request_timeouts_.top().first);
   if (!request_stalls_.empty()) next = std::min(next, request_stalls_.top().first);
@@ -499,7 +531,8 @@ void Node::maintenance() {
       next_sweep_ = t + 6 * options_.maintenance_interval;
       rate_limiter_.prune(t);
       blacklist_.prune(t);
-      std::erase_if(probed_, [&](const auto& item) { return t - item.second > options_.refresh_interval; });
+      std::erase_if(probed_,
+                    [&](const auto& item) { return t - item.second > options_.refresh_interval; });
     }
     check_liveness(t);
     // A node that knows fewer than k peers (its join met a dying neighbourhood, or it was cut off)
@@ -510,22 +543,24 @@ void Node::maintenance() {
     // Everyone we knew is gone: knock at the initial peers again (their answers re-admit them).
     if (joined_ && routing_.size() == 0) {
       for (const auto& address : bootstrap_peers_) {
-        send(address, std::nullopt, MessageType::kPing, std::monostate{}, Purpose::kFireAndForget, 0, {},
-             t + options_.request_timeout);
+        send(address, std::nullopt, MessageType::kPing, std::monostate{}, Purpose::kFireAndForget,
+             0, {}, t + options_.request_timeout);
       }
     }
   }
   if (t >= next_refresh_ && routing_.size() > 0) {
-    for (int index : routing_.idle_buckets(t, options_.refresh_interval)) refresh_bucket(index);
+    for (int index : routing_.idle_buckets(t, options_.refresh_interval))
+      refresh_bucket(index);
   }
   next_refresh_ = routing_.next_refresh(options_.refresh_interval);
   next_maintenance_ = std::min(next_housekeeping_, std::max(next_refresh_, t + Milliseconds(1)));
 }
 
 void Node::check_liveness(SteadyTime t) {
-  // Entries are otherwise checked only when used, so under churn tables fill with the dead and every
-  // lookup waits for them. Those not heard from for `liveness_check_after` are pinged, oldest first,
-  // a bounded number per interval; one that does not answer is evicted (its replacement promoted).
+  // Entries are otherwise checked only when used, so under churn tables fill with the dead and
+  // every lookup waits for them. Those not heard from for `liveness_check_after` are pinged, oldest
+  // first, a bounded number per interval; one that does not answer is evicted (its replacement
+  // promoted).
   if (options_.liveness_check_after.count() <= 0 || options_.max_liveness_pings == 0) return;
   std::vector<std::pair<SteadyTime, Contact>> stale;
   for (int index = 0; index <= routing_.deepest_bucket(); ++index) {
@@ -542,8 +577,8 @@ void Node::check_liveness(SteadyTime t) {
     const Contact& contact = stale[i].second;
     routing_.mark_pinging(contact.id);
     stats_.liveness_pings++;
-    send(contact.address, contact.id, MessageType::kPing, std::monostate{}, Purpose::kEvictionCheck, 0, {},
-         t + options_.request_timeout);
+    send(contact.address, contact.id, MessageType::kPing, std::monostate{}, Purpose::kEvictionCheck,
+         0, {}, t + options_.request_timeout);
   }
 }
 

@@ -1,8 +1,8 @@
-#include <hivemind/dht/node_id.h>
-
 #include <bit>
 
 #include <openssl/evp.h>
+
+#include <hivemind/dht/node_id.h>
 
 namespace hivemind::dht {
 
@@ -15,7 +15,8 @@ NodeId NodeId::from_key(std::span<const uint8_t> key) {
 }
 
 NodeId NodeId::from_key(std::string_view key) {
-  return from_key(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size()));
+  return from_key(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size()));
 }
 
 NodeId NodeId::random(std::mt19937_64& rng) {
@@ -60,8 +61,10 @@ NodeId NodeId::random_in_bucket(const NodeId& own, int prefix_bits, std::mt19937
   for (int bit = 0; bit <= prefix_bits && bit < kBits; ++bit) {
     bool value = bit < prefix_bits ? own.bit(bit) : !own.bit(bit);
     uint8_t mask = static_cast<uint8_t>(0x80u >> (bit % 8));
-    if (value) out[static_cast<size_t>(bit / 8)] |= mask;
-    else out[static_cast<size_t>(bit / 8)] &= static_cast<uint8_t>(~mask);
+    if (value)
+      out[static_cast<size_t>(bit / 8)] |= mask;
+    else
+      out[static_cast<size_t>(bit / 8)] &= static_cast<uint8_t>(~mask);
   }
   return NodeId(out);
 }
@@ -77,8 +80,10 @@ int NodeId::common_prefix_length(const NodeId& other) const {
 NodeId NodeId::with_bit(int index, bool value) const {
   Bytes out = bytes_;
   uint8_t mask = static_cast<uint8_t>(0x80u >> (index % 8));
-  if (value) out[static_cast<size_t>(index / 8)] |= mask;
-  else out[static_cast<size_t>(index / 8)] &= static_cast<uint8_t>(~mask);
+  if (value)
+    out[static_cast<size_t>(index / 8)] |= mask;
+  else
+    out[static_cast<size_t>(index / 8)] &= static_cast<uint8_t>(~mask);
   return NodeId(out);
 }
 

@@ -1,10 +1,10 @@
 // The node's operations: ping, bootstrap, node lookup, get and store.
+#include "node_operations.h"
+
 #include <algorithm>
 #include <unordered_map>
 
 #include <hivemind/common/logging.h>
-
-#include "node_operations.h"
 
 namespace hivemind::dht {
 
@@ -17,8 +17,8 @@ struct Node::PingOp final : Operation {
   std::function<void(Result<Contact>)> done;
 
   void start(Node& node) override {
-    node.send(address, std::nullopt, MessageType::kPing, std::monostate{}, Purpose::kOperation, id, {},
-              node.rpc_deadline(deadline));
+    node.send(address, std::nullopt, MessageType::kPing, std::monostate{}, Purpose::kOperation, id,
+              {}, node.rpc_deadline(deadline));
   }
   void finish(Result<Contact> result) {
     finished = true;
@@ -31,7 +31,8 @@ struct Node::PingOp final : Operation {
   void abort(Node&, const Status& why) override { finish(why); }
 };
 
-void Node::ping(const std::string& address, SteadyTime deadline, std::function<void(Result<Contact>)> done) {
+void Node::ping(const std::string& address, SteadyTime deadline,
+                std::function<void(Result<Contact>)> done) {
   auto op = std::make_unique<PingOp>();
   op->deadline = deadline;
   op->address = address;
@@ -76,10 +77,11 @@ struct Node::LookupOp : Operation {
         wire::FindRequest find;
         find.nodes_only = nodes_only;
         find.keys.reserve(request.targets.size());
-        for (uint32_t target : request.targets) find.keys.push_back(lookup->target_id(target));
+        for (uint32_t target : request.targets)
+          find.keys.push_back(lookup->target_id(target));
         ++rpcs;
-        node.send(request.peer.address, request.peer.id, MessageType::kFind, std::move(find), Purpose::kOperation,
-                  id, std::move(request.targets), node.rpc_deadline(deadline));
+        node.send(request.peer.address, request.peer.id, MessageType::kFind, std::move(find),
+                  Purpose::kOperation, id, std::move(request.targets), node.rpc_deadline(deadline));
       }
     }
     if (lookup->done() || lookup->requests_in_flight() == 0) {
@@ -110,7 +112,9 @@ struct Node::LookupOp : Operation {
     contacts.reserve(found.entries.size());
     for (size_t i = 0; i < found.entries.size(); ++i) {
       contacts.push_back(found.entries[i].contacts);
-      if (!lookup_finished) on_found(node, pending.targets[i], Contact{reply.header.sender, pending.to}, found.entries[i]);
+      if (!lookup_finished)
+        on_found(node, pending.targets[i], Contact{reply.header.sender, pending.to},
+                 found.entries[i]);
     }
     if (lookup_finished) return;
     lookup->on_response(reply.header.sender, pending.targets, contacts);
@@ -133,7 +137,8 @@ struct Node::LookupOp : Operation {
     drive(node);
   }
 
-  virtual void on_found(Node&, uint32_t /*target*/, const Contact& /*peer*/, const wire::FoundEntry&) {}
+  virtual void on_found(Node&, uint32_t /*target*/, const Contact& /*peer*/,
+                        const wire::FoundEntry&) {}
   virtual void on_lookup_done(Node& node) = 0;
   virtual void on_other_reply(Node&, const Pending&, const wire::Message&) {}
   virtual void on_other_failure(Node&, const Pending&, const Status&) {}
@@ -152,7 +157,8 @@ struct Node::NearestOp final : LookupOp {
     result.status = std::move(status);
     result.contacts = lookup->responded(0, count);
     result.rpcs = rpcs;
-    for (const auto& contact : result.contacts) result.hops = std::max(result.hops, lookup->depth(0, contact.id));
+    for (const auto& contact : result.contacts)
+      result.hops = std::max(result.hops, lookup->depth(0, contact.id));
     if (done) done(std::move(result));
   }
 
@@ -178,7 +184,8 @@ struct Node::GetOp final : LookupOp {
   std::vector<std::optional<Record>> records;
   std::vector<int> hops;
   std::vector<uint32_t> key_of_target;  // lookup target -> index into keys
-  // Per target, the nearest node that answered without a value: where hivemind pushes a cached copy.
+  // Per target, the nearest node that answered without a value: where hivemind pushes a cached
+  // copy.
   std::vector<std::optional<Contact>> lacking;
 
   void start(Node& node) override {
@@ -191,7 +198,8 @@ struct Node::GetOp final : LookupOp {
       if (local) {
         records[i] = std::move(local);
         hops[i] = 0;
-        if (!get_options.latest) continue;  // a live local value answers it (hivemind's latest=False)
+        if (!get_options.latest)
+          continue;  // a live local value answers it (hivemind's latest=False)
       }
       key_of_target.push_back(i);
       targets.push_back(keys[i]);
@@ -200,10 +208,12 @@ struct Node::GetOp final : LookupOp {
     begin(node, std::move(targets), node.options_.beta);
   }
 
-  void on_found(Node&, uint32_t target, const Contact& peer, const wire::FoundEntry& entry) override {
+  void on_found(Node&, uint32_t target, const Contact& peer,
+                const wire::FoundEntry& entry) override {
     uint32_t key = key_of_target[target];
     if (entry.record.empty()) {
-      if (!lacking[target] || peer.id.closer_to(keys[key], lacking[target]->id)) lacking[target] = peer;
+      if (!lacking[target] || peer.id.closer_to(keys[key], lacking[target]->id))
+        lacking[target] = peer;
       return;
     }
     if (!records[key]) records[key].emplace();
@@ -238,24 +248,29 @@ struct Node::GetOp final : LookupOp {
       }
       if (node.options_.cache_locally && !node.options_.client_mode) {
         const Record& record = *records[key];
-        if (record.regular) node.cache_.store(keys[key], std::nullopt, *record.regular, node.self_.id, t);
-        for (const auto& [subkey, entry] : record.dictionary) node.cache_.store(keys[key], subkey, entry, node.self_.id, t);
+        if (record.regular)
+          node.cache_.store(keys[key], std::nullopt, *record.regular, node.self_.id, t);
+        for (const auto& [subkey, entry] : record.dictionary)
+          node.cache_.store(keys[key], subkey, entry, node.self_.id, t);
       }
-      if (node.options_.cache_on_nearest && lacking[target]) push_cache(node, keys[key], *records[key], *lacking[target]);
+      if (node.options_.cache_on_nearest && lacking[target])
+        push_cache(node, keys[key], *records[key], *lacking[target]);
     }
     finish(Status::ok());
   }
 
   void push_cache(Node& node, const NodeId& key, const Record& record, const Contact& to) {
     wire::StoreRequest request;
-    if (record.regular) request.items.push_back({key, std::nullopt, record.regular->value, record.regular->expiration, true});
+    if (record.regular)
+      request.items.push_back(
+          {key, std::nullopt, record.regular->value, record.regular->expiration, true});
     for (const auto& [subkey, entry] : record.dictionary) {
       if (request.items.size() >= node.options_.wire.max_keys_per_request) break;
       request.items.push_back({key, subkey, entry.value, entry.expiration, true});
     }
     node.stats_.cache_pushes++;
-    node.send(to.address, to.id, MessageType::kStore, std::move(request), Purpose::kFireAndForget, 0, {},
-              node.now() + node.options_.request_timeout);
+    node.send(to.address, to.id, MessageType::kStore, std::move(request), Purpose::kFireAndForget,
+              0, {}, node.now() + node.options_.request_timeout);
   }
 
   void abort(Node&, const Status& why) override { finish(why); }
@@ -270,7 +285,8 @@ struct Node::GetOp final : LookupOp {
   }
 };
 
-void Node::get(std::vector<NodeId> keys, GetOptions options, SteadyTime deadline, std::function<void(GetResult)> done) {
+void Node::get(std::vector<NodeId> keys, GetOptions options, SteadyTime deadline,
+               std::function<void(GetResult)> done) {
   auto op = std::make_unique<GetOp>();
   op->deadline = deadline;
   op->keys = std::move(keys);
@@ -281,16 +297,16 @@ void Node::get(std::vector<NodeId> keys, GetOptions options, SteadyTime deadline
 
 // ---- store ------------------------------------------------------------------------------------
 
-// Finds the r closest nodes that answer for every key (phase 1), then stores there (phase 2); a replica
-// that fails is replaced by the next closest node that answered.
+// Finds the r closest nodes that answer for every key (phase 1), then stores there (phase 2); a
+// replica that fails is replaced by the next closest node that answered.
 struct Node::StoreOp final : LookupOp {
   std::vector<wire::StoreItem> items;
   std::function<void(StoreResult)> done;
   std::vector<StoreOutcome> outcomes;
-  std::vector<NodeId> keys;                        // unique keys = lookup targets
+  std::vector<NodeId> keys;  // unique keys = lookup targets
   std::vector<std::vector<uint32_t>> items_of_key;
-  std::vector<std::vector<Contact>> spares;        // answered nodes beyond the first r, nearest first
-  std::vector<size_t> awaiting;                    // per key: replicas still to confirm
+  std::vector<std::vector<Contact>> spares;  // answered nodes beyond the first r, nearest first
+  std::vector<size_t> awaiting;              // per key: replicas still to confirm
   size_t store_requests = 0;
 
   void start(Node& node) override {
@@ -318,7 +334,8 @@ struct Node::StoreOp final : LookupOp {
     const size_t r = node.options_.replicas;
     spares.resize(keys.size());
     awaiting.assign(keys.size(), 0);
-    std::unordered_map<NodeId, std::pair<Contact, std::vector<uint32_t>>, NodeIdHash> by_peer;  // peer -> keys
+    std::unordered_map<NodeId, std::pair<Contact, std::vector<uint32_t>>, NodeIdHash>
+        by_peer;  // peer -> keys
     for (uint32_t k = 0; k < keys.size(); ++k) {
       auto nearest = lookup->responded(k, 3 * r);
       for (size_t i = 0; i < nearest.size(); ++i) {
@@ -331,7 +348,8 @@ struct Node::StoreOp final : LookupOp {
         slot.second.push_back(k);
       }
     }
-    for (auto& [peer, entry] : by_peer) send_stores(node, entry.first, entry.second);
+    for (auto& [peer, entry] : by_peer)
+      send_stores(node, entry.first, entry.second);
     if (store_requests == 0) finish(Status::ok());
   }
 
@@ -341,8 +359,8 @@ struct Node::StoreOp final : LookupOp {
       for (uint32_t k : peer_keys) {
         for (uint32_t i : items_of_key[k]) {
           const auto& item = items[i];
-          record(i, node.storage_.store(item.key, item.subkey, ValueEntry{item.value, item.expiration},
-                                        node.self_.id, t));
+          record(i, node.storage_.store(item.key, item.subkey,
+                                        ValueEntry{item.value, item.expiration}, node.self_.id, t));
         }
       }
       return;
@@ -354,9 +372,10 @@ struct Node::StoreOp final : LookupOp {
       if (request.items.empty()) return;
       ++store_requests;
       ++rpcs;
-      for (uint32_t k : request_keys) ++awaiting[k];
-      node.send(peer.address, peer.id, MessageType::kStore, std::move(request), Purpose::kOperation, id,
-                std::move(request_keys), node.rpc_deadline(deadline));
+      for (uint32_t k : request_keys)
+        ++awaiting[k];
+      node.send(peer.address, peer.id, MessageType::kStore, std::move(request), Purpose::kOperation,
+                id, std::move(request_keys), node.rpc_deadline(deadline));
       request = {};
       request_keys.clear();
     };
@@ -387,14 +406,16 @@ struct Node::StoreOp final : LookupOp {
   void on_other_reply(Node& node, const Pending& pending, const wire::Message& reply) override {
     const auto& stored = std::get<wire::StoreReply>(reply.body);
     size_t expected = 0;
-    for (uint32_t k : pending.targets) expected += items_of_key[k].size();
+    for (uint32_t k : pending.targets)
+      expected += items_of_key[k].size();
     if (stored.statuses.size() != expected) {
       on_other_failure(node, pending, protocol_error("STORED with the wrong number of statuses"));
       return;
     }
     size_t position = 0;
     for (uint32_t k : pending.targets) {
-      for (uint32_t i : items_of_key[k]) record(i, stored.statuses[position++]);
+      for (uint32_t i : items_of_key[k])
+        record(i, stored.statuses[position++]);
       --awaiting[k];
     }
     request_done(node);
@@ -412,7 +433,8 @@ struct Node::StoreOp final : LookupOp {
       slot.first = spare;
       slot.second.push_back(k);
     }
-    for (auto& [peer, entry] : retry) send_stores(node, entry.first, entry.second);
+    for (auto& [peer, entry] : retry)
+      send_stores(node, entry.first, entry.second);
     request_done(node);
   }
 
@@ -432,7 +454,8 @@ struct Node::StoreOp final : LookupOp {
   }
 };
 
-void Node::store(std::vector<wire::StoreItem> items, SteadyTime deadline, std::function<void(StoreResult)> done) {
+void Node::store(std::vector<wire::StoreItem> items, SteadyTime deadline,
+                 std::function<void(StoreResult)> done) {
   auto op = std::make_unique<StoreOp>();
   op->deadline = deadline;
   op->items = std::move(items);
@@ -465,21 +488,24 @@ struct Node::BootstrapOp final : Operation {
     ++round;
     outstanding = peers.size();
     for (size_t i = 0; i < peers.size(); ++i) {
-      node.send(peers[i], std::nullopt, MessageType::kPing, std::monostate{}, Purpose::kOperation, id,
-                {static_cast<uint32_t>(i)}, node.rpc_deadline(deadline));
+      node.send(peers[i], std::nullopt, MessageType::kPing, std::monostate{}, Purpose::kOperation,
+                id, {static_cast<uint32_t>(i)}, node.rpc_deadline(deadline));
     }
   }
 
   void on_reply(Node& node, const Pending&, const wire::Message&) override {
     anyone_answered = true;
     --outstanding;
-    if (!looking_up) join(node);  // one answer is enough to start; the others join the table as they come
+    if (!looking_up)
+      join(node);  // one answer is enough to start; the others join the table as they come
   }
 
   void on_failure(Node& node, const Pending& pending, const Status& why) override {
-    if (pending.targets.size() == 1 && pending.targets[0] < last_errors.size()) last_errors[pending.targets[0]] = why;
+    if (pending.targets.size() == 1 && pending.targets[0] < last_errors.size())
+      last_errors[pending.targets[0]] = why;
     if (--outstanding > 0 || anyone_answered) return;
-    // Nobody answered: try again after a backoff (the peers may still be starting), while time is left.
+    // Nobody answered: try again after a backoff (the peers may still be starting), while time is
+    // left.
     SteadyTime retry_at = node.now() + std::chrono::milliseconds(250) * (1 << std::min(round, 5));
     if (retry_at + node.options_.request_timeout / 4 >= deadline) {
       finish(failure_status());
@@ -503,31 +529,36 @@ struct Node::BootstrapOp final : Operation {
     ++lookups;
     size_t before = node.routing_.size();
     uint64_t self_id = id;
-    node.find_nearest(node.self_.id, node.options_.k, deadline, [&node, self_id, before](NearestResult result) {
-      auto it = node.ops_.find(self_id);
-      if (it == node.ops_.end()) return;
-      auto* op = static_cast<BootstrapOp*>(it->second.get());
-      if (op->finished) return;
-      size_t known = node.routing_.size();
-      if (known < node.options_.k && known > before && op->lookups < 3 && result.status.is_ok()) {
-        op->self_lookup(node);
-        return;
-      }
-      if (node.options_.refresh_on_join) {
-        // Kademlia's join: refresh every bucket farther away than our nearest neighbour.
-        int deepest = node.routing_.deepest_bucket();
-        for (int index = 0; index < deepest; ++index) node.refresh_bucket(index);
-      }
-      op->finish(result.status.is_ok() || known > 0 ? Status::ok() : result.status);
-      node.reap(self_id);
-    });
+    node.find_nearest(
+        node.self_.id, node.options_.k, deadline, [&node, self_id, before](NearestResult result) {
+          auto it = node.ops_.find(self_id);
+          if (it == node.ops_.end()) return;
+          auto* op = static_cast<BootstrapOp*>(it->second.get());
+          if (op->finished) return;
+          size_t known = node.routing_.size();
+          if (known < node.options_.k && known > before && op->lookups < 3 &&
+              result.status.is_ok()) {
+            op->self_lookup(node);
+            return;
+          }
+          if (node.options_.refresh_on_join) {
+            // Kademlia's join: refresh every bucket farther away than our nearest neighbour.
+            int deepest = node.routing_.deepest_bucket();
+            for (int index = 0; index < deepest; ++index)
+              node.refresh_bucket(index);
+          }
+          op->finish(result.status.is_ok() || known > 0 ? Status::ok() : result.status);
+          node.reap(self_id);
+        });
   }
 
   Status failure_status() const {
     std::string message = "bootstrap failed: none of the " + std::to_string(peers.size()) +
-                          " initial peer(s) answered after " + std::to_string(round) + " attempt(s)";
+                          " initial peer(s) answered after " + std::to_string(round) +
+                          " attempt(s)";
     for (size_t i = 0; i < peers.size(); ++i) {
-      message += "; " + peers[i] + ": " + (last_errors[i].is_ok() ? "no answer" : last_errors[i].to_string());
+      message += "; " + peers[i] + ": " +
+                 (last_errors[i].is_ok() ? "no answer" : last_errors[i].to_string());
     }
     return unavailable_error(std::move(message));
   }
@@ -562,7 +593,8 @@ struct Node::BootstrapOp final : Operation {
   };
 };
 
-void Node::bootstrap(std::vector<std::string> peers, SteadyTime deadline, std::function<void(Status)> done) {
+void Node::bootstrap(std::vector<std::string> peers, SteadyTime deadline,
+                     std::function<void(Status)> done) {
   auto op = std::make_unique<BootstrapOp>();
   op->deadline = deadline;
   // Our own address among the initial peers (a shared bootstrap list) is skipped.

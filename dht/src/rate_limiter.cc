@@ -1,6 +1,6 @@
-#include <hivemind/dht/rate_limiter.h>
-
 #include <algorithm>
+
+#include <hivemind/dht/rate_limiter.h>
 
 namespace hivemind::dht {
 
@@ -40,8 +40,10 @@ bool RateLimiter::allow(std::string_view peer, SteadyTime now) {
 void RateLimiter::prune(SteadyTime now) {
   for (auto it = peers_.begin(); it != peers_.end();) {
     refill(it->second, limits_.per_peer_per_second, now);
-    if (it->second.tokens >= limits_.per_peer_per_second) it = peers_.erase(it);
-    else ++it;
+    if (it->second.tokens >= limits_.per_peer_per_second)
+      it = peers_.erase(it);
+    else
+      ++it;
   }
 }
 

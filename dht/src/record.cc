@@ -1,13 +1,14 @@
-#include <hivemind/dht/record.h>
-
 #include <algorithm>
+
+#include <hivemind/dht/record.h>
 
 namespace hivemind::dht {
 
 DhtTime Record::expiration() const {
   if (regular) return regular->expiration;
   DhtTime latest = 0;
-  for (const auto& [subkey, entry] : dictionary) latest = std::max(latest, entry.expiration);
+  for (const auto& [subkey, entry] : dictionary)
+    latest = std::max(latest, entry.expiration);
   return latest;
 }
 
@@ -32,7 +33,8 @@ bool Record::apply(const std::optional<std::string>& subkey, const ValueEntry& e
 bool Record::merge(const Record& other) {
   bool changed = false;
   if (other.regular) changed |= apply(std::nullopt, *other.regular);
-  for (const auto& [subkey, entry] : other.dictionary) changed |= apply(subkey, entry);
+  for (const auto& [subkey, entry] : other.dictionary)
+    changed |= apply(subkey, entry);
   return changed;
 }
 

@@ -1,6 +1,6 @@
-#include <hivemind/dht/routing_table.h>
-
 #include <algorithm>
+
+#include <hivemind/dht/routing_table.h>
 
 namespace hivemind::dht {
 
@@ -27,8 +27,8 @@ void RoutingTable::promote_replacement(Bucket& bucket) {
   // A replacement whose address has been taken by a live entry meanwhile is stale.
   if (by_address_.count(entry.contact.address)) return;
   by_address_[entry.contact.address] = entry.contact.id;
-  // It answered more recently than anything in the bucket was confirmed dead, but less recently than
-  // the live entries were seen: it goes to the front (least recently seen).
+  // It answered more recently than anything in the bucket was confirmed dead, but less recently
+  // than the live entries were seen: it goes to the front (least recently seen).
   bucket.live.insert(bucket.live.begin(), std::move(entry));
   ++size_;
 }
@@ -40,7 +40,8 @@ RoutingTable::AnsweredResult RoutingTable::on_answered(const Contact& contact, S
   Bucket& bucket = buckets_[static_cast<size_t>(index)];
 
   // Another id at this address: that node restarted under a new id, the old entry is dead.
-  if (auto it = by_address_.find(contact.address); it != by_address_.end() && it->second != contact.id) {
+  if (auto it = by_address_.find(contact.address);
+      it != by_address_.end() && it->second != contact.id) {
     NodeId old = it->second;
     result.displaced = old;
     Bucket& old_bucket = buckets_[static_cast<size_t>(bucket_index(old))];
@@ -71,7 +72,8 @@ RoutingTable::AnsweredResult RoutingTable::on_answered(const Contact& contact, S
   }
 
   // Not live: drop any older replacement entry for the same id first.
-  std::erase_if(bucket.replacements, [&](const RoutingEntry& e) { return e.contact.id == contact.id; });
+  std::erase_if(bucket.replacements,
+                [&](const RoutingEntry& e) { return e.contact.id == contact.id; });
 
   if (bucket.live.size() < k_) {
     bucket.live.push_back(RoutingEntry{contact, now, 0, false});
@@ -82,7 +84,8 @@ RoutingTable::AnsweredResult RoutingTable::on_answered(const Contact& contact, S
   }
 
   if (replacement_cache_ > 0) {
-    if (bucket.replacements.size() >= replacement_cache_) bucket.replacements.erase(bucket.replacements.begin());
+    if (bucket.replacements.size() >= replacement_cache_)
+      bucket.replacements.erase(bucket.replacements.begin());
     bucket.replacements.push_back(RoutingEntry{contact, now, 0, false});
   }
   result.outcome = Outcome::kReplacement;
@@ -142,7 +145,9 @@ void RoutingTable::mark_pinging(const NodeId& id) {
   }
 }
 
-bool RoutingTable::contains(const NodeId& id) const { return find(id).has_value(); }
+bool RoutingTable::contains(const NodeId& id) const {
+  return find(id).has_value();
+}
 
 std::optional<Contact> RoutingTable::find(const NodeId& id) const {
   int index = bucket_index(id);
@@ -153,7 +158,8 @@ std::optional<Contact> RoutingTable::find(const NodeId& id) const {
   return std::nullopt;
 }
 
-std::vector<Contact> RoutingTable::nearest(const NodeId& target, size_t count, const std::optional<NodeId>& exclude,
+std::vector<Contact> RoutingTable::nearest(const NodeId& target, size_t count,
+                                           const std::optional<NodeId>& exclude,
                                            bool healthy_only) const {
   std::vector<const Contact*> found;
   auto take = [&](int index) {
@@ -162,32 +168,38 @@ std::vector<Contact> RoutingTable::nearest(const NodeId& target, size_t count, c
       if (!exclude || entry.contact.id != *exclude) found.push_back(&entry.contact);
     }
   };
-  // Distances fall into groups by bucket: bucket c = cpl(self, target) holds the closest, then every
-  // deeper bucket (their distance to the target has its top bit at c), then c-1, c-2, ... 0.
+  // Distances fall into groups by bucket: bucket c = cpl(self, target) holds the closest, then
+  // every deeper bucket (their distance to the target has its top bit at c), then c-1, c-2, ... 0.
   int c = self_.common_prefix_length(target);
   if (c < kBuckets) {
     take(c);
     if (found.size() < count) {
-      for (int i = c + 1; i < kBuckets; ++i) take(i);
+      for (int i = c + 1; i < kBuckets; ++i)
+        take(i);
     }
   } else {
-    for (int i = kBuckets - 1; i >= 0 && found.size() < count; --i) take(i);
+    for (int i = kBuckets - 1; i >= 0 && found.size() < count; --i)
+      take(i);
     c = 0;  // everything already visited
   }
   if (found.size() < count) {
-    // Each shallower bucket is a group of its own: bucket i < c is at distance [2^(159-i), 2^(160-i)).
-    for (int i = c - 1; i >= 0 && found.size() < count; --i) take(i);
+    // Each shallower bucket is a group of its own: bucket i < c is at distance [2^(159-i),
+    // 2^(160-i)).
+    for (int i = c - 1; i >= 0 && found.size() < count; --i)
+      take(i);
   }
   auto closer = [&](const Contact* a, const Contact* b) { return a->id.closer_to(target, b->id); };
   if (found.size() > count) {
-    std::partial_sort(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(count), found.end(), closer);
+    std::partial_sort(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(count),
+                      found.end(), closer);
     found.resize(count);
   } else {
     std::sort(found.begin(), found.end(), closer);
   }
   std::vector<Contact> out;
   out.reserve(found.size());
-  for (const Contact* contact : found) out.push_back(*contact);
+  for (const Contact* contact : found)
+    out.push_back(*contact);
   return out;
 }
 
@@ -195,7 +207,8 @@ std::vector<Contact> RoutingTable::all() const {
   std::vector<Contact> out;
   out.reserve(size_);
   for (const auto& bucket : buckets_) {
-    for (const auto& entry : bucket.live) out.push_back(entry.contact);
+    for (const auto& entry : bucket.live)
+      out.push_back(entry.contact);
   }
   return out;
 }
@@ -223,14 +236,18 @@ void RoutingTable::touch_bucket(int index, SteadyTime now) {
 SteadyTime RoutingTable::next_refresh(Milliseconds idle) const {
   SteadyTime next = SteadyTime::max();
   int limit = std::min(deepest_bucket() + 1, kBuckets - 1);
-  for (int i = 0; i <= limit; ++i) next = std::min(next, buckets_[static_cast<size_t>(i)].last_lookup + idle);
+  for (int i = 0; i <= limit; ++i)
+    next = std::min(next, buckets_[static_cast<size_t>(i)].last_lookup + idle);
   return next;
 }
 
 void RoutingTable::touch_all(SteadyTime now) {
-  for (auto& bucket : buckets_) bucket.last_lookup = now;
+  for (auto& bucket : buckets_)
+    bucket.last_lookup = now;
 }
 
-void RoutingTable::touch_for_target(const NodeId& target, SteadyTime now) { touch_bucket(bucket_index(target), now); }
+void RoutingTable::touch_for_target(const NodeId& target, SteadyTime now) {
+  touch_bucket(bucket_index(target), now);
+}
 
 }  // namespace hivemind::dht

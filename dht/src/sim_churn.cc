@@ -1,5 +1,3 @@
-#include <hivemind/dht/sim_churn.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -7,6 +5,8 @@
 #include <map>
 #include <string>
 #include <utility>
+
+#include <hivemind/dht/sim_churn.h>
 
 namespace hivemind::dht {
 
@@ -17,7 +17,8 @@ constexpr DhtTime kExpirationMs = 60'000;
 constexpr auto kOperationDeadline = std::chrono::seconds(10);
 constexpr auto kDeadAfter = std::chrono::seconds(61);  // past the expiration plus a second
 constexpr int kFirstLookupSecond = 60;
-constexpr auto kSettleBeforeLookup = std::chrono::seconds(5);  // a declaration this fresh may still be on its way
+constexpr auto kSettleBeforeLookup =
+    std::chrono::seconds(5);  // a declaration this fresh may still be on its way
 constexpr uint64_t kDeadCheckOneIn = 200;
 
 struct Server {
@@ -28,8 +29,8 @@ struct Server {
 
 }  // namespace
 
-ChurnFigures run_churn(SimNetwork& net, const NodeOptions& node_options, const ChurnOptions& options,
-                       std::mt19937_64& rng) {
+ChurnFigures run_churn(SimNetwork& net, const NodeOptions& node_options,
+                       const ChurnOptions& options, std::mt19937_64& rng) {
   ChurnFigures figures;
   std::map<size_t, Server> servers;  // node index -> its expert (ordered: draws are reproducible)
   std::vector<std::pair<NodeId, SteadyTime>> dead;  // expert key, when its server died
@@ -46,10 +47,12 @@ ChurnFigures run_churn(SimNetwork& net, const NodeOptions& node_options, const C
     servers[index] = Server{NodeId::from_key(uid), net.address(index), net.now()};
     declare(index);
   };
-  for (size_t i : net.alive_nodes()) start_server(i);
+  for (size_t i : net.alive_nodes())
+    start_server(i);
 
   const auto per_second = std::max<size_t>(
-      1, static_cast<size_t>(std::llround(options.killed_per_second * static_cast<double>(net.alive_nodes().size()))));
+      1, static_cast<size_t>(std::llround(options.killed_per_second *
+                                          static_cast<double>(net.alive_nodes().size()))));
   for (int second = 0; second < options.seconds; ++second) {
     for (size_t r = 0; r < per_second; ++r) {
       auto alive = net.alive_nodes();
@@ -72,7 +75,8 @@ ChurnFigures run_churn(SimNetwork& net, const NodeOptions& node_options, const C
       if (net.now() >= server.next_declare) declare(index);
     }
     std::vector<size_t> askers;  // nodes that finished joining
-    for (const auto& [index, server] : servers) askers.push_back(index);
+    for (const auto& [index, server] : servers)
+      askers.push_back(index);
     for (int g = 0; g < options.live_gets_per_second && second >= kFirstLookupSecond; ++g) {
       auto it = servers.begin();
       std::advance(it, static_cast<std::ptrdiff_t>(rng() % servers.size()));
@@ -83,27 +87,29 @@ ChurnFigures run_churn(SimNetwork& net, const NodeOptions& node_options, const C
       size_t asker = askers[rng() % askers.size()];
       SteadyTime asked = net.now();
       ++figures.live_gets;
-      net.node(asker).get({key}, GetOptions{}, net.now() + kOperationDeadline,
-                          [&, expected, key, asker, asked](GetResult result) {
-                            if (result.status.code() == StatusCode::kCanceled) {  // the asker was replaced
-                              --figures.live_gets;
-                              return;
-                            }
-                            auto after = std::chrono::duration_cast<Milliseconds>(net.now() - asked);
-                            figures.live_get_latency_ms.push_back(static_cast<double>(after.count()));
-                            const auto& record = result.records[0];
-                            bool found = record && record->regular && record->regular->value == expected;
-                            figures.live_found += found;
-                            if (!found && options.on_miss) options.on_miss(ChurnMiss{result, key, asker, after});
-                          });
+      net.node(asker).get(
+          {key}, GetOptions{}, net.now() + kOperationDeadline,
+          [&, expected, key, asker, asked](GetResult result) {
+            if (result.status.code() == StatusCode::kCanceled) {  // the asker was replaced
+              --figures.live_gets;
+              return;
+            }
+            auto after = std::chrono::duration_cast<Milliseconds>(net.now() - asked);
+            figures.live_get_latency_ms.push_back(static_cast<double>(after.count()));
+            const auto& record = result.records[0];
+            bool found = record && record->regular && record->regular->value == expected;
+            figures.live_found += found;
+            if (!found && options.on_miss) options.on_miss(ChurnMiss{result, key, asker, after});
+          });
       net.wake(asker);
     }
     for (const auto& [key, died] : dead) {
       if (net.now() - died < kDeadAfter || rng() % kDeadCheckOneIn != 0) continue;
       size_t asker = askers[rng() % askers.size()];
       ++figures.dead_checks;
-      net.node(asker).get({key}, GetOptions{}, net.now() + kOperationDeadline,
-                          [&](GetResult result) { figures.dead_seen += result.records[0].has_value(); });
+      net.node(asker).get(
+          {key}, GetOptions{}, net.now() + kOperationDeadline,
+          [&](GetResult result) { figures.dead_seen += result.records[0].has_value(); });
       net.wake(asker);
     }
     net.run_for(std::chrono::seconds(1));

@@ -1,8 +1,8 @@
-#include <hivemind/dht/sim_network.h>
-
 #include <algorithm>
 
 #include <fmt/format.h>
+
+#include <hivemind/dht/sim_network.h>
 
 namespace hivemind::dht {
 
@@ -15,19 +15,23 @@ SimNetwork::~SimNetwork() {
 }
 
 DhtTime SimNetwork::dht_now() const {
-  return options_.dht_start + std::chrono::duration_cast<Milliseconds>(now_.time_since_epoch()).count();
+  return options_.dht_start +
+         std::chrono::duration_cast<Milliseconds>(now_.time_since_epoch()).count();
 }
 
-size_t SimNetwork::add_node(const NodeOptions& options, std::optional<NodeId> id, Milliseconds clock_skew) {
+size_t SimNetwork::add_node(const NodeOptions& options, std::optional<NodeId> id,
+                            Milliseconds clock_skew) {
   size_t index = nodes_.size();
   auto sim = std::make_unique<SimNode>();
-  // Short host names keep addresses inside std::string's small buffer: thousands of nodes copy them.
+  // Short host names keep addresses inside std::string's small buffer: thousands of nodes copy
+  // them.
   sim->address = fmt::format("tcp://n{}:1", index);
   sim->clock = std::make_unique<SimClock>(*this, clock_skew.count());
   sim->endpoint = std::make_unique<Endpoint>(*this, index);
   NodeId node_id = id ? *id : NodeId::random(rng_);
-  sim->node = std::make_unique<Node>(options, Contact{node_id, options.client_mode ? "" : sim->address}, *sim->clock,
-                                     *sim->endpoint, rng_());
+  sim->node =
+      std::make_unique<Node>(options, Contact{node_id, options.client_mode ? "" : sim->address},
+                             *sim->clock, *sim->endpoint, rng_());
   by_address_[sim->address] = index;
   nodes_.push_back(std::move(sim));
   reschedule(index);
@@ -51,19 +55,22 @@ std::vector<size_t> SimNetwork::alive_nodes() const {
 }
 
 void SimNetwork::heal_partitions() {
-  for (auto& node : nodes_) node->group = 0;
+  for (auto& node : nodes_)
+    node->group = 0;
 }
 
 Milliseconds SimNetwork::latency(size_t a, size_t b) const {
   if (a > b) std::swap(a, b);
   // splitmix64 of the pair and the seed: a fixed latency per link, independent of event order.
-  uint64_t x = options_.seed ^ (static_cast<uint64_t>(a) * 0x9e3779b97f4a7c15ULL) ^ (static_cast<uint64_t>(b) << 32);
+  uint64_t x = options_.seed ^ (static_cast<uint64_t>(a) * 0x9e3779b97f4a7c15ULL) ^
+               (static_cast<uint64_t>(b) << 32);
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   x ^= x >> 31;
   int64_t span = (options_.max_latency - options_.min_latency).count();
-  return options_.min_latency + Milliseconds(span > 0 ? static_cast<int64_t>(x % static_cast<uint64_t>(span + 1)) : 0);
+  return options_.min_latency +
+         Milliseconds(span > 0 ? static_cast<int64_t>(x % static_cast<uint64_t>(span + 1)) : 0);
 }
 
 bool SimNetwork::lost() {
@@ -86,8 +93,8 @@ void SimNetwork::reschedule(size_t index) {
   push(Event{std::max(wake, now_), 0, EventKind::kWakeup, index, index, ++sim.generation, {}});
 }
 
-void SimNetwork::Endpoint::send_request(const std::string& to, uint64_t request_id, std::vector<uint8_t> frame,
-                                        SteadyTime) {
+void SimNetwork::Endpoint::send_request(const std::string& to, uint64_t request_id,
+                                        std::vector<uint8_t> frame, SteadyTime) {
   SimNetwork& net = net_;
   net.stats_.messages++;
   net.stats_.bytes += frame.size();
@@ -95,8 +102,8 @@ void SimNetwork::Endpoint::send_request(const std::string& to, uint64_t request_
   if (it == net.by_address_.end()) {
     // Nobody listens there: a refused connection when modelled, else silence until the timeout.
     if (net.options_.refuse_dead) {
-      net.push(Event{net.now_ + net.options_.min_latency, 0, EventKind::kFailure, index_, index_, request_id,
-                     std::vector<uint8_t>(to.begin(), to.end())});
+      net.push(Event{net.now_ + net.options_.min_latency, 0, EventKind::kFailure, index_, index_,
+                     request_id, std::vector<uint8_t>(to.begin(), to.end())});
     } else {
       net.stats_.dropped++;
     }
@@ -107,7 +114,8 @@ void SimNetwork::Endpoint::send_request(const std::string& to, uint64_t request_
     net.stats_.dropped++;
     return;
   }
-  net.push(Event{net.now_ + net.latency(index_, dest), 0, EventKind::kRequest, dest, index_, request_id, std::move(frame)});
+  net.push(Event{net.now_ + net.latency(index_, dest), 0, EventKind::kRequest, dest, index_,
+                 request_id, std::move(frame)});
 }
 
 bool SimNetwork::step() {
@@ -137,8 +145,8 @@ bool SimNetwork::step() {
           stats_.dropped++;
           return true;
         }
-        push(Event{now_ + latency(event.to, event.from), 0, EventKind::kReply, event.from, event.to, event.request_id,
-                   std::move(reply)});
+        push(Event{now_ + latency(event.to, event.from), 0, EventKind::kReply, event.from, event.to,
+                   event.request_id, std::move(reply)});
         return true;
       }
       case EventKind::kReply:
@@ -148,8 +156,8 @@ bool SimNetwork::step() {
         return true;
       case EventKind::kFailure:
         if (!target.node) continue;
-        target.node->handle_failure(std::string(event.frame.begin(), event.frame.end()), event.request_id,
-                                    peer_closed_error("connection refused"));
+        target.node->handle_failure(std::string(event.frame.begin(), event.frame.end()),
+                                    event.request_id, peer_closed_error("connection refused"));
         reschedule(event.to);
         return true;
     }
@@ -188,8 +196,8 @@ Status SimNetwork::grow(size_t count, size_t wave, const NodeOptions& options) {
     Status failure;
     for (size_t j = 0; j < n; ++j) {
       size_t index = add_node(options);
-      node(index).bootstrap({address(alive[rng_() % alive.size()])}, now_ + std::chrono::seconds(60),
-                            [&done, &failure](Status status) {
+      node(index).bootstrap({address(alive[rng_() % alive.size()])},
+                            now_ + std::chrono::seconds(60), [&done, &failure](Status status) {
                               ++done;
                               if (!status.is_ok() && failure.is_ok()) failure = status;
                             });
@@ -214,7 +222,8 @@ void SimNetwork::fill_ideal_tables() {
       if (j == i) continue;
       const Contact& other = node(j).self();
       int bucket = self.self().id.common_prefix_length(other.id);
-      if (bucket >= NodeId::kBits || per_bucket[static_cast<size_t>(bucket)] >= self.options().k) continue;
+      if (bucket >= NodeId::kBits || per_bucket[static_cast<size_t>(bucket)] >= self.options().k)
+        continue;
       ++per_bucket[static_cast<size_t>(bucket)];
       self.learn_verified(other);
     }
@@ -241,24 +250,28 @@ Status SimNetwork::bootstrap(size_t index, std::vector<std::string> peers, Milli
     Status status;
   };
   Wrapped out = await<Wrapped>(index, timeout, [&](Node& node, SteadyTime deadline, auto done) {
-    node.bootstrap(std::move(peers), deadline, [done](Status status) { done(Wrapped{std::move(status)}); });
+    node.bootstrap(std::move(peers), deadline,
+                   [done](Status status) { done(Wrapped{std::move(status)}); });
   });
   return out.status;
 }
 
-GetResult SimNetwork::get(size_t index, std::vector<NodeId> keys, GetOptions options, Milliseconds timeout) {
+GetResult SimNetwork::get(size_t index, std::vector<NodeId> keys, GetOptions options,
+                          Milliseconds timeout) {
   return await<GetResult>(index, timeout, [&](Node& node, SteadyTime deadline, auto done) {
     node.get(std::move(keys), options, deadline, done);
   });
 }
 
-StoreResult SimNetwork::store(size_t index, std::vector<wire::StoreItem> items, Milliseconds timeout) {
+StoreResult SimNetwork::store(size_t index, std::vector<wire::StoreItem> items,
+                              Milliseconds timeout) {
   return await<StoreResult>(index, timeout, [&](Node& node, SteadyTime deadline, auto done) {
     node.store(std::move(items), deadline, done);
   });
 }
 
-NearestResult SimNetwork::find_nearest(size_t index, const NodeId& target, size_t count, Milliseconds timeout) {
+NearestResult SimNetwork::find_nearest(size_t index, const NodeId& target, size_t count,
+                                       Milliseconds timeout) {
   return await<NearestResult>(index, timeout, [&](Node& node, SteadyTime deadline, auto done) {
     node.find_nearest(target, count, deadline, done);
   });

@@ -1,6 +1,6 @@
-#include <hivemind/dht/storage.h>
-
 #include <algorithm>
+
+#include <hivemind/dht/storage.h>
 
 namespace hivemind::dht {
 
@@ -59,11 +59,12 @@ void Storage::expire_key(const NodeId& key, DhtTime now) {
   for (const auto& [subkey, item] : it->second.dictionary) {
     if (item.entry.expiration <= now) dead.push_back(subkey);
   }
-  for (auto& subkey : dead) remove_item(key, subkey);
+  for (auto& subkey : dead)
+    remove_item(key, subkey);
 }
 
-StoreStatus Storage::store(const NodeId& key, const std::optional<std::string>& subkey, ValueEntry value,
-                           const NodeId& source, DhtTime now) {
+StoreStatus Storage::store(const NodeId& key, const std::optional<std::string>& subkey,
+                           ValueEntry value, const NodeId& source, DhtTime now) {
   if (value.expiration <= now) return StoreStatus::kExpired;
   DhtTime bound = now + limits_.max_ttl.count();
   if (value.expiration > bound + limits_.ttl_slack.count()) {
@@ -71,7 +72,8 @@ StoreStatus Storage::store(const NodeId& key, const std::optional<std::string>& 
     value.expiration = bound;
   }
   size_t size = item_size(subkey, value);
-  if (size > limits_.max_bytes_per_source || size > limits_.max_total_bytes) return StoreStatus::kTooLarge;
+  if (size > limits_.max_bytes_per_source || size > limits_.max_total_bytes)
+    return StoreStatus::kTooLarge;
 
   expire_key(key, now);
   auto it = entries_.find(key);
@@ -82,10 +84,12 @@ StoreStatus Storage::store(const NodeId& key, const std::optional<std::string>& 
     if (!subkey) {
       DhtTime latest = 0;
       if (entry.regular) latest = entry.regular->entry.expiration;
-      for (const auto& [sk, item] : entry.dictionary) latest = std::max(latest, item.entry.expiration);
+      for (const auto& [sk, item] : entry.dictionary)
+        latest = std::max(latest, item.entry.expiration);
       if (latest >= value.expiration) return StoreStatus::kOutdated;
       if (entry.regular) replaced.push_back(std::nullopt);
-      for (const auto& [sk, item] : entry.dictionary) replaced.push_back(sk);
+      for (const auto& [sk, item] : entry.dictionary)
+        replaced.push_back(sk);
     } else {
       if (entry.regular) {
         if (entry.regular->entry.expiration >= value.expiration) return StoreStatus::kOutdated;
@@ -112,7 +116,8 @@ StoreStatus Storage::store(const NodeId& key, const std::optional<std::string>& 
     }
   }
   size_t used = source_bytes(source);
-  if (used - freed_from_source + size > limits_.max_bytes_per_source) return StoreStatus::kQuotaExceeded;
+  if (used - freed_from_source + size > limits_.max_bytes_per_source)
+    return StoreStatus::kQuotaExceeded;
 
   // Whole-storage limits: make room from the heaviest source, never from this key.
   bool new_key = it == entries_.end();
@@ -121,13 +126,16 @@ StoreStatus Storage::store(const NodeId& key, const std::optional<std::string>& 
     if (!evict_one(key)) return StoreStatus::kRefused;
   }
 
-  for (const auto& sk : replaced) remove_item(key, sk);
+  for (const auto& sk : replaced)
+    remove_item(key, sk);
   uint64_t generation = next_generation_++;
   Entry& entry = entries_[key];
   DhtTime expiration = value.expiration;
   Item item{std::move(value), source, generation};
-  if (subkey) entry.dictionary.insert_or_assign(*subkey, std::move(item));
-  else entry.regular = std::move(item);
+  if (subkey)
+    entry.dictionary.insert_or_assign(*subkey, std::move(item));
+  else
+    entry.regular = std::move(item);
   total_bytes_ += size;
   ++live_items_;
   SourceState& state = sources_[source];
@@ -142,7 +150,8 @@ StoreStatus Storage::store(const NodeId& key, const std::optional<std::string>& 
 bool Storage::evict_one(const NodeId& protect_key) {
   // The source holding the most bytes pays first.
   std::vector<std::pair<size_t, NodeId>> heaviest;
-  for (const auto& [source, state] : sources_) heaviest.emplace_back(state.bytes, source);
+  for (const auto& [source, state] : sources_)
+    heaviest.emplace_back(state.bytes, source);
   std::sort(heaviest.begin(), heaviest.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first > b.first : a.second < b.second;
   });
@@ -154,7 +163,8 @@ bool Storage::evict_one(const NodeId& protect_key) {
       const Item* item = find_item(ref);
       return item && item->source == source;
     };
-    while (!order.empty() && !valid(order.front())) order.pop_front();
+    while (!order.empty() && !valid(order.front()))
+      order.pop_front();
     for (const ItemRef& ref : order) {
       if (ref.key == protect_key || !valid(ref)) continue;
       ItemRef victim = ref;  // remove_item may drop the source's state, `order` with it
@@ -172,7 +182,8 @@ void Storage::maybe_compact(const NodeId& source) {
     std::vector<ExpiryRef> fresh;
     fresh.reserve(live_items_);
     for (const auto& [key, entry] : entries_) {
-      if (entry.regular) fresh.push_back({entry.regular->entry.expiration, {entry.regular->generation, key, {}}});
+      if (entry.regular)
+        fresh.push_back({entry.regular->entry.expiration, {entry.regular->generation, key, {}}});
       for (const auto& [sk, item] : entry.dictionary) {
         fresh.push_back({item.entry.expiration, {item.generation, key, sk}});
       }
@@ -192,7 +203,8 @@ std::optional<Record> Storage::get(const NodeId& key, DhtTime now) const {
   auto it = entries_.find(key);
   if (it == entries_.end()) return std::nullopt;
   Record record;
-  if (it->second.regular && it->second.regular->entry.expiration > now) record.regular = it->second.regular->entry;
+  if (it->second.regular && it->second.regular->entry.expiration > now)
+    record.regular = it->second.regular->entry;
   for (const auto& [subkey, item] : it->second.dictionary) {
     if (item.entry.expiration > now) record.dictionary.emplace(subkey, item.entry);
   }
@@ -215,8 +227,9 @@ std::optional<DhtTime> Storage::next_expiration() const {
   return expiry_.top().expiration;
 }
 
-void Storage::for_each_in_range(const NodeId& low, const NodeId& high, DhtTime now,
-                                const std::function<bool(const NodeId&, const Record&)>& visit) const {
+void Storage::for_each_in_range(
+    const NodeId& low, const NodeId& high, DhtTime now,
+    const std::function<bool(const NodeId&, const Record&)>& visit) const {
   for (auto it = entries_.lower_bound(low); it != entries_.end() && !(high < it->first); ++it) {
     auto record = get(it->first, now);
     if (record && !visit(it->first, *record)) return;

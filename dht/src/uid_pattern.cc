@@ -1,5 +1,3 @@
-#include <hivemind/dht/uid_pattern.h>
-
 #include <algorithm>
 #include <cctype>
 #include <random>
@@ -9,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <hivemind/common/text.h>
+#include <hivemind/dht/uid_pattern.h>
 
 namespace hivemind::dht {
 
@@ -16,7 +15,8 @@ namespace {
 
 bool is_coordinate(std::string_view s) {
   if (s.empty() || s.size() > 9) return false;
-  if (!std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) return false;
+  if (!std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); }))
+    return false;
   return s.size() == 1 || s[0] != '0';
 }
 
@@ -28,12 +28,13 @@ struct Grid {
 
 Result<Grid> parse(std::string_view pattern) {
   auto bad = [&](const std::string& why) {
-    return invalid_argument_error(
-        fmt::format("uid pattern '{}': {} (expected e.g. \"expert.[0:4].[0:4]\")", std::string(pattern), why));
+    return invalid_argument_error(fmt::format(
+        "uid pattern '{}': {} (expected e.g. \"expert.[0:4].[0:4]\")", std::string(pattern), why));
   };
   auto parts = split(pattern, '.');
   if (parts.size() < 2) return bad("needs a name and at least one coordinate");
-  if (parts[0].empty() || parts[0].find_first_of("[]:") != std::string_view::npos) return bad("bad name");
+  if (parts[0].empty() || parts[0].find_first_of("[]:") != std::string_view::npos)
+    return bad("bad name");
   Grid grid;
   grid.name = std::string(parts[0]);
   for (size_t i = 1; i < parts.size(); ++i) {
@@ -43,7 +44,8 @@ Result<Grid> parse(std::string_view pattern) {
       grid.dims.emplace_back(v, v + 1);
       continue;
     }
-    if (p.size() < 5 || p.front() != '[' || p.back() != ']') return bad(fmt::format("bad part '{}'", p));
+    if (p.size() < 5 || p.front() != '[' || p.back() != ']')
+      return bad(fmt::format("bad part '{}'", p));
     auto range = split(p.substr(1, p.size() - 2), ':');
     if (range.size() != 2 || !is_coordinate(range[0]) || !is_coordinate(range[1])) {
       return bad(fmt::format("bad range '{}'", p));
@@ -72,21 +74,23 @@ Result<int64_t> uid_pattern_size(std::string_view pattern) {
   return grid.size;
 }
 
-Result<std::vector<std::string>> expand_uid_pattern(std::string_view pattern, int64_t count, uint64_t seed) {
+Result<std::vector<std::string>> expand_uid_pattern(std::string_view pattern, int64_t count,
+                                                    uint64_t seed) {
   HIVEMIND_ASSIGN_OR_RETURN(Grid grid, parse(pattern));
   const int64_t total = grid.size;
   if (count < 0) return invalid_argument_error("the number of uids to draw must be >= 0");
   if (count > total) {
-    return invalid_argument_error(
-        fmt::format("{} uids asked of pattern '{}', which has {}", count, std::string(pattern), total));
+    return invalid_argument_error(fmt::format("{} uids asked of pattern '{}', which has {}", count,
+                                              std::string(pattern), total));
   }
   if (count == 0 && total > kMaxExpandedUidGrid) {
-    return invalid_argument_error(
-        fmt::format("uid pattern '{}' has {} uids; draw a sample of it instead", std::string(pattern), total));
+    return invalid_argument_error(fmt::format(
+        "uid pattern '{}' has {} uids; draw a sample of it instead", std::string(pattern), total));
   }
   std::vector<int64_t> chosen;
   if (count == 0 || count == total) {
-    for (int64_t i = 0; i < total; ++i) chosen.push_back(i);
+    for (int64_t i = 0; i < total; ++i)
+      chosen.push_back(i);
   } else {
     // Floyd's sampling: `count` distinct grid indices without materialising the grid.
     std::mt19937_64 rng(seed);

@@ -1,7 +1,7 @@
-#include <hivemind/dht/wire.h>
-
 #include <algorithm>
 #include <charconv>
+
+#include <hivemind/dht/wire.h>
 
 #include "byte_io.h"
 
@@ -13,13 +13,20 @@ using wire_io::Writer;
 
 std::string_view message_type_name(MessageType type) {
   switch (type) {
-    case MessageType::kPing: return "PING";
-    case MessageType::kPong: return "PONG";
-    case MessageType::kFind: return "FIND";
-    case MessageType::kFound: return "FOUND";
-    case MessageType::kStore: return "STORE";
-    case MessageType::kStored: return "STORED";
-    case MessageType::kError: return "ERROR";
+    case MessageType::kPing:
+      return "PING";
+    case MessageType::kPong:
+      return "PONG";
+    case MessageType::kFind:
+      return "FIND";
+    case MessageType::kFound:
+      return "FOUND";
+    case MessageType::kStore:
+      return "STORE";
+    case MessageType::kStored:
+      return "STORED";
+    case MessageType::kError:
+      return "ERROR";
   }
   return "?";
 }
@@ -30,35 +37,53 @@ bool is_request(MessageType type) {
 
 MessageType reply_type_for(MessageType request) {
   switch (request) {
-    case MessageType::kPing: return MessageType::kPong;
-    case MessageType::kFind: return MessageType::kFound;
-    case MessageType::kStore: return MessageType::kStored;
-    default: return MessageType::kError;
+    case MessageType::kPing:
+      return MessageType::kPong;
+    case MessageType::kFind:
+      return MessageType::kFound;
+    case MessageType::kStore:
+      return MessageType::kStored;
+    default:
+      return MessageType::kError;
   }
 }
 
 std::string_view store_status_name(StoreStatus status) {
   switch (status) {
-    case StoreStatus::kStored: return "stored";
-    case StoreStatus::kOutdated: return "outdated";
-    case StoreStatus::kExpired: return "expired";
-    case StoreStatus::kTooFarInFuture: return "too far in the future";
-    case StoreStatus::kTooLarge: return "too large";
-    case StoreStatus::kQuotaExceeded: return "quota exceeded";
-    case StoreStatus::kTooManySubkeys: return "too many subkeys";
-    case StoreStatus::kRefused: return "refused";
+    case StoreStatus::kStored:
+      return "stored";
+    case StoreStatus::kOutdated:
+      return "outdated";
+    case StoreStatus::kExpired:
+      return "expired";
+    case StoreStatus::kTooFarInFuture:
+      return "too far in the future";
+    case StoreStatus::kTooLarge:
+      return "too large";
+    case StoreStatus::kQuotaExceeded:
+      return "quota exceeded";
+    case StoreStatus::kTooManySubkeys:
+      return "too many subkeys";
+    case StoreStatus::kRefused:
+      return "refused";
   }
   return "?";
 }
 
 std::string_view error_code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kMalformed: return "malformed";
-    case ErrorCode::kUnsupportedVersion: return "unsupported version";
-    case ErrorCode::kRateLimited: return "rate limited";
-    case ErrorCode::kClockSkew: return "clock skew";
-    case ErrorCode::kRefused: return "refused";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kMalformed:
+      return "malformed";
+    case ErrorCode::kUnsupportedVersion:
+      return "unsupported version";
+    case ErrorCode::kRateLimited:
+      return "rate limited";
+    case ErrorCode::kClockSkew:
+      return "clock skew";
+    case ErrorCode::kRefused:
+      return "refused";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "?";
 }
@@ -85,8 +110,8 @@ std::optional<std::array<int, 4>> parse_ipv4(std::string_view host) {
 bool valid_hostname(std::string_view host) {
   if (host.empty() || host.size() > 253) return false;
   for (char c : host) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-              c == '.' || c == '_';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_';
     if (!ok) return false;
   }
   return host.front() != '.' && host.front() != '-';
@@ -115,8 +140,8 @@ bool is_valid_address(std::string_view address, size_t max_bytes) {
     if (host.back() != ']' || host.size() < 4) return false;
     std::string_view inner = host.substr(1, host.size() - 2);
     for (char c : inner) {
-      bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
-                c == '.';
+      bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                c == ':' || c == '.';
       if (!ok) return false;
     }
     if (inner.find_first_not_of(":0") == std::string_view::npos) return false;  // "::" wildcard
@@ -126,8 +151,8 @@ bool is_valid_address(std::string_view address, size_t max_bytes) {
   }
   if (auto v4 = parse_ipv4(host)) {
     const auto& p = *v4;
-    if (p[0] == 0) return false;                              // 0.0.0.0/8, the wildcard
-    if (p[0] >= 224 && p[0] <= 239) return false;             // multicast
+    if (p[0] == 0) return false;                   // 0.0.0.0/8, the wildcard
+    if (p[0] >= 224 && p[0] <= 239) return false;  // multicast
     if (p[0] == 255 && p[1] == 255 && p[2] == 255 && p[3] == 255) return false;  // broadcast
     return true;
   }
@@ -140,7 +165,9 @@ bool is_valid_address(std::string_view address, size_t max_bytes) {
 
 namespace {
 
-size_t bytes_size(size_t n) { return varint_size(n) + n; }
+size_t bytes_size(size_t n) {
+  return varint_size(n) + n;
+}
 
 }  // namespace
 
@@ -165,13 +192,16 @@ Record fit_record(const Record& record, size_t budget, size_t max_subkeys, bool&
     truncated = true;
     return {};
   }
-  if (record.dictionary.size() <= max_subkeys && encoded_record_size(record) <= budget) return record;
+  if (record.dictionary.size() <= max_subkeys && encoded_record_size(record) <= budget)
+    return record;
   // Newest first: the entries most likely to still be live when the asker uses them.
   std::vector<const std::pair<const std::string, ValueEntry>*> order;
   order.reserve(record.dictionary.size());
-  for (const auto& item : record.dictionary) order.push_back(&item);
+  for (const auto& item : record.dictionary)
+    order.push_back(&item);
   std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
-    if (a->second.expiration != b->second.expiration) return a->second.expiration > b->second.expiration;
+    if (a->second.expiration != b->second.expiration)
+      return a->second.expiration > b->second.expiration;
     return a->first < b->first;
   });
   Record out;
@@ -225,7 +255,8 @@ struct BodyEncoder {
   void operator()(const FindRequest& find) {
     w.u8(find.nodes_only ? kFindNodesOnly : 0);
     w.varint(find.keys.size());
-    for (const auto& key : find.keys) w.raw(key.span());
+    for (const auto& key : find.keys)
+      w.raw(key.span());
   }
   void operator()(const FindReply& found) {
     w.varint(found.entries.size());
@@ -242,7 +273,8 @@ struct BodyEncoder {
     w.varint(store.items.size());
     for (const auto& item : store.items) {
       w.raw(item.key.span());
-      w.u8(static_cast<uint8_t>((item.in_cache ? kStoreInCache : 0) | (item.subkey ? kStoreHasSubkey : 0)));
+      w.u8(static_cast<uint8_t>((item.in_cache ? kStoreInCache : 0) |
+                                (item.subkey ? kStoreHasSubkey : 0)));
       if (item.subkey) w.bytes(*item.subkey);
       w.i64(item.expiration);
       w.bytes(item.value);
@@ -250,7 +282,8 @@ struct BodyEncoder {
   }
   void operator()(const StoreReply& stored) {
     w.varint(stored.statuses.size());
-    for (auto status : stored.statuses) w.u8(static_cast<uint8_t>(status));
+    for (auto status : stored.statuses)
+      w.u8(static_cast<uint8_t>(status));
   }
   void operator()(const ErrorReply& error) {
     w.u8(static_cast<uint8_t>(error.code));
@@ -282,7 +315,9 @@ std::vector<uint8_t> encode(const Message& message) {
 
 namespace {
 
-Status malformed(std::string_view what) { return protocol_error("dht message: " + std::string(what)); }
+Status malformed(std::string_view what) {
+  return protocol_error("dht message: " + std::string(what));
+}
 
 Status over_limit(std::string_view what, uint64_t got, size_t limit) {
   return too_large_error("dht message: " + std::string(what) + " " + std::to_string(got) +
@@ -296,13 +331,15 @@ bool read_id(Reader& r, NodeId& id) {
   return true;
 }
 
-// Reads a count and checks it against `limit` and against the bytes left (each element takes at least
-// `min_element_bytes`), so that no allocation is sized from an unchecked number.
-Status read_count(Reader& r, std::string_view what, size_t limit, size_t min_element_bytes, size_t& count) {
+// Reads a count and checks it against `limit` and against the bytes left (each element takes at
+// least `min_element_bytes`), so that no allocation is sized from an unchecked number.
+Status read_count(Reader& r, std::string_view what, size_t limit, size_t min_element_bytes,
+                  size_t& count) {
   uint64_t n;
   if (!r.varint(n)) return malformed(std::string(what) + " count");
   if (n > limit) return over_limit(what, n, limit);
-  if (n * min_element_bytes > r.remaining()) return malformed(std::string(what) + " count past the end");
+  if (n * min_element_bytes > r.remaining())
+    return malformed(std::string(what) + " count past the end");
   count = static_cast<size_t>(n);
   return Status::ok();
 }
@@ -329,12 +366,14 @@ Status decode_header_from(Reader& r, const WireLimits& limits, Header& h) {
       !r.i64(h.sender_time)) {
     return malformed("truncated header");
   }
-  if (type < static_cast<uint8_t>(MessageType::kPing) || type > static_cast<uint8_t>(MessageType::kError)) {
+  if (type < static_cast<uint8_t>(MessageType::kPing) ||
+      type > static_cast<uint8_t>(MessageType::kError)) {
     return malformed("unknown message type " + std::to_string(type));
   }
   h.type = static_cast<MessageType>(type);
   if (h.flags & ~kFlagClient) return malformed("unknown header flags");
-  HIVEMIND_RETURN_IF_ERROR(read_bytes(r, "sender address", limits.max_address_bytes, h.sender_address));
+  HIVEMIND_RETURN_IF_ERROR(
+      read_bytes(r, "sender address", limits.max_address_bytes, h.sender_address));
   if (h.sender_address.empty()) {
     if (!(h.flags & kFlagClient)) return malformed("empty sender address without the client flag");
   } else if (!is_valid_address(h.sender_address, limits.max_address_bytes)) {
@@ -389,10 +428,12 @@ Status decode_body(Reader& r, const WireLimits& limits, MessageType type, Body& 
       if (!r.u8(flags) || (flags & ~kFindNodesOnly)) return malformed("bad FIND flags");
       find.nodes_only = flags & kFindNodesOnly;
       size_t count;
-      HIVEMIND_RETURN_IF_ERROR(read_count(r, "keys", limits.max_keys_per_request, NodeId::kBytes, count));
+      HIVEMIND_RETURN_IF_ERROR(
+          read_count(r, "keys", limits.max_keys_per_request, NodeId::kBytes, count));
       if (count == 0) return malformed("FIND without keys");
       find.keys.resize(count);
-      for (auto& key : find.keys) read_id(r, key);
+      for (auto& key : find.keys)
+        read_id(r, key);
       body = std::move(find);
       return Status::ok();
     }
@@ -408,7 +449,8 @@ Status decode_body(Reader& r, const WireLimits& limits, MessageType type, Body& 
         entry.contacts.resize(contacts);
         for (auto& contact : entry.contacts) {
           if (!read_id(r, contact.id)) return malformed("truncated contact");
-          HIVEMIND_RETURN_IF_ERROR(read_bytes(r, "contact address", limits.max_address_bytes, contact.address));
+          HIVEMIND_RETURN_IF_ERROR(
+              read_bytes(r, "contact address", limits.max_address_bytes, contact.address));
           if (!is_valid_address(contact.address, limits.max_address_bytes)) {
             return malformed("invalid contact address");
           }
@@ -421,7 +463,8 @@ Status decode_body(Reader& r, const WireLimits& limits, MessageType type, Body& 
     case MessageType::kStore: {
       StoreRequest store;
       size_t count;
-      HIVEMIND_RETURN_IF_ERROR(read_count(r, "items", limits.max_keys_per_request, NodeId::kBytes + 10, count));
+      HIVEMIND_RETURN_IF_ERROR(
+          read_count(r, "items", limits.max_keys_per_request, NodeId::kBytes + 10, count));
       if (count == 0) return malformed("STORE without items");
       store.items.resize(count);
       for (auto& item : store.items) {
@@ -431,7 +474,8 @@ Status decode_body(Reader& r, const WireLimits& limits, MessageType type, Body& 
         item.in_cache = flags & kStoreInCache;
         if (flags & kStoreHasSubkey) {
           item.subkey.emplace();
-          HIVEMIND_RETURN_IF_ERROR(read_bytes(r, "subkey size", limits.max_subkey_bytes, *item.subkey));
+          HIVEMIND_RETURN_IF_ERROR(
+              read_bytes(r, "subkey size", limits.max_subkey_bytes, *item.subkey));
         }
         if (!r.i64(item.expiration)) return malformed("truncated store item");
         HIVEMIND_RETURN_IF_ERROR(read_bytes(r, "value size", limits.max_value_bytes, item.value));
@@ -458,7 +502,8 @@ Status decode_body(Reader& r, const WireLimits& limits, MessageType type, Body& 
       if (!r.u8(code)) return malformed("truncated ERROR");
       if (code < 1 || code > kMaxErrorCode) return malformed("unknown error code");
       error.code = static_cast<ErrorCode>(code);
-      HIVEMIND_RETURN_IF_ERROR(read_bytes(r, "error message", limits.max_error_bytes, error.message));
+      HIVEMIND_RETURN_IF_ERROR(
+          read_bytes(r, "error message", limits.max_error_bytes, error.message));
       body = std::move(error);
       return Status::ok();
     }
@@ -469,7 +514,8 @@ Status decode_body(Reader& r, const WireLimits& limits, MessageType type, Body& 
 }  // namespace
 
 Result<Header> decode_header(std::span<const uint8_t> frame, const WireLimits& limits) {
-  if (frame.size() > limits.max_frame_bytes) return over_limit("frame size", frame.size(), limits.max_frame_bytes);
+  if (frame.size() > limits.max_frame_bytes)
+    return over_limit("frame size", frame.size(), limits.max_frame_bytes);
   Reader r(frame);
   Header h;
   HIVEMIND_RETURN_IF_ERROR(decode_header_from(r, limits, h));
@@ -477,7 +523,8 @@ Result<Header> decode_header(std::span<const uint8_t> frame, const WireLimits& l
 }
 
 Result<Message> decode(std::span<const uint8_t> frame, const WireLimits& limits) {
-  if (frame.size() > limits.max_frame_bytes) return over_limit("frame size", frame.size(), limits.max_frame_bytes);
+  if (frame.size() > limits.max_frame_bytes)
+    return over_limit("frame size", frame.size(), limits.max_frame_bytes);
   Reader r(frame);
   Message message;
   HIVEMIND_RETURN_IF_ERROR(decode_header_from(r, limits, message.header));

@@ -10,6 +10,7 @@ int main() {
   hivemind::Result<int> answer = 42;
   hivemind::Deadline deadline = hivemind::Deadline::after(hivemind::Milliseconds(1000));
   if (!answer.is_ok() || deadline.expired()) return 1;
-  std::printf("consumer: linked hivemind::common from the installed package (answer %d)\n", *answer);
+  std::printf("consumer: linked hivemind::common from the installed package (answer %d)\n",
+              *answer);
   return 0;
 }

@@ -1,8 +1,9 @@
 // A minimal trainer that links hivemind directly: a LibTorch model whose middle layer is an expert
-// hosted by a hivemind-server, trained end to end (the local layers by a local Adam, the remote expert by
-// its server's optimizer, one step per backward call).
+// hosted by a hivemind-server, trained end to end (the local layers by a local Adam, the remote
+// expert by its server's optimizer, one step per backward call).
 //
-//   hivemind_trainer_example --server tcp://127.0.0.1:24510 [--uid expert.0] [--hidden 64] [--steps 30]
+//   hivemind_trainer_example --server tcp://127.0.0.1:24510 [--uid expert.0] [--hidden 64] [--steps
+//   30]
 //
 // The server must host `uid` with `--hidden_dim` equal to --hidden, e.g.
 //   hivemind-server --expert_uids expert.0 --hidden_dim 64 --host 127.0.0.1 --port 24510
@@ -13,9 +14,9 @@
 #include <cstring>
 #include <string>
 
-#include <torch/types.h>
 #include <torch/nn.h>
 #include <torch/optim.h>
+#include <torch/types.h>
 #include <torch/utils.h>
 
 #include <hivemind/client/remote_expert.h>
@@ -41,8 +42,9 @@ struct Model : torch::nn::Module {
 };
 
 int usage() {
-  std::fprintf(stderr, "usage: hivemind_trainer_example --server ADDRESS [--uid expert.0] [--hidden 64] "
-                       "[--steps 30] [--batch 64]\n");
+  std::fprintf(stderr,
+               "usage: hivemind_trainer_example --server ADDRESS [--uid expert.0] [--hidden 64] "
+               "[--steps 30] [--batch 64]\n");
   return 2;
 }
 
@@ -54,23 +56,32 @@ int main(int argc, char** argv) {
   int64_t hidden = 64, steps = 30, batch = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--server") server = value;
-    else if (flag == "--uid") uid = value;
-    else if (flag == "--hidden") hidden = std::atoll(value.c_str());
-    else if (flag == "--steps") steps = std::atoll(value.c_str());
-    else if (flag == "--batch") batch = std::atoll(value.c_str());
-    else return usage();
+    if (flag == "--server")
+      server = value;
+    else if (flag == "--uid")
+      uid = value;
+    else if (flag == "--hidden")
+      hidden = std::atoll(value.c_str());
+    else if (flag == "--steps")
+      steps = std::atoll(value.c_str());
+    else if (flag == "--batch")
+      batch = std::atoll(value.c_str());
+    else
+      return usage();
   }
   if (server.empty() || hidden < 1 || steps < 2 || batch < 1 || argc % 2 == 0) return usage();
 
   try {
-    // One transport worker (its I/O thread) and RPC client per process, shared by every remote expert.
+    // One transport worker (its I/O thread) and RPC client per process, shared by every remote
+    // expert.
     auto context = hivemind::transport::Context::create(
                        hivemind::transport::ContextOptions::from_env().value_or_throw())
                        .value_or_throw();
     auto worker = hivemind::transport::Worker::create(context, "trainer-io").value_or_throw();
-    auto caller = hivemind::client::RpcExpertCaller::create(hivemind::transport::rpc::Client::create(worker));
-    auto info = caller->info({uid, server}, hivemind::Deadline::after(hivemind::Milliseconds(30'000)));
+    auto caller =
+        hivemind::client::RpcExpertCaller::create(hivemind::transport::rpc::Client::create(worker));
+    auto info =
+        caller->info({uid, server}, hivemind::Deadline::after(hivemind::Milliseconds(30'000)));
     if (!info.is_ok()) {
       std::fprintf(stderr, "trainer: cannot reach %s at %s: %s\n", uid.c_str(), server.c_str(),
                    info.status().to_string().c_str());
@@ -79,7 +90,8 @@ int main(int argc, char** argv) {
 
     torch::manual_seed(0);
     const int64_t features = 16;
-    Model model(features, hidden, hivemind::client::RemoteExpert(hivemind::client::ExpertRef{uid, server}, caller));
+    Model model(features, hidden,
+                hivemind::client::RemoteExpert(hivemind::client::ExpertRef{uid, server}, caller));
     torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(1e-2));
     // A fixed regression batch: y = a smooth function of x the model has to fit.
     torch::Tensor x = torch::randn({batch, features});
@@ -99,8 +111,8 @@ int main(int argc, char** argv) {
       }
       std::printf("step %lld loss %.5f\n", static_cast<long long>(step), last);
     }
-    std::printf("trainer: %lld steps through %s at %s, loss %.5f -> %.5f\n", static_cast<long long>(steps),
-                uid.c_str(), server.c_str(), first, last);
+    std::printf("trainer: %lld steps through %s at %s, loss %.5f -> %.5f\n",
+                static_cast<long long>(steps), uid.c_str(), server.c_str(), first, last);
     if (!(last < first)) {
       std::fprintf(stderr, "trainer: the loss did not go down\n");
       return 1;

@@ -31,7 +31,8 @@ class ByteReader {
   Result<T> fixed() {
     if (remaining() < sizeof(T)) return protocol_error("message truncated");
     T value;
-    std::memcpy(&value, bytes_.data() + offset_, sizeof(T));  // the project only targets little-endian hosts
+    std::memcpy(&value, bytes_.data() + offset_,
+                sizeof(T));  // the project only targets little-endian hosts
     offset_ += sizeof(T);
     return value;
   }

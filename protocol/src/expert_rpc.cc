@@ -1,5 +1,4 @@
 #include <hivemind/protocol/expert_rpc.h>
-
 #include <hivemind/quant/cpu_kernels.h>
 
 #include "byte_reader.h"
@@ -18,7 +17,8 @@ void write_schema(ByteWriter& out, const TensorSchema& schema) {
   out.fixed<uint8_t>(static_cast<uint8_t>(schema.shape.size()));
   out.fixed<uint8_t>(0);
   out.fixed<uint32_t>(schema.block_size);
-  for (int64_t dim : schema.shape) out.fixed<int64_t>(dim);
+  for (int64_t dim : schema.shape)
+    out.fixed<int64_t>(dim);
 }
 
 Result<TensorSchema> read_schema(ByteReader& in, const Limits& limits) {
@@ -28,19 +28,22 @@ Result<TensorSchema> read_schema(ByteReader& in, const Limits& limits) {
   HIVEMIND_ASSIGN_OR_RETURN(uint8_t ndim, in.u8());
   HIVEMIND_ASSIGN_OR_RETURN(uint8_t reserved, in.u8());
   HIVEMIND_ASSIGN_OR_RETURN(schema.block_size, in.u32());
-  if (dtype > quant::kMaxDTypeValue) return protocol_error("unknown dtype " + std::to_string(dtype));
-  if (scheme > quant::kMaxSchemeValue) return protocol_error("unknown scheme " + std::to_string(scheme));
+  if (dtype > quant::kMaxDTypeValue)
+    return protocol_error("unknown dtype " + std::to_string(dtype));
+  if (scheme > quant::kMaxSchemeValue)
+    return protocol_error("unknown scheme " + std::to_string(scheme));
   if (reserved != 0) return protocol_error("reserved schema byte is not zero");
   if (ndim > limits.max_ndim) {
-    return too_large_error("schema of " + std::to_string(ndim) + " dimensions exceeds the limit of " +
-                           std::to_string(limits.max_ndim));
+    return too_large_error("schema of " + std::to_string(ndim) +
+                           " dimensions exceeds the limit of " + std::to_string(limits.max_ndim));
   }
   schema.dtype = static_cast<quant::DType>(dtype);
   schema.compression = static_cast<quant::Scheme>(scheme);
   if (quant::is_blockwise(schema.compression)) {
     HIVEMIND_RETURN_IF_ERROR(quant::validate_block_size(schema.compression, schema.block_size));
   }
-  if (in.remaining() < size_t{ndim} * sizeof(int64_t)) return protocol_error("schema shape truncated");
+  if (in.remaining() < size_t{ndim} * sizeof(int64_t))
+    return protocol_error("schema shape truncated");
   schema.shape.reserve(ndim);
   for (uint8_t d = 0; d < ndim; ++d) {
     HIVEMIND_ASSIGN_OR_RETURN(int64_t dim, in.i64());
@@ -123,7 +126,8 @@ std::vector<uint8_t> encode_expert_info(const ExpertInfo& info) {
   out.fixed<uint32_t>(info.max_batch_size);
   for (const auto* schemas : {&info.inputs, &info.outputs}) {
     out.fixed<uint8_t>(static_cast<uint8_t>(schemas->size()));
-    for (const auto& schema : *schemas) write_schema(out, schema);
+    for (const auto& schema : *schemas)
+      write_schema(out, schema);
   }
   return out.take();
 }

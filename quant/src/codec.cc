@@ -1,5 +1,3 @@
-#include <hivemind/quant/codec.h>
-
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -7,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/quant/codec.h>
 #include <hivemind/quant/cpu_kernels.h>
 #include <hivemind/quant/numeric_spec.h>
 
@@ -17,7 +16,9 @@ namespace {
 
 static_assert(std::endian::native == std::endian::little, "the wire format is little-endian");
 
-constexpr uint64_t align16(uint64_t v) { return (v + 15) & ~uint64_t{15}; }
+constexpr uint64_t align16(uint64_t v) {
+  return (v + 15) & ~uint64_t{15};
+}
 
 template <typename T>
 void put(uint8_t* p, T v) {
@@ -33,10 +34,13 @@ T get(const uint8_t* p) {
 // Bytes per payload element.
 uint64_t payload_element_bytes(Scheme scheme, DType src) {
   switch (scheme) {
-    case Scheme::kNone: return dtype_size(src);
+    case Scheme::kNone:
+      return dtype_size(src);
     case Scheme::kFloat16:
-    case Scheme::kBFloat16: return 2;
-    default: return 1;
+    case Scheme::kBFloat16:
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -85,7 +89,8 @@ void write_header_bytes(const DecodedHeader& h, uint8_t* out) {
   out[9] = static_cast<uint8_t>(h.shape.size());
   out[10] = block_log2(h);
   put<uint64_t>(out + 16, h.numel);
-  for (size_t i = 0; i < h.shape.size(); ++i) put<uint64_t>(out + 24 + 8 * i, static_cast<uint64_t>(h.shape[i]));
+  for (size_t i = 0; i < h.shape.size(); ++i)
+    put<uint64_t>(out + 24 + 8 * i, static_cast<uint64_t>(h.shape[i]));
 }
 
 // Zero bytes between sections, so equal tensors always give equal bytes.
@@ -107,11 +112,13 @@ Result<DecodedHeader> plan_encoding(DType dtype, std::span<const int64_t> shape,
   if (static_cast<uint8_t>(options.scheme) > kMaxSchemeValue) {
     return invalid_argument_error("quant: unknown scheme");
   }
-  if (static_cast<uint8_t>(dtype) > kMaxDTypeValue) return invalid_argument_error("quant: unknown dtype");
+  if (static_cast<uint8_t>(dtype) > kMaxDTypeValue)
+    return invalid_argument_error("quant: unknown dtype");
   HIVEMIND_RETURN_IF_ERROR(check_scheme_dtype(options.scheme, dtype));
   HIVEMIND_RETURN_IF_ERROR(validate_block_size(options.scheme, options.block_size));
   if (shape.size() > kMaxNdim) {
-    return invalid_argument_error(fmt::format("quant: {} dimensions, at most {}", shape.size(), kMaxNdim));
+    return invalid_argument_error(
+        fmt::format("quant: {} dimensions, at most {}", shape.size(), kMaxNdim));
   }
   DecodedHeader h;
   h.scheme = options.scheme;
@@ -132,7 +139,8 @@ Result<DecodedHeader> plan_encoding(DType dtype, std::span<const int64_t> shape,
   return h;
 }
 
-Result<size_t> encoded_size(DType dtype, std::span<const int64_t> shape, const EncodeOptions& options) {
+Result<size_t> encoded_size(DType dtype, std::span<const int64_t> shape,
+                            const EncodeOptions& options) {
   HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h, plan_encoding(dtype, shape, false, options));
   return static_cast<size_t>(h.total_bytes);
 }
@@ -150,13 +158,14 @@ Status write_header(DType dtype, std::span<const int64_t> shape, bool requires_g
 }
 
 Status encode(const TensorView& tensor, const EncodeOptions& options, std::span<uint8_t> out) {
-  HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h,
-                            plan_encoding(tensor.dtype, tensor.shape, tensor.requires_grad, options));
+  HIVEMIND_ASSIGN_OR_RETURN(
+      DecodedHeader h, plan_encoding(tensor.dtype, tensor.shape, tensor.requires_grad, options));
   if (out.size() < h.total_bytes) {
-    return invalid_argument_error(
-        fmt::format("quant: output buffer holds {} bytes, the encoding needs {}", out.size(), h.total_bytes));
+    return invalid_argument_error(fmt::format(
+        "quant: output buffer holds {} bytes, the encoding needs {}", out.size(), h.total_bytes));
   }
-  if (h.numel > 0 && tensor.data == nullptr) return invalid_argument_error("quant: null tensor data");
+  if (h.numel > 0 && tensor.data == nullptr)
+    return invalid_argument_error("quant: null tensor data");
   uint8_t* o = out.data();
   write_header_bytes(h, o);
   zero_padding(h, o);
@@ -166,12 +175,15 @@ Status encode(const TensorView& tensor, const EncodeOptions& options, std::span<
       if (h.payload_bytes > 0) std::memcpy(payload, tensor.data, h.payload_bytes);
       return Status::ok();
     case Scheme::kFloat16:
-      return convert_cpu(tensor.data, tensor.dtype, h.numel, payload, DType::kFloat16, true, options.cpu);
+      return convert_cpu(tensor.data, tensor.dtype, h.numel, payload, DType::kFloat16, true,
+                         options.cpu);
     case Scheme::kBFloat16:
-      return convert_cpu(tensor.data, tensor.dtype, h.numel, payload, DType::kBFloat16, false, options.cpu);
+      return convert_cpu(tensor.data, tensor.dtype, h.numel, payload, DType::kBFloat16, false,
+                         options.cpu);
     default: {
-      // Scales go through a properly aligned float array view: scales_offset is 16-aligned relative to
-      // the buffer, and memcpy-free writes need the buffer itself 4-aligned; fall back otherwise.
+      // Scales go through a properly aligned float array view: scales_offset is 16-aligned relative
+      // to the buffer, and memcpy-free writes need the buffer itself 4-aligned; fall back
+      // otherwise.
       auto* scales_ptr = o + h.scales_offset;
       uint8_t* zps = h.scheme == Scheme::kBlockAffineU8 ? o + h.zero_points_offset : nullptr;
       if (reinterpret_cast<uintptr_t>(scales_ptr) % alignof(float) == 0) {
@@ -179,30 +191,33 @@ Status encode(const TensorView& tensor, const EncodeOptions& options, std::span<
                             reinterpret_cast<float*>(scales_ptr), zps, payload, options.cpu);
       }
       std::vector<float> scales(h.num_blocks);
-      Status st = quantize_cpu(tensor.data, tensor.dtype, h.numel, h.scheme, options.block_size, scales.data(),
-                               zps, payload, options.cpu);
+      Status st = quantize_cpu(tensor.data, tensor.dtype, h.numel, h.scheme, options.block_size,
+                               scales.data(), zps, payload, options.cpu);
       std::memcpy(scales_ptr, scales.data(), 4 * h.num_blocks);
       return st;
     }
   }
 }
 
-Result<std::vector<uint8_t>> encode_to_vector(const TensorView& tensor, const EncodeOptions& options) {
+Result<std::vector<uint8_t>> encode_to_vector(const TensorView& tensor,
+                                              const EncodeOptions& options) {
   HIVEMIND_ASSIGN_OR_RETURN(size_t size, encoded_size(tensor, options));
   std::vector<uint8_t> out(size);
   HIVEMIND_RETURN_IF_ERROR(encode(tensor, options, out));
   return out;
 }
 
-Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype, std::span<const int64_t> shape,
-                               bool requires_grad, const EncodeOptions& options) {
+Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype,
+                               std::span<const int64_t> shape, bool requires_grad,
+                               const EncodeOptions& options) {
   HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h, plan_encoding(dtype, shape, requires_grad, options));
   const uint64_t es = dtype_size(dtype);
   const uint64_t n = h.numel;
   const uint64_t ob = payload_element_bytes(h.scheme, dtype);
   const uint64_t input_bytes = n * es;
   if (storage.size() < std::max(input_bytes, h.total_bytes)) {
-    return invalid_argument_error(fmt::format("quant: in-place storage holds {} bytes, needs {}", storage.size(),
+    return invalid_argument_error(fmt::format("quant: in-place storage holds {} bytes, needs {}",
+                                              storage.size(),
                                               std::max(input_bytes, h.total_bytes)));
   }
   uint8_t* base = storage.data();
@@ -216,8 +231,8 @@ Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype, std::spa
   if (is_u8_scheme(h.scheme)) {
     unit = placement_unit(h.scheme, options.block_size);
     status = quantize_cpu_placed(base, dtype, n, h.scheme, options.block_size, scales.data(),
-                                 zero_points.empty() ? nullptr : zero_points.data(), base, es * unit,
-                                 options.cpu);
+                                 zero_points.empty() ? nullptr : zero_points.data(), base,
+                                 es * unit, options.cpu);
   } else if (h.scheme != Scheme::kNone) {
     // Conversions go through a unit-sized scratch buffer: the portable loops may not be ordered
     // loads-before-stores when float and half pointers alias.
@@ -257,7 +272,8 @@ Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype, std::spa
   // Phase 3: header, scales, zero-points, padding: everything below P, whose input is consumed.
   write_header_bytes(h, base);
   if (!scales.empty()) std::memcpy(base + h.scales_offset, scales.data(), 4 * scales.size());
-  if (!zero_points.empty()) std::memcpy(base + h.zero_points_offset, zero_points.data(), zero_points.size());
+  if (!zero_points.empty())
+    std::memcpy(base + h.zero_points_offset, zero_points.data(), zero_points.size());
   zero_padding(h, base);
   HIVEMIND_RETURN_IF_ERROR(status);
   return static_cast<size_t>(h.total_bytes);
@@ -266,25 +282,27 @@ Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype, std::spa
 namespace {
 
 // Validates the fixed 24 bytes and fills what they say (no shape yet).
-Status parse_fixed(const uint8_t* p, uint64_t total_bytes, const DecodeLimits& limits, DecodedHeader& h,
-                   uint32_t& ndim) {
+Status parse_fixed(const uint8_t* p, uint64_t total_bytes, const DecodeLimits& limits,
+                   DecodedHeader& h, uint32_t& ndim) {
   if (total_bytes < kFixedHeaderBytes) {
-    return protocol_error(fmt::format("quant: {} bytes, shorter than the {}-byte header", total_bytes,
-                                      kFixedHeaderBytes));
+    return protocol_error(fmt::format("quant: {} bytes, shorter than the {}-byte header",
+                                      total_bytes, kFixedHeaderBytes));
   }
   if (get<uint32_t>(p) != kMagic) return protocol_error("quant: bad magic (not an HMQ1 tensor)");
   uint16_t version = get<uint16_t>(p + 4);
-  if (version != kWireVersion) return protocol_error(fmt::format("quant: unsupported version {}", version));
+  if (version != kWireVersion)
+    return protocol_error(fmt::format("quant: unsupported version {}", version));
   if (p[6] > kMaxSchemeValue) return protocol_error(fmt::format("quant: unknown scheme {}", p[6]));
   if (p[7] > kMaxDTypeValue) return protocol_error(fmt::format("quant: unknown dtype {}", p[7]));
   if ((p[8] & ~kFlagRequiresGrad) != 0) return protocol_error("quant: unknown flag bits");
-  if (p[11] != 0 || get<uint32_t>(p + 12) != 0) return protocol_error("quant: reserved header bytes not zero");
+  if (p[11] != 0 || get<uint32_t>(p + 12) != 0)
+    return protocol_error("quant: reserved header bytes not zero");
   h.scheme = static_cast<Scheme>(p[6]);
   h.src_dtype = static_cast<DType>(p[7]);
   h.requires_grad = (p[8] & kFlagRequiresGrad) != 0;
   if (!check_scheme_dtype(h.scheme, h.src_dtype).is_ok()) {
-    return protocol_error(fmt::format("quant: scheme {} cannot carry dtype {}", scheme_name(h.scheme),
-                                      dtype_name(h.src_dtype)));
+    return protocol_error(fmt::format("quant: scheme {} cannot carry dtype {}",
+                                      scheme_name(h.scheme), dtype_name(h.src_dtype)));
   }
   ndim = p[9];
   if (ndim > std::min(limits.max_ndim, kMaxNdim)) {
@@ -293,21 +311,25 @@ Status parse_fixed(const uint8_t* p, uint64_t total_bytes, const DecodeLimits& l
   }
   const uint8_t log2 = p[10];
   if (is_blockwise(h.scheme)) {
-    if (log2 < 6 || log2 > 12) return protocol_error(fmt::format("quant: block_log2 {} outside 6..12", log2));
+    if (log2 < 6 || log2 > 12)
+      return protocol_error(fmt::format("quant: block_log2 {} outside 6..12", log2));
     h.block_size = uint32_t{1} << log2;
   } else if (log2 != 0) {
     return protocol_error("quant: block_log2 set for a scheme without blocks");
   }
   h.numel = get<uint64_t>(p + 16);
   if (h.numel > limits.max_numel) {
-    return too_large_error(fmt::format("quant: {} elements exceed the limit {}", h.numel, limits.max_numel));
+    return too_large_error(
+        fmt::format("quant: {} elements exceed the limit {}", h.numel, limits.max_numel));
   }
   HIVEMIND_RETURN_IF_ERROR(fill_layout(h, ndim));
   if (h.total_bytes > limits.max_bytes) {
-    return too_large_error(fmt::format("quant: {} encoded bytes exceed the limit {}", h.total_bytes, limits.max_bytes));
+    return too_large_error(fmt::format("quant: {} encoded bytes exceed the limit {}", h.total_bytes,
+                                       limits.max_bytes));
   }
   if (h.total_bytes != total_bytes) {
-    return protocol_error(fmt::format("quant: {} bytes, the header describes {}", total_bytes, h.total_bytes));
+    return protocol_error(
+        fmt::format("quant: {} bytes, the header describes {}", total_bytes, h.total_bytes));
   }
   return Status::ok();
 }
@@ -316,7 +338,8 @@ Status parse_fixed(const uint8_t* p, uint64_t total_bytes, const DecodeLimits& l
 
 Result<uint64_t> header_extent(std::span<const uint8_t> first_bytes, uint64_t total_bytes,
                                const DecodeLimits& limits) {
-  if (first_bytes.size() < kFixedHeaderBytes) return protocol_error("quant: fewer bytes than the fixed header");
+  if (first_bytes.size() < kFixedHeaderBytes)
+    return protocol_error("quant: fewer bytes than the fixed header");
   DecodedHeader h;
   uint32_t ndim = 0;
   HIVEMIND_RETURN_IF_ERROR(parse_fixed(first_bytes.data(), total_bytes, limits, h, ndim));
@@ -326,13 +349,16 @@ Result<uint64_t> header_extent(std::span<const uint8_t> first_bytes, uint64_t to
 Result<DecodedHeader> decode_header(std::span<const uint8_t> prefix, uint64_t total_bytes,
                                     const DecodeLimits& limits) {
   const uint8_t* p = prefix.data();
-  if (prefix.size() < kFixedHeaderBytes) return protocol_error("quant: fewer bytes than the fixed header");
+  if (prefix.size() < kFixedHeaderBytes)
+    return protocol_error("quant: fewer bytes than the fixed header");
   DecodedHeader h;
   uint32_t ndim = 0;
   HIVEMIND_RETURN_IF_ERROR(parse_fixed(p, total_bytes, limits, h, ndim));
   if (prefix.size() < h.payload_offset) {
-    return invalid_argument_error(fmt::format("quant: {} header bytes given, the sections before the payload "
-                                              "take {}", prefix.size(), h.payload_offset));
+    return invalid_argument_error(
+        fmt::format("quant: {} header bytes given, the sections before the payload "
+                    "take {}",
+                    prefix.size(), h.payload_offset));
   }
   h.shape.resize(ndim);
   uint64_t product = 1;
@@ -370,16 +396,17 @@ bool decodable_as(const DecodedHeader& header, DType out_dtype) {
   return out_dtype == header.src_dtype;
 }
 
-Status decode(const DecodedHeader& h, std::span<const uint8_t> encoded, DType out_dtype, std::span<uint8_t> out,
-              const CpuOptions& cpu) {
+Status decode(const DecodedHeader& h, std::span<const uint8_t> encoded, DType out_dtype,
+              std::span<uint8_t> out, const CpuOptions& cpu) {
   if (!decodable_as(h, out_dtype)) {
     return invalid_argument_error(fmt::format("quant: a {} tensor cannot be decoded as {}",
                                               dtype_name(h.src_dtype), dtype_name(out_dtype)));
   }
-  if (encoded.size() != h.total_bytes) return invalid_argument_error("quant: header does not match these bytes");
+  if (encoded.size() != h.total_bytes)
+    return invalid_argument_error("quant: header does not match these bytes");
   if (out.size() != h.numel * dtype_size(out_dtype)) {
-    return invalid_argument_error(fmt::format("quant: output holds {} bytes, the tensor needs {}", out.size(),
-                                              h.numel * dtype_size(out_dtype)));
+    return invalid_argument_error(fmt::format("quant: output holds {} bytes, the tensor needs {}",
+                                              out.size(), h.numel * dtype_size(out_dtype)));
   }
   if (h.numel == 0) return Status::ok();
   const uint8_t* payload = encoded.data() + h.payload_offset;
@@ -395,16 +422,17 @@ Status decode(const DecodedHeader& h, std::span<const uint8_t> encoded, DType ou
     case Scheme::kBFloat16:
       return convert_cpu(payload, DType::kBFloat16, h.numel, out.data(), out_dtype, false, cpu);
     default: {
-      const uint8_t* zps = h.scheme == Scheme::kBlockAffineU8 ? encoded.data() + h.zero_points_offset : nullptr;
+      const uint8_t* zps =
+          h.scheme == Scheme::kBlockAffineU8 ? encoded.data() + h.zero_points_offset : nullptr;
       const uint8_t* scales_ptr = encoded.data() + h.scales_offset;
       if (reinterpret_cast<uintptr_t>(scales_ptr) % alignof(float) == 0) {
-        return dequantize_cpu(payload, reinterpret_cast<const float*>(scales_ptr), zps, h.numel, h.scheme,
-                              h.block_size, out.data(), out_dtype, cpu);
+        return dequantize_cpu(payload, reinterpret_cast<const float*>(scales_ptr), zps, h.numel,
+                              h.scheme, h.block_size, out.data(), out_dtype, cpu);
       }
       std::vector<float> scales(h.num_blocks);
       std::memcpy(scales.data(), scales_ptr, 4 * h.num_blocks);
-      return dequantize_cpu(payload, scales.data(), zps, h.numel, h.scheme, h.block_size, out.data(), out_dtype,
-                            cpu);
+      return dequantize_cpu(payload, scales.data(), zps, h.numel, h.scheme, h.block_size,
+                            out.data(), out_dtype, cpu);
     }
   }
 }

@@ -1,6 +1,7 @@
-// The per-ISA inner loops behind cpu_kernels.cc. Each function handles one contiguous run of elements
-// (at most one quantization block for the reductions and quantize loops); blocking, threading and the
-// numeric decisions (numeric_spec.h) live in cpu_kernels.cc, so every ISA shares them.
+// The per-ISA inner loops behind cpu_kernels.cc. Each function handles one contiguous run of
+// elements (at most one quantization block for the reductions and quantize loops); blocking,
+// threading and the numeric decisions (numeric_spec.h) live in cpu_kernels.cc, so every ISA shares
+// them.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +25,8 @@ struct IsaKernels {
   void (*quantize_linear)(const void* in, DType dtype, uint64_t n, float inv, int32_t offset,
                           uint8_t* codes);
   // out[i] = float(codes[i] - offset) * scale, stored as out_dtype.
-  void (*dequantize_linear)(const uint8_t* codes, uint64_t n, float scale, int32_t offset, void* out,
-                            DType out_dtype);
+  void (*dequantize_linear)(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
+                            void* out, DType out_dtype);
   // Float conversion (numeric_spec.h, section 3).
   void (*convert)(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
                   bool clamp_f16);

@@ -1,8 +1,8 @@
 // AVX2 + F16C inner loops. This translation unit alone is compiled with -mavx2 -mf16c (and
-// -ffp-contract=off); cpu_kernels.cc calls it only after checking the CPU, so the library still runs on
-// any x86-64. Every loop computes exactly what the portable loop computes (numeric_spec.h): integer
-// max over masked bits, one multiply, cvtps2dq under round-to-nearest-even (MXCSR is set by the caller),
-// saturating packs equal to the scalar clamp.
+// -ffp-contract=off); cpu_kernels.cc calls it only after checking the CPU, so the library still
+// runs on any x86-64. Every loop computes exactly what the portable loop computes (numeric_spec.h):
+// integer max over masked bits, one multiply, cvtps2dq under round-to-nearest-even (MXCSR is set by
+// the caller), saturating packs equal to the scalar clamp.
 #include <immintrin.h>
 
 #include <hivemind/quant/numeric_spec.h>
@@ -43,8 +43,10 @@ inline int32_t hmax_epi32(__m256i v) {
 // 8 fp32-widened values starting at element i.
 inline __m256 load8(const void* in, DType dtype, uint64_t i) {
   if (dtype == DType::kFloat32) return _mm256_loadu_ps(static_cast<const float*>(in) + i);
-  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(in) + i));
-  if (dtype == DType::kBFloat16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  __m128i h =
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(in) + i));
+  if (dtype == DType::kBFloat16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   return _mm256_cvtph_ps(h);
 }
 
@@ -111,9 +113,12 @@ MinMaxKeys minmax_keys(const void* in, DType dtype, uint64_t n) {
   int32_t hi = hmax_epi32(_mm256_max_epi32(hi0, hi1));
   for (; i < n; ++i) {
     float x;
-    if (dtype == DType::kFloat32) x = static_cast<const float*>(in)[i];
-    else if (dtype == DType::kBFloat16) x = bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
-    else x = f16_to_f32(static_cast<const uint16_t*>(in)[i]);
+    if (dtype == DType::kFloat32)
+      x = static_cast<const float*>(in)[i];
+    else if (dtype == DType::kBFloat16)
+      x = bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
+    else
+      x = f16_to_f32(static_cast<const uint16_t*>(in)[i]);
     int32_t k = order_key(float_bits(x));
     lo = k < lo ? k : lo;
     hi = k > hi ? k : hi;
@@ -121,7 +126,8 @@ MinMaxKeys minmax_keys(const void* in, DType dtype, uint64_t n) {
   return {lo, hi};
 }
 
-void quantize_linear(const void* in, DType dtype, uint64_t n, float inv, int32_t offset, uint8_t* codes) {
+void quantize_linear(const void* in, DType dtype, uint64_t n, float inv, int32_t offset,
+                     uint8_t* codes) {
   const __m256 vinv = _mm256_set1_ps(inv);
   const __m256i voff = _mm256_set1_epi16(static_cast<int16_t>(offset));
   const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -138,9 +144,12 @@ void quantize_linear(const void* in, DType dtype, uint64_t n, float inv, int32_t
   }
   for (; i < n; ++i) {
     float x;
-    if (dtype == DType::kFloat32) x = static_cast<const float*>(in)[i];
-    else if (dtype == DType::kBFloat16) x = bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
-    else x = f16_to_f32(static_cast<const uint16_t*>(in)[i]);
+    if (dtype == DType::kFloat32)
+      x = static_cast<const float*>(in)[i];
+    else if (dtype == DType::kBFloat16)
+      x = bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
+    else
+      x = f16_to_f32(static_cast<const uint16_t*>(in)[i]);
     // Same saturation chain as the vector path: int16 saturate, add, clamp to a byte.
     int32_t q = _mm_cvtss_si32(_mm_set_ss(x * inv));
     q = q < -32768 ? -32768 : (q > 32767 ? 32767 : q);
@@ -154,11 +163,13 @@ void quantize_linear(const void* in, DType dtype, uint64_t n, float inv, int32_t
 inline __m128i f32_to_bf16_8(__m256 x) {
   __m256i b = _mm256_castps_si256(x);
   __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  __m256i r =
+      _mm256_srli_epi32(_mm256_add_epi32(b, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
   __m256i abs = _mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
   __m256i nan = _mm256_cmpgt_epi32(abs, _mm256_set1_epi32(static_cast<int>(kInfBits)));
-  __m256i qnan = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000)),
-                                 _mm256_set1_epi32(0x7fc0));
+  __m256i qnan =
+      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000)),
+                      _mm256_set1_epi32(0x7fc0));
   r = _mm256_blendv_epi8(r, qnan, nan);
   __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
   return _mm256_castsi256_si128(packed);
@@ -172,7 +183,8 @@ inline __m128i f32_to_f16_8(__m256 x) {
   alignas(32) float v[8];
   alignas(16) uint16_t h[8];
   _mm256_store_ps(v, x);
-  for (int k = 0; k < 8; ++k) h[k] = f32_to_f16(v[k]);
+  for (int k = 0; k < 8; ++k)
+    h[k] = f32_to_f16(v[k]);
   return _mm_load_si128(reinterpret_cast<const __m128i*>(h));
 }
 
@@ -187,9 +199,12 @@ inline void store8(void* out, DType dtype, uint64_t i, __m256 y) {
 }
 
 inline void store1(void* out, DType dtype, uint64_t i, float y) {
-  if (dtype == DType::kFloat32) static_cast<float*>(out)[i] = y;
-  else if (dtype == DType::kBFloat16) static_cast<uint16_t*>(out)[i] = f32_to_bf16(y);
-  else static_cast<uint16_t*>(out)[i] = f32_to_f16(y);
+  if (dtype == DType::kFloat32)
+    static_cast<float*>(out)[i] = y;
+  else if (dtype == DType::kBFloat16)
+    static_cast<uint16_t*>(out)[i] = f32_to_bf16(y);
+  else
+    static_cast<uint16_t*>(out)[i] = f32_to_f16(y);
 }
 
 void dequantize_linear(const uint8_t* codes, uint64_t n, float scale, int32_t offset, void* out,
@@ -205,9 +220,12 @@ void dequantize_linear(const uint8_t* codes, uint64_t n, float scale, int32_t of
     __m256i w2 = _mm256_cvtepu8_epi32(hi);
     __m256i w3 = _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8));
     store8(out, out_dtype, i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w0, voff)), vs));
-    store8(out, out_dtype, i + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w1, voff)), vs));
-    store8(out, out_dtype, i + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w2, voff)), vs));
-    store8(out, out_dtype, i + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w3, voff)), vs));
+    store8(out, out_dtype, i + 8,
+           _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w1, voff)), vs));
+    store8(out, out_dtype, i + 16,
+           _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w2, voff)), vs));
+    store8(out, out_dtype, i + 24,
+           _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w3, voff)), vs));
   }
   for (; i < n; ++i) {
     store1(out, out_dtype, i, static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale);
@@ -217,14 +235,17 @@ void dequantize_linear(const uint8_t* codes, uint64_t n, float scale, int32_t of
 inline __m256 clamp_f16_8(__m256 x) {
   __m256i b = _mm256_castps_si256(x);
   __m256i abs = _mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
-  __m256i big = _mm256_and_si256(_mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x477fe000)),
-                                 _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(kInfBits)), abs));
-  __m256i sat = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(0x80000000u))),
-                                _mm256_set1_epi32(0x477fe000));
+  __m256i big =
+      _mm256_and_si256(_mm256_cmpgt_epi32(abs, _mm256_set1_epi32(0x477fe000)),
+                       _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(kInfBits)), abs));
+  __m256i sat =
+      _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(0x80000000u))),
+                      _mm256_set1_epi32(0x477fe000));
   return _mm256_castsi256_ps(_mm256_blendv_epi8(b, sat, big));
 }
 
-void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype, bool clamp_f16) {
+void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
+             bool clamp_f16) {
   uint64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 x = load8(in, in_dtype, i);
@@ -233,9 +254,12 @@ void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dt
   }
   for (; i < n; ++i) {
     float x;
-    if (in_dtype == DType::kFloat32) x = static_cast<const float*>(in)[i];
-    else if (in_dtype == DType::kBFloat16) x = bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
-    else x = f16_to_f32(static_cast<const uint16_t*>(in)[i]);
+    if (in_dtype == DType::kFloat32)
+      x = static_cast<const float*>(in)[i];
+    else if (in_dtype == DType::kBFloat16)
+      x = bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
+    else
+      x = f16_to_f32(static_cast<const uint16_t*>(in)[i]);
     if (clamp_f16) x = clamp_f16_range(x);
     store1(out, out_dtype, i, x);
   }
@@ -244,8 +268,8 @@ void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dt
 }  // namespace
 
 const IsaKernels* avx2_kernels() {
-  static const IsaKernels kernels{"avx2", max_abs_bits, minmax_keys, quantize_linear, dequantize_linear,
-                                  convert};
+  static const IsaKernels kernels{"avx2",          max_abs_bits,      minmax_keys,
+                                  quantize_linear, dequantize_linear, convert};
   return &kernels;
 }
 

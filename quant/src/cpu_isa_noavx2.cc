@@ -2,5 +2,7 @@
 #include "cpu_isa.h"
 
 namespace hivemind::quant::detail {
-const IsaKernels* avx2_kernels() { return nullptr; }
+const IsaKernels* avx2_kernels() {
+  return nullptr;
+}
 }  // namespace hivemind::quant::detail

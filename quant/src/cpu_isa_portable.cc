@@ -1,6 +1,6 @@
-// Portable inner loops: plain C++ that GCC/Clang auto-vectorize for the baseline ISA (SSE2 on x86-64).
-// The integer max over masked bits and the magic-number rounding keep them free of float compares and
-// libm calls, so they vectorize without fast-math. Compiled with -ffp-contract=off.
+// Portable inner loops: plain C++ that GCC/Clang auto-vectorize for the baseline ISA (SSE2 on
+// x86-64). The integer max over masked bits and the magic-number rounding keep them free of float
+// compares and libm calls, so they vectorize without fast-math. Compiled with -ffp-contract=off.
 #include <hivemind/quant/numeric_spec.h>
 
 #include "cpu_isa.h"
@@ -12,9 +12,12 @@ using namespace spec;
 
 inline float load_f32(const void* in, DType dtype, uint64_t i) {
   switch (dtype) {
-    case DType::kFloat16: return f16_to_f32(static_cast<const uint16_t*>(in)[i]);
-    case DType::kBFloat16: return bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
-    default: return static_cast<const float*>(in)[i];
+    case DType::kFloat16:
+      return f16_to_f32(static_cast<const uint16_t*>(in)[i]);
+    case DType::kBFloat16:
+      return bf16_to_f32(static_cast<const uint16_t*>(in)[i]);
+    default:
+      return static_cast<const float*>(in)[i];
   }
 }
 
@@ -60,7 +63,8 @@ void quantize_loop(uint64_t n, float inv, int32_t offset, uint8_t* codes, Load l
   }
 }
 
-void quantize_linear(const void* in, DType dtype, uint64_t n, float inv, int32_t offset, uint8_t* codes) {
+void quantize_linear(const void* in, DType dtype, uint64_t n, float inv, int32_t offset,
+                     uint8_t* codes) {
   if (dtype == DType::kFloat32) {
     const float* p = static_cast<const float*>(in);
     quantize_loop(n, inv, offset, codes, [p](uint64_t i) { return p[i]; });
@@ -75,9 +79,15 @@ void quantize_linear(const void* in, DType dtype, uint64_t n, float inv, int32_t
 
 void store_f32(void* out, DType dtype, uint64_t i, float y) {
   switch (dtype) {
-    case DType::kFloat16: static_cast<uint16_t*>(out)[i] = f32_to_f16(y); break;
-    case DType::kBFloat16: static_cast<uint16_t*>(out)[i] = f32_to_bf16(y); break;
-    default: static_cast<float*>(out)[i] = y; break;
+    case DType::kFloat16:
+      static_cast<uint16_t*>(out)[i] = f32_to_f16(y);
+      break;
+    case DType::kBFloat16:
+      static_cast<uint16_t*>(out)[i] = f32_to_bf16(y);
+      break;
+    default:
+      static_cast<float*>(out)[i] = y;
+      break;
   }
 }
 
@@ -85,15 +95,18 @@ void dequantize_linear(const uint8_t* codes, uint64_t n, float scale, int32_t of
                        DType out_dtype) {
   if (out_dtype == DType::kFloat32) {
     float* o = static_cast<float*>(out);
-    for (uint64_t i = 0; i < n; ++i) o[i] = static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale;
+    for (uint64_t i = 0; i < n; ++i)
+      o[i] = static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale;
     return;
   }
   for (uint64_t i = 0; i < n; ++i) {
-    store_f32(out, out_dtype, i, static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale);
+    store_f32(out, out_dtype, i,
+              static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale);
   }
 }
 
-void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype, bool clamp_f16) {
+void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
+             bool clamp_f16) {
   for (uint64_t i = 0; i < n; ++i) {
     float x = load_f32(in, in_dtype, i);
     if (clamp_f16) x = clamp_f16_range(x);
@@ -104,8 +117,8 @@ void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dt
 }  // namespace
 
 const IsaKernels& portable_kernels() {
-  static const IsaKernels kernels{"portable", max_abs_bits, minmax_keys, quantize_linear,
-                                  dequantize_linear, convert};
+  static const IsaKernels kernels{"portable",      max_abs_bits,      minmax_keys,
+                                  quantize_linear, dequantize_linear, convert};
   return kernels;
 }
 

@@ -1,6 +1,6 @@
-// Blocking, threading and the per-block numeric decisions of the CPU path. The per-element loops live in
-// cpu_isa_*.cc; the decisions (scale, zero-point, zero/tiny/non-finite blocks) come from numeric_spec.h,
-// shared with the CUDA kernels.
+// Blocking, threading and the per-block numeric decisions of the CPU path. The per-element loops
+// live in cpu_isa_*.cc; the decisions (scale, zero-point, zero/tiny/non-finite blocks) come from
+// numeric_spec.h, shared with the CUDA kernels.
 #include <hivemind/quant/cpu_kernels.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -41,14 +41,22 @@ using detail::IsaKernels;
 class FpEnvGuard {
  public:
 #ifdef HIVEMIND_QUANT_X86
-  FpEnvGuard() : saved_(_mm_getcsr()) { _mm_setcsr(0x1f80u); }  // all exceptions masked, RNE, no FTZ/DAZ
-  ~FpEnvGuard() { _mm_setcsr(saved_); }
+  FpEnvGuard() : saved_(_mm_getcsr()) {
+    _mm_setcsr(0x1f80u);
+  }  // all exceptions masked, RNE, no FTZ/DAZ
+  ~FpEnvGuard() {
+    _mm_setcsr(saved_);
+  }
 
  private:
   unsigned saved_;
 #else
-  FpEnvGuard() : saved_(std::fegetround()) { std::fesetround(FE_TONEAREST); }
-  ~FpEnvGuard() { std::fesetround(saved_); }
+  FpEnvGuard() : saved_(std::fegetround()) {
+    std::fesetround(FE_TONEAREST);
+  }
+  ~FpEnvGuard() {
+    std::fesetround(saved_);
+  }
 
  private:
   int saved_;
@@ -80,7 +88,9 @@ std::atomic<const IsaKernels*>& selected_kernels() {
   return selected;
 }
 
-const IsaKernels& kernels() { return *selected_kernels().load(std::memory_order_acquire); }
+const IsaKernels& kernels() {
+  return *selected_kernels().load(std::memory_order_acquire);
+}
 
 // Work below this many elements stays on the calling thread.
 constexpr uint64_t kParallelThreshold = 256 * 1024;
@@ -113,13 +123,16 @@ void for_chunks(uint64_t n, uint64_t align, const CpuOptions& options, Fn&& fn) 
 const void* offset_ptr(const void* p, DType d, uint64_t i) {
   return static_cast<const uint8_t*>(p) + i * dtype_size(d);
 }
-void* offset_ptr(void* p, DType d, uint64_t i) { return static_cast<uint8_t*>(p) + i * dtype_size(d); }
+void* offset_ptr(void* p, DType d, uint64_t i) {
+  return static_cast<uint8_t*>(p) + i * dtype_size(d);
+}
 
 Status nonfinite_error(uint64_t block, uint64_t blocks) {
-  return invalid_argument_error(fmt::format(
-      "quant: block {} of {} holds Inf or NaN (or an affine range beyond float32): the 8-bit schemes "
-      "reject non-finite tensors (numeric_spec.h, section 4)",
-      block, blocks));
+  return invalid_argument_error(
+      fmt::format("quant: block {} of {} holds Inf or NaN (or an affine range beyond float32): the "
+                  "8-bit schemes "
+                  "reject non-finite tensors (numeric_spec.h, section 4)",
+                  block, blocks));
 }
 
 void note_nonfinite(std::atomic<uint64_t>& first_bad, uint64_t block) {
@@ -130,7 +143,8 @@ void note_nonfinite(std::atomic<uint64_t>& first_bad, uint64_t block) {
 
 Status check_float(DType d, const char* what) {
   if (!is_floating(d)) {
-    return invalid_argument_error(fmt::format("quant: {} dtype {} is not a float type", what, dtype_name(d)));
+    return invalid_argument_error(
+        fmt::format("quant: {} dtype {} is not a float type", what, dtype_name(d)));
   }
   return Status::ok();
 }
@@ -140,7 +154,8 @@ Status check_float(DType d, const char* what) {
 int default_num_threads() {
   static const int threads = [] {
     auto env = env_int("HIVEMIND_QUANT_THREADS");
-    if (env.is_ok() && env->has_value() && **env > 0) return static_cast<int>(std::min<int64_t>(**env, 256));
+    if (env.is_ok() && env->has_value() && **env > 0)
+      return static_cast<int>(std::min<int64_t>(**env, 256));
     if (!env.is_ok()) logger("quant")->warn("{}", env.status().to_string());
     unsigned hw = std::thread::hardware_concurrency();
     return hw == 0 ? 1 : static_cast<int>(hw);
@@ -148,7 +163,9 @@ int default_num_threads() {
   return threads;
 }
 
-const char* cpu_isa_name() { return kernels().name; }
+const char* cpu_isa_name() {
+  return kernels().name;
+}
 
 Status select_cpu_isa(std::string_view name) {
   const IsaKernels* chosen = nullptr;
@@ -177,7 +194,8 @@ uint64_t num_blocks(Scheme scheme, uint64_t numel, uint32_t block_size) {
 
 Status validate_block_size(Scheme scheme, uint32_t block_size) {
   if (!is_blockwise(scheme)) return Status::ok();
-  if (block_size < kMinBlockSize || block_size > kMaxBlockSize || (block_size & (block_size - 1)) != 0) {
+  if (block_size < kMinBlockSize || block_size > kMaxBlockSize ||
+      (block_size & (block_size - 1)) != 0) {
     return invalid_argument_error(
         fmt::format("quant: block size {} is not a power of two in [64, 4096]", block_size));
   }
@@ -186,11 +204,12 @@ Status validate_block_size(Scheme scheme, uint32_t block_size) {
 
 namespace {
 
-// What quantizing and dequantizing both require of an 8-bit layout: an 8-bit scheme, a block size it
-// accepts, and a zero-point array when the scheme is affine and there is anything to code.
+// What quantizing and dequantizing both require of an 8-bit layout: an 8-bit scheme, a block size
+// it accepts, and a zero-point array when the scheme is affine and there is anything to code.
 Status check_u8_layout(Scheme scheme, uint32_t block_size, const uint8_t* zero_points, uint64_t n) {
   if (!is_u8_scheme(scheme)) {
-    return invalid_argument_error(fmt::format("quant: {} is not an 8-bit scheme", scheme_name(scheme)));
+    return invalid_argument_error(
+        fmt::format("quant: {} is not an 8-bit scheme", scheme_name(scheme)));
   }
   HIVEMIND_RETURN_IF_ERROR(validate_block_size(scheme, block_size));
   if (scheme == Scheme::kBlockAffineU8 && zero_points == nullptr && n > 0) {
@@ -206,25 +225,27 @@ uint32_t placement_unit(Scheme scheme, uint32_t block_size) {
 }
 
 Status quantize_cpu(const void* in, DType in_dtype, uint64_t n, Scheme scheme, uint32_t block_size,
-                    float* scales, uint8_t* zero_points, uint8_t* codes, const CpuOptions& options) {
+                    float* scales, uint8_t* zero_points, uint8_t* codes,
+                    const CpuOptions& options) {
   if (is_u8_scheme(scheme)) {
     HIVEMIND_RETURN_IF_ERROR(validate_block_size(scheme, block_size));
   }
   return quantize_cpu_placed(in, in_dtype, n, scheme, block_size, scales, zero_points, codes,
-                             is_u8_scheme(scheme) ? placement_unit(scheme, block_size) : 0, options);
+                             is_u8_scheme(scheme) ? placement_unit(scheme, block_size) : 0,
+                             options);
 }
 
-Status quantize_cpu_placed(const void* in, DType in_dtype, uint64_t n, Scheme scheme, uint32_t block_size,
-                           float* scales, uint8_t* zero_points, uint8_t* codes, uint64_t unit_stride,
-                           const CpuOptions& options) {
+Status quantize_cpu_placed(const void* in, DType in_dtype, uint64_t n, Scheme scheme,
+                           uint32_t block_size, float* scales, uint8_t* zero_points, uint8_t* codes,
+                           uint64_t unit_stride, const CpuOptions& options) {
   HIVEMIND_RETURN_IF_ERROR(check_float(in_dtype, "input"));
   HIVEMIND_RETURN_IF_ERROR(check_u8_layout(scheme, block_size, zero_points, n));
   if (n == 0) return Status::ok();
   const IsaKernels& k = kernels();
   const uint64_t blocks = num_blocks(scheme, n, block_size);
   const uint64_t unit = placement_unit(scheme, block_size);
-  // Codes of element i go to codes + (i / unit) * unit_stride + i % unit: contiguous when the stride
-  // is the unit, inside each unit's own input bytes for encode_in_place.
+  // Codes of element i go to codes + (i / unit) * unit_stride + i % unit: contiguous when the
+  // stride is the unit, inside each unit's own input bytes for encode_in_place.
   auto unit_codes = [&](uint64_t start) { return codes + (start / unit) * unit_stride; };
   std::atomic<uint64_t> first_bad{UINT64_MAX};
 
@@ -246,8 +267,8 @@ Status quantize_cpu_placed(const void* in, DType in_dtype, uint64_t n, Scheme sc
         if (p.nonfinite) {
           std::memset(unit_codes(start), spec::kSymmetricOffset, len);
         } else {
-          k.quantize_linear(offset_ptr(in, in_dtype, start), in_dtype, len, p.inv, spec::kSymmetricOffset,
-                            unit_codes(start));
+          k.quantize_linear(offset_ptr(in, in_dtype, start), in_dtype, len, p.inv,
+                            spec::kSymmetricOffset, unit_codes(start));
         }
       }
     });
@@ -291,8 +312,8 @@ Status quantize_cpu_placed(const void* in, DType in_dtype, uint64_t n, Scheme sc
   return bad == UINT64_MAX ? Status::ok() : nonfinite_error(bad, blocks);
 }
 
-Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* zero_points, uint64_t n,
-                      Scheme scheme, uint32_t block_size, void* out, DType out_dtype,
+Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* zero_points,
+                      uint64_t n, Scheme scheme, uint32_t block_size, void* out, DType out_dtype,
                       const CpuOptions& options) {
   HIVEMIND_RETURN_IF_ERROR(check_float(out_dtype, "output"));
   HIVEMIND_RETURN_IF_ERROR(check_u8_layout(scheme, block_size, zero_points, n));
@@ -301,8 +322,8 @@ Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* 
   if (scheme == Scheme::kPerTensorAbsmaxU8) {
     float s = scales[0];
     for_chunks(n, 64, options, [&](uint64_t first, uint64_t count) {
-      k.dequantize_linear(codes + first, count, s, spec::kSymmetricOffset, offset_ptr(out, out_dtype, first),
-                          out_dtype);
+      k.dequantize_linear(codes + first, count, s, spec::kSymmetricOffset,
+                          offset_ptr(out, out_dtype, first), out_dtype);
     });
     return Status::ok();
   }
@@ -313,27 +334,29 @@ Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* 
       uint64_t len = std::min<uint64_t>(block_size, n - start);
       uint64_t b = start / block_size;
       int32_t offset = affine ? zero_points[b] : spec::kSymmetricOffset;
-      k.dequantize_linear(codes + start, len, scales[b], offset, offset_ptr(out, out_dtype, start), out_dtype);
+      k.dequantize_linear(codes + start, len, scales[b], offset, offset_ptr(out, out_dtype, start),
+                          out_dtype);
     }
   });
   return Status::ok();
 }
 
-Status convert_cpu(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype, bool clamp_f16,
-                   const CpuOptions& options) {
+Status convert_cpu(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
+                   bool clamp_f16, const CpuOptions& options) {
   HIVEMIND_RETURN_IF_ERROR(check_float(in_dtype, "input"));
   HIVEMIND_RETURN_IF_ERROR(check_float(out_dtype, "output"));
   if (n == 0) return Status::ok();
   if (in_dtype == out_dtype && !clamp_f16) {
     for_chunks(n, 64, options, [&](uint64_t first, uint64_t count) {
-      std::memcpy(offset_ptr(out, out_dtype, first), offset_ptr(in, in_dtype, first), count * dtype_size(in_dtype));
+      std::memcpy(offset_ptr(out, out_dtype, first), offset_ptr(in, in_dtype, first),
+                  count * dtype_size(in_dtype));
     });
     return Status::ok();
   }
   const IsaKernels& k = kernels();
   for_chunks(n, 64, options, [&](uint64_t first, uint64_t count) {
-    k.convert(offset_ptr(in, in_dtype, first), in_dtype, count, offset_ptr(out, out_dtype, first), out_dtype,
-              clamp_f16);
+    k.convert(offset_ptr(in, in_dtype, first), in_dtype, count, offset_ptr(out, out_dtype, first),
+              out_dtype, clamp_f16);
   });
   return Status::ok();
 }

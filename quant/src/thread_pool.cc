@@ -22,7 +22,8 @@ ThreadPool::~ThreadPool() {
     stopping_ = true;
   }
   wake_.notify_all();
-  for (auto& t : workers_) t.join();
+  for (auto& t : workers_)
+    t.join();
 }
 
 ThreadPool& ThreadPool::shared() {
@@ -34,7 +35,8 @@ ThreadPool& ThreadPool::shared() {
 
 void ThreadPool::ensure_workers(size_t count) {
   // Called with mutex_ held.
-  while (workers_.size() < count) workers_.emplace_back([this] { worker_loop(); });
+  while (workers_.size() < count)
+    workers_.emplace_back([this] { worker_loop(); });
 }
 
 void ThreadPool::run_job(Job& job) {
@@ -65,9 +67,11 @@ void ThreadPool::worker_loop() {
 
 void ThreadPool::parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn) {
   if (n == 0) return;
-  int helpers = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(threads, 1)) - 1, n - 1));
+  int helpers =
+      static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(threads, 1)) - 1, n - 1));
   if (helpers == 0) {
-    for (size_t i = 0; i < n; ++i) fn(i);
+    for (size_t i = 0; i < n; ++i)
+      fn(i);
     return;
   }
   auto job = std::make_shared<Job>();
@@ -79,7 +83,8 @@ void ThreadPool::parallel_for(size_t n, int threads, const std::function<void(si
     ensure_workers(static_cast<size_t>(helpers));
     queue_.push_back(job);
   }
-  for (int i = 0; i < helpers; ++i) wake_.notify_one();
+  for (int i = 0; i < helpers; ++i)
+    wake_.notify_one();
   run_job(*job);
   {
     std::unique_lock<std::mutex> lock(job->mutex);

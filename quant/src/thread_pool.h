@@ -1,8 +1,9 @@
 // A small fork-join pool for splitting one quantization call over blocks.
 //
-// parallel_for() blocks its caller until every index ran, and the caller runs indices too, so a call
-// makes progress even when all workers are busy with another caller's job (several runtime threads
-// may encode at once). Workers are created lazily, up to the largest thread count ever asked for.
+// parallel_for() blocks its caller until every index ran, and the caller runs indices too, so a
+// call makes progress even when all workers are busy with another caller's job (several runtime
+// threads may encode at once). Workers are created lazily, up to the largest thread count ever
+// asked for.
 #pragma once
 
 #include <condition_variable>

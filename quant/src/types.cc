@@ -1,7 +1,7 @@
-#include <hivemind/quant/types.h>
-
 #include <array>
 #include <utility>
+
+#include <hivemind/quant/types.h>
 
 namespace hivemind::quant {
 namespace {

@@ -1,12 +1,12 @@
-#include <hivemind/runtime/experts.h>
-
 #include <cmath>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
-#include <torch/types.h>
 #include <torch/nn.h>
+#include <torch/types.h>
 #include <torch/utils.h>
+
+#include <hivemind/runtime/experts.h>
 
 namespace hivemind::runtime {
 
@@ -49,14 +49,12 @@ class FfnV08 final : public ExpertModule {
   explicit FfnV08(int64_t h)
       : ExpertModule("ffn_v08"),
         h_(h),
-        seq_(register_module("ffn", torch::nn::Sequential(
-                                        torch::nn::Linear(h, 4 * h),
-                                        torch::nn::LayerNorm(torch::nn::LayerNormOptions({4 * h})),
-                                        torch::nn::ReLU(),
-                                        torch::nn::Linear(4 * h, 4 * h),
-                                        torch::nn::LayerNorm(torch::nn::LayerNormOptions({4 * h})),
-                                        torch::nn::ReLU(),
-                                        torch::nn::Linear(4 * h, h)))) {}
+        seq_(register_module(
+            "ffn", torch::nn::Sequential(torch::nn::Linear(h, 4 * h),
+                                         torch::nn::LayerNorm(torch::nn::LayerNormOptions({4 * h})),
+                                         torch::nn::ReLU(), torch::nn::Linear(4 * h, 4 * h),
+                                         torch::nn::LayerNorm(torch::nn::LayerNormOptions({4 * h})),
+                                         torch::nn::ReLU(), torch::nn::Linear(4 * h, h)))) {}
 
   std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override {
     return {in[0] + seq_->forward(in[0])};
@@ -103,7 +101,9 @@ class Transformer final : public ExpertModule {
 class Nop final : public ExpertModule {
  public:
   explicit Nop(int64_t h) : ExpertModule("nop"), h_(h) {}
-  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override { return {in[0].clone()}; }
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override {
+    return {in[0].clone()};
+  }
   std::vector<TensorSchema> input_schema() const override { return float_schema({h_}); }
   std::vector<TensorSchema> output_schema() const override { return float_schema({h_}); }
 
@@ -113,11 +113,12 @@ class Nop final : public ExpertModule {
 
 // Every parameter and buffer from `gen`, in registration order: first a small normal fill (so a
 // parameter of a kind not handled below is still deterministic), then LibTorch's default scheme per
-// layer kind (Linear: U(+-1/sqrt(fan_in)); LayerNorm: ones/zeros; attention in_proj: Xavier uniform,
-// zero biases).
+// layer kind (Linear: U(+-1/sqrt(fan_in)); LayerNorm: ones/zeros; attention in_proj: Xavier
+// uniform, zero biases).
 void initialize(torch::nn::Module& root, at::Generator gen) {
   torch::NoGradGuard no_grad;
-  for (auto& p : root.parameters()) p.normal_(0.0, 0.02, gen);
+  for (auto& p : root.parameters())
+    p.normal_(0.0, 0.02, gen);
   for (const auto& m : root.modules(/*include_self=*/true)) {
     if (auto* linear = m->as<torch::nn::Linear>()) {
       const double bound = 1.0 / std::sqrt(static_cast<double>(linear->weight.size(1)));
@@ -184,8 +185,8 @@ Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, st
   } else if (config.cls == "nop") {
     module = std::make_shared<Nop>(h);
   } else {
-    return invalid_argument_error(fmt::format("unknown expert class '{}' (known: ffn, ffn_v08, transformer, nop)",
-                                              config.cls));
+    return invalid_argument_error(fmt::format(
+        "unknown expert class '{}' (known: ffn, ffn_v08, transformer, nop)", config.cls));
   }
   initialize(*module, at::make_generator<at::CPUGeneratorImpl>(expert_seed(base_seed, uid)));
   return module;

@@ -1,8 +1,5 @@
-// The hwloc-free half of pinning: CPU lists, inherited-binding detection, the placement plan, binding.
-#include <hivemind/runtime/pinning.h>
-
-#include <sched.h>
-
+// The hwloc-free half of pinning: CPU lists, inherited-binding detection, the placement plan,
+// binding.
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -10,6 +7,9 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <sched.h>
+
+#include <hivemind/runtime/pinning.h>
 
 namespace hivemind::runtime {
 
@@ -17,7 +17,8 @@ std::string format_cpu_list(const CpuList& cpus) {
   std::string out;
   for (size_t i = 0; i < cpus.size();) {
     size_t j = i;
-    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1)
+      ++j;
     if (!out.empty()) out += ',';
     out += j == i ? fmt::format("{}", cpus[i]) : fmt::format("{}-{}", cpus[i], cpus[j]);
     i = j + 1;
@@ -38,8 +39,8 @@ Result<CpuList> parse_cpu_list(std::string_view text) {
     if (comma == std::string::npos) comma = cleaned.size();
     const std::string part = cleaned.substr(pos, comma - pos);
     auto bad = [&] {
-      return invalid_argument_error(fmt::format("bad CPU list element '{}' in '{}' (expected N or N-M)", part,
-                                                std::string(text)));
+      return invalid_argument_error(fmt::format(
+          "bad CPU list element '{}' in '{}' (expected N or N-M)", part, std::string(text)));
     };
     if (part.empty()) return bad();
     const size_t dash = part.find('-');
@@ -56,7 +57,8 @@ Result<CpuList> parse_cpu_list(std::string_view text) {
     } else if (!number(part.substr(0, dash), lo) || !number(part.substr(dash + 1), hi) || hi < lo) {
       return bad();
     }
-    for (int c = lo; c <= hi; ++c) cpus.insert(c);
+    for (int c = lo; c <= hi; ++c)
+      cpus.insert(c);
     pos = comma + 1;
   }
   return CpuList(cpus.begin(), cpus.end());
@@ -66,8 +68,9 @@ std::string ComputeDevice::name() const {
   return kind == Kind::kCpu ? std::string("cpu") : fmt::format("cuda:{}", index);
 }
 
-ExistingBinding detect_existing_binding(const std::function<std::optional<std::string>(const char*)>& env,
-                                        const CpuList& affinity, const CpuList& machine) {
+ExistingBinding detect_existing_binding(
+    const std::function<std::optional<std::string>(const char*)>& env, const CpuList& affinity,
+    const CpuList& machine) {
   for (const char* var : {"SLURM_CPU_BIND_TYPE", "SLURM_CPU_BIND"}) {
     std::optional<std::string> value = env(var);
     if (!value || value->empty()) continue;
@@ -77,8 +80,8 @@ ExistingBinding detect_existing_binding(const std::function<std::optional<std::s
     return {true, fmt::format("{}={} (Slurm bound this task)", var, *value)};
   }
   const std::set<int> have(affinity.begin(), affinity.end());
-  const bool narrower = !affinity.empty() &&
-                        std::any_of(machine.begin(), machine.end(), [&](int c) { return !have.count(c); });
+  const bool narrower = !affinity.empty() && std::any_of(machine.begin(), machine.end(),
+                                                         [&](int c) { return !have.count(c); });
   if (narrower) {
     return {true, fmt::format("the inherited affinity mask {} is narrower than the machine's {} "
                               "(taskset, numactl or the launcher bound this process)",
@@ -92,7 +95,8 @@ ExistingBinding detect_existing_binding(const Topology& topology) {
     const char* v = std::getenv(name);
     return v ? std::optional<std::string>(v) : std::nullopt;
   };
-  // hwloc's allowed set can exclude what cgroups forbid; the affinity mask is what taskset & co. set.
+  // hwloc's allowed set can exclude what cgroups forbid; the affinity mask is what taskset & co.
+  // set.
   return detect_existing_binding(env, current_thread_affinity(), topology.pus());
 }
 
@@ -100,8 +104,8 @@ std::string BindingPlan::describe(std::span<const ComputeDevice> devices) const 
   if (!apply) return fmt::format("no CPU binding: {}", reason);
   std::string out;
   for (size_t i = 0; i < compute.size() && i < devices.size(); ++i) {
-    out += fmt::format("compute {} -> PUs {} ({}); ", devices[i].name(), format_cpu_list(compute[i]),
-                       i < device_notes.size() ? device_notes[i] : "");
+    out += fmt::format("compute {} -> PUs {} ({}); ", devices[i].name(),
+                       format_cpu_list(compute[i]), i < device_notes.size() ? device_notes[i] : "");
   }
   out += fmt::format("io -> PUs {}", format_cpu_list(io));
   if (!reason.empty()) out += fmt::format(" [{}]", reason);
@@ -123,7 +127,8 @@ bool intersects(const CpuList& a, const CpuList& b) {
 
 CpuList merge(const std::vector<CpuList>& lists) {
   std::set<int> all;
-  for (const CpuList& l : lists) all.insert(l.begin(), l.end());
+  for (const CpuList& l : lists)
+    all.insert(l.begin(), l.end());
   return CpuList(all.begin(), all.end());
 }
 
@@ -141,15 +146,17 @@ Result<BindingPlan> plan_binding(const Topology& topology, std::span<const Compu
   if (!options.cpu_cores.empty()) {
     HIVEMIND_ASSIGN_OR_RETURN(usable, parse_cpu_list(options.cpu_cores));
     if (!subset(usable, allowed)) {
-      return invalid_argument_error(fmt::format(
-          "cpu_cores '{}' names PUs this process may not use (usable: {})", options.cpu_cores,
-          format_cpu_list(allowed)));
+      return invalid_argument_error(
+          fmt::format("cpu_cores '{}' names PUs this process may not use (usable: {})",
+                      options.cpu_cores, format_cpu_list(allowed)));
     }
   } else if (existing.bound) {
-    plan.reason = fmt::format("already bound: {}; leaving threads where the launcher put them", existing.reason);
+    plan.reason = fmt::format("already bound: {}; leaving threads where the launcher put them",
+                              existing.reason);
     return plan;
   }
-  // Whole cores, restricted to the usable PUs: hyperthreads of one core are not split across threads.
+  // Whole cores, restricted to the usable PUs: hyperthreads of one core are not split across
+  // threads.
   std::vector<CpuList> cores;
   for (const CpuList& core : topology.cores()) {
     CpuList pus;
@@ -168,27 +175,32 @@ Result<BindingPlan> plan_binding(const Topology& topology, std::span<const Compu
     std::vector<size_t> remote;
     std::string note;
     if (device.kind == ComputeDevice::Kind::kCuda) {
-      Result<Topology::Locality> where = device.pci_bus_id.empty()
-                                             ? topology.osdev_locality(fmt::format("cuda{}", device.index))
-                                             : topology.pci_locality(device.pci_bus_id);
+      Result<Topology::Locality> where =
+          device.pci_bus_id.empty() ? topology.osdev_locality(fmt::format("cuda{}", device.index))
+                                    : topology.pci_locality(device.pci_bus_id);
       if (where.is_ok()) {
         for (size_t c = 0; c < cores.size(); ++c) {
           (intersects(cores[c], where->pus) ? local : remote).push_back(c);
         }
-        note = where->numa_node >= 0 ? fmt::format("local to {}, NUMA {}", where->via, where->numa_node)
-                                     : fmt::format("local to {}", where->via);
+        note = where->numa_node >= 0
+                   ? fmt::format("local to {}, NUMA {}", where->via, where->numa_node)
+                   : fmt::format("local to {}", where->via);
         if (local.empty()) note += "; none of its cores is usable, using others";
       } else {
-        for (size_t c = 0; c < cores.size(); ++c) local.push_back(c);
+        for (size_t c = 0; c < cores.size(); ++c)
+          local.push_back(c);
         note = fmt::format("GPU not located ({}), any core", where.status().message());
       }
     } else {
-      for (size_t c = 0; c < cores.size(); ++c) local.push_back(c);
+      for (size_t c = 0; c < cores.size(); ++c)
+        local.push_back(c);
       note = "cpu device";
     }
-    // Processes of one node (local ranks) that see GPUs on the same NUMA node take successive slices.
+    // Processes of one node (local ranks) that see GPUs on the same NUMA node take successive
+    // slices.
     if (!local.empty()) {
-      const size_t shift = (static_cast<size_t>(std::max(0, options.local_rank)) * need) % local.size();
+      const size_t shift =
+          (static_cast<size_t>(std::max(0, options.local_rank)) * need) % local.size();
       std::rotate(local.begin(), local.begin() + static_cast<std::ptrdiff_t>(shift), local.end());
     }
     std::vector<size_t> picked;
@@ -200,7 +212,8 @@ Result<BindingPlan> plan_binding(const Topology& topology, std::span<const Compu
     if (picked.size() < need) {
       // More compute threads than cores: share rather than leave a thread unbound.
       for (size_t c : local.empty() ? remote : local) {
-        if (picked.size() < need && std::find(picked.begin(), picked.end(), c) == picked.end()) picked.push_back(c);
+        if (picked.size() < need && std::find(picked.begin(), picked.end(), c) == picked.end())
+          picked.push_back(c);
       }
       note += "; shares cores with another compute thread";
     }
@@ -232,7 +245,8 @@ Status bind_current_thread(const CpuList& cpus) {
   cpu_set_t set;
   CPU_ZERO(&set);
   for (int c : cpus) {
-    if (c < 0 || c >= CPU_SETSIZE) return invalid_argument_error(fmt::format("CPU {} out of range", c));
+    if (c < 0 || c >= CPU_SETSIZE)
+      return invalid_argument_error(fmt::format("CPU {} out of range", c));
     CPU_SET(c, &set);
   }
   if (sched_setaffinity(0, sizeof(set), &set) != 0) return errno_error("sched_setaffinity", errno);

@@ -1,13 +1,11 @@
-#include <hivemind/runtime/runtime.h>
-
 #include <dlfcn.h>
-
 #include <fmt/format.h>
 #include <torch/types.h>
 #include <torch/utils.h>
 
 #include <hivemind/common/logging.h>
 #include <hivemind/runtime/expert_backend.h>
+#include <hivemind/runtime/runtime.h>
 
 #include "device_worker.h"
 
@@ -16,11 +14,12 @@ namespace hivemind::runtime {
 void set_compute_threads(int threads) {
   if (threads <= 0) return;
   at::set_num_threads(threads);
-  // LibTorch does not forward its thread count to OpenBLAS, whose pthread build otherwise starts one
-  // thread per core for every GEMM and oversubscribes the machine (hivemind issue #65). The symbol is
-  // looked up at run time so other BLAS builds need nothing.
+  // LibTorch does not forward its thread count to OpenBLAS, whose pthread build otherwise starts
+  // one thread per core for every GEMM and oversubscribes the machine (hivemind issue #65). The
+  // symbol is looked up at run time so other BLAS builds need nothing.
   using SetThreads = void (*)(int);
-  static auto* openblas_set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  static auto* openblas_set =
+      reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   if (openblas_set != nullptr) openblas_set(threads);
 }
 
@@ -29,23 +28,27 @@ Status ExpertPools::submit_forward(std::vector<torch::Tensor> inputs, TaskDone d
   return forward->submit(std::move(inputs), std::move(done));
 }
 
-Status ExpertPools::submit_backward(std::vector<torch::Tensor> inputs_and_grads, TaskDone done) const {
+Status ExpertPools::submit_backward(std::vector<torch::Tensor> inputs_and_grads,
+                                    TaskDone done) const {
   HIVEMIND_RETURN_IF_ERROR(backend->check_backward(inputs_and_grads).status());
   return backward->submit(std::move(inputs_and_grads), std::move(done));
 }
 
 Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {}
 
-Runtime::~Runtime() { stop(); }
+Runtime::~Runtime() {
+  stop();
+}
 
 Result<std::shared_ptr<TaskPool>> Runtime::add_pool(TaskPoolOptions options, BatchFn fn) {
   if (options.max_batch_size < 1) {
-    return invalid_argument_error(fmt::format("pool {}: max_batch_size must be >= 1, got {}", options.name,
-                                              options.max_batch_size));
+    return invalid_argument_error(fmt::format("pool {}: max_batch_size must be >= 1, got {}",
+                                              options.name, options.max_batch_size));
   }
   if (options.min_batch_size < 1 || options.min_batch_size > options.max_batch_size) {
-    return invalid_argument_error(fmt::format("pool {}: min_batch_size must be in [1, max_batch_size={}], got {}",
-                                              options.name, options.max_batch_size, options.min_batch_size));
+    return invalid_argument_error(
+        fmt::format("pool {}: min_batch_size must be in [1, max_batch_size={}], got {}",
+                    options.name, options.max_batch_size, options.min_batch_size));
   }
   if (options.fill_timeout.count() < 0) {
     return invalid_argument_error(fmt::format("pool {}: fill_timeout must be >= 0", options.name));
@@ -53,7 +56,8 @@ Result<std::shared_ptr<TaskPool>> Runtime::add_pool(TaskPoolOptions options, Bat
   if (!fn) return invalid_argument_error(fmt::format("pool {}: no batch function", options.name));
   std::lock_guard lock(mutex_);
   if (started_ || stopped_) {
-    return unavailable_error(fmt::format("pool {}: pools are added before Runtime::start()", options.name));
+    return unavailable_error(
+        fmt::format("pool {}: pools are added before Runtime::start()", options.name));
   }
   const std::string device = options.device.str();
   auto& worker = workers_[device];
@@ -74,7 +78,8 @@ Result<std::shared_ptr<TaskPool>> Runtime::add_pool(TaskPoolOptions options, Bat
   return pool;
 }
 
-Result<ExpertPools> Runtime::add_expert(std::shared_ptr<ExpertBackend> backend, const BatchLimits& limits) {
+Result<ExpertPools> Runtime::add_expert(std::shared_ptr<ExpertBackend> backend,
+                                        const BatchLimits& limits) {
   if (!backend) return invalid_argument_error("add_expert: no backend");
   ExpertPools pools;
   pools.backend = backend;
@@ -102,9 +107,11 @@ Status Runtime::start() {
   if (stopped_) return unavailable_error("the runtime was stopped; create a new one");
   if (started_) return Status::ok();
   started_ = true;
-  for (auto& [device, worker] : workers_) worker->start();
-  logger("runtime")->debug("runtime started: {} pool(s) on {} compute thread(s), {} intra-op thread(s) each",
-                          pools_.size(), workers_.size(), options_.intra_op_threads);
+  for (auto& [device, worker] : workers_)
+    worker->start();
+  logger("runtime")->debug(
+      "runtime started: {} pool(s) on {} compute thread(s), {} intra-op thread(s) each",
+      pools_.size(), workers_.size(), options_.intra_op_threads);
   return Status::ok();
 }
 
@@ -120,9 +127,11 @@ Status Runtime::drain(Deadline deadline) {
     workers = workers_;
   }
   bool complete = true;
-  for (auto& [device, worker] : workers) complete = worker->drain(deadline) && complete;
+  for (auto& [device, worker] : workers)
+    complete = worker->drain(deadline) && complete;
   stop();
-  if (!complete) return timeout_error("the drain deadline passed with tasks still queued; they were canceled");
+  if (!complete)
+    return timeout_error("the drain deadline passed with tasks still queued; they were canceled");
   return Status::ok();
 }
 
@@ -133,12 +142,14 @@ void Runtime::stop() {
     stopped_ = true;
     workers = workers_;
   }
-  for (auto& [device, worker] : workers) worker->stop();
+  for (auto& [device, worker] : workers)
+    worker->stop();
 }
 
 void Runtime::wake() {
   std::lock_guard lock(mutex_);
-  for (auto& [device, worker] : workers_) worker->wake();
+  for (auto& [device, worker] : workers_)
+    worker->wake();
 }
 
 std::vector<std::shared_ptr<TaskPool>> Runtime::pools() const {

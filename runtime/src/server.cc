@@ -1,6 +1,4 @@
 // The lifecycle half of the server: build, listen, declare, checkpoint, report, drain.
-#include <hivemind/runtime/server.h>
-
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -11,8 +9,8 @@
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
 #include <hivemind/common/text.h>
-
 #include <hivemind/dht/expert_registry.h>
+#include <hivemind/runtime/server.h>
 
 #include "server_impl.h"
 
@@ -20,13 +18,18 @@ namespace hivemind::runtime {
 
 namespace {
 
-auto log() { return logger("runtime"); }
+auto log() {
+  return logger("runtime");
+}
 
-Milliseconds seconds(double s) { return Milliseconds(static_cast<int64_t>(std::llround(s * 1000.0))); }
+Milliseconds seconds(double s) {
+  return Milliseconds(static_cast<int64_t>(std::llround(s * 1000.0)));
+}
 
 torch::Device torch_device(const ComputeDevice& d) {
-  return d.kind == ComputeDevice::Kind::kCpu ? torch::Device(torch::kCPU)
-                                             : torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(d.index));
+  return d.kind == ComputeDevice::Kind::kCpu
+             ? torch::Device(torch::kCPU)
+             : torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(d.index));
 }
 
 }  // namespace
@@ -43,8 +46,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   impl->declare = impl->options.declare;
-  // Placement first (the I/O thread is bound as it starts), then the network (the DHT tells which uids
-  // of a pattern are free), then the experts.
+  // Placement first (the I/O thread is bound as it starts), then the network (the DHT tells which
+  // uids of a pattern are free), then the experts.
   HIVEMIND_RETURN_IF_ERROR(impl->place_threads());
   HIVEMIND_RETURN_IF_ERROR(impl->listen());
   HIVEMIND_RETURN_IF_ERROR(impl->choose_uids());
@@ -71,10 +74,12 @@ Status Server::Impl::place_threads() {
   } else if (auto topo = Topology::load_system(); !topo.is_ok()) {
     binding_text = "no CPU binding: " + topo.status().message();
   } else {
-    HIVEMIND_ASSIGN_OR_RETURN(BindingPlan plan, plan_binding(*topo, devices, po, detect_existing_binding(*topo)));
+    HIVEMIND_ASSIGN_OR_RETURN(BindingPlan plan,
+                              plan_binding(*topo, devices, po, detect_existing_binding(*topo)));
     binding_text = plan.describe(devices);
     if (plan.apply) {
-      for (size_t i = 0; i < devices.size(); ++i) ro.thread_binding[torch_device(devices[i]).str()] = plan.compute[i];
+      for (size_t i = 0; i < devices.size(); ++i)
+        ro.thread_binding[torch_device(devices[i]).str()] = plan.compute[i];
       io_binding = plan.io;
     }
   }
@@ -98,9 +103,10 @@ Status Server::Impl::choose_uids() {
           if (!(*live)[i]) free.push_back((*grid)[i]);
         }
         if (static_cast<int>(free.size()) < options.num_experts) {
-          return invalid_argument_error(fmt::format(
-              "--expert_pattern '{}' has only {} uid(s) not already served in the DHT; --num_experts is {}",
-              options.expert_pattern, free.size(), options.num_experts));
+          return invalid_argument_error(
+              fmt::format("--expert_pattern '{}' has only {} uid(s) not already served in the DHT; "
+                          "--num_experts is {}",
+                          options.expert_pattern, free.size(), options.num_experts));
         }
         std::random_device entropy;
         std::mt19937_64 rng((static_cast<uint64_t>(entropy()) << 32) ^ entropy());
@@ -110,7 +116,8 @@ Status Server::Impl::choose_uids() {
         uids = std::move(free);
         return Status::ok();
       }
-      log()->warn("could not ask the DHT which uids are taken ({}); picking at random", live.status().to_string());
+      log()->warn("could not ask the DHT which uids are taken ({}); picking at random",
+                  live.status().to_string());
     }
   }
   HIVEMIND_ASSIGN_OR_RETURN(uids, server_expert_uids(options));
@@ -127,7 +134,8 @@ Status Server::Impl::build_experts() {
   opt.momentum = o.momentum;
   opt.weight_decay = o.weight_decay;
   opt.clip_grad_norm = o.clip_grad_norm;
-  if (o.warmup_steps > 0 || o.total_steps > 0) opt.lr_schedule = linear_warmup_schedule(o.warmup_steps, o.total_steps);
+  if (o.warmup_steps > 0 || o.total_steps > 0)
+    opt.lr_schedule = linear_warmup_schedule(o.warmup_steps, o.total_steps);
   ExpertConfig config;
   config.cls = o.expert_cls;
   config.hidden_dim = o.hidden_dim;
@@ -147,9 +155,11 @@ Status Server::Impl::build_experts() {
       const auto file = checkpoint_path(o.checkpoint_dir, uid);
       Status loaded = backend->load_checkpoint(file);
       if (loaded.is_ok()) {
-        log()->info("expert {}: resumed from {} ({} updates)", uid, file.string(), backend->update_count());
+        log()->info("expert {}: resumed from {} ({} updates)", uid, file.string(),
+                    backend->update_count());
       } else if (loaded.code() != StatusCode::kNotFound) {
-        return loaded.with_context(fmt::format("expert {}: cannot resume (move the file away to start fresh)", uid));
+        return loaded.with_context(
+            fmt::format("expert {}: cannot resume (move the file away to start fresh)", uid));
       }
     }
     HostedExpert hosted;
@@ -160,7 +170,8 @@ Status Server::Impl::build_experts() {
     hosted.info.expert_cls = o.expert_cls;
     hosted.info.inputs = backend->input_schema();
     hosted.info.outputs = backend->output_schema();
-    hosted.info.max_batch_size = static_cast<uint32_t>(std::min<int64_t>(o.max_batch_size, UINT32_MAX));
+    hosted.info.max_batch_size =
+        static_cast<uint32_t>(std::min<int64_t>(o.max_batch_size, UINT32_MAX));
     TaskPoolOptions pool;
     pool.max_batch_size = o.max_batch_size;
     pool.min_batch_size = o.min_batch_size;
@@ -168,18 +179,19 @@ Status Server::Impl::build_experts() {
     pool.device = bo.device;
     hosted.forward_metrics = CallMetrics::create(metrics, uid, "forward");
     hosted.backward_metrics = CallMetrics::create(metrics, uid, "backward");
-    // One task pool per method: batches assembled from the wire bytes, their sizes observed, then the
-    // backend's forward or backward.
+    // One task pool per method: batches assembled from the wire bytes, their sizes observed, then
+    // the backend's forward or backward.
     auto add_method_pool = [&](bool backward) -> Result<std::shared_ptr<TaskPool>> {
       const char* method = backward ? "backward" : "forward";
       pool.name = fmt::format("{}/{}", uid, method);
-      pool.assemble = make_wire_assembler(backward ? hosted.backward_in : hosted.forward_in, bo.device,
-                                          o.detect_anomalies, o.intra_op_threads,
+      pool.assemble = make_wire_assembler(backward ? hosted.backward_in : hosted.forward_in,
+                                          bo.device, o.detect_anomalies, o.intra_op_threads,
                                           fmt::format("expert '{}' {}", uid, method));
       ExpertBackend* raw = backend.get();
       Histogram* batches = (backward ? hosted.backward_metrics : hosted.forward_metrics).batch_size;
       return runtime->add_pool(pool, [raw, batches, backward](std::vector<torch::Tensor> batch) {
-        if (!batch.empty() && batch[0].dim() > 0) batches->observe(static_cast<double>(batch[0].size(0)));
+        if (!batch.empty() && batch[0].dim() > 0)
+          batches->observe(static_cast<double>(batch[0].size(0)));
         return backward ? raw->backward(std::move(batch)) : raw->forward(std::move(batch));
       });
     };
@@ -187,7 +199,8 @@ Status Server::Impl::build_experts() {
     HIVEMIND_ASSIGN_OR_RETURN(hosted.backward, add_method_pool(true));
     experts.emplace(uid, std::move(hosted));
   }
-  log()->info("{} {} expert(s), hidden_dim {}, on {}: {}{}", uids.size(), o.expert_cls, o.hidden_dim, o.device,
+  log()->info("{} {} expert(s), hidden_dim {}, on {}: {}{}", uids.size(), o.expert_cls,
+              o.hidden_dim, o.device,
               fmt::join(uids.begin(), uids.begin() + std::min<size_t>(uids.size(), 8), " "),
               uids.size() > 8 ? " ..." : "");
   return Status::ok();
@@ -197,32 +210,43 @@ Status Server::Impl::start_metrics() {
   for (const auto& [uid, e] : experts) {
     std::shared_ptr<TaskPool> forward = e.forward, backward = e.backward;
     metrics.gauge_callback("hivemind_expert_queue_depth", "Requests waiting in the expert's queue",
-                           {{"expert", uid}, {"method", "forward"}},
-                           [forward] { return static_cast<double>(forward->stats().queued_tasks); });
+                           {{"expert", uid}, {"method", "forward"}}, [forward] {
+                             return static_cast<double>(forward->stats().queued_tasks);
+                           });
     metrics.gauge_callback("hivemind_expert_queue_depth", "Requests waiting in the expert's queue",
-                           {{"expert", uid}, {"method", "backward"}},
-                           [backward] { return static_cast<double>(backward->stats().queued_tasks); });
+                           {{"expert", uid}, {"method", "backward"}}, [backward] {
+                             return static_cast<double>(backward->stats().queued_tasks);
+                           });
     std::shared_ptr<ExpertBackend> backend = e.backend;
     metrics.counter_callback("hivemind_expert_updates_total", "Optimizer steps taken by the expert",
-                             {{"expert", uid}}, [backend] { return static_cast<double>(backend->update_count()); });
+                             {{"expert", uid}},
+                             [backend] { return static_cast<double>(backend->update_count()); });
   }
-  metrics.gauge("hivemind_server_experts", "Experts this server hosts").set(static_cast<double>(experts.size()));
+  metrics.gauge("hivemind_server_experts", "Experts this server hosts")
+      .set(static_cast<double>(experts.size()));
   // The listener's frames: expert calls, "info" and the DHT's requests, which share it.
   const MetricLabels transport_label{{"transport", rpc->transport()}};
   std::shared_ptr<transport::rpc::Server> listener = rpc;
-  metrics.counter_callback("hivemind_transport_requests_total", "Request frames received by the server's listener",
-                           transport_label, [listener] { return static_cast<double>(listener->stats().requests); });
-  metrics.counter_callback("hivemind_transport_error_replies_total", "Replies that carried an error",
-                           transport_label, [listener] { return static_cast<double>(listener->stats().error_replies); });
-  metrics.counter_callback("hivemind_transport_bytes_received_total", "Bytes of request frames received",
-                           transport_label, [listener] { return static_cast<double>(listener->stats().bytes_received); });
-  metrics.counter_callback("hivemind_transport_bytes_sent_total", "Bytes of reply frames sent", transport_label,
-                           [listener] { return static_cast<double>(listener->stats().bytes_sent); });
+  metrics.counter_callback("hivemind_transport_requests_total",
+                           "Request frames received by the server's listener", transport_label,
+                           [listener] { return static_cast<double>(listener->stats().requests); });
+  metrics.counter_callback(
+      "hivemind_transport_error_replies_total", "Replies that carried an error", transport_label,
+      [listener] { return static_cast<double>(listener->stats().error_replies); });
+  metrics.counter_callback("hivemind_transport_bytes_received_total",
+                           "Bytes of request frames received", transport_label, [listener] {
+                             return static_cast<double>(listener->stats().bytes_received);
+                           });
+  metrics.counter_callback(
+      "hivemind_transport_bytes_sent_total", "Bytes of reply frames sent", transport_label,
+      [listener] { return static_cast<double>(listener->stats().bytes_sent); });
   if (dht) {
-    // shutdown() stops the HTTP server before it drops the DHT node, so the pointer outlives every scrape.
+    // shutdown() stops the HTTP server before it drops the DHT node, so the pointer outlives every
+    // scrape.
     dht::Dht* node = dht.get();
-    metrics.gauge_callback("hivemind_dht_routing_table_size", "Peers in the routing table of the server's DHT node",
-                           {}, [node] { return static_cast<double>(node->peers().size()); });
+    metrics.gauge_callback("hivemind_dht_routing_table_size",
+                           "Peers in the routing table of the server's DHT node", {},
+                           [node] { return static_cast<double>(node->peers().size()); });
   }
   if (options.metrics_port < 0) return Status::ok();
   MetricsHttpServerOptions http;
@@ -264,20 +288,26 @@ Status Server::Impl::listen() {
     if (!node.is_ok()) return node.status().with_context("joining the DHT (check --initial_peers)");
     dht = std::move(node).value();
     log()->info("DHT node {} ({})", dht->address(),
-                o.initial_peers.empty() ? std::string("new swarm") : fmt::format("joined via {}", fmt::join(o.initial_peers, ", ")));
+                o.initial_peers.empty()
+                    ? std::string("new swarm")
+                    : fmt::format("joined via {}", fmt::join(o.initial_peers, ", ")));
   }
   return Status::ok();
 }
 
 void Server::Impl::register_handlers() {
   rpc->handle(std::string(protocol::kInfoMethod),
-              [this](transport::Message m, transport::rpc::Responder r) { handle_info(std::move(m), std::move(r)); });
-  rpc->handle(std::string(protocol::kForwardMethod), [this](transport::Message m, transport::rpc::Responder r) {
-    handle_call(false, std::move(m), std::move(r));
-  });
-  rpc->handle(std::string(protocol::kBackwardMethod), [this](transport::Message m, transport::rpc::Responder r) {
-    handle_call(true, std::move(m), std::move(r));
-  });
+              [this](transport::Message m, transport::rpc::Responder r) {
+                handle_info(std::move(m), std::move(r));
+              });
+  rpc->handle(std::string(protocol::kForwardMethod),
+              [this](transport::Message m, transport::rpc::Responder r) {
+                handle_call(false, std::move(m), std::move(r));
+              });
+  rpc->handle(std::string(protocol::kBackwardMethod),
+              [this](transport::Message m, transport::rpc::Responder r) {
+                handle_call(true, std::move(m), std::move(r));
+              });
 }
 
 Status Server::start() {
@@ -290,7 +320,9 @@ Status Server::start() {
   HIVEMIND_RETURN_IF_ERROR(s.runtime->start());
   s.register_handlers();
   Status declared = s.declare_once();
-  if (!declared.is_ok()) log()->warn("first declaration failed (retrying every update_period): {}", declared.to_string());
+  if (!declared.is_ok())
+    log()->warn("first declaration failed (retrying every update_period): {}",
+                declared.to_string());
   s.last_stats_at = SteadyClock::now();
   s.maintenance = std::thread([&s] { s.maintenance_loop(); });
   log()->info("serving {} expert(s) at {}", s.uids.size(), s.rpc->address());
@@ -298,19 +330,26 @@ Status Server::start() {
 }
 
 Status Server::Impl::declare_once() {
-  const DhtTime expiration = SystemClock::instance().dht_now() +
-                             static_cast<DhtTime>(std::llround(effective_expiration(options) * 1000.0));
-  const Deadline deadline = Deadline::after(std::min(seconds(options.update_period), Milliseconds(30000)));
+  const DhtTime expiration =
+      SystemClock::instance().dht_now() +
+      static_cast<DhtTime>(std::llround(effective_expiration(options) * 1000.0));
+  const Deadline deadline =
+      Deadline::after(std::min(seconds(options.update_period), Milliseconds(30000)));
   if (declare) return declare(uids, rpc->address(), expiration, deadline);
   if (dht) return dht::declare_experts(*dht, uids, rpc->address(), expiration, deadline);
-  return unsupported_error("this build has no DHT module and no declare hook was given: experts are not announced");
+  return unsupported_error(
+      "this build has no DHT module and no declare hook was given: experts are not announced");
 }
 
 void Server::Impl::maintenance_loop() {
   SteadyTime now = SteadyClock::now();
   SteadyTime next_declare = now + seconds(options.update_period);
-  SteadyTime next_checkpoint = options.checkpoint_dir.empty() ? SteadyTime::max() : now + seconds(options.checkpoint_interval);
-  SteadyTime next_stats = options.stats_report_interval > 0 ? now + seconds(options.stats_report_interval) : SteadyTime::max();
+  SteadyTime next_checkpoint = options.checkpoint_dir.empty()
+                                   ? SteadyTime::max()
+                                   : now + seconds(options.checkpoint_interval);
+  SteadyTime next_stats = options.stats_report_interval > 0
+                              ? now + seconds(options.stats_report_interval)
+                              : SteadyTime::max();
   std::unique_lock lock(mutex);
   while (!stop_maintenance) {
     now = SteadyClock::now();
@@ -320,8 +359,10 @@ void Server::Impl::maintenance_loop() {
       lock.unlock();
       Status s = checkpoint_all();
       if (requested || !s.is_ok()) {
-        if (s.is_ok()) log()->info("checkpoint written ({} expert(s)) on request", uids.size());
-        else log()->error("checkpoint failed: {}", s.to_string());
+        if (s.is_ok())
+          log()->info("checkpoint written ({} expert(s)) on request", uids.size());
+        else
+          log()->error("checkpoint failed: {}", s.to_string());
       }
       lock.lock();
       if (now >= next_checkpoint) next_checkpoint = now + seconds(options.checkpoint_interval);
@@ -356,7 +397,8 @@ void Server::Impl::report_stats() {
     const TaskPoolStats f = e.forward->stats();
     const TaskPoolStats b = e.backward->stats();
     auto& [lf, lb] = last_stats[uid];
-    const uint64_t req_f = f.tasks_submitted - lf.tasks_submitted, req_b = b.tasks_submitted - lb.tasks_submitted;
+    const uint64_t req_f = f.tasks_submitted - lf.tasks_submitted,
+                   req_b = b.tasks_submitted - lb.tasks_submitted;
     const uint64_t smp_f = f.samples - lf.samples, smp_b = b.samples - lb.samples;
     const uint64_t bat_f = f.batches - lf.batches, bat_b = b.batches - lb.batches;
     lf = f;
@@ -364,15 +406,18 @@ void Server::Impl::report_stats() {
     total_requests += req_f + req_b;
     total_samples += smp_f + smp_b;
     if (req_f + req_b == 0 && f.queued_tasks + b.queued_tasks == 0) continue;
-    log()->info("stats {}: forward {} req, {:.1f} samples/s, mean batch {:.1f}, queue {} | backward {} req, "
-                "{:.1f} samples/s, mean batch {:.1f}, queue {}",
-                uid, req_f, static_cast<double>(smp_f) / elapsed,
-                bat_f ? static_cast<double>(smp_f) / static_cast<double>(bat_f) : 0.0, f.queued_tasks, req_b,
-                static_cast<double>(smp_b) / elapsed, bat_b ? static_cast<double>(smp_b) / static_cast<double>(bat_b) : 0.0,
-                b.queued_tasks);
+    log()->info(
+        "stats {}: forward {} req, {:.1f} samples/s, mean batch {:.1f}, queue {} | backward {} "
+        "req, "
+        "{:.1f} samples/s, mean batch {:.1f}, queue {}",
+        uid, req_f, static_cast<double>(smp_f) / elapsed,
+        bat_f ? static_cast<double>(smp_f) / static_cast<double>(bat_f) : 0.0, f.queued_tasks,
+        req_b, static_cast<double>(smp_b) / elapsed,
+        bat_b ? static_cast<double>(smp_b) / static_cast<double>(bat_b) : 0.0, b.queued_tasks);
   }
-  log()->info("stats: {} expert(s), {} request(s), {:.1f} samples/s over the last {:.0f} s", experts.size(),
-              total_requests, static_cast<double>(total_samples) / elapsed, elapsed);
+  log()->info("stats: {} expert(s), {} request(s), {:.1f} samples/s over the last {:.0f} s",
+              experts.size(), total_requests, static_cast<double>(total_samples) / elapsed,
+              elapsed);
 }
 
 Status Server::Impl::checkpoint_all() {
@@ -403,7 +448,8 @@ Status Server::Impl::shutdown(Milliseconds grace) {
   if (maintenance.joinable()) maintenance.join();
   Status drained = runtime ? runtime->drain(drain_deadline) : Status::ok();
   // Queued and in-flight batches are done; wait until their replies have left.
-  while (rpc && rpc->in_flight() > 0 && !deadline.expired()) std::this_thread::sleep_for(Milliseconds(2));
+  while (rpc && rpc->in_flight() > 0 && !deadline.expired())
+    std::this_thread::sleep_for(Milliseconds(2));
   Status saved = checkpoint_all();
   if (metrics_http) metrics_http->stop();  // its callbacks read the DHT node and the listener
   if (rpc) rpc->close();
@@ -412,7 +458,8 @@ Status Server::Impl::shutdown(Milliseconds grace) {
   const double took = std::chrono::duration<double>(SteadyClock::now() - start).count();
   if (!drained.is_ok()) log()->warn("drain: {}", drained.to_string());
   if (!saved.is_ok()) log()->error("final checkpoint failed: {}", saved.to_string());
-  log()->info("server stopped in {:.2f} s{}", took, options.checkpoint_dir.empty() ? "" : ", experts checkpointed");
+  log()->info("server stopped in {:.2f} s{}", took,
+              options.checkpoint_dir.empty() ? "" : ", experts checkpointed");
   shutdown_result = !saved.is_ok() ? saved : drained;
   return *shutdown_result;
 }
@@ -423,14 +470,18 @@ Server::Impl::~Impl() {
 }
 
 // ---------------------------------------------------------------------------------------------------
-std::string Server::address() const { return impl_->rpc->address(); }
+std::string Server::address() const {
+  return impl_->rpc->address();
+}
 
 std::string Server::dht_address() const {
   if (impl_->dht) return impl_->dht->address();
   return "";
 }
 
-const std::vector<std::string>& Server::expert_uids() const { return impl_->uids; }
+const std::vector<std::string>& Server::expert_uids() const {
+  return impl_->uids;
+}
 
 std::shared_ptr<ExpertBackend> Server::backend(const std::string& uid) const {
   auto it = impl_->experts.find(uid);
@@ -441,13 +492,18 @@ std::string Server::metrics_address() const {
   return impl_->metrics_http ? "http://" + impl_->metrics_http->address() + "/metrics" : "";
 }
 
-std::string Server::metrics_text() const { return impl_->metrics.render(); }
+std::string Server::metrics_text() const {
+  return impl_->metrics.render();
+}
 
-std::string Server::binding() const { return impl_->binding_text; }
+std::string Server::binding() const {
+  return impl_->binding_text;
+}
 
 std::vector<ExpertStats> Server::stats() const {
   std::vector<ExpertStats> out;
-  for (const auto& [uid, e] : impl_->experts) out.push_back({uid, e.forward->stats(), e.backward->stats()});
+  for (const auto& [uid, e] : impl_->experts)
+    out.push_back({uid, e.forward->stats(), e.backward->stats()});
   return out;
 }
 
@@ -475,8 +531,12 @@ Status Server::wait() {
   return shutdown(seconds(impl_->options.grace_period));
 }
 
-Status Server::checkpoint_all() { return impl_->checkpoint_all(); }
+Status Server::checkpoint_all() {
+  return impl_->checkpoint_all();
+}
 
-Status Server::shutdown(Milliseconds grace) { return impl_->shutdown(grace); }
+Status Server::shutdown(Milliseconds grace) {
+  return impl_->shutdown(grace);
+}
 
 }  // namespace hivemind::runtime

@@ -1,4 +1,5 @@
-// Private state of runtime::Server, shared by its lifecycle (server.cc) and RPC (server_rpc.cc) halves.
+// Private state of runtime::Server, shared by its lifecycle (server.cc) and RPC (server_rpc.cc)
+// halves.
 #pragma once
 
 #include <atomic>
@@ -13,22 +14,22 @@
 
 #include <hivemind/common/metrics.h>
 #include <hivemind/common/metrics_http_server.h>
+#include <hivemind/dht/dht.h>
 #include <hivemind/protocol/expert_rpc.h>
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/runtime.h>
 #include <hivemind/runtime/server.h>
 #include <hivemind/transport/context.h>
+#include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/rpc/server.h>
 #include <hivemind/transport/worker.h>
 
-#include <hivemind/dht/dht.h>
 #include "server_metrics.h"
-#include <hivemind/transport/rpc/client.h>
 
 namespace hivemind::runtime {
 
-// One hosted expert: its backend, its two pools, and what "info" answers. Immutable after create(), so
-// the I/O thread reads it without locks.
+// One hosted expert: its backend, its two pools, and what "info" answers. Immutable after create(),
+// so the I/O thread reads it without locks.
 struct HostedExpert {
   std::shared_ptr<ExpertBackend> backend;
   std::shared_ptr<TaskPool> forward;
@@ -97,7 +98,7 @@ struct Server::Impl {
 };
 
 // Builds the batch of a pool from still-encoded request tensors (server_rpc.cc).
-AssembleFn make_wire_assembler(std::vector<TensorSchema> schemas, torch::Device device, bool detect_anomalies,
-                               int cpu_threads, std::string what);
+AssembleFn make_wire_assembler(std::vector<TensorSchema> schemas, torch::Device device,
+                               bool detect_anomalies, int cpu_threads, std::string what);
 
 }  // namespace hivemind::runtime

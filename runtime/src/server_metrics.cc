@@ -20,15 +20,20 @@ const std::vector<double>& batch_buckets() {
 
 }  // namespace
 
-CallMetrics CallMetrics::create(MetricsRegistry& registry, const std::string& uid, const char* method) {
+CallMetrics CallMetrics::create(MetricsRegistry& registry, const std::string& uid,
+                                const char* method) {
   const MetricLabels labels{{"expert", uid}, {"method", method}};
   CallMetrics m;
-  m.requests = &registry.counter("hivemind_expert_requests_total", "Expert requests received", labels);
-  m.errors = &registry.counter("hivemind_expert_errors_total", "Expert requests answered with an error", labels);
+  m.requests =
+      &registry.counter("hivemind_expert_requests_total", "Expert requests received", labels);
+  m.errors = &registry.counter("hivemind_expert_errors_total",
+                               "Expert requests answered with an error", labels);
   m.latency = &registry.histogram("hivemind_expert_request_seconds",
-                                  "Seconds from a request's arrival to its reply", latency_buckets(), labels);
-  m.batch_size = &registry.histogram("hivemind_expert_batch_size", "Samples per batch run by the compute thread",
-                                     batch_buckets(), labels);
+                                  "Seconds from a request's arrival to its reply",
+                                  latency_buckets(), labels);
+  m.batch_size =
+      &registry.histogram("hivemind_expert_batch_size",
+                          "Samples per batch run by the compute thread", batch_buckets(), labels);
   return m;
 }
 

@@ -9,7 +9,8 @@
 //   hivemind_expert_updates_total{expert}                optimizer steps taken
 //   hivemind_server_experts                              experts this server hosts
 //   hivemind_transport_{requests,error_replies,bytes_received,bytes_sent}_total{transport}
-//                                                        every frame of the listener (experts and DHT)
+//                                                        every frame of the listener (experts and
+//                                                        DHT)
 //   hivemind_dht_routing_table_size                      peers in this server's DHT node
 //
 // Hot-path updates are relaxed atomics on objects resolved once at start; nothing is looked up per

@@ -1,5 +1,3 @@
-#include <hivemind/runtime/server_options.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -12,11 +10,13 @@
 #include <hivemind/common/text.h>
 #include <hivemind/dht/uid_pattern.h>
 #include <hivemind/runtime/pinning.h>
+#include <hivemind/runtime/server_options.h>
 #include <hivemind/runtime/tensor_schema.h>
 
 namespace hivemind::runtime {
 
-Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts, uint64_t seed) {
+Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts,
+                                                       uint64_t seed) {
   if (num_experts < 0) return invalid_argument_error("--num_experts must be >= 0");
   auto uids = dht::expand_uid_pattern(pattern, num_experts, seed);
   if (!uids.is_ok()) return uids.status().with_context("--expert_pattern");
@@ -41,16 +41,21 @@ Status validate(const ServerOptions& o) {
   };
   const auto& classes = expert_classes();
   need(std::find(classes.begin(), classes.end(), o.expert_cls) != classes.end(),
-       fmt::format("--expert_cls '{}' is unknown; use one of: {}", o.expert_cls, fmt::join(classes, ", ")));
-  need(o.hidden_dim >= 1 && o.hidden_dim <= (1 << 20), fmt::format("--hidden_dim ({}) must be in [1, 1048576]", o.hidden_dim));
+       fmt::format("--expert_cls '{}' is unknown; use one of: {}", o.expert_cls,
+                   fmt::join(classes, ", ")));
+  need(o.hidden_dim >= 1 && o.hidden_dim <= (1 << 20),
+       fmt::format("--hidden_dim ({}) must be in [1, 1048576]", o.hidden_dim));
   need(o.seq_len >= 1, fmt::format("--seq_len ({}) must be >= 1", o.seq_len));
   if (o.expert_uids.empty() == o.expert_pattern.empty()) {
-    problems.push_back("give exactly one of --expert_uids and --expert_pattern (e.g. --expert_pattern 'expert.[0:4].[0:4]')");
+    problems.push_back(
+        "give exactly one of --expert_uids and --expert_pattern (e.g. --expert_pattern "
+        "'expert.[0:4].[0:4]')");
   }
   std::set<std::string> seen;
   for (const std::string& uid : o.expert_uids) {
     need(dht::is_grid_uid(uid),
-         fmt::format("--expert_uids: '{}' is not a uid of the form name.i.j (e.g. expert.0.3)", uid));
+         fmt::format("--expert_uids: '{}' is not a uid of the form name.i.j (e.g. expert.0.3)",
+                     uid));
     need(seen.insert(uid).second, fmt::format("--expert_uids: '{}' is listed twice", uid));
   }
   if (!o.expert_pattern.empty()) {
@@ -61,7 +66,8 @@ Status validate(const ServerOptions& o) {
   }
   need(o.max_batch_size >= 1, fmt::format("--max_batch_size ({}) must be >= 1", o.max_batch_size));
   need(o.min_batch_size >= 1 && o.min_batch_size <= o.max_batch_size,
-       fmt::format("--min_batch_size ({}) must be in [1, --max_batch_size ({})]", o.min_batch_size, o.max_batch_size));
+       fmt::format("--min_batch_size ({}) must be in [1, --max_batch_size ({})]", o.min_batch_size,
+                   o.max_batch_size));
   need(o.batch_timeout_ms >= 0, "--batch_timeout_ms must be >= 0");
   const std::vector<std::string> devices = split_list(o.device);
   need(!devices.empty(), "--device names no device (e.g. cpu, cuda:0 or cuda:0,cuda:1)");
@@ -69,25 +75,31 @@ Status validate(const ServerOptions& o) {
     auto device = compute_device_from_string(d);
     if (!device.is_ok()) problems.push_back("--device: " + device.status().message());
   }
-  need(o.optimizer == "sgd" || o.optimizer == "adam" || o.optimizer == "adamw" || o.optimizer == "none",
+  need(o.optimizer == "sgd" || o.optimizer == "adam" || o.optimizer == "adamw" ||
+           o.optimizer == "none",
        fmt::format("--optimizer '{}' is unknown; use sgd, adam, adamw or none", o.optimizer));
-  need(std::isfinite(o.lr) && o.lr >= 0, fmt::format("--lr ({}) must be a finite number >= 0", o.lr));
+  need(std::isfinite(o.lr) && o.lr >= 0,
+       fmt::format("--lr ({}) must be a finite number >= 0", o.lr));
   need(o.momentum >= 0 && o.weight_decay >= 0 && o.clip_grad_norm >= 0,
        "--momentum, --weight_decay and --clip_grad_norm must be >= 0");
   need(o.warmup_steps >= 0 && o.total_steps >= 0, "--warmup_steps and --total_steps must be >= 0");
   need(o.intra_op_threads >= 1 && o.intra_op_threads <= 1024,
        fmt::format("--intra_op_threads ({}) must be in [1, 1024]", o.intra_op_threads));
   need(parse_compression(o.compression).has_value(),
-       fmt::format("--compression '{}' is unknown; use none, float16, bfloat16, block_absmax_u8 (BLOCKWISE_8BIT), "
-                   "per_tensor_absmax_u8 (UNIFORM_8BIT) or block_affine_u8", o.compression));
+       fmt::format("--compression '{}' is unknown; use none, float16, bfloat16, block_absmax_u8 "
+                   "(BLOCKWISE_8BIT), "
+                   "per_tensor_absmax_u8 (UNIFORM_8BIT) or block_affine_u8",
+                   o.compression));
   need(!o.host.empty(), "--host must not be empty (0.0.0.0 listens everywhere)");
   need(o.port >= 0 && o.port <= 65535, fmt::format("--port ({}) must be in [0, 65535]", o.port));
   need(o.transport == "auto" || o.transport == "tcp" || o.transport == "ucx",
        fmt::format("--transport '{}' is unknown; use auto, tcp or ucx", o.transport));
-  need(o.update_period > 0, fmt::format("--update_period ({}) must be > 0 seconds", o.update_period));
+  need(o.update_period > 0,
+       fmt::format("--update_period ({}) must be > 0 seconds", o.update_period));
   need(o.expiration >= 0, "--expiration must be >= 0 seconds (0: twice --update_period)");
   need(o.expiration == 0 || o.expiration > o.update_period,
-       fmt::format("--expiration ({}) must exceed --update_period ({}) or experts vanish between declarations",
+       fmt::format("--expiration ({}) must exceed --update_period ({}) or experts vanish between "
+                   "declarations",
                    o.expiration, o.update_period));
   need(o.checkpoint_interval > 0, "--checkpoint_interval must be > 0 seconds");
   need(o.stats_report_interval >= 0, "--stats_report_interval must be >= 0 seconds (0: off)");
@@ -95,7 +107,8 @@ Status validate(const ServerOptions& o) {
   need(o.metrics_port >= -1 && o.metrics_port <= 65535,
        fmt::format("--metrics-port ({}) must be in [0, 65535], or -1 for none", o.metrics_port));
   need(!o.metrics_host.empty(), "--metrics-host must not be empty (127.0.0.1: this host only)");
-  need(o.cpu_bind == "auto" || o.cpu_bind == "none", fmt::format("--cpu_bind '{}': use auto or none", o.cpu_bind));
+  need(o.cpu_bind == "auto" || o.cpu_bind == "none",
+       fmt::format("--cpu_bind '{}': use auto or none", o.cpu_bind));
   if (!o.cpu_cores.empty()) {
     auto cores = parse_cpu_list(o.cpu_cores);
     if (!cores.is_ok()) problems.push_back("--cpu_cores: " + cores.status().message());

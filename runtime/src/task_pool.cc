@@ -1,17 +1,15 @@
-#include <hivemind/runtime/task_pool.h>
-
-#include <pthread.h>
-
 #include <algorithm>
 #include <exception>
 
 #include <c10/core/DeviceGuard.h>
 #include <fmt/format.h>
+#include <pthread.h>
 #include <torch/types.h>
 
 #include <hivemind/common/logging.h>
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/runtime.h>
+#include <hivemind/runtime/task_pool.h>
 #include <hivemind/runtime/tensor_schema.h>
 
 #include "device_worker.h"
@@ -19,7 +17,8 @@
 
 namespace hivemind::runtime {
 
-TaskPool::TaskPool(TaskPoolOptions options, BatchFn fn, std::shared_ptr<detail::DeviceWorker> worker)
+TaskPool::TaskPool(TaskPoolOptions options, BatchFn fn,
+                   std::shared_ptr<detail::DeviceWorker> worker)
     : options_(std::move(options)), fn_(std::move(fn)), worker_(std::move(worker)) {}
 
 Status TaskPool::submit(std::vector<torch::Tensor> inputs, TaskDone done) {
@@ -31,46 +30,55 @@ Status TaskPool::submit(std::vector<torch::Tensor> inputs, int64_t samples, Task
   return worker_->submit(*this, std::move(inputs), samples, std::move(done));
 }
 
-TaskPoolStats TaskPool::stats() const { return worker_->stats(*this); }
+TaskPoolStats TaskPool::stats() const {
+  return worker_->stats(*this);
+}
 
 namespace detail {
 
 DeviceWorker::DeviceWorker(WorkerConfig config) : config_(std::move(config)) {}
 
-DeviceWorker::~DeviceWorker() { stop(); }
+DeviceWorker::~DeviceWorker() {
+  stop();
+}
 
 void DeviceWorker::add_pool(TaskPool* pool) {
   std::lock_guard lock(mutex_);
   pools_.push_back(pool);
 }
 
-Status DeviceWorker::submit(TaskPool& pool, std::vector<torch::Tensor> inputs, int64_t samples, TaskDone done) {
+Status DeviceWorker::submit(TaskPool& pool, std::vector<torch::Tensor> inputs, int64_t samples,
+                            TaskDone done) {
   const TaskPoolOptions& opt = pool.options();
   auto refuse = [&](Status status) {
     std::lock_guard lock(mutex_);
     ++pool.stats_.tasks_refused;
     return status;
   };
-  if (inputs.empty()) return refuse(invalid_argument_error(fmt::format("pool {}: a task needs at least one tensor", opt.name)));
+  if (inputs.empty())
+    return refuse(
+        invalid_argument_error(fmt::format("pool {}: a task needs at least one tensor", opt.name)));
   int64_t size = samples;
   for (size_t i = 0; samples < 0 && i < inputs.size(); ++i) {
     const torch::Tensor& t = inputs[i];
     if (!t.defined() || t.dim() == 0) {
-      return refuse(invalid_argument_error(fmt::format(
-          "pool {}: tensor {} of the task has no batch dimension", opt.name, i)));
+      return refuse(invalid_argument_error(
+          fmt::format("pool {}: tensor {} of the task has no batch dimension", opt.name, i)));
     }
     if (size < 0) size = t.size(0);
     if (t.size(0) != size) {
-      return refuse(invalid_argument_error(fmt::format(
-          "pool {}: tensor {} has {} samples but tensor 0 has {} (dim 0 must agree)", opt.name, i,
-          t.size(0), size)));
+      return refuse(invalid_argument_error(
+          fmt::format("pool {}: tensor {} has {} samples but tensor 0 has {} (dim 0 must agree)",
+                      opt.name, i, t.size(0), size)));
     }
   }
-  if (size == 0) return refuse(invalid_argument_error(fmt::format("pool {}: the task has 0 samples", opt.name)));
+  if (size == 0)
+    return refuse(invalid_argument_error(fmt::format("pool {}: the task has 0 samples", opt.name)));
   if (size > opt.max_batch_size) {
-    return refuse(invalid_argument_error(fmt::format(
-        "pool {}: the task has {} samples, more than max_batch_size={}; split it into smaller requests",
-        opt.name, size, opt.max_batch_size)));
+    return refuse(
+        invalid_argument_error(fmt::format("pool {}: the task has {} samples, more than "
+                                           "max_batch_size={}; split it into smaller requests",
+                                           opt.name, size, opt.max_batch_size)));
   }
   {
     std::lock_guard lock(mutex_);
@@ -109,7 +117,8 @@ void DeviceWorker::start() {
 
 bool DeviceWorker::idle_locked() const {
   if (in_flight_) return false;
-  return std::all_of(pools_.begin(), pools_.end(), [](const TaskPool* p) { return p->queue_.empty(); });
+  return std::all_of(pools_.begin(), pools_.end(),
+                     [](const TaskPool* p) { return p->queue_.empty(); });
 }
 
 bool DeviceWorker::drain(Deadline deadline) {
@@ -165,8 +174,9 @@ TaskPool* DeviceWorker::choose_locked(SteadyTime now, SteadyTime& wake_at) {
     const Task& front = pool->queue_.front();
     const TaskPoolOptions& opt = pool->options();
     const SteadyTime fill_deadline = front.enqueued + opt.fill_timeout;
-    // Enough samples queued means either the batch reaches min_batch_size or the next task overflows
-    // it, which closes the batch: both are ready (min_batch_size <= max_batch_size is enforced).
+    // Enough samples queued means either the batch reaches min_batch_size or the next task
+    // overflows it, which closes the batch: both are ready (min_batch_size <= max_batch_size is
+    // enforced).
     const bool ready = state_ == State::kDraining || pool->queued_samples_ >= opt.min_batch_size ||
                        now >= fill_deadline;
     if (!ready) {
@@ -213,40 +223,43 @@ void DeviceWorker::execute(Batch& batch) {
   const size_t n_tasks = batch.tasks.size();
   std::vector<Status> rejected(n_tasks);
   int64_t rows = batch.samples;  // rows of the batch the outputs must have
-  Result<std::vector<torch::Tensor>> outputs = guarded(name, [&]() -> Result<std::vector<torch::Tensor>> {
-    std::vector<torch::Tensor> inputs;
-    if (opt.assemble) {
-      std::vector<std::vector<torch::Tensor>> raw(n_tasks);
-      std::vector<int64_t> sizes(n_tasks);
-      for (size_t k = 0; k < n_tasks; ++k) {
-        raw[k] = std::move(batch.tasks[k].inputs);
-        sizes[k] = batch.tasks[k].size;
-      }
-      HIVEMIND_ASSIGN_OR_RETURN(inputs, opt.assemble(raw, sizes, rejected));
-      for (size_t k = 0; k < n_tasks; ++k) {
-        if (!rejected[k].is_ok()) rows -= sizes[k];
-      }
-      if (rows == 0) return std::vector<torch::Tensor>{};  // every task rejected: nothing to run
-    } else if (n_tasks == 1) {
-      // The common case under light load: the task's own tensors, no copy.
-      inputs = std::move(batch.tasks.front().inputs);
-    } else {
-      const size_t n = batch.tasks.front().inputs.size();
-      for (const Task& t : batch.tasks) {
-        if (t.inputs.size() != n) {
-          return invalid_argument_error(fmt::format(
-              "pool {}: tasks of one batch carry {} and {} tensors", name, n, t.inputs.size()));
+  Result<std::vector<torch::Tensor>> outputs =
+      guarded(name, [&]() -> Result<std::vector<torch::Tensor>> {
+        std::vector<torch::Tensor> inputs;
+        if (opt.assemble) {
+          std::vector<std::vector<torch::Tensor>> raw(n_tasks);
+          std::vector<int64_t> sizes(n_tasks);
+          for (size_t k = 0; k < n_tasks; ++k) {
+            raw[k] = std::move(batch.tasks[k].inputs);
+            sizes[k] = batch.tasks[k].size;
+          }
+          HIVEMIND_ASSIGN_OR_RETURN(inputs, opt.assemble(raw, sizes, rejected));
+          for (size_t k = 0; k < n_tasks; ++k) {
+            if (!rejected[k].is_ok()) rows -= sizes[k];
+          }
+          if (rows == 0)
+            return std::vector<torch::Tensor>{};  // every task rejected: nothing to run
+        } else if (n_tasks == 1) {
+          // The common case under light load: the task's own tensors, no copy.
+          inputs = std::move(batch.tasks.front().inputs);
+        } else {
+          const size_t n = batch.tasks.front().inputs.size();
+          for (const Task& t : batch.tasks) {
+            if (t.inputs.size() != n) {
+              return invalid_argument_error(fmt::format(
+                  "pool {}: tasks of one batch carry {} and {} tensors", name, n, t.inputs.size()));
+            }
+          }
+          inputs.reserve(n);
+          std::vector<torch::Tensor> parts(n_tasks);
+          for (size_t i = 0; i < n; ++i) {
+            for (size_t k = 0; k < n_tasks; ++k)
+              parts[k] = std::move(batch.tasks[k].inputs[i]);
+            inputs.push_back(torch::cat(parts, 0));
+          }
         }
-      }
-      inputs.reserve(n);
-      std::vector<torch::Tensor> parts(n_tasks);
-      for (size_t i = 0; i < n; ++i) {
-        for (size_t k = 0; k < n_tasks; ++k) parts[k] = std::move(batch.tasks[k].inputs[i]);
-        inputs.push_back(torch::cat(parts, 0));
-      }
-    }
-    return pool.fn_(std::move(inputs));
-  });
+        return pool.fn_(std::move(inputs));
+      });
   if (outputs.is_ok() && rows > 0) {
     for (size_t i = 0; i < outputs->size(); ++i) {
       const torch::Tensor& out = (*outputs)[i];
@@ -263,7 +276,8 @@ void DeviceWorker::execute(Batch& batch) {
                             outputs.status().to_string());
   }
   uint64_t failed = 0;
-  for (size_t k = 0; k < n_tasks; ++k) failed += (!outputs.is_ok() || !rejected[k].is_ok()) ? 1 : 0;
+  for (size_t k = 0; k < n_tasks; ++k)
+    failed += (!outputs.is_ok() || !rejected[k].is_ok()) ? 1 : 0;
   {
     // Counted before the callbacks run, so whoever a callback wakes sees the batch in the stats.
     std::lock_guard lock(mutex_);
@@ -283,7 +297,8 @@ void DeviceWorker::execute(Batch& batch) {
     } else if (outputs.is_ok()) {
       std::vector<torch::Tensor> slice;
       slice.reserve(outputs->size());
-      for (const torch::Tensor& out : *outputs) slice.push_back(out.narrow(0, offset, task.size));
+      for (const torch::Tensor& out : *outputs)
+        slice.push_back(out.narrow(0, offset, task.size));
       offset += task.size;
       complete(task.done, std::move(slice));
     } else {
@@ -299,7 +314,8 @@ void DeviceWorker::run() {
   if (!config_.binding.empty()) {
     Status bound = bind_current_thread(config_.binding);
     if (bound.is_ok()) {
-      logger("runtime")->info("compute thread of {} bound to PUs {}", device, format_cpu_list(config_.binding));
+      logger("runtime")->info("compute thread of {} bound to PUs {}", device,
+                              format_cpu_list(config_.binding));
     } else {
       logger("runtime")->warn("compute thread of {} not bound: {}", device, bound.to_string());
     }

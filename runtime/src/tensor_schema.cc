@@ -1,10 +1,10 @@
-#include <hivemind/runtime/tensor_schema.h>
-
 #include <algorithm>
 #include <cctype>
 
 #include <fmt/format.h>
 #include <torch/types.h>
+
+#include <hivemind/runtime/tensor_schema.h>
 
 namespace hivemind::runtime {
 
@@ -31,21 +31,29 @@ std::optional<quant::Scheme> parse_compression(std::string_view name) {
 
 torch::ScalarType torch_dtype(quant::DType dtype) {
   switch (dtype) {
-    case quant::DType::kFloat32: return torch::kFloat32;
-    case quant::DType::kFloat16: return torch::kFloat16;
-    case quant::DType::kBFloat16: return torch::kBFloat16;
-    case quant::DType::kInt64: return torch::kInt64;
-    case quant::DType::kInt32: return torch::kInt32;
-    case quant::DType::kUInt8: return torch::kUInt8;
-    case quant::DType::kBool: return torch::kBool;
+    case quant::DType::kFloat32:
+      return torch::kFloat32;
+    case quant::DType::kFloat16:
+      return torch::kFloat16;
+    case quant::DType::kBFloat16:
+      return torch::kBFloat16;
+    case quant::DType::kInt64:
+      return torch::kInt64;
+    case quant::DType::kInt32:
+      return torch::kInt32;
+    case quant::DType::kUInt8:
+      return torch::kUInt8;
+    case quant::DType::kBool:
+      return torch::kBool;
   }
   return torch::kFloat32;
 }
 
 namespace {
 std::optional<quant::DType> wire_dtype(torch::ScalarType dtype) {
-  for (quant::DType d : {quant::DType::kFloat32, quant::DType::kFloat16, quant::DType::kBFloat16, quant::DType::kInt64,
-                         quant::DType::kInt32, quant::DType::kUInt8, quant::DType::kBool}) {
+  for (quant::DType d :
+       {quant::DType::kFloat32, quant::DType::kFloat16, quant::DType::kBFloat16,
+        quant::DType::kInt64, quant::DType::kInt32, quant::DType::kUInt8, quant::DType::kBool}) {
     if (torch_dtype(d) == dtype) return d;
   }
   return std::nullopt;
@@ -54,7 +62,8 @@ std::optional<quant::DType> wire_dtype(torch::ScalarType dtype) {
 
 Result<quant::DType> schema_dtype(torch::ScalarType dtype) {
   if (auto d = wire_dtype(dtype)) return *d;
-  return invalid_argument_error(fmt::format("dtype {} cannot travel on the wire", dtype_name(dtype)));
+  return invalid_argument_error(
+      fmt::format("dtype {} cannot travel on the wire", dtype_name(dtype)));
 }
 
 std::string dtype_name(torch::ScalarType dtype) {
@@ -69,16 +78,17 @@ std::string shape_string(c10::IntArrayRef shape) {
 }
 
 std::string schema_string(const TensorSchema& schema) {
-  return fmt::format("{}[batch{}{}] {}", quant::dtype_name(schema.dtype), schema.shape.empty() ? "" : ", ",
-                     fmt::join(schema.shape, ", "), quant::scheme_name(schema.compression));
+  return fmt::format("{}[batch{}{}] {}", quant::dtype_name(schema.dtype),
+                     schema.shape.empty() ? "" : ", ", fmt::join(schema.shape, ", "),
+                     quant::scheme_name(schema.compression));
 }
 
 Result<int64_t> check_tensors(const std::vector<torch::Tensor>& tensors,
                               const std::vector<TensorSchema>& schemas, std::string_view what,
                               bool detect_anomalies) {
   if (tensors.size() != schemas.size()) {
-    return invalid_argument_error(fmt::format("{}: got {} tensor(s), expected {}", what, tensors.size(),
-                                              schemas.size()));
+    return invalid_argument_error(
+        fmt::format("{}: got {} tensor(s), expected {}", what, tensors.size(), schemas.size()));
   }
   int64_t batch = -1;
   for (size_t i = 0; i < tensors.size(); ++i) {
@@ -86,30 +96,32 @@ Result<int64_t> check_tensors(const std::vector<torch::Tensor>& tensors,
     const TensorSchema& s = schemas[i];
     if (!t.defined()) return invalid_argument_error(fmt::format("{} {} is undefined", what, i));
     if (t.scalar_type() != torch_dtype(s.dtype)) {
-      return invalid_argument_error(fmt::format("{} {} has dtype {}, expected {} (schema {})", what, i,
-                                                dtype_name(t.scalar_type()), quant::dtype_name(s.dtype),
-                                                schema_string(s)));
+      return invalid_argument_error(fmt::format("{} {} has dtype {}, expected {} (schema {})", what,
+                                                i, dtype_name(t.scalar_type()),
+                                                quant::dtype_name(s.dtype), schema_string(s)));
     }
     bool dims_ok = t.dim() == static_cast<int64_t>(s.shape.size()) + 1;
     for (size_t d = 0; dims_ok && d < s.shape.size(); ++d) {
       dims_ok = t.size(static_cast<int64_t>(d) + 1) == s.shape[d];
     }
     if (!dims_ok) {
-      return invalid_argument_error(fmt::format("{} {} has shape {}, expected {} (batch first)", what, i,
-                                                shape_string(t.sizes()), schema_string(s)));
+      return invalid_argument_error(fmt::format("{} {} has shape {}, expected {} (batch first)",
+                                                what, i, shape_string(t.sizes()),
+                                                schema_string(s)));
     }
     if (batch < 0) {
       batch = t.size(0);
     } else if (t.size(0) != batch) {
-      return invalid_argument_error(fmt::format("{} {} has batch size {}, but tensor 0 has {}", what, i,
-                                                t.size(0), batch));
+      return invalid_argument_error(
+          fmt::format("{} {} has batch size {}, but tensor 0 has {}", what, i, t.size(0), batch));
     }
     if (detect_anomalies && c10::isFloatingType(t.scalar_type()) && t.numel() > 0) {
       if (!torch::isfinite(t).all().item<bool>()) {
         const int64_t nan = torch::isnan(t).sum().item<int64_t>();
         const int64_t inf = torch::isinf(t).sum().item<int64_t>();
-        return invalid_argument_error(fmt::format(
-            "{} {} contains {} NaN and {} Inf value(s) (detect_anomalies is on)", what, i, nan, inf));
+        return invalid_argument_error(
+            fmt::format("{} {} contains {} NaN and {} Inf value(s) (detect_anomalies is on)", what,
+                        i, nan, inf));
       }
     }
   }

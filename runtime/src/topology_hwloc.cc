@@ -1,12 +1,11 @@
 // Topology on hwloc: loading (system, synthetic, XML) and device locality lookups.
-#include <hivemind/runtime/pinning.h>
-
-#include <hwloc.h>
-
 #include <algorithm>
 #include <cstdio>
 
 #include <fmt/format.h>
+#include <hwloc.h>
+
+#include <hivemind/runtime/pinning.h>
 
 namespace hivemind::runtime {
 
@@ -23,7 +22,8 @@ namespace {
 CpuList to_list(hwloc_const_bitmap_t set) {
   CpuList out;
   int i = -1;
-  while ((i = hwloc_bitmap_next(set, i)) != -1) out.push_back(i);
+  while ((i = hwloc_bitmap_next(set, i)) != -1)
+    out.push_back(i);
   return out;
 }
 
@@ -40,17 +40,21 @@ Result<Topology> Topology::load(int source_index, std::string_view text) {
   const auto source = static_cast<Source>(source_index);
   auto impl = std::make_unique<Impl>();
   if (hwloc_topology_init(&impl->topo) != 0) return internal_error("hwloc_topology_init failed");
-  // I/O objects are filtered out by default; keep the PCI devices (and their OS devices) that locate GPUs.
-  hwloc_topology_set_io_types_filter(impl->topo, source == Source::kSystem ? HWLOC_TYPE_FILTER_KEEP_IMPORTANT
-                                                                           : HWLOC_TYPE_FILTER_KEEP_ALL);
+  // I/O objects are filtered out by default; keep the PCI devices (and their OS devices) that
+  // locate GPUs.
+  hwloc_topology_set_io_types_filter(impl->topo, source == Source::kSystem
+                                                     ? HWLOC_TYPE_FILTER_KEEP_IMPORTANT
+                                                     : HWLOC_TYPE_FILTER_KEEP_ALL);
   if (source == Source::kSynthetic) {
     const std::string desc(text);
     if (hwloc_topology_set_synthetic(impl->topo, desc.c_str()) != 0) {
-      return invalid_argument_error(fmt::format("hwloc rejected the synthetic topology '{}'", desc));
+      return invalid_argument_error(
+          fmt::format("hwloc rejected the synthetic topology '{}'", desc));
     }
   } else if (source == Source::kXml) {
     impl->xml.assign(text);
-    if (hwloc_topology_set_xmlbuffer(impl->topo, impl->xml.c_str(), static_cast<int>(impl->xml.size() + 1)) != 0) {
+    if (hwloc_topology_set_xmlbuffer(impl->topo, impl->xml.c_str(),
+                                     static_cast<int>(impl->xml.size() + 1)) != 0) {
       return invalid_argument_error("hwloc rejected the XML topology");
     }
   }
@@ -61,11 +65,15 @@ Result<Topology> Topology::load(int source_index, std::string_view text) {
   return Topology(std::move(impl));
 }
 
-Result<Topology> Topology::load_system() { return load(static_cast<int>(Source::kSystem), {}); }
+Result<Topology> Topology::load_system() {
+  return load(static_cast<int>(Source::kSystem), {});
+}
 Result<Topology> Topology::from_synthetic(std::string_view description) {
   return load(static_cast<int>(Source::kSynthetic), description);
 }
-Result<Topology> Topology::from_xml(std::string_view xml) { return load(static_cast<int>(Source::kXml), xml); }
+Result<Topology> Topology::from_xml(std::string_view xml) {
+  return load(static_cast<int>(Source::kXml), xml);
+}
 
 CpuList Topology::pus() const {
   hwloc_bitmap_t set = hwloc_bitmap_dup(hwloc_topology_get_allowed_cpuset(impl_->topo));
@@ -75,9 +83,13 @@ CpuList Topology::pus() const {
   return out;
 }
 
-int Topology::num_cores() const { return hwloc_get_nbobjs_by_type(impl_->topo, HWLOC_OBJ_CORE); }
+int Topology::num_cores() const {
+  return hwloc_get_nbobjs_by_type(impl_->topo, HWLOC_OBJ_CORE);
+}
 
-int Topology::num_numa_nodes() const { return hwloc_get_nbobjs_by_type(impl_->topo, HWLOC_OBJ_NUMANODE); }
+int Topology::num_numa_nodes() const {
+  return hwloc_get_nbobjs_by_type(impl_->topo, HWLOC_OBJ_NUMANODE);
+}
 
 std::vector<CpuList> Topology::cores() const {
   const CpuList usable = pus();
@@ -106,7 +118,8 @@ Topology::Locality locality_of(hwloc_topology_t topo, hwloc_obj_t io, std::strin
   out.via = std::move(via);
   if (anc == nullptr) return out;
   out.pus = to_list(anc->cpuset);
-  if (anc->nodeset != nullptr && !hwloc_bitmap_iszero(anc->nodeset)) out.numa_node = hwloc_bitmap_first(anc->nodeset);
+  if (anc->nodeset != nullptr && !hwloc_bitmap_iszero(anc->nodeset))
+    out.numa_node = hwloc_bitmap_first(anc->nodeset);
   return out;
 }
 
@@ -124,7 +137,8 @@ Result<Topology::Locality> Topology::pci_locality(std::string_view bus_id) const
   }
   hwloc_obj_t obj = hwloc_get_pcidev_by_busid(impl_->topo, domain, bus, dev, func);
   if (obj == nullptr) return not_found_error(fmt::format("no PCI device {} in the topology", id));
-  return locality_of(impl_->topo, obj, fmt::format("pci {:04x}:{:02x}:{:02x}.{:x}", domain, bus, dev, func));
+  return locality_of(impl_->topo, obj,
+                     fmt::format("pci {:04x}:{:02x}:{:02x}.{:x}", domain, bus, dev, func));
 }
 
 Result<Topology::Locality> Topology::osdev_locality(std::string_view name) const {
@@ -139,8 +153,8 @@ Result<Topology::Locality> Topology::osdev_locality(std::string_view name) const
 
 std::string Topology::summary() const {
   return fmt::format("{} package(s), {} NUMA node(s), {} core(s), {} PU(s)",
-                     hwloc_get_nbobjs_by_type(impl_->topo, HWLOC_OBJ_PACKAGE), num_numa_nodes(), num_cores(),
-                     pus().size());
+                     hwloc_get_nbobjs_by_type(impl_->topo, HWLOC_OBJ_PACKAGE), num_numa_nodes(),
+                     num_cores(), pus().size());
 }
 
 }  // namespace hivemind::runtime

@@ -11,8 +11,8 @@
 
 namespace hivemind::runtime::detail {
 
-// Runs `body`, turning LibTorch's (and the standard library's) exceptions into an internal error that
-// names `what`, so a bad batch or a bad checkpoint never escapes into a worker thread.
+// Runs `body`, turning LibTorch's (and the standard library's) exceptions into an internal error
+// that names `what`, so a bad batch or a bad checkpoint never escapes into a worker thread.
 template <typename F>
 auto guarded(const std::string& what, F&& body) -> decltype(body()) {
   try {

@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <random>
 
-#include <hivemind/client/expert_uid.h>
 #include <torch/autograd.h>
 #include <torch/utils.h>
+
+#include <hivemind/client/expert_uid.h>
 
 namespace hivemind::client::testing {
 
@@ -18,7 +19,8 @@ Result<std::vector<std::map<int, ExpertRef>>> FakeDirectory::get_active_successo
   for (const std::string& prefix : prefixes) {
     if (!seen.insert(prefix).second) ++duplicates_;
     std::map<int, ExpertRef> successors;
-    for (const auto& [uid, endpoint] : live_) {  // sorted: the example below a coordinate is its smallest uid
+    for (const auto& [uid, endpoint] :
+         live_) {  // sorted: the example below a coordinate is its smallest uid
       if (uid + '.' == prefix) {
         successors.emplace(-1, ExpertRef{uid, endpoint});  // a flat expert, as hivemind stores it
         continue;
@@ -33,10 +35,9 @@ Result<std::vector<std::map<int, ExpertRef>>> FakeDirectory::get_active_successo
   return out;
 }
 
-std::vector<std::vector<ChosenExpert>> oracle_best_experts(const std::map<std::string, std::string>& live,
-                                                           const std::string& prefix,
-                                                           const std::vector<int64_t>& grid,
-                                                           const GridScores& scores, int64_t k) {
+std::vector<std::vector<ChosenExpert>> oracle_best_experts(
+    const std::map<std::string, std::string>& live, const std::string& prefix,
+    const std::vector<int64_t>& grid, const GridScores& scores, int64_t k) {
   std::vector<std::vector<ChosenExpert>> out(scores.batch_size);
   for (int64_t i = 0; i < scores.batch_size; ++i) {
     std::vector<ChosenExpert> all;
@@ -44,7 +45,8 @@ std::vector<std::vector<ChosenExpert>> oracle_best_experts(const std::map<std::s
       auto coords = parse_expert_uid(prefix, uid, grid);
       if (!coords) continue;
       double s = 0;
-      for (size_t d = 0; d < grid.size(); ++d) s += scores.dims[d][i * grid[d] + (*coords)[d]];
+      for (size_t d = 0; d < grid.size(); ++d)
+        s += scores.dims[d][i * grid[d] + (*coords)[d]];
       all.push_back({{uid, endpoint}, *coords, s});
     }
     std::sort(all.begin(), all.end(), [](const ChosenExpert& a, const ChosenExpert& b) {
@@ -80,7 +82,8 @@ ThreadPool::~ThreadPool() {
     stop_ = true;
   }
   cv_.notify_all();
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads_)
+    t.join();
 }
 
 void ThreadPool::post(std::function<void()> job) {
@@ -102,7 +105,8 @@ FakeCaller::~FakeCaller() {
     std::lock_guard lock(mu_);
     held.swap(held_);
   }
-  for (auto& h : held) h();
+  for (auto& h : held)
+    h();
   pool_.reset();
 }
 
@@ -146,7 +150,8 @@ void FakeCaller::release_held() {
     std::lock_guard lock(mu_);
     held.swap(held_);
   }
-  for (auto& h : held) h();
+  for (auto& h : held)
+    h();
 }
 
 void FakeCaller::forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, Deadline,
@@ -226,8 +231,8 @@ torch::nn::Sequential make_ffn(int64_t hidden, uint64_t seed) {
                                torch::nn::Linear(2 * hidden, hidden));
 }
 
-Swarm make_swarm(const std::string& prefix, const std::vector<int64_t>& grid, int64_t hidden, double density,
-                 uint32_t seed, int threads) {
+Swarm make_swarm(const std::string& prefix, const std::vector<int64_t>& grid, int64_t hidden,
+                 double density, uint32_t seed, int threads) {
   Swarm swarm{prefix, grid, {}, nullptr, std::make_shared<FakeCaller>(threads)};
   std::mt19937 rng(seed);
   std::bernoulli_distribution alive(density);
@@ -241,7 +246,8 @@ Swarm make_swarm(const std::string& prefix, const std::vector<int64_t>& grid, in
       live[uid] = "fake://" + std::to_string(n % 2);
       auto module = make_ffn(hidden, seed * 1000 + n);
       swarm.experts[uid] = module;
-      swarm.caller->add_expert(uid, [module](const torch::Tensor& x) mutable { return module->forward(x); });
+      swarm.caller->add_expert(
+          uid, [module](const torch::Tensor& x) mutable { return module->forward(x); });
     }
     ++n;
     more = false;
@@ -260,7 +266,8 @@ Swarm make_swarm(const std::string& prefix, const std::vector<int64_t>& grid, in
 torch::Tensor gating_input(const torch::Tensor& x) {
   if (x.dim() == 2) return x;
   std::vector<int64_t> middle;
-  for (int64_t d = 1; d < x.dim() - 1; ++d) middle.push_back(d);
+  for (int64_t d = 1; d < x.dim() - 1; ++d)
+    middle.push_back(d);
   return x.mean(middle);
 }
 

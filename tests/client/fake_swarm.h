@@ -1,6 +1,6 @@
-// In-process stand-ins for the network: a directory over a set of live uids and an ExpertCaller that runs
-// local torch modules, inline or on a small thread pool, with failures, NaNs, hangs and held answers
-// injected per expert. No sleeps: a held answer is released explicitly by the test.
+// In-process stand-ins for the network: a directory over a set of live uids and an ExpertCaller
+// that runs local torch modules, inline or on a small thread pool, with failures, NaNs, hangs and
+// held answers injected per expert. No sleeps: a held answer is released explicitly by the test.
 #pragma once
 
 #include <atomic>
@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include <torch/types.h>
 #include <torch/nn.h>
+#include <torch/types.h>
 
 #include <hivemind/client/beam_search.h>
 #include <hivemind/client/expert_caller.h>
@@ -28,8 +28,8 @@ class FakeDirectory final : public ExpertDirectory {
  public:
   explicit FakeDirectory(std::map<std::string, std::string> live) : live_(std::move(live)) {}
 
-  Result<std::vector<std::map<int, ExpertRef>>> get_active_successors(std::span<const std::string> prefixes,
-                                                                      Deadline deadline) override;
+  Result<std::vector<std::map<int, ExpertRef>>> get_active_successors(
+      std::span<const std::string> prefixes, Deadline deadline) override;
 
   void set_error(Status error) { error_ = std::move(error); }
   int calls() const { return calls_; }
@@ -43,11 +43,11 @@ class FakeDirectory final : public ExpertDirectory {
   int duplicates_ = 0;
 };
 
-// Brute force: every live expert of the grid, scored left to right in double, ranked by (score desc, uid asc).
-std::vector<std::vector<ChosenExpert>> oracle_best_experts(const std::map<std::string, std::string>& live,
-                                                           const std::string& prefix,
-                                                           const std::vector<int64_t>& grid,
-                                                           const GridScores& scores, int64_t k);
+// Brute force: every live expert of the grid, scored left to right in double, ranked by (score
+// desc, uid asc).
+std::vector<std::vector<ChosenExpert>> oracle_best_experts(
+    const std::map<std::string, std::string>& live, const std::string& prefix,
+    const std::vector<int64_t>& grid, const GridScores& scores, int64_t k);
 
 class ThreadPool {
  public:
@@ -68,7 +68,7 @@ enum class Behavior {
   kFail,    // answer an error
   kNaN,     // answer a tensor full of NaN
   kWrongShape,
-  kHold,    // keep the callback until release_held() (a hang when never released)
+  kHold,  // keep the callback until release_held() (a hang when never released)
 };
 
 class FakeCaller final : public ExpertCaller {
@@ -85,8 +85,9 @@ class FakeCaller final : public ExpertCaller {
 
   void forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, Deadline deadline,
                ExpertCallback done) override;
-  void backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, std::vector<torch::Tensor> grad_outputs,
-                Deadline deadline, ExpertCallback done) override;
+  void backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+                std::vector<torch::Tensor> grad_outputs, Deadline deadline,
+                ExpertCallback done) override;
 
   // Completes every held call with the module's real answer (a late answer).
   void release_held();
@@ -126,8 +127,8 @@ struct Swarm {
   std::shared_ptr<FakeCaller> caller;
 };
 
-Swarm make_swarm(const std::string& prefix, const std::vector<int64_t>& grid, int64_t hidden, double density,
-                 uint32_t seed, int threads);
+Swarm make_swarm(const std::string& prefix, const std::vector<int64_t>& grid, int64_t hidden,
+                 double density, uint32_t seed, int threads);
 
 // hivemind's gating input: inputs with more than two dimensions averaged over the middle ones.
 torch::Tensor gating_input(const torch::Tensor& x);

@@ -1,12 +1,13 @@
-// The MoE layer with its gate and activations on a GPU: the same answers and gradients as on the CPU.
-#include <hivemind/client/remote_moe.h>
-
+// The MoE layer with its gate and activations on a GPU: the same answers and gradients as on the
+// CPU.
 #include <gtest/gtest.h>
 #include <test_env.h>
-
-#include "fake_swarm.h"
 #include <torch/cuda.h>
 #include <torch/utils.h>
+
+#include <hivemind/client/remote_moe.h>
+
+#include "fake_swarm.h"
 
 namespace hivemind::client {
 namespace {
@@ -47,7 +48,8 @@ TEST(RemoteMoEGpu, CudaMatchesCpu) {
   (out * cot.to(torch::kCUDA)).sum().backward();
 
   EXPECT_TRUE(torch::allclose(xg.grad().cpu(), xc.grad(), 1e-4, 1e-5));
-  EXPECT_TRUE(torch::allclose(gpu->proj->weight.grad().cpu(), cpu->proj->weight.grad(), 1e-4, 1e-5));
+  EXPECT_TRUE(
+      torch::allclose(gpu->proj->weight.grad().cpu(), cpu->proj->weight.grad(), 1e-4, 1e-5));
 }
 
 }  // namespace

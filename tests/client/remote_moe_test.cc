@@ -1,11 +1,11 @@
-#include <hivemind/client/remote_moe.h>
-
 #include <set>
 
 #include <gtest/gtest.h>
+#include <torch/utils.h>
+
+#include <hivemind/client/remote_moe.h>
 
 #include "fake_swarm.h"
-#include <torch/utils.h>
 
 namespace hivemind::client {
 namespace {
@@ -14,21 +14,23 @@ using testing::Behavior;
 using testing::Swarm;
 
 // The same MoE computed locally, per sample, with autograd through the very same expert modules.
-// Experts in dead_forward are left out of the softmax; those in dead_backward contribute their output but
-// no input gradient (hivemind treats them as constants).
-torch::Tensor reference_moe(torch::nn::Linear proj, const Swarm& swarm, const torch::Tensor& x, int64_t k,
-                            const std::set<std::string>& dead_forward = {},
+// Experts in dead_forward are left out of the softmax; those in dead_backward contribute their
+// output but no input gradient (hivemind treats them as constants).
+torch::Tensor reference_moe(torch::nn::Linear proj, const Swarm& swarm, const torch::Tensor& x,
+                            int64_t k, const std::set<std::string>& dead_forward = {},
                             const std::set<std::string>& dead_backward = {}) {
-  const std::vector<torch::Tensor> grid = proj->forward(testing::gating_input(x)).split_with_sizes(swarm.grid, -1);
-  const auto chosen = testing::oracle_best_experts(swarm.directory->live(), swarm.prefix, swarm.grid,
-                                                   GridScores::from_tensors(grid), k);
+  const std::vector<torch::Tensor> grid =
+      proj->forward(testing::gating_input(x)).split_with_sizes(swarm.grid, -1);
+  const auto chosen = testing::oracle_best_experts(swarm.directory->live(), swarm.prefix,
+                                                   swarm.grid, GridScores::from_tensors(grid), k);
   std::vector<torch::Tensor> rows;
   for (int64_t i = 0; i < x.size(0); ++i) {
     std::vector<torch::Tensor> logits, outs;
     for (const ChosenExpert& e : chosen[i]) {
       if (dead_forward.count(e.expert.uid)) continue;
       torch::Tensor logit = grid[0].index({i, e.coords[0]});
-      for (size_t d = 1; d < grid.size(); ++d) logit = logit + grid[d].index({i, e.coords[d]});
+      for (size_t d = 1; d < grid.size(); ++d)
+        logit = logit + grid[d].index({i, e.coords[d]});
       logits.push_back(logit);
       torch::Tensor xi = x.index({i}).unsqueeze(0);
       if (dead_backward.count(e.expert.uid)) xi = xi.detach();
@@ -41,7 +43,8 @@ torch::Tensor reference_moe(torch::nn::Linear proj, const Swarm& swarm, const to
     }
     const torch::Tensor w = torch::softmax(torch::stack(logits), 0);
     torch::Tensor row = w[0] * outs[0];
-    for (size_t j = 1; j < outs.size(); ++j) row = row + w[j] * outs[j];
+    for (size_t j = 1; j < outs.size(); ++j)
+      row = row + w[j] * outs[j];
     rows.push_back(row);
   }
   return torch::stack(rows);
@@ -62,18 +65,23 @@ struct Grads {
 
 // Runs f(x) -> out, backpropagates a fixed random cotangent, and returns the gradients.
 template <typename F>
-Grads run_with_grads(RemoteMixtureOfExperts& moe, const torch::Tensor& x0, const torch::Tensor& cotangent, F f) {
+Grads run_with_grads(RemoteMixtureOfExperts& moe, const torch::Tensor& x0,
+                     const torch::Tensor& cotangent, F f) {
   moe->zero_grad();
   torch::Tensor x = x0.clone().requires_grad_(true);
   torch::Tensor out = f(x);
   (out * cotangent).sum().backward();
-  auto grad_or_zero = [](const torch::Tensor& p) { return p.grad().defined() ? p.grad().clone() : torch::zeros_like(p); };
-  return {out.detach(), x.grad().clone(), grad_or_zero(moe->proj->weight), grad_or_zero(moe->proj->bias)};
+  auto grad_or_zero = [](const torch::Tensor& p) {
+    return p.grad().defined() ? p.grad().clone() : torch::zeros_like(p);
+  };
+  return {out.detach(), x.grad().clone(), grad_or_zero(moe->proj->weight),
+          grad_or_zero(moe->proj->bias)};
 }
 
 void expect_close(const torch::Tensor& a, const torch::Tensor& b, const char* what) {
   ASSERT_EQ(a.sizes(), b.sizes()) << what;
-  EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5)) << what << ": max diff " << (a - b).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5))
+      << what << ": max diff " << (a - b).abs().max().item<double>();
 }
 
 struct Fixture {
@@ -100,19 +108,23 @@ struct Fixture {
     moe = fresh;
   }
   Grads remote() {
-    return run_with_grads(moe, x, cotangent, [&](const torch::Tensor& in) { return moe->forward(in); });
+    return run_with_grads(moe, x, cotangent,
+                          [&](const torch::Tensor& in) { return moe->forward(in); });
   }
-  Grads reference(const std::set<std::string>& dead_forward = {}, const std::set<std::string>& dead_backward = {}) {
+  Grads reference(const std::set<std::string>& dead_forward = {},
+                  const std::set<std::string>& dead_backward = {}) {
     return run_with_grads(moe, x, cotangent, [&](const torch::Tensor& in) {
-      return reference_moe(moe->proj, swarm, in, moe->options().k_best, dead_forward, dead_backward);
+      return reference_moe(moe->proj, swarm, in, moe->options().k_best, dead_forward,
+                           dead_backward);
     });
   }
   // An expert chosen by at least one sample (the best of sample 0).
   std::string some_chosen_expert() {
     torch::NoGradGuard no_grad;
     const auto grid = moe->proj->forward(testing::gating_input(x)).split_with_sizes(swarm.grid, -1);
-    auto chosen = testing::oracle_best_experts(swarm.directory->live(), swarm.prefix, swarm.grid,
-                                               GridScores::from_tensors(grid), moe->options().k_best);
+    auto chosen =
+        testing::oracle_best_experts(swarm.directory->live(), swarm.prefix, swarm.grid,
+                                     GridScores::from_tensors(grid), moe->options().k_best);
     return chosen.at(0).at(0).expert.uid;
   }
 };
@@ -183,7 +195,8 @@ TEST(RemoteMoE, FailingExpertIsMasked) {
   const auto& routing = f.moe->last_routing();
   EXPECT_EQ(routing.chosen[0][0].expert.uid, dead);
   EXPECT_FALSE(routing.mask[0][0].item<bool>());
-  for (const auto& c : f.swarm.caller->calls()) EXPECT_FALSE(c.backward && c.uid == dead);
+  for (const auto& c : f.swarm.caller->calls())
+    EXPECT_FALSE(c.backward && c.uid == dead);
 }
 
 TEST(RemoteMoE, WrongShapeOrNanAnswerIsMasked) {
@@ -193,7 +206,8 @@ TEST(RemoteMoE, WrongShapeOrNanAnswerIsMasked) {
   expect_equal(f.remote(), f.reference({bad}));
 
   f.swarm.caller->set_forward(bad, Behavior::kNaN);
-  EXPECT_TRUE(f.remote().out.isnan().any().item<bool>()) << "without detect_anomalies NaN passes through";
+  EXPECT_TRUE(f.remote().out.isnan().any().item<bool>())
+      << "without detect_anomalies NaN passes through";
   auto o = f.moe->options();
   o.detect_anomalies = true;
   f.rebuild(o);
@@ -243,7 +257,8 @@ TEST(RemoteMoE, HangingExpertIsCutOffAtForwardTimeout) {
 
 TEST(RemoteMoE, KMinNotReachedThrows) {
   Fixture f({4, 4}, 0.6, 3, 0, 20);
-  for (const auto& [uid, endpoint] : f.swarm.directory->live()) f.swarm.caller->set_forward(uid, Behavior::kFail);
+  for (const auto& [uid, endpoint] : f.swarm.directory->live())
+    f.swarm.caller->set_forward(uid, Behavior::kFail);
   try {
     f.moe->forward(f.x);
     FAIL() << "expected an error";
@@ -270,7 +285,8 @@ TEST(RemoteMoE, AllowZeroOutputs) {
   auto o = f.moe->options();
   o.allow_zero_outputs = true;
   f.rebuild(o);
-  for (const auto& [uid, endpoint] : f.swarm.directory->live()) f.swarm.caller->set_forward(uid, Behavior::kFail);
+  for (const auto& [uid, endpoint] : f.swarm.directory->live())
+    f.swarm.caller->set_forward(uid, Behavior::kFail);
   const Grads got = f.remote();
   EXPECT_TRUE(got.out.eq(0).all().item<bool>());
   EXPECT_TRUE(got.x.eq(0).all().item<bool>());
@@ -330,7 +346,8 @@ TEST(RemoteMoE, BackwardHangIsCutOff) {
 
 TEST(RemoteMoE, BackwardKMinNotReachedThrows) {
   Fixture f({4, 4}, 0.6, 3, 0, 26);
-  for (const auto& [uid, endpoint] : f.swarm.directory->live()) f.swarm.caller->set_backward(uid, Behavior::kFail);
+  for (const auto& [uid, endpoint] : f.swarm.directory->live())
+    f.swarm.caller->set_backward(uid, Behavior::kFail);
   try {
     f.remote();
     FAIL() << "expected an error";
@@ -343,11 +360,13 @@ TEST(RemoteMoE, BackwardKMinNotReachedThrows) {
   o.allow_zero_outputs = true;
   f.rebuild(o);
   std::set<std::string> everyone;
-  for (const auto& [uid, endpoint] : f.swarm.directory->live()) everyone.insert(uid);
+  for (const auto& [uid, endpoint] : f.swarm.directory->live())
+    everyone.insert(uid);
   const Grads got = f.remote();
   // The input still gets the gating path's gradient, none through the experts.
   expect_equal(got, f.reference({}, everyone));
-  EXPECT_GT(got.weight.abs().sum().item<double>(), 0) << "the gate still learns from the forward outputs";
+  EXPECT_GT(got.weight.abs().sum().item<double>(), 0)
+      << "the gate still learns from the forward outputs";
 }
 
 TEST(RemoteMoE, DirectoryFailureThrows) {

@@ -1,13 +1,13 @@
-// RemoteExpert and RpcExpertCaller over a real transport on loopback, against a minimal expert server
-// written here with the public protocol (so the client is tested without the runtime module): the
-// remote forward and the gradients equal a local module's, within the quantization error.
-#include <gtest/gtest.h>
-
+// RemoteExpert and RpcExpertCaller over a real transport on loopback, against a minimal expert
+// server written here with the public protocol (so the client is tested without the runtime
+// module): the remote forward and the gradients equal a local module's, within the quantization
+// error.
 #include <atomic>
 
-#include <torch/types.h>
-#include <torch/nn.h>
+#include <gtest/gtest.h>
 #include <torch/autograd.h>
+#include <torch/nn.h>
+#include <torch/types.h>
 #include <torch/utils.h>
 
 #include <hivemind/client/remote_expert.h>
@@ -26,12 +26,12 @@ using transport::Message;
 
 transport::Buffer buffer_over(const torch::Tensor& t) {
   auto keep = std::make_shared<torch::Tensor>(t);
-  return transport::Buffer::wrap(t.data_ptr(), static_cast<size_t>(t.numel()), transport::MemoryType::kHost,
-                                 -1, std::move(keep));
+  return transport::Buffer::wrap(t.data_ptr(), static_cast<size_t>(t.numel()),
+                                 transport::MemoryType::kHost, -1, std::move(keep));
 }
 
-// A one-expert server: y = x W^T + b, answering info/forward/backward. Compute runs on a thread of its
-// own (never on the I/O thread), as the real server's runtime does.
+// A one-expert server: y = x W^T + b, answering info/forward/backward. Compute runs on a thread of
+// its own (never on the I/O thread), as the real server's runtime does.
 class TinyExpertServer {
  public:
   TinyExpertServer(std::string uid, int64_t hidden, quant::Scheme scheme)
@@ -47,22 +47,25 @@ class TinyExpertServer {
     auto context = transport::Context::create().value_or_throw();
     worker_ = transport::Worker::create(context, "test-srv").value_or_throw();
     server_ = transport::rpc::Server::create(worker_, "tcp://127.0.0.1:0").value_or_throw();
-    server_->handle(std::string(protocol::kInfoMethod), [this](Message, transport::rpc::Responder r) {
-      Message reply;
-      reply.metadata = protocol::encode_expert_info(info_);
-      r.reply(std::move(reply));
-    });
+    server_->handle(std::string(protocol::kInfoMethod),
+                    [this](Message, transport::rpc::Responder r) {
+                      Message reply;
+                      reply.metadata = protocol::encode_expert_info(info_);
+                      r.reply(std::move(reply));
+                    });
     for (auto method : {protocol::kForwardMethod, protocol::kBackwardMethod}) {
       server_->handle(std::string(method), [this, method](Message m, transport::rpc::Responder r) {
-        compute_.push_back(std::thread([this, method, m = std::move(m), r = std::move(r)]() mutable {
-          r.reply(compute(method, std::move(m)));
-        }));
+        compute_.push_back(
+            std::thread([this, method, m = std::move(m), r = std::move(r)]() mutable {
+              r.reply(compute(method, std::move(m)));
+            }));
       });
     }
   }
   ~TinyExpertServer() {
     server_->close();
-    for (auto& t : compute_) t.join();
+    for (auto& t : compute_)
+      t.join();
   }
 
   std::string address() const { return server_->address(); }
@@ -172,7 +175,8 @@ TEST_F(RpcExpertTest, QuantizedWireStaysWithinTheErrorBound) {
   ASSERT_TRUE(x.grad().defined());
   auto local_x = x.detach().clone().requires_grad_(true);
   server.module()->forward(local_x).sum().backward();
-  double grad_relative = (x.grad() - local_x.grad()).norm().item<double>() / local_x.grad().norm().item<double>();
+  double grad_relative =
+      (x.grad() - local_x.grad()).norm().item<double>() / local_x.grad().norm().item<double>();
   EXPECT_LT(grad_relative, 0.02);
 }
 

@@ -1,11 +1,11 @@
-#include <hivemind/client/switch_moe.h>
-
 #include <set>
 
 #include <gtest/gtest.h>
+#include <torch/utils.h>
+
+#include <hivemind/client/switch_moe.h>
 
 #include "fake_swarm.h"
-#include <torch/utils.h>
 
 namespace hivemind::client {
 namespace {
@@ -36,20 +36,23 @@ struct SwitchFixture {
   }
 
   // hivemind's Switch computed locally; `utilization` is what the loss multiplies with.
-  std::pair<torch::Tensor, torch::Tensor> reference(const torch::Tensor& in, const torch::Tensor& utilization,
+  std::pair<torch::Tensor, torch::Tensor> reference(const torch::Tensor& in,
+                                                    const torch::Tensor& utilization,
                                                     const std::set<std::string>& dead = {}) {
     const auto grid = moe->proj->forward(in).split_with_sizes(swarm.grid, -1);
     std::vector<torch::Tensor> soft;
-    for (const auto& g : grid) soft.push_back(torch::softmax(g, -1));
-    const auto chosen = testing::oracle_best_experts(swarm.directory->live(), swarm.prefix, swarm.grid,
-                                                     GridScores::from_tensors(grid), 1);
+    for (const auto& g : grid)
+      soft.push_back(torch::softmax(g, -1));
+    const auto chosen = testing::oracle_best_experts(swarm.directory->live(), swarm.prefix,
+                                                     swarm.grid, GridScores::from_tensors(grid), 1);
     std::vector<torch::Tensor> rows;
     for (int64_t i = 0; i < in.size(0); ++i) {
       torch::Tensor row = in.index({i});
       for (const ChosenExpert& e : chosen[i]) {
         if (dead.count(e.expert.uid)) continue;
         torch::Tensor p = soft[0].index({i, e.coords[0]});
-        for (size_t d = 1; d < soft.size(); ++d) p = p * soft[d].index({i, e.coords[d]});
+        for (size_t d = 1; d < soft.size(); ++d)
+          p = p * soft[d].index({i, e.coords[d]});
         torch::nn::Sequential expert = swarm.experts.at(e.expert.uid);
         row = row + p * expert->forward(in.index({i}).unsqueeze(0))[0];
       }
@@ -67,7 +70,8 @@ struct SwitchFixture {
 
 void expect_close(const torch::Tensor& a, const torch::Tensor& b, const char* what) {
   ASSERT_EQ(a.sizes(), b.sizes()) << what;
-  EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5)) << what << ": max diff " << (a - b).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5))
+      << what << ": max diff " << (a - b).abs().max().item<double>();
 }
 
 TEST(SwitchMoE, EvalForwardAndBackwardMatchReference) {
@@ -121,13 +125,15 @@ TEST(SwitchMoE, TrainingUpdatesUtilizationEma) {
 
   f.moe->zero_grad();
   loss.backward();
-  EXPECT_GT(f.moe->proj->weight.grad().abs().sum().item<double>(), 0) << "the balancing loss must train the gate";
+  EXPECT_GT(f.moe->proj->weight.grad().abs().sum().item<double>(), 0)
+      << "the balancing loss must train the gate";
 }
 
 TEST(SwitchMoE, FailedExpertLeavesTheResidual) {
   SwitchFixture f({3, 3}, 0.8, 33);
   f.moe->eval();
-  for (const auto& [uid, endpoint] : f.swarm.directory->live()) f.swarm.caller->set_forward(uid, Behavior::kFail);
+  for (const auto& [uid, endpoint] : f.swarm.directory->live())
+    f.swarm.caller->set_forward(uid, Behavior::kFail);
   auto [out, loss] = f.moe->forward(f.x);
   expect_close(out, f.x, "output without experts");  // allow_zero_outputs, k_min 0 by default
   EXPECT_TRUE(loss.isfinite().item<bool>());

@@ -1,7 +1,3 @@
-#include <gtest/gtest.h>
-
-#include <unistd.h>
-
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +5,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <hivemind/common/bootstrap_file.h>
 
@@ -39,7 +38,8 @@ class BootstrapFileTest : public ::testing::Test {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   }
   size_t entries() const {
-    return static_cast<size_t>(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()));
+    return static_cast<size_t>(
+        std::distance(fs::directory_iterator(dir_), fs::directory_iterator()));
   }
 
   fs::path dir_;
@@ -68,7 +68,8 @@ TEST_F(BootstrapFileTest, WriteRejectsBadInput) {
   EXPECT_EQ(write_bootstrap_file(path_, {"has space:1"}).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(write_bootstrap_file(path_, {"two\nlines"}).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(write_bootstrap_file(path_, {""}).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(write_bootstrap_file(path_, {std::string(2000, 'a')}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(write_bootstrap_file(path_, {std::string(2000, 'a')}).code(),
+            StatusCode::kInvalidArgument);
   Status missing_dir = write_bootstrap_file((dir_ / "no" / "such" / "file").string(), {"a:1"});
   EXPECT_EQ(missing_dir.code(), StatusCode::kIoError);
   EXPECT_NE(missing_dir.message().find("no/such/file"), std::string::npos) << missing_dir.message();
@@ -102,11 +103,14 @@ TEST_F(BootstrapFileTest, PublishOnceHasExactlyOneWinner) {
   for (int i = 0; i < kRacers; ++i) {
     threads.emplace_back([&, i] {
       auto published = publish_bootstrap_file_once(path_, {"peer" + std::to_string(i) + ":1"});
-      if (!published.is_ok()) ++errors;
-      else if (*published) ++winners;
+      if (!published.is_ok())
+        ++errors;
+      else if (*published)
+        ++winners;
     });
   }
-  for (auto& thread : threads) thread.join();
+  for (auto& thread : threads)
+    thread.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(winners.load(), 1);
   auto content = read_bootstrap_file(path_);
@@ -131,11 +135,13 @@ TEST_F(BootstrapFileTest, WaitTimesOutNamingTheFileOnVirtualTime) {
     sleeps.push_back(ms.count());
     clock.advance(ms);
   };
-  auto result = wait_for_bootstrap_file(path_, Deadline::after(Milliseconds(500), clock), clock, options);
+  auto result =
+      wait_for_bootstrap_file(path_, Deadline::after(Milliseconds(500), clock), clock, options);
   ASSERT_FALSE(result.is_ok());
   EXPECT_EQ(result.status().code(), StatusCode::kTimeout);
   EXPECT_NE(result.status().message().find(path_), std::string::npos) << result.status().message();
-  EXPECT_NE(result.status().message().find("500 ms"), std::string::npos) << result.status().message();
+  EXPECT_NE(result.status().message().find("500 ms"), std::string::npos)
+      << result.status().message();
   // Backoff doubles to the cap, and the last sleep stops exactly at the deadline.
   EXPECT_EQ(sleeps, (std::vector<int64_t>{10, 20, 40, 80, 100, 100, 100, 50}));
 }
@@ -150,7 +156,8 @@ TEST_F(BootstrapFileTest, WaitReturnsWhenTheFileAppearsOnVirtualTime) {
       ASSERT_TRUE(write_bootstrap_file(path_, {"10.1.2.3:31337"}).is_ok());
     }
   };
-  auto result = wait_for_bootstrap_file(path_, Deadline::after(Milliseconds(60'000), clock), clock, options);
+  auto result =
+      wait_for_bootstrap_file(path_, Deadline::after(Milliseconds(60'000), clock), clock, options);
   ASSERT_TRUE(result.is_ok()) << result.status().to_string();
   EXPECT_EQ(*result, (Addresses{"10.1.2.3:31337"}));
   EXPECT_EQ(polls, 3);
@@ -160,14 +167,18 @@ TEST_F(BootstrapFileTest, WaitFailsAtOnceOnAnInvalidFile) {
   write_raw("");
   ManualClock clock;
   BootstrapWaitOptions options;
-  options.sleep = [&](Milliseconds) { ADD_FAILURE() << "must not wait on a file that exists but is invalid"; };
-  auto result = wait_for_bootstrap_file(path_, Deadline::after(Milliseconds(1000), clock), clock, options);
+  options.sleep = [&](Milliseconds) {
+    ADD_FAILURE() << "must not wait on a file that exists but is invalid";
+  };
+  auto result =
+      wait_for_bootstrap_file(path_, Deadline::after(Milliseconds(1000), clock), clock, options);
   EXPECT_EQ(result.status().code(), StatusCode::kProtocol);
 }
 
 TEST_F(BootstrapFileTest, WaitSeesAConcurrentWriterOnRealTime) {
   // The writer runs whenever the scheduler lets it; the waiter's generous deadline is only a bound.
-  std::thread writer([&] { ASSERT_TRUE(write_bootstrap_file(path_, {"127.0.0.1:23001"}).is_ok()); });
+  std::thread writer(
+      [&] { ASSERT_TRUE(write_bootstrap_file(path_, {"127.0.0.1:23001"}).is_ok()); });
   auto result = wait_for_bootstrap_file(path_, Deadline::after(Milliseconds(30'000)));
   writer.join();
   ASSERT_TRUE(result.is_ok()) << result.status().to_string();

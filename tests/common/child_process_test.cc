@@ -1,7 +1,5 @@
 // ChildProcess with real programs (/bin/sh, /bin/cat, /bin/sleep): streams, environment, stdin,
 // deadlines, signals, output files, and the child's death with its spawning thread.
-#include <signal.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +7,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <hivemind/common/child_process.h>
 
@@ -17,7 +16,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-Deadline soon() { return Deadline::after(10s); }
+Deadline soon() {
+  return Deadline::after(10s);
+}
 
 ChildOptions command(std::vector<std::string> argv) {
   ChildOptions options;
@@ -25,7 +26,9 @@ ChildOptions command(std::vector<std::string> argv) {
   return options;
 }
 
-ChildOptions shell(const std::string& script) { return command({"/bin/sh", "-c", script}); }
+ChildOptions shell(const std::string& script) {
+  return command({"/bin/sh", "-c", script});
+}
 
 TEST(ChildProcess, ReadsStdoutAndStderrLinesAndTheExitCode) {
   ChildOptions options = shell("echo out1; echo err1 >&2; echo out2; exit 3");
@@ -62,7 +65,8 @@ TEST(ChildProcess, StdinIsAPipeUntilClosed) {
 }
 
 TEST(ChildProcess, ReadLineContainingSkipsOtherLines) {
-  auto child = ChildProcess::spawn(shell("echo starting; echo 'listening on tcp://x:1'; echo more"));
+  auto child =
+      ChildProcess::spawn(shell("echo starting; echo 'listening on tcp://x:1'; echo more"));
   ASSERT_TRUE(child.is_ok());
   EXPECT_EQ(child->read_line_containing("listening", soon()).value(), "listening on tcp://x:1");
   EXPECT_EQ(child->read_line(soon()).value(), "more");
@@ -91,7 +95,8 @@ TEST(ChildProcess, AStoppedChildIsStillKilledByTheDestructor) {
 }
 
 TEST(ChildProcess, BothStreamsCanGoToOneFile) {
-  auto dir = std::filesystem::temp_directory_path() / ("hivemind-child-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("hivemind-child-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   ChildOptions options = shell("echo to-out; echo to-err >&2");
   options.stdout_to = ChildOutput::kFile;

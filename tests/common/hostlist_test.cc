@@ -1,7 +1,3 @@
-#include <gtest/gtest.h>
-
-#include <unistd.h>
-
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +6,9 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <hivemind/common/hostlist.h>
 
@@ -63,7 +62,8 @@ TEST(HostlistTest, MatchesRecordedScontrolOutputs) {
       ASSERT_TRUE(hosts.is_ok()) << "'" << c.expression << "': " << hosts.status().to_string();
       EXPECT_EQ(*hosts, c.hosts) << "'" << c.expression << "'";
     } else {
-      EXPECT_FALSE(hosts.is_ok()) << "'" << c.expression << "' is rejected by scontrol but expanded here";
+      EXPECT_FALSE(hosts.is_ok()) << "'" << c.expression
+                                  << "' is rejected by scontrol but expanded here";
     }
   }
   EXPECT_GE(valid, 40u);
@@ -76,8 +76,8 @@ TEST(HostlistTest, DocumentedExample) {
 
 TEST(HostlistTest, SeveralGroupsFollowSlurmOrder) {
   // The last group turns fastest, then the first, then the second (Slurm's recursion order).
-  EXPECT_EQ(expand_ok("n[1-2]x[1-2]y[1-2]"),
-            (Hosts{"n1x1y1", "n1x1y2", "n2x1y1", "n2x1y2", "n1x2y1", "n1x2y2", "n2x2y1", "n2x2y2"}));
+  EXPECT_EQ(expand_ok("n[1-2]x[1-2]y[1-2]"), (Hosts{"n1x1y1", "n1x1y2", "n2x1y1", "n2x1y2",
+                                                    "n1x2y1", "n1x2y2", "n2x2y1", "n2x2y2"}));
   EXPECT_EQ(expand_ok("a[1-2]b[1-3]"), (Hosts{"a1b1", "a1b2", "a1b3", "a2b1", "a2b2", "a2b3"}));
 }
 
@@ -96,11 +96,13 @@ TEST(HostlistTest, EmptyAndSeparators) {
 
 TEST(HostlistTest, RejectsWhatScontrolMangles) {
   // scontrol prints garbage for these ("n]", "n[1", "n01 n02"); we refuse them with a clear error.
-  for (const char* expression : {"n[1-3", "n]", "n[[1-2]", "a[1-2],b]", "n[ 1-2]", "n[+1-2]", "n[1-]", "["}) {
+  for (const char* expression :
+       {"n[1-3", "n]", "n[[1-2]", "a[1-2],b]", "n[ 1-2]", "n[+1-2]", "n[1-]", "["}) {
     auto hosts = expand_hostlist(expression);
     ASSERT_FALSE(hosts.is_ok()) << "'" << expression << "'";
     EXPECT_EQ(hosts.status().code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(hosts.status().message().find(expression), std::string::npos) << hosts.status().message();
+    EXPECT_NE(hosts.status().message().find(expression), std::string::npos)
+        << hosts.status().message();
   }
 }
 
@@ -148,11 +150,13 @@ TEST(HeadNodeTest, StepNodelistWinsOverJobNodelist) {
 }
 
 TEST(HeadNodeTest, FallsBackToJobThenLegacyNodelist) {
-  auto job = slurm_head_node(fake_env({{"SLURM_JOB_NODELIST", "node[10-12]"}, {"SLURM_NODELIST", "x1"}}));
+  auto job =
+      slurm_head_node(fake_env({{"SLURM_JOB_NODELIST", "node[10-12]"}, {"SLURM_NODELIST", "x1"}}));
   ASSERT_TRUE(job.is_ok());
   EXPECT_EQ(job->host, "node10");
   EXPECT_EQ(job->source, "SLURM_JOB_NODELIST");
-  auto legacy = slurm_head_node(fake_env({{"SLURM_STEP_NODELIST", ""}, {"SLURM_NODELIST", "x1,x2"}}));
+  auto legacy =
+      slurm_head_node(fake_env({{"SLURM_STEP_NODELIST", ""}, {"SLURM_NODELIST", "x1,x2"}}));
   ASSERT_TRUE(legacy.is_ok());
   EXPECT_EQ(legacy->host, "x1");
 }
@@ -184,7 +188,8 @@ TEST(InitialPeersTest, AutoMisuseIsAnError) {
   auto env = fake_env({{"SLURM_JOB_NODELIST", "n1"}});
   EXPECT_FALSE(resolve_initial_peers({"auto", "10.0.0.1:1"}, 1, env).is_ok());
   EXPECT_FALSE(resolve_initial_peers({"auto"}, 0, env).is_ok());
-  EXPECT_EQ(resolve_initial_peers({"auto"}, 1, fake_env({})).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(resolve_initial_peers({"auto"}, 1, fake_env({})).status().code(),
+            StatusCode::kNotFound);
 }
 
 // Compares with the live scontrol when Slurm's client tools are installed, so a newer Slurm that
@@ -192,15 +197,18 @@ TEST(InitialPeersTest, AutoMisuseIsAnError) {
 std::string shell_quote(const std::string& text) {
   std::string quoted = "'";
   for (char c : text) {
-    if (c == '\'') quoted += "'\\''";
-    else quoted += c;
+    if (c == '\'')
+      quoted += "'\\''";
+    else
+      quoted += c;
   }
   return quoted + "'";
 }
 
 TEST(HostlistTest, MatchesLiveScontrolWhenInstalled) {
   if (std::system("command -v scontrol >/dev/null 2>&1") != 0) {
-    GTEST_SKIP() << "scontrol is not installed: live comparison skipped (recorded outputs still checked)";
+    GTEST_SKIP()
+        << "scontrol is not installed: live comparison skipped (recorded outputs still checked)";
   }
   auto dir = std::filesystem::temp_directory_path() / ("hostlist_test." + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
@@ -217,7 +225,8 @@ TEST(HostlistTest, MatchesLiveScontrolWhenInstalled) {
     std::string output;
     std::array<char, 4096> buffer{};
     size_t n = 0;
-    while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+    while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+      output.append(buffer.data(), n);
     pclose(pipe);
     auto ours = expand_hostlist(c.expression);
     if (output.find("Invalid hostlist") != std::string::npos) {
@@ -226,7 +235,8 @@ TEST(HostlistTest, MatchesLiveScontrolWhenInstalled) {
     }
     ASSERT_TRUE(ours.is_ok()) << "'" << c.expression << "': " << ours.status().to_string();
     std::string expected;
-    for (const auto& host : *ours) expected += host + "\n";
+    for (const auto& host : *ours)
+      expected += host + "\n";
     EXPECT_EQ(output, expected) << "'" << c.expression << "'";
   }
   std::filesystem::remove_all(dir);

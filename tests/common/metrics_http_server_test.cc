@@ -1,21 +1,20 @@
-#include <gtest/gtest.h>
+#include <cstdio>
+#include <string>
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <cstdio>
-#include <string>
 
 #include <hivemind/common/metrics_http_server.h>
 
 namespace hivemind {
 namespace {
 
-// A raw HTTP client: sends `request` (possibly in pieces), then reads until the server closes or the
-// deadline passes. No library in between, so malformed requests reach the server as written.
+// A raw HTTP client: sends `request` (possibly in pieces), then reads until the server closes or
+// the deadline passes. No library in between, so malformed requests reach the server as written.
 class RawClient {
  public:
   explicit RawClient(uint16_t port) {
@@ -29,7 +28,8 @@ class RawClient {
   ~RawClient() { ::close(fd_); }
   bool connected() const { return connected_; }
   bool send(const std::string& bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
   }
   // Everything the server sends until it closes; the deadline only bounds a broken server.
   std::string read_all(Milliseconds timeout = Milliseconds(10'000)) {
@@ -59,7 +59,9 @@ std::string exchange(uint16_t port, const std::string& request) {
   return client.read_all();
 }
 
-std::string status_line(const std::string& response) { return response.substr(0, response.find("\r\n")); }
+std::string status_line(const std::string& response) {
+  return response.substr(0, response.find("\r\n"));
+}
 std::string body_of(const std::string& response) {
   size_t at = response.find("\r\n\r\n");
   return at == std::string::npos ? "" : response.substr(at + 4);
@@ -84,22 +86,28 @@ class MetricsHttpServerTest : public ::testing::Test {
 };
 
 TEST_F(MetricsHttpServerTest, ServesMetrics) {
-  std::string response = exchange(server_->port(), "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  std::string response =
+      exchange(server_->port(), "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
   EXPECT_EQ(status_line(response), "HTTP/1.1 200 OK");
-  EXPECT_NE(response.find("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"), std::string::npos);
+  EXPECT_NE(response.find("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            std::string::npos);
   std::string body = body_of(response);
   EXPECT_EQ(body, registry_.render());
-  EXPECT_NE(response.find("Content-Length: " + std::to_string(body.size()) + "\r\n"), std::string::npos);
+  EXPECT_NE(response.find("Content-Length: " + std::to_string(body.size()) + "\r\n"),
+            std::string::npos);
   EXPECT_NE(body.find("hivemind_requests_total{expert=\"expert.0.0\"} 42\n"), std::string::npos);
   EXPECT_EQ(server_->address(), "127.0.0.1:" + std::to_string(server_->port()));
 }
 
 TEST_F(MetricsHttpServerTest, EachScrapeSeesCurrentValues) {
-  auto& counter = registry_.counter("hivemind_requests_total", "Requests", {{"expert", "expert.0.0"}});
+  auto& counter =
+      registry_.counter("hivemind_requests_total", "Requests", {{"expert", "expert.0.0"}});
   counter.inc();
-  EXPECT_NE(exchange(server_->port(), "GET /metrics?x=1 HTTP/1.0\r\n\r\n").find("} 43\n"), std::string::npos);
+  EXPECT_NE(exchange(server_->port(), "GET /metrics?x=1 HTTP/1.0\r\n\r\n").find("} 43\n"),
+            std::string::npos);
   counter.inc();
-  EXPECT_NE(exchange(server_->port(), "GET /metrics HTTP/1.1\n\n").find("} 44\n"), std::string::npos);
+  EXPECT_NE(exchange(server_->port(), "GET /metrics HTTP/1.1\n\n").find("} 44\n"),
+            std::string::npos);
   EXPECT_EQ(server_->requests_served(), 2u);
 }
 
@@ -107,24 +115,30 @@ TEST_F(MetricsHttpServerTest, HeadHasHeadersOnly) {
   std::string response = exchange(server_->port(), "HEAD /metrics HTTP/1.1\r\n\r\n");
   EXPECT_EQ(status_line(response), "HTTP/1.1 200 OK");
   EXPECT_EQ(body_of(response), "");
-  EXPECT_NE(response.find("Content-Length: " + std::to_string(registry_.render().size())), std::string::npos);
+  EXPECT_NE(response.find("Content-Length: " + std::to_string(registry_.render().size())),
+            std::string::npos);
 }
 
 TEST_F(MetricsHttpServerTest, OtherPathsAndMethodsAreRefused) {
-  EXPECT_EQ(status_line(exchange(server_->port(), "GET / HTTP/1.1\r\n\r\n")), "HTTP/1.1 404 Not Found");
-  EXPECT_EQ(status_line(exchange(server_->port(), "GET /metricsx HTTP/1.1\r\n\r\n")), "HTTP/1.1 404 Not Found");
-  std::string post = exchange(server_->port(), "POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+  EXPECT_EQ(status_line(exchange(server_->port(), "GET / HTTP/1.1\r\n\r\n")),
+            "HTTP/1.1 404 Not Found");
+  EXPECT_EQ(status_line(exchange(server_->port(), "GET /metricsx HTTP/1.1\r\n\r\n")),
+            "HTTP/1.1 404 Not Found");
+  std::string post =
+      exchange(server_->port(), "POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
   EXPECT_EQ(status_line(post), "HTTP/1.1 405 Method Not Allowed");
   EXPECT_NE(post.find("Allow: GET, HEAD\r\n"), std::string::npos);
 }
 
 TEST_F(MetricsHttpServerTest, MalformedAndOversizedRequests) {
   EXPECT_EQ(status_line(exchange(server_->port(), "garbage\r\n\r\n")), "HTTP/1.1 400 Bad Request");
-  EXPECT_EQ(status_line(exchange(server_->port(), "GET /metrics HTTP/2.0\r\n\r\n")), "HTTP/1.1 400 Bad Request");
+  EXPECT_EQ(status_line(exchange(server_->port(), "GET /metrics HTTP/2.0\r\n\r\n")),
+            "HTTP/1.1 400 Bad Request");
   EXPECT_EQ(status_line(exchange(server_->port(), "GET /metrics HTTP/1.1\r\n folded\r\n\r\n")),
             "HTTP/1.1 400 Bad Request");
   std::string huge = "GET /metrics HTTP/1.1\r\nX-Pad: " + std::string(4096, 'a') + "\r\n\r\n";
-  EXPECT_EQ(status_line(exchange(server_->port(), huge)), "HTTP/1.1 431 Request Header Fields Too Large");
+  EXPECT_EQ(status_line(exchange(server_->port(), huge)),
+            "HTTP/1.1 431 Request Header Fields Too Large");
 }
 
 TEST_F(MetricsHttpServerTest, SilentClientIsCutOffThenOthersAreServed) {
@@ -133,7 +147,8 @@ TEST_F(MetricsHttpServerTest, SilentClientIsCutOffThenOthersAreServed) {
   ASSERT_TRUE(silent.send("GET /metr"));
   // The server gives up on it after client_timeout and closes without a response.
   EXPECT_EQ(silent.read_all(), "");
-  EXPECT_EQ(status_line(exchange(server_->port(), "GET /metrics HTTP/1.1\r\n\r\n")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status_line(exchange(server_->port(), "GET /metrics HTTP/1.1\r\n\r\n")),
+            "HTTP/1.1 200 OK");
 }
 
 TEST_F(MetricsHttpServerTest, StopIsBoundedWithAClientConnected) {
@@ -166,14 +181,16 @@ TEST(MetricsHttpServerStartTest, BindErrorsAreReported) {
 }
 
 TEST(MetricsHttpServerStartTest, RendererFailureIs500) {
-  auto server = MetricsHttpServer::start([]() -> std::string { throw std::runtime_error("broken"); });
+  auto server =
+      MetricsHttpServer::start([]() -> std::string { throw std::runtime_error("broken"); });
   ASSERT_TRUE(server.is_ok());
   EXPECT_EQ(status_line(exchange((*server)->port(), "GET /metrics HTTP/1.1\r\n\r\n")),
             "HTTP/1.1 500 Internal Server Error");
 }
 
 TEST(HttpRequestHeadTest, Parses) {
-  auto request = parse_http_request_head("GET /metrics?a=b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nbody");
+  auto request =
+      parse_http_request_head("GET /metrics?a=b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nbody");
   ASSERT_TRUE(request.is_ok()) << request.status().to_string();
   EXPECT_EQ(request->method, "GET");
   EXPECT_EQ(request->target, "/metrics?a=b");
@@ -181,11 +198,11 @@ TEST(HttpRequestHeadTest, Parses) {
 }
 
 TEST(HttpRequestHeadTest, Rejects) {
-  for (const char* bad : {"", "GET /metrics HTTP/1.1\r\n", "GET  /metrics HTTP/1.1\r\n\r\n",
-                          "GET /metrics\r\n\r\n", "GET metrics HTTP/1.1\r\n\r\n", "G T /m HTTP/1.1\r\n\r\n",
-                          "GET /m HTTP/1.1 extra\r\n\r\n", "GET /m HTTP/1.1\r\nNoColon\r\n\r\n",
-                          "GET /m HTTP/1.1\r\n: empty\r\n\r\n", "GET /m HTTP/1.1\r\nA: b\x01\r\n\r\n",
-                          "GET /m\x7f HTTP/1.1\r\n\r\n"}) {
+  for (const char* bad :
+       {"", "GET /metrics HTTP/1.1\r\n", "GET  /metrics HTTP/1.1\r\n\r\n", "GET /metrics\r\n\r\n",
+        "GET metrics HTTP/1.1\r\n\r\n", "G T /m HTTP/1.1\r\n\r\n", "GET /m HTTP/1.1 extra\r\n\r\n",
+        "GET /m HTTP/1.1\r\nNoColon\r\n\r\n", "GET /m HTTP/1.1\r\n: empty\r\n\r\n",
+        "GET /m HTTP/1.1\r\nA: b\x01\r\n\r\n", "GET /m\x7f HTTP/1.1\r\n\r\n"}) {
     EXPECT_FALSE(parse_http_request_head(bad).is_ok()) << bad;
   }
 }

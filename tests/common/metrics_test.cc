@@ -1,5 +1,3 @@
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -8,13 +6,16 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include <hivemind/common/metrics.h>
 
 namespace hivemind {
 namespace {
 
 // A strict reader of the exposition format, enough to check what render() promises: every line is a
-// HELP/TYPE comment or "name{labels} value", and every sample belongs to the family announced by TYPE.
+// HELP/TYPE comment or "name{labels} value", and every sample belongs to the family announced by
+// TYPE.
 struct Sample {
   std::string name;
   std::map<std::string, std::string> labels;
@@ -38,12 +39,14 @@ std::vector<Sample> parse_exposition(const std::string& text) {
     }
     Sample sample;
     size_t i = 0;
-    while (i < line.size() && line[i] != '{' && line[i] != ' ') sample.name += line[i++];
+    while (i < line.size() && line[i] != '{' && line[i] != ' ')
+      sample.name += line[i++];
     if (i < line.size() && line[i] == '{') {
       ++i;
       while (i < line.size() && line[i] != '}') {
         std::string name;
-        while (i < line.size() && line[i] != '=') name += line[i++];
+        while (i < line.size() && line[i] != '=')
+          name += line[i++];
         EXPECT_EQ(line.substr(i, 2), "=\"") << line;
         i += 2;
         std::string value;
@@ -66,8 +69,9 @@ std::vector<Sample> parse_exposition(const std::string& text) {
     sample.value = line.substr(i + 1);
     EXPECT_FALSE(sample.value.empty()) << line;
     bool in_family = sample.name == family ||
-                     (type == "histogram" && (sample.name == family + "_bucket" || sample.name == family + "_sum" ||
-                                              sample.name == family + "_count"));
+                     (type == "histogram" &&
+                      (sample.name == family + "_bucket" || sample.name == family + "_sum" ||
+                       sample.name == family + "_count"));
     EXPECT_TRUE(in_family) << "sample " << sample.name << " outside its family " << family;
     samples.push_back(std::move(sample));
   }
@@ -84,7 +88,8 @@ const Sample* find(const std::vector<Sample>& samples, const std::string& name,
 
 TEST(MetricsTest, CountersAndGaugesRender) {
   MetricsRegistry registry;
-  auto& requests = registry.counter("hivemind_requests_total", "Requests served", {{"expert", "expert.0.1"}});
+  auto& requests =
+      registry.counter("hivemind_requests_total", "Requests served", {{"expert", "expert.0.1"}});
   requests.inc();
   requests.inc(2);
   requests.inc(-5);  // ignored: counters never go down
@@ -146,8 +151,10 @@ TEST(MetricsTest, SpecialValuesUsePrometheusSpelling) {
 
 TEST(MetricsTest, HistogramBucketsAreCumulative) {
   MetricsRegistry registry;
-  auto& latency = registry.histogram("rpc_seconds", "Latency", {0.01, 0.1, 1}, {{"method", "forward"}});
-  for (double v : {0.005, 0.01, 0.05, 0.5, 0.7, 3.0}) latency.observe(v);
+  auto& latency =
+      registry.histogram("rpc_seconds", "Latency", {0.01, 0.1, 1}, {{"method", "forward"}});
+  for (double v : {0.005, 0.01, 0.05, 0.5, 0.7, 3.0})
+    latency.observe(v);
   std::string text = registry.render();
   auto samples = parse_exposition(text);
   auto bucket = [&](const char* le) {
@@ -160,7 +167,8 @@ TEST(MetricsTest, HistogramBucketsAreCumulative) {
   EXPECT_EQ(bucket("1"), "5");
   EXPECT_EQ(bucket("+Inf"), "6");
   EXPECT_EQ(find(samples, "rpc_seconds_count", {{"method", "forward"}})->value, "6");
-  EXPECT_NEAR(std::stod(find(samples, "rpc_seconds_sum", {{"method", "forward"}})->value), 4.265, 1e-12);
+  EXPECT_NEAR(std::stod(find(samples, "rpc_seconds_sum", {{"method", "forward"}})->value), 4.265,
+              1e-12);
   EXPECT_NE(text.find("# TYPE rpc_seconds histogram\n"), std::string::npos);
 }
 
@@ -173,7 +181,8 @@ TEST(MetricsTest, BucketHelpers) {
 TEST(MetricsTest, CallbackGaugesAreReadAtScrapeTime) {
   MetricsRegistry registry;
   int routing_table_size = 3;
-  registry.gauge_callback("dht_routing_table_size", "Peers known", {}, [&] { return routing_table_size; });
+  registry.gauge_callback("dht_routing_table_size", "Peers known", {},
+                          [&] { return routing_table_size; });
   EXPECT_NE(registry.render().find("dht_routing_table_size 3\n"), std::string::npos);
   routing_table_size = 11;
   EXPECT_NE(registry.render().find("dht_routing_table_size 11\n"), std::string::npos);
@@ -184,11 +193,14 @@ TEST(MetricsTest, CallbackGaugesAreReadAtScrapeTime) {
 TEST(MetricsTest, CallbackCountersRenderAsCounters) {
   MetricsRegistry registry;
   double bytes = 4096;
-  registry.counter_callback("transport_bytes_sent_total", "Bytes sent", {{"transport", "tcp"}}, [&] { return bytes; });
+  registry.counter_callback("transport_bytes_sent_total", "Bytes sent", {{"transport", "tcp"}},
+                            [&] { return bytes; });
   std::string text = registry.render();
   EXPECT_NE(text.find("# TYPE transport_bytes_sent_total counter\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("transport_bytes_sent_total{transport=\"tcp\"} 4096\n"), std::string::npos) << text;
-  EXPECT_THROW(registry.gauge_callback("transport_bytes_sent_total", "h", {}, [] { return 0.0; }), std::invalid_argument);
+  EXPECT_NE(text.find("transport_bytes_sent_total{transport=\"tcp\"} 4096\n"), std::string::npos)
+      << text;
+  EXPECT_THROW(registry.gauge_callback("transport_bytes_sent_total", "h", {}, [] { return 0.0; }),
+               std::invalid_argument);
   EXPECT_THROW(registry.counter_callback("cb_total", "h", {}, nullptr), std::invalid_argument);
 }
 
@@ -233,7 +245,8 @@ TEST(MetricsTest, ConcurrentUpdatesAreExact) {
       // Every thread registers its own lookups too, racing with the others and with render().
       auto& counter = registry.counter("ops_total", "h");
       auto& gauge = registry.gauge("level", "h");
-      auto& histogram = registry.histogram("sizes", "h", {1, 10, 100}, {{"thread", std::to_string(t % 2)}});
+      auto& histogram =
+          registry.histogram("sizes", "h", {1, 10, 100}, {{"thread", std::to_string(t % 2)}});
       for (int i = 0; i < kPerThread; ++i) {
         counter.inc();
         gauge.inc();
@@ -243,13 +256,15 @@ TEST(MetricsTest, ConcurrentUpdatesAreExact) {
       }
     });
   }
-  for (auto& thread : threads) thread.join();
+  for (auto& thread : threads)
+    thread.join();
   auto samples = parse_exposition(registry.render());
   EXPECT_EQ(find(samples, "ops_total", {})->value, std::to_string(kThreads * kPerThread));
   EXPECT_EQ(find(samples, "level", {})->value, "0");
   for (const char* t : {"0", "1"}) {
     EXPECT_EQ(find(samples, "sizes_count", {{"thread", t}})->value, std::to_string(2 * kPerThread));
-    EXPECT_EQ(find(samples, "sizes_bucket", {{"thread", t}, {"le", "+Inf"}})->value, std::to_string(2 * kPerThread));
+    EXPECT_EQ(find(samples, "sizes_bucket", {{"thread", t}, {"le", "+Inf"}})->value,
+              std::to_string(2 * kPerThread));
     // 0..199 repeated: 2 of 200 values are <= 1, 11 are <= 10, 101 are <= 100.
     EXPECT_EQ(find(samples, "sizes_bucket", {{"thread", t}, {"le", "10"}})->value,
               std::to_string(2 * kPerThread / 200 * 11));

@@ -10,7 +10,8 @@
 #include <hivemind/common/spawn.h>
 
 int main(int argc, char** argv) {
-  auto spawned = hivemind::maybe_spawn_self(argc, argv, hivemind::Deadline::after(hivemind::Milliseconds(60'000)));
+  auto spawned = hivemind::maybe_spawn_self(
+      argc, argv, hivemind::Deadline::after(hivemind::Milliseconds(60'000)));
   if (!spawned.is_ok()) {
     std::fprintf(stderr, "%s\n", spawned.status().to_string().c_str());
     return 2;
@@ -23,7 +24,8 @@ int main(int argc, char** argv) {
   int fail_rank = -1;
   std::string args;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--fail-rank") == 0 && i + 1 < argc) fail_rank = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--fail-rank") == 0 && i + 1 < argc)
+      fail_rank = std::atoi(argv[i + 1]);
     args += std::string(" ") + argv[i];
   }
   std::ofstream(dir + "/rank-" + std::to_string(launch->rank) + ".txt")

@@ -1,15 +1,15 @@
-// SpawnedGroup with /bin/sh children: ranks and their variables, exit codes, bringing the others down
-// on the first failure, the deadline, per-rank logs, signals. Synchronisation is by files the children
-// write atomically (write + rename) and the test waits for with a deadline; nothing sleeps to wait.
-#include <gtest/gtest.h>
-
-#include <signal.h>
-#include <unistd.h>
-
+// SpawnedGroup with /bin/sh children: ranks and their variables, exit codes, bringing the others
+// down on the first failure, the deadline, per-rank logs, signals. Synchronisation is by files the
+// children write atomically (write + rename) and the test waits for with a deadline; nothing sleeps
+// to wait.
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <hivemind/common/bootstrap_file.h>
 #include <hivemind/common/spawn.h>
@@ -23,7 +23,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const Deadline kGenerous() { return Deadline::after(Milliseconds(60'000)); }
+const Deadline kGenerous() {
+  return Deadline::after(Milliseconds(60'000));
+}
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path);
@@ -34,7 +36,8 @@ class SpawnTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("spawn_test." + std::to_string(getpid()) + "." + info->name());
+    dir_ =
+        fs::temp_directory_path() / ("spawn_test." + std::to_string(getpid()) + "." + info->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -58,13 +61,15 @@ class SpawnTest : public ::testing::Test {
 };
 
 // Shell snippet: write "$2" to $OUT/$1 atomically.
-constexpr const char* kMark = "mark() { echo \"$2\" > \"$OUT/$1.tmp\" && mv \"$OUT/$1.tmp\" \"$OUT/$1\"; }; ";
+constexpr const char* kMark =
+    "mark() { echo \"$2\" > \"$OUT/$1.tmp\" && mv \"$OUT/$1.tmp\" \"$OUT/$1\"; }; ";
 
 TEST_F(SpawnTest, EveryRankSeesItsVariables) {
-  auto options = sh(std::string(kMark) +
-                        "mark rank-$HIVEMIND_RANK "
-                        "\"$HIVEMIND_RANK/$HIVEMIND_WORLD_SIZE/$HIVEMIND_LOCAL_RANK/$HIVEMIND_NODE_RANK/$EXTRA\"",
-                    4);
+  auto options = sh(
+      std::string(kMark) +
+          "mark rank-$HIVEMIND_RANK "
+          "\"$HIVEMIND_RANK/$HIVEMIND_WORLD_SIZE/$HIVEMIND_LOCAL_RANK/$HIVEMIND_NODE_RANK/$EXTRA\"",
+      4);
   options.ranks_per_node = 2;
   options.env.push_back({"EXTRA", "x"});
   SpawnReport report = spawn_and_wait(options, kGenerous());
@@ -90,9 +95,10 @@ TEST_F(SpawnTest, InheritedRankVariablesAreReplaced) {
 }
 
 TEST_F(SpawnTest, FirstFailureStopsTheOthers) {
-  // Rank 2 fails at once; the others would run for ten minutes (in a child of sh, so only a signal to
-  // the whole process group ends them quickly).
-  auto options = sh("if [ \"$HIVEMIND_RANK\" = 2 ]; then exit 3; fi; sleep 600; echo unreachable", 4);
+  // Rank 2 fails at once; the others would run for ten minutes (in a child of sh, so only a signal
+  // to the whole process group ends them quickly).
+  auto options =
+      sh("if [ \"$HIVEMIND_RANK\" = 2 ]; then exit 3; fi; sleep 600; echo unreachable", 4);
   SpawnReport report = spawn_and_wait(options, kGenerous());
   ASSERT_FALSE(report.status.is_ok());
   ASSERT_TRUE(report.first_failed.has_value());
@@ -138,18 +144,21 @@ TEST_F(SpawnTest, DeadlineTerminatesEveryone) {
 }
 
 TEST_F(SpawnTest, SignalAllReachesEveryRank) {
-  auto options = sh(std::string(kMark) +
-                        "trap 'mark usr1-$HIVEMIND_RANK got; exit 0' USR1; mark ready-$HIVEMIND_RANK x; "
-                        "while :; do sleep 0.05; done",
-                    3);
+  auto options =
+      sh(std::string(kMark) +
+             "trap 'mark usr1-$HIVEMIND_RANK got; exit 0' USR1; mark ready-$HIVEMIND_RANK x; "
+             "while :; do sleep 0.05; done",
+         3);
   auto group = SpawnedGroup::start(options);
   ASSERT_TRUE(group.is_ok()) << group.status().to_string();
-  for (int rank = 0; rank < 3; ++rank) wait_marker("ready-" + std::to_string(rank));
+  for (int rank = 0; rank < 3; ++rank)
+    wait_marker("ready-" + std::to_string(rank));
   (*group)->signal_all(SIGUSR1);
   SpawnReport report = (*group)->wait(kGenerous());
   // The whole process group gets the signal: sh runs the trap (exit 0); its sleep dies of it.
   EXPECT_TRUE(report.status.is_ok()) << report.status.to_string();
-  for (int rank = 0; rank < 3; ++rank) EXPECT_EQ(read_file(dir_ / ("usr1-" + std::to_string(rank))), "got\n");
+  for (int rank = 0; rank < 3; ++rank)
+    EXPECT_EQ(read_file(dir_ / ("usr1-" + std::to_string(rank))), "got\n");
 }
 
 TEST_F(SpawnTest, PerRankLogsCaptureStdoutAndStderr) {
@@ -167,7 +176,8 @@ TEST_F(SpawnTest, UnrunnableProgramsAreErrors) {
   missing.world_size = 2;
   SpawnReport report = spawn_and_wait(missing, kGenerous());
   EXPECT_EQ(report.status.code(), StatusCode::kIoError);
-  EXPECT_NE(report.status.message().find("no-such-program"), std::string::npos) << report.status.message();
+  EXPECT_NE(report.status.message().find("no-such-program"), std::string::npos)
+      << report.status.message();
   EXPECT_TRUE(report.ranks.empty());
   EXPECT_NE(report.exit_code(), 0);
 

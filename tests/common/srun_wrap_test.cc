@@ -1,11 +1,6 @@
 // slurm/srun-wrap.sh with fake launcher environments and a child script: the rank mapping, per-rank
 // logs, GPU binding, exit statuses and signal forwarding. Each run gets an exact environment
 // (`env -i`), so nothing from the machine running the tests leaks in.
-#include <gtest/gtest.h>
-
-#include <signal.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +8,10 @@
 #include <map>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <hivemind/common/bootstrap_file.h>
 #include <hivemind/common/spawn.h>
@@ -36,7 +35,8 @@ class SrunWrapTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("srun_wrap_test." + std::to_string(getpid()) + "." + info->name());
+    dir_ = fs::temp_directory_path() /
+           ("srun_wrap_test." + std::to_string(getpid()) + "." + info->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -50,7 +50,8 @@ class SrunWrapTest : public ::testing::Test {
     options.program = "/usr/bin/env";
     options.args = {"-i", "PATH=" + std::string(std::getenv("PATH")), "OUT=" + dir_.string(),
                     "HIVEMIND_NODE_ADDR=10.9.8.7"};
-    for (const auto& [key, value] : env) options.args.push_back(key + "=" + value);
+    for (const auto& [key, value] : env)
+      options.args.push_back(key + "=" + value);
     options.args.push_back(std::string(HIVEMIND_SOURCE_DIR) + "/slurm/srun-wrap.sh");
     options.args.insert(options.args.end(), wrap_args.begin(), wrap_args.end());
     options.args.insert(options.args.end(), {"sh", "-c", script});
@@ -69,7 +70,8 @@ class SrunWrapTest : public ::testing::Test {
   }
   std::string output() const { return read_file(dir_ / "out" / "rank-0.log"); }
   void wait_marker(const std::string& name) {
-    auto marker = wait_for_bootstrap_file((dir_ / name).string(), Deadline::after(Milliseconds(60'000)));
+    auto marker =
+        wait_for_bootstrap_file((dir_ / name).string(), Deadline::after(Milliseconds(60'000)));
     ASSERT_TRUE(marker.is_ok()) << marker.status().to_string() << "\n" << output();
   }
 
@@ -77,11 +79,16 @@ class SrunWrapTest : public ::testing::Test {
 };
 
 constexpr const char* kPrintRanks =
-    "echo \"$HIVEMIND_RANK $HIVEMIND_WORLD_SIZE $HIVEMIND_LOCAL_RANK $HIVEMIND_NODE_RANK $HIVEMIND_LAUNCHER\"";
+    "echo \"$HIVEMIND_RANK $HIVEMIND_WORLD_SIZE $HIVEMIND_LOCAL_RANK $HIVEMIND_NODE_RANK "
+    "$HIVEMIND_LAUNCHER\"";
 
 TEST_F(SrunWrapTest, MapsSlurm) {
-  EXPECT_EQ(run({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "8"}, {"SLURM_STEP_NUM_TASKS", "4"},
-                 {"SLURM_LOCALID", "1"}, {"SLURM_NODEID", "1"}, {"SLURM_STEP_ID", "0"}},
+  EXPECT_EQ(run({{"SLURM_PROCID", "3"},
+                 {"SLURM_NTASKS", "8"},
+                 {"SLURM_STEP_NUM_TASKS", "4"},
+                 {"SLURM_LOCALID", "1"},
+                 {"SLURM_NODEID", "1"},
+                 {"SLURM_STEP_ID", "0"}},
                 {}, kPrintRanks),
             0);
   EXPECT_EQ(output(), "3 4 1 1 slurm\n");
@@ -94,8 +101,12 @@ TEST_F(SrunWrapTest, SlurmJobSizeWhenNoStepSize) {
 
 TEST_F(SrunWrapTest, OpenMpiWinsOverSlurmOfTheAllocation) {
   // mpirun inside an sbatch script: the batch shell's SLURM_PROCID=0 is inherited by every rank.
-  EXPECT_EQ(run({{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "6"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
-                 {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}, {"OMPI_COMM_WORLD_NODE_RANK", "1"}, {"SLURM_PROCID", "0"},
+  EXPECT_EQ(run({{"OMPI_COMM_WORLD_RANK", "5"},
+                 {"OMPI_COMM_WORLD_SIZE", "6"},
+                 {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                 {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"},
+                 {"OMPI_COMM_WORLD_NODE_RANK", "1"},
+                 {"SLURM_PROCID", "0"},
                  {"SLURM_NTASKS", "1"}},
                 {}, kPrintRanks),
             0);
@@ -103,7 +114,10 @@ TEST_F(SrunWrapTest, OpenMpiWinsOverSlurmOfTheAllocation) {
 }
 
 TEST_F(SrunWrapTest, MapsPmix) {
-  EXPECT_EQ(run({{"PMIX_RANK", "2"}, {"SLURM_PROCID", "2"}, {"SLURM_STEP_NUM_TASKS", "3"}, {"SLURM_LOCALID", "0"},
+  EXPECT_EQ(run({{"PMIX_RANK", "2"},
+                 {"SLURM_PROCID", "2"},
+                 {"SLURM_STEP_NUM_TASKS", "3"},
+                 {"SLURM_LOCALID", "0"},
                  {"SLURM_NODEID", "2"}},
                 {}, kPrintRanks),
             0);
@@ -134,13 +148,16 @@ TEST_F(SrunWrapTest, ExitsWithTheChildsStatus) {
 }
 
 TEST_F(SrunWrapTest, PerRankLogFiles) {
-  Env slurm = {{"SLURM_JOB_ID", "77"}, {"SLURM_STEP_ID", "3"}, {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}};
+  Env slurm = {
+      {"SLURM_JOB_ID", "77"}, {"SLURM_STEP_ID", "3"}, {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}};
   std::string logs = (dir_ / "logs").string();
-  EXPECT_EQ(run(slurm, {"--log-dir", logs}, "echo out; echo err >&2; echo \"$HIVEMIND_RANK_LOG\""), 0);
+  EXPECT_EQ(run(slurm, {"--log-dir", logs}, "echo out; echo err >&2; echo \"$HIVEMIND_RANK_LOG\""),
+            0);
   EXPECT_EQ(read_file(dir_ / "logs" / "77.3.1.log"), "out\nerr\n" + logs + "/77.3.1.log\n");
   EXPECT_EQ(output(), "") << "rank 1 writes only to its log";
 
-  // Rank 0 also writes to the job's output, unless --no-tee; the directory also comes from the variable.
+  // Rank 0 also writes to the job's output, unless --no-tee; the directory also comes from the
+  // variable.
   slurm["SLURM_PROCID"] = "0";
   slurm["HIVEMIND_LOG_DIR"] = logs;
   EXPECT_EQ(run(slurm, {}, "echo zero"), 0);
@@ -180,7 +197,8 @@ TEST_F(SrunWrapTest, SignalForwardingDecision) {
   };
   EXPECT_TRUE(decision({}, {}));
   // srun tasks and mpirun ranks get every signal from their launcher directly.
-  EXPECT_FALSE(decision({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"SLURM_STEP_ID", "0"}}, {}));
+  EXPECT_FALSE(
+      decision({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"SLURM_STEP_ID", "0"}}, {}));
   EXPECT_FALSE(decision({{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "1"}}, {}));
   // The batch shell of an sbatch job has no SLURM_STEP_ID: nobody else signals the child there.
   EXPECT_TRUE(decision({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}, {}));
@@ -214,7 +232,8 @@ TEST_F(SrunWrapTest, ForwardsUsr1AndTermToTheChild) {
 TEST_F(SrunWrapTest, UnderALauncherTheProgramReplacesTheWrapper) {
   // srun and mpirun signal every process of a task: the wrapper execs the program, which then gets
   // each signal once, and its exit status is the task's.
-  auto group = start({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"SLURM_STEP_ID", "0"}}, {}, kSignalChild);
+  auto group = start({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"SLURM_STEP_ID", "0"}}, {},
+                     kSignalChild);
   ASSERT_TRUE(group);
   wait_marker("child.pid");
   pid_t task = group->pids().at(0);
@@ -229,26 +248,28 @@ TEST_F(SrunWrapTest, UnderALauncherTheProgramReplacesTheWrapper) {
 
 TEST_F(SrunWrapTest, SignalToTheWholeTaskLeavesTheChildsStatus) {
   // What Slurm does on scancel: SIGTERM to every process of the task at once. The wrapper's wait is
-  // interrupted by the signal while the child handles it and exits 0: the wrapper must report 0, not
-  // the 143 of its interrupted wait. Repeated, because the two orders of events race.
-  // The child exits as fast as it can on SIGTERM (bash runs the trap at once, without waiting for a
+  // interrupted by the signal while the child handles it and exits 0: the wrapper must report 0,
+  // not the 143 of its interrupted wait. Repeated, because the two orders of events race. The child
+  // exits as fast as it can on SIGTERM (bash runs the trap at once, without waiting for a
   // foreground command), which is the order that used to lose the child's status.
   const std::string fast_child =
       "exec bash -c 'trap \"exit 0\" TERM; echo $$ > \"$OUT/child.pid.tmp\" && "
       "mv \"$OUT/child.pid.tmp\" \"$OUT/child.pid\"; while :; do sleep 1 & wait $!; done'";
-  // Odd rounds: rank 0 with a log directory, where the wrapper stays (to let tee finish) and must not
-  // be killed by the signal either.
+  // Odd rounds: rank 0 with a log directory, where the wrapper stays (to let tee finish) and must
+  // not be killed by the signal either.
   for (int round = 0; round < 20; ++round) {
     fs::remove(dir_ / "child.pid");
     std::vector<std::string> args;
     if (round % 2 == 1) args = {"--log-dir", (dir_ / "logs").string()};
-    auto group = start({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"SLURM_STEP_ID", "0"}}, args, fast_child);
+    auto group = start({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}, {"SLURM_STEP_ID", "0"}}, args,
+                       fast_child);
     ASSERT_TRUE(group);
     wait_marker("child.pid");
     group->signal_all(SIGTERM);  // the process group: the wrapper, the child and the child's sleep
     SpawnReport report = group->wait(Deadline::after(Milliseconds(60'000)));
-    ASSERT_TRUE(report.ranks.at(0).ok()) << "round " << round << ": " << report.ranks.at(0).describe() << "\n"
-                                         << output();
+    ASSERT_TRUE(report.ranks.at(0).ok())
+        << "round " << round << ": " << report.ranks.at(0).describe() << "\n"
+        << output();
   }
 }
 

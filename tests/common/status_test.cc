@@ -1,7 +1,7 @@
-#include <gtest/gtest.h>
-
 #include <memory>
 #include <stdexcept>
+
+#include <gtest/gtest.h>
 
 #include <hivemind/common/result.h>
 #include <hivemind/common/status.h>

@@ -6,14 +6,17 @@
 namespace hivemind::dht {
 namespace {
 
-SteadyTime at(int ms) { return SteadyTime(Milliseconds(ms)); }
+SteadyTime at(int ms) {
+  return SteadyTime(Milliseconds(ms));
+}
 
 TEST(RateLimiter, PerPeerLimitPlusOne) {
   RateLimits limits;
   limits.per_peer_per_second = 10;
   limits.global_per_second = 1000;
   RateLimiter limiter(limits);
-  for (int i = 0; i < 10; ++i) EXPECT_TRUE(limiter.allow("a", at(0))) << i;
+  for (int i = 0; i < 10; ++i)
+    EXPECT_TRUE(limiter.allow("a", at(0))) << i;
   EXPECT_FALSE(limiter.allow("a", at(0)));
   EXPECT_TRUE(limiter.allow("b", at(0)));  // another peer is unaffected
   EXPECT_FALSE(limiter.allow("a", at(50)));
@@ -25,7 +28,8 @@ TEST(RateLimiter, GlobalLimitPlusOne) {
   limits.per_peer_per_second = 1000;
   limits.global_per_second = 20;
   RateLimiter limiter(limits);
-  for (int i = 0; i < 20; ++i) EXPECT_TRUE(limiter.allow("p" + std::to_string(i), at(0)));
+  for (int i = 0; i < 20; ++i)
+    EXPECT_TRUE(limiter.allow("p" + std::to_string(i), at(0)));
   EXPECT_FALSE(limiter.allow("fresh", at(0)));
   EXPECT_TRUE(limiter.allow("fresh", at(1000)));
 }
@@ -47,7 +51,8 @@ TEST(RateLimiter, TrackedPeersAreBounded) {
   limits.global_per_second = 1e9;
   limits.max_tracked_peers = 100;
   RateLimiter limiter(limits);
-  for (int i = 0; i < 1000; ++i) limiter.allow("p" + std::to_string(i), at(0));
+  for (int i = 0; i < 1000; ++i)
+    limiter.allow("p" + std::to_string(i), at(0));
   EXPECT_LE(limiter.tracked_peers(), 100u);
 }
 

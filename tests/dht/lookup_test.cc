@@ -1,9 +1,9 @@
 // Lookup driven by a scripted network: a world of nodes, each answering with its true nearest.
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
+
+#include <gtest/gtest.h>
 
 #include <hivemind/dht/lookup.h>
 
@@ -14,14 +14,16 @@ struct World {
   std::vector<Contact> nodes;
   std::set<NodeId> dead;
   explicit World(size_t n, std::mt19937_64& rng) {
-    for (size_t i = 0; i < n; ++i) nodes.push_back({NodeId::random(rng), "tcp://n" + std::to_string(i) + ":1"});
+    for (size_t i = 0; i < n; ++i)
+      nodes.push_back({NodeId::random(rng), "tcp://n" + std::to_string(i) + ":1"});
   }
   std::vector<Contact> nearest(const NodeId& target, size_t k, bool live_only = false) const {
     std::vector<Contact> out;
     for (const auto& c : nodes) {
       if (!live_only || !dead.count(c.id)) out.push_back(c);
     }
-    std::sort(out.begin(), out.end(), [&](const Contact& a, const Contact& b) { return a.id.closer_to(target, b.id); });
+    std::sort(out.begin(), out.end(),
+              [&](const Contact& a, const Contact& b) { return a.id.closer_to(target, b.id); });
     out.resize(std::min(k, out.size()));
     return out;
   }
@@ -46,18 +48,21 @@ struct Driver {
         ++requests;
         max_keys = std::max(max_keys, request.targets.size());
         for (uint32_t t : request.targets) {
-          EXPECT_TRUE(asked.emplace(t, request.peer.id).second) << "asked the same peer twice for one target";
+          EXPECT_TRUE(asked.emplace(t, request.peer.id).second)
+              << "asked the same peer twice for one target";
           EXPECT_LE(++in_flight[t], alpha);
         }
       }
       for (const auto& request : batch) {
-        for (uint32_t t : request.targets) --in_flight[t];
+        for (uint32_t t : request.targets)
+          --in_flight[t];
         if (world.dead.count(request.peer.id)) {
           lookup.on_failure(request.peer.id, request.targets);
           continue;
         }
         std::vector<std::vector<Contact>> contacts;
-        for (uint32_t t : request.targets) contacts.push_back(world.nearest(lookup.target_id(t), 20));
+        for (uint32_t t : request.targets)
+          contacts.push_back(world.nearest(lookup.target_id(t), 20));
         lookup.on_response(request.peer.id, request.targets, contacts);
       }
     }
@@ -74,7 +79,8 @@ TEST(Lookup, FindsTheTrueNearestFromAnySeed) {
     options.beta = 20;
     Lookup lookup(self.id, {target}, options);
     // Seeds far from the target: three random nodes.
-    std::vector<Contact> seeds{world.nodes[rng() % 2000], world.nodes[rng() % 2000], world.nodes[rng() % 2000]};
+    std::vector<Contact> seeds{world.nodes[rng() % 2000], world.nodes[rng() % 2000],
+                               world.nodes[rng() % 2000]};
     lookup.add_candidates(0, seeds);
     Driver driver(world, lookup, options.alpha);
     driver.run();
@@ -104,7 +110,8 @@ TEST(Lookup, DeadNodesAreNeverInTheResult) {
   Contact self{NodeId::random(rng), "tcp://self:1"};
   NodeId target = NodeId::random(rng);
   auto truth = world.nearest(target, 10);
-  for (size_t i = 0; i < truth.size(); i += 2) world.dead.insert(truth[i].id);  // half the closest die
+  for (size_t i = 0; i < truth.size(); i += 2)
+    world.dead.insert(truth[i].id);  // half the closest die
   Lookup::Options options;
   options.beta = 5;
   Lookup lookup(self.id, {target}, options);
@@ -113,7 +120,8 @@ TEST(Lookup, DeadNodesAreNeverInTheResult) {
   driver.run();
   auto found = lookup.responded(0, 5);
   EXPECT_EQ(found, world.nearest(target, 5, /*live_only=*/true));
-  for (const auto& c : found) EXPECT_EQ(world.dead.count(c.id), 0u);
+  for (const auto& c : found)
+    EXPECT_EQ(world.dead.count(c.id), 0u);
 }
 
 TEST(Lookup, TargetsWantingTheSamePeerShareOneRequest) {
@@ -121,11 +129,13 @@ TEST(Lookup, TargetsWantingTheSamePeerShareOneRequest) {
   World world(50, rng);
   Contact self{NodeId::random(rng), "tcp://self:1"};
   std::vector<NodeId> targets;
-  for (int i = 0; i < 10; ++i) targets.push_back(NodeId::random(rng));
+  for (int i = 0; i < 10; ++i)
+    targets.push_back(NodeId::random(rng));
   Lookup::Options options;
   options.max_keys_per_request = 4;
   Lookup lookup(self.id, targets, options);
-  for (uint32_t t = 0; t < targets.size(); ++t) lookup.add_candidates(t, std::vector<Contact>{world.nodes[0]});
+  for (uint32_t t = 0; t < targets.size(); ++t)
+    lookup.add_candidates(t, std::vector<Contact>{world.nodes[0]});
   auto batch = lookup.next_requests([](const Contact&) { return true; });
   ASSERT_EQ(batch.size(), 3u);  // 10 targets, one peer, at most 4 keys per request
   EXPECT_EQ(batch[0].targets.size(), 4u);

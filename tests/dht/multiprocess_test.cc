@@ -1,14 +1,13 @@
 // Real hivemind-dht processes on loopback: joining through a bootstrap file, a node killed with
 // SIGKILL, --check, and a node with no reachable peer failing clearly by its deadline.
-#include <gtest/gtest.h>
-
-#include <signal.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <thread>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <hivemind/common/bootstrap_file.h>
 #include <hivemind/common/child_process.h>
@@ -73,14 +72,16 @@ class Processes : public ::testing::Test {
   std::string start_node(const std::vector<std::string>& peers) {
     size_t n = children.size();
     std::string file = dir + "/node" + std::to_string(n) + ".addr";
-    std::vector<std::string> args = {program, "--host", "127.0.0.1", "--port", "0", "--bootstrap-file", file};
+    std::vector<std::string> args = {program, "--host",           "127.0.0.1", "--port",
+                                     "0",     "--bootstrap-file", file};
     if (!peers.empty()) {
       args.push_back("--initial-peers");
       args.insert(args.end(), peers.begin(), peers.end());
     }
     children.push_back(std::make_unique<Child>(args, dir + "/node" + std::to_string(n) + ".log"));
     auto addresses = wait_for_bootstrap_file(file, Deadline::after(std::chrono::seconds(20)));
-    EXPECT_TRUE(addresses.is_ok()) << addresses.status().to_string() << "\n" << read_file(dir + "/node" + std::to_string(n) + ".log");
+    EXPECT_TRUE(addresses.is_ok()) << addresses.status().to_string() << "\n"
+                                   << read_file(dir + "/node" + std::to_string(n) + ".log");
     return addresses.is_ok() ? addresses->front() : "";
   }
 
@@ -91,7 +92,8 @@ class Processes : public ::testing::Test {
 TEST_F(Processes, NodesJoinServeAndSurviveAKill) {
   std::vector<std::string> addresses;
   addresses.push_back(start_node({}));
-  for (int i = 1; i < 6; ++i) addresses.push_back(start_node({addresses[0]}));
+  for (int i = 1; i < 6; ++i)
+    addresses.push_back(start_node({addresses[0]}));
   ASSERT_EQ(addresses.size(), 6u);
 
   // An in-process node joins the swarm of processes, declares experts; another finds them.
@@ -109,43 +111,55 @@ TEST_F(Processes, NodesJoinServeAndSurviveAKill) {
   ASSERT_TRUE(client.is_ok());
   auto found = get_experts(**client, uids, Deadline::after(std::chrono::seconds(10)));
   ASSERT_TRUE(found.is_ok());
-  for (const auto& e : *found) EXPECT_TRUE(e.has_value());
+  for (const auto& e : *found)
+    EXPECT_TRUE(e.has_value());
 
   // The processes log peers joining (the program looks at its table once a second): poll the log.
   Deadline logged = Deadline::after(std::chrono::seconds(10));
-  while (read_file(dir + "/node0.log").find("peer joined") == std::string::npos && !logged.expired()) {
+  while (read_file(dir + "/node0.log").find("peer joined") == std::string::npos &&
+         !logged.expired()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_NE(read_file(dir + "/node0.log").find("peer joined"), std::string::npos) << read_file(dir + "/node0.log");
+  EXPECT_NE(read_file(dir + "/node0.log").find("peer joined"), std::string::npos)
+      << read_file(dir + "/node0.log");
 
   // Two nodes die without a word; the records have replicas elsewhere.
   children[1]->kill(SIGKILL);
   children[3]->kill(SIGKILL);
   std::vector<std::string> keys = {"ffn.", "ffn.0."};
-  auto after = (*client)->get(keys, Deadline::after(std::chrono::seconds(10)), GetOptions{.latest = true});
+  auto after =
+      (*client)->get(keys, Deadline::after(std::chrono::seconds(10)), GetOptions{.latest = true});
   ASSERT_TRUE(after.is_ok()) << after.status().to_string();
   EXPECT_EQ((*after)[0]->dictionary.size(), 2u);
   EXPECT_EQ((*after)[1]->dictionary.size(), 2u);
 
   // --check reports what a live node sees; a dead one is reported as such.
   Child check({program, "--check", addresses[0], "--timeout", "2"}, dir + "/check.log");
-  EXPECT_EQ(check.wait_exit(Deadline::after(std::chrono::seconds(20))), 0) << read_file(dir + "/check.log");
+  EXPECT_EQ(check.wait_exit(Deadline::after(std::chrono::seconds(20))), 0)
+      << read_file(dir + "/check.log");
   std::string report = read_file(dir + "/check.log");
   EXPECT_NE(report.find("answered in"), std::string::npos) << report;
   EXPECT_NE(report.find("nearest to it"), std::string::npos) << report;
   // With --experts it accounts for a pattern: 2 of ffn.0.[0:4] are declared.
-  Child half({program, "--check", addresses[0], "--timeout", "2", "--experts", "ffn.0.[0:4]", "--min-coverage", "0.5"},
+  Child half({program, "--check", addresses[0], "--timeout", "2", "--experts", "ffn.0.[0:4]",
+              "--min-coverage", "0.5"},
              dir + "/check-half.log");
-  EXPECT_EQ(half.wait_exit(Deadline::after(std::chrono::seconds(20))), 0) << read_file(dir + "/check-half.log");
+  EXPECT_EQ(half.wait_exit(Deadline::after(std::chrono::seconds(20))), 0)
+      << read_file(dir + "/check-half.log");
   report = read_file(dir + "/check-half.log");
-  EXPECT_NE(report.find("coverage: 2 of 4 experts live (50.0%), threshold 50.0%: ok"), std::string::npos) << report;
+  EXPECT_NE(report.find("coverage: 2 of 4 experts live (50.0%), threshold 50.0%: ok"),
+            std::string::npos)
+      << report;
   EXPECT_NE(report.find("ffn.0.3"), std::string::npos) << report;
   EXPECT_NE(report.find((*server)->address() + " hosts 2"), std::string::npos) << report;
-  Child all({program, "--check", addresses[0], "--timeout", "2", "--experts", "ffn.0.[0:4]"}, dir + "/check-all.log");
-  EXPECT_EQ(all.wait_exit(Deadline::after(std::chrono::seconds(20))), 1) << read_file(dir + "/check-all.log");
+  Child all({program, "--check", addresses[0], "--timeout", "2", "--experts", "ffn.0.[0:4]"},
+            dir + "/check-all.log");
+  EXPECT_EQ(all.wait_exit(Deadline::after(std::chrono::seconds(20))), 1)
+      << read_file(dir + "/check-all.log");
   EXPECT_NE(read_file(dir + "/check-all.log").find("BELOW THRESHOLD"), std::string::npos);
   Child dead({program, "--check", addresses[1], "--timeout", "1"}, dir + "/check-dead.log");
-  EXPECT_EQ(dead.wait_exit(Deadline::after(std::chrono::seconds(20))), 1) << read_file(dir + "/check-dead.log");
+  EXPECT_EQ(dead.wait_exit(Deadline::after(std::chrono::seconds(20))), 1)
+      << read_file(dir + "/check-dead.log");
   EXPECT_NE(read_file(dir + "/check-dead.log").find("no answer"), std::string::npos);
 
   // SIGTERM stops a node cleanly.
@@ -154,8 +168,8 @@ TEST_F(Processes, NodesJoinServeAndSurviveAKill) {
 }
 
 TEST_F(Processes, NoReachablePeerFailsClearlyWithinTheDeadline) {
-  Child lonely({program, "--host", "127.0.0.1", "--initial-peers", "tcp://127.0.0.1:21997", "tcp://127.0.0.1:21998",
-                "--bootstrap-timeout", "3"},
+  Child lonely({program, "--host", "127.0.0.1", "--initial-peers", "tcp://127.0.0.1:21997",
+                "tcp://127.0.0.1:21998", "--bootstrap-timeout", "3"},
                dir + "/lonely.log");
   auto code = lonely.wait_exit(Deadline::after(std::chrono::seconds(15)));
   ASSERT_TRUE(code.has_value()) << "hivemind-dht did not give up";

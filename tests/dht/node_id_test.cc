@@ -45,7 +45,8 @@ TEST(NodeId, DistanceAndPrefix) {
     EXPECT_EQ(a.distance(b), b.distance(a));
     EXPECT_TRUE(a.distance(a).is_zero());
     int cpl = a.common_prefix_length(b);
-    for (int bit = 0; bit < cpl; ++bit) EXPECT_EQ(a.bit(bit), b.bit(bit));
+    for (int bit = 0; bit < cpl; ++bit)
+      EXPECT_EQ(a.bit(bit), b.bit(bit));
     if (cpl < NodeId::kBits) {
       EXPECT_NE(a.bit(cpl), b.bit(cpl));
     }

@@ -11,15 +11,18 @@ namespace hivemind::dht {
 namespace {
 
 TEST(ExpertUid, Grammar) {
-  for (const char* ok : {"ffn.0", "ffn.3.14", "ffn_expert.98.76.54", "a.1.2.3.4.5", "x-y.123456789"}) {
+  for (const char* ok :
+       {"ffn.0", "ffn.3.14", "ffn_expert.98.76.54", "a.1.2.3.4.5", "x-y.123456789"}) {
     EXPECT_TRUE(is_valid_uid(ok)) << ok;
   }
-  for (const char* bad : {"", "ffn", "ffn.", ".1", "ffn.01", "ffn.-1", "ffn.1.", "ffn..1", "ffn.1a", "ffn.1234567890",
-                          "ffn. 1"}) {
+  for (const char* bad : {"", "ffn", "ffn.", ".1", "ffn.01", "ffn.-1", "ffn.1.", "ffn..1", "ffn.1a",
+                          "ffn.1234567890", "ffn. 1"}) {
     EXPECT_FALSE(is_valid_uid(bad)) << bad;
   }
-  for (const char* ok : {"ffn.", "ffn.3.", "ffn.3.14."}) EXPECT_TRUE(is_valid_prefix(ok)) << ok;
-  for (const char* bad : {"ffn", "ffn.3", ".", "ffn..", "ffn.03."}) EXPECT_FALSE(is_valid_prefix(bad)) << bad;
+  for (const char* ok : {"ffn.", "ffn.3.", "ffn.3.14."})
+    EXPECT_TRUE(is_valid_prefix(ok)) << ok;
+  for (const char* bad : {"ffn", "ffn.3", ".", "ffn..", "ffn.03."})
+    EXPECT_FALSE(is_valid_prefix(bad)) << bad;
   EXPECT_EQ(split_uid("ffn.3.14").value(), std::make_pair(std::string("ffn.3."), 14));
   EXPECT_EQ(split_uid("ffn.3.").value(), std::make_pair(std::string("ffn."), 3));
   EXPECT_FALSE(split_uid("ffn.").is_ok());
@@ -33,7 +36,8 @@ TEST(ExpertUid, InfoEncoding) {
   EXPECT_FALSE(decode_expert_info(bytes.substr(0, bytes.size() - 1)).has_value());
   EXPECT_FALSE(decode_expert_info(bytes + "x").has_value());
   EXPECT_FALSE(decode_expert_info("").has_value());
-  EXPECT_FALSE(decode_expert_info(encode_expert_info({"not a uid", "tcp://10.0.0.5:4000"})).has_value());
+  EXPECT_FALSE(
+      decode_expert_info(encode_expert_info({"not a uid", "tcp://10.0.0.5:4000"})).has_value());
   EXPECT_FALSE(decode_expert_info(encode_expert_info({"ffn.1", "nowhere"})).has_value());
 }
 
@@ -42,7 +46,8 @@ class Registry : public ::testing::Test {
   void SetUp() override {
     std::mt19937_64 rng(21);
     ASSERT_TRUE(testing::grow_network(net, 30, testing::sim_node_options(), rng));
-    for (size_t i = 0; i < 30; ++i) dhts.push_back(Dht::attach(net, i));
+    for (size_t i = 0; i < 30; ++i)
+      dhts.push_back(Dht::attach(net, i));
   }
   Deadline soon() { return Deadline::after(std::chrono::seconds(20), net.clock()); }
   DhtTime in(int seconds) { return net.dht_now() + seconds * 1000; }
@@ -106,7 +111,8 @@ TEST_F(Registry, AServerMayOnlyDeclareItself) {
   dhts[5]->add_own_endpoint("tcp://10.1.2.3:4000");  // e.g. its expert server's separate port
   EXPECT_TRUE(declare_experts(*dhts[5], uids, "tcp://10.1.2.3:4000", in(60), soon()).is_ok());
   std::vector<std::string> bad = {"ffn.01"};
-  EXPECT_EQ(declare_experts(*dhts[5], bad, dhts[5]->address(), in(60), soon()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(declare_experts(*dhts[5], bad, dhts[5]->address(), in(60), soon()).code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(declare_experts(*dhts[5], uids, dhts[5]->address(), net.dht_now(), soon()).code(),
             StatusCode::kInvalidArgument);
 }
@@ -116,21 +122,26 @@ TEST_F(Registry, JunkEntriesUnderAPrefixAreIgnored) {
   ASSERT_TRUE(declare_experts(*dhts[1], uids, dhts[1]->address(), in(60), soon()).is_ok());
   // A misbehaving node writes straight into the prefix dictionary.
   std::vector<DhtStoreItem> junk = {
-      {"ffn.3.", "7", encode_expert_info({"ffn.9.9", dhts[8]->address()}), in(60)},  // not under ffn.3.7
-      {"ffn.3.", "x", encode_expert_info({"ffn.3.1", dhts[8]->address()}), in(60)},  // not a coordinate
+      {"ffn.3.", "7", encode_expert_info({"ffn.9.9", dhts[8]->address()}),
+       in(60)},  // not under ffn.3.7
+      {"ffn.3.", "x", encode_expert_info({"ffn.3.1", dhts[8]->address()}),
+       in(60)},  // not a coordinate
       {"ffn.3.", "8", "garbage", in(60)},
-      {"ffn.3.", "99", encode_expert_info({"ffn.3.99", dhts[8]->address()}), in(60)},  // outside a 64 grid
+      {"ffn.3.", "99", encode_expert_info({"ffn.3.99", dhts[8]->address()}),
+       in(60)},  // outside a 64 grid
   };
   ASSERT_TRUE(dhts[8]->store(junk, soon()).is_ok());
   std::vector<std::string> prefixes = {"ffn.3."};
-  auto s = get_active_successors(*dhts[12], prefixes, soon(), SuccessorOptions{.grid_size = 64}).value();
+  auto s =
+      get_active_successors(*dhts[12], prefixes, soon(), SuccessorOptions{.grid_size = 64}).value();
   ASSERT_EQ(s[0].size(), 1u);
   EXPECT_EQ(s[0].count(14), 1u);
 }
 
 TEST_F(Registry, NegativeCacheHasItsOwnNamespace) {
   // hivemind wrote "None" at subkey -1 of the real prefix for 300 s, exactly where a 1-D expert's
-  // declaration goes, shadowing it (dht.md 1.9 item 5). Here the negative entry is local and keyed apart.
+  // declaration goes, shadowing it (dht.md 1.9 item 5). Here the negative entry is local and keyed
+  // apart.
   Dht& client = *dhts[10];
   std::vector<std::string> prefixes = {"ffn.8."};
   auto before = get_active_successors(client, prefixes, soon()).value();
@@ -167,7 +178,8 @@ TEST_F(Registry, ExpertsVanishAfterTheirExpiration) {
   net.run_for(std::chrono::seconds(11));
   EXPECT_FALSE(get_experts(*dhts[18], uids, soon()).value()[0].has_value());
   std::vector<std::string> prefixes = {"ffn.2."};
-  EXPECT_TRUE(get_active_successors(*dhts[19], prefixes, soon(), SuccessorOptions{.negative_caching = false})
+  EXPECT_TRUE(get_active_successors(*dhts[19], prefixes, soon(),
+                                    SuccessorOptions{.negative_caching = false})
                   .value()[0]
                   .empty());
 }

@@ -20,7 +20,8 @@ struct T1Figures {
 T1Figures run_t1(size_t nodes, size_t queries, uint64_t seed, const NodeOptions& options) {
   SimNetwork net(SimOptions{.seed = seed});
   std::mt19937_64 rng(seed);
-  EXPECT_TRUE(testing::grow_network_in_waves(net, nodes, std::max<size_t>(1, nodes / 50), options, rng));
+  EXPECT_TRUE(
+      testing::grow_network_in_waves(net, nodes, std::max<size_t>(1, nodes / 50), options, rng));
   T1Figures out;
   const size_t k = options.k;
   for (size_t q = 0; q < queries; ++q) {
@@ -28,7 +29,8 @@ T1Figures run_t1(size_t nodes, size_t queries, uint64_t seed, const NodeOptions&
     auto result = net.find_nearest(rng() % nodes, target, k);
     EXPECT_TRUE(result.status.is_ok()) << result.status.to_string();
     std::vector<NodeId> found;
-    for (const auto& contact : result.contacts) found.push_back(contact.id);
+    for (const auto& contact : result.contacts)
+      found.push_back(contact.id);
     auto truth = true_nearest(net, target, k);
     if (!found.empty() && found.front() == truth.front()) out.top1 += 1;
     double j = jaccard(found, truth);
@@ -39,8 +41,8 @@ T1Figures run_t1(size_t nodes, size_t queries, uint64_t seed, const NodeOptions&
   out.top1 /= static_cast<double>(queries);
   out.mean_jaccard /= static_cast<double>(queries);
   out.mean_hops /= static_cast<double>(queries);
-  std::printf("T1 N=%zu: top-1 %.4f, Jaccard@%zu mean %.4f min %.3f, hops to the k-th %.2f\n", nodes, out.top1, k,
-              out.mean_jaccard, out.min_jaccard, out.mean_hops);
+  std::printf("T1 N=%zu: top-1 %.4f, Jaccard@%zu mean %.4f min %.3f, hops to the k-th %.2f\n",
+              nodes, out.top1, k, out.mean_jaccard, out.min_jaccard, out.mean_hops);
   return out;
 }
 

@@ -1,10 +1,10 @@
 // T7: the beam-search primitives against a brute-force oracle on a 64x64 grid, 1,000 experts on
 // 1,000 simulated nodes (each server declares itself).
-#include <gtest/gtest.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
+
+#include <gtest/gtest.h>
 
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
@@ -25,18 +25,22 @@ struct Scored {
 };
 
 // Exact top-k of a 2-D grid from the live experts (what the client's beam search must return).
-std::vector<std::string> top_k(const std::vector<std::pair<int, int>>& live, const std::vector<double>& s0,
-                               const std::vector<double>& s1, size_t k) {
+std::vector<std::string> top_k(const std::vector<std::pair<int, int>>& live,
+                               const std::vector<double>& s0, const std::vector<double>& s1,
+                               size_t k) {
   std::vector<Scored> all;
-  for (auto [i, j] : live) all.push_back({s0[i] + s1[j], "expert." + std::to_string(i) + "." + std::to_string(j)});
+  for (auto [i, j] : live)
+    all.push_back({s0[i] + s1[j], "expert." + std::to_string(i) + "." + std::to_string(j)});
   std::sort(all.begin(), all.end());
   std::vector<std::string> out;
-  for (size_t n = 0; n < std::min(k, all.size()); ++n) out.push_back(all[n].uid);
+  for (size_t n = 0; n < std::min(k, all.size()); ++n)
+    out.push_back(all[n].uid);
   return out;
 }
 
 TEST(SimT7, BeamSearchPrimitivesMatchTheOracle) {
-  SimNetwork net(SimOptions{.seed = 71, .min_latency = Milliseconds(5), .max_latency = Milliseconds(5)});
+  SimNetwork net(
+      SimOptions{.seed = 71, .min_latency = Milliseconds(5), .max_latency = Milliseconds(5)});
   std::mt19937_64 rng(71);
   ASSERT_TRUE(testing::grow_network_in_waves(net, 1000, 20, testing::sim_node_options(), rng));
 
@@ -50,7 +54,8 @@ TEST(SimT7, BeamSearchPrimitivesMatchTheOracle) {
   std::map<std::string, std::string> endpoint_of;  // uid -> endpoint
   for (size_t n = 0; n < cells.size(); ++n) {
     auto dht = Dht::attach(net, n);
-    std::string uid = "expert." + std::to_string(cells[n].first) + "." + std::to_string(cells[n].second);
+    std::string uid =
+        "expert." + std::to_string(cells[n].first) + "." + std::to_string(cells[n].second);
     std::vector<std::string> uids = {uid};
     ASSERT_TRUE(declare_experts(*dht, uids, dht->address(), net.dht_now() + 600'000,
                                 Deadline::after(std::chrono::seconds(30), net.clock()))
@@ -61,14 +66,17 @@ TEST(SimT7, BeamSearchPrimitivesMatchTheOracle) {
 
   // Oracle: live successors of every first-dimension prefix.
   std::vector<std::map<int, std::string>> truth(kGrid);
-  for (auto [i, j] : cells) truth[static_cast<size_t>(i)][j] = "expert." + std::to_string(i) + "." + std::to_string(j);
+  for (auto [i, j] : cells)
+    truth[static_cast<size_t>(i)][j] = "expert." + std::to_string(i) + "." + std::to_string(j);
   std::vector<std::string> prefixes;
-  for (int i = 0; i < kGrid; ++i) prefixes.push_back("expert." + std::to_string(i) + ".");
+  for (int i = 0; i < kGrid; ++i)
+    prefixes.push_back("expert." + std::to_string(i) + ".");
 
   auto client = Dht::attach(net, 500);
   uint64_t requests_before = client->stats().requests_sent;
   SteadyTime started = net.now();
-  auto successors = get_active_successors(*client, prefixes, Deadline::after(std::chrono::seconds(30), net.clock()),
+  auto successors = get_active_successors(*client, prefixes,
+                                          Deadline::after(std::chrono::seconds(30), net.clock()),
                                           SuccessorOptions{.grid_size = kGrid});
   Milliseconds round_time = std::chrono::duration_cast<Milliseconds>(net.now() - started);
   ASSERT_TRUE(successors.is_ok()) << successors.status().to_string();
@@ -82,30 +90,39 @@ TEST(SimT7, BeamSearchPrimitivesMatchTheOracle) {
   }
   // The first dimension in one get: "expert." lists exactly the live first coordinates.
   std::vector<std::string> root = {"expert."};
-  auto first = get_active_successors(*client, root, Deadline::after(std::chrono::seconds(30), net.clock()));
+  auto first =
+      get_active_successors(*client, root, Deadline::after(std::chrono::seconds(30), net.clock()));
   std::set<int> live_first, got_first;
-  for (auto [i, j] : cells) live_first.insert(i);
-  for (const auto& [i, info] : (*first)[0]) got_first.insert(i);
+  for (auto [i, j] : cells)
+    live_first.insert(i);
+  for (const auto& [i, info] : (*first)[0])
+    got_first.insert(i);
   EXPECT_EQ(got_first, live_first);
-  auto active = find_active_prefixes(*client, prefixes, Deadline::after(std::chrono::seconds(30), net.clock()));
-  for (int i = 0; i < kGrid; ++i) EXPECT_EQ((*active)[static_cast<size_t>(i)], !truth[static_cast<size_t>(i)].empty());
+  auto active = find_active_prefixes(*client, prefixes,
+                                     Deadline::after(std::chrono::seconds(30), net.clock()));
+  for (int i = 0; i < kGrid; ++i)
+    EXPECT_EQ((*active)[static_cast<size_t>(i)], !truth[static_cast<size_t>(i)].empty());
 
-  // Beam search from the primitives (one batched round for two dimensions) equals the oracle, for 100
-  // random gating outputs.
+  // Beam search from the primitives (one batched round for two dimensions) equals the oracle, for
+  // 100 random gating outputs.
   std::vector<std::pair<int, int>> found_live;
   for (int i = 0; i < kGrid; ++i) {
-    for (const auto& [j, info] : (*successors)[static_cast<size_t>(i)]) found_live.emplace_back(i, j);
+    for (const auto& [j, info] : (*successors)[static_cast<size_t>(i)])
+      found_live.emplace_back(i, j);
   }
   std::normal_distribution<double> gauss;
   for (int run = 0; run < 100; ++run) {
     std::vector<double> s0(kGrid), s1(kGrid);
-    for (auto& x : s0) x = gauss(rng);
-    for (auto& x : s1) x = gauss(rng);
+    for (auto& x : s0)
+      x = gauss(rng);
+    for (auto& x : s1)
+      x = gauss(rng);
     EXPECT_EQ(top_k(found_live, s0, s1, 4), top_k(cells, s0, s1, 4)) << "run " << run;
   }
-  std::printf("T7: 64 prefixes in one batched round: %llu requests, %lld ms virtual at 5 ms links\n",
-              static_cast<unsigned long long>(client->stats().requests_sent - requests_before),
-              static_cast<long long>(round_time.count()));
+  std::printf(
+      "T7: 64 prefixes in one batched round: %llu requests, %lld ms virtual at 5 ms links\n",
+      static_cast<unsigned long long>(client->stats().requests_sent - requests_before),
+      static_cast<long long>(round_time.count()));
 }
 
 }  // namespace

@@ -10,8 +10,12 @@ using wire::StoreStatus;
 
 constexpr DhtTime kNow = 1'000'000;
 
-NodeId key(int i) { return NodeId::from_key("key" + std::to_string(i)); }
-NodeId source(int i) { return NodeId::from_key("source" + std::to_string(i)); }
+NodeId key(int i) {
+  return NodeId::from_key("key" + std::to_string(i));
+}
+NodeId source(int i) {
+  return NodeId::from_key("source" + std::to_string(i));
+}
 
 TEST(Record, NewerExpirationWins) {
   Record r;
@@ -55,8 +59,10 @@ TEST(Storage, RejectedOlderStoreKeepsTheNewerExpiry) {
   // hivemind's TimedStorage bug (dht.md 1.9 item 1): store(new, 1100), then store(old, 1010) is
   // rejected, yet the key vanished at 1011. Here the rejected store cannot touch the expiry index.
   Storage s(StorageLimits{});
-  EXPECT_EQ(s.store(key(1), std::nullopt, {"new", kNow + 1100}, source(1), kNow), StoreStatus::kStored);
-  EXPECT_EQ(s.store(key(1), std::nullopt, {"old", kNow + 1010}, source(1), kNow), StoreStatus::kOutdated);
+  EXPECT_EQ(s.store(key(1), std::nullopt, {"new", kNow + 1100}, source(1), kNow),
+            StoreStatus::kStored);
+  EXPECT_EQ(s.store(key(1), std::nullopt, {"old", kNow + 1010}, source(1), kNow),
+            StoreStatus::kOutdated);
   s.expire(kNow + 1011);
   auto r = s.get(key(1), kNow + 1011);
   ASSERT_TRUE(r.has_value());
@@ -69,8 +75,10 @@ TEST(Storage, RejectedOlderStoreKeepsTheNewerExpiry) {
 
 TEST(Storage, ReplacedValueExpiresAtItsOwnTime) {
   Storage s(StorageLimits{});
-  ASSERT_EQ(s.store(key(1), std::nullopt, {"a", kNow + 100}, source(1), kNow), StoreStatus::kStored);
-  ASSERT_EQ(s.store(key(1), std::nullopt, {"b", kNow + 500}, source(1), kNow), StoreStatus::kStored);
+  ASSERT_EQ(s.store(key(1), std::nullopt, {"a", kNow + 100}, source(1), kNow),
+            StoreStatus::kStored);
+  ASSERT_EQ(s.store(key(1), std::nullopt, {"b", kNow + 500}, source(1), kNow),
+            StoreStatus::kStored);
   s.expire(kNow + 100);  // the old index entry fires; the value it was made for is gone
   ASSERT_TRUE(s.get(key(1), kNow + 100).has_value());
   EXPECT_EQ(s.get(key(1), kNow + 100)->regular->value, "b");
@@ -97,7 +105,8 @@ TEST(Storage, ExpirationMustBeFutureAndBounded) {
   EXPECT_EQ(s.store(key(1), std::nullopt, {"x", kNow}, source(1), kNow), StoreStatus::kExpired);
   DhtTime bound = kNow + 63'000;
   EXPECT_EQ(s.store(key(1), std::nullopt, {"x", bound}, source(1), kNow), StoreStatus::kStored);
-  EXPECT_EQ(s.store(key(2), std::nullopt, {"x", bound + 1}, source(1), kNow), StoreStatus::kTooFarInFuture);
+  EXPECT_EQ(s.store(key(2), std::nullopt, {"x", bound + 1}, source(1), kNow),
+            StoreStatus::kTooFarInFuture);
   // The pinning attack of dht.md 1.9 item 2: an expiration of ~1e18 never lands.
   EXPECT_EQ(s.store(key(1), std::nullopt, {"evil", DhtTime(1) << 60}, source(2), kNow),
             StoreStatus::kTooFarInFuture);
@@ -109,7 +118,8 @@ TEST(Storage, ClampInsteadOfReject) {
   limits.max_ttl = std::chrono::seconds(60);
   limits.clamp_expiration = true;
   Storage s(limits);
-  EXPECT_EQ(s.store(key(1), std::nullopt, {"x", DhtTime(1) << 60}, source(1), kNow), StoreStatus::kStored);
+  EXPECT_EQ(s.store(key(1), std::nullopt, {"x", DhtTime(1) << 60}, source(1), kNow),
+            StoreStatus::kStored);
   EXPECT_EQ(s.get(key(1), kNow)->regular->expiration, kNow + 60'000);
 }
 
@@ -119,12 +129,17 @@ TEST(Storage, PerSourceQuotaLimitPlusOne) {
   Storage s(limits);
   std::string value(10, 'v');
   for (int i = 0; i < 10; ++i) {
-    ASSERT_EQ(s.store(key(i), std::nullopt, {value, kNow + 100}, source(1), kNow), StoreStatus::kStored) << i;
+    ASSERT_EQ(s.store(key(i), std::nullopt, {value, kNow + 100}, source(1), kNow),
+              StoreStatus::kStored)
+        << i;
   }
-  EXPECT_EQ(s.store(key(10), std::nullopt, {value, kNow + 100}, source(1), kNow), StoreStatus::kQuotaExceeded);
-  EXPECT_EQ(s.store(key(10), std::nullopt, {value, kNow + 100}, source(2), kNow), StoreStatus::kStored);
+  EXPECT_EQ(s.store(key(10), std::nullopt, {value, kNow + 100}, source(1), kNow),
+            StoreStatus::kQuotaExceeded);
+  EXPECT_EQ(s.store(key(10), std::nullopt, {value, kNow + 100}, source(2), kNow),
+            StoreStatus::kStored);
   // Replacing one's own value does not count twice.
-  EXPECT_EQ(s.store(key(0), std::nullopt, {value, kNow + 200}, source(1), kNow), StoreStatus::kStored);
+  EXPECT_EQ(s.store(key(0), std::nullopt, {value, kNow + 200}, source(1), kNow),
+            StoreStatus::kStored);
   EXPECT_EQ(s.source_bytes(source(1)), limits.max_bytes_per_source);
 }
 
@@ -133,11 +148,17 @@ TEST(Storage, FullStorageEvictsTheHeaviestSourceOldestFirst) {
   size_t item = Storage::kItemOverhead + 4;
   limits.max_total_bytes = 6 * item;
   Storage s(limits);
-  for (int i = 0; i < 4; ++i) ASSERT_EQ(s.store(key(i), std::nullopt, {"heav", kNow + 100}, source(1), kNow), StoreStatus::kStored);
-  for (int i = 4; i < 6; ++i) ASSERT_EQ(s.store(key(i), std::nullopt, {"ligh", kNow + 100}, source(2), kNow), StoreStatus::kStored);
-  EXPECT_EQ(s.store(key(6), std::nullopt, {"newc", kNow + 100}, source(3), kNow), StoreStatus::kStored);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(s.store(key(i), std::nullopt, {"heav", kNow + 100}, source(1), kNow),
+              StoreStatus::kStored);
+  for (int i = 4; i < 6; ++i)
+    ASSERT_EQ(s.store(key(i), std::nullopt, {"ligh", kNow + 100}, source(2), kNow),
+              StoreStatus::kStored);
+  EXPECT_EQ(s.store(key(6), std::nullopt, {"newc", kNow + 100}, source(3), kNow),
+            StoreStatus::kStored);
   EXPECT_FALSE(s.get(key(0), kNow).has_value());  // source 1's oldest went
-  for (int i = 1; i < 7; ++i) EXPECT_TRUE(s.get(key(i), kNow).has_value()) << i;
+  for (int i = 1; i < 7; ++i)
+    EXPECT_TRUE(s.get(key(i), kNow).has_value()) << i;
   EXPECT_EQ(s.evictions(), 1u);
   EXPECT_LE(s.total_bytes(), limits.max_total_bytes);
 }
@@ -146,8 +167,11 @@ TEST(Storage, MaxKeysLimitPlusOne) {
   StorageLimits limits;
   limits.max_keys = 3;
   Storage s(limits);
-  for (int i = 0; i < 3; ++i) ASSERT_EQ(s.store(key(i), std::nullopt, {"v", kNow + 100}, source(i), kNow), StoreStatus::kStored);
-  EXPECT_EQ(s.store(key(3), std::nullopt, {"v", kNow + 100}, source(3), kNow), StoreStatus::kStored);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(s.store(key(i), std::nullopt, {"v", kNow + 100}, source(i), kNow),
+              StoreStatus::kStored);
+  EXPECT_EQ(s.store(key(3), std::nullopt, {"v", kNow + 100}, source(3), kNow),
+            StoreStatus::kStored);
   EXPECT_EQ(s.num_keys(), 3u);  // one was evicted to make room
 }
 
@@ -156,23 +180,27 @@ TEST(Storage, SubkeysPerKeyLimitPlusOne) {
   limits.max_subkeys_per_key = 4;
   Storage s(limits);
   for (int i = 0; i < 4; ++i) {
-    ASSERT_EQ(s.store(key(1), std::to_string(i), {"v", kNow + 100}, source(1), kNow), StoreStatus::kStored);
+    ASSERT_EQ(s.store(key(1), std::to_string(i), {"v", kNow + 100}, source(1), kNow),
+              StoreStatus::kStored);
   }
   EXPECT_EQ(s.store(key(1), "4", {"v", kNow + 100}, source(1), kNow), StoreStatus::kTooManySubkeys);
-  EXPECT_EQ(s.store(key(1), "0", {"v", kNow + 200}, source(1), kNow), StoreStatus::kStored);  // existing one: fine
+  EXPECT_EQ(s.store(key(1), "0", {"v", kNow + 200}, source(1), kNow),
+            StoreStatus::kStored);  // existing one: fine
 }
 
 TEST(Storage, ItemLargerThanAnyQuotaIsTooLarge) {
   StorageLimits limits;
   limits.max_bytes_per_source = 100;
   Storage s(limits);
-  EXPECT_EQ(s.store(key(1), std::nullopt, {std::string(100, 'x'), kNow + 10}, source(1), kNow), StoreStatus::kTooLarge);
+  EXPECT_EQ(s.store(key(1), std::nullopt, {std::string(100, 'x'), kNow + 10}, source(1), kNow),
+            StoreStatus::kTooLarge);
 }
 
 TEST(Storage, IndexStaysBoundedUnderRewrites) {
   Storage s(StorageLimits{});
   for (int i = 0; i < 20000; ++i) {
-    ASSERT_EQ(s.store(key(i % 10), std::nullopt, {"v", kNow + 100 + i}, source(1), kNow), StoreStatus::kStored);
+    ASSERT_EQ(s.store(key(i % 10), std::nullopt, {"v", kNow + 100 + i}, source(1), kNow),
+              StoreStatus::kStored);
   }
   EXPECT_EQ(s.num_items(), 10u);
   s.expire(kNow + 100 + 19990);
@@ -184,7 +212,8 @@ TEST(Storage, RangeVisitsKeysInOrder) {
   std::vector<NodeId> keys;
   for (int i = 0; i < 50; ++i) {
     keys.push_back(key(i));
-    ASSERT_EQ(s.store(key(i), std::nullopt, {"v", kNow + 100}, source(1), kNow), StoreStatus::kStored);
+    ASSERT_EQ(s.store(key(i), std::nullopt, {"v", kNow + 100}, source(1), kNow),
+              StoreStatus::kStored);
   }
   std::sort(keys.begin(), keys.end());
   std::vector<NodeId> seen;

@@ -1,6 +1,5 @@
 // Real nodes over the transport on loopback, in one process.
 #include <gtest/gtest.h>
-
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,7 +11,9 @@
 namespace hivemind::dht {
 namespace {
 
-Deadline soon() { return Deadline::after(std::chrono::seconds(10)); }
+Deadline soon() {
+  return Deadline::after(std::chrono::seconds(10));
+}
 
 DhtOptions loopback(std::vector<std::string> peers = {}) {
   DhtOptions options;
@@ -55,10 +56,13 @@ TEST_F(Swarm, StoreAndGetAcrossNodes) {
 
 TEST_F(Swarm, ExpertRegistryOverTheTransport) {
   std::vector<std::string> uids = {"ffn.1.2", "ffn.1.3", "ffn.7"};
-  ASSERT_TRUE(declare_experts(*nodes[2], uids, nodes[2]->address(), nodes[2]->dht_now() + 60'000, soon()).is_ok());
+  ASSERT_TRUE(
+      declare_experts(*nodes[2], uids, nodes[2]->address(), nodes[2]->dht_now() + 60'000, soon())
+          .is_ok());
   auto experts = get_experts(*nodes[5], uids, soon());
   ASSERT_TRUE(experts.is_ok());
-  for (const auto& e : *experts) EXPECT_EQ(e->endpoint, nodes[2]->address());
+  for (const auto& e : *experts)
+    EXPECT_EQ(e->endpoint, nodes[2]->address());
   std::vector<std::string> prefixes = {"ffn.", "ffn.1.", "ffn.7."};
   auto successors = get_active_successors(*nodes[7], prefixes, soon());
   ASSERT_TRUE(successors.is_ok());
@@ -71,13 +75,15 @@ TEST_F(Swarm, LargeRepliesTravelAsAPayload) {
   // 200 subkeys of 1 KiB: a FOUND of ~200 KiB, more than rpc metadata may carry.
   std::vector<DhtStoreItem> items;
   for (int i = 0; i < 200; ++i) {
-    items.push_back({"big", std::to_string(i), std::string(1024, 'v'), nodes[0]->dht_now() + 60'000});
+    items.push_back(
+        {"big", std::to_string(i), std::string(1024, 'v'), nodes[0]->dht_now() + 60'000});
   }
   for (size_t begin = 0; begin < items.size(); begin += 50) {
     auto chunk = std::span<const DhtStoreItem>(items).subspan(begin, 50);
     auto stored = nodes[1]->store(chunk, soon());
     ASSERT_TRUE(stored.is_ok());
-    for (const auto& outcome : *stored) EXPECT_GE(outcome.stored, 1u);
+    for (const auto& outcome : *stored)
+      EXPECT_GE(outcome.stored, 1u);
   }
   std::vector<std::string> keys = {"big"};
   auto got = nodes[4]->get(keys, soon(), GetOptions{.latest = true});
@@ -98,7 +104,8 @@ TEST_F(Swarm, AStoppedNodeIsRoutedAround) {
 }
 
 TEST(DhtTransport, BootstrapWithNoReachablePeerFailsByTheDeadline) {
-  // A refused port fails fast; a peer that accepts connections but never answers fails at the deadline.
+  // A refused port fails fast; a peer that accepts connections but never answers fails at the
+  // deadline.
   int silent = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -118,7 +125,8 @@ TEST(DhtTransport, BootstrapWithNoReachablePeerFailsByTheDeadline) {
   ::close(silent);
   ASSERT_FALSE(result.is_ok());
   EXPECT_EQ(result.status().code(), StatusCode::kUnavailable);
-  EXPECT_NE(result.status().message().find("none of the 2 initial peer(s) answered"), std::string::npos)
+  EXPECT_NE(result.status().message().find("none of the 2 initial peer(s) answered"),
+            std::string::npos)
       << result.status().message();
   EXPECT_NE(result.status().message().find(silent_address), std::string::npos);
   EXPECT_LT(took, std::chrono::seconds(4));
@@ -141,7 +149,8 @@ TEST(DhtTransport, SharesAnExpertServersTransport) {
   auto other = Dht::start(loopback({(*node)->address()}));
   ASSERT_TRUE(other.is_ok()) << other.status().to_string();
   std::vector<std::string> uids = {"ffn.0.0"};
-  EXPECT_TRUE(declare_experts(**node, uids, server->address(), (*node)->dht_now() + 30'000, soon()).is_ok());
+  EXPECT_TRUE(declare_experts(**node, uids, server->address(), (*node)->dht_now() + 30'000, soon())
+                  .is_ok());
   EXPECT_EQ(get_experts(**other, uids, soon()).value()[0]->endpoint, server->address());
   // The server's own method still answers.
   auto info = options.client->call(server->address(), "info", transport::Message{}, soon()).get();

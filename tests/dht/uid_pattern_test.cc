@@ -10,12 +10,15 @@ namespace hivemind::dht {
 namespace {
 
 TEST(UidPattern, ExpandsInGridOrder) {
-  EXPECT_EQ(expand_uid_pattern("e.[0:2].[3:5]").value(), (std::vector<std::string>{"e.0.3", "e.0.4", "e.1.3", "e.1.4"}));
-  EXPECT_EQ(expand_uid_pattern("ffn.7.[1:3]").value(), (std::vector<std::string>{"ffn.7.1", "ffn.7.2"}));
+  EXPECT_EQ(expand_uid_pattern("e.[0:2].[3:5]").value(),
+            (std::vector<std::string>{"e.0.3", "e.0.4", "e.1.3", "e.1.4"}));
+  EXPECT_EQ(expand_uid_pattern("ffn.7.[1:3]").value(),
+            (std::vector<std::string>{"ffn.7.1", "ffn.7.2"}));
   EXPECT_EQ(uid_pattern_size("e.[0:4].[0:8]").value(), 32);
   const std::vector<std::string> cube = expand_uid_pattern("expert.[0:3].[0:3].[0:3]").value();
   EXPECT_EQ(cube.size(), 27u);
-  for (const auto& uid : cube) EXPECT_TRUE(is_valid_uid(uid)) << uid;
+  for (const auto& uid : cube)
+    EXPECT_TRUE(is_valid_uid(uid)) << uid;
 }
 
 TEST(UidPattern, SamplesDistinctUidsReproduciblyWithoutTheWholeGrid) {
@@ -29,9 +32,10 @@ TEST(UidPattern, SamplesDistinctUidsReproduciblyWithoutTheWholeGrid) {
 }
 
 TEST(UidPattern, GridUidsAreOnePointOfTheGrammar) {
-  for (const char* good : {"expert.0.12", "e.0", "ffn.3.14.159"}) EXPECT_TRUE(is_grid_uid(good)) << good;
-  for (const char* bad : {"expert", "expert.01", "expert.[0:2]", "exp[ert.0", "ex:pert.0", ".0", "e..0", "e.0.",
-                          "e.-1", "e.1234567890"}) {
+  for (const char* good : {"expert.0.12", "e.0", "ffn.3.14.159"})
+    EXPECT_TRUE(is_grid_uid(good)) << good;
+  for (const char* bad : {"expert", "expert.01", "expert.[0:2]", "exp[ert.0", "ex:pert.0", ".0",
+                          "e..0", "e.0.", "e.-1", "e.1234567890"}) {
     EXPECT_FALSE(is_grid_uid(bad)) << bad;
   }
   std::string longest = std::string(kMaxGridUidBytes - 2, 'e') + ".0";

@@ -15,19 +15,24 @@ Header header(MessageType type) {
   return h;
 }
 
-Contact contact(int i) { return Contact{NodeId::from_key("c" + std::to_string(i)), "tcp://10.0.0." + std::to_string(i + 1) + ":21000"}; }
+Contact contact(int i) {
+  return Contact{NodeId::from_key("c" + std::to_string(i)),
+                 "tcp://10.0.0." + std::to_string(i + 1) + ":21000"};
+}
 
 std::vector<uint8_t> find_frame(size_t keys) {
   FindRequest find;
-  for (size_t i = 0; i < keys; ++i) find.keys.push_back(NodeId::from_key("k" + std::to_string(i)));
+  for (size_t i = 0; i < keys; ++i)
+    find.keys.push_back(NodeId::from_key("k" + std::to_string(i)));
   return encode(Message{header(MessageType::kFind), find});
 }
 
 std::vector<uint8_t> store_frame(size_t items, size_t value_bytes, size_t subkey_bytes) {
   StoreRequest store;
   for (size_t i = 0; i < items; ++i) {
-    store.items.push_back({NodeId::from_key("k" + std::to_string(i)), std::string(subkey_bytes, 's'),
-                           std::string(value_bytes, 'v'), 1'700'000'060'000, i % 2 == 1});
+    store.items.push_back({NodeId::from_key("k" + std::to_string(i)),
+                           std::string(subkey_bytes, 's'), std::string(value_bytes, 'v'),
+                           1'700'000'060'000, i % 2 == 1});
   }
   return encode(Message{header(MessageType::kStore), store});
 }
@@ -37,7 +42,8 @@ TEST(Wire, RoundTripsEveryMessage) {
   std::vector<Message> messages;
   messages.push_back({header(MessageType::kPing), std::monostate{}});
   messages.push_back({header(MessageType::kPong), std::monostate{}});
-  messages.push_back({header(MessageType::kFind), FindRequest{true, {NodeId::from_key("a"), NodeId::from_key("b")}}});
+  messages.push_back({header(MessageType::kFind),
+                      FindRequest{true, {NodeId::from_key("a"), NodeId::from_key("b")}}});
   FindReply found;
   found.entries.resize(3);
   found.entries[0].contacts = {contact(1), contact(2)};
@@ -49,8 +55,10 @@ TEST(Wire, RoundTripsEveryMessage) {
   store.items.push_back({NodeId::from_key("k"), std::nullopt, "v", 99, false});
   store.items.push_back({NodeId::from_key("k"), std::string("sub"), "", 100, true});
   messages.push_back({header(MessageType::kStore), store});
-  messages.push_back({header(MessageType::kStored), StoreReply{{StoreStatus::kStored, StoreStatus::kRefused}}});
-  messages.push_back({header(MessageType::kError), ErrorReply{ErrorCode::kRateLimited, "slow down"}});
+  messages.push_back(
+      {header(MessageType::kStored), StoreReply{{StoreStatus::kStored, StoreStatus::kRefused}}});
+  messages.push_back(
+      {header(MessageType::kError), ErrorReply{ErrorCode::kRateLimited, "slow down"}});
   Header client = header(MessageType::kPing);
   client.flags = kFlagClient;
   client.sender_address.clear();
@@ -59,7 +67,8 @@ TEST(Wire, RoundTripsEveryMessage) {
   for (const auto& message : messages) {
     auto frame = encode(message);
     auto decoded = decode(frame, limits);
-    ASSERT_TRUE(decoded.is_ok()) << message_type_name(message.header.type) << ": " << decoded.status().to_string();
+    ASSERT_TRUE(decoded.is_ok()) << message_type_name(message.header.type) << ": "
+                                 << decoded.status().to_string();
     EXPECT_EQ(encode(*decoded), frame) << message_type_name(message.header.type);
     EXPECT_EQ(decoded->header.request_id, message.header.request_id);
     EXPECT_EQ(decoded->header.sender, message.header.sender);
@@ -114,7 +123,8 @@ TEST(WireLimits, ValueSize) {
   FindReply found;
   found.entries.resize(1);
   found.entries[0].record.regular = ValueEntry{std::string(65, 'v'), 1};
-  EXPECT_EQ(decode(encode({header(MessageType::kFound), found}), limits).status().code(), StatusCode::kTooLarge);
+  EXPECT_EQ(decode(encode({header(MessageType::kFound), found}), limits).status().code(),
+            StatusCode::kTooLarge);
 }
 
 TEST(WireLimits, SubkeySize) {
@@ -130,7 +140,8 @@ TEST(WireLimits, SubkeysPerKey) {
   auto frame = [](int subkeys) {
     FindReply found;
     found.entries.resize(1);
-    for (int i = 0; i < subkeys; ++i) found.entries[0].record.dictionary[std::to_string(i)] = ValueEntry{"v", 1};
+    for (int i = 0; i < subkeys; ++i)
+      found.entries[0].record.dictionary[std::to_string(i)] = ValueEntry{"v", 1};
     return encode({header(MessageType::kFound), found});
   };
   EXPECT_TRUE(decode(frame(10), limits).is_ok());
@@ -143,7 +154,8 @@ TEST(WireLimits, ContactsPerReply) {
   auto frame = [](int contacts) {
     FindReply found;
     found.entries.resize(1);
-    for (int i = 0; i < contacts; ++i) found.entries[0].contacts.push_back(contact(i));
+    for (int i = 0; i < contacts; ++i)
+      found.entries[0].contacts.push_back(contact(i));
     return encode({header(MessageType::kFound), found});
   };
   EXPECT_TRUE(decode(frame(5), limits).is_ok());
@@ -163,9 +175,15 @@ TEST(WireLimits, AddressSize) {
 TEST(WireLimits, ErrorMessageSize) {
   WireLimits limits;
   limits.max_error_bytes = 10;
-  EXPECT_TRUE(decode(encode({header(MessageType::kError), ErrorReply{ErrorCode::kRefused, std::string(10, 'e')}}), limits).is_ok());
-  EXPECT_EQ(decode(encode({header(MessageType::kError), ErrorReply{ErrorCode::kRefused, std::string(11, 'e')}}), limits)
-                .status().code(),
+  EXPECT_TRUE(decode(encode({header(MessageType::kError),
+                             ErrorReply{ErrorCode::kRefused, std::string(10, 'e')}}),
+                     limits)
+                  .is_ok());
+  EXPECT_EQ(decode(encode({header(MessageType::kError),
+                           ErrorReply{ErrorCode::kRefused, std::string(11, 'e')}}),
+                   limits)
+                .status()
+                .code(),
             StatusCode::kTooLarge);
 }
 
@@ -177,8 +195,8 @@ TEST(WireMalformed, EveryTruncationFailsCleanly) {
   found.entries.resize(2);
   found.entries[0].contacts = {contact(1)};
   found.entries[1].record.dictionary = {{"a", {"x", 1}}, {"b", {"y", 2}}};
-  std::vector<std::vector<uint8_t>> frames = {encode({header(MessageType::kFound), found}), store_frame(3, 5, 2),
-                                              find_frame(3)};
+  std::vector<std::vector<uint8_t>> frames = {encode({header(MessageType::kFound), found}),
+                                              store_frame(3, 5, 2), find_frame(3)};
   for (const auto& frame : frames) {
     for (size_t cut = 0; cut < frame.size(); ++cut) {
       std::vector<uint8_t> prefix(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(cut));
@@ -207,10 +225,12 @@ TEST(WireMalformed, HeaderChecks) {
   EXPECT_EQ(decode(trailing, limits).status().code(), StatusCode::kProtocol);
   Header no_address = header(MessageType::kPing);
   no_address.sender_address.clear();  // only clients may omit it
-  EXPECT_EQ(decode(encode({no_address, std::monostate{}}), limits).status().code(), StatusCode::kProtocol);
+  EXPECT_EQ(decode(encode({no_address, std::monostate{}}), limits).status().code(),
+            StatusCode::kProtocol);
   Header bad_address = header(MessageType::kPing);
   bad_address.sender_address = "tcp://0.0.0.0:21000";
-  EXPECT_EQ(decode(encode({bad_address, std::monostate{}}), limits).status().code(), StatusCode::kProtocol);
+  EXPECT_EQ(decode(encode({bad_address, std::monostate{}}), limits).status().code(),
+            StatusCode::kProtocol);
 }
 
 TEST(WireMalformed, CountsBeyondTheFrameAreRefusedBeforeAllocating) {
@@ -221,7 +241,8 @@ TEST(WireMalformed, CountsBeyondTheFrameAreRefusedBeforeAllocating) {
   size_t count_at = frame.size() - 21;
   ASSERT_EQ(frame[count_at], 1);
   std::vector<uint8_t> forged(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(count_at));
-  for (uint8_t b : {0x80, 0x80, 0x80, 0x01}) forged.push_back(b);
+  for (uint8_t b : {0x80, 0x80, 0x80, 0x01})
+    forged.push_back(b);
   forged.insert(forged.end(), frame.end() - 20, frame.end());
   EXPECT_EQ(decode(forged, limits).status().code(), StatusCode::kProtocol);
 }
@@ -230,7 +251,8 @@ TEST(WireMalformed, OverlongVarintAndDuplicates) {
   WireLimits limits;
   auto frame = find_frame(1);
   size_t count_at = frame.size() - 21;
-  std::vector<uint8_t> overlong(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(count_at));
+  std::vector<uint8_t> overlong(frame.begin(),
+                                frame.begin() + static_cast<std::ptrdiff_t>(count_at));
   overlong.push_back(0x81);  // 1 encoded in two bytes: not canonical
   overlong.push_back(0x00);
   overlong.insert(overlong.end(), frame.end() - 20, frame.end());
@@ -240,8 +262,8 @@ TEST(WireMalformed, OverlongVarintAndDuplicates) {
   found.entries.resize(1);
   found.entries[0].record.dictionary = {{"a", {"x", 1}}, {"b", {"y", 2}}};
   auto dict = encode({header(MessageType::kFound), found});
-  // Rename subkey "b" to "a": the same bytes with one letter changed (a duplicate; "0" would be out of
-  // order, which is refused as well).
+  // Rename subkey "b" to "a": the same bytes with one letter changed (a duplicate; "0" would be out
+  // of order, which is refused as well).
   for (size_t i = dict.size(); i-- > 0;) {
     if (dict[i] == 'b') {
       dict[i] = 'a';
@@ -264,14 +286,15 @@ TEST(WireMalformed, EmptyRequestsAndBadEnums) {
 }
 
 TEST(WireAddress, Validation) {
-  for (const char* ok : {"tcp://127.0.0.1:21000", "ucx://10.0.0.5:1", "tcp://node-7.cluster:65535", "tcp://[::1]:8080",
-                         "tcp://n12:1"}) {
+  for (const char* ok : {"tcp://127.0.0.1:21000", "ucx://10.0.0.5:1", "tcp://node-7.cluster:65535",
+                         "tcp://[::1]:8080", "tcp://n12:1"}) {
     EXPECT_TRUE(is_valid_address(ok, 256)) << ok;
   }
-  for (const char* bad : {"", "127.0.0.1:21000", "tcp://127.0.0.1", "tcp://127.0.0.1:0", "tcp://127.0.0.1:65536",
-                          "tcp://0.0.0.0:21000", "tcp://224.0.0.1:21000", "tcp://255.255.255.255:1", "tcp://[::]:1",
-                          "tcp://[ff02::1]:1", "TCP://host:1", "tcp://:1", "tcp://300.1.1.1:1", "tcp://ho st:1",
-                          "tcp://host:01"}) {
+  for (const char* bad :
+       {"", "127.0.0.1:21000", "tcp://127.0.0.1", "tcp://127.0.0.1:0", "tcp://127.0.0.1:65536",
+        "tcp://0.0.0.0:21000", "tcp://224.0.0.1:21000", "tcp://255.255.255.255:1", "tcp://[::]:1",
+        "tcp://[ff02::1]:1", "TCP://host:1", "tcp://:1", "tcp://300.1.1.1:1", "tcp://ho st:1",
+        "tcp://host:01"}) {
     EXPECT_FALSE(is_valid_address(bad, 256)) << bad;
   }
   EXPECT_FALSE(is_valid_address("tcp://127.0.0.1:21000", 10));
@@ -279,12 +302,14 @@ TEST(WireAddress, Validation) {
 
 TEST(WireFit, DictionaryKeepsNewestEntries) {
   Record record;
-  for (int i = 0; i < 100; ++i) record.dictionary[std::to_string(i)] = ValueEntry{std::string(10, 'v'), 1000 + i};
+  for (int i = 0; i < 100; ++i)
+    record.dictionary[std::to_string(i)] = ValueEntry{std::string(10, 'v'), 1000 + i};
   bool truncated = false;
   Record fitted = fit_record(record, 10'000, 10, truncated);
   EXPECT_TRUE(truncated);
   ASSERT_EQ(fitted.dictionary.size(), 10u);
-  for (int i = 90; i < 100; ++i) EXPECT_EQ(fitted.dictionary.count(std::to_string(i)), 1u);
+  for (int i = 90; i < 100; ++i)
+    EXPECT_EQ(fitted.dictionary.count(std::to_string(i)), 1u);
   fitted = fit_record(record, 200, 4096, truncated);
   EXPECT_TRUE(truncated);
   EXPECT_LE(encoded_record_size(fitted), 200u);

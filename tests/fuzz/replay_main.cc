@@ -1,6 +1,6 @@
-// Replays fuzz inputs without libFuzzer: every file under the given paths, plus a deterministic set of
-// mutated inputs derived from them, goes through LLVMFuzzerTestOneInput. Lets gcc builds (and ASan
-// builds) run the fuzz targets as regression tests.
+// Replays fuzz inputs without libFuzzer: every file under the given paths, plus a deterministic set
+// of mutated inputs derived from them, goes through LLVMFuzzerTestOneInput. Lets gcc builds (and
+// ASan builds) run the fuzz targets as regression tests.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -18,7 +18,9 @@ std::vector<uint8_t> read_bytes(const std::filesystem::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-void run(const std::vector<uint8_t>& input) { LLVMFuzzerTestOneInput(input.data(), input.size()); }
+void run(const std::vector<uint8_t>& input) {
+  LLVMFuzzerTestOneInput(input.data(), input.size());
+}
 
 // Byte flips, truncations and random tails: cheap coverage of the length checks near each seed.
 void run_mutations(const std::vector<uint8_t>& seed, std::mt19937_64& rng) {
@@ -61,7 +63,8 @@ int main(int argc, char** argv) {
   // Random inputs as well, so a target without seeds still gets exercised.
   for (int i = 0; i < 2000; ++i) {
     std::vector<uint8_t> input(rng() % 512);
-    for (auto& b : input) b = static_cast<uint8_t>(rng());
+    for (auto& b : input)
+      b = static_cast<uint8_t>(rng());
     run(input);
   }
   std::printf("replayed %zu seed file(s) with mutations and 2000 random inputs\n", inputs);

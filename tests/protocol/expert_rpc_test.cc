@@ -46,8 +46,8 @@ TEST(ExpertRpcTest, TrailingBytesAreRejected) {
 TEST(ExpertRpcTest, LimitsAreEnforcedAtLimitPlusOne) {
   Limits limits;
   limits.max_uid_bytes = 8;
-  EXPECT_TRUE(decode_call(encode_call("expert.1"), limits).is_ok());             // 8 bytes
-  EXPECT_EQ(decode_call(encode_call("expert.12"), limits).status().code(),       // 9 bytes
+  EXPECT_TRUE(decode_call(encode_call("expert.1"), limits).is_ok());        // 8 bytes
+  EXPECT_EQ(decode_call(encode_call("expert.12"), limits).status().code(),  // 9 bytes
             StatusCode::kTooLarge);
 
   ExpertInfo info = sample_info();
@@ -96,4 +96,3 @@ TEST(ExpertRpcTest, NewerVersionIsUnsupported) {
 
 }  // namespace
 }  // namespace hivemind::protocol
-

@@ -21,13 +21,35 @@ std::vector<uint8_t> random_tensor(DType dt, uint64_t n, uint64_t seed, float me
   for (uint64_t i = 0; i < n; ++i) {
     float x = dist(rng);
     switch (dt) {
-      case DType::kFloat32: std::memcpy(&bytes[4 * i], &x, 4); break;
-      case DType::kFloat16: { uint16_t h = spec::f32_to_f16(x); std::memcpy(&bytes[2 * i], &h, 2); break; }
-      case DType::kBFloat16: { uint16_t h = spec::f32_to_bf16(x); std::memcpy(&bytes[2 * i], &h, 2); break; }
-      case DType::kInt64: { int64_t v = static_cast<int64_t>(rng()); std::memcpy(&bytes[8 * i], &v, 8); break; }
-      case DType::kInt32: { int32_t v = static_cast<int32_t>(rng()); std::memcpy(&bytes[4 * i], &v, 4); break; }
-      case DType::kUInt8: bytes[i] = static_cast<uint8_t>(rng()); break;
-      case DType::kBool: bytes[i] = static_cast<uint8_t>(rng() & 1); break;
+      case DType::kFloat32:
+        std::memcpy(&bytes[4 * i], &x, 4);
+        break;
+      case DType::kFloat16: {
+        uint16_t h = spec::f32_to_f16(x);
+        std::memcpy(&bytes[2 * i], &h, 2);
+        break;
+      }
+      case DType::kBFloat16: {
+        uint16_t h = spec::f32_to_bf16(x);
+        std::memcpy(&bytes[2 * i], &h, 2);
+        break;
+      }
+      case DType::kInt64: {
+        int64_t v = static_cast<int64_t>(rng());
+        std::memcpy(&bytes[8 * i], &v, 8);
+        break;
+      }
+      case DType::kInt32: {
+        int32_t v = static_cast<int32_t>(rng());
+        std::memcpy(&bytes[4 * i], &v, 4);
+        break;
+      }
+      case DType::kUInt8:
+        bytes[i] = static_cast<uint8_t>(rng());
+        break;
+      case DType::kBool:
+        bytes[i] = static_cast<uint8_t>(rng() & 1);
+        break;
     }
   }
   return bytes;
@@ -44,8 +66,9 @@ float element(const std::vector<uint8_t>& b, DType dt, uint64_t i) {
   return dt == DType::kBFloat16 ? spec::bf16_to_f32(h) : spec::f16_to_f32(h);
 }
 
-const Scheme kAllSchemes[] = {Scheme::kNone, Scheme::kFloat16, Scheme::kBFloat16, Scheme::kBlockAbsmaxU8,
-                              Scheme::kPerTensorAbsmaxU8, Scheme::kBlockAffineU8};
+const Scheme kAllSchemes[] = {
+    Scheme::kNone,          Scheme::kFloat16,           Scheme::kBFloat16,
+    Scheme::kBlockAbsmaxU8, Scheme::kPerTensorAbsmaxU8, Scheme::kBlockAffineU8};
 const DType kFloatTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16};
 
 TEST(QuantCodec, RoundTripsEverySchemeAndDtype) {
@@ -68,7 +91,8 @@ TEST(QuantCodec, RoundTripsEverySchemeAndDtype) {
       EXPECT_TRUE(h->requires_grad);
       for (DType out : kFloatTypes) {
         std::vector<uint8_t> dec(n * dtype_size(out));
-        ASSERT_TRUE(decode(*enc, out, dec).is_ok()) << scheme_name(s) << " " << dtype_name(dt) << "->" << dtype_name(out);
+        ASSERT_TRUE(decode(*enc, out, dec).is_ok())
+            << scheme_name(s) << " " << dtype_name(dt) << "->" << dtype_name(out);
         double se = 0, ss = 0;
         for (uint64_t i = 0; i < n; ++i) {
           double x = element(input, dt, i), y = element(dec, out, i);
@@ -97,7 +121,9 @@ TEST(QuantCodec, RawTypesPassThroughUnderNone) {
     std::vector<uint8_t> out(input.size());
     ASSERT_TRUE(decode(*enc, dt, out).is_ok());
     EXPECT_EQ(out, input);
-    EXPECT_FALSE(decode(*enc, DType::kFloat32, std::span<uint8_t>(out.data(), 63 * 4 > out.size() ? out.size() : 63 * 4)).is_ok());
+    EXPECT_FALSE(decode(*enc, DType::kFloat32,
+                        std::span<uint8_t>(out.data(), 63 * 4 > out.size() ? out.size() : 63 * 4))
+                     .is_ok());
     EXPECT_FALSE(encode_to_vector(view, {Scheme::kBlockAbsmaxU8}).is_ok());
     EXPECT_FALSE(encode_to_vector(view, {Scheme::kFloat16}).is_ok());
   }
@@ -121,14 +147,16 @@ TEST(QuantCodec, LayoutMatchesTheDocumentation) {
   uint64_t numel;
   std::memcpy(&numel, &b[16], 8);
   EXPECT_EQ(numel, 100u);
-  // header 24 + 16 shape = 40 -> scales at 48 (2 blocks, 8 bytes) -> zero-points at 64 -> payload at 80.
+  // header 24 + 16 shape = 40 -> scales at 48 (2 blocks, 8 bytes) -> zero-points at 64 -> payload
+  // at 80.
   auto h = decode_header(b);
   ASSERT_TRUE(h.is_ok());
   EXPECT_EQ(h->scales_offset, 48u);
   EXPECT_EQ(h->zero_points_offset, 64u);
   EXPECT_EQ(h->payload_offset, 80u);
   EXPECT_EQ(b.size(), 180u);
-  for (uint64_t i = 56; i < 64; ++i) EXPECT_EQ(b[i], 0) << "padding must be zero";
+  for (uint64_t i = 56; i < 64; ++i)
+    EXPECT_EQ(b[i], 0) << "padding must be zero";
 }
 
 TEST(QuantCodec, EmptyAndScalarTensors) {
@@ -181,15 +209,18 @@ TEST(QuantCodec, Float16ClampsLikeHivemind) {
   EXPECT_TRUE(std::isinf(y[4]));
 }
 
-// hivemind's in-place 8-bit path loses the mean; ours must give the same bytes as the copying encode.
+// hivemind's in-place 8-bit path loses the mean; ours must give the same bytes as the copying
+// encode.
 TEST(QuantCodec, InPlaceAndCopyingEncodesGiveIdenticalBytes) {
-  const std::vector<std::vector<int64_t>> shapes = {{1}, {3}, {70}, {64, 3}, {5, 4096}, {1, 100003}, {2, 3, 4, 5}, {0}};
+  const std::vector<std::vector<int64_t>> shapes = {{1},       {3},         {70},         {64, 3},
+                                                    {5, 4096}, {1, 100003}, {2, 3, 4, 5}, {0}};
   for (Scheme s : kAllSchemes) {
     for (DType dt : kFloatTypes) {
       for (uint32_t block : {64u, 4096u}) {
         for (const auto& shape : shapes) {
           uint64_t n = 1;
-          for (auto d : shape) n *= static_cast<uint64_t>(d);
+          for (auto d : shape)
+            n *= static_cast<uint64_t>(d);
           auto input = random_tensor(dt, n, n + block, /*mean=*/5.0f);  // non-zero mean
           EncodeOptions opt{s, block};
           auto copy = encode_to_vector({input.data(), dt, shape}, opt);
@@ -200,7 +231,8 @@ TEST(QuantCodec, InPlaceAndCopyingEncodesGiveIdenticalBytes) {
           ASSERT_TRUE(written.is_ok()) << written.status().to_string();
           ASSERT_EQ(*written, copy->size());
           storage.resize(*written);
-          ASSERT_EQ(storage, *copy) << scheme_name(s) << " " << dtype_name(dt) << " block " << block << " n=" << n;
+          ASSERT_EQ(storage, *copy)
+              << scheme_name(s) << " " << dtype_name(dt) << " block " << block << " n=" << n;
         }
       }
     }
@@ -211,9 +243,12 @@ TEST(QuantCodec, InPlaceAndCopyingEncodesGiveIdenticalBytes) {
   auto enc = encode_in_place(input, DType::kFloat32, shape, false, {Scheme::kBlockAbsmaxU8});
   ASSERT_TRUE(enc.is_ok());
   std::vector<float> y(100000);
-  ASSERT_TRUE(decode({input.data(), *enc}, DType::kFloat32, {reinterpret_cast<uint8_t*>(y.data()), 400000}).is_ok());
+  ASSERT_TRUE(
+      decode({input.data(), *enc}, DType::kFloat32, {reinterpret_cast<uint8_t*>(y.data()), 400000})
+          .is_ok());
   double mean = 0;
-  for (float v : y) mean += v;
+  for (float v : y)
+    mean += v;
   EXPECT_NEAR(mean / 1e5, 5.0, 0.02);
 }
 
@@ -230,7 +265,8 @@ TEST(QuantCodec, EncodeNeverWritesItsInput) {
 TEST(QuantCodec, RejectsBadOptionsAndBuffers) {
   std::vector<float> x(100, 1.0f);
   const std::vector<int64_t> shape = {100};
-  EXPECT_FALSE(encoded_size({x.data(), DType::kFloat32, shape}, {Scheme::kBlockAbsmaxU8, 100}).is_ok());
+  EXPECT_FALSE(
+      encoded_size({x.data(), DType::kFloat32, shape}, {Scheme::kBlockAbsmaxU8, 100}).is_ok());
   EXPECT_FALSE(encoded_size({x.data(), DType::kFloat32, shape}, {static_cast<Scheme>(9)}).is_ok());
   const std::vector<int64_t> negative = {-1, 4};
   EXPECT_FALSE(encoded_size({x.data(), DType::kFloat32, negative}, {}).is_ok());
@@ -248,13 +284,16 @@ class QuantHeaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
     std::vector<float> x(300);
-    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i) - 100.0f;
+    for (size_t i = 0; i < x.size(); ++i)
+      x[i] = static_cast<float>(i) - 100.0f;
     auto e = encode_to_vector({x.data(), DType::kFloat32, shape_}, {Scheme::kBlockAbsmaxU8, 64});
     ASSERT_TRUE(e.is_ok());
     good_ = *e;
     ASSERT_TRUE(decode_header(good_).is_ok());
   }
-  Status parse(const std::vector<uint8_t>& b, DecodeLimits limits = {}) { return decode_header(b, limits).status(); }
+  Status parse(const std::vector<uint8_t>& b, DecodeLimits limits = {}) {
+    return decode_header(b, limits).status();
+  }
   std::vector<int64_t> shape_ = {3, 100};
   std::vector<uint8_t> good_;
 };

@@ -29,21 +29,24 @@ struct Quantized {
   Status status;
 };
 
-Quantized run_quantize(const void* in, DType dt, uint64_t n, Scheme s, uint32_t block, int threads = 0) {
+Quantized run_quantize(const void* in, DType dt, uint64_t n, Scheme s, uint32_t block,
+                       int threads = 0) {
   Quantized q;
   uint64_t nb = num_blocks(s, n, block);
   q.scales.assign(nb, -1.0f);
   q.zps.assign(s == Scheme::kBlockAffineU8 ? nb : 0, 0);
   q.codes.assign(n, 0);
-  q.status = quantize_cpu(in, dt, n, s, block, q.scales.data(), q.zps.empty() ? nullptr : q.zps.data(),
-                          q.codes.data(), CpuOptions{threads});
+  q.status =
+      quantize_cpu(in, dt, n, s, block, q.scales.data(), q.zps.empty() ? nullptr : q.zps.data(),
+                   q.codes.data(), CpuOptions{threads});
   return q;
 }
 
 std::vector<float> run_dequantize(const Quantized& q, uint64_t n, Scheme s, uint32_t block) {
   std::vector<float> out(n);
-  EXPECT_TRUE(dequantize_cpu(q.codes.data(), q.scales.data(), q.zps.empty() ? nullptr : q.zps.data(), n, s, block,
-                             out.data(), DType::kFloat32)
+  EXPECT_TRUE(dequantize_cpu(q.codes.data(), q.scales.data(),
+                             q.zps.empty() ? nullptr : q.zps.data(), n, s, block, out.data(),
+                             DType::kFloat32)
                   .is_ok());
   return out;
 }
@@ -52,13 +55,15 @@ std::vector<float> gaussian(uint64_t n, uint64_t seed, float mean = 0.0f, float 
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> dist(mean, stddev);
   std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
+  for (auto& x : v)
+    x = dist(rng);
   return v;
 }
 
 std::vector<uint16_t> to_half(const std::vector<float>& v, DType dt) {
   std::vector<uint16_t> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = dt == DType::kBFloat16 ? spec::f32_to_bf16(v[i]) : spec::f32_to_f16(v[i]);
+  for (size_t i = 0; i < v.size(); ++i)
+    h[i] = dt == DType::kBFloat16 ? spec::f32_to_bf16(v[i]) : spec::f32_to_f16(v[i]);
   return h;
 }
 
@@ -86,7 +91,8 @@ TEST(QuantSpec, HalfWideningAndNarrowingRoundTripEveryPattern) {
 #if defined(__x86_64__)
 // The vector form: clang's scalar _cvtss_sh macro uses a C99 compound literal (-Wpedantic).
 __attribute__((target("f16c"))) uint16_t hw_f32_to_f16(float x) {
-  return static_cast<uint16_t>(_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT), 0));
+  return static_cast<uint16_t>(
+      _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(x), _MM_FROUND_TO_NEAREST_INT), 0));
 }
 
 // F16C from CPUID leaf 1 (ECX bit 29): clang 14 does not accept "f16c" in __builtin_cpu_supports.
@@ -147,24 +153,30 @@ TEST(QuantSpec, SymmetricParamsFollowTheSpec) {
 
 TEST(QuantCpu, ZeroBlocksDecodeToExactZero) {
   std::vector<float> x(64 * 3, 0.0f);
-  for (int i = 64; i < 128; ++i) x[i] = (i % 2) ? -0.0f : 0.0f;
+  for (int i = 64; i < 128; ++i)
+    x[i] = (i % 2) ? -0.0f : 0.0f;
   for (Scheme s : {Scheme::kBlockAbsmaxU8, Scheme::kBlockAffineU8, Scheme::kPerTensorAbsmaxU8}) {
     auto q = run_quantize(x.data(), DType::kFloat32, x.size(), s, 64);
     ASSERT_TRUE(q.status.is_ok());
-    for (float sc : q.scales) EXPECT_EQ(float_bits(sc), 0u);
-    for (float y : run_dequantize(q, x.size(), s, 64)) EXPECT_EQ(y, 0.0f);
+    for (float sc : q.scales)
+      EXPECT_EQ(float_bits(sc), 0u);
+    for (float y : run_dequantize(q, x.size(), s, 64))
+      EXPECT_EQ(y, 0.0f);
   }
 }
 
 TEST(QuantCpu, DenormalAndTinyBlocksAreFlushedToZero) {
   std::vector<float> x(128);
-  for (int i = 0; i < 64; ++i) x[i] = bits_float(1u + 1000u * i);     // denormals
-  for (int i = 64; i < 128; ++i) x[i] = 1.5e-37f * ((i % 5) - 2);     // tiny normals, amax 3e-37
+  for (int i = 0; i < 64; ++i)
+    x[i] = bits_float(1u + 1000u * i);  // denormals
+  for (int i = 64; i < 128; ++i)
+    x[i] = 1.5e-37f * ((i % 5) - 2);  // tiny normals, amax 3e-37
   auto q = run_quantize(x.data(), DType::kFloat32, x.size(), Scheme::kBlockAbsmaxU8, 64);
   ASSERT_TRUE(q.status.is_ok());
   EXPECT_EQ(q.scales[0], 0.0f);
   EXPECT_EQ(q.scales[1], 0.0f);
-  for (uint8_t c : q.codes) EXPECT_EQ(c, 128);
+  for (uint8_t c : q.codes)
+    EXPECT_EQ(c, 128);
 }
 
 TEST(QuantCpu, DenormalsNextToNormalsQuantizeNormally) {
@@ -174,7 +186,8 @@ TEST(QuantCpu, DenormalsNextToNormalsQuantizeNormally) {
   ASSERT_TRUE(q.status.is_ok());
   EXPECT_EQ(q.scales[0], 1.0f / 127.0f);
   EXPECT_EQ(q.codes[0], 255);
-  for (int i = 1; i < 64; ++i) EXPECT_EQ(q.codes[i], 128);
+  for (int i = 1; i < 64; ++i)
+    EXPECT_EQ(q.codes[i], 128);
 }
 
 TEST(QuantCpu, NonFiniteBlocksAreRejectedWithDefinedBytes) {
@@ -189,11 +202,13 @@ TEST(QuantCpu, NonFiniteBlocksAreRejectedWithDefinedBytes) {
     EXPECT_EQ(float_bits(q.scales[2]), spec::kQuietNanBits);
     EXPECT_EQ(float_bits(q.scales[3]), spec::kQuietNanBits);
     EXPECT_GT(q.scales[1], 0.0f);
-    for (int i = 64 * 2; i < 64 * 4; ++i) EXPECT_EQ(q.codes[i], 128);
+    for (int i = 64 * 2; i < 64 * 4; ++i)
+      EXPECT_EQ(q.codes[i], 128);
   }
   auto q = run_quantize(x.data(), DType::kFloat32, x.size(), Scheme::kPerTensorAbsmaxU8, 0);
   EXPECT_FALSE(q.status.is_ok());
-  for (uint8_t c : q.codes) EXPECT_EQ(c, 128);
+  for (uint8_t c : q.codes)
+    EXPECT_EQ(c, 128);
 }
 
 TEST(QuantCpu, AffineRangeOverflowIsNonFinite) {
@@ -207,8 +222,10 @@ TEST(QuantCpu, AffineRangeOverflowIsNonFinite) {
 TEST(QuantCpu, EmptyTensorsAreFine) {
   for (Scheme s : {Scheme::kBlockAbsmaxU8, Scheme::kBlockAffineU8, Scheme::kPerTensorAbsmaxU8}) {
     EXPECT_EQ(num_blocks(s, 0, 64), 0u);
-    EXPECT_TRUE(quantize_cpu(nullptr, DType::kFloat32, 0, s, 64, nullptr, nullptr, nullptr).is_ok());
-    EXPECT_TRUE(dequantize_cpu(nullptr, nullptr, nullptr, 0, s, 64, nullptr, DType::kFloat32).is_ok());
+    EXPECT_TRUE(
+        quantize_cpu(nullptr, DType::kFloat32, 0, s, 64, nullptr, nullptr, nullptr).is_ok());
+    EXPECT_TRUE(
+        dequantize_cpu(nullptr, nullptr, nullptr, 0, s, 64, nullptr, DType::kFloat32).is_ok());
   }
 }
 
@@ -217,11 +234,15 @@ TEST(QuantCpu, RejectsBadBlockSizesAndDtypes) {
   float s[4];
   uint8_t c[4];
   for (uint32_t b : {0u, 32u, 100u, 8192u, 96u}) {
-    EXPECT_FALSE(quantize_cpu(x, DType::kFloat32, 4, Scheme::kBlockAbsmaxU8, b, s, nullptr, c).is_ok()) << b;
+    EXPECT_FALSE(
+        quantize_cpu(x, DType::kFloat32, 4, Scheme::kBlockAbsmaxU8, b, s, nullptr, c).is_ok())
+        << b;
   }
-  EXPECT_FALSE(quantize_cpu(x, DType::kInt32, 4, Scheme::kBlockAbsmaxU8, 64, s, nullptr, c).is_ok());
+  EXPECT_FALSE(
+      quantize_cpu(x, DType::kInt32, 4, Scheme::kBlockAbsmaxU8, 64, s, nullptr, c).is_ok());
   EXPECT_FALSE(quantize_cpu(x, DType::kFloat32, 4, Scheme::kFloat16, 64, s, nullptr, c).is_ok());
-  EXPECT_FALSE(quantize_cpu(x, DType::kFloat32, 4, Scheme::kBlockAffineU8, 64, s, nullptr, c).is_ok());
+  EXPECT_FALSE(
+      quantize_cpu(x, DType::kFloat32, 4, Scheme::kBlockAffineU8, 64, s, nullptr, c).is_ok());
 }
 
 // |x - x^| <= 0.5 * scale * (1 + 2^-12) for every element of every block that is not flushed.
@@ -241,8 +262,8 @@ void check_error_bound(const std::vector<float>& x, DType dt, Scheme s, uint32_t
     float scale = q.scales[i / unit];
     double err = std::fabs(static_cast<double>(xi) - static_cast<double>(y[i]));
     ASSERT_LE(err, 0.5 * scale * (1.0 + std::ldexp(1.0, -12)))
-        << scheme_name(s) << " " << dtype_name(dt) << " block " << block << " i=" << i << " x=" << xi
-        << " y=" << y[i] << " scale=" << scale;
+        << scheme_name(s) << " " << dtype_name(dt) << " block " << block << " i=" << i
+        << " x=" << xi << " y=" << y[i] << " scale=" << scale;
   }
 }
 
@@ -253,7 +274,8 @@ TEST(QuantCpu, PerElementErrorBoundHoldsForEverySchemeDtypeAndBlock) {
       x[5] = 60.0f;  // an outlier
       check_error_bound(x, dt, Scheme::kBlockAbsmaxU8, block);
       check_error_bound(x, dt, Scheme::kBlockAffineU8, block);
-      for (auto& v : x) v = std::fabs(v);  // one-sided data: where affine shines
+      for (auto& v : x)
+        v = std::fabs(v);  // one-sided data: where affine shines
       check_error_bound(x, dt, Scheme::kBlockAffineU8, block);
     }
     check_error_bound(gaussian(10007, 9), dt, Scheme::kPerTensorAbsmaxU8, 0);
@@ -267,10 +289,12 @@ TEST(QuantCpu, GaussianMseWithBlock4096IsBelowOneE4) {
   ASSERT_TRUE(q.status.is_ok());
   auto y = run_dequantize(q, n, Scheme::kBlockAbsmaxU8, 4096);
   double se = 0;
-  for (uint64_t i = 0; i < n; ++i) se += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
+  for (uint64_t i = 0; i < n; ++i)
+    se += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
   double mse = se / static_cast<double>(n);
   EXPECT_LE(mse, 1e-4);
-  EXPECT_GT(mse, 1e-5);  // 8 bits cannot be much better than ~7e-5: guards against a test that measures nothing
+  EXPECT_GT(mse, 1e-5);  // 8 bits cannot be much better than ~7e-5: guards against a test that
+                         // measures nothing
   RecordProperty("mse", std::to_string(mse));
 }
 
@@ -279,12 +303,23 @@ std::vector<float> nasty_values(uint64_t n, uint64_t seed) {
   std::mt19937_64 rng(seed * 7 + 1);
   for (uint64_t i = 0; i < n; ++i) {
     switch (rng() % 16) {
-      case 0: x[i] = bits_float(static_cast<uint32_t>(rng() & 0x807fffffu)); break;  // denormal
-      case 1: x[i] = 0.0f; break;
-      case 2: x[i] = -0.0f; break;
-      case 3: x[i] *= 1.0e6f; break;
-      case 4: x[i] = std::nearbyint(x[i] * 10.0f) + 0.5f; break;  // ties
-      default: break;
+      case 0:
+        x[i] = bits_float(static_cast<uint32_t>(rng() & 0x807fffffu));
+        break;  // denormal
+      case 1:
+        x[i] = 0.0f;
+        break;
+      case 2:
+        x[i] = -0.0f;
+        break;
+      case 3:
+        x[i] *= 1.0e6f;
+        break;
+      case 4:
+        x[i] = std::nearbyint(x[i] * 10.0f) + 0.5f;
+        break;  // ties
+      default:
+        break;
     }
   }
   return x;
@@ -306,8 +341,10 @@ TEST(QuantCpu, Avx2AndPortableLoopsGiveIdenticalBytes) {
         int k = 0;
         for (DType out : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
           da[k].resize(x.size() * dtype_size(out));
-          ASSERT_TRUE(dequantize_cpu(a.codes.data(), a.scales.data(), a.zps.empty() ? nullptr : a.zps.data(), x.size(),
-                                     s, block, da[k].data(), out).is_ok());
+          ASSERT_TRUE(dequantize_cpu(a.codes.data(), a.scales.data(),
+                                     a.zps.empty() ? nullptr : a.zps.data(), x.size(), s, block,
+                                     da[k].data(), out)
+                          .is_ok());
           ca[k].resize(x.size() * dtype_size(out));
           ASSERT_TRUE(convert_cpu(in, dt, x.size(), ca[k].data(), out, k == 2).is_ok());
           ++k;
@@ -320,8 +357,10 @@ TEST(QuantCpu, Avx2AndPortableLoopsGiveIdenticalBytes) {
         k = 0;
         for (DType out : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
           std::vector<uint8_t> dp(x.size() * dtype_size(out)), cp(x.size() * dtype_size(out));
-          ASSERT_TRUE(dequantize_cpu(p.codes.data(), p.scales.data(), p.zps.empty() ? nullptr : p.zps.data(), x.size(),
-                                     s, block, dp.data(), out).is_ok());
+          ASSERT_TRUE(dequantize_cpu(p.codes.data(), p.scales.data(),
+                                     p.zps.empty() ? nullptr : p.zps.data(), x.size(), s, block,
+                                     dp.data(), out)
+                          .is_ok());
           ASSERT_TRUE(convert_cpu(in, dt, x.size(), cp.data(), out, k == 2).is_ok());
           EXPECT_EQ(da[k], dp) << "dequantize to " << dtype_name(out);
           EXPECT_EQ(ca[k], cp) << "convert to " << dtype_name(out);
@@ -331,16 +370,27 @@ TEST(QuantCpu, Avx2AndPortableLoopsGiveIdenticalBytes) {
     }
   }
   // NaN and Inf in conversions too.
-  std::vector<float> specials = {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity(),
-                                 7.0e4f, -7.0e4f, 65519.0f, 65520.0f, 1e-8f, -3e-5f, bits_float(0xff812345u)};
+  std::vector<float> specials = {std::numeric_limits<float>::quiet_NaN(),
+                                 -std::numeric_limits<float>::infinity(),
+                                 7.0e4f,
+                                 -7.0e4f,
+                                 65519.0f,
+                                 65520.0f,
+                                 1e-8f,
+                                 -3e-5f,
+                                 bits_float(0xff812345u)};
   specials.resize(40, 1.0f);
   for (DType out : {DType::kBFloat16, DType::kFloat16}) {
     for (bool clamp : {false, true}) {
       std::vector<uint8_t> a(specials.size() * 2), p(specials.size() * 2);
       ASSERT_TRUE(select_cpu_isa("avx2").is_ok());
-      ASSERT_TRUE(convert_cpu(specials.data(), DType::kFloat32, specials.size(), a.data(), out, clamp).is_ok());
+      ASSERT_TRUE(
+          convert_cpu(specials.data(), DType::kFloat32, specials.size(), a.data(), out, clamp)
+              .is_ok());
       ASSERT_TRUE(select_cpu_isa("portable").is_ok());
-      ASSERT_TRUE(convert_cpu(specials.data(), DType::kFloat32, specials.size(), p.data(), out, clamp).is_ok());
+      ASSERT_TRUE(
+          convert_cpu(specials.data(), DType::kFloat32, specials.size(), p.data(), out, clamp)
+              .is_ok());
       EXPECT_EQ(a, p);
     }
   }
@@ -368,25 +418,30 @@ TEST(QuantCpu, ConcurrentCallersShareThePoolSafely) {
   std::vector<Quantized> expected;
   for (int t = 0; t < 4; ++t) {
     inputs.push_back(gaussian(n, 100 + t, static_cast<float>(t)));
-    expected.push_back(run_quantize(inputs.back().data(), DType::kFloat32, n, Scheme::kBlockAbsmaxU8, 4096, 1));
+    expected.push_back(
+        run_quantize(inputs.back().data(), DType::kFloat32, n, Scheme::kBlockAbsmaxU8, 4096, 1));
   }
   std::vector<Quantized> got(4);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int rep = 0; rep < 3; ++rep) {
-        got[t] = run_quantize(inputs[t].data(), DType::kFloat32, n, Scheme::kBlockAbsmaxU8, 4096, 3);
+        got[t] =
+            run_quantize(inputs[t].data(), DType::kFloat32, n, Scheme::kBlockAbsmaxU8, 4096, 3);
       }
     });
   }
-  for (auto& th : threads) th.join();
-  for (int t = 0; t < 4; ++t) EXPECT_EQ(got[t].codes, expected[t].codes);
+  for (auto& th : threads)
+    th.join();
+  for (int t = 0; t < 4; ++t)
+    EXPECT_EQ(got[t].codes, expected[t].codes);
 }
 
 #if defined(__x86_64__)
 TEST(QuantCpu, CallerFlushToZeroModeDoesNotChangeCodes) {
   std::vector<float> x(64);
-  for (int i = 0; i < 64; ++i) x[i] = bits_float(0x00400000u + 12345u * i);  // denormals
+  for (int i = 0; i < 64; ++i)
+    x[i] = bits_float(0x00400000u + 12345u * i);  // denormals
   x[0] = 1.0e-36f;  // normal amax, so the denormals quantize (to 128 or near it)
   auto want = run_quantize(x.data(), DType::kFloat32, x.size(), Scheme::kBlockAbsmaxU8, 64);
   unsigned saved = _mm_getcsr();

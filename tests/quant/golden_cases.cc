@@ -31,7 +31,9 @@ struct Rng {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
   }
-  float uniform() { return static_cast<float>(next() >> 40) * (1.0f / 16777216.0f); }  // [0, 1), exact
+  float uniform() {
+    return static_cast<float>(next() >> 40) * (1.0f / 16777216.0f);
+  }  // [0, 1), exact
   // Irwin-Hall(4), scaled to unit variance: gaussian enough, and only + - * on floats.
   float gauss() {
     float s = uniform() + uniform() + uniform() + uniform() - 2.0f;
@@ -92,17 +94,28 @@ std::vector<GoldenCase> golden_cases() {
   {  // Block 64, one special situation per block, then a ragged tail of 13.
     auto b = start("f32_block64_special", DType::kFloat32, Scheme::kBlockAbsmaxU8, 64);
     Rng rng{2};
-    for (int i = 0; i < 64; ++i) b.push(i % 2 ? 0.0f : -0.0f);                            // zero block
-    for (int i = 0; i < 64; ++i) b.push(bits_float(1u + 977u * i) * (i % 3 ? 1.f : -1.f)); // denormals only: flushed
-    for (int i = 0; i < 64; ++i) b.push(i < 32 ? rng.gauss() : bits_float(5u + 31u * i));   // normals and denormals
-    for (int i = 0; i < 64; ++i) b.push(1.0e-37f * rng.gauss());                           // 127/amax overflows
-    for (int i = 0; i < 64; ++i) b.push(i == 7 ? 4.0e-37f : 3.0e-37f * rng.uniform());     // just above the limit
-    for (int i = 0; i < 64; ++i) b.push(i == 9 ? 3.0e38f : rng.gauss() * 1.0e30f);        // near FLT_MAX
-    for (int i = 0; i < 64; ++i) b.push(i == 0 ? 127.0f : static_cast<float>(i % 9) - 4.5f); // x*inv ties (inv = 1)
-    for (int i = 0; i < 64; ++i) b.push(rng.gauss());
-    for (int i = 0; i < 64; ++i) b.push(-2.5f);                                             // constant negative
-    for (int i = 0; i < 64; ++i) b.push(i % 2 ? 7.0f : -7.0f);                             // alternating +-amax
-    for (int i = 0; i < 13; ++i) b.push(rng.gauss() * 0.01f);                               // ragged tail
+    for (int i = 0; i < 64; ++i)
+      b.push(i % 2 ? 0.0f : -0.0f);  // zero block
+    for (int i = 0; i < 64; ++i)
+      b.push(bits_float(1u + 977u * i) * (i % 3 ? 1.f : -1.f));  // denormals only: flushed
+    for (int i = 0; i < 64; ++i)
+      b.push(i < 32 ? rng.gauss() : bits_float(5u + 31u * i));  // normals and denormals
+    for (int i = 0; i < 64; ++i)
+      b.push(1.0e-37f * rng.gauss());  // 127/amax overflows
+    for (int i = 0; i < 64; ++i)
+      b.push(i == 7 ? 4.0e-37f : 3.0e-37f * rng.uniform());  // just above the limit
+    for (int i = 0; i < 64; ++i)
+      b.push(i == 9 ? 3.0e38f : rng.gauss() * 1.0e30f);  // near FLT_MAX
+    for (int i = 0; i < 64; ++i)
+      b.push(i == 0 ? 127.0f : static_cast<float>(i % 9) - 4.5f);  // x*inv ties (inv = 1)
+    for (int i = 0; i < 64; ++i)
+      b.push(rng.gauss());
+    for (int i = 0; i < 64; ++i)
+      b.push(-2.5f);  // constant negative
+    for (int i = 0; i < 64; ++i)
+      b.push(i % 2 ? 7.0f : -7.0f);  // alternating +-amax
+    for (int i = 0; i < 13; ++i)
+      b.push(rng.gauss() * 0.01f);  // ragged tail
     cases.push_back(b.c);
   }
   {  // bf16 input, block 256: gaussian, a zero block, outliers, ragged tail.
@@ -119,33 +132,43 @@ std::vector<GoldenCase> golden_cases() {
   {  // bf16 denormal patterns: a block of denormals (flushed) and one mixing them with normals.
     auto b = start("bf16_block64_denormals", DType::kBFloat16, Scheme::kBlockAbsmaxU8, 64);
     Rng rng{4};
-    for (int i = 0; i < 64; ++i) b.push_bits16(static_cast<uint16_t>((1 + 2 * i) | (i % 2 ? 0x8000 : 0)));
+    for (int i = 0; i < 64; ++i)
+      b.push_bits16(static_cast<uint16_t>((1 + 2 * i) | (i % 2 ? 0x8000 : 0)));
     for (int i = 0; i < 64; ++i) {
-      if (i % 2) b.push_bits16(static_cast<uint16_t>(3 + i));
-      else b.push(rng.gauss() * 1.0e-3f);
+      if (i % 2)
+        b.push_bits16(static_cast<uint16_t>(3 + i));
+      else
+        b.push(rng.gauss() * 1.0e-3f);
     }
-    for (int i = 0; i < 20; ++i) b.push(rng.gauss());
+    for (int i = 0; i < 20; ++i)
+      b.push(rng.gauss());
     cases.push_back(b.c);
   }
   {  // fp16 input, block 128: fp16 denormals, +-65504, ragged.
     auto b = start("f16_block128_ragged", DType::kFloat16, Scheme::kBlockAbsmaxU8, 128);
     Rng rng{5};
-    for (int i = 0; i < 128; ++i) b.push_bits16(static_cast<uint16_t>((1 + 7 * i) | (i % 2 ? 0x8000 : 0)));
-    for (int i = 0; i < 128; ++i) b.push(i == 3 ? 65504.0f : (i == 4 ? -65504.0f : rng.gauss() * 100.0f));
-    for (int i = 0; i < 128; ++i) b.push(rng.gauss());
-    for (int i = 0; i < 50; ++i) b.push(rng.gauss() * 1.0e-4f);
+    for (int i = 0; i < 128; ++i)
+      b.push_bits16(static_cast<uint16_t>((1 + 7 * i) | (i % 2 ? 0x8000 : 0)));
+    for (int i = 0; i < 128; ++i)
+      b.push(i == 3 ? 65504.0f : (i == 4 ? -65504.0f : rng.gauss() * 100.0f));
+    for (int i = 0; i < 128; ++i)
+      b.push(rng.gauss());
+    for (int i = 0; i < 50; ++i)
+      b.push(rng.gauss() * 1.0e-4f);
     cases.push_back(b.c);
   }
   {
     auto b = start("f32_per_tensor", DType::kFloat32, Scheme::kPerTensorAbsmaxU8, 0);
     Rng rng{6};
-    for (int i = 0; i < 1000; ++i) b.push(i == 500 ? -40.0f : rng.gauss() + 1.0f);
+    for (int i = 0; i < 1000; ++i)
+      b.push(i == 500 ? -40.0f : rng.gauss() + 1.0f);
     cases.push_back(b.c);
   }
   {
     auto b = start("bf16_per_tensor", DType::kBFloat16, Scheme::kPerTensorAbsmaxU8, 0);
     Rng rng{7};
-    for (int i = 0; i < 777; ++i) b.push(rng.gauss() * 1.0e5f);
+    for (int i = 0; i < 777; ++i)
+      b.push(rng.gauss() * 1.0e5f);
     cases.push_back(b.c);
   }
   {  // Affine, block 64: post-ReLU, all negative, mixed, zeros, a tiny range (flushed), ragged.
@@ -155,12 +178,18 @@ std::vector<GoldenCase> golden_cases() {
       float g = rng.gauss();
       b.push(g > 0 ? g : 0.0f);
     }
-    for (int i = 0; i < 64; ++i) b.push(-1.0f - rng.uniform() * 5.0f);
-    for (int i = 0; i < 64; ++i) b.push(rng.gauss() * 2.0f + 1.0f);
-    for (int i = 0; i < 64; ++i) b.push(0.0f);
-    for (int i = 0; i < 64; ++i) b.push(1.0e-38f * rng.uniform());
-    for (int i = 0; i < 64; ++i) b.push(i == 5 ? 1.0e38f : rng.uniform() * 1.0e37f);
-    for (int i = 0; i < 30; ++i) b.push(rng.uniform() * 3.0f);
+    for (int i = 0; i < 64; ++i)
+      b.push(-1.0f - rng.uniform() * 5.0f);
+    for (int i = 0; i < 64; ++i)
+      b.push(rng.gauss() * 2.0f + 1.0f);
+    for (int i = 0; i < 64; ++i)
+      b.push(0.0f);
+    for (int i = 0; i < 64; ++i)
+      b.push(1.0e-38f * rng.uniform());
+    for (int i = 0; i < 64; ++i)
+      b.push(i == 5 ? 1.0e38f : rng.uniform() * 1.0e37f);
+    for (int i = 0; i < 30; ++i)
+      b.push(rng.uniform() * 3.0f);
     cases.push_back(b.c);
   }
   {
@@ -199,7 +228,8 @@ std::vector<GoldenCase> golden_cases() {
   {
     auto b = start("bf16_nonfinite_per_tensor", DType::kBFloat16, Scheme::kPerTensorAbsmaxU8, 0);
     Rng rng{12};
-    for (int i = 0; i < 300; ++i) b.push(i == 150 ? -kNaN : rng.gauss());
+    for (int i = 0; i < 300; ++i)
+      b.push(i == 150 ? -kNaN : rng.gauss());
     cases.push_back(b.c);
   }
   cases.push_back(start("f32_empty", DType::kFloat32, Scheme::kBlockAbsmaxU8, 4096).c);
@@ -241,7 +271,8 @@ bool get(const std::vector<uint8_t>& in, size_t& at, T& v) {
 }
 bool take(const std::vector<uint8_t>& in, size_t& at, uint64_t count, std::vector<uint8_t>& out) {
   if (at > in.size() || in.size() - at < count) return false;
-  out.assign(in.begin() + static_cast<std::ptrdiff_t>(at), in.begin() + static_cast<std::ptrdiff_t>(at + count));
+  out.assign(in.begin() + static_cast<std::ptrdiff_t>(at),
+             in.begin() + static_cast<std::ptrdiff_t>(at + count));
   at += count;
   return true;
 }
@@ -278,7 +309,8 @@ std::optional<GoldenFile> parse(const std::vector<uint8_t>& bytes) {
   uint32_t magic = 0, version = 0;
   uint8_t dtype = 0, scheme = 0;
   uint16_t name_len = 0;
-  if (!get(bytes, at, magic) || magic != kFileMagic || !get(bytes, at, version) || version != kFileVersion) {
+  if (!get(bytes, at, magic) || magic != kFileMagic || !get(bytes, at, version) ||
+      version != kFileVersion) {
     return std::nullopt;
   }
   if (!get(bytes, at, dtype) || !get(bytes, at, scheme) || !get(bytes, at, name_len) ||
@@ -286,7 +318,8 @@ std::optional<GoldenFile> parse(const std::vector<uint8_t>& bytes) {
       !get(bytes, at, f.expected.first_bad_block)) {
     return std::nullopt;
   }
-  if (dtype > kMaxDTypeValue || scheme > kMaxSchemeValue || f.input.n > (uint64_t{1} << 32)) return std::nullopt;
+  if (dtype > kMaxDTypeValue || scheme > kMaxSchemeValue || f.input.n > (uint64_t{1} << 32))
+    return std::nullopt;
   f.input.dtype = static_cast<DType>(dtype);
   f.input.scheme = static_cast<Scheme>(scheme);
   std::vector<uint8_t> name;
@@ -302,7 +335,9 @@ std::optional<GoldenFile> parse(const std::vector<uint8_t>& bytes) {
   return f;
 }
 
-std::string golden_dir() { return HIVEMIND_QUANT_GOLDEN_DIR; }
+std::string golden_dir() {
+  return HIVEMIND_QUANT_GOLDEN_DIR;
+}
 
 std::vector<uint8_t> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

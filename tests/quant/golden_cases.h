@@ -1,7 +1,8 @@
 // Golden vectors of the quant numeric spec: deterministic inputs (zeros, denormals, tiny and huge
-// blocks, ties, outliers, ragged tails, bf16/fp16, the non-finite policy) and the files that pin the
-// CPU path's scales, zero-points and codes for them. The CPU golden test recomputes and compares; the
-// GPU test replays the same files on the device; quant_golden_gen rewrites them (deliberately).
+// blocks, ties, outliers, ragged tails, bf16/fp16, the non-finite policy) and the files that pin
+// the CPU path's scales, zero-points and codes for them. The CPU golden test recomputes and
+// compares; the GPU test replays the same files on the device; quant_golden_gen rewrites them
+// (deliberately).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,8 @@ struct GoldenExpected {
   std::vector<uint8_t> scales;       // 4 * n_blocks bytes
   std::vector<uint8_t> zero_points;  // n_blocks bytes (affine) or empty
   std::vector<uint8_t> codes;        // n bytes
-  uint64_t first_bad_block = UINT64_MAX;  // lowest non-finite block; UINT64_MAX when the encode succeeds
+  uint64_t first_bad_block =
+      UINT64_MAX;  // lowest non-finite block; UINT64_MAX when the encode succeeds
 };
 
 struct GoldenFile {

@@ -1,5 +1,5 @@
-// quant_golden_gen [dir]: rewrites the golden vectors from the CPU path. Run it only on purpose (after
-// a deliberate change of the numeric spec), then review and commit the diff:
+// quant_golden_gen [dir]: rewrites the golden vectors from the CPU path. Run it only on purpose
+// (after a deliberate change of the numeric spec), then review and commit the diff:
 //   build/tests/quant_golden_gen tests/quant/golden
 // quant_golden_gen --fuzz-seeds dir: writes small valid encodings (every scheme and dtype) as seeds
 // for the quant_decode fuzz target (tests/fuzz/seeds/quant_decode).
@@ -16,7 +16,8 @@ namespace {
 
 bool write(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   std::printf("%-48s %8zu bytes\n", path.c_str(), bytes.size());
   return static_cast<bool>(out);
 }
@@ -24,7 +25,8 @@ bool write(const std::string& path, const std::vector<uint8_t>& bytes) {
 int fuzz_seeds(const std::string& dir) {
   using namespace hivemind::quant;
   std::vector<float> x(150);
-  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.25f - 2.0f;
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>(i % 17) * 0.25f - 2.0f;
   std::vector<uint16_t> h(150, 0x3c00);  // 1.0 in fp16, ~1.9 in bf16
   const std::vector<int64_t> shape = {3, 50};
   for (Scheme s : {Scheme::kNone, Scheme::kFloat16, Scheme::kBFloat16, Scheme::kBlockAbsmaxU8,

@@ -40,7 +40,8 @@ TEST(QuantGolden, EveryCaseHasACommittedFile) {
 }
 
 TEST(QuantGolden, GeneratedInputsEqualCommittedInputs) {
-  // The generator is integer-only; if this fails the committed files were made by another generator.
+  // The generator is integer-only; if this fails the committed files were made by another
+  // generator.
   auto files = load_all();
   auto cases = golden_cases();
   ASSERT_EQ(files.size(), cases.size());
@@ -51,12 +52,14 @@ TEST(QuantGolden, GeneratedInputsEqualCommittedInputs) {
 }
 
 TEST(QuantGolden, CpuMatchesWithTheDefaultLoops) {
-  for (const auto& f : load_all()) expect_matches(f);
+  for (const auto& f : load_all())
+    expect_matches(f);
 }
 
 TEST(QuantGolden, CpuMatchesWithThePortableLoops) {
   ASSERT_TRUE(select_cpu_isa("portable").is_ok());
-  for (const auto& f : load_all()) expect_matches(f);
+  for (const auto& f : load_all())
+    expect_matches(f);
   ASSERT_TRUE(select_cpu_isa("auto").is_ok());
 }
 
@@ -66,7 +69,8 @@ TEST(QuantGolden, CoversThePolicyCases) {
   for (const auto& f : load_all()) {
     saw_nonfinite |= f.expected.first_bad_block != UINT64_MAX;
     for (size_t b = 0; b + 4 <= f.expected.scales.size(); b += 4) {
-      uint32_t bits = f.expected.scales[b] | (f.expected.scales[b + 1] << 8) | (f.expected.scales[b + 2] << 16) |
+      uint32_t bits = f.expected.scales[b] | (f.expected.scales[b + 1] << 8) |
+                      (f.expected.scales[b + 2] << 16) |
                       (static_cast<uint32_t>(f.expected.scales[b + 3]) << 24);
       saw_zero_scale |= bits == 0;
     }

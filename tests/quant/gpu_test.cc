@@ -1,17 +1,17 @@
-// GPU equality (label gpu): the CUDA kernels replay the committed golden vectors byte for byte, and agree
-// with the CPU path on large random tensors, on dequantization to every dtype and on conversions.
-// Skips with a printed reason where no CUDA device exists.
+// GPU equality (label gpu): the CUDA kernels replay the committed golden vectors byte for byte, and
+// agree with the CPU path on large random tensors, on dequantization to every dtype and on
+// conversions. Skips with a printed reason where no CUDA device exists.
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
+#include <test_env.h>
 
 #include <hivemind/quant/cpu_kernels.h>
 #include <hivemind/quant/cuda_kernels.h>
 #include <hivemind/quant/numeric_spec.h>
-#include <test_env.h>
 
 #include "golden_cases.h"
 
@@ -27,8 +27,12 @@ struct DeviceBuffer {
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   template <typename T = uint8_t>
-  T* get() const { return reinterpret_cast<T*>(static_cast<uint8_t*>(base_) + offset_); }
-  void upload(const void* src, size_t bytes) { ASSERT_EQ(cudaMemcpy(get(), src, bytes, cudaMemcpyHostToDevice), cudaSuccess); }
+  T* get() const {
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(base_) + offset_);
+  }
+  void upload(const void* src, size_t bytes) {
+    ASSERT_EQ(cudaMemcpy(get(), src, bytes, cudaMemcpyHostToDevice), cudaSuccess);
+  }
   std::vector<uint8_t> download(size_t bytes) const {
     std::vector<uint8_t> out(bytes);
     EXPECT_EQ(cudaMemcpy(out.data(), get(), bytes, cudaMemcpyDeviceToHost), cudaSuccess);
@@ -43,12 +47,15 @@ struct GpuResult {
   uint64_t first_bad = UINT64_MAX;
 };
 
-GpuResult gpu_quantize(const void* host_in, DType dt, uint64_t n, Scheme s, uint32_t block, size_t misalign = 0) {
+GpuResult gpu_quantize(const void* host_in, DType dt, uint64_t n, Scheme s, uint32_t block,
+                       size_t misalign = 0) {
   GpuResult r;
   uint64_t nb = num_blocks(s, n, block);
-  DeviceBuffer in(n * dtype_size(dt), misalign), scales(4 * nb), zps(nb), codes(n, misalign), ws(cuda::kWorkspaceBytes);
+  DeviceBuffer in(n * dtype_size(dt), misalign), scales(4 * nb), zps(nb), codes(n, misalign),
+      ws(cuda::kWorkspaceBytes);
   if (n > 0) in.upload(host_in, n * dtype_size(dt));
-  Status st = cuda::quantize(in.get(), dt, n, s, block, scales.get<float>(), zps.get(), codes.get(), ws.get(), nullptr);
+  Status st = cuda::quantize(in.get(), dt, n, s, block, scales.get<float>(), zps.get(), codes.get(),
+                             ws.get(), nullptr);
   EXPECT_TRUE(st.is_ok()) << st.to_string();
   Status fin = cuda::finish_quantize(ws.get(), s, n, block, nullptr);
   if (!fin.is_ok()) {
@@ -61,24 +68,28 @@ GpuResult gpu_quantize(const void* host_in, DType dt, uint64_t n, Scheme s, uint
   return r;
 }
 
-std::vector<uint8_t> gpu_dequantize(const GpuResult& q, uint64_t n, Scheme s, uint32_t block, DType out) {
+std::vector<uint8_t> gpu_dequantize(const GpuResult& q, uint64_t n, Scheme s, uint32_t block,
+                                    DType out) {
   uint64_t nb = q.scales.size() / 4;
   DeviceBuffer codes(n), scales(4 * nb), zps(nb), y(n * dtype_size(out));
   codes.upload(q.codes.data(), n);
   scales.upload(q.scales.data(), 4 * nb);
   if (!q.zps.empty()) zps.upload(q.zps.data(), nb);
-  Status st = cuda::dequantize(codes.get(), scales.get<float>(), zps.get(), n, s, block, y.get(), out, nullptr);
+  Status st = cuda::dequantize(codes.get(), scales.get<float>(), zps.get(), n, s, block, y.get(),
+                               out, nullptr);
   EXPECT_TRUE(st.is_ok()) << st.to_string();
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   return y.download(n * dtype_size(out));
 }
 
-std::vector<uint8_t> cpu_dequantize(const GpuResult& q, uint64_t n, Scheme s, uint32_t block, DType out) {
+std::vector<uint8_t> cpu_dequantize(const GpuResult& q, uint64_t n, Scheme s, uint32_t block,
+                                    DType out) {
   std::vector<float> scales(q.scales.size() / 4);
   if (!scales.empty()) std::memcpy(scales.data(), q.scales.data(), q.scales.size());
   std::vector<uint8_t> y(n * dtype_size(out));
-  EXPECT_TRUE(dequantize_cpu(q.codes.data(), scales.data(), q.zps.empty() ? nullptr : q.zps.data(), n, s, block,
-                             y.data(), out).is_ok());
+  EXPECT_TRUE(dequantize_cpu(q.codes.data(), scales.data(), q.zps.empty() ? nullptr : q.zps.data(),
+                             n, s, block, y.data(), out)
+                  .is_ok());
   return y;
 }
 
@@ -111,13 +122,16 @@ TEST(QuantGpu, MatchesTheCpuOnLargeRandomTensors) {
   std::mt19937_64 rng(7);
   std::normal_distribution<float> dist(0.1f, 2.0f);
   std::vector<float> x(n);
-  for (auto& v : x) v = dist(rng);
-  for (uint64_t i = 0; i < n; i += 9973) x[i] *= 1000.0f;  // outliers
+  for (auto& v : x)
+    v = dist(rng);
+  for (uint64_t i = 0; i < n; i += 9973)
+    x[i] *= 1000.0f;  // outliers
   for (DType dt : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
     std::vector<uint16_t> h(n);
     const void* in = x.data();
     if (dt != DType::kFloat32) {
-      for (uint64_t i = 0; i < n; ++i) h[i] = dt == DType::kBFloat16 ? spec::f32_to_bf16(x[i]) : spec::f32_to_f16(x[i]);
+      for (uint64_t i = 0; i < n; ++i)
+        h[i] = dt == DType::kBFloat16 ? spec::f32_to_bf16(x[i]) : spec::f32_to_f16(x[i]);
       in = h.data();
     }
     for (Scheme s : {Scheme::kBlockAbsmaxU8, Scheme::kBlockAffineU8, Scheme::kPerTensorAbsmaxU8}) {
@@ -126,13 +140,17 @@ TEST(QuantGpu, MatchesTheCpuOnLargeRandomTensors) {
         uint64_t nb = num_blocks(s, n, block);
         std::vector<float> cs(nb);
         std::vector<uint8_t> cz(s == Scheme::kBlockAffineU8 ? nb : 0), cc(n);
-        ASSERT_TRUE(quantize_cpu(in, dt, n, s, block, cs.data(), cz.empty() ? nullptr : cz.data(), cc.data()).is_ok());
+        ASSERT_TRUE(quantize_cpu(in, dt, n, s, block, cs.data(), cz.empty() ? nullptr : cz.data(),
+                                 cc.data())
+                        .is_ok());
         auto g = gpu_quantize(in, dt, n, s, block);
         ASSERT_EQ(g.first_bad, UINT64_MAX);
-        EXPECT_EQ(0, std::memcmp(g.scales.data(), cs.data(), 4 * nb)) << scheme_name(s) << " " << dtype_name(dt) << " " << block;
+        EXPECT_EQ(0, std::memcmp(g.scales.data(), cs.data(), 4 * nb))
+            << scheme_name(s) << " " << dtype_name(dt) << " " << block;
         EXPECT_EQ(g.zps, cz);
         size_t mismatches = 0;
-        for (uint64_t i = 0; i < n; ++i) mismatches += g.codes[i] != cc[i];
+        for (uint64_t i = 0; i < n; ++i)
+          mismatches += g.codes[i] != cc[i];
         EXPECT_EQ(mismatches, 0u) << scheme_name(s) << " " << dtype_name(dt) << " block " << block;
         if (block == 4096) {
           for (DType out : {DType::kFloat32, DType::kBFloat16}) {
@@ -149,12 +167,14 @@ TEST(QuantGpu, ConversionsMatchTheCpu) {
   const uint64_t n = 100003;
   std::vector<float> x(n);
   std::mt19937_64 rng(3);
-  for (auto& v : x) v = spec::bits_float(static_cast<uint32_t>(rng()));  // every bit pattern, NaN included
+  for (auto& v : x)
+    v = spec::bits_float(static_cast<uint32_t>(rng()));  // every bit pattern, NaN included
   for (DType out : {DType::kFloat16, DType::kBFloat16}) {
     for (bool clamp : {false, true}) {
       DeviceBuffer din(4 * n), dout(2 * n);
       din.upload(x.data(), 4 * n);
-      ASSERT_TRUE(cuda::convert(din.get(), DType::kFloat32, n, dout.get(), out, clamp, nullptr).is_ok());
+      ASSERT_TRUE(
+          cuda::convert(din.get(), DType::kFloat32, n, dout.get(), out, clamp, nullptr).is_ok());
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       std::vector<uint8_t> cpu(2 * n);
       ASSERT_TRUE(convert_cpu(x.data(), DType::kFloat32, n, cpu.data(), out, clamp).is_ok());

@@ -1,21 +1,24 @@
-// The LibTorch adaptor: round trips of CPU tensors (contiguous and not, every float dtype), agreement
-// with the core codec, requires_grad, errors; the CUDA cases run where a GPU and a CUDA LibTorch exist.
+// The LibTorch adaptor: round trips of CPU tensors (contiguous and not, every float dtype),
+// agreement with the core codec, requires_grad, errors; the CUDA cases run where a GPU and a CUDA
+// LibTorch exist.
 #include <cstring>
 #include <memory>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <test_env.h>
+#include <torch/cuda.h>
 #include <torch/types.h>
 #include <torch/utils.h>
-#include <torch/cuda.h>
 
 #include <hivemind/quant/torch_codec.h>
-#include <test_env.h>
 
 namespace hivemind::quant {
 namespace {
 
-torch::Tensor bytes_of(const torch::Tensor& encoded) { return encoded.cpu(); }
+torch::Tensor bytes_of(const torch::Tensor& encoded) {
+  return encoded.cpu();
+}
 
 // Encoded bytes in memory whose release the test observes, as a transport buffer would hold them.
 struct OwnedBytes {
@@ -29,14 +32,16 @@ struct OwnedBytes {
 OwnedBytes owned_encoding(const torch::Tensor& x, const EncodeOptions& options, size_t offset = 0) {
   OwnedBytes out;
   torch::Tensor enc = encode_tensor(x, options).value_or_throw();
-  out.storage = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(enc.numel()) + offset + 64);
+  out.storage =
+      std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(enc.numel()) + offset + 64);
   // 64-byte alignment of the encoding's first byte, as transport buffers have, plus `offset`.
   auto base = reinterpret_cast<uintptr_t>(out.storage->data());
   size_t pad = (64 - base % 64) % 64 + offset;
   std::memcpy(out.storage->data() + pad, enc.data_ptr(), static_cast<size_t>(enc.numel()));
   out.bytes = {out.storage->data() + pad, static_cast<size_t>(enc.numel())};
   auto released = out.released;
-  out.owner = std::shared_ptr<void>(nullptr, [storage = out.storage, released](void*) { *released = true; });
+  out.owner = std::shared_ptr<void>(nullptr,
+                                    [storage = out.storage, released](void*) { *released = true; });
   return out;
 }
 
@@ -106,7 +111,9 @@ TEST(QuantTorch, RoundTripsEverySchemeAndDtype) {
       ASSERT_TRUE(dec.is_ok()) << dec.status().to_string();
       EXPECT_EQ(dec->sizes(), x.sizes());
       EXPECT_EQ(dec->scalar_type(), dt);
-      double rel = ((dec->to(torch::kFloat64) - x.to(torch::kFloat64)).pow(2).sum() / x.to(torch::kFloat64).pow(2).sum()).item<double>();
+      double rel = ((dec->to(torch::kFloat64) - x.to(torch::kFloat64)).pow(2).sum() /
+                    x.to(torch::kFloat64).pow(2).sum())
+                       .item<double>();
       EXPECT_LT(rel, is_u8_scheme(s) ? 3e-4 : 2e-5) << scheme_name(s);
       auto as_f32 = decode_tensor(*enc, std::optional<c10::ScalarType>(torch::kFloat32));
       ASSERT_TRUE(as_f32.is_ok());
@@ -118,7 +125,8 @@ TEST(QuantTorch, RoundTripsEverySchemeAndDtype) {
 TEST(QuantTorch, NonContiguousInputsEncodeLikeTheirContiguousCopy) {
   torch::manual_seed(1);
   torch::Tensor base = torch::randn({64, 48}) + 3.0;
-  std::vector<torch::Tensor> views = {base.t(), base.slice(1, 5, 40, 3), base.narrow(0, 10, 20).transpose(0, 1),
+  std::vector<torch::Tensor> views = {base.t(), base.slice(1, 5, 40, 3),
+                                      base.narrow(0, 10, 20).transpose(0, 1),
                                       base.expand({2, 64, 48})};
   for (const auto& v : views) {
     ASSERT_FALSE(v.is_contiguous());
@@ -184,19 +192,21 @@ TEST(QuantTorch, CudaTensorsRoundTripOnTheDevice) {
   for (auto dt : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) {
     torch::Tensor cpu = (torch::randn({33, 257}) + 0.5).to(dt);
     torch::Tensor gpu = cpu.cuda();
-    for (Scheme s : {Scheme::kBlockAbsmaxU8, Scheme::kBlockAffineU8, Scheme::kPerTensorAbsmaxU8, Scheme::kFloat16,
-                     Scheme::kBFloat16, Scheme::kNone}) {
+    for (Scheme s : {Scheme::kBlockAbsmaxU8, Scheme::kBlockAffineU8, Scheme::kPerTensorAbsmaxU8,
+                     Scheme::kFloat16, Scheme::kBFloat16, Scheme::kNone}) {
       auto eg = encode_tensor(gpu.t(), {s, 256});  // non-contiguous on the device
       auto ec = encode_tensor(cpu.t(), {s, 256});
       ASSERT_TRUE(eg.is_ok() && ec.is_ok()) << eg.status().to_string();
       EXPECT_TRUE(eg->is_cuda());
-      EXPECT_TRUE(torch::equal(bytes_of(*eg), *ec)) << scheme_name(s);  // same bytes from both devices
+      EXPECT_TRUE(torch::equal(bytes_of(*eg), *ec))
+          << scheme_name(s);  // same bytes from both devices
       auto dg = decode_tensor(*eg);
       ASSERT_TRUE(dg.is_ok()) << dg.status().to_string();
       EXPECT_TRUE(dg->is_cuda());
       auto dc = decode_tensor(*ec);
       EXPECT_TRUE(torch::equal(dg->cpu(), *dc));
-      auto up = decode_tensor(std::span<const uint8_t>(ec->data_ptr<uint8_t>(), ec->numel()), gpu.device());
+      auto up = decode_tensor(std::span<const uint8_t>(ec->data_ptr<uint8_t>(), ec->numel()),
+                              gpu.device());
       ASSERT_TRUE(up.is_ok());
       EXPECT_TRUE(torch::equal(up->cpu(), *dc));
     }

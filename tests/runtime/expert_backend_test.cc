@@ -3,9 +3,9 @@
 #include <filesystem>
 
 #include <gtest/gtest.h>
-#include <torch/types.h>
 #include <torch/nn.h>
 #include <torch/optim.h>
+#include <torch/types.h>
 #include <torch/utils.h>
 
 #include <hivemind/runtime/expert_backend.h>
@@ -19,7 +19,8 @@ namespace {
 constexpr int64_t kHidden = 16;
 constexpr uint64_t kSeed = 99;
 
-std::shared_ptr<ExpertBackend> make_backend(const std::string& uid, OptimizerOptions opt, std::string cls = "ffn",
+std::shared_ptr<ExpertBackend> make_backend(const std::string& uid, OptimizerOptions opt,
+                                            std::string cls = "ffn",
                                             bool detect_anomalies = false) {
   ExpertBackendOptions options;
   options.optimizer = std::move(opt);
@@ -45,14 +46,15 @@ OptimizerOptions adam(double lr) {
 void expect_params_close(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-5, 1e-6)) << "parameter " << i << " max diff "
-                                                         << (a[i] - b[i]).abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-5, 1e-6))
+        << "parameter " << i << " max diff " << (a[i] - b[i]).abs().max().item<double>();
   }
 }
 
 std::vector<torch::Tensor> detached(const torch::nn::Module& m) {
   std::vector<torch::Tensor> out;
-  for (const auto& p : m.parameters()) out.push_back(p.detach().clone());
+  for (const auto& p : m.parameters())
+    out.push_back(p.detach().clone());
   return out;
 }
 
@@ -78,8 +80,9 @@ TEST(ExpertBackendTest, SchemasCarryShapeDtypeAndCompression) {
   EXPECT_EQ(backend->backward_schema().size(), 2u);
 }
 
-// Three backward tasks reach the runtime while its thread is busy; the batches they form (sizes 2 and
-// 3+1 with max_batch_size 4) must each apply exactly one optimizer step, matching a local reference.
+// Three backward tasks reach the runtime while its thread is busy; the batches they form (sizes 2
+// and 3+1 with max_batch_size 4) must each apply exactly one optimizer step, matching a local
+// reference.
 void check_backward_against_reference(const OptimizerOptions& opt, bool use_adam_reference) {
   Runtime runtime;
   Blocker blocker(runtime);
@@ -95,7 +98,8 @@ void check_backward_against_reference(const OptimizerOptions& opt, bool use_adam
     xs.push_back(torch::randn({size, kHidden}));
     gs.push_back(torch::randn({size, kHidden}));
   }
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pools.submit_backward({xs[i], gs[i]}, done.callback(i)).is_ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(pools.submit_backward({xs[i], gs[i]}, done.callback(i)).is_ok());
   blocker.release();
   ASSERT_TRUE(done.wait_for(3));
   runtime.stop();
@@ -104,7 +108,8 @@ void check_backward_against_reference(const OptimizerOptions& opt, bool use_adam
 
   auto reference = make_expert("ffn", kHidden, "bwd.0", kSeed).value();
   std::vector<torch::Tensor> params;
-  for (const auto& p : reference->parameters()) params.push_back(p);
+  for (const auto& p : reference->parameters())
+    params.push_back(p);
   std::unique_ptr<torch::optim::Optimizer> ref_opt;
   if (use_adam_reference) {
     ref_opt = std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(opt.lr));
@@ -152,15 +157,21 @@ TEST(ExpertBackendTest, SchemaViolationsAreRefusedWithClearErrors) {
   auto never = [](TaskResult) { FAIL() << "a refused task must not complete"; };
   Status wrong_dtype = pools.submit_forward({torch::randn({2, kHidden}, torch::kFloat64)}, never);
   EXPECT_EQ(wrong_dtype.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(wrong_dtype.message().find("dtype float64, expected float32"), std::string::npos) << wrong_dtype.message();
+  EXPECT_NE(wrong_dtype.message().find("dtype float64, expected float32"), std::string::npos)
+      << wrong_dtype.message();
   Status wrong_shape = pools.submit_forward({torch::randn({2, kHidden + 1})}, never);
-  EXPECT_NE(wrong_shape.message().find("shape [2, 17], expected float32[batch, 16]"), std::string::npos)
+  EXPECT_NE(wrong_shape.message().find("shape [2, 17], expected float32[batch, 16]"),
+            std::string::npos)
       << wrong_shape.message();
   EXPECT_NE(wrong_shape.message().find("'bad.0'"), std::string::npos);
-  Status wrong_count = pools.submit_forward({torch::randn({2, kHidden}), torch::randn({2, kHidden})}, never);
-  EXPECT_NE(wrong_count.message().find("got 2 tensor(s), expected 1"), std::string::npos) << wrong_count.message();
-  Status batch_mismatch = pools.submit_backward({torch::randn({2, kHidden}), torch::randn({3, kHidden})}, never);
-  EXPECT_NE(batch_mismatch.message().find("batch size 3"), std::string::npos) << batch_mismatch.message();
+  Status wrong_count =
+      pools.submit_forward({torch::randn({2, kHidden}), torch::randn({2, kHidden})}, never);
+  EXPECT_NE(wrong_count.message().find("got 2 tensor(s), expected 1"), std::string::npos)
+      << wrong_count.message();
+  Status batch_mismatch =
+      pools.submit_backward({torch::randn({2, kHidden}), torch::randn({3, kHidden})}, never);
+  EXPECT_NE(batch_mismatch.message().find("batch size 3"), std::string::npos)
+      << batch_mismatch.message();
   Status scalar = pools.submit_forward({torch::tensor(1.0f)}, never);
   EXPECT_EQ(scalar.code(), StatusCode::kInvalidArgument);
   runtime.stop();
@@ -174,17 +185,21 @@ TEST(ExpertBackendTest, DetectAnomaliesRefusesNaNAndInf) {
   x[2][0] = std::numeric_limits<float>::infinity();
   auto r = checked->check_forward({x});
   ASSERT_FALSE(r.is_ok());
-  EXPECT_NE(r.status().message().find("1 NaN and 1 Inf"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("1 NaN and 1 Inf"), std::string::npos)
+      << r.status().message();
   EXPECT_TRUE(unchecked->check_forward({x}).is_ok());
   torch::Tensor g = torch::randn({3, kHidden});
   g[0][0] = -std::numeric_limits<float>::infinity();
   auto rb = checked->check_backward({torch::randn({3, kHidden}), g});
   ASSERT_FALSE(rb.is_ok());
-  EXPECT_NE(rb.status().message().find("output gradient 0 contains 0 NaN and 1 Inf"), std::string::npos) << rb.status().message();
+  EXPECT_NE(rb.status().message().find("output gradient 0 contains 0 NaN and 1 Inf"),
+            std::string::npos)
+      << rb.status().message();
 }
 
 TEST(ExpertBackendTest, CheckpointSaveAndResumeContinueTraining) {
-  const auto dir = std::filesystem::temp_directory_path() / ("hm_rt_ckpt_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hm_rt_ckpt_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   auto first = make_backend("ckpt.0", adam(1e-2));
   for (int step = 0; step < 2; ++step) {
@@ -194,7 +209,8 @@ TEST(ExpertBackendTest, CheckpointSaveAndResumeContinueTraining) {
   ASSERT_TRUE(first->save_checkpoint(file).is_ok());
   ASSERT_TRUE(first->save_checkpoint(file).is_ok());  // overwrite in place
   size_t entries = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++entries;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir))
+    ++entries;
   EXPECT_EQ(entries, 1u) << "no temporary file may be left behind";
 
   auto second = make_backend("ckpt.0", adam(1e-2));
@@ -215,7 +231,9 @@ TEST(ExpertBackendTest, CheckpointSaveAndResumeContinueTraining) {
 
   ExpertBackendOptions wide;
   wide.optimizer = adam(1e-2);
-  auto other_dim = ExpertBackend::create("ckpt.0", make_expert("ffn", kHidden * 2, "ckpt.0", kSeed).value(), wide).value();
+  auto other_dim = ExpertBackend::create(
+                       "ckpt.0", make_expert("ffn", kHidden * 2, "ckpt.0", kSeed).value(), wide)
+                       .value();
   const auto before = other_dim->parameters();
   Status dim = other_dim->load_checkpoint(file);
   EXPECT_EQ(dim.code(), StatusCode::kInvalidArgument);
@@ -234,15 +252,18 @@ TEST(ExpertBackendTest, LearningRateScheduleAndGradientClipping) {
   EXPECT_DOUBLE_EQ(schedule(6), 0.0);
   EXPECT_DOUBLE_EQ(schedule(9), 0.0);
 
-  // SGD with lr 1 and a tiny clip: the whole update is the clipped gradient, its norm the clip value.
+  // SGD with lr 1 and a tiny clip: the whole update is the clipped gradient, its norm the clip
+  // value.
   OptimizerOptions clipped = sgd(1.0);
   clipped.clip_grad_norm = 1e-3;
   auto backend = make_backend("clip.0", clipped);
   const auto before = backend->parameters();
-  ASSERT_TRUE(backend->backward({torch::randn({8, kHidden}), torch::randn({8, kHidden}) * 100}).is_ok());
+  ASSERT_TRUE(
+      backend->backward({torch::randn({8, kHidden}), torch::randn({8, kHidden}) * 100}).is_ok());
   const auto after = backend->parameters();
   double sq = 0;
-  for (size_t i = 0; i < before.size(); ++i) sq += (after[i] - before[i]).pow(2).sum().item<double>();
+  for (size_t i = 0; i < before.size(); ++i)
+    sq += (after[i] - before[i]).pow(2).sum().item<double>();
   EXPECT_NEAR(std::sqrt(sq), 1e-3, 1e-5);
 
   // A schedule at 0 leaves the parameters unchanged, though the step is counted.
@@ -274,7 +295,8 @@ TEST(ExpertBackendTest, BadOptionsAreRefused) {
   EXPECT_NE(r.status().message().find("unknown optimizer 'lamb'"), std::string::npos);
   options.optimizer.name = "sgd";
   options.optimizer.lr = -1;
-  EXPECT_FALSE(ExpertBackend::create("o.0", make_expert("ffn", 4, "o.0", 1).value(), options).is_ok());
+  EXPECT_FALSE(
+      ExpertBackend::create("o.0", make_expert("ffn", 4, "o.0", 1).value(), options).is_ok());
 }
 
 TEST(ExpertBackendTest, NopAndTransformerBackward) {
@@ -290,7 +312,8 @@ TEST(ExpertBackendTest, NopAndTransformerBackward) {
   config.seq_len = 4;
   ExpertBackendOptions options;
   options.optimizer = adam(1e-3);
-  auto tr = ExpertBackend::create("tr.0", make_expert(config, "tr.0", kSeed).value(), options).value();
+  auto tr =
+      ExpertBackend::create("tr.0", make_expert(config, "tr.0", kSeed).value(), options).value();
   EXPECT_EQ(tr->input_schema()[0].shape, (std::vector<int64_t>{4, kHidden}));
   auto out = tr->backward({torch::randn({2, 4, kHidden}), torch::randn({2, 4, kHidden})});
   ASSERT_TRUE(out.is_ok()) << out.status().to_string();

@@ -14,7 +14,8 @@ namespace {
 // hwloc's bitmap text: 32-bit words, most significant first, comma separated.
 std::string mask(const CpuList& bits) {
   int top = 0;
-  for (int b : bits) top = std::max(top, b);
+  for (int b : bits)
+    top = std::max(top, b);
   const int words = top / 32 + 1;
   std::string out;
   for (int w = words - 1; w >= 0; --w) {
@@ -29,7 +30,8 @@ std::string mask(const CpuList& bits) {
 
 CpuList range(int lo, int hi) {  // [lo, hi)
   CpuList out;
-  for (int i = lo; i < hi; ++i) out.push_back(i);
+  for (int i = lo; i < hi; ++i)
+    out.push_back(i);
   return out;
 }
 
@@ -39,54 +41,71 @@ struct Gpu {
   std::string name;    // "cuda0"
 };
 
-// An hwloc 2 XML topology: `packages` sockets, each with `numa_per_package` NUMA nodes (as hwloc shows
-// them: a Group holding the NUMA node and its cores), `cores_per_numa` cores of `pus_per_core` PUs, and
-// GPUs behind a host bridge under the NUMA node they are attached to.
+// An hwloc 2 XML topology: `packages` sockets, each with `numa_per_package` NUMA nodes (as hwloc
+// shows them: a Group holding the NUMA node and its cores), `cores_per_numa` cores of
+// `pus_per_core` PUs, and GPUs behind a host bridge under the NUMA node they are attached to.
 std::string topology_xml(int packages, int numa_per_package, int cores_per_numa, int pus_per_core,
                          const std::vector<Gpu>& gpus) {
   int gp = 1;
   const int pus_per_numa = cores_per_numa * pus_per_core;
   const int total_numa = packages * numa_per_package;
   auto sets = [](const CpuList& cpus, const CpuList& nodes) {
-    return fmt::format(R"(cpuset="{0}" complete_cpuset="{0}" nodeset="{1}" complete_nodeset="{1}")", mask(cpus),
-                       mask(nodes));
+    return fmt::format(R"(cpuset="{0}" complete_cpuset="{0}" nodeset="{1}" complete_nodeset="{1}")",
+                       mask(cpus), mask(nodes));
   };
   std::string xml = R"(<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE topology SYSTEM "hwloc2.dtd">
 <topology version="2.0">
 )";
   xml += fmt::format(R"(<object type="Machine" os_index="0" {} gp_index="{}">)",
-                     sets(range(0, total_numa * pus_per_numa), range(0, total_numa)), gp++) + "\n";
+                     sets(range(0, total_numa * pus_per_numa), range(0, total_numa)), gp++) +
+         "\n";
   for (int p = 0; p < packages; ++p) {
     const int n0 = p * numa_per_package;
     xml += fmt::format(R"(<object type="Package" os_index="{}" {} gp_index="{}">)", p,
                        sets(range(n0 * pus_per_numa, (n0 + numa_per_package) * pus_per_numa),
                             range(n0, n0 + numa_per_package)),
-                       gp++) + "\n";
+                       gp++) +
+           "\n";
     for (int n = n0; n < n0 + numa_per_package; ++n) {
       const CpuList cpus = range(n * pus_per_numa, (n + 1) * pus_per_numa);
-      xml += fmt::format(R"(<object type="Group" {} gp_index="{}" kind="1001" subkind="0">)", sets(cpus, {n}), gp++) +
+      xml += fmt::format(R"(<object type="Group" {} gp_index="{}" kind="1001" subkind="0">)",
+                         sets(cpus, {n}), gp++) +
              "\n";
-      xml += fmt::format(R"(<object type="NUMANode" os_index="{}" {} gp_index="{}" local_memory="1073741824"/>)", n,
-                         sets(cpus, {n}), gp++) + "\n";
+      xml +=
+          fmt::format(
+              R"(<object type="NUMANode" os_index="{}" {} gp_index="{}" local_memory="1073741824"/>)",
+              n, sets(cpus, {n}), gp++) +
+          "\n";
       for (int c = 0; c < cores_per_numa; ++c) {
         const int core = n * cores_per_numa + c;
         const int first = core * pus_per_core;
         xml += fmt::format(R"(<object type="Core" os_index="{}" {} gp_index="{}">)", core,
-                           sets(range(first, first + pus_per_core), {n}), gp++) + "\n";
+                           sets(range(first, first + pus_per_core), {n}), gp++) +
+               "\n";
         for (int u = first; u < first + pus_per_core; ++u) {
-          xml += fmt::format(R"(<object type="PU" os_index="{}" {} gp_index="{}"/>)", u, sets({u}, {n}), gp++) + "\n";
+          xml += fmt::format(R"(<object type="PU" os_index="{}" {} gp_index="{}"/>)", u,
+                             sets({u}, {n}), gp++) +
+                 "\n";
         }
         xml += "</object>\n";
       }
       for (const Gpu& g : gpus) {
         if (g.numa != n) continue;
         const std::string bus = g.bus_id.substr(5, 2);
-        xml += fmt::format(R"(<object type="Bridge" gp_index="{}" bridge_type="0-1" depth="0" bridge_pci="0000:[{}-{}]">)",
-                           gp++, bus, bus) + "\n";
-        xml += fmt::format(R"(<object type="PCIDev" gp_index="{}" pci_busid="{}" pci_type="0302 [10de:2330] [10de:16c1] a1" pci_link_speed="0.000000">)",
-                           gp++, g.bus_id) + "\n";
-        xml += fmt::format(R"(<object type="OSDev" gp_index="{}" name="{}" osdev_type="5"/>)", gp++, g.name) + "\n";
+        xml +=
+            fmt::format(
+                R"(<object type="Bridge" gp_index="{}" bridge_type="0-1" depth="0" bridge_pci="0000:[{}-{}]">)",
+                gp++, bus, bus) +
+            "\n";
+        xml +=
+            fmt::format(
+                R"(<object type="PCIDev" gp_index="{}" pci_busid="{}" pci_type="0302 [10de:2330] [10de:16c1] a1" pci_link_speed="0.000000">)",
+                gp++, g.bus_id) +
+            "\n";
+        xml += fmt::format(R"(<object type="OSDev" gp_index="{}" name="{}" osdev_type="5"/>)", gp++,
+                           g.name) +
+               "\n";
         xml += "</object>\n</object>\n";
       }
       xml += "</object>\n";
@@ -120,7 +139,8 @@ class PinningTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto probe = Topology::from_synthetic("pu:1");
-    if (!probe.is_ok() && probe.status().code() == StatusCode::kUnsupported) GTEST_SKIP() << "built without hwloc";
+    if (!probe.is_ok() && probe.status().code() == StatusCode::kUnsupported)
+      GTEST_SKIP() << "built without hwloc";
   }
 };
 
@@ -187,10 +207,13 @@ TEST_F(PinningTest, AlreadyBoundProcessesAreLeftAlone) {
     };
   };
   const CpuList machine = range(0, 8);
-  ExistingBinding slurm = detect_existing_binding(env_with({{"SLURM_CPU_BIND_TYPE", "mask_cpu:"}}), machine, machine);
+  ExistingBinding slurm =
+      detect_existing_binding(env_with({{"SLURM_CPU_BIND_TYPE", "mask_cpu:"}}), machine, machine);
   EXPECT_TRUE(slurm.bound);
   EXPECT_NE(slurm.reason.find("SLURM_CPU_BIND_TYPE=mask_cpu:"), std::string::npos);
-  EXPECT_FALSE(detect_existing_binding(env_with({{"SLURM_CPU_BIND", "quiet,none"}}), machine, machine).bound);
+  EXPECT_FALSE(
+      detect_existing_binding(env_with({{"SLURM_CPU_BIND", "quiet,none"}}), machine, machine)
+          .bound);
   ExistingBinding taskset = detect_existing_binding(env_with({}), range(0, 4), machine);
   EXPECT_TRUE(taskset.bound);
   EXPECT_NE(taskset.reason.find("0-3"), std::string::npos);
@@ -235,15 +258,18 @@ TEST_F(PinningTest, GpuComputeThreadGoesToTheGpusNumaNode) {
     ASSERT_TRUE(plan.apply);
     EXPECT_EQ(plan.compute.at(0), (CpuList{8, 9}));
     CpuList expected_io = range(0, 8);
-    for (int c : range(10, 16)) expected_io.push_back(c);
+    for (int c : range(10, 16))
+      expected_io.push_back(c);
     EXPECT_EQ(plan.io, expected_io);
-    EXPECT_NE(plan.describe(std::span(&gpu, 1)).find("NUMA 2"), std::string::npos) << plan.describe(std::span(&gpu, 1));
+    EXPECT_NE(plan.describe(std::span(&gpu, 1)).find("NUMA 2"), std::string::npos)
+        << plan.describe(std::span(&gpu, 1));
   }
   // Two processes of one node on GPUs of the same NUMA node take different cores.
   PinningOptions rank1;
   rank1.local_rank = 1;
   const ComputeDevice gpu = cuda(0);
-  EXPECT_EQ(plan_binding(topo, std::span(&gpu, 1), rank1, kUnbound).value().compute.at(0), (CpuList{10, 11}));
+  EXPECT_EQ(plan_binding(topo, std::span(&gpu, 1), rank1, kUnbound).value().compute.at(0),
+            (CpuList{10, 11}));
   // More cores wanted than the NUMA node has: the local ones first, then others.
   PinningOptions wide;
   wide.cores_per_compute_thread = 3;

@@ -18,23 +18,29 @@ using namespace std::chrono_literals;
 
 constexpr auto kWait = 30s;  // generous deadline for every wait; never reached when things work
 
-// Holds the compute thread of a device inside a batch until released, so tests queue tasks while it is
-// busy and then observe the order and shape of the batches that follow, with no sleeps.
+// Holds the compute thread of a device inside a batch until released, so tests queue tasks while it
+// is busy and then observe the order and shape of the batches that follow, with no sleeps.
 class Blocker {
  public:
   explicit Blocker(Runtime& runtime, torch::Device device = torch::kCPU) {
     TaskPoolOptions o;
     o.name = "blocker";
     o.device = device;
-    pool_ = runtime.add_pool(o, [this](std::vector<torch::Tensor> in) -> Result<std::vector<torch::Tensor>> {
-                     entered_.set_value();
-                     release_future_.wait();
-                     return in;
-                   }).value();
+    pool_ =
+        runtime
+            .add_pool(o,
+                      [this](std::vector<torch::Tensor> in) -> Result<std::vector<torch::Tensor>> {
+                        entered_.set_value();
+                        release_future_.wait();
+                        return in;
+                      })
+            .value();
   }
   // Submits the blocking task and waits until the compute thread is inside it.
   void hold() {
-    ASSERT_TRUE(pool_->submit({torch::zeros({1, 1})}, [this](TaskResult r) { done_.set_value(r.is_ok()); }).is_ok());
+    ASSERT_TRUE(
+        pool_->submit({torch::zeros({1, 1})}, [this](TaskResult r) { done_.set_value(r.is_ok()); })
+            .is_ok());
     ASSERT_EQ(entered_.get_future().wait_for(kWait), std::future_status::ready);
   }
   void release() {

@@ -1,4 +1,5 @@
-// hivemind-server's option layers: flag > environment > config file > default, and the error messages.
+// hivemind-server's option layers: flag > environment > config file > default, and the error
+// messages.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -20,36 +21,41 @@ struct Env {
 };
 
 std::filesystem::path write_config(const std::string& name, const std::string& text) {
-  auto path = std::filesystem::temp_directory_path() / (name + "_" + std::to_string(::getpid()) + ".toml");
+  auto path =
+      std::filesystem::temp_directory_path() / (name + "_" + std::to_string(::getpid()) + ".toml");
   std::ofstream(path) << text;
   return path;
 }
 
 TEST(ServerCliTest, FlagsInBothSpellingsAndDefaults) {
-  Parsed p = parse_command_line({"--expert_pattern", "e.[0:2].[0:2]", "--hidden-dim", "32", "--max_batch_size=128"}, Env{});
+  Parsed p = parse_command_line(
+      {"--expert_pattern", "e.[0:2].[0:2]", "--hidden-dim", "32", "--max_batch_size=128"}, Env{});
   ASSERT_FALSE(p.exit_now) << p.output;
   EXPECT_EQ(p.options.hidden_dim, 32);
   EXPECT_EQ(p.options.max_batch_size, 128);
   EXPECT_EQ(p.options.expert_cls, "ffn");
   EXPECT_EQ(p.options.compression, "block_absmax_u8");
-  Parsed list = parse_command_line({"--expert_uids", "a.0", "a.1", "--initial-peers", "tcp://h:1,tcp://h:2"}, Env{});
+  Parsed list = parse_command_line(
+      {"--expert_uids", "a.0", "a.1", "--initial-peers", "tcp://h:1,tcp://h:2"}, Env{});
   ASSERT_FALSE(list.exit_now) << list.output;
   EXPECT_EQ(list.options.expert_uids, (std::vector<std::string>{"a.0", "a.1"}));
   EXPECT_EQ(list.options.initial_peers, (std::vector<std::string>{"tcp://h:1", "tcp://h:2"}));
 }
 
 TEST(ServerCliTest, PrecedenceFlagOverEnvironmentOverConfigFile) {
-  auto config = write_config("hm_cli_prec", "hidden_dim = 8\nport = 22001\nexpert_cls = \"ffn_v08\"\nexpert-pattern = \"e.[0:3]\"\n");
+  auto config = write_config(
+      "hm_cli_prec",
+      "hidden_dim = 8\nport = 22001\nexpert_cls = \"ffn_v08\"\nexpert-pattern = \"e.[0:3]\"\n");
   Env env;
   env.vars["HIVEMIND_HIDDEN_DIM"] = "16";
   env.vars["HIVEMIND_PORT"] = "22003";
   env.vars["HIVEMIND_DETECT_ANOMALIES"] = "yes";
   Parsed p = parse_command_line({"--config", config.string(), "--port", "22002"}, env);
   ASSERT_FALSE(p.exit_now) << p.output;
-  EXPECT_EQ(p.options.port, 22002);                 // flag
-  EXPECT_EQ(p.options.hidden_dim, 16);              // environment over the file
-  EXPECT_EQ(p.options.expert_cls, "ffn_v08");       // file over the default
-  EXPECT_EQ(p.options.expert_pattern, "e.[0:3]");   // dashed key
+  EXPECT_EQ(p.options.port, 22002);                // flag
+  EXPECT_EQ(p.options.hidden_dim, 16);             // environment over the file
+  EXPECT_EQ(p.options.expert_cls, "ffn_v08");      // file over the default
+  EXPECT_EQ(p.options.expert_pattern, "e.[0:3]");  // dashed key
   EXPECT_TRUE(p.options.detect_anomalies);
   std::filesystem::remove(config);
 }
@@ -61,7 +67,9 @@ TEST(ServerCliTest, PrintConfigIsAValidConfigFile) {
   ASSERT_TRUE(p.exit_now);
   EXPECT_EQ(p.exit_code, 0);
   EXPECT_NE(p.output.find("lr = 0.5  # flag"), std::string::npos) << p.output;
-  EXPECT_NE(p.output.find("expert_uids = [\"x.0\", \"x.1\"]  # env HIVEMIND_EXPERT_UIDS"), std::string::npos) << p.output;
+  EXPECT_NE(p.output.find("expert_uids = [\"x.0\", \"x.1\"]  # env HIVEMIND_EXPERT_UIDS"),
+            std::string::npos)
+      << p.output;
   EXPECT_NE(p.output.find("hidden_dim = 1024  # default"), std::string::npos) << p.output;
   auto config = write_config("hm_cli_print", p.output);
   Parsed again = parse_command_line({"--config", config.string()}, Env{});
@@ -85,28 +93,49 @@ TEST(ServerCliTest, BadInputFailsWithWhatToFix) {
   bad_env.vars["HIVEMIND_HIDDEN_DIM"] = "wide";
   Parsed env = parse_command_line({"--expert_pattern", "e.[0:2]"}, bad_env);
   EXPECT_EQ(env.exit_code, 2);
-  EXPECT_NE(env.output.find("hidden_dim (env HIVEMIND_HIDDEN_DIM)"), std::string::npos) << env.output;
+  EXPECT_NE(env.output.find("hidden_dim (env HIVEMIND_HIDDEN_DIM)"), std::string::npos)
+      << env.output;
 
   auto config = write_config("hm_cli_bad", "hiden_dim = 8\n");
-  Parsed key = parse_command_line({"--expert_pattern", "e.[0:2]", "--config", config.string()}, Env{});
+  Parsed key =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--config", config.string()}, Env{});
   EXPECT_EQ(key.exit_code, 2);
   EXPECT_NE(key.output.find("unknown key 'hiden_dim'"), std::string::npos) << key.output;
   std::filesystem::remove(config);
 
-  Parsed both = parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_uids", "e.0", "--min_batch_size", "9",
-                                    "--max_batch_size", "4"},
+  Parsed both = parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_uids", "e.0",
+                                    "--min_batch_size", "9", "--max_batch_size", "4"},
                                    Env{});
   EXPECT_EQ(both.exit_code, 2);
-  EXPECT_NE(both.output.find("exactly one of --expert_uids and --expert_pattern"), std::string::npos) << both.output;
+  EXPECT_NE(both.output.find("exactly one of --expert_uids and --expert_pattern"),
+            std::string::npos)
+      << both.output;
   EXPECT_NE(both.output.find("--min_batch_size (9)"), std::string::npos) << both.output;
 
   Parsed help = parse_command_line({"--help"}, Env{});
   EXPECT_TRUE(help.exit_now);
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* flag : {"--expert_cls", "--hidden_dim", "--num_experts", "--expert_pattern", "--expert_uids",
-                           "--max_batch_size", "--min_batch_size", "--device", "--optimizer", "--lr", "--initial_peers",
-                           "--host", "--port", "--update_period", "--expiration", "--checkpoint_dir", "--compression",
-                           "--stats_report_interval", "HIVEMIND_EXPERT_CLS", "--print-config", "--config"}) {
+  for (const char* flag : {"--expert_cls",
+                           "--hidden_dim",
+                           "--num_experts",
+                           "--expert_pattern",
+                           "--expert_uids",
+                           "--max_batch_size",
+                           "--min_batch_size",
+                           "--device",
+                           "--optimizer",
+                           "--lr",
+                           "--initial_peers",
+                           "--host",
+                           "--port",
+                           "--update_period",
+                           "--expiration",
+                           "--checkpoint_dir",
+                           "--compression",
+                           "--stats_report_interval",
+                           "HIVEMIND_EXPERT_CLS",
+                           "--print-config",
+                           "--config"}) {
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   }
 }

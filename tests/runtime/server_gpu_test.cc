@@ -1,8 +1,8 @@
 // The server with CUDA experts (label gpu; skips without a device or without a CUDA LibTorch).
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/types.h>
 #include <torch/utils.h>
-#include <torch/cuda.h>
 
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/server.h>
@@ -15,10 +15,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
-#define REQUIRE_TORCH_CUDA()                                                                       \
-  do {                                                                                             \
-    HIVEMIND_REQUIRE_CUDA();                                                                       \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "LibTorch in this build has no CUDA: skipped"; \
+#define REQUIRE_TORCH_CUDA()                                         \
+  do {                                                               \
+    HIVEMIND_REQUIRE_CUDA();                                         \
+    if (!torch::cuda::is_available())                                \
+      GTEST_SKIP() << "LibTorch in this build has no CUDA: skipped"; \
   } while (false)
 
 TEST(ServerGpuTest, CudaExpertsMatchACpuReferenceThroughTheWire) {
@@ -34,7 +35,9 @@ TEST(ServerGpuTest, CudaExpertsMatchACpuReferenceThroughTheWire) {
   o.optimizer = "sgd";
   o.lr = 0.05;
   o.stats_report_interval = 0;
-  o.declare = [](std::span<const std::string>, const std::string&, DhtTime, Deadline) { return Status::ok(); };
+  o.declare = [](std::span<const std::string>, const std::string&, DhtTime, Deadline) {
+    return Status::ok();
+  };
   auto server = Server::create(o).value();
   ASSERT_TRUE(server->start().is_ok());
   EXPECT_TRUE(server->backend("gpu.0.0")->device().is_cuda());
@@ -46,7 +49,8 @@ TEST(ServerGpuTest, CudaExpertsMatchACpuReferenceThroughTheWire) {
   quant::EncodeOptions u8;
   u8.scheme = quant::Scheme::kBlockAbsmaxU8;
   torch::Tensor xq = quant::decode_tensor(quant::encode_tensor(x, u8).value()).value();
-  auto y = client.tensors(server->address(), protocol::kForwardMethod, "gpu.0.1", {x}, quant::Scheme::kBlockAbsmaxU8);
+  auto y = client.tensors(server->address(), protocol::kForwardMethod, "gpu.0.1", {x},
+                          quant::Scheme::kBlockAbsmaxU8);
   ASSERT_TRUE(y.is_ok()) << y.status().to_string();
   torch::NoGradGuard no_grad;
   torch::Tensor expected = reference->forward({xq})[0];
@@ -68,10 +72,12 @@ TEST(ServerGpuTest, GpuComputeThreadIsPlacedNextToTheGpu) {
   auto gpu = compute_device_from_string("cuda:0").value();
   std::printf("cuda:0 at PCI %s; %s\n", gpu.pci_bus_id.c_str(), topology->summary().c_str());
   EXPECT_FALSE(gpu.pci_bus_id.empty());
-  auto plan = plan_binding(*topology, std::span(&gpu, 1), PinningOptions{}, ExistingBinding{}).value();
+  auto plan =
+      plan_binding(*topology, std::span(&gpu, 1), PinningOptions{}, ExistingBinding{}).value();
   std::printf("%s\n", plan.describe(std::span(&gpu, 1)).c_str());
   ASSERT_TRUE(plan.apply);
-  EXPECT_NE(plan.device_notes.at(0).find("local to pci"), std::string::npos) << plan.device_notes.at(0);
+  EXPECT_NE(plan.device_notes.at(0).find("local to pci"), std::string::npos)
+      << plan.device_notes.at(0);
 }
 
 }  // namespace

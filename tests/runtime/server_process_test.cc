@@ -1,13 +1,12 @@
 // build/bin/hivemind-server as a process: ready line, SIGUSR1 checkpoint, SIGTERM drain and exit 0.
-#include <signal.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <torch/types.h>
+#include <unistd.h>
 
 #include <hivemind/common/child_process.h>
 #include <hivemind/runtime/expert_backend.h>
@@ -20,11 +19,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A child process whose stdout and stderr are read line by line, with a deadline on every wait; keeps
-// what it read of each stream for the assertions and the failure messages.
+// A child process whose stdout and stderr are read line by line, with a deadline on every wait;
+// keeps what it read of each stream for the assertions and the failure messages.
 class Child {
  public:
-  Child(const std::string& program, const std::vector<std::string>& args, const std::vector<std::string>& env) {
+  Child(const std::string& program, const std::vector<std::string>& args,
+        const std::vector<std::string>& env) {
     ChildOptions options;
     options.argv.push_back(program);
     options.argv.insert(options.argv.end(), args.begin(), args.end());
@@ -59,7 +59,8 @@ class Child {
   // Everything `stream` printed that has arrived so far.
   const std::string& output(int stream) {
     const Deadline now(SteadyClock::now());  // take what is there, wait for nothing
-    while (auto line = process_.read_line(now, static_cast<ChildStream>(stream))) transcript_[stream] += *line + "\n";
+    while (auto line = process_.read_line(now, static_cast<ChildStream>(stream)))
+      transcript_[stream] += *line + "\n";
     return transcript_[stream];
   }
 
@@ -69,13 +70,36 @@ class Child {
 };
 
 TEST(ServerProcessTest, Sigusr1CheckpointsAndSigtermDrainsThenExitsZero) {
-  const auto dir = std::filesystem::temp_directory_path() / ("hm_rt_proc_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hm_rt_proc_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   Child child(hivemind::testing::program_path("hivemind-server"),
-              {"--expert_uids", "ffn.0.0", "--hidden_dim", "8", "--host", "127.0.0.1", "--port", "0", "--transport",
-               "tcp", "--checkpoint_dir", dir.string(), "--cpu_bind", "none", "--stats_report_interval", "0",
-               "--compression", "none", "--max_batch_size", "64", "--min_batch_size", "64", "--batch_timeout_ms",
-               "3600000", "--grace_period", "20"},
+              {"--expert_uids",
+               "ffn.0.0",
+               "--hidden_dim",
+               "8",
+               "--host",
+               "127.0.0.1",
+               "--port",
+               "0",
+               "--transport",
+               "tcp",
+               "--checkpoint_dir",
+               dir.string(),
+               "--cpu_bind",
+               "none",
+               "--stats_report_interval",
+               "0",
+               "--compression",
+               "none",
+               "--max_batch_size",
+               "64",
+               "--min_batch_size",
+               "64",
+               "--batch_timeout_ms",
+               "3600000",
+               "--grace_period",
+               "20"},
               {"HIVEMIND_LOG_LEVEL=debug", "HIVEMIND_SPIN_US=0"});
   auto ready = child.wait_for(0, "hivemind-server ready:", Deadline::after(60s));
   ASSERT_TRUE(ready) << "no ready line; stderr:\n" << child.output(1);
@@ -88,7 +112,8 @@ TEST(ServerProcessTest, Sigusr1CheckpointsAndSigtermDrainsThenExitsZero) {
   ASSERT_TRUE(child.wait_for(1, "checkpoint written", Deadline::after(60s))) << child.output(1);
   EXPECT_TRUE(std::filesystem::exists(dir / "ffn.0.0.pt"));
 
-  // A request that waits in the queue (min_batch_size 64, an hour's timeout) until the drain runs it.
+  // A request that waits in the queue (min_batch_size 64, an hour's timeout) until the drain runs
+  // it.
   runtime::testing::RawClient client;
   auto pending = client.call_async(address, protocol::kForwardMethod, "ffn.0.0",
                                    {runtime::testing::encode(torch::randn({2, 8}))});
@@ -104,7 +129,10 @@ TEST(ServerProcessTest, Sigusr1CheckpointsAndSigtermDrainsThenExitsZero) {
 
   // The final checkpoint is a valid one.
   ExpertBackendOptions options;
-  auto backend = ExpertBackend::create("ffn.0.0", make_expert("ffn", 8, "ffn.0.0", kDefaultExpertSeed).value(), options).value();
+  auto backend =
+      ExpertBackend::create("ffn.0.0", make_expert("ffn", 8, "ffn.0.0", kDefaultExpertSeed).value(),
+                            options)
+          .value();
   EXPECT_TRUE(backend->load_checkpoint(dir / "ffn.0.0.pt").is_ok());
   std::filesystem::remove_all(dir);
 }
@@ -115,15 +143,33 @@ std::optional<std::string> run_capture(const std::string& command) {
   if (pipe == nullptr) return std::nullopt;
   std::string out;
   char chunk[4096];
-  for (size_t n; (n = std::fread(chunk, 1, sizeof(chunk), pipe)) > 0;) out.append(chunk, n);
+  for (size_t n; (n = std::fread(chunk, 1, sizeof(chunk), pipe)) > 0;)
+    out.append(chunk, n);
   return ::pclose(pipe) == 0 ? std::optional<std::string>(out) : std::nullopt;
 }
 
 TEST(ServerProcessTest, MetricsPortAnswersAPrometheusScrapeByCurl) {
   Child child(hivemind::testing::program_path("hivemind-server"),
-              {"--expert_uids", "ffn.0.0", "--hidden_dim", "8", "--host", "127.0.0.1", "--port", "0", "--transport",
-               "tcp", "--cpu_bind", "none", "--stats_report_interval", "0", "--compression", "none",
-               "--metrics-port", "0", "--grace_period", "20"},
+              {"--expert_uids",
+               "ffn.0.0",
+               "--hidden_dim",
+               "8",
+               "--host",
+               "127.0.0.1",
+               "--port",
+               "0",
+               "--transport",
+               "tcp",
+               "--cpu_bind",
+               "none",
+               "--stats_report_interval",
+               "0",
+               "--compression",
+               "none",
+               "--metrics-port",
+               "0",
+               "--grace_period",
+               "20"},
               {"HIVEMIND_SPIN_US=0"});
   auto ready = child.wait_for(0, "hivemind-server ready:", Deadline::after(60s));
   ASSERT_TRUE(ready) << "no ready line; stderr:\n" << child.output(1);
@@ -135,21 +181,28 @@ TEST(ServerProcessTest, MetricsPortAnswersAPrometheusScrapeByCurl) {
   ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u) << url;
 
   runtime::testing::RawClient client;
-  auto reply = client.call(address, protocol::kForwardMethod, "ffn.0.0", {runtime::testing::encode(torch::randn({5, 8}))});
+  auto reply = client.call(address, protocol::kForwardMethod, "ffn.0.0",
+                           {runtime::testing::encode(torch::randn({5, 8}))});
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
 
   // A real HTTP client: curl fails (exit 22) on any status other than 2xx.
   auto scraped = run_capture("curl --silent --show-error --fail --max-time 30 '" + url + "'");
   ASSERT_TRUE(scraped) << "curl could not scrape " << url;
-  EXPECT_NE(scraped->find("hivemind_expert_requests_total{expert=\"ffn.0.0\",method=\"forward\"} 1\n"),
-            std::string::npos) << *scraped;
-  EXPECT_NE(scraped->find("hivemind_expert_batch_size_sum{expert=\"ffn.0.0\",method=\"forward\"} 5\n"),
-            std::string::npos) << *scraped;
+  EXPECT_NE(
+      scraped->find("hivemind_expert_requests_total{expert=\"ffn.0.0\",method=\"forward\"} 1\n"),
+      std::string::npos)
+      << *scraped;
+  EXPECT_NE(
+      scraped->find("hivemind_expert_batch_size_sum{expert=\"ffn.0.0\",method=\"forward\"} 5\n"),
+      std::string::npos)
+      << *scraped;
   EXPECT_NE(scraped->find("# TYPE hivemind_expert_request_seconds histogram\n"), std::string::npos);
-  EXPECT_NE(scraped->find("# TYPE hivemind_transport_bytes_sent_total counter\n"), std::string::npos);
+  EXPECT_NE(scraped->find("# TYPE hivemind_transport_bytes_sent_total counter\n"),
+            std::string::npos);
   EXPECT_NE(scraped->find("hivemind_dht_routing_table_size 0\n"), std::string::npos) << *scraped;
   EXPECT_NE(scraped->find("hivemind_server_experts 1\n"), std::string::npos);
-  EXPECT_FALSE(run_capture("curl --silent --fail --max-time 30 '" + url.substr(0, url.size() - 8) + "/other'"))
+  EXPECT_FALSE(run_capture("curl --silent --fail --max-time 30 '" + url.substr(0, url.size() - 8) +
+                           "/other'"))
       << "a path other than /metrics must fail";
 
   child.signal(SIGTERM);
@@ -157,7 +210,8 @@ TEST(ServerProcessTest, MetricsPortAnswersAPrometheusScrapeByCurl) {
 }
 
 TEST(ServerProcessTest, BadFlagsFailAtStartWithExitCode2) {
-  Child child(hivemind::testing::program_path("hivemind-server"), {"--expert_uids", "ffn.0.0", "--optimizer", "lamb"}, {});
+  Child child(hivemind::testing::program_path("hivemind-server"),
+              {"--expert_uids", "ffn.0.0", "--optimizer", "lamb"}, {});
   EXPECT_EQ(child.wait_exit(Deadline::after(60s)), 2);
   EXPECT_NE(child.output(1).find("--optimizer"), std::string::npos) << child.output(1);
 }

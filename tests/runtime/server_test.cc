@@ -49,8 +49,8 @@ ServerOptions small_server(std::vector<std::string> uids, Declared* declared = n
   o.stats_report_interval = 0;
   o.update_period = 60;
   o.grace_period = 20;
-  o.declare = [declared](std::span<const std::string> uids, const std::string& endpoint, DhtTime expiration,
-                         Deadline) -> Status {
+  o.declare = [declared](std::span<const std::string> uids, const std::string& endpoint,
+                         DhtTime expiration, Deadline) -> Status {
     if (declared == nullptr) return Status::ok();
     std::lock_guard lock(declared->mutex);
     declared->uids.assign(uids.begin(), uids.end());
@@ -107,12 +107,14 @@ TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
   // One SGD step happened on the server, the same as here.
   {
     torch::NoGradGuard no_grad;
-    for (auto& p : reference->parameters()) p -= 0.1 * p.grad();
+    for (auto& p : reference->parameters())
+      p -= 0.1 * p.grad();
   }
   auto server_params = server->backend("ffn.0.1")->parameters();
   auto ref_params = reference->parameters();
   ASSERT_EQ(server_params.size(), ref_params.size());
-  for (size_t i = 0; i < ref_params.size(); ++i) EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-6));
+  for (size_t i = 0; i < ref_params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-6));
   EXPECT_EQ(server->backend("ffn.0.0")->update_count(), 0);
 
   std::lock_guard lock(declared.mutex);
@@ -127,28 +129,38 @@ TEST(ServerTest, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
   ASSERT_TRUE(server);
   RawClient client;
   const std::string address = server->address();
-  auto unknown = client.tensors(address, protocol::kForwardMethod, "ffn.9.9", {torch::randn({1, kHidden})});
+  auto unknown =
+      client.tensors(address, protocol::kForwardMethod, "ffn.9.9", {torch::randn({1, kHidden})});
   EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
   EXPECT_NE(unknown.status().message().find("ffn.9.9"), std::string::npos);
-  auto shape = client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden + 1})});
+  auto shape = client.tensors(address, protocol::kForwardMethod, "ffn.0.0",
+                              {torch::randn({2, kHidden + 1})});
   EXPECT_EQ(shape.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(shape.status().message().find("expected float32[batch, 16]"), std::string::npos) << shape.status().message();
-  auto count = client.tensors(address, protocol::kBackwardMethod, "ffn.0.0", {torch::randn({2, kHidden})});
-  EXPECT_NE(count.status().message().find("the inputs, then one gradient per output"), std::string::npos)
+  EXPECT_NE(shape.status().message().find("expected float32[batch, 16]"), std::string::npos)
+      << shape.status().message();
+  auto count =
+      client.tensors(address, protocol::kBackwardMethod, "ffn.0.0", {torch::randn({2, kHidden})});
+  EXPECT_NE(count.status().message().find("the inputs, then one gradient per output"),
+            std::string::npos)
       << count.status().message();
-  auto big = client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({65, kHidden})});
+  auto big =
+      client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({65, kHidden})});
   EXPECT_FALSE(big.is_ok());
-  EXPECT_NE(big.status().message().find("max_batch_size"), std::string::npos) << big.status().message();
+  EXPECT_NE(big.status().message().find("max_batch_size"), std::string::npos)
+      << big.status().message();
   // Garbage instead of an encoded tensor.
   auto junk = std::make_shared<std::vector<uint8_t>>(100, 0xab);
   auto garbage = client.call(address, protocol::kForwardMethod, "ffn.0.0",
-                             {transport::Buffer::wrap(junk->data(), junk->size(), transport::MemoryType::kHost, -1, junk)});
+                             {transport::Buffer::wrap(junk->data(), junk->size(),
+                                                      transport::MemoryType::kHost, -1, junk)});
   EXPECT_FALSE(garbage.is_ok());
-  EXPECT_NE(garbage.status().message().find("tensor 0"), std::string::npos) << garbage.status().message();
+  EXPECT_NE(garbage.status().message().find("tensor 0"), std::string::npos)
+      << garbage.status().message();
   auto bad_call = client.call(address, protocol::kInfoMethod, "");
   EXPECT_FALSE(bad_call.is_ok());
   // Still serving.
-  auto ok = client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden})});
+  auto ok =
+      client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden})});
   EXPECT_TRUE(ok.is_ok()) << ok.status().to_string();
 }
 
@@ -158,7 +170,8 @@ double sample(const std::string& text, const std::string& series) {
   for (size_t at = 0; at < text.size();) {
     size_t end = text.find('\n', at);
     if (end == std::string::npos) end = text.size();
-    if (text.compare(at, prefix.size(), prefix) == 0) return std::stod(text.substr(at + prefix.size(), end - at - prefix.size()));
+    if (text.compare(at, prefix.size(), prefix) == 0)
+      return std::stod(text.substr(at + prefix.size(), end - at - prefix.size()));
     at = end + 1;
   }
   return -1;
@@ -169,19 +182,25 @@ TEST(ServerTest, MetricsCountRequestsErrorsBatchesAndBytes) {
   options.metrics_port = 0;
   auto server = start(std::move(options));
   ASSERT_TRUE(server);
-  EXPECT_EQ(server->metrics_address().rfind("http://127.0.0.1:", 0), 0u) << server->metrics_address();
+  EXPECT_EQ(server->metrics_address().rfind("http://127.0.0.1:", 0), 0u)
+      << server->metrics_address();
   RawClient client;
   const std::string address = server->address();
   torch::Tensor x = torch::randn({3, kHidden});
   ASSERT_TRUE(client.tensors(address, protocol::kForwardMethod, "ffn.0.1", {x}).is_ok());
-  ASSERT_TRUE(client.tensors(address, protocol::kBackwardMethod, "ffn.0.1", {x, torch::randn({3, kHidden})}).is_ok());
-  EXPECT_FALSE(client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden + 1})}).is_ok());
+  ASSERT_TRUE(
+      client.tensors(address, protocol::kBackwardMethod, "ffn.0.1", {x, torch::randn({3, kHidden})})
+          .is_ok());
+  EXPECT_FALSE(
+      client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, kHidden + 1})})
+          .is_ok());
 
   const std::string text = server->metrics_text();
   auto series = [](const char* name, const char* uid, const char* method) {
     return fmt::format("{}{{expert=\"{}\",method=\"{}\"}}", name, uid, method);
   };
-  EXPECT_EQ(sample(text, series("hivemind_expert_requests_total", "ffn.0.1", "forward")), 1) << text;
+  EXPECT_EQ(sample(text, series("hivemind_expert_requests_total", "ffn.0.1", "forward")), 1)
+      << text;
   EXPECT_EQ(sample(text, series("hivemind_expert_requests_total", "ffn.0.1", "backward")), 1);
   EXPECT_EQ(sample(text, series("hivemind_expert_errors_total", "ffn.0.1", "forward")), 0);
   EXPECT_EQ(sample(text, series("hivemind_expert_requests_total", "ffn.0.0", "forward")), 1);
@@ -189,9 +208,16 @@ TEST(ServerTest, MetricsCountRequestsErrorsBatchesAndBytes) {
   // The rejected request never reached a batch; the good one made a batch of 3.
   EXPECT_EQ(sample(text, series("hivemind_expert_batch_size_count", "ffn.0.0", "forward")), 0);
   EXPECT_EQ(sample(text, series("hivemind_expert_batch_size_sum", "ffn.0.1", "forward")), 3);
-  EXPECT_EQ(sample(text, "hivemind_expert_batch_size_bucket{expert=\"ffn.0.1\",method=\"forward\",le=\"2\"}"), 0);
-  EXPECT_EQ(sample(text, "hivemind_expert_batch_size_bucket{expert=\"ffn.0.1\",method=\"forward\",le=\"4\"}"), 1);
-  EXPECT_EQ(sample(text, series("hivemind_expert_request_seconds_count", "ffn.0.1", "backward")), 1);
+  EXPECT_EQ(
+      sample(text,
+             "hivemind_expert_batch_size_bucket{expert=\"ffn.0.1\",method=\"forward\",le=\"2\"}"),
+      0);
+  EXPECT_EQ(
+      sample(text,
+             "hivemind_expert_batch_size_bucket{expert=\"ffn.0.1\",method=\"forward\",le=\"4\"}"),
+      1);
+  EXPECT_EQ(sample(text, series("hivemind_expert_request_seconds_count", "ffn.0.1", "backward")),
+            1);
   EXPECT_EQ(sample(text, series("hivemind_expert_request_seconds_count", "ffn.0.0", "forward")), 1);
   EXPECT_EQ(sample(text, series("hivemind_expert_queue_depth", "ffn.0.1", "forward")), 0);
   EXPECT_EQ(sample(text, "hivemind_expert_updates_total{expert=\"ffn.0.1\"}"), 1);
@@ -200,8 +226,10 @@ TEST(ServerTest, MetricsCountRequestsErrorsBatchesAndBytes) {
   EXPECT_EQ(sample(text, "hivemind_transport_requests_total{transport=\"tcp\"}"), 3);
   EXPECT_EQ(sample(text, "hivemind_transport_error_replies_total{transport=\"tcp\"}"), 1);
   // Three float32 requests of 3, 3+3 and 2 rows of 16: more than their payloads alone.
-  EXPECT_GT(sample(text, "hivemind_transport_bytes_received_total{transport=\"tcp\"}"), (3 + 6 + 2) * kHidden * 4);
-  EXPECT_GT(sample(text, "hivemind_transport_bytes_sent_total{transport=\"tcp\"}"), (3 + 3) * kHidden * 4);
+  EXPECT_GT(sample(text, "hivemind_transport_bytes_received_total{transport=\"tcp\"}"),
+            (3 + 6 + 2) * kHidden * 4);
+  EXPECT_GT(sample(text, "hivemind_transport_bytes_sent_total{transport=\"tcp\"}"),
+            (3 + 3) * kHidden * 4);
 }
 
 TEST(ServerTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnRowsInEightBit) {
@@ -228,7 +256,8 @@ TEST(ServerTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnRowsInEightBit) {
     quant::EncodeOptions u8;
     u8.scheme = quant::Scheme::kBlockAbsmaxU8;
     torch::Tensor xq = quant::decode_tensor(quant::encode_tensor(xs[i], u8).value()).value();
-    torch::Tensor expected = quant::decode_tensor(quant::encode_tensor(reference->forward({xq})[0], u8).value()).value();
+    torch::Tensor expected =
+        quant::decode_tensor(quant::encode_tensor(reference->forward({xq})[0], u8).value()).value();
     torch::Tensor got = testing::decode(reply->tensors[0]);
     ASSERT_EQ(got.sizes(), xs[i].sizes());
     EXPECT_TRUE(torch::allclose(got, expected, 1e-4, 1e-3)) << "request " << i;
@@ -239,7 +268,8 @@ TEST(ServerTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnRowsInEightBit) {
 }
 
 TEST(ServerTest, CheckpointsAreWrittenAndLoadedAtStart) {
-  const auto dir = std::filesystem::temp_directory_path() / ("hm_rt_srv_ckpt_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("hm_rt_srv_ckpt_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::vector<torch::Tensor> trained;
   {
@@ -261,7 +291,8 @@ TEST(ServerTest, CheckpointsAreWrittenAndLoadedAtStart) {
   ASSERT_TRUE(resumed.is_ok()) << resumed.status().to_string();
   EXPECT_EQ((*resumed)->backend("ffn.1.0")->update_count(), 1);
   auto params = (*resumed)->backend("ffn.1.0")->parameters();
-  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i], trained[i]));
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::equal(params[i], trained[i]));
   resumed->reset();
   // A checkpoint of another expert class is refused at start, saying what to do.
   ServerOptions other = small_server({"ffn.1.0"});
@@ -269,14 +300,15 @@ TEST(ServerTest, CheckpointsAreWrittenAndLoadedAtStart) {
   other.expert_cls = "ffn_v08";
   auto refused = Server::create(other);
   ASSERT_FALSE(refused.is_ok());
-  EXPECT_NE(refused.status().message().find("move the file away"), std::string::npos) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("move the file away"), std::string::npos)
+      << refused.status().message();
   std::filesystem::remove_all(dir);
 }
 
 TEST(ServerTest, ShutdownFinishesQueuedRequestsThenRefusesNewOnes) {
   ServerOptions o = small_server({"ffn.0.0"});
-  o.min_batch_size = 64;          // the request below waits for a batch that never fills...
-  o.batch_timeout_ms = 3600000;   // ...for an hour, unless the drain runs it
+  o.min_batch_size = 64;         // the request below waits for a batch that never fills...
+  o.batch_timeout_ms = 3600000;  // ...for an hour, unless the drain runs it
   auto server = start(o);
   ASSERT_TRUE(server);
   RawClient client;
@@ -284,7 +316,8 @@ TEST(ServerTest, ShutdownFinishesQueuedRequestsThenRefusesNewOnes) {
                                    {testing::encode(torch::randn({2, kHidden}))});
   // Wait (bounded) until the request sits in the queue.
   const Deadline queued_by = Deadline::after(30s);
-  while (server->stats().at(0).forward.queued_tasks == 0 && !queued_by.expired()) std::this_thread::yield();
+  while (server->stats().at(0).forward.queued_tasks == 0 && !queued_by.expired())
+    std::this_thread::yield();
   ASSERT_EQ(server->stats().at(0).forward.queued_tasks, 1u);
   const std::string address = server->address();
   server->request_shutdown();
@@ -292,7 +325,8 @@ TEST(ServerTest, ShutdownFinishesQueuedRequestsThenRefusesNewOnes) {
   ASSERT_EQ(pending.wait_for(30s), std::future_status::ready);
   auto reply = pending.get();
   EXPECT_TRUE(reply.is_ok()) << reply.status().to_string();
-  auto late = client.call(address, protocol::kForwardMethod, "ffn.0.0", {testing::encode(torch::randn({1, kHidden}))});
+  auto late = client.call(address, protocol::kForwardMethod, "ffn.0.0",
+                          {testing::encode(torch::randn({1, kHidden}))});
   EXPECT_FALSE(late.is_ok());
 }
 
@@ -326,7 +360,8 @@ TEST(ServerTest, ExpertsAppearInTheDhtAndPatternsSkipLiveUids) {
   auto second = start(second_options);
   ASSERT_TRUE(second);
   EXPECT_EQ(second->expert_uids(), (std::vector<std::string>{"x.2", "x.3"}));
-  auto now_found = dht::get_experts(**node, std::vector<std::string>{"x.2", "x.3"}, Deadline::after(30s));
+  auto now_found =
+      dht::get_experts(**node, std::vector<std::string>{"x.2", "x.3"}, Deadline::after(30s));
   ASSERT_TRUE(now_found.is_ok());
   ASSERT_TRUE((*now_found)[1].has_value());
   EXPECT_EQ((*now_found)[1]->endpoint, second->address());
@@ -342,8 +377,9 @@ TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {
   o.device = "tpu";
   Status s = validate(o);
   ASSERT_FALSE(s.is_ok());
-  for (const char* expected : {"exactly one of --expert_uids and --expert_pattern", "'bad uid' is not a uid",
-                               "listed twice", "--min_batch_size (100)", "--compression 'zip'", "--device"}) {
+  for (const char* expected :
+       {"exactly one of --expert_uids and --expert_pattern", "'bad uid' is not a uid",
+        "listed twice", "--min_batch_size (100)", "--compression 'zip'", "--device"}) {
     EXPECT_NE(s.message().find(expected), std::string::npos) << expected << "\n" << s.message();
   }
   EXPECT_EQ(expand_expert_pattern("e.[0:2].[3:5]", 0, 0).value(),

@@ -1,4 +1,5 @@
-// A raw expert-RPC client for the server tests: encodes tensors with quant, calls over the transport.
+// A raw expert-RPC client for the server tests: encodes tensors with quant, calls over the
+// transport.
 #pragma once
 
 #include <chrono>
@@ -21,16 +22,19 @@ namespace hivemind::runtime::testing {
 using namespace std::chrono_literals;
 
 // The bytes of an encoding as a transport buffer that keeps the encoded tensor alive.
-inline transport::Buffer encode(const torch::Tensor& t, quant::Scheme scheme = quant::Scheme::kNone) {
+inline transport::Buffer encode(const torch::Tensor& t,
+                                quant::Scheme scheme = quant::Scheme::kNone) {
   quant::EncodeOptions o;
   o.scheme = scheme;
   auto encoded = std::make_shared<torch::Tensor>(quant::encode_tensor(t, o).value());
-  return transport::Buffer::wrap(encoded->data_ptr(), static_cast<size_t>(encoded->numel()), transport::MemoryType::kHost,
-                                 -1, encoded);
+  return transport::Buffer::wrap(encoded->data_ptr(), static_cast<size_t>(encoded->numel()),
+                                 transport::MemoryType::kHost, -1, encoded);
 }
 
 inline torch::Tensor decode(const transport::Buffer& b) {
-  return quant::decode_tensor(std::span<const uint8_t>(static_cast<const uint8_t*>(b.data()), b.size())).value();
+  return quant::decode_tensor(
+             std::span<const uint8_t>(static_cast<const uint8_t*>(b.data()), b.size()))
+      .value();
 }
 
 class RawClient {
@@ -47,31 +51,38 @@ class RawClient {
     worker_->stop();
   }
 
-  std::future<Result<transport::Message>> call_async(const std::string& address, std::string_view method,
-                                                     const std::string& uid, std::vector<transport::Buffer> tensors) {
+  std::future<Result<transport::Message>> call_async(const std::string& address,
+                                                     std::string_view method,
+                                                     const std::string& uid,
+                                                     std::vector<transport::Buffer> tensors) {
     transport::Message m;
     m.metadata = protocol::encode_call(uid);
     m.tensors = std::move(tensors);
     return client_->call(address, method, std::move(m), Deadline::after(60s));
   }
 
-  Result<transport::Message> call(const std::string& address, std::string_view method, const std::string& uid,
+  Result<transport::Message> call(const std::string& address, std::string_view method,
+                                  const std::string& uid,
                                   std::vector<transport::Buffer> tensors = {}) {
     auto f = call_async(address, method, uid, std::move(tensors));
-    if (f.wait_for(90s) != std::future_status::ready) return timeout_error("test call did not complete");
+    if (f.wait_for(90s) != std::future_status::ready)
+      return timeout_error("test call did not complete");
     return f.get();
   }
 
   // forward/backward with plain tensors; returns the decoded outputs.
-  Result<std::vector<torch::Tensor>> tensors(const std::string& address, std::string_view method, const std::string& uid,
+  Result<std::vector<torch::Tensor>> tensors(const std::string& address, std::string_view method,
+                                             const std::string& uid,
                                              const std::vector<torch::Tensor>& in,
                                              quant::Scheme scheme = quant::Scheme::kNone) {
     std::vector<transport::Buffer> buffers;
-    for (const auto& t : in) buffers.push_back(encode(t, scheme));
+    for (const auto& t : in)
+      buffers.push_back(encode(t, scheme));
     auto reply = call(address, method, uid, std::move(buffers));
     if (!reply.is_ok()) return reply.status();
     std::vector<torch::Tensor> out;
-    for (const auto& b : reply->tensors) out.push_back(decode(b));
+    for (const auto& b : reply->tensors)
+      out.push_back(decode(b));
     return out;
   }
 

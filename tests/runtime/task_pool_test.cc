@@ -10,12 +10,12 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/types.h>
+#include <torch/utils.h>
 
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/runtime.h>
 
 #include "runtime_test_util.h"
-#include <torch/utils.h>
 
 namespace hivemind::runtime {
 namespace {
@@ -23,7 +23,9 @@ namespace {
 using namespace std::chrono_literals;
 
 // A row-wise function, so the batched computation must equal the per-task one exactly.
-torch::Tensor rowwise(const torch::Tensor& x) { return torch::tanh(x) * 2 + 1; }
+torch::Tensor rowwise(const torch::Tensor& x) {
+  return torch::tanh(x) * 2 + 1;
+}
 
 TEST(TaskPoolTest, PropertyRandomSizesNeverExceedMaxAndEveryTaskGetsItsOwnRows) {
   std::mt19937 rng(1234);
@@ -38,13 +40,17 @@ TEST(TaskPoolTest, PropertyRandomSizesNeverExceedMaxAndEveryTaskGetsItsOwnRows) 
     o.max_batch_size = max_batch;
     o.min_batch_size = min_batch;
     o.fill_timeout = 1ms;  // small: a partial batch never waits long
-    auto pool = runtime.add_pool(o, [&](std::vector<torch::Tensor> in) -> Result<std::vector<torch::Tensor>> {
-                         {
-                           std::lock_guard lock(mutex);
-                           batch_sizes.push_back(in[0].size(0));
-                         }
-                         return std::vector<torch::Tensor>{rowwise(in[0]), in[1] * 3};
-                       }).value();
+    auto pool =
+        runtime
+            .add_pool(o,
+                      [&](std::vector<torch::Tensor> in) -> Result<std::vector<torch::Tensor>> {
+                        {
+                          std::lock_guard lock(mutex);
+                          batch_sizes.push_back(in[0].size(0));
+                        }
+                        return std::vector<torch::Tensor>{rowwise(in[0]), in[1] * 3};
+                      })
+            .value();
     ASSERT_TRUE(runtime.start().is_ok());
     Completions done;
     const int tasks = 120;
@@ -88,7 +94,11 @@ TEST(TaskPoolTest, RefusesTasksLargerThanMaxBatchSize) {
   TaskPoolOptions o;
   o.name = "small";
   o.max_batch_size = 4;
-  auto pool = runtime.add_pool(o, [](std::vector<torch::Tensor> in) { return Result<std::vector<torch::Tensor>>(in); })
+  auto pool = runtime
+                  .add_pool(o,
+                            [](std::vector<torch::Tensor> in) {
+                              return Result<std::vector<torch::Tensor>>(in);
+                            })
                   .value();
   bool called = false;
   Status s = pool->submit({torch::zeros({5, 2})}, [&](TaskResult) { called = true; });
@@ -97,7 +107,8 @@ TEST(TaskPoolTest, RefusesTasksLargerThanMaxBatchSize) {
   EXPECT_NE(s.message().find("max_batch_size=4"), std::string::npos) << s.message();
   EXPECT_FALSE(pool->submit({}, [&](TaskResult) { called = true; }).is_ok());
   EXPECT_FALSE(pool->submit({torch::zeros({0, 2})}, [&](TaskResult) { called = true; }).is_ok());
-  Status mismatch = pool->submit({torch::zeros({2, 2}), torch::zeros({3, 2})}, [&](TaskResult) { called = true; });
+  Status mismatch = pool->submit({torch::zeros({2, 2}), torch::zeros({3, 2})},
+                                 [&](TaskResult) { called = true; });
   EXPECT_EQ(mismatch.code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(called);
   EXPECT_EQ(pool->stats().tasks_refused, 4u);
@@ -110,15 +121,20 @@ TEST(TaskPoolTest, TaskThatWouldOverflowStartsTheNextBatch) {
   TaskPoolOptions o;
   o.name = "overflow";
   o.max_batch_size = 10;
-  auto pool = runtime.add_pool(o, [&](std::vector<torch::Tensor> in) {
-                       batches.push_back(in[0].size(0));
-                       return Result<std::vector<torch::Tensor>>(std::vector<torch::Tensor>{in[0] + 1});
-                     }).value();
+  auto pool = runtime
+                  .add_pool(o,
+                            [&](std::vector<torch::Tensor> in) {
+                              batches.push_back(in[0].size(0));
+                              return Result<std::vector<torch::Tensor>>(
+                                  std::vector<torch::Tensor>{in[0] + 1});
+                            })
+                  .value();
   ASSERT_TRUE(runtime.start().is_ok());
   blocker.hold();
   Completions done;
   // hivemind before PR #26 would have put 4+4+4 = 12 samples in one batch of max 10.
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool->submit({torch::full({4, 1}, i)}, done.callback(i)).is_ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(pool->submit({torch::full({4, 1}, i)}, done.callback(i)).is_ok());
   ASSERT_TRUE(pool->submit({torch::full({10, 1}, 3)}, done.callback(3)).is_ok());
   ASSERT_TRUE(pool->submit({torch::full({1, 1}, 4)}, done.callback(4)).is_ok());
   blocker.release();
@@ -127,7 +143,8 @@ TEST(TaskPoolTest, TaskThatWouldOverflowStartsTheNextBatch) {
   for (int i = 0; i < 5; ++i) {
     TaskResult r = done.result(i);
     ASSERT_TRUE(r.is_ok());
-    EXPECT_TRUE(torch::all((*r)[0] == i + 1).item<bool>()) << "task " << i << " got another task's rows";
+    EXPECT_TRUE(torch::all((*r)[0] == i + 1).item<bool>())
+        << "task " << i << " got another task's rows";
   }
 }
 
@@ -143,21 +160,28 @@ TEST(TaskPoolTest, MinBatchSizeWaitsUntilFilledOrFillTimeout) {
   o.max_batch_size = 16;
   o.min_batch_size = 8;
   o.fill_timeout = 1000ms;
-  auto pool = runtime.add_pool(o, [&](std::vector<torch::Tensor> in) {
-                       std::lock_guard lock(mutex);
-                       batches.push_back(in[0].size(0));
-                       return Result<std::vector<torch::Tensor>>(in);
-                     }).value();
+  auto pool = runtime
+                  .add_pool(o,
+                            [&](std::vector<torch::Tensor> in) {
+                              std::lock_guard lock(mutex);
+                              batches.push_back(in[0].size(0));
+                              return Result<std::vector<torch::Tensor>>(in);
+                            })
+                  .value();
   TaskPoolOptions other_options;
   other_options.name = "other";
-  auto other = runtime.add_pool(other_options, [](std::vector<torch::Tensor> in) {
-                        return Result<std::vector<torch::Tensor>>(in);
-                      }).value();
+  auto other = runtime
+                   .add_pool(other_options,
+                             [](std::vector<torch::Tensor> in) {
+                               return Result<std::vector<torch::Tensor>>(in);
+                             })
+                   .value();
   ASSERT_TRUE(runtime.start().is_ok());
   Completions done;
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool->submit({torch::zeros({2, 1})}, done.callback(i)).is_ok());
-  // A task of another pool runs and completes; the compute thread has looked at "min" meanwhile and,
-  // with 6 < 8 samples and the clock standing still, left it alone.
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(pool->submit({torch::zeros({2, 1})}, done.callback(i)).is_ok());
+  // A task of another pool runs and completes; the compute thread has looked at "min" meanwhile
+  // and, with 6 < 8 samples and the clock standing still, left it alone.
   ASSERT_TRUE(other->submit({torch::zeros({1, 1})}, done.callback(100)).is_ok());
   ASSERT_TRUE(done.wait_for(1));
   EXPECT_EQ(pool->stats().queued_tasks, 3u);
@@ -187,10 +211,13 @@ TEST(TaskPoolTest, RuntimeTakesThePoolWhoseOldestTaskIsOldest) {
     TaskPoolOptions o;
     o.name = name;
     o.max_batch_size = 2;  // one task of 2 fills a batch, so each pool needs several batches
-    pools[name] = runtime.add_pool(o, [&order, name](std::vector<torch::Tensor> in) {
-                            order.push_back(name);
-                            return Result<std::vector<torch::Tensor>>(in);
-                          }).value();
+    pools[name] = runtime
+                      .add_pool(o,
+                                [&order, name](std::vector<torch::Tensor> in) {
+                                  order.push_back(name);
+                                  return Result<std::vector<torch::Tensor>>(in);
+                                })
+                      .value();
   }
   ASSERT_TRUE(runtime.start().is_ok());
   blocker.hold();
@@ -199,7 +226,9 @@ TEST(TaskPoolTest, RuntimeTakesThePoolWhoseOldestTaskIsOldest) {
   // newest-first (before PR #505) would have preferred the pool with the newest task.
   const std::vector<std::string> arrivals = {"b", "a", "c", "a", "b", "c", "c"};
   for (size_t i = 0; i < arrivals.size(); ++i) {
-    ASSERT_TRUE(pools[arrivals[i]]->submit({torch::zeros({2, 1})}, done.callback(static_cast<int>(i))).is_ok());
+    ASSERT_TRUE(pools[arrivals[i]]
+                    ->submit({torch::zeros({2, 1})}, done.callback(static_cast<int>(i)))
+                    .is_ok());
   }
   blocker.release();
   ASSERT_TRUE(done.wait_for(arrivals.size()));
@@ -211,10 +240,15 @@ TEST(TaskPoolTest, FailedBatchFailsEachTaskOnceAndTheThreadSurvives) {
   std::atomic<int> calls{0};
   TaskPoolOptions o;
   o.name = "throws";
-  auto pool = runtime.add_pool(o, [&](std::vector<torch::Tensor> in) -> Result<std::vector<torch::Tensor>> {
-                       if (calls++ == 0) return std::vector<torch::Tensor>{torch::mm(in[0], torch::zeros({5, 5}))};
-                       return std::vector<torch::Tensor>{in[0].narrow(0, 0, 1)};  // wrong batch size
-                     }).value();
+  auto pool =
+      runtime
+          .add_pool(o,
+                    [&](std::vector<torch::Tensor> in) -> Result<std::vector<torch::Tensor>> {
+                      if (calls++ == 0)
+                        return std::vector<torch::Tensor>{torch::mm(in[0], torch::zeros({5, 5}))};
+                      return std::vector<torch::Tensor>{in[0].narrow(0, 0, 1)};  // wrong batch size
+                    })
+          .value();
   ASSERT_TRUE(runtime.start().is_ok());
   Completions done;
   ASSERT_TRUE(pool->submit({torch::zeros({2, 3})}, done.callback(0)).is_ok());
@@ -227,7 +261,8 @@ TEST(TaskPoolTest, FailedBatchFailsEachTaskOnceAndTheThreadSurvives) {
   EXPECT_NE(first.status().message().find("throws"), std::string::npos);
   TaskResult second = done.result(1);
   ASSERT_FALSE(second.is_ok());
-  EXPECT_NE(second.status().message().find("batch has 2 samples"), std::string::npos) << second.status().message();
+  EXPECT_NE(second.status().message().find("batch has 2 samples"), std::string::npos)
+      << second.status().message();
   EXPECT_EQ(pool->stats().tasks_failed, 2u);
 }
 
@@ -235,10 +270,15 @@ TEST(TaskPoolTest, StopCancelsQueuedTasksExactlyOnceAndRefusesNewOnes) {
   Runtime runtime;
   TaskPoolOptions o;
   o.name = "never";
-  auto pool = runtime.add_pool(o, [](std::vector<torch::Tensor> in) { return Result<std::vector<torch::Tensor>>(in); })
+  auto pool = runtime
+                  .add_pool(o,
+                            [](std::vector<torch::Tensor> in) {
+                              return Result<std::vector<torch::Tensor>>(in);
+                            })
                   .value();
   Completions done;
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(pool->submit({torch::zeros({1, 1})}, done.callback(i)).is_ok());
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(pool->submit({torch::zeros({1, 1})}, done.callback(i)).is_ok());
   runtime.stop();
   ASSERT_TRUE(done.wait_for(4));
   for (int i = 0; i < 4; ++i) {
@@ -258,19 +298,26 @@ TEST(TaskPoolTest, DrainRunsEverythingQueuedIgnoringMinBatchSize) {
   o.min_batch_size = 100;
   o.max_batch_size = 100;
   o.fill_timeout = std::chrono::hours(1);
-  auto pool = runtime.add_pool(o, [](std::vector<torch::Tensor> in) { return Result<std::vector<torch::Tensor>>(in); })
+  auto pool = runtime
+                  .add_pool(o,
+                            [](std::vector<torch::Tensor> in) {
+                              return Result<std::vector<torch::Tensor>>(in);
+                            })
                   .value();
   ASSERT_TRUE(runtime.start().is_ok());
   blocker.hold();
   Completions done;
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool->submit({torch::zeros({1, 1})}, done.callback(i)).is_ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(pool->submit({torch::zeros({1, 1})}, done.callback(i)).is_ok());
   std::thread releaser([&] { blocker.release(); });
   Status drained = runtime.drain(Deadline::after(kWait));
   releaser.join();
   EXPECT_TRUE(drained.is_ok()) << drained.to_string();
   ASSERT_TRUE(done.wait_for(3));
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(done.result(i).is_ok());
-  EXPECT_EQ(pool->submit({torch::zeros({1, 1})}, done.callback(9)).code(), StatusCode::kUnavailable);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(done.result(i).is_ok());
+  EXPECT_EQ(pool->submit({torch::zeros({1, 1})}, done.callback(9)).code(),
+            StatusCode::kUnavailable);
 }
 
 TEST(TaskPoolTest, CompletionsRunOnTheExecutorAndComputeThreadHasItsSettings) {
@@ -293,19 +340,24 @@ TEST(TaskPoolTest, CompletionsRunOnTheExecutorAndComputeThreadHasItsSettings) {
   std::thread::id compute_thread;
   TaskPoolOptions o;
   o.name = "exec";
-  auto pool = runtime.add_pool(o, [&](std::vector<torch::Tensor> in) {
-                       threads_seen = at::get_num_threads();
-                       affinity_seen = current_thread_affinity();
-                       compute_thread = std::this_thread::get_id();
-                       return Result<std::vector<torch::Tensor>>(in);
-                     }).value();
+  auto pool = runtime
+                  .add_pool(o,
+                            [&](std::vector<torch::Tensor> in) {
+                              threads_seen = at::get_num_threads();
+                              affinity_seen = current_thread_affinity();
+                              compute_thread = std::this_thread::get_id();
+                              return Result<std::vector<torch::Tensor>>(in);
+                            })
+                  .value();
   ASSERT_TRUE(runtime.start().is_ok());
   std::thread::id completed_on;
   bool ok = false;
-  ASSERT_TRUE(pool->submit({torch::zeros({1, 1})}, [&](TaskResult r) {
-                    ok = r.is_ok();
-                    completed_on = std::this_thread::get_id();
-                  }).is_ok());
+  ASSERT_TRUE(pool->submit({torch::zeros({1, 1})},
+                           [&](TaskResult r) {
+                             ok = r.is_ok();
+                             completed_on = std::this_thread::get_id();
+                           })
+                  .is_ok());
   std::function<void()> fn;
   {
     std::unique_lock lock(mutex);
@@ -332,7 +384,8 @@ TEST(TaskPoolTest, AssembleBuildsTheBatchFromOpaqueTasksAndMayRejectSomeOfThem) 
   o.assemble = [](std::span<std::vector<torch::Tensor>> tasks, std::span<const int64_t> sizes,
                   std::span<Status> rejected) -> Result<std::vector<torch::Tensor>> {
     int64_t rows = 0;
-    for (int64_t s : sizes) rows += s;
+    for (int64_t s : sizes)
+      rows += s;
     torch::Tensor batch = torch::empty({rows, 1});
     int64_t offset = 0;
     for (size_t k = 0; k < tasks.size(); ++k) {
@@ -346,19 +399,25 @@ TEST(TaskPoolTest, AssembleBuildsTheBatchFromOpaqueTasksAndMayRejectSomeOfThem) 
     }
     return std::vector<torch::Tensor>{batch.narrow(0, 0, offset)};
   };
-  auto pool = runtime.add_pool(o, [&](std::vector<torch::Tensor> in) {
-                       batches.push_back(in[0].size(0));
-                       return Result<std::vector<torch::Tensor>>(std::vector<torch::Tensor>{in[0] * 10});
-                     }).value();
+  auto pool = runtime
+                  .add_pool(o,
+                            [&](std::vector<torch::Tensor> in) {
+                              batches.push_back(in[0].size(0));
+                              return Result<std::vector<torch::Tensor>>(
+                                  std::vector<torch::Tensor>{in[0] * 10});
+                            })
+                  .value();
   ASSERT_TRUE(runtime.start().is_ok());
   blocker.hold();
   Completions done;
   const std::vector<std::pair<float, int64_t>> tasks = {{1, 3}, {-1, 2}, {2, 3}, {3, 4}, {-5, 1}};
   for (size_t i = 0; i < tasks.size(); ++i) {
-    ASSERT_TRUE(pool->submit({torch::tensor(tasks[i].first)}, tasks[i].second, done.callback(static_cast<int>(i)))
+    ASSERT_TRUE(pool->submit({torch::tensor(tasks[i].first)}, tasks[i].second,
+                             done.callback(static_cast<int>(i)))
                     .is_ok());
   }
-  EXPECT_EQ(pool->submit({torch::tensor(1.0f)}, 9, done.callback(99)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool->submit({torch::tensor(1.0f)}, 9, done.callback(99)).code(),
+            StatusCode::kInvalidArgument);
   blocker.release();
   ASSERT_TRUE(done.wait_for(tasks.size()));
   // Batches by submitted sizes: [3, 2, 3] (8) then [4, 1]; rejected tasks take no rows.

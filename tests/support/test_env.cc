@@ -34,6 +34,8 @@ std::string build_dir() {
   return dir != nullptr ? dir : HIVEMIND_DEFAULT_BUILD_DIR;
 }
 
-std::string program_path(const std::string& name) { return build_dir() + "/bin/" + name; }
+std::string program_path(const std::string& name) {
+  return build_dir() + "/bin/" + name;
+}
 
 }  // namespace hivemind::testing

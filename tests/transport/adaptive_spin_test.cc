@@ -1,8 +1,9 @@
-// The I/O loop's spin budget: a spin that ends in a sleep drops it to zero, a spin that catches an event
-// restores it, and at zero a periodic probe spins the configured time. Pure state: no clock, no threads.
-#include <gtest/gtest.h>
-
+// The I/O loop's spin budget: a spin that ends in a sleep drops it to zero, a spin that catches an
+// event restores it, and at zero a periodic probe spins the configured time. Pure state: no clock,
+// no threads.
 #include "adaptive_spin.h"
+
+#include <gtest/gtest.h>
 
 namespace hivemind::transport::detail {
 namespace {
@@ -21,7 +22,8 @@ TEST(AdaptiveSpin, AMissDropsTheBudgetToZeroAndACatchRestoresIt) {
   EXPECT_EQ(spin.budget(), 50us);
   spin.missed();
   EXPECT_EQ(spin.budget(), 0ns);
-  for (int i = 0; i < AdaptiveSpin::kProbeEvery; ++i) spin.missed();
+  for (int i = 0; i < AdaptiveSpin::kProbeEvery; ++i)
+    spin.missed();
   ASSERT_EQ(spin.budget(), 50us);  // the probe
   spin.caught();
   EXPECT_EQ(spin.budget(), 50us);
@@ -38,10 +40,11 @@ TEST(AdaptiveSpin, AtZeroEveryEighthIdlePeriodProbes) {
       spin.missed();
     }
     EXPECT_EQ(spin.budget(), 50us) << "round " << round;  // the probe
-    spin.missed();                                         // it missed: count again
+    spin.missed();                                        // it missed: count again
   }
   // A probe that catches an event restores spinning until the next miss.
-  for (int i = 0; i < AdaptiveSpin::kProbeEvery; ++i) spin.missed();
+  for (int i = 0; i < AdaptiveSpin::kProbeEvery; ++i)
+    spin.missed();
   ASSERT_EQ(spin.budget(), 50us);
   spin.caught();
   EXPECT_EQ(spin.budget(), 50us);

@@ -1,8 +1,8 @@
-// Backend selection (auto://, tcp://, ucx://), announced addresses, UCX protocol generations, and the
-// message layer used directly (Endpoint, Listener) without rpc.
-#include <gtest/gtest.h>
-
+// Backend selection (auto://, tcp://, ucx://), announced addresses, UCX protocol generations, and
+// the message layer used directly (Endpoint, Listener) without rpc.
 #include <algorithm>
+
+#include <gtest/gtest.h>
 
 #include <hivemind/transport/address.h>
 #include <hivemind/transport/rpc/client.h>
@@ -70,7 +70,8 @@ TEST(Address, Parse) {
 
 TEST(Address, WildcardAnnouncesARoutableAddress) {
   auto host = routable_host("");
-  if (!host.is_ok()) GTEST_SKIP() << "no non-loopback interface here: " << host.status().to_string();
+  if (!host.is_ok())
+    GTEST_SKIP() << "no non-loopback interface here: " << host.status().to_string();
   EXPECT_NE(*host, "0.0.0.0");
   EXPECT_NE(*host, "127.0.0.1");
   ContextOptions no_ucx;
@@ -100,7 +101,8 @@ TEST(Backends, AutoFallsBackToTcpWithoutUcx) {
   EXPECT_TRUE(echo_ok(*p, 1000));
   // ucx:// is refused outright rather than silently downgraded.
   auto w = Worker::create(p->context).value();
-  EXPECT_EQ(w->listen("ucx://127.0.0.1:0", [](const std::shared_ptr<Endpoint>&) { return EndpointCallbacks{}; })
+  EXPECT_EQ(w->listen("ucx://127.0.0.1:0",
+                      [](const std::shared_ptr<Endpoint>&) { return EndpointCallbacks{}; })
                 .status()
                 .code(),
             StatusCode::kUnavailable);
@@ -132,7 +134,8 @@ TEST(Backends, UcxHostMemoryOnlyWithoutCudaUcx) {
   EXPECT_TRUE(ctx->ucx_supports_memory_type(MemoryType::kHost));
 }
 
-// UCX 1.13 runs its old protocols by default and 1.16 its new ones: exercise both on every transport.
+// UCX 1.13 runs its old protocols by default and 1.16 its new ones: exercise both on every
+// transport.
 class ProtoTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
 TEST_P(ProtoTest, EchoAcrossThresholds) {
@@ -150,19 +153,23 @@ TEST_P(ProtoTest, EchoAcrossThresholds) {
     ASSERT_TRUE(fallback);
     EXPECT_EQ(fallback->server->address().rfind("tcp://", 0), 0u);
     EXPECT_TRUE(echo_ok(*fallback, 8193));
-    GTEST_SKIP() << "UCX " << version << ": PROTO_ENABLE=y refused (falls back to TCP); runs on UCX >= 1.14";
+    GTEST_SKIP() << "UCX " << version
+                 << ": PROTO_ENABLE=y refused (falls back to TCP); runs on UCX >= 1.14";
   }
   auto p = make_pair(o, "ucx://127.0.0.1:0");
   ASSERT_TRUE(p);
-  for (size_t n : {size_t{0}, size_t{1}, size_t{8191}, size_t{8193}, size_t{16384}, size_t{4u << 20}}) {
+  for (size_t n :
+       {size_t{0}, size_t{1}, size_t{8191}, size_t{8193}, size_t{16384}, size_t{4u << 20}}) {
     EXPECT_TRUE(echo_ok(*p, n)) << tls << " PROTO_ENABLE=" << proto << " bytes=" << n;
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Ucx, ProtoTest,
-                         ::testing::Combine(::testing::Values("tcp", "posix,cma,tcp"), ::testing::Values("y", "n")),
+                         ::testing::Combine(::testing::Values("tcp", "posix,cma,tcp"),
+                                            ::testing::Values("y", "n")),
                          [](const auto& info) {
-                           std::string name = std::get<0>(info.param) + "_proto_" + std::get<1>(info.param);
+                           std::string name =
+                               std::get<0>(info.param) + "_proto_" + std::get<1>(info.param);
                            for (auto& c : name) {
                              if (c == ',') c = '_';
                            }
@@ -204,7 +211,8 @@ TEST(MessageLayer, OrderedFramesAndExactlyOnceSendCallbacks) {
       OutgoingFrame f;
       f.request_id = static_cast<uint64_t>(i);
       f.method = "m";
-      if (i % 3 == 0) f.message.tensors.push_back(testing::pattern_buffer(static_cast<size_t>(i) * 999, i));
+      if (i % 3 == 0)
+        f.message.tensors.push_back(testing::pattern_buffer(static_cast<size_t>(i) * 999, i));
       ep->send(std::move(f), [&, i](Status st) {
         EXPECT_TRUE(st.is_ok()) << st.to_string();
         done[i].fetch_add(1);
@@ -217,28 +225,32 @@ TEST(MessageLayer, OrderedFramesAndExactlyOnceSendCallbacks) {
       // TCP delivers in send order. UCX delivers in completion order: a rendezvous frame can be
       // overtaken by later eager ones (the Endpoint contract promises no order).
       if (scheme == "ucx") std::sort(got.begin(), got.end());
-      for (int i = 0; i < kFrames; ++i) EXPECT_EQ(got[static_cast<size_t>(i)], static_cast<uint64_t>(i)) << scheme;
+      for (int i = 0; i < kFrames; ++i)
+        EXPECT_EQ(got[static_cast<size_t>(i)], static_cast<uint64_t>(i)) << scheme;
     }
     ep->close();
     w2->stop();
     w1->stop();
-    for (int i = 0; i < kFrames; ++i) EXPECT_EQ(done[i].load(), 1) << scheme << " " << i;
+    for (int i = 0; i < kFrames; ++i)
+      EXPECT_EQ(done[i].load(), 1) << scheme << " " << i;
     EXPECT_EQ(ep->error().code(), StatusCode::kCanceled);
   }
 }
 
 #ifdef HIVEMIND_TRANSPORT_HAVE_UCX
-// lanes() names the transports that carry an endpoint's data. Shared memory appears on our peer-failure
-// endpoints once UCX's MM error handling is on (the Context turns it on by default from UCX 1.14; 1.13
-// crashes replaying requests queued during wireup on such a lane, so there it stays the user's choice).
+// lanes() names the transports that carry an endpoint's data. Shared memory appears on our
+// peer-failure endpoints once UCX's MM error handling is on (the Context turns it on by default
+// from UCX 1.14; 1.13 crashes replaying requests queued during wireup on such a lane, so there it
+// stays the user's choice).
 TEST(Backends, LanesNameTheTransportsInUse) {
   struct Case {
     std::vector<std::pair<std::string, std::string>> config;
     std::string expected;
   };
-  for (const Case& c : {Case{{{"TLS", "posix,cma,tcp"}, {"MM_ERROR_HANDLING", "y"}}, "posix/memory"},
-                        Case{{{"TLS", "sysv,cma,tcp"}, {"MM_ERROR_HANDLING", "y"}}, "sysv/memory"},
-                        Case{{{"TLS", "tcp"}}, "tcp/lo"}}) {
+  for (const Case& c :
+       {Case{{{"TLS", "posix,cma,tcp"}, {"MM_ERROR_HANDLING", "y"}}, "posix/memory"},
+        Case{{{"TLS", "sysv,cma,tcp"}, {"MM_ERROR_HANDLING", "y"}}, "sysv/memory"},
+        Case{{{"TLS", "tcp"}}, "tcp/lo"}}) {
     ContextOptions o;
     o.spin = 0us;
     o.ucx_config = c.config;
@@ -278,7 +290,8 @@ TEST(MessageLayer, SendAfterCloseFailsOnceWithTheStickyError) {
   o.enable_ucx = false;
   auto ctx = Context::create(o).value();
   auto w = Worker::create(ctx).value();
-  auto listener = w->listen("tcp://127.0.0.1:0", [](const std::shared_ptr<Endpoint>&) { return EndpointCallbacks{}; });
+  auto listener = w->listen("tcp://127.0.0.1:0",
+                            [](const std::shared_ptr<Endpoint>&) { return EndpointCallbacks{}; });
   ASSERT_TRUE(listener.is_ok());
   std::atomic<int> errors{0};
   EndpointCallbacks cb;

@@ -16,7 +16,8 @@ namespace hivemind::transport {
 class ChildServer {
  public:
   bool start(const std::string& address, const std::string& tls) {
-    std::vector<std::string> argv{hivemind::testing::build_dir() + "/tests/transport_test_server", address};
+    std::vector<std::string> argv{hivemind::testing::build_dir() + "/tests/transport_test_server",
+                                  address};
     if (!tls.empty()) argv.push_back(tls);
     auto child = ChildProcess::spawn(std::move(argv));
     if (!child.is_ok()) return false;

@@ -1,6 +1,9 @@
-// Faults over every backend: a server process killed (SIGKILL) mid-64 MiB, a frozen (SIGSTOP) server;
-// and, over TCP, raw malformed byte streams.
+// Faults over every backend: a server process killed (SIGKILL) mid-64 MiB, a frozen (SIGSTOP)
+// server; and, over TCP, raw malformed byte streams.
+#include <random>
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,16 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-
-#include <random>
-
 #include <hivemind/transport/frame.h>
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/rpc/server.h>
 
-#include "test_env.h"
 #include "child_server.h"
+#include "test_env.h"
 #include "transport_test_util.h"
 
 extern char** environ;
@@ -89,7 +88,8 @@ TEST_P(FaultTest, StoppedServerGivesTimeoutAtTheDeadline) {
   EXPECT_LT(took, 5s);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, FaultTest, ::testing::ValuesIn(testing::all_backends()), testing::param_name);
+INSTANTIATE_TEST_SUITE_P(Backends, FaultTest, ::testing::ValuesIn(testing::all_backends()),
+                         testing::param_name);
 
 // ---- raw malformed TCP byte streams ----
 
@@ -214,7 +214,8 @@ TEST_F(RawTcpTest, HugeTensorCount) {
 
 TEST_F(RawTcpTest, HugePayloadAndMetadataLengths) {
   auto b = good_request();
-  for (int i = 32; i < 40; ++i) b[i] = 0xff;
+  for (int i = 32; i < 40; ++i)
+    b[i] = 0xff;
   EXPECT_TRUE(server_closes_after(b));
   b = good_request();
   b[20] = b[21] = b[22] = b[23] = 0xff;
@@ -248,10 +249,12 @@ TEST_F(RawTcpTest, RandomGarbageNeverCrashesTheServer) {
   std::mt19937 rng(1234);
   for (int i = 0; i < 20; ++i) {
     std::vector<uint8_t> junk(64 + rng() % 512);
-    for (auto& x : junk) x = static_cast<uint8_t>(rng());
+    for (auto& x : junk)
+      x = static_cast<uint8_t>(rng());
     if (i % 2 == 0) {
       auto good = good_request();
-      std::copy(good.begin(), good.begin() + 8, junk.begin());  // valid magic and version, garbage after
+      std::copy(good.begin(), good.begin() + 8,
+                junk.begin());  // valid magic and version, garbage after
     }
     EXPECT_TRUE(server_closes_after(junk, true)) << i;
   }

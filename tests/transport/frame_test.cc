@@ -13,7 +13,8 @@ std::vector<uint8_t> sample(FrameKind kind = FrameKind::kRequest, std::string_vi
   h.kind = kind;
   h.request_id = 42;
   std::vector<std::span<const uint8_t>> spans;
-  for (auto& p : payloads) spans.emplace_back(p);
+  for (auto& p : payloads)
+    spans.emplace_back(p);
   return encode_frame(h, method, meta, spans);
 }
 
@@ -24,7 +25,8 @@ TEST(Frame, RoundTrip) {
   EXPECT_EQ(f->header.kind, FrameKind::kRequest);
   EXPECT_EQ(f->header.request_id, 42u);
   EXPECT_EQ(f->method, "echo");
-  EXPECT_EQ(std::vector<uint8_t>(f->metadata.begin(), f->metadata.end()), (std::vector<uint8_t>{1, 2, 3}));
+  EXPECT_EQ(std::vector<uint8_t>(f->metadata.begin(), f->metadata.end()),
+            (std::vector<uint8_t>{1, 2, 3}));
   ASSERT_EQ(f->payloads.size(), 3u);
   EXPECT_EQ(f->payloads[0].size(), 2u);
   EXPECT_EQ(f->payloads[1].size(), 0u);
@@ -105,11 +107,15 @@ TEST(Frame, LimitsAtAndBeyond) {
   limits.max_tensor_bytes = 2;
   limits.max_message_bytes = 3;
   EXPECT_TRUE(decode_status(sample(), limits).is_ok());
-  EXPECT_EQ(decode_status(sample(FrameKind::kRequest, "echo1"), limits).code(), StatusCode::kTooLarge);
-  EXPECT_EQ(decode_status(sample(FrameKind::kRequest, "echo", {1, 2, 3, 4}), limits).code(), StatusCode::kTooLarge);
-  EXPECT_EQ(decode_status(sample(FrameKind::kRequest, "echo", {}, {{1}, {}, {}, {}}), limits).code(),
+  EXPECT_EQ(decode_status(sample(FrameKind::kRequest, "echo1"), limits).code(),
             StatusCode::kTooLarge);
-  EXPECT_EQ(decode_status(sample(FrameKind::kRequest, "echo", {}, {{1, 2, 3}}), limits).code(), StatusCode::kTooLarge);
+  EXPECT_EQ(decode_status(sample(FrameKind::kRequest, "echo", {1, 2, 3, 4}), limits).code(),
+            StatusCode::kTooLarge);
+  EXPECT_EQ(
+      decode_status(sample(FrameKind::kRequest, "echo", {}, {{1}, {}, {}, {}}), limits).code(),
+      StatusCode::kTooLarge);
+  EXPECT_EQ(decode_status(sample(FrameKind::kRequest, "echo", {}, {{1, 2, 3}}), limits).code(),
+            StatusCode::kTooLarge);
   EXPECT_EQ(decode_status(sample(FrameKind::kRequest, "echo", {}, {{1, 2}, {1, 2}}), limits).code(),
             StatusCode::kTooLarge);
 }
@@ -118,7 +124,8 @@ TEST(Frame, DescriptorSumMustMatchPayloadWithoutOverflow) {
   auto b = sample();
   // First descriptor's nbytes (right after the 40-byte header and 4-byte method): make it huge.
   size_t d0 = kFrameHeaderSize + 4;
-  for (int i = 0; i < 8; ++i) b[d0 + i] = 0xff;
+  for (int i = 0; i < 8; ++i)
+    b[d0 + i] = 0xff;
   EXPECT_FALSE(decode_frame(b, Limits{}).is_ok());
   b = sample();
   b[d0] = 1;  // 2 -> 1: sizes no longer add up to payload_len

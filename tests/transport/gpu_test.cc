@@ -110,7 +110,8 @@ TEST(GpuStaging, WithoutCudaDeviceTensorsAreRefusedNotMisread) {
   auto f = client->call(server->address(), "echo", std::move(m), Deadline::after(10s));
   auto r = testing::wait_for(f);
   ASSERT_FALSE(r.is_ok());
-  EXPECT_TRUE(r.status().code() == StatusCode::kUnsupported || r.status().code() == StatusCode::kNoMemory ||
+  EXPECT_TRUE(r.status().code() == StatusCode::kUnsupported ||
+              r.status().code() == StatusCode::kNoMemory ||
               r.status().code() == StatusCode::kInternal)
       << r.status().to_string();
   client.reset();

@@ -1,12 +1,12 @@
 // rpc over every backend: echo sizes, concurrency, deadlines, cancellation, limits, bad peers.
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
 #include <random>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/rpc/server.h>
@@ -20,8 +20,9 @@ namespace {
 using namespace std::chrono_literals;
 using testing::BackendParam;
 
-// Requests a "hold" handler keeps unanswered. The handler shares ownership of this state, so a request
-// that reaches the server after the test body has returned (a canceled call, say) still finds it alive.
+// Requests a "hold" handler keeps unanswered. The handler shares ownership of this state, so a
+// request that reaches the server after the test body has returned (a canceled call, say) still
+// finds it alive.
 struct HeldRequests {
   std::mutex mu;
   std::condition_variable arrived;
@@ -51,7 +52,8 @@ class RpcTest : public ::testing::TestWithParam<BackendParam> {
     }
     server_worker_ = Worker::create(context_, "srv").value();
     client_worker_ = Worker::create(context_, "cli").value();
-    auto server = rpc::Server::create(server_worker_, GetParam().scheme + "://127.0.0.1:0", server_options);
+    auto server =
+        rpc::Server::create(server_worker_, GetParam().scheme + "://127.0.0.1:0", server_options);
     ASSERT_TRUE(server.is_ok()) << server.status().to_string();
     server_ = *server;
     server_->handle("echo", [](Message m, rpc::Responder r) { r.reply(std::move(m)); });
@@ -79,7 +81,8 @@ class RpcTest : public ::testing::TestWithParam<BackendParam> {
     return held;
   }
 
-  Result<Message> call(std::string_view method, Message m, std::chrono::milliseconds timeout = 20s) {
+  Result<Message> call(std::string_view method, Message m,
+                       std::chrono::milliseconds timeout = 20s) {
     auto f = client_->call(address_, method, std::move(m), Deadline::after(timeout));
     return testing::wait_for(f, timeout + 10s);
   }
@@ -97,9 +100,10 @@ TEST_P(RpcTest, AnnouncedAddressIsDialable) {
 }
 
 TEST_P(RpcTest, EchoSizes) {
-  // 0 and 1 byte, both sides of the AM-header budget (4 KiB) and of the rendezvous threshold (16 KiB,
-  // also UCX's own 8 KiB eager limits), and 64 MiB.
-  std::vector<size_t> sizes{0, 1, 4095, 4096, 4097, 8191, 8192, 8193, 16383, 16384, 16385, 1 << 20, 64u << 20};
+  // 0 and 1 byte, both sides of the AM-header budget (4 KiB) and of the rendezvous threshold (16
+  // KiB, also UCX's own 8 KiB eager limits), and 64 MiB.
+  std::vector<size_t> sizes{0,    1,     4095,  4096,  4097,    8191,     8192,
+                            8193, 16383, 16384, 16385, 1 << 20, 64u << 20};
   uint32_t seed = 1;
   for (size_t n : sizes) {
     Message m;
@@ -123,7 +127,8 @@ TEST_P(RpcTest, StatsCountEveryFrameOnTheWire) {
   m.metadata = {1, 2, 3};
   m.tensors.push_back(testing::pattern_buffer(1000, 7));
   ASSERT_TRUE(call("echo", std::move(m)).is_ok());
-  // header 40 + method "echo" + metadata 3 + one descriptor 16 + payload 1000; the reply has no method.
+  // header 40 + method "echo" + metadata 3 + one descriptor 16 + payload 1000; the reply has no
+  // method.
   rpc::ServerStats after_echo = server_->stats();
   EXPECT_EQ(after_echo.requests, 1u);
   EXPECT_EQ(after_echo.bytes_received, 40u + 4 + 3 + 16 + 1000);
@@ -143,14 +148,17 @@ TEST_P(RpcTest, StatsCountEveryFrameOnTheWire) {
 TEST_P(RpcTest, LargeMetadataAndManyTensors) {
   Message m;
   m.metadata.resize(60000);
-  for (size_t i = 0; i < m.metadata.size(); ++i) m.metadata[i] = static_cast<uint8_t>(i * 7);
-  for (int i = 0; i < 300; ++i) m.tensors.push_back(testing::pattern_buffer(static_cast<size_t>(i * 37), i));
+  for (size_t i = 0; i < m.metadata.size(); ++i)
+    m.metadata[i] = static_cast<uint8_t>(i * 7);
+  for (int i = 0; i < 300; ++i)
+    m.tensors.push_back(testing::pattern_buffer(static_cast<size_t>(i * 37), i));
   auto expected = m;
   auto r = call("echo", std::move(m));
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->metadata, expected.metadata);
   ASSERT_EQ(r->tensors.size(), expected.tensors.size());
-  for (size_t i = 0; i < expected.tensors.size(); ++i) EXPECT_TRUE(testing::same_bytes(r->tensors[i], expected.tensors[i]));
+  for (size_t i = 0; i < expected.tensors.size(); ++i)
+    EXPECT_TRUE(testing::same_bytes(r->tensors[i], expected.tensors[i]));
 }
 
 TEST_P(RpcTest, ThousandConcurrentCallsCompleteOutOfOrderExactlyOnce) {
@@ -165,19 +173,22 @@ TEST_P(RpcTest, ThousandConcurrentCallsCompleteOutOfOrderExactlyOnce) {
     Message m;
     m.metadata = {static_cast<uint8_t>(i), static_cast<uint8_t>(i >> 8)};
     if (i % 10 == 0) m.tensors.push_back(testing::pattern_buffer(static_cast<size_t>(i * 100), i));
-    client_->call(address_, "shuffle", std::move(m), Deadline::after(60s), [&, i](Result<Message> r) {
-      fired[i].fetch_add(1);
-      ok[i] = r.is_ok() && r->metadata.size() == 2 && r->metadata[0] == static_cast<uint8_t>(i) &&
-              r->metadata[1] == static_cast<uint8_t>(i >> 8);
-      if (done.fetch_add(1) + 1 == kCalls) all_done.set_value();
-    });
+    client_->call(address_, "shuffle", std::move(m), Deadline::after(60s),
+                  [&, i](Result<Message> r) {
+                    fired[i].fetch_add(1);
+                    ok[i] = r.is_ok() && r->metadata.size() == 2 &&
+                            r->metadata[0] == static_cast<uint8_t>(i) &&
+                            r->metadata[1] == static_cast<uint8_t>(i >> 8);
+                    if (done.fetch_add(1) + 1 == kCalls) all_done.set_value();
+                  });
   }
   // Once the server holds all of them, answer in a random order.
   ASSERT_TRUE(held->wait_for_count(kCalls));
   {
     std::lock_guard lock(held->mu);
     std::shuffle(held->requests.begin(), held->requests.end(), std::mt19937(7));
-    for (auto& [m, r] : held->requests) r.reply(std::move(m));
+    for (auto& [m, r] : held->requests)
+      r.reply(std::move(m));
   }
   auto f = all_done.get_future();
   testing::wait_for(f, 60s);
@@ -190,7 +201,8 @@ TEST_P(RpcTest, ThousandConcurrentCallsCompleteOutOfOrderExactlyOnce) {
 
 TEST_P(RpcTest, UnknownMethodGetsNotFound) {
   Message m;
-  m.tensors.push_back(testing::pattern_buffer(100000, 3));  // the payload is discarded, not allocated
+  m.tensors.push_back(
+      testing::pattern_buffer(100000, 3));  // the payload is discarded, not allocated
   auto r = call("nope", std::move(m));
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kNotFound) << r.status().to_string();
@@ -198,7 +210,8 @@ TEST_P(RpcTest, UnknownMethodGetsNotFound) {
 }
 
 TEST_P(RpcTest, HandlerErrorReachesCaller) {
-  server_->handle("fail", [](Message, rpc::Responder r) { r.reply(invalid_argument_error("bad shape [3]")); });
+  server_->handle(
+      "fail", [](Message, rpc::Responder r) { r.reply(invalid_argument_error("bad shape [3]")); });
   auto r = call("fail", Message{});
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
@@ -279,15 +292,18 @@ TEST_P(RpcTest, ServerInFlightLimitPlusOneIsRefused) {
   start({}, so);
   auto held = hold("hold");
   std::vector<std::future<Result<Message>>> futures;
-  for (int i = 0; i < 4; ++i) futures.push_back(client_->call(address_, "hold", Message{}, Deadline::after(30s)));
+  for (int i = 0; i < 4; ++i)
+    futures.push_back(client_->call(address_, "hold", Message{}, Deadline::after(30s)));
   ASSERT_TRUE(held->wait_for_count(4));
   auto fifth = call("hold", Message{});
   EXPECT_EQ(fifth.status().code(), StatusCode::kUnavailable) << fifth.status().to_string();
   {
     std::lock_guard lock(held->mu);
-    for (auto& [request, responder] : held->requests) responder.reply(Message{});
+    for (auto& [request, responder] : held->requests)
+      responder.reply(Message{});
   }
-  for (auto& f : futures) EXPECT_TRUE(testing::wait_for(f).is_ok());
+  for (auto& f : futures)
+    EXPECT_TRUE(testing::wait_for(f).is_ok());
 }
 
 TEST_P(RpcTest, ClientQueueLimitPlusOneIsRefused) {
@@ -304,8 +320,9 @@ TEST_P(RpcTest, ClientQueueLimitPlusOneIsRefused) {
     return m;
   };
   auto f1 = client_->call(address_, "echo", sized(1000), Deadline::after(30s));  // queued: 1000
-  auto f2 = client_->call(address_, "echo", sized(1000), Deadline::after(30s));  // queued: 2000 = limit
-  auto f3 = client_->call(address_, "echo", sized(1), Deadline::after(30s));     // limit + 1
+  auto f2 =
+      client_->call(address_, "echo", sized(1000), Deadline::after(30s));  // queued: 2000 = limit
+  auto f3 = client_->call(address_, "echo", sized(1), Deadline::after(30s));  // limit + 1
   EXPECT_EQ(testing::wait_for(f3).status().code(), StatusCode::kUnavailable);
   {
     std::lock_guard lock(held->mu);
@@ -333,7 +350,8 @@ TEST_P(RpcTest, MetadataLimitPlusOneClosesOnlyThatConnection) {
   over.metadata.resize(1001, 5);
   auto bad = call("echo", std::move(over));
   ASSERT_FALSE(bad.is_ok());
-  EXPECT_TRUE(bad.status().code() == StatusCode::kPeerClosed || bad.status().code() == StatusCode::kTimeout ||
+  EXPECT_TRUE(bad.status().code() == StatusCode::kPeerClosed ||
+              bad.status().code() == StatusCode::kTimeout ||
               bad.status().code() == StatusCode::kUnavailable)
       << bad.status().to_string();
   auto ok2 = other->call(address_, "echo", Message{}, Deadline::after(10s));
@@ -363,8 +381,10 @@ TEST_P(RpcTest, MalformedFrameFromARawEndpointClosesItServerKeepsServing) {
 TEST_P(RpcTest, ResponseAllocatorPlacesTensors) {
   std::vector<uint8_t> landing(5000);
   Allocator into_landing = [&](const IncomingFrame& in) -> Result<std::vector<Buffer>> {
-    if (in.tensor_sizes.size() != 1 || in.tensor_sizes[0] != landing.size()) return invalid_argument_error("shape");
-    return std::vector<Buffer>{Buffer::wrap(landing.data(), landing.size(), MemoryType::kHost, -1, nullptr)};
+    if (in.tensor_sizes.size() != 1 || in.tensor_sizes[0] != landing.size())
+      return invalid_argument_error("shape");
+    return std::vector<Buffer>{
+        Buffer::wrap(landing.data(), landing.size(), MemoryType::kHost, -1, nullptr)};
   };
   Message m;
   m.tensors.push_back(testing::pattern_buffer(5000, 9));
@@ -390,7 +410,8 @@ TEST_P(RpcTest, ConnectionRefusedFailsFast) {
   EXPECT_NE(r.status().code(), StatusCode::kTimeout) << r.status().to_string();
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, RpcTest, ::testing::ValuesIn(testing::all_backends()), testing::param_name);
+INSTANTIATE_TEST_SUITE_P(Backends, RpcTest, ::testing::ValuesIn(testing::all_backends()),
+                         testing::param_name);
 
 }  // namespace
 }  // namespace hivemind::transport

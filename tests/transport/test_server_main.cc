@@ -2,11 +2,11 @@
 // fault tests (SIGKILL, SIGSTOP). Prints "ADDR <address>" when listening and "ALLOC <bytes>" when a
 // request's tensors are being allocated (before its payload lands). Exits when stdin closes, so it
 // never outlives a crashed test.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <string>
+
+#include <unistd.h>
 
 #include <hivemind/transport/rpc/server.h>
 #include <hivemind/transport/staging.h>
@@ -32,15 +32,17 @@ int main(int argc, char** argv) {
   }
   Allocator announce = [](const IncomingFrame& in) {
     uint64_t total = 0;
-    for (auto n : in.tensor_sizes) total += n;
+    for (auto n : in.tensor_sizes)
+      total += n;
     std::printf("ALLOC %llu\n", static_cast<unsigned long long>(total));
     std::fflush(stdout);
     return host_allocator()(in);
   };
-  (*server)->handle("echo", [](Message m, rpc::Responder r) { r.reply(std::move(m)); }, announce);
-  // The CUDA IPC test: metadata carries an IPC handle; the server maps the exporter's device memory,
-  // copies it once device-to-device into its own allocation, and answers with those bytes (read back
-  // to host only to return them for checking). Without CUDA it answers kUnsupported.
+  (*server)->handle(
+      "echo", [](Message m, rpc::Responder r) { r.reply(std::move(m)); }, announce);
+  // The CUDA IPC test: metadata carries an IPC handle; the server maps the exporter's device
+  // memory, copies it once device-to-device into its own allocation, and answers with those bytes
+  // (read back to host only to return them for checking). Without CUDA it answers kUnsupported.
   (*server)->handle("ipc_copy", [](Message m, rpc::Responder r) {
     auto mapped = open_ipc(m.metadata);
     if (!mapped.is_ok()) return r.reply(mapped.status());

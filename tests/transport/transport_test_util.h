@@ -1,7 +1,6 @@
-// Shared helpers of the transport tests: backends to parametrize over, patterns, waiting with deadlines.
+// Shared helpers of the transport tests: backends to parametrize over, patterns, waiting with
+// deadlines.
 #pragma once
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstring>
@@ -10,6 +9,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/message.h>
@@ -22,8 +23,8 @@ struct BackendParam {
   std::vector<std::pair<std::string, std::string>> ucx_config;
 };
 
-// tcp; UCX over its tcp transport; UCX over shared memory (posix or sysv for small messages, cma for
-// rendezvous; tcp stays listed because UCX 1.13's sockaddr connection setup needs it).
+// tcp; UCX over its tcp transport; UCX over shared memory (posix or sysv for small messages, cma
+// for rendezvous; tcp stays listed because UCX 1.13's sockaddr connection setup needs it).
 inline std::vector<BackendParam> all_backends() {
   std::vector<BackendParam> v{{"tcp", "tcp", {}}};
 #ifdef HIVEMIND_TRANSPORT_HAVE_UCX
@@ -34,9 +35,13 @@ inline std::vector<BackendParam> all_backends() {
   return v;
 }
 
-inline void PrintTo(const BackendParam& p, std::ostream* os) { *os << p.name; }
+inline void PrintTo(const BackendParam& p, std::ostream* os) {
+  *os << p.name;
+}
 
-inline std::string param_name(const ::testing::TestParamInfo<BackendParam>& info) { return info.param.name; }
+inline std::string param_name(const ::testing::TestParamInfo<BackendParam>& info) {
+  return info.param.name;
+}
 
 inline Buffer pattern_buffer(size_t n, uint32_t seed) {
   Buffer b = Buffer::allocate_host(n);

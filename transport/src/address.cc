@@ -1,14 +1,13 @@
-#include <hivemind/transport/address.h>
+#include <charconv>
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 
-#include <charconv>
-
-#include <fmt/format.h>
+#include <hivemind/transport/address.h>
 
 #include "ipv4_resolution.h"
 
@@ -16,14 +15,19 @@ namespace hivemind::transport {
 
 std::string_view scheme_name(Scheme scheme) {
   switch (scheme) {
-    case Scheme::kTcp: return "tcp";
-    case Scheme::kUcx: return "ucx";
-    case Scheme::kAuto: return "auto";
+    case Scheme::kTcp:
+      return "tcp";
+    case Scheme::kUcx:
+      return "ucx";
+    case Scheme::kAuto:
+      return "auto";
   }
   return "?";
 }
 
-std::string Address::to_string() const { return fmt::format("{}://{}:{}", scheme_name(scheme), host, port); }
+std::string Address::to_string() const {
+  return fmt::format("{}://{}:{}", scheme_name(scheme), host, port);
+}
 
 Result<Address> parse_address(std::string_view text) {
   Address a;
@@ -31,10 +35,14 @@ Result<Address> parse_address(std::string_view text) {
   auto sep = text.find("://");
   if (sep != std::string_view::npos) {
     auto scheme = text.substr(0, sep);
-    if (scheme == "tcp") a.scheme = Scheme::kTcp;
-    else if (scheme == "ucx") a.scheme = Scheme::kUcx;
-    else if (scheme == "auto") a.scheme = Scheme::kAuto;
-    else return invalid_argument_error(fmt::format("unknown transport scheme in '{}'", text));
+    if (scheme == "tcp")
+      a.scheme = Scheme::kTcp;
+    else if (scheme == "ucx")
+      a.scheme = Scheme::kUcx;
+    else if (scheme == "auto")
+      a.scheme = Scheme::kAuto;
+    else
+      return invalid_argument_error(fmt::format("unknown transport scheme in '{}'", text));
     text.remove_prefix(sep + 3);
   }
   auto colon = text.rfind(':');
@@ -74,14 +82,16 @@ Result<std::string> routable_host(const std::string& iface) {
   }
   ::freeifaddrs(list);
   if (found.empty()) {
-    return unavailable_error(iface.empty() ? "no interface with a routable IPv4 address is up"
-                                           : fmt::format("interface '{}' has no IPv4 address", iface));
+    return unavailable_error(iface.empty()
+                                 ? "no interface with a routable IPv4 address is up"
+                                 : fmt::format("interface '{}' has no IPv4 address", iface));
   }
   return found;
 }
 
 Result<std::string> announce_host(const std::string& bound_host, const std::string& iface) {
-  if (bound_host == "0.0.0.0" || bound_host.empty() || bound_host == "*") return routable_host(iface);
+  if (bound_host == "0.0.0.0" || bound_host.empty() || bound_host == "*")
+    return routable_host(iface);
   return bound_host;
 }
 
@@ -102,7 +112,8 @@ Result<sockaddr_in> resolve_ipv4(const Address& address) {
   addrinfo* res = nullptr;
   int rc = ::getaddrinfo(address.host.c_str(), nullptr, &hints, &res);
   if (rc != 0 || res == nullptr) {
-    return unavailable_error(fmt::format("cannot resolve '{}': {}", address.host, ::gai_strerror(rc)));
+    return unavailable_error(
+        fmt::format("cannot resolve '{}': {}", address.host, ::gai_strerror(rc)));
   }
   sin.sin_addr = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr;
   ::freeaddrinfo(res);

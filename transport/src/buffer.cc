@@ -1,8 +1,8 @@
-#include <hivemind/transport/buffer.h>
-
 #include <cstdlib>
 #include <new>
 #include <stdexcept>
+
+#include <hivemind/transport/buffer.h>
 
 namespace hivemind::transport {
 
@@ -32,7 +32,8 @@ Buffer Buffer::wrap(void* data, size_t nbytes, MemoryType type, int device,
 }
 
 Buffer Buffer::slice(size_t offset, size_t nbytes) const {
-  if (offset > size_ || nbytes > size_ - offset) throw std::out_of_range("Buffer::slice out of range");
+  if (offset > size_ || nbytes > size_ - offset)
+    throw std::out_of_range("Buffer::slice out of range");
   Buffer b = *this;
   b.data_ = static_cast<uint8_t*>(data_) + offset;
   b.size_ = nbytes;

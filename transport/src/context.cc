@@ -1,7 +1,6 @@
-#include <hivemind/transport/context.h>
-
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/transport/context.h>
 
 #include "ucx/ucx_backend.h"
 
@@ -16,7 +15,8 @@ Result<ContextOptions> ContextOptions::from_env() {
   }
   HIVEMIND_ASSIGN_OR_RETURN(auto rndv, env_int("HIVEMIND_UCX_RNDV_THRESHOLD"));
   if (rndv) {
-    if (*rndv < 0) return invalid_argument_error("HIVEMIND_UCX_RNDV_THRESHOLD must not be negative");
+    if (*rndv < 0)
+      return invalid_argument_error("HIVEMIND_UCX_RNDV_THRESHOLD must not be negative");
     o.ucx_rndv_threshold = static_cast<uint64_t>(*rndv);
   }
   HIVEMIND_ASSIGN_OR_RETURN(auto max_msg, env_int("HIVEMIND_MAX_MESSAGE_BYTES"));
@@ -48,7 +48,9 @@ Result<std::shared_ptr<Context>> Context::create(ContextOptions options) {
 
 Context::~Context() = default;
 
-std::string Context::ucx_version() { return detail::ucx_version(); }
+std::string Context::ucx_version() {
+  return detail::ucx_version();
+}
 
 bool Context::ucx_supports_memory_type(MemoryType type) const {
   return ucx_ != nullptr && detail::ucx_supports(ucx_.get(), type);

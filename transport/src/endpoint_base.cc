@@ -13,7 +13,8 @@ void EndpointBase::send(OutgoingFrame frame, SendCallback done) {
     }
     if (frame.method.size() > 0xffff || frame.message.metadata.size() > 0xffffffffull ||
         frame.message.tensors.size() > 0xffffffffull) {
-      self->complete_send(done, invalid_argument_error("frame fields exceed the wire format's ranges"));
+      self->complete_send(done,
+                          invalid_argument_error("frame fields exceed the wire format's ranges"));
       return;
     }
     self->send_on_loop(std::move(frame), std::move(done));
@@ -29,8 +30,10 @@ void EndpointBase::send(OutgoingFrame frame, SendCallback done) {
 void EndpointBase::close() {
   auto self = shared_from_this();
   auto run = [self] { self->fail(canceled_error("endpoint closed locally")); };
-  if (worker_.in_thread()) run();
-  else worker_.post(run);
+  if (worker_.in_thread())
+    run();
+  else
+    worker_.post(run);
 }
 
 Status EndpointBase::error() const {
@@ -46,7 +49,8 @@ void EndpointBase::fail(Status status) {
     error_ = status;
   }
   if (status.code() != StatusCode::kCanceled) {
-    logger("transport")->debug("{} endpoint to {} failed: {}", backend(), peer_, status.to_string());
+    logger("transport")
+        ->debug("{} endpoint to {} failed: {}", backend(), peer_, status.to_string());
   }
   auto self = shared_from_this();
   on_failed(status);
@@ -64,7 +68,8 @@ void EndpointBase::complete_send(SendCallback& done, Status status) {
   done = nullptr;
 }
 
-Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header, const ReceivedFrame& frame,
+Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header,
+                                                   const ReceivedFrame& frame,
                                                    std::span<const TensorDescriptor> descriptors) {
   if (header.tensor_count == 0) return std::vector<Buffer>{};
   incoming_sizes_.clear();
@@ -73,7 +78,8 @@ Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header, co
     incoming_sizes_.push_back(d.nbytes);
     incoming_types_.push_back(d.memory_type);
   }
-  const IncomingFrame incoming{frame.method, frame.message.metadata, incoming_sizes_, incoming_types_};
+  const IncomingFrame incoming{frame.method, frame.message.metadata, incoming_sizes_,
+                               incoming_types_};
   Result<std::vector<Buffer>> buffers =
       callbacks_.allocate ? callbacks_.allocate(header, incoming) : host_allocator()(incoming);
   if (!buffers.is_ok()) return buffers;
@@ -97,8 +103,10 @@ void ListenerBase::close() {
     self->close_on_loop();
     self->worker_.defer([self] { self->worker_.listeners.erase(self); });
   };
-  if (worker_.in_thread()) run();
-  else worker_.post(run);
+  if (worker_.in_thread())
+    run();
+  else
+    worker_.post(run);
 }
 
 }  // namespace hivemind::transport

@@ -38,8 +38,8 @@ class EndpointBase : public Endpoint, public std::enable_shared_from_this<Endpoi
 
   // Completes a send later on the I/O thread (never inline from send()).
   void complete_send(SendCallback& done, Status status);
-  // Asks the allocator (or host memory) for the buffers of a frame whose header, method, metadata and
-  // tensor descriptors have arrived (its payload has not), and checks the answer.
+  // Asks the allocator (or host memory) for the buffers of a frame whose header, method, metadata
+  // and tensor descriptors have arrived (its payload has not), and checks the answer.
   Result<std::vector<Buffer>> allocate(const FrameHeader& header, const ReceivedFrame& frame,
                                        std::span<const TensorDescriptor> descriptors);
   // Hands a complete frame to on_frame, unless the endpoint failed meanwhile.

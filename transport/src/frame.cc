@@ -1,8 +1,8 @@
-#include <hivemind/transport/frame.h>
-
 #include <cstring>
 
 #include <fmt/format.h>
+
+#include <hivemind/transport/frame.h>
 
 namespace hivemind::transport {
 namespace {
@@ -11,12 +11,14 @@ namespace {
 template <typename T>
 T load_le(const uint8_t* p) {
   T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<T>(static_cast<T>(p[i]) << (8 * i));
+  for (size_t i = 0; i < sizeof(T); ++i)
+    v |= static_cast<T>(static_cast<T>(p[i]) << (8 * i));
   return v;
 }
 template <typename T>
 void store_le(uint8_t* p, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+  for (size_t i = 0; i < sizeof(T); ++i)
+    p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
 constexpr uint16_t kMaxStatusCode = static_cast<uint16_t>(StatusCode::kIoError);
@@ -27,7 +29,8 @@ Result<FrameHeader> decode_header(std::span<const uint8_t> bytes, const Limits& 
   if (bytes.size() < kFrameHeaderSize) return protocol_error("frame header truncated");
   const uint8_t* p = bytes.data();
   if (load_le<uint32_t>(p) != kFrameMagic) return protocol_error("bad frame magic");
-  if (p[4] != kFrameVersion) return protocol_error(fmt::format("unsupported frame version {}", p[4]));
+  if (p[4] != kFrameVersion)
+    return protocol_error(fmt::format("unsupported frame version {}", p[4]));
   if (p[5] > kMaxFrameKind) return protocol_error(fmt::format("unknown frame kind {}", p[5]));
   FrameHeader h;
   h.kind = static_cast<FrameKind>(p[5]);
@@ -47,12 +50,12 @@ Result<FrameHeader> decode_header(std::span<const uint8_t> bytes, const Limits& 
                                        limits.max_method_bytes));
   }
   if (h.metadata_len > limits.max_metadata_bytes) {
-    return too_large_error(fmt::format("metadata of {} bytes exceeds the limit of {}", h.metadata_len,
-                                       limits.max_metadata_bytes));
+    return too_large_error(fmt::format("metadata of {} bytes exceeds the limit of {}",
+                                       h.metadata_len, limits.max_metadata_bytes));
   }
   if (h.tensor_count > limits.max_tensors) {
-    return too_large_error(fmt::format("{} tensors exceed the limit of {}", h.tensor_count,
-                                       limits.max_tensors));
+    return too_large_error(
+        fmt::format("{} tensors exceed the limit of {}", h.tensor_count, limits.max_tensors));
   }
   if (h.payload_len > limits.max_message_bytes) {
     return too_large_error(fmt::format("payload of {} bytes exceeds the limit of {}", h.payload_len,
@@ -71,7 +74,8 @@ Result<FrameHeader> decode_header(std::span<const uint8_t> bytes, const Limits& 
       if (h.method_len != 0 || h.status != 0) return protocol_error("malformed response frame");
       break;
     case FrameKind::kError:
-      if (h.status == 0 || h.status > kMaxStatusCode) return protocol_error("bad error status code");
+      if (h.status == 0 || h.status > kMaxStatusCode)
+        return protocol_error("bad error status code");
       if (h.method_len != 0 || h.tensor_count != 0) return protocol_error("malformed error frame");
       break;
     case FrameKind::kCancel:
@@ -104,17 +108,19 @@ Status decode_descriptors(std::span<const uint8_t> bytes, const FrameHeader& hea
     }
     d.memory_type = static_cast<MemoryType>(mem);
     if (d.nbytes > limits.max_tensor_bytes) {
-      return too_large_error(fmt::format("tensor {} of {} bytes exceeds the limit of {}", i, d.nbytes,
-                                         limits.max_tensor_bytes));
+      return too_large_error(fmt::format("tensor {} of {} bytes exceeds the limit of {}", i,
+                                         d.nbytes, limits.max_tensor_bytes));
     }
-    // Both terms are bounded (payload_len <= max_message_bytes), but check anyway: limits are options.
+    // Both terms are bounded (payload_len <= max_message_bytes), but check anyway: limits are
+    // options.
     if (d.nbytes > header.payload_len - total) {
       return protocol_error("tensor sizes exceed the frame's payload length");
     }
     total += d.nbytes;
     out.push_back(d);
   }
-  if (total != header.payload_len) return protocol_error("tensor sizes do not add up to the payload length");
+  if (total != header.payload_len)
+    return protocol_error("tensor sizes do not add up to the payload length");
   return Status::ok();
 }
 
@@ -127,7 +133,8 @@ Status validate_method(std::string_view method) {
 
 Result<DecodedFrame> decode_frame(std::span<const uint8_t> bytes, const Limits& limits) {
   HIVEMIND_ASSIGN_OR_RETURN(FrameHeader h, decode_header(bytes, limits));
-  if ((h.flags & kFrameFlagSplitMetadata) != 0) return protocol_error("split metadata in a whole frame");
+  if ((h.flags & kFrameFlagSplitMetadata) != 0)
+    return protocol_error("split metadata in a whole frame");
   DecodedFrame f;
   f.header = h;
   size_t pos = kFrameHeaderSize;
@@ -138,7 +145,8 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> bytes, const Limits& 
   pos += h.method_len;
   size_t desc_len = size_t{h.tensor_count} * kTensorDescriptorSize;
   if (bytes.size() - pos < desc_len) return protocol_error("frame truncated in descriptors");
-  HIVEMIND_RETURN_IF_ERROR(decode_descriptors(bytes.subspan(pos, desc_len), h, limits, f.descriptors));
+  HIVEMIND_RETURN_IF_ERROR(
+      decode_descriptors(bytes.subspan(pos, desc_len), h, limits, f.descriptors));
   pos += desc_len;
   if (bytes.size() - pos < h.metadata_len) return protocol_error("frame truncated in metadata");
   f.metadata = bytes.subspan(pos, h.metadata_len);
@@ -193,7 +201,8 @@ std::vector<uint8_t> encode_frame(FrameHeader h, std::string_view method,
   std::vector<uint8_t> out(h.prefix_len());
   encode_prefix(h, method, descs, out);
   out.insert(out.end(), metadata.begin(), metadata.end());
-  for (auto p : payloads) out.insert(out.end(), p.begin(), p.end());
+  for (auto p : payloads)
+    out.insert(out.end(), p.begin(), p.end());
   return out;
 }
 

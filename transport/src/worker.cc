@@ -1,13 +1,12 @@
-#include <hivemind/transport/worker.h>
+#include <cerrno>
+#include <cstring>
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-
 #include <hivemind/common/logging.h>
+#include <hivemind/transport/worker.h>
 
 #include "adaptive_spin.h"
 #include "endpoint_base.h"
@@ -74,11 +73,17 @@ Worker::Impl::~Impl() {
   if (epoll_fd >= 0) ::close(epoll_fd);
 }
 
-const std::shared_ptr<Context>& Worker::context() const { return impl_->context; }
+const std::shared_ptr<Context>& Worker::context() const {
+  return impl_->context;
+}
 
-bool Worker::in_worker_thread() const { return impl_->in_thread(); }
+bool Worker::in_worker_thread() const {
+  return impl_->in_thread();
+}
 
-bool Worker::post(std::function<void()> fn) { return impl_->post(std::move(fn)); }
+bool Worker::post(std::function<void()> fn) {
+  return impl_->post(std::move(fn));
+}
 
 bool Worker::Impl::post(std::function<void()> fn) {
   if (in_thread()) {
@@ -90,8 +95,8 @@ bool Worker::Impl::post(std::function<void()> fn) {
     if (stop_requested.load()) return false;
     remote_queue.push_back(std::move(fn));
   }
-  // Pairs with the loop's store of `sleeping` before its final queue check: either the loop sees the
-  // item or we see it asleep and wake it.
+  // Pairs with the loop's store of `sleeping` before its final queue check: either the loop sees
+  // the item or we see it asleep and wake it.
   if (sleeping.load()) wake();
   return true;
 }
@@ -102,8 +107,10 @@ uint64_t Worker::add_timer(SteadyTime at, std::function<void()> fn) {
     impl->timers.emplace(std::make_pair(at, id), std::move(fn));
     impl->timer_index.emplace(id, at);
   };
-  if (impl_->in_thread()) insert();
-  else post(std::move(insert));
+  if (impl_->in_thread())
+    insert();
+  else
+    post(std::move(insert));
   return id;
 }
 
@@ -114,8 +121,10 @@ void Worker::cancel_timer(uint64_t id) {
     impl->timers.erase({it->second, id});
     impl->timer_index.erase(it);
   };
-  if (impl_->in_thread()) erase();
-  else post(std::move(erase));
+  if (impl_->in_thread())
+    erase();
+  else
+    post(std::move(erase));
 }
 
 void Worker::stop() {
@@ -134,7 +143,8 @@ void Worker::stop() {
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-Result<std::shared_ptr<Endpoint>> Worker::connect(const std::string& address, EndpointCallbacks callbacks) {
+Result<std::shared_ptr<Endpoint>> Worker::connect(const std::string& address,
+                                                  EndpointCallbacks callbacks) {
   return run_sync([this, &address, &callbacks]() -> Result<std::shared_ptr<Endpoint>> {
     if (impl_->stop_requested.load()) return canceled_error("worker is stopping");
     HIVEMIND_ASSIGN_OR_RETURN(Address addr, parse_address(address));
@@ -142,16 +152,18 @@ Result<std::shared_ptr<Endpoint>> Worker::connect(const std::string& address, En
       UcxWorker* ucx = impl_->ucx_worker();
       if (ucx != nullptr) return ucx->connect(addr, std::move(callbacks));
       if (addr.scheme == Scheme::kUcx) {
-        return unavailable_error("cannot dial " + address + ": UCX unavailable (" + impl_->ucx_failure + ")");
+        return unavailable_error("cannot dial " + address + ": UCX unavailable (" +
+                                 impl_->ucx_failure + ")");
       }
-      logger("transport")->info("auto:// dials {} over TCP: UCX unavailable ({})", address,
-                                impl_->ucx_failure);
+      logger("transport")
+          ->info("auto:// dials {} over TCP: UCX unavailable ({})", address, impl_->ucx_failure);
     }
     return tcp_connect(*impl_, addr, std::move(callbacks));
   });
 }
 
-Result<std::shared_ptr<Listener>> Worker::listen(const std::string& address, AcceptCallback on_accept) {
+Result<std::shared_ptr<Listener>> Worker::listen(const std::string& address,
+                                                 AcceptCallback on_accept) {
   return run_sync([this, &address, &on_accept]() -> Result<std::shared_ptr<Listener>> {
     if (impl_->stop_requested.load()) return canceled_error("worker is stopping");
     HIVEMIND_ASSIGN_OR_RETURN(Address addr, parse_address(address));
@@ -160,14 +172,16 @@ Result<std::shared_ptr<Listener>> Worker::listen(const std::string& address, Acc
       if (ucx != nullptr) {
         auto listener = ucx->listen(addr, on_accept);
         if (listener.is_ok() || addr.scheme == Scheme::kUcx) return listener;
-        logger("transport")->warn("auto:// listens on {} over TCP: UCX listener failed ({})", address,
-                                  listener.status().to_string());
+        logger("transport")
+            ->warn("auto:// listens on {} over TCP: UCX listener failed ({})", address,
+                   listener.status().to_string());
       } else if (addr.scheme == Scheme::kUcx) {
         return unavailable_error("cannot listen on " + address + ": UCX unavailable (" +
                                  impl_->ucx_failure + ")");
       } else {
-        logger("transport")->warn("auto:// listens on {} over TCP: UCX unavailable ({})", address,
-                                  impl_->ucx_failure);
+        logger("transport")
+            ->warn("auto:// listens on {} over TCP: UCX unavailable ({})", address,
+                   impl_->ucx_failure);
       }
     }
     return tcp_listen(*impl_, addr, std::move(on_accept));
@@ -236,7 +250,8 @@ bool Worker::Impl::run_queues() {
   for (int round = 0; round < 4 && !local_queue.empty(); ++round) {
     std::vector<std::function<void()>> local;
     local.swap(local_queue);
-    for (auto& fn : local) fn();
+    for (auto& fn : local)
+      fn();
     did = true;
   }
   return did;
@@ -284,7 +299,8 @@ void Worker::Impl::run() {
     bool did = run_queues();
     auto now = SteadyClock::now();
     did |= run_timers(now);
-    for (Poller* p : pollers) did |= p->progress();
+    for (Poller* p : pollers)
+      did |= p->progress();
     did |= poll_fds(0);
     if (did) {
       if (spinning) spin.caught();
@@ -333,12 +349,15 @@ void Worker::Impl::shutdown_on_loop() {
   // reports errors through deferred callbacks, so drain the queues again afterwards.
   run_queues();
   auto listeners_copy = listeners;
-  for (auto& l : listeners_copy) l->close();
+  for (auto& l : listeners_copy)
+    l->close();
   auto endpoints_copy = endpoints;
-  for (auto& e : endpoints_copy) e->fail(canceled_error("worker stopped"));
+  for (auto& e : endpoints_copy)
+    e->fail(canceled_error("worker stopped"));
   for (int i = 0; i < 16; ++i) {
     bool did = run_queues();
-    for (Poller* p : pollers) did |= p->progress();
+    for (Poller* p : pollers)
+      did |= p->progress();
     if (!did) break;
   }
   endpoints.clear();

@@ -25,14 +25,14 @@ class FdHandler {
  public:
   virtual ~FdHandler() = default;
   virtual void on_fd_events(uint32_t events) = 0;
-  // True for an fd that only wakes the loop for a Poller (UCX's event fd): its readiness is not work.
-  // It stays readable until the Poller is armed again, so counting it as work would keep the loop
-  // from ever reaching arm() and sleeping: a busy loop whatever the spin setting.
+  // True for an fd that only wakes the loop for a Poller (UCX's event fd): its readiness is not
+  // work. It stays readable until the Poller is armed again, so counting it as work would keep the
+  // loop from ever reaching arm() and sleeping: a busy loop whatever the spin setting.
   virtual bool wake_only() const { return false; }
 };
 
-// A progress engine polled by the loop (UCX): progress() returns whether it did work; arm() prepares
-// for sleeping and returns false when it must be progressed again first.
+// A progress engine polled by the loop (UCX): progress() returns whether it did work; arm()
+// prepares for sleeping and returns false when it must be progressed again first.
 class Poller {
  public:
   virtual ~Poller() = default;
@@ -54,15 +54,17 @@ struct Worker::Impl {
 
   std::mutex mu;  // guards remote_queue, timers_from_other_threads
   std::vector<std::function<void()>> remote_queue;
-  std::vector<std::function<void()>> local_queue;  // posts made on the I/O thread: no lock, no wakeup
+  std::vector<std::function<void()>>
+      local_queue;  // posts made on the I/O thread: no lock, no wakeup
 
-  // Timers: keyed by (time, id) so equal times keep insertion order. Touched on the I/O thread only;
-  // other threads go through post().
+  // Timers: keyed by (time, id) so equal times keep insertion order. Touched on the I/O thread
+  // only; other threads go through post().
   std::map<std::pair<SteadyTime, uint64_t>, std::function<void()>> timers;
   std::unordered_map<uint64_t, SteadyTime> timer_index;
   std::atomic<uint64_t> next_timer_id{1};
 
-  // epoll tokens -> handlers; a token looked up per event so a handler removed mid-batch is skipped.
+  // epoll tokens -> handlers; a token looked up per event so a handler removed mid-batch is
+  // skipped.
   std::unordered_map<uint64_t, FdHandler*> fd_handlers;
   uint64_t next_fd_token = 1;
   std::vector<Poller*> pollers;
@@ -73,7 +75,9 @@ struct Worker::Impl {
   std::unique_ptr<UcxWorker> ucx;  // created on first ucx:// use
   std::string ucx_failure;         // why ucx could not start on this worker
 
-  bool in_thread() const { return std::this_thread::get_id() == thread_id.load(std::memory_order_relaxed); }
+  bool in_thread() const {
+    return std::this_thread::get_id() == thread_id.load(std::memory_order_relaxed);
+  }
 
   // I/O thread only.
   uint64_t add_fd(int fd, uint32_t events, FdHandler* handler);

@@ -1,6 +1,7 @@
-// Device-side building blocks of the quant kernels: element loads/stores per dtype, group reductions
-// (warp shuffles plus one shared-memory hop for groups wider than a warp), and the per-group tile agent
-// that quantizes one block held in registers (one DRAM pass). The numbers all come from numeric_spec.h.
+// Device-side building blocks of the quant kernels: element loads/stores per dtype, group
+// reductions (warp shuffles plus one shared-memory hop for groups wider than a warp), and the
+// per-group tile agent that quantizes one block held in registers (one DRAM pass). The numbers all
+// come from numeric_spec.h.
 #pragma once
 
 #include <cstdint>
@@ -24,13 +25,23 @@ struct F16 {
   using Storage = uint16_t;
 };
 
-__device__ __forceinline__ float widen(F32, float x) { return x; }
-__device__ __forceinline__ float widen(BF16, uint16_t h) { return spec::bf16_to_f32(h); }
+__device__ __forceinline__ float widen(F32, float x) {
+  return x;
+}
+__device__ __forceinline__ float widen(BF16, uint16_t h) {
+  return spec::bf16_to_f32(h);
+}
 // The hardware conversion is exact (denormals included), like the software one in numeric_spec.h.
-__device__ __forceinline__ float widen(F16, uint16_t h) { return __half2float(__ushort_as_half(h)); }
+__device__ __forceinline__ float widen(F16, uint16_t h) {
+  return __half2float(__ushort_as_half(h));
+}
 
-__device__ __forceinline__ float narrow(F32, float y) { return y; }
-__device__ __forceinline__ uint16_t narrow(BF16, float y) { return spec::f32_to_bf16(y); }
+__device__ __forceinline__ float narrow(F32, float y) {
+  return y;
+}
+__device__ __forceinline__ uint16_t narrow(BF16, float y) {
+  return spec::f32_to_bf16(y);
+}
 __device__ __forceinline__ uint16_t narrow(F16, float y) {
   // __float2half_rn is IEEE RNE; NaN takes the spec's canonical encoding.
   if (isnan(y)) return static_cast<uint16_t>(((spec::float_bits(y) >> 16) & 0x8000u) | 0x7e00u);
@@ -44,7 +55,8 @@ struct Vec {
 };
 
 template <typename T>
-__device__ __forceinline__ void load_vec(T tag, const typename T::Storage* p, float (&v)[Vec<T>::kElems]) {
+__device__ __forceinline__ void load_vec(T tag, const typename T::Storage* p,
+                                         float (&v)[Vec<T>::kElems]) {
   if constexpr (sizeof(typename T::Storage) == 4) {
     float4 f = *reinterpret_cast<const float4*>(p);
     v[0] = f.x;
@@ -66,7 +78,8 @@ __device__ __forceinline__ void load_vec(T tag, const typename T::Storage* p, fl
 template <int G>
 __device__ __forceinline__ uint32_t group_max_u32(uint32_t v, uint32_t* smem) {
 #pragma unroll
-  for (int off = (G < 32 ? G : 32) / 2; off > 0; off /= 2) v = max(v, __shfl_xor_sync(0xffffffffu, v, off));
+  for (int off = (G < 32 ? G : 32) / 2; off > 0; off /= 2)
+    v = max(v, __shfl_xor_sync(0xffffffffu, v, off));
   if constexpr (G > 32) {
     const int warp = threadIdx.x / 32;
     __syncthreads();  // smem may still be read by the previous tile's combine
@@ -74,7 +87,8 @@ __device__ __forceinline__ uint32_t group_max_u32(uint32_t v, uint32_t* smem) {
     __syncthreads();
     const int first = (threadIdx.x / G) * (G / 32);
 #pragma unroll
-    for (int w = 0; w < G / 32; ++w) v = max(v, smem[first + w]);
+    for (int w = 0; w < G / 32; ++w)
+      v = max(v, smem[first + w]);
   }
   return v;
 }
@@ -112,14 +126,15 @@ template <typename T, int G, bool kAffine>
 struct BlockQuantizeAgent {
   using S = typename T::Storage;
   static constexpr int kPerThread = 16;
-  static constexpr int kVec = Vec<T>::kElems;           // elements per 16-byte load
-  static constexpr int kLoads = kPerThread / kVec;      // loads per thread
+  static constexpr int kVec = Vec<T>::kElems;       // elements per 16-byte load
+  static constexpr int kLoads = kPerThread / kVec;  // loads per thread
   static constexpr int kBlock = G * kPerThread;
 
   // `active`: this group has a block (all threads of the CTA call this, for the barriers).
-  __device__ __forceinline__ static void run(const S* __restrict__ in, uint64_t n, uint64_t block, bool active,
-                                             bool aligned, float* __restrict__ scales,
-                                             uint8_t* __restrict__ zero_points, uint8_t* __restrict__ codes,
+  __device__ __forceinline__ static void run(const S* __restrict__ in, uint64_t n, uint64_t block,
+                                             bool active, bool aligned, float* __restrict__ scales,
+                                             uint8_t* __restrict__ zero_points,
+                                             uint8_t* __restrict__ codes,
                                              unsigned long long* first_bad, int32_t* smem) {
     const int t = threadIdx.x % G;
     const uint64_t base = block * kBlock;
@@ -131,7 +146,8 @@ struct BlockQuantizeAgent {
         float w[kVec];
         load_vec(T{}, in + base + static_cast<uint64_t>(i * G + t) * kVec, w);
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) v[i * kVec + j] = w[j];
+        for (int j = 0; j < kVec; ++j)
+          v[i * kVec + j] = w[j];
       }
     } else {
 #pragma unroll
@@ -172,7 +188,8 @@ struct BlockQuantizeAgent {
     } else {
       uint32_t m = 0;
 #pragma unroll
-      for (int i = 0; i < kPerThread; ++i) m = max(m, spec::float_bits(v[i]) & spec::kAbsMask);
+      for (int i = 0; i < kPerThread; ++i)
+        m = max(m, spec::float_bits(v[i]) & spec::kAbsMask);
       m = group_max_u32<G>(m, reinterpret_cast<uint32_t*>(smem));
       spec::SymmetricParams p = spec::symmetric_params(m);
       inv = p.inv;
@@ -197,10 +214,12 @@ struct BlockQuantizeAgent {
       for (int i = 0; i < kLoads; ++i) {
         uint8_t* dst = codes + base + static_cast<uint64_t>(i * G + t) * kVec;
         if constexpr (kVec == 4) {
-          *reinterpret_cast<uchar4*>(dst) = make_uchar4(q[i * 4], q[i * 4 + 1], q[i * 4 + 2], q[i * 4 + 3]);
+          *reinterpret_cast<uchar4*>(dst) =
+              make_uchar4(q[i * 4], q[i * 4 + 1], q[i * 4 + 2], q[i * 4 + 3]);
         } else {
           uint2 w;
-          w.x = q[i * 8] | (q[i * 8 + 1] << 8) | (q[i * 8 + 2] << 16) | (static_cast<uint32_t>(q[i * 8 + 3]) << 24);
+          w.x = q[i * 8] | (q[i * 8 + 1] << 8) | (q[i * 8 + 2] << 16) |
+                (static_cast<uint32_t>(q[i * 8 + 3]) << 24);
           w.y = q[i * 8 + 4] | (q[i * 8 + 5] << 8) | (q[i * 8 + 6] << 16) |
                 (static_cast<uint32_t>(q[i * 8 + 7]) << 24);
           *reinterpret_cast<uint2*>(dst) = w;

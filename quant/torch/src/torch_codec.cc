@@ -1,5 +1,3 @@
-#include <hivemind/quant/torch_codec.h>
-
 #include <atomic>
 #include <cstring>
 #include <vector>
@@ -8,6 +6,7 @@
 
 #include <hivemind/common/logging.h>
 #include <hivemind/quant/cpu_kernels.h>
+#include <hivemind/quant/torch_codec.h>
 
 #ifdef HIVEMIND_QUANT_TORCH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -20,13 +19,18 @@
 namespace hivemind::quant {
 namespace {
 
-std::span<const int64_t> shape_of(const torch::Tensor& t) { return {t.sizes().data(), t.sizes().size()}; }
+std::span<const int64_t> shape_of(const torch::Tensor& t) {
+  return {t.sizes().data(), t.sizes().size()};
+}
 
-std::vector<int64_t> shape_vector(const DecodedHeader& h) { return h.shape; }
+std::vector<int64_t> shape_vector(const DecodedHeader& h) {
+  return h.shape;
+}
 
 Status check_layout(const torch::Tensor& t) {
   if (!t.defined()) return invalid_argument_error("quant: undefined tensor");
-  if (t.is_sparse() || t.is_quantized()) return invalid_argument_error("quant: sparse or quantized tensors are not supported");
+  if (t.is_sparse() || t.is_quantized())
+    return invalid_argument_error("quant: sparse or quantized tensors are not supported");
   return Status::ok();
 }
 
@@ -34,7 +38,8 @@ void warn_host_round_trip_once() {
   static std::atomic<bool> warned{false};
   if (!warned.exchange(true)) {
     logger("quant")->warn(
-        "quant_torch: built without the CUDA kernels (or with a CPU LibTorch): CUDA tensors are encoded and "
+        "quant_torch: built without the CUDA kernels (or with a CPU LibTorch): CUDA tensors are "
+        "encoded and "
         "decoded through host memory");
   }
 }
@@ -45,17 +50,19 @@ Result<DType> out_dtype_for(const DecodedHeader& h, std::optional<c10::ScalarTyp
     HIVEMIND_ASSIGN_OR_RETURN(out, dtype_from_torch(*requested));
   }
   if (!decodable_as(h, out)) {
-    return invalid_argument_error(fmt::format("quant: a {} tensor cannot be decoded as {}", dtype_name(h.src_dtype),
-                                              dtype_name(out)));
+    return invalid_argument_error(fmt::format("quant: a {} tensor cannot be decoded as {}",
+                                              dtype_name(h.src_dtype), dtype_name(out)));
   }
   return out;
 }
 
-Result<torch::Tensor> decode_host(std::span<const uint8_t> encoded, std::optional<c10::ScalarType> dtype,
+Result<torch::Tensor> decode_host(std::span<const uint8_t> encoded,
+                                  std::optional<c10::ScalarType> dtype,
                                   const DecodeLimits& limits) {
   HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h, decode_header(encoded, limits));
   HIVEMIND_ASSIGN_OR_RETURN(DType out, out_dtype_for(h, dtype));
-  torch::Tensor result = torch::empty(shape_vector(h), torch::TensorOptions().dtype(dtype_to_torch(out)));
+  torch::Tensor result =
+      torch::empty(shape_vector(h), torch::TensorOptions().dtype(dtype_to_torch(out)));
   auto* bytes = static_cast<uint8_t*>(result.data_ptr());
   HIVEMIND_RETURN_IF_ERROR(decode(h, encoded, out, {bytes, h.numel * dtype_size(out)}));
   if (h.requires_grad && is_floating(out)) result.set_requires_grad(true);
@@ -68,52 +75,61 @@ Status cuda_status(cudaError_t err, const char* what) {
   return internal_error(fmt::format("quant_torch: {}: {}", what, cudaGetErrorString(err)));
 }
 
-Result<torch::Tensor> encode_cuda(const torch::Tensor& contiguous, DType dtype, const EncodeOptions& options,
-                                  bool requires_grad) {
+Result<torch::Tensor> encode_cuda(const torch::Tensor& contiguous, DType dtype,
+                                  const EncodeOptions& options, bool requires_grad) {
   c10::cuda::CUDAGuard guard(contiguous.device());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(contiguous.device().index()).stream();
   auto* s = reinterpret_cast<cuda::Stream>(stream);
   HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h,
                             plan_encoding(dtype, shape_of(contiguous), requires_grad, options));
-  torch::Tensor out = torch::empty({static_cast<int64_t>(h.total_bytes)}, contiguous.options().dtype(torch::kUInt8));
+  torch::Tensor out = torch::empty({static_cast<int64_t>(h.total_bytes)},
+                                   contiguous.options().dtype(torch::kUInt8));
   auto* o = static_cast<uint8_t*>(out.data_ptr());
   std::vector<uint8_t> header(h.scales_offset);
-  HIVEMIND_RETURN_IF_ERROR(write_header(dtype, shape_of(contiguous), requires_grad, options, header));
-  HIVEMIND_RETURN_IF_ERROR(cuda_status(
-      cudaMemcpyAsync(o, header.data(), header.size(), cudaMemcpyHostToDevice, stream), "header upload"));
+  HIVEMIND_RETURN_IF_ERROR(
+      write_header(dtype, shape_of(contiguous), requires_grad, options, header));
+  HIVEMIND_RETURN_IF_ERROR(
+      cuda_status(cudaMemcpyAsync(o, header.data(), header.size(), cudaMemcpyHostToDevice, stream),
+                  "header upload"));
   // Padding between the sections must be zero, as on the CPU path.
   HIVEMIND_RETURN_IF_ERROR(cuda_status(
-      cudaMemsetAsync(o + h.scales_offset, 0, h.payload_offset - h.scales_offset, stream), "padding"));
+      cudaMemsetAsync(o + h.scales_offset, 0, h.payload_offset - h.scales_offset, stream),
+      "padding"));
   const void* in = contiguous.data_ptr();
   uint8_t* payload = o + h.payload_offset;
   switch (h.scheme) {
     case Scheme::kNone:
       if (h.payload_bytes > 0) {
         HIVEMIND_RETURN_IF_ERROR(cuda_status(
-            cudaMemcpyAsync(payload, in, h.payload_bytes, cudaMemcpyDeviceToDevice, stream), "payload copy"));
+            cudaMemcpyAsync(payload, in, h.payload_bytes, cudaMemcpyDeviceToDevice, stream),
+            "payload copy"));
       }
       break;
     case Scheme::kFloat16:
-      HIVEMIND_RETURN_IF_ERROR(cuda::convert(in, dtype, h.numel, payload, DType::kFloat16, true, s));
+      HIVEMIND_RETURN_IF_ERROR(
+          cuda::convert(in, dtype, h.numel, payload, DType::kFloat16, true, s));
       break;
     case Scheme::kBFloat16:
-      HIVEMIND_RETURN_IF_ERROR(cuda::convert(in, dtype, h.numel, payload, DType::kBFloat16, false, s));
+      HIVEMIND_RETURN_IF_ERROR(
+          cuda::convert(in, dtype, h.numel, payload, DType::kBFloat16, false, s));
       break;
     default: {
       torch::Tensor workspace = torch::empty({static_cast<int64_t>(cuda::kWorkspaceBytes)},
                                              contiguous.options().dtype(torch::kUInt8));
       uint8_t* zps = h.scheme == Scheme::kBlockAffineU8 ? o + h.zero_points_offset : nullptr;
       HIVEMIND_RETURN_IF_ERROR(cuda::quantize(in, dtype, h.numel, h.scheme, options.block_size,
-                                              reinterpret_cast<float*>(o + h.scales_offset), zps, payload,
-                                              workspace.data_ptr(), s));
-      HIVEMIND_RETURN_IF_ERROR(cuda::finish_quantize(workspace.data_ptr(), h.scheme, h.numel, options.block_size, s));
+                                              reinterpret_cast<float*>(o + h.scales_offset), zps,
+                                              payload, workspace.data_ptr(), s));
+      HIVEMIND_RETURN_IF_ERROR(
+          cuda::finish_quantize(workspace.data_ptr(), h.scheme, h.numel, options.block_size, s));
       break;
     }
   }
   return out;
 }
 
-Result<torch::Tensor> decode_cuda(const torch::Tensor& encoded, std::optional<c10::ScalarType> dtype,
+Result<torch::Tensor> decode_cuda(const torch::Tensor& encoded,
+                                  std::optional<c10::ScalarType> dtype,
                                   const DecodeLimits& limits) {
   torch::Tensor enc = encoded;
   // The kernels read scales as floats and codes as 16-byte vectors: the buffer must start aligned.
@@ -124,13 +140,15 @@ Result<torch::Tensor> decode_cuda(const torch::Tensor& encoded, std::optional<c1
   const auto* e = static_cast<const uint8_t*>(enc.data_ptr());
   const uint64_t total = static_cast<uint64_t>(enc.numel());
   std::vector<uint8_t> prefix(std::min<uint64_t>(total, kFixedHeaderBytes));
-  HIVEMIND_RETURN_IF_ERROR(cuda_status(cudaMemcpyAsync(prefix.data(), e, prefix.size(), cudaMemcpyDeviceToHost, stream),
-                                       "header download"));
+  HIVEMIND_RETURN_IF_ERROR(
+      cuda_status(cudaMemcpyAsync(prefix.data(), e, prefix.size(), cudaMemcpyDeviceToHost, stream),
+                  "header download"));
   HIVEMIND_RETURN_IF_ERROR(cuda_status(cudaStreamSynchronize(stream), "header download"));
   HIVEMIND_ASSIGN_OR_RETURN(uint64_t extent, header_extent(prefix, total, limits));
   prefix.resize(extent);
-  HIVEMIND_RETURN_IF_ERROR(cuda_status(cudaMemcpyAsync(prefix.data(), e, extent, cudaMemcpyDeviceToHost, stream),
-                                       "scales download"));
+  HIVEMIND_RETURN_IF_ERROR(
+      cuda_status(cudaMemcpyAsync(prefix.data(), e, extent, cudaMemcpyDeviceToHost, stream),
+                  "scales download"));
   HIVEMIND_RETURN_IF_ERROR(cuda_status(cudaStreamSynchronize(stream), "scales download"));
   HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h, decode_header(prefix, total, limits));
   HIVEMIND_ASSIGN_OR_RETURN(DType out, out_dtype_for(h, dtype));
@@ -142,21 +160,26 @@ Result<torch::Tensor> decode_cuda(const torch::Tensor& encoded, std::optional<c1
       case Scheme::kNone:
         if (out == h.src_dtype) {
           HIVEMIND_RETURN_IF_ERROR(cuda_status(
-              cudaMemcpyAsync(o, payload, h.payload_bytes, cudaMemcpyDeviceToDevice, stream), "payload copy"));
+              cudaMemcpyAsync(o, payload, h.payload_bytes, cudaMemcpyDeviceToDevice, stream),
+              "payload copy"));
         } else {
           HIVEMIND_RETURN_IF_ERROR(cuda::convert(payload, h.src_dtype, h.numel, o, out, false, s));
         }
         break;
       case Scheme::kFloat16:
-        HIVEMIND_RETURN_IF_ERROR(cuda::convert(payload, DType::kFloat16, h.numel, o, out, false, s));
+        HIVEMIND_RETURN_IF_ERROR(
+            cuda::convert(payload, DType::kFloat16, h.numel, o, out, false, s));
         break;
       case Scheme::kBFloat16:
-        HIVEMIND_RETURN_IF_ERROR(cuda::convert(payload, DType::kBFloat16, h.numel, o, out, false, s));
+        HIVEMIND_RETURN_IF_ERROR(
+            cuda::convert(payload, DType::kBFloat16, h.numel, o, out, false, s));
         break;
       default: {
-        const uint8_t* zps = h.scheme == Scheme::kBlockAffineU8 ? e + h.zero_points_offset : nullptr;
-        HIVEMIND_RETURN_IF_ERROR(cuda::dequantize(payload, reinterpret_cast<const float*>(e + h.scales_offset), zps,
-                                                  h.numel, h.scheme, h.block_size, o, out, s));
+        const uint8_t* zps =
+            h.scheme == Scheme::kBlockAffineU8 ? e + h.zero_points_offset : nullptr;
+        HIVEMIND_RETURN_IF_ERROR(
+            cuda::dequantize(payload, reinterpret_cast<const float*>(e + h.scales_offset), zps,
+                             h.numel, h.scheme, h.block_size, o, out, s));
         break;
       }
     }
@@ -178,26 +201,42 @@ bool torch_cuda_on_device() {
 
 Result<DType> dtype_from_torch(c10::ScalarType type) {
   switch (type) {
-    case torch::kFloat32: return DType::kFloat32;
-    case torch::kFloat16: return DType::kFloat16;
-    case torch::kBFloat16: return DType::kBFloat16;
-    case torch::kInt64: return DType::kInt64;
-    case torch::kInt32: return DType::kInt32;
-    case torch::kUInt8: return DType::kUInt8;
-    case torch::kBool: return DType::kBool;
-    default: return invalid_argument_error(fmt::format("quant: unsupported tensor dtype {}", c10::toString(type)));
+    case torch::kFloat32:
+      return DType::kFloat32;
+    case torch::kFloat16:
+      return DType::kFloat16;
+    case torch::kBFloat16:
+      return DType::kBFloat16;
+    case torch::kInt64:
+      return DType::kInt64;
+    case torch::kInt32:
+      return DType::kInt32;
+    case torch::kUInt8:
+      return DType::kUInt8;
+    case torch::kBool:
+      return DType::kBool;
+    default:
+      return invalid_argument_error(
+          fmt::format("quant: unsupported tensor dtype {}", c10::toString(type)));
   }
 }
 
 c10::ScalarType dtype_to_torch(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return torch::kFloat32;
-    case DType::kFloat16: return torch::kFloat16;
-    case DType::kBFloat16: return torch::kBFloat16;
-    case DType::kInt64: return torch::kInt64;
-    case DType::kInt32: return torch::kInt32;
-    case DType::kUInt8: return torch::kUInt8;
-    case DType::kBool: return torch::kBool;
+    case DType::kFloat32:
+      return torch::kFloat32;
+    case DType::kFloat16:
+      return torch::kFloat16;
+    case DType::kBFloat16:
+      return torch::kBFloat16;
+    case DType::kInt64:
+      return torch::kInt64;
+    case DType::kInt32:
+      return torch::kInt32;
+    case DType::kUInt8:
+      return torch::kUInt8;
+    case DType::kBool:
+      return torch::kBool;
   }
   return torch::kFloat32;
 }
@@ -208,7 +247,8 @@ Result<size_t> encoded_size(const torch::Tensor& tensor, const EncodeOptions& op
   return encoded_size(dtype, shape_of(tensor), options);
 }
 
-Status encode_tensor_into(const torch::Tensor& tensor, const EncodeOptions& options, std::span<uint8_t> out) {
+Status encode_tensor_into(const torch::Tensor& tensor, const EncodeOptions& options,
+                          std::span<uint8_t> out) {
   HIVEMIND_RETURN_IF_ERROR(check_layout(tensor));
   HIVEMIND_ASSIGN_OR_RETURN(DType dtype, dtype_from_torch(tensor.scalar_type()));
   if (tensor.is_cuda()) {
@@ -240,22 +280,25 @@ Result<torch::Tensor> encode_tensor(const torch::Tensor& tensor, const EncodeOpt
 #endif
   }
   HIVEMIND_ASSIGN_OR_RETURN(size_t size, encoded_size(dtype, shape_of(c), options));
-  torch::Tensor out = torch::empty({static_cast<int64_t>(size)}, torch::TensorOptions().dtype(torch::kUInt8));
+  torch::Tensor out =
+      torch::empty({static_cast<int64_t>(size)}, torch::TensorOptions().dtype(torch::kUInt8));
   TensorView view{c.data_ptr(), dtype, shape_of(c), tensor.requires_grad()};
   HIVEMIND_RETURN_IF_ERROR(encode(view, options, {static_cast<uint8_t*>(out.data_ptr()), size}));
   return out;
 }
 
 Result<torch::Tensor> decode_tensor(std::span<const uint8_t> encoded, torch::Device device,
-                                    std::optional<c10::ScalarType> dtype, const DecodeLimits& limits) {
+                                    std::optional<c10::ScalarType> dtype,
+                                    const DecodeLimits& limits) {
   if (device.is_cpu()) return decode_host(encoded, dtype, limits);
-  if (!device.is_cuda()) return invalid_argument_error("quant: decode supports CPU and CUDA devices");
+  if (!device.is_cuda())
+    return invalid_argument_error("quant: decode supports CPU and CUDA devices");
 #ifdef HIVEMIND_QUANT_TORCH_CUDA
   // Validate on the host first so malformed bytes never reach the device.
   HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h, decode_header(encoded, limits));
   (void)h;
-  torch::Tensor host = torch::from_blob(const_cast<uint8_t*>(encoded.data()), {static_cast<int64_t>(encoded.size())},
-                                        torch::kUInt8);
+  torch::Tensor host = torch::from_blob(const_cast<uint8_t*>(encoded.data()),
+                                        {static_cast<int64_t>(encoded.size())}, torch::kUInt8);
   return decode_tensor(host.to(device), dtype, limits);
 #else
   warn_host_round_trip_once();
@@ -269,7 +312,8 @@ Result<torch::Tensor> decode_tensor(std::span<const uint8_t> encoded, torch::Dev
 
 namespace {
 // The header when decoding `encoded` as `dtype` is a view of its payload; nullopt otherwise.
-std::optional<DecodedHeader> aliasable_header(std::span<const uint8_t> encoded, std::optional<c10::ScalarType> dtype,
+std::optional<DecodedHeader> aliasable_header(std::span<const uint8_t> encoded,
+                                              std::optional<c10::ScalarType> dtype,
                                               const DecodeLimits& limits) {
   auto h = decode_header(encoded, limits);
   if (!h.is_ok() || h->scheme != Scheme::kNone) return std::nullopt;
@@ -286,23 +330,28 @@ bool decode_aliases(std::span<const uint8_t> encoded, std::optional<c10::ScalarT
   return aliasable_header(encoded, dtype, limits).has_value();
 }
 
-Result<torch::Tensor> decode_tensor_borrowing(std::span<uint8_t> encoded, std::shared_ptr<void> owner,
-                                              std::optional<c10::ScalarType> dtype, const DecodeLimits& limits) {
+Result<torch::Tensor> decode_tensor_borrowing(std::span<uint8_t> encoded,
+                                              std::shared_ptr<void> owner,
+                                              std::optional<c10::ScalarType> dtype,
+                                              const DecodeLimits& limits) {
   auto h = aliasable_header(encoded, dtype, limits);
   if (!h) return decode_host(encoded, dtype, limits);
   torch::Tensor view;
   try {
-    view = torch::from_blob(encoded.data() + h->payload_offset, shape_vector(*h),
-                            [owner = std::move(owner)](void*) mutable { owner.reset(); },
-                            torch::TensorOptions().dtype(dtype_to_torch(h->src_dtype)));
+    view = torch::from_blob(
+        encoded.data() + h->payload_offset, shape_vector(*h),
+        [owner = std::move(owner)](void*) mutable { owner.reset(); },
+        torch::TensorOptions().dtype(dtype_to_torch(h->src_dtype)));
   } catch (const c10::Error& e) {
-    return internal_error(fmt::format("quant: viewing a decoded tensor: {}", e.what_without_backtrace()));
+    return internal_error(
+        fmt::format("quant: viewing a decoded tensor: {}", e.what_without_backtrace()));
   }
   if (h->requires_grad && is_floating(h->src_dtype)) view.set_requires_grad(true);
   return view;
 }
 
-Result<torch::Tensor> decode_tensor(const torch::Tensor& encoded, std::optional<c10::ScalarType> dtype,
+Result<torch::Tensor> decode_tensor(const torch::Tensor& encoded,
+                                    std::optional<c10::ScalarType> dtype,
                                     const DecodeLimits& limits) {
   HIVEMIND_RETURN_IF_ERROR(check_layout(encoded));
   if (encoded.scalar_type() != torch::kUInt8 || encoded.dim() != 1) {
@@ -321,7 +370,8 @@ Result<torch::Tensor> decode_tensor(const torch::Tensor& encoded, std::optional<
     return moved;
 #endif
   }
-  return decode_host({static_cast<const uint8_t*>(c.data_ptr()), static_cast<size_t>(c.numel())}, dtype, limits);
+  return decode_host({static_cast<const uint8_t*>(c.data_ptr()), static_cast<size_t>(c.numel())},
+                     dtype, limits);
 }
 
 }  // namespace hivemind::quant

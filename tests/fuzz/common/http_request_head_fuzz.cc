@@ -1,4 +1,5 @@
-// parse_http_request_head on arbitrary bytes: never crashes, and what it accepts is self-consistent.
+// parse_http_request_head on arbitrary bytes: never crashes, and what it accepts is
+// self-consistent.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -10,7 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto request = hivemind::parse_http_request_head(bytes);
   if (request.is_ok()) {
     // Accepted heads have the shape the server relies on.
-    if (request->method.empty() || request->target.empty() || request->target[0] != '/') std::abort();
+    if (request->method.empty() || request->target.empty() || request->target[0] != '/')
+      std::abort();
     if (request->version != "HTTP/1.1" && request->version != "HTTP/1.0") std::abort();
   }
   return 0;

@@ -46,8 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check_round_trip(input, WireLimits{});
   (void)wire::decode_header(input, WireLimits{});
 
-  // Limits that never refuse, so every input reaches the handlers (rate limiting and clock skew have
-  // unit tests of their own).
+  // Limits that never refuse, so every input reaches the handlers (rate limiting and clock skew
+  // have unit tests of their own).
   static NodeOptions options = [] {
     NodeOptions o;
     o.rate.per_peer_per_second = o.rate.global_per_second = 1e12;
@@ -56,7 +56,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   static ManualClock clock(1'700'000'000'000);
   static NullNetwork network;
-  static Node node(options, Contact{NodeId::from_key("fuzz"), "tcp://10.0.0.1:21000"}, clock, network, 1);
+  static Node node(options, Contact{NodeId::from_key("fuzz"), "tcp://10.0.0.1:21000"}, clock,
+                   network, 1);
   auto reply = node.handle_request(input);
   if (!wire::decode(reply, NodeOptions{}.wire).is_ok()) __builtin_trap();
 

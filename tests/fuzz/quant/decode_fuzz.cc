@@ -1,6 +1,6 @@
-// Fuzz target of the quant wire decoder: any bytes either parse into a header whose every offset lies
-// inside the buffer, or are refused with an error; decoding a parsed buffer into every accepted dtype
-// never reads or writes out of bounds (ASan) and never hangs.
+// Fuzz target of the quant wire decoder: any bytes either parse into a header whose every offset
+// lies inside the buffer, or are refused with an error; decoding a parsed buffer into every
+// accepted dtype never reads or writes out of bounds (ASan) and never hangs.
 #include <cstdint>
 #include <cstdlib>
 #include <span>
@@ -17,15 +17,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto header = decode_header(bytes, limits);
   if (!header.is_ok()) return 0;
   const DecodedHeader& h = *header;
-  if (h.total_bytes != size || h.payload_offset + h.payload_bytes != size || h.scales_offset > h.payload_offset ||
-      h.zero_points_offset > h.payload_offset || h.numel > limits.max_numel) {
+  if (h.total_bytes != size || h.payload_offset + h.payload_bytes != size ||
+      h.scales_offset > h.payload_offset || h.zero_points_offset > h.payload_offset ||
+      h.numel > limits.max_numel) {
     std::abort();  // a parsed header must describe exactly these bytes
   }
-  for (DType out : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt64, DType::kInt32, DType::kUInt8,
-                    DType::kBool}) {
+  for (DType out : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt64,
+                    DType::kInt32, DType::kUInt8, DType::kBool}) {
     if (!decodable_as(h, out)) continue;
     std::vector<uint8_t> buffer(h.numel * dtype_size(out));
-    if (!decode(h, bytes, out, buffer, CpuOptions{1}).is_ok()) std::abort();  // a valid header always decodes
+    if (!decode(h, bytes, out, buffer, CpuOptions{1}).is_ok())
+      std::abort();  // a valid header always decodes
   }
   return 0;
 }

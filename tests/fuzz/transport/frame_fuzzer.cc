@@ -22,17 +22,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = encode_frame(h, frame->method, frame->metadata, payloads);
     // Memory types are not carried by encode_frame (host only), so compare when all are host.
     bool all_host = true;
-    for (const auto& d : frame->descriptors) all_host &= d.memory_type == MemoryType::kHost;
-    if (all_host && (again.size() != size || std::memcmp(again.data(), data, size) != 0)) std::abort();
+    for (const auto& d : frame->descriptors)
+      all_host &= d.memory_type == MemoryType::kHost;
+    if (all_host && (again.size() != size || std::memcmp(again.data(), data, size) != 0))
+      std::abort();
   }
   // The piecewise decoder the TCP backend uses must agree with the whole-frame decoder.
   if (size >= kFrameHeaderSize) {
     auto header = decode_header(bytes, limits);
-    if (header.is_ok() && size >= header->prefix_len() && (header->flags & kFrameFlagSplitMetadata) == 0) {
+    if (header.is_ok() && size >= header->prefix_len() &&
+        (header->flags & kFrameFlagSplitMetadata) == 0) {
       std::vector<TensorDescriptor> descs;
-      auto st = decode_descriptors(bytes.subspan(kFrameHeaderSize + header->method_len,
-                                                 size_t{header->tensor_count} * kTensorDescriptorSize),
-                                   *header, limits, descs);
+      auto st =
+          decode_descriptors(bytes.subspan(kFrameHeaderSize + header->method_len,
+                                           size_t{header->tensor_count} * kTensorDescriptorSize),
+                             *header, limits, descs);
       if (frame.is_ok() && !st.is_ok()) std::abort();
     } else if (frame.is_ok()) {
       std::abort();

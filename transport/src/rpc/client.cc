@@ -1,13 +1,13 @@
-#include <hivemind/transport/rpc/client.h>
-
 #include <deque>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
+
 #include <hivemind/common/logging.h>
 #include <hivemind/transport/address.h>
+#include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/staging.h>
 
 namespace hivemind::transport::rpc {
@@ -71,7 +71,9 @@ struct Client::State : std::enable_shared_from_this<Client::State> {
 };
 
 namespace {
-uint64_t request_bytes(const Message& m) { return m.metadata.size() + m.payload_bytes(); }
+uint64_t request_bytes(const Message& m) {
+  return m.metadata.size() + m.payload_bytes();
+}
 }  // namespace
 
 std::shared_ptr<Client> Client::create(std::shared_ptr<Worker> worker, ClientOptions options) {
@@ -81,7 +83,9 @@ std::shared_ptr<Client> Client::create(std::shared_ptr<Worker> worker, ClientOpt
   return std::shared_ptr<Client>(new Client(std::move(state)));
 }
 
-Client::~Client() { close(); }
+Client::~Client() {
+  close();
+}
 
 namespace {
 // Whether `address` ends on a wire that takes device pointers (CUDA-aware UCX).
@@ -92,17 +96,23 @@ bool wire_takes_device_memory(const Context& context, const std::string& address
 }
 }  // namespace
 
-CallId Client::call(const std::string& address, std::string_view method, Message request, Deadline deadline,
-                    CallCallback callback, Allocator response_allocator) {
+CallId Client::call(const std::string& address, std::string_view method, Message request,
+                    Deadline deadline, CallCallback callback, Allocator response_allocator) {
   bool has_device = false;
-  for (const auto& t : request.tensors) has_device |= !t.is_host();
+  for (const auto& t : request.tensors)
+    has_device |= !t.is_host();
   if (has_device && !wire_takes_device_memory(*state_->worker->context(), address)) {
     // Never hand device memory to a wire that would read it as host memory: stage it through pinned
     // memory here, on the caller's thread (the copies block; the I/O thread never does them).
     auto staged = state_->staging_pool().and_then_stage(request);
     if (!staged.is_ok()) {
-      Status st = staged.status().with_context(fmt::format("rpc '{}' to {}: staging device tensors", method, address));
-      if (!state_->worker->post([callback, st] { if (callback) callback(st); }) && callback) callback(st);
+      Status st = staged.status().with_context(
+          fmt::format("rpc '{}' to {}: staging device tensors", method, address));
+      if (!state_->worker->post([callback, st] {
+            if (callback) callback(st);
+          }) &&
+          callback)
+        callback(st);
       return state_->next_id.fetch_add(1);
     }
     request = std::move(staged).value();
@@ -128,20 +138,23 @@ CallId Client::call(const std::string& address, std::string_view method, Message
     }
   });
   if (!posted) {
-    // No I/O thread left to complete it: the only case where the callback runs on the caller's thread.
+    // No I/O thread left to complete it: the only case where the callback runs on the caller's
+    // thread.
     state_->pending_count.fetch_sub(1);
     if (boxed->callback) boxed->callback(canceled_error("rpc worker stopped"));
   }
   return id;
 }
 
-std::future<Result<Message>> Client::call(const std::string& address, std::string_view method, Message request,
-                                          Deadline deadline, Allocator response_allocator) {
+std::future<Result<Message>> Client::call(const std::string& address, std::string_view method,
+                                          Message request, Deadline deadline,
+                                          Allocator response_allocator) {
   auto promise = std::make_shared<std::promise<Result<Message>>>();
   auto future = promise->get_future();
-  call(address, method, std::move(request), deadline,
-       [promise](Result<Message> result) { promise->set_value(std::move(result)); },
-       std::move(response_allocator));
+  call(
+      address, method, std::move(request), deadline,
+      [promise](Result<Message> result) { promise->set_value(std::move(result)); },
+      std::move(response_allocator));
   return future;
 }
 
@@ -153,7 +166,8 @@ void Client::cancel(CallId id) {
     auto it = s->calls.find(id);
     if (it == s->calls.end()) return;
     if (it->second.started) s->send_cancel(it->second, id);
-    s->finish(id, canceled_error(fmt::format("rpc '{}' canceled by the caller", it->second.method)));
+    s->finish(id,
+              canceled_error(fmt::format("rpc '{}' canceled by the caller", it->second.method)));
   });
 }
 
@@ -162,15 +176,20 @@ void Client::close() {
   state->worker->run_sync([state] { state->close_all(); });
 }
 
-size_t Client::pending() const { return state_->pending_count.load(); }
+size_t Client::pending() const {
+  return state_->pending_count.load();
+}
 
 void Client::State::close_all() {
   if (closed) return;
   closed = true;
   std::vector<CallId> ids;
-  for (auto& [id, c] : calls) ids.push_back(id);
-  for (CallId id : ids) finish(id, canceled_error("rpc client closed"));
-  for (auto& [addr, conn] : conns) conn->ep->close();
+  for (auto& [id, c] : calls)
+    ids.push_back(id);
+  for (CallId id : ids)
+    finish(id, canceled_error("rpc client closed"));
+  for (auto& [addr, conn] : conns)
+    conn->ep->close();
   conns.clear();
 }
 
@@ -181,13 +200,13 @@ void Client::State::submit(CallId id, Call call) {
   };
   if (closed) return fail_now(canceled_error("rpc client closed"));
   if (call.deadline.expired()) {
-    return fail_now(timeout_error(fmt::format("rpc '{}' to {}: deadline passed before sending", call.method,
-                                              call.address)));
+    return fail_now(timeout_error(
+        fmt::format("rpc '{}' to {}: deadline passed before sending", call.method, call.address)));
   }
   if (queued_bytes > 0 && queued_bytes + call.bytes > options.max_queued_bytes) {
     return fail_now(unavailable_error(fmt::format(
-        "rpc '{}' to {}: {} request bytes would exceed the client's limit of {} queued bytes", call.method,
-        call.address, call.bytes, options.max_queued_bytes)));
+        "rpc '{}' to {}: {} request bytes would exceed the client's limit of {} queued bytes",
+        call.method, call.address, call.bytes, options.max_queued_bytes)));
   }
   queued_bytes += call.bytes;
   if (!call.deadline.is_never()) {
@@ -197,8 +216,10 @@ void Client::State::submit(CallId id, Call call) {
     });
   }
   calls.emplace(id, std::move(call));
-  if (in_flight < options.max_in_flight) start(id);
-  else waiting.push_back(id);
+  if (in_flight < options.max_in_flight)
+    start(id);
+  else
+    waiting.push_back(id);
 }
 
 Result<std::shared_ptr<Client::State::Conn>> Client::State::connection(const std::string& address) {
@@ -212,12 +233,15 @@ Result<std::shared_ptr<Client::State::Conn>> Client::State::connection(const std
   std::weak_ptr<State> weak = shared_from_this();
   std::weak_ptr<Conn> weak_conn = conn;
   EndpointCallbacks cb;
-  cb.allocate = [weak, weak_conn](const FrameHeader& h, const IncomingFrame& in) -> Result<std::vector<Buffer>> {
+  cb.allocate = [weak, weak_conn](const FrameHeader& h,
+                                  const IncomingFrame& in) -> Result<std::vector<Buffer>> {
     auto s = weak.lock();
     auto c = weak_conn.lock();
-    if (!s || !c || h.kind != FrameKind::kResponse) return canceled_error("no call awaits this frame");
+    if (!s || !c || h.kind != FrameKind::kResponse)
+      return canceled_error("no call awaits this frame");
     auto it = s->calls.find(h.request_id);
-    if (it == s->calls.end() || it->second.conn != c) return canceled_error("late reply: the call already completed");
+    if (it == s->calls.end() || it->second.conn != c)
+      return canceled_error("late reply: the call already completed");
     return it->second.allocator(in);
   };
   cb.on_frame = [weak, weak_conn](ReceivedFrame frame) {
@@ -228,11 +252,12 @@ Result<std::shared_ptr<Client::State::Conn>> Client::State::connection(const std
     auto it = s->calls.find(frame.header.request_id);
     if (it == s->calls.end() || it->second.conn != c) return;  // late reply to a finished call
     if (!frame.refused.is_ok()) {
-      s->finish(frame.header.request_id, frame.refused.with_context(
-                                             fmt::format("rpc '{}': response refused", it->second.method)));
+      s->finish(frame.header.request_id, frame.refused.with_context(fmt::format(
+                                             "rpc '{}': response refused", it->second.method)));
     } else if (frame.header.kind == FrameKind::kError) {
       std::string text(frame.message.metadata.begin(), frame.message.metadata.end());
-      s->finish(frame.header.request_id, Status(static_cast<StatusCode>(frame.header.status), std::move(text)));
+      s->finish(frame.header.request_id,
+                Status(static_cast<StatusCode>(frame.header.status), std::move(text)));
     } else {
       s->finish(frame.header.request_id, std::move(frame.message));
     }
@@ -247,7 +272,8 @@ Result<std::shared_ptr<Client::State::Conn>> Client::State::connection(const std
     for (CallId id : ids) {
       auto call = s->calls.find(id);
       if (call == s->calls.end()) continue;
-      s->finish(id, st.with_context(fmt::format("rpc '{}' to {}", call->second.method, c->address)));
+      s->finish(id,
+                st.with_context(fmt::format("rpc '{}' to {}", call->second.method, c->address)));
     }
   };
   HIVEMIND_ASSIGN_OR_RETURN(conn->ep, worker->connect(address, std::move(cb)));
@@ -282,7 +308,8 @@ void Client::State::start(CallId id) {
     if (!st.is_ok()) {
       auto it = s->calls.find(id);
       if (it != s->calls.end()) {
-        s->finish(id, st.with_context(fmt::format("rpc '{}' to {}", it->second.method, it->second.address)));
+        s->finish(id, st.with_context(
+                          fmt::format("rpc '{}' to {}", it->second.method, it->second.address)));
       }
     }
   });
@@ -328,7 +355,8 @@ void Client::State::on_timeout(CallId id) {
   if (it == calls.end()) return;
   it->second.timer = 0;
   if (it->second.started) send_cancel(it->second, id);
-  std::string what = fmt::format("rpc '{}' to {} exceeded its deadline", it->second.method, it->second.address);
+  std::string what =
+      fmt::format("rpc '{}' to {} exceeded its deadline", it->second.method, it->second.address);
   finish(id, timeout_error(std::move(what)));
 }
 

@@ -1,12 +1,12 @@
-#include <hivemind/transport/rpc/server.h>
-
 #include <atomic>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
+
 #include <hivemind/common/logging.h>
 #include <hivemind/transport/frame.h>
+#include <hivemind/transport/rpc/server.h>
 
 namespace hivemind::transport::rpc {
 
@@ -16,7 +16,8 @@ constexpr size_t kMaxErrorText = 4096;
 uint64_t wire_size(const OutgoingFrame& f) {
   uint64_t n = kFrameHeaderSize + f.method.size() + f.message.metadata.size() +
                uint64_t{kTensorDescriptorSize} * f.message.tensors.size();
-  for (const Buffer& t : f.message.tensors) n += t.size();
+  for (const Buffer& t : f.message.tensors)
+    n += t.size();
   return n;
 }
 
@@ -72,7 +73,8 @@ Responder::Responder(Responder&&) noexcept = default;
 Responder& Responder::operator=(Responder&& other) noexcept {
   if (this != &other) {
     if (state_ && !state_->replied.load()) {
-      reply(internal_error(fmt::format("handler of '{}' dropped the request without replying", state_->method)));
+      reply(internal_error(
+          fmt::format("handler of '{}' dropped the request without replying", state_->method)));
     }
     state_ = std::move(other.state_);
   }
@@ -81,16 +83,20 @@ Responder& Responder::operator=(Responder&& other) noexcept {
 
 Responder::~Responder() {
   if (state_ && !state_->replied.load()) {
-    reply(internal_error(fmt::format("handler of '{}' dropped the request without replying", state_->method)));
+    reply(internal_error(
+        fmt::format("handler of '{}' dropped the request without replying", state_->method)));
   }
 }
 
-bool Responder::replied() const { return state_ && state_->replied.load(); }
+bool Responder::replied() const {
+  return state_ && state_->replied.load();
+}
 
 void Responder::reply(Result<Message> response) {
   if (!state_) return;
   if (state_->replied.exchange(true)) {
-    logger("transport")->warn("second reply to '{}' request {} ignored", state_->method, state_->request_id);
+    logger("transport")
+        ->warn("second reply to '{}' request {} ignored", state_->method, state_->request_id);
     return;
   }
   OutgoingFrame f;
@@ -108,35 +114,43 @@ void Responder::reply(Result<Message> response) {
   });
 }
 
-Result<std::shared_ptr<Server>> Server::create(std::shared_ptr<Worker> worker, const std::string& address,
-                                               ServerOptions options) {
+Result<std::shared_ptr<Server>> Server::create(std::shared_ptr<Worker> worker,
+                                               const std::string& address, ServerOptions options) {
   auto state = std::make_shared<State>();
   state->worker = worker;
   state->options = options;
   std::weak_ptr<State> weak = state;
-  auto listener = worker->listen(address, [weak](const std::shared_ptr<Endpoint>& ep) -> EndpointCallbacks {
-    if (auto s = weak.lock()) return s->accept(ep);
-    ep->close();
-    return {};
-  });
+  auto listener =
+      worker->listen(address, [weak](const std::shared_ptr<Endpoint>& ep) -> EndpointCallbacks {
+        if (auto s = weak.lock()) return s->accept(ep);
+        ep->close();
+        return {};
+      });
   if (!listener.is_ok()) return listener.status();
   state->listener = std::move(listener).value();
   state->address = state->listener->address();
   return std::shared_ptr<Server>(new Server(std::move(state)));
 }
 
-Server::~Server() { close(); }
+Server::~Server() {
+  close();
+}
 
 void Server::handle(std::string method, Handler handler, Allocator allocator) {
   auto state = state_;
   state->worker->run_sync([&] {
-    state->handlers[std::move(method)] = {std::move(handler), allocator ? std::move(allocator) : host_allocator()};
+    state->handlers[std::move(method)] = {std::move(handler),
+                                          allocator ? std::move(allocator) : host_allocator()};
   });
 }
 
-std::string Server::address() const { return state_->address; }
+std::string Server::address() const {
+  return state_->address;
+}
 
-size_t Server::in_flight() const { return state_->in_flight.load(); }
+size_t Server::in_flight() const {
+  return state_->in_flight.load();
+}
 
 ServerStats Server::stats() const {
   ServerStats out;
@@ -147,7 +161,9 @@ ServerStats Server::stats() const {
   return out;
 }
 
-std::string Server::transport() const { return state_->address.substr(0, state_->address.find("://")); }
+std::string Server::transport() const {
+  return state_->address.substr(0, state_->address.find("://"));
+}
 
 void Server::close() {
   auto state = state_;
@@ -155,7 +171,8 @@ void Server::close() {
     if (state->closed) return;
     state->closed = true;
     if (state->listener) state->listener->close();
-    for (auto& ep : state->conns) ep->close();
+    for (auto& ep : state->conns)
+      ep->close();
     state->conns.clear();
     state->handlers.clear();
   });
@@ -170,14 +187,18 @@ EndpointCallbacks Server::State::accept(const std::shared_ptr<Endpoint>& ep) {
   std::weak_ptr<State> weak = shared_from_this();
   std::weak_ptr<Endpoint> weak_ep = ep;
   EndpointCallbacks cb;
-  cb.allocate = [weak](const FrameHeader& h, const IncomingFrame& in) -> Result<std::vector<Buffer>> {
+  cb.allocate = [weak](const FrameHeader& h,
+                       const IncomingFrame& in) -> Result<std::vector<Buffer>> {
     auto s = weak.lock();
     if (!s || s->closed) return canceled_error("server closed");
-    if (h.kind != FrameKind::kRequest) return protocol_error("only requests carry tensors to a server");
+    if (h.kind != FrameKind::kRequest)
+      return protocol_error("only requests carry tensors to a server");
     auto it = s->handlers.find(std::string(in.method));
-    if (it == s->handlers.end()) return not_found_error(fmt::format("unknown method '{}'", in.method));
+    if (it == s->handlers.end())
+      return not_found_error(fmt::format("unknown method '{}'", in.method));
     if (s->in_flight.load() >= s->options.max_in_flight) {
-      return unavailable_error(fmt::format("server overloaded: {} requests in flight", s->options.max_in_flight));
+      return unavailable_error(
+          fmt::format("server overloaded: {} requests in flight", s->options.max_in_flight));
     }
     return it->second.allocator(in);
   };
@@ -208,9 +229,11 @@ void Server::State::on_request(const std::shared_ptr<Endpoint>& ep, ReceivedFram
   };
   if (!frame.refused.is_ok()) return send_error(frame.refused);
   auto it = handlers.find(frame.method);
-  if (it == handlers.end()) return send_error(not_found_error(fmt::format("unknown method '{}'", frame.method)));
+  if (it == handlers.end())
+    return send_error(not_found_error(fmt::format("unknown method '{}'", frame.method)));
   if (in_flight.load() >= options.max_in_flight) {
-    return send_error(unavailable_error(fmt::format("server overloaded: {} requests in flight", options.max_in_flight)));
+    return send_error(unavailable_error(
+        fmt::format("server overloaded: {} requests in flight", options.max_in_flight)));
   }
   in_flight.fetch_add(1);
   auto rs = std::make_shared<Responder::State>();

@@ -1,16 +1,16 @@
 #include "tcp/tcp_backend.h"
 
+#include <cerrno>
+#include <cstring>
+
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-
-#include <fmt/format.h>
 #include <hivemind/common/logging.h>
 
 #include "ipv4_resolution.h"
@@ -41,8 +41,10 @@ class TcpListener final : public ListenerBase, public FdHandler {
   Status start(const Address& bound) {
     sockaddr_in sin{};
     socklen_t len = sizeof(sin);
-    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len) != 0) return errno_error("getsockname", errno);
-    HIVEMIND_ASSIGN_OR_RETURN(std::string host, announce_host(bound.host, worker_.context->options().iface));
+    if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len) != 0)
+      return errno_error("getsockname", errno);
+    HIVEMIND_ASSIGN_OR_RETURN(std::string host,
+                              announce_host(bound.host, worker_.context->options().iface));
     address_ = fmt::format("tcp://{}:{}", host, ntohs(sin.sin_port));
     token_ = worker_.add_fd(fd_, EPOLLIN | EPOLLET, this);
     if (token_ == 0) return errno_error("epoll_ctl", errno);
@@ -54,7 +56,8 @@ class TcpListener final : public ListenerBase, public FdHandler {
     while (!closed_) {
       sockaddr_in peer{};
       socklen_t len = sizeof(peer);
-      int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd =
+          ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -102,8 +105,8 @@ Result<std::shared_ptr<Endpoint>> tcp_connect(Worker::Impl& worker, const Addres
     }
     connecting = true;
   }
-  auto ep = std::make_shared<TcpEndpoint>(worker, fd, fmt::format("tcp://{}:{}", address.host, address.port),
-                                          connecting);
+  auto ep = std::make_shared<TcpEndpoint>(
+      worker, fd, fmt::format("tcp://{}:{}", address.host, address.port), connecting);
   ep->set_callbacks(std::move(callbacks));
   worker.endpoints.insert(ep);
   ep->start();

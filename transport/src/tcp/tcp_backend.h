@@ -1,5 +1,5 @@
-// The TCP backend: epoll, non-blocking sockets, TCP_NODELAY, writev/readv straight from and into the
-// tensors' memory. Everything here runs on the Worker's I/O thread.
+// The TCP backend: epoll, non-blocking sockets, TCP_NODELAY, writev/readv straight from and into
+// the tensors' memory. Everything here runs on the Worker's I/O thread.
 #pragma once
 
 #include <memory>

@@ -1,17 +1,16 @@
 #include "tcp/tcp_endpoint.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace hivemind::transport {
 namespace {
@@ -82,7 +81,8 @@ void TcpEndpoint::flush() {
     iovec iov[kMaxIov];
     int count = 0;
     for (auto& op : sendq_) {
-      for (size_t i = op.next; i < op.iov.size() && count < kMaxIov; ++i) iov[count++] = op.iov[i];
+      for (size_t i = op.next; i < op.iov.size() && count < kMaxIov; ++i)
+        iov[count++] = op.iov[i];
       if (count == kMaxIov) break;
     }
     msghdr msg{};
@@ -162,7 +162,8 @@ bool TcpEndpoint::fill_inbox(size_t need) {
     }
     if (n == 0) {
       bool idle = state_ == RxState::kHeader && in_end_ == in_begin_;
-      fail(peer_closed_error(fmt::format("{} closed the connection{}", peer_, idle ? "" : " mid-frame")));
+      fail(peer_closed_error(
+          fmt::format("{} closed the connection{}", peer_, idle ? "" : " mid-frame")));
       return false;
     }
     if (errno == EINTR) continue;
@@ -178,14 +179,16 @@ void TcpEndpoint::read_some() {
     switch (state_) {
       case RxState::kHeader: {
         if (!fill_inbox(kFrameHeaderSize)) return;
-        auto decoded = decode_header({inbox_.data() + in_begin_, kFrameHeaderSize}, worker_.context->options().limits);
+        auto decoded = decode_header({inbox_.data() + in_begin_, kFrameHeaderSize},
+                                     worker_.context->options().limits);
         if (!decoded.is_ok()) {
           fail(decoded.status().with_context(fmt::format("malformed frame from {}", peer_)));
           return;
         }
         header_ = *decoded;
         if ((header_.flags & kFrameFlagSplitMetadata) != 0) {
-          fail(protocol_error(fmt::format("malformed frame from {}: split metadata over TCP", peer_)));
+          fail(protocol_error(
+              fmt::format("malformed frame from {}: split metadata over TCP", peer_)));
           return;
         }
         state_ = RxState::kPrefix;
@@ -220,7 +223,8 @@ void TcpEndpoint::read_some() {
           iov[count++] = {static_cast<uint8_t*>(dst[i].data()) + off, dst[i].size() - off};
         }
         size_t direct = 0;
-        for (int i = 0; i < count; ++i) direct += iov[i].iov_len;
+        for (int i = 0; i < count; ++i)
+          direct += iov[i].iov_len;
         iov[count++] = {inbox_.data(), inbox_.size()};
         ssize_t n = ::readv(fd_, iov, count);
         if (n == 0) {
@@ -246,7 +250,8 @@ void TcpEndpoint::read_some() {
             dst_offset_ = 0;
           }
         }
-        while (dst_index_ < dst.size() && dst[dst_index_].size() == 0) ++dst_index_;
+        while (dst_index_ < dst.size() && dst[dst_index_].size() == 0)
+          ++dst_index_;
         in_end_ = got - into_dst;
         if (dst_index_ == dst.size()) finish_frame();
         break;
@@ -261,14 +266,16 @@ void TcpEndpoint::process_prefix() {
   std::string_view method(reinterpret_cast<const char*>(p), header_.method_len);
   Status st = validate_method(method);
   if (st.is_ok()) {
-    st = decode_descriptors({p + header_.method_len, size_t{header_.tensor_count} * kTensorDescriptorSize},
-                            header_, limits, descriptors_);
+    st = decode_descriptors(
+        {p + header_.method_len, size_t{header_.tensor_count} * kTensorDescriptorSize}, header_,
+        limits, descriptors_);
   }
   if (!st.is_ok()) {
     fail(st.with_context(fmt::format("malformed frame from {}", peer_)));
     return;
   }
-  const uint8_t* meta = p + header_.method_len + size_t{header_.tensor_count} * kTensorDescriptorSize;
+  const uint8_t* meta =
+      p + header_.method_len + size_t{header_.tensor_count} * kTensorDescriptorSize;
   current_ = ReceivedFrame{};
   current_.header = header_;
   current_.method.assign(method);
@@ -298,7 +305,8 @@ void TcpEndpoint::process_prefix() {
   }
   current_.message.tensors = std::move(buffers).value();
   state_ = RxState::kPayload;
-  while (dst_index_ < current_.message.tensors.size() && current_.message.tensors[dst_index_].size() == 0) {
+  while (dst_index_ < current_.message.tensors.size() &&
+         current_.message.tensors[dst_index_].size() == 0) {
     ++dst_index_;
   }
   if (dst_index_ == current_.message.tensors.size()) finish_frame();
@@ -326,7 +334,8 @@ void TcpEndpoint::consume_payload(const uint8_t* data, size_t n) {
       dst_offset_ = 0;
     }
   }
-  while (dst_index_ < dst.size() && dst[dst_index_].size() == 0) ++dst_index_;
+  while (dst_index_ < dst.size() && dst[dst_index_].size() == 0)
+    ++dst_index_;
   if (dst_index_ == dst.size()) finish_frame();
 }
 
@@ -343,7 +352,8 @@ void TcpEndpoint::on_failed(const Status& status) {
   token_ = 0;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-  for (auto& op : sendq_) complete_send(op.done, status);
+  for (auto& op : sendq_)
+    complete_send(op.done, status);
   sendq_.clear();
   current_ = ReceivedFrame{};
 }

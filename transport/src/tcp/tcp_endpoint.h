@@ -1,11 +1,11 @@
 // One TCP connection carrying frames (private).
 #pragma once
 
-#include <sys/uio.h>
-
 #include <deque>
 #include <memory>
 #include <vector>
+
+#include <sys/uio.h>
 
 #include "endpoint_base.h"
 

@@ -1,5 +1,5 @@
-// The UCX backend's entry points (private). The implementation lives in ucx_worker.cc when the build
-// has UCX, and in ucx_disabled.cc (which reports kUnsupported) when it does not.
+// The UCX backend's entry points (private). The implementation lives in ucx_worker.cc when the
+// build has UCX, and in ucx_disabled.cc (which reports kUnsupported) when it does not.
 #pragma once
 
 #include <memory>
@@ -27,8 +27,10 @@ class UcxWorker {
  public:
   static Result<std::unique_ptr<UcxWorker>> create(Worker::Impl& worker);
   virtual ~UcxWorker() = default;
-  virtual Result<std::shared_ptr<Endpoint>> connect(const Address& address, EndpointCallbacks callbacks) = 0;
-  virtual Result<std::shared_ptr<Listener>> listen(const Address& address, AcceptCallback on_accept) = 0;
+  virtual Result<std::shared_ptr<Endpoint>> connect(const Address& address,
+                                                    EndpointCallbacks callbacks) = 0;
+  virtual Result<std::shared_ptr<Listener>> listen(const Address& address,
+                                                   AcceptCallback on_accept) = 0;
   // Closes what is left and waits (bounded) for UCX to finish; the I/O thread at worker stop.
   virtual void shutdown() = 0;
 };

@@ -10,8 +10,12 @@ struct UcxContext {};
 Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions&) {
   return unsupported_error("this build has no UCX (configure with UCX installed)");
 }
-bool ucx_supports(const UcxContext*, MemoryType) { return false; }
-std::string ucx_version() { return ""; }
+bool ucx_supports(const UcxContext*, MemoryType) {
+  return false;
+}
+std::string ucx_version() {
+  return "";
+}
 }  // namespace detail
 
 Result<std::unique_ptr<UcxWorker>> UcxWorker::create(Worker::Impl&) {

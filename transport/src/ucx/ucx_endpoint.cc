@@ -15,11 +15,13 @@ namespace hivemind::transport {
 namespace {
 
 void store_u64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 uint64_t load_u64(const uint8_t* p) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    v |= static_cast<uint64_t>(p[i]) << (8 * i);
   return v;
 }
 
@@ -46,7 +48,8 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   auto& msg = frame.message;
   MemoryType mem = MemoryType::kHost;
   for (size_t i = 0; i < msg.tensors.size(); ++i) {
-    if (i == 0) mem = msg.tensors[i].memory_type();
+    if (i == 0)
+      mem = msg.tensors[i].memory_type();
     else if (msg.tensors[i].memory_type() != mem) {
       complete_send(done, unsupported_error("one UCX message carries one memory type; stage device "
                                             "tensors or send them separately"));
@@ -55,7 +58,8 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   }
   if (mem == MemoryType::kCuda && !worker_.context->ucx_supports_memory_type(MemoryType::kCuda)) {
     // Never hand device memory to UCX as host memory.
-    complete_send(done, unsupported_error("this UCX cannot move CUDA memory; stage device tensors first"));
+    complete_send(
+        done, unsupported_error("this UCX cannot move CUDA memory; stage device tensors first"));
     return;
   }
   FrameHeader h;
@@ -84,7 +88,8 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   } else {
     op->header.resize(h.prefix_and_metadata_len());
     encode_prefix(h, frame.method, descriptors_, std::span(op->header).first(h.prefix_len()));
-    if (!msg.metadata.empty()) std::memcpy(op->header.data() + h.prefix_len(), msg.metadata.data(), msg.metadata.size());
+    if (!msg.metadata.empty())
+      std::memcpy(op->header.data() + h.prefix_len(), msg.metadata.data(), msg.metadata.size());
   }
   op->message = std::move(msg);
   for (const auto& t : op->message.tensors) {
@@ -92,10 +97,11 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   }
   sends_.insert(op);
 
-  auto issue = [&](unsigned id, const void* header, size_t header_len, const void* buffer, size_t count,
-                   bool iov, uint32_t flags) {
+  auto issue = [&](unsigned id, const void* header, size_t header_len, const void* buffer,
+                   size_t count, bool iov, uint32_t flags) {
     ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+    param.op_attr_mask =
+        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
     param.cb.send = send_cb;
     param.user_data = op;
     param.flags = flags;
@@ -113,7 +119,8 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
       --op->outstanding;
     } else if (UCS_PTR_IS_ERR(r)) {
       --op->outstanding;
-      if (op->status.is_ok()) op->status = ucs_to_status(UCS_PTR_STATUS(r), "ucp_am_send_nbx to " + peer_);
+      if (op->status.is_ok())
+        op->status = ucs_to_status(UCS_PTR_STATUS(r), "ucp_am_send_nbx to " + peer_);
     }
   };
 
@@ -121,25 +128,28 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
     // Forced eager: the metadata is small enough and must not need an allocation round of its own.
     op->metadata_header.resize(8);
     store_u64(op->metadata_header.data(), seq);
-    issue(kAmMetadata, op->metadata_header.data(), 8, op->message.metadata.data(), op->message.metadata.size(),
-          false, UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER);
+    issue(kAmMetadata, op->metadata_header.data(), 8, op->message.metadata.data(),
+          op->message.metadata.size(), false, UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER);
   }
   uint32_t flags = UCP_AM_SEND_FLAG_REPLY;
   if (h.payload_len > 0) {
-    flags |= h.payload_len >= worker_.context->options().ucx_rndv_threshold ? UCP_AM_SEND_FLAG_RNDV
-                                                                            : UCP_AM_SEND_FLAG_EAGER;
+    flags |= h.payload_len >= worker_.context->options().ucx_rndv_threshold
+                 ? UCP_AM_SEND_FLAG_RNDV
+                 : UCP_AM_SEND_FLAG_EAGER;
   }
   if (op->iov.size() == 1) {
-    issue(kAmFrame, op->header.data(), op->header.size(), op->iov[0].buffer, op->iov[0].length, false, flags);
+    issue(kAmFrame, op->header.data(), op->header.size(), op->iov[0].buffer, op->iov[0].length,
+          false, flags);
   } else {
-    issue(kAmFrame, op->header.data(), op->header.size(), op->iov.empty() ? nullptr : op->iov.data(),
-          op->iov.size(), !op->iov.empty(), flags);
+    issue(kAmFrame, op->header.data(), op->header.size(),
+          op->iov.empty() ? nullptr : op->iov.data(), op->iov.size(), !op->iov.empty(), flags);
   }
   if (op->outstanding == 0) send_done(op, UCS_OK);
 }
 
 void UcxEndpoint::send_done(SendOp* op, ucs_status_t status) {
-  if (status != UCS_OK && op->status.is_ok()) op->status = ucs_to_status(status, "send to " + peer_);
+  if (status != UCS_OK && op->status.is_ok())
+    op->status = ucs_to_status(status, "send to " + peer_);
   if (status == UCS_OK) established_ = true;
   // A split frame is two active messages: the op completes with the second of them.
   if (op->outstanding > 0 && --op->outstanding > 0) return;
@@ -150,8 +160,8 @@ void UcxEndpoint::send_done(SendOp* op, ucs_status_t status) {
   delete op;
 }
 
-ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, void* data, size_t length,
-                                      const ucp_am_recv_param_t* param) {
+ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, void* data,
+                                      size_t length, const ucp_am_recv_param_t* param) {
   bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
   if (failed_) return UCS_OK;
   std::span<const uint8_t> bytes(static_cast<const uint8_t*>(header), header_length);
@@ -166,7 +176,8 @@ ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, 
       fail(protocol_error("frame header length mismatch from " + peer_));
       return UCS_OK;
     }
-    return process(h, bytes.first(h.prefix_len()), bytes.subspan(h.prefix_len()), data, length, rndv);
+    return process(h, bytes.first(h.prefix_len()), bytes.subspan(h.prefix_len()), data, length,
+                   rndv);
   }
   if (header_length != h.prefix_len() + 8) {
     fail(protocol_error("split frame header length mismatch from " + peer_));
@@ -204,8 +215,8 @@ ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, 
   return rndv ? UCS_INPROGRESS : UCS_OK;
 }
 
-ucs_status_t UcxEndpoint::on_metadata_am(const void* header, size_t header_length, void* data, size_t length,
-                                         const ucp_am_recv_param_t* param) {
+ucs_status_t UcxEndpoint::on_metadata_am(const void* header, size_t header_length, void* data,
+                                         size_t length, const ucp_am_recv_param_t* param) {
   if (failed_) return UCS_OK;
   if (header_length != 8 || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 ||
       length > worker_.context->options().limits.max_metadata_bytes) {
@@ -231,21 +242,25 @@ ucs_status_t UcxEndpoint::on_metadata_am(const void* header, size_t header_lengt
     fail(protocol_error("split metadata length mismatch from " + peer_));
     return UCS_OK;
   }
-  ucs_status_t st = process(frame.header, frame.prefix, metadata, frame.rndv ? frame.data : frame.eager.data(),
-                            frame.length, frame.rndv);
+  ucs_status_t st = process(frame.header, frame.prefix, metadata,
+                            frame.rndv ? frame.data : frame.eager.data(), frame.length, frame.rndv);
   // Outside the frame's own callback UCX no longer looks at our answer: release what we declined.
-  if (frame.rndv && st == UCS_OK && !recvs_started_last_) ucp_am_data_release(ucx_.handle(), frame.data);
+  if (frame.rndv && st == UCS_OK && !recvs_started_last_)
+    ucp_am_data_release(ucx_.handle(), frame.data);
   return UCS_OK;
 }
 
 ucs_status_t UcxEndpoint::process(const FrameHeader& h, std::span<const uint8_t> prefix,
-                                  std::span<const uint8_t> metadata, void* data, size_t length, bool rndv) {
+                                  std::span<const uint8_t> metadata, void* data, size_t length,
+                                  bool rndv) {
   recvs_started_last_ = false;
   const Limits& limits = worker_.context->options().limits;
-  std::string_view method(reinterpret_cast<const char*>(prefix.data() + kFrameHeaderSize), h.method_len);
+  std::string_view method(reinterpret_cast<const char*>(prefix.data() + kFrameHeaderSize),
+                          h.method_len);
   Status st = validate_method(method);
   if (st.is_ok()) {
-    st = decode_descriptors(prefix.subspan(kFrameHeaderSize + h.method_len), h, limits, descriptors_);
+    st = decode_descriptors(prefix.subspan(kFrameHeaderSize + h.method_len), h, limits,
+                            descriptors_);
   }
   if (st.is_ok() && length != h.payload_len) st = protocol_error("payload length mismatch");
   if (!st.is_ok()) {
@@ -334,7 +349,8 @@ void UcxEndpoint::recv_done(RecvOp* op, ucs_status_t status) {
 }
 
 void UcxEndpoint::on_peer_error(ucs_status_t status) {
-  Status st = ucs_to_status(status, established_ ? "connection to " + peer_ : "connect to " + peer_);
+  Status st =
+      ucs_to_status(status, established_ ? "connection to " + peer_ : "connect to " + peer_);
   if (!established_ && st.code() == StatusCode::kPeerClosed) st = unavailable_error(st.message());
   fail(st);
 }
@@ -354,15 +370,17 @@ void UcxEndpoint::on_failed(const Status& status) {
     // send and receive requests (with an error), which completes their callbacks exactly once.
     bool force = status.code() != StatusCode::kCanceled;
     worker_.defer([self, handle, force] {
-      if (force) self->ucx_.close_ep(handle, self, true);
-      else self->ucx_.flush_then_close(handle, self);
+      if (force)
+        self->ucx_.close_ep(handle, self, true);
+      else
+        self->ucx_.flush_then_close(handle, self);
     });
   }
 }
 
 std::vector<std::string> UcxEndpoint::lanes() const {
-  // UCX 1.13 has no query for an endpoint's transports; its printed configuration lists each lane as
-  // "lane[1]:  2:posix/memory.0 md[1] -> ...". Collect the "<transport>/<device>" of every lane.
+  // UCX 1.13 has no query for an endpoint's transports; its printed configuration lists each lane
+  // as "lane[1]:  2:posix/memory.0 md[1] -> ...". Collect the "<transport>/<device>" of every lane.
   std::vector<std::string> out;
   if (ep_ == nullptr) return out;
   char* text = nullptr;
@@ -376,7 +394,8 @@ std::vector<std::string> UcxEndpoint::lanes() const {
   std::set<std::string> seen;
   for (size_t at = info.find("lane["); at != std::string::npos; at = info.find("lane[", at + 1)) {
     const size_t end = info.find('\n', at);
-    const std::string line = info.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    const std::string line =
+        info.substr(at, end == std::string::npos ? std::string::npos : end - at);
     // The first "<digits>:<name>/<device>.<index>" token of the line.
     const size_t colon = line.find("]:");
     if (colon == std::string::npos) continue;
@@ -389,7 +408,8 @@ std::vector<std::string> UcxEndpoint::lanes() const {
       token += line[i];
     }
     const size_t index_colon = token.find(':'), slash = token.find('/'), dot = token.rfind('.');
-    if (index_colon == std::string::npos || slash == std::string::npos || dot == std::string::npos || dot < slash) {
+    if (index_colon == std::string::npos || slash == std::string::npos ||
+        dot == std::string::npos || dot < slash) {
       continue;  // a connection-manager lane ("cm rdmacm") carries no data
     }
     std::string lane = token.substr(index_colon + 1, dot - index_colon - 1);

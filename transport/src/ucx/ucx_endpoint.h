@@ -1,13 +1,13 @@
 // UCX backend internals (private): context, worker, endpoint, listener.
 #pragma once
 
-#include <ucp/api/ucp.h>
-
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include <ucp/api/ucp.h>
 
 #include "endpoint_base.h"
 #include "ucx/ucx_backend.h"
@@ -24,7 +24,7 @@ struct UcxContext {
 };
 }  // namespace detail
 
-inline constexpr unsigned kAmFrame = 17;     // one frame: header = prefix (+ metadata), data = tensors
+inline constexpr unsigned kAmFrame = 17;  // one frame: header = prefix (+ metadata), data = tensors
 inline constexpr unsigned kAmMetadata = 18;  // metadata too large for the frame's AM header
 
 Status ucs_to_status(ucs_status_t status, const std::string& what);
@@ -57,8 +57,8 @@ class UcxEndpoint final : public EndpointBase {
   struct HeldFrame {
     std::vector<uint8_t> prefix;  // header + method + descriptors
     FrameHeader header;
-    void* data = nullptr;         // rndv descriptor (kept with UCS_INPROGRESS)
-    std::vector<uint8_t> eager;   // or a copy of eager data
+    void* data = nullptr;        // rndv descriptor (kept with UCS_INPROGRESS)
+    std::vector<uint8_t> eager;  // or a copy of eager data
     size_t length = 0;
     bool rndv = false;
   };

@@ -1,14 +1,14 @@
 // UCX context, worker, listener and connection setup.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/epoll.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+
 #include <hivemind/common/logging.h>
 #include <hivemind/common/text.h>
 
@@ -22,8 +22,8 @@ namespace detail {
 
 namespace {
 
-// Whether UCX_TLS (from ucx_config, else the environment) lets posix or sysv in; setting their options
-// when they are not loaded makes UCX warn about an unused setting.
+// Whether UCX_TLS (from ucx_config, else the environment) lets posix or sysv in; setting their
+// options when they are not loaded makes UCX warn about an unused setting.
 bool tls_may_include_shared_memory(const ContextOptions& options) {
   std::string tls;
   if (const char* env = std::getenv("UCX_TLS")) tls = env;
@@ -32,7 +32,9 @@ bool tls_may_include_shared_memory(const ContextOptions& options) {
   }
   if (tls.empty() || tls[0] == '^') return true;  // everything, or everything but a few
   for (const std::string& name : split_list(tls)) {
-    if (name == "all" || name == "sm" || name == "shm" || name == "mm" || name == "posix" || name == "sysv") return true;
+    if (name == "all" || name == "sm" || name == "shm" || name == "mm" || name == "posix" ||
+        name == "sysv")
+      return true;
   }
   return false;
 }
@@ -46,9 +48,10 @@ bool ucx_shared_memory_with_error_handling_is_safe() {
 }
 
 Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& options) {
-  // UCX 1.13 aborts (assertion in proto_reconfig.c during wireup) when its new protocols are enabled on
-  // client-server endpoints; the same happens with its own ucp_client_server example. Refuse that
-  // combination so auto:// falls back to TCP instead of the process dying. 1.14+ is fine.
+  // UCX 1.13 aborts (assertion in proto_reconfig.c during wireup) when its new protocols are
+  // enabled on client-server endpoints; the same happens with its own ucp_client_server example.
+  // Refuse that combination so auto:// falls back to TCP instead of the process dying. 1.14+ is
+  // fine.
   unsigned major = 0, minor = 0, release = 0;
   ucp_get_version(&major, &minor, &release);
   if (major == 1 && minor < 14) {
@@ -67,27 +70,31 @@ Result<std::shared_ptr<UcxContext>> create_ucx_context(const ContextOptions& opt
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return ucs_to_status(st, "ucp_config_read");
-  // Our endpoints ask for peer-failure handling (a dead peer must fail its calls), and UCX leaves the
-  // shared-memory transports (posix, sysv) out of such endpoints unless their peer-failure support is
-  // on (UCX_MM_ERROR_HANDLING, off by default): same-host traffic then goes over tcp/lo. We turn it on
-  // only from UCX 1.14: 1.13 aborts when requests queued during wireup are replayed on the shared-memory
-  // lane ("Invalid am_short_iov length ... Assertion `max_iov > 1' failed", reproduced by
-  // RpcTest.ThousandConcurrentCalls... over sysv). Users of 1.13 may still set it themselves.
+  // Our endpoints ask for peer-failure handling (a dead peer must fail its calls), and UCX leaves
+  // the shared-memory transports (posix, sysv) out of such endpoints unless their peer-failure
+  // support is on (UCX_MM_ERROR_HANDLING, off by default): same-host traffic then goes over tcp/lo.
+  // We turn it on only from UCX 1.14: 1.13 aborts when requests queued during wireup are replayed
+  // on the shared-memory lane ("Invalid am_short_iov length ... Assertion `max_iov > 1' failed",
+  // reproduced by RpcTest.ThousandConcurrentCalls... over sysv). Users of 1.13 may still set it
+  // themselves.
   static constexpr const char* kShmErrorHandling[] = {"MM_ERROR_HANDLING", "POSIX_ERROR_HANDLING",
-                                                       "SYSV_ERROR_HANDLING"};
-  const bool user_decided = std::any_of(std::begin(kShmErrorHandling), std::end(kShmErrorHandling), [&](const char* key) {
-    return std::getenv(fmt::format("UCX_{}", key).c_str()) != nullptr ||
-           std::any_of(options.ucx_config.begin(), options.ucx_config.end(),
-                       [&](const auto& kv) { return kv.first == key; });
-  });
-  if (!user_decided && ucx_shared_memory_with_error_handling_is_safe() && tls_may_include_shared_memory(options)) {
+                                                      "SYSV_ERROR_HANDLING"};
+  const bool user_decided =
+      std::any_of(std::begin(kShmErrorHandling), std::end(kShmErrorHandling), [&](const char* key) {
+        return std::getenv(fmt::format("UCX_{}", key).c_str()) != nullptr ||
+               std::any_of(options.ucx_config.begin(), options.ucx_config.end(),
+                           [&](const auto& kv) { return kv.first == key; });
+      });
+  if (!user_decided && ucx_shared_memory_with_error_handling_is_safe() &&
+      tls_may_include_shared_memory(options)) {
     (void)ucp_config_modify(config, "MM_ERROR_HANDLING", "y");
   }
   for (const auto& [name, value] : options.ucx_config) {
     st = ucp_config_modify(config, name.c_str(), value.c_str());
     if (st != UCS_OK) {
       ucp_config_release(config);
-      return invalid_argument_error(fmt::format("UCX setting {}={}: {}", name, value, ucs_status_string(st)));
+      return invalid_argument_error(
+          fmt::format("UCX setting {}={}: {}", name, value, ucs_status_string(st)));
     }
   }
   ucp_params_t params{};
@@ -123,8 +130,10 @@ bool ucx_supports(const UcxContext* context, MemoryType type) {
 Status ucs_to_status(ucs_status_t status, const std::string& what) {
   std::string msg = fmt::format("{}: {}", what, ucs_status_string(status));
   switch (status) {
-    case UCS_OK: return Status::ok();
-    case UCS_ERR_CANCELED: return canceled_error(msg);
+    case UCS_OK:
+      return Status::ok();
+    case UCS_ERR_CANCELED:
+      return canceled_error(msg);
     case UCS_ERR_CONNECTION_RESET:
     case UCS_ERR_ENDPOINT_TIMEOUT:
     case UCS_ERR_NOT_CONNECTED:
@@ -133,25 +142,33 @@ Status ucs_to_status(ucs_status_t status, const std::string& what) {
     case UCS_ERR_REJECTED:
     case UCS_ERR_BUSY:
       return unavailable_error(msg);
-    case UCS_ERR_NO_MEMORY: return no_memory_error(msg);
-    case UCS_ERR_TIMED_OUT: return timeout_error(msg);
-    case UCS_ERR_UNSUPPORTED: return unsupported_error(msg);
-    case UCS_ERR_INVALID_PARAM: return invalid_argument_error(msg);
-    case UCS_ERR_MESSAGE_TRUNCATED: return protocol_error(msg);
-    default: return internal_error(msg);
+    case UCS_ERR_NO_MEMORY:
+      return no_memory_error(msg);
+    case UCS_ERR_TIMED_OUT:
+      return timeout_error(msg);
+    case UCS_ERR_UNSUPPORTED:
+      return unsupported_error(msg);
+    case UCS_ERR_INVALID_PARAM:
+      return invalid_argument_error(msg);
+    case UCS_ERR_MESSAGE_TRUNCATED:
+      return protocol_error(msg);
+    default:
+      return internal_error(msg);
   }
 }
 
 namespace {
 
-ucs_status_t frame_am_cb(void* arg, const void* header, size_t header_length, void* data, size_t length,
-                         const ucp_am_recv_param_t* param) {
-  return static_cast<UcxWorkerImpl*>(arg)->dispatch_am(kAmFrame, header, header_length, data, length, param);
+ucs_status_t frame_am_cb(void* arg, const void* header, size_t header_length, void* data,
+                         size_t length, const ucp_am_recv_param_t* param) {
+  return static_cast<UcxWorkerImpl*>(arg)->dispatch_am(kAmFrame, header, header_length, data,
+                                                       length, param);
 }
 
-ucs_status_t metadata_am_cb(void* arg, const void* header, size_t header_length, void* data, size_t length,
-                            const ucp_am_recv_param_t* param) {
-  return static_cast<UcxWorkerImpl*>(arg)->dispatch_am(kAmMetadata, header, header_length, data, length, param);
+ucs_status_t metadata_am_cb(void* arg, const void* header, size_t header_length, void* data,
+                            size_t length, const ucp_am_recv_param_t* param) {
+  return static_cast<UcxWorkerImpl*>(arg)->dispatch_am(kAmMetadata, header, header_length, data,
+                                                       length, param);
 }
 
 void ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status) {
@@ -189,7 +206,8 @@ class UcxListener final : public ListenerBase {
     st = ucp_listener_query(listener_, &attr);
     if (st != UCS_OK) return ucs_to_status(st, "ucp_listener_query");
     uint16_t port = ntohs(reinterpret_cast<const sockaddr_in*>(&attr.sockaddr)->sin_port);
-    HIVEMIND_ASSIGN_OR_RETURN(std::string host, announce_host(bound.host, worker_.context->options().iface));
+    HIVEMIND_ASSIGN_OR_RETURN(std::string host,
+                              announce_host(bound.host, worker_.context->options().iface));
     address_ = fmt::format("ucx://{}:{}", host, port);
     return Status::ok();
   }
@@ -198,11 +216,11 @@ class UcxListener final : public ListenerBase {
 
  private:
   void on_conn_request(ucp_conn_request_h request) {
-
     std::string peer = "ucx://peer";
     ucp_conn_request_attr_t attr{};
     attr.field_mask = UCP_CONN_REQUEST_ATTR_FIELD_CLIENT_ADDR;
-    if (ucp_conn_request_query(request, &attr) == UCS_OK && attr.client_address.ss_family == AF_INET) {
+    if (ucp_conn_request_query(request, &attr) == UCS_OK &&
+        attr.client_address.ss_family == AF_INET) {
       const auto* sin = reinterpret_cast<const sockaddr_in*>(&attr.client_address);
       char text[INET_ADDRSTRLEN];
       ::inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
@@ -213,7 +231,8 @@ class UcxListener final : public ListenerBase {
       p.conn_request = request;
     });
     if (!ep.is_ok()) {
-      logger("transport")->warn("accepting a UCX connection from {} failed: {}", peer, ep.status().to_string());
+      logger("transport")
+          ->warn("accepting a UCX connection from {} failed: {}", peer, ep.status().to_string());
       return;
     }
     auto shared = std::move(ep).value();
@@ -241,7 +260,6 @@ class UcxListener final : public ListenerBase {
   }
 
  private:
-
   UcxWorkerImpl& ucx_;
   AcceptCallback on_accept_;
   ucp_listener_h listener_ = nullptr;
@@ -269,7 +287,8 @@ Status UcxWorkerImpl::init() {
   ucp_worker_attr_t attr{};
   attr.field_mask = UCP_WORKER_ATTR_FIELD_MAX_AM_HEADER;
   if (ucp_worker_query(handle_, &attr) == UCS_OK) max_am_header_ = attr.max_am_header;
-  am_header_budget_ = std::min<size_t>(max_am_header_, worker_.context->options().ucx_max_am_header);
+  am_header_budget_ =
+      std::min<size_t>(max_am_header_, worker_.context->options().ucx_max_am_header);
 
   for (unsigned id : {kAmFrame, kAmMetadata}) {
     ucp_am_handler_param_t hp{};
@@ -299,11 +318,14 @@ UcxWorkerImpl::~UcxWorkerImpl() {
 
 bool UcxWorkerImpl::progress() {
   bool did = false;
-  while (ucp_worker_progress(handle_) != 0) did = true;
+  while (ucp_worker_progress(handle_) != 0)
+    did = true;
   return did;
 }
 
-bool UcxWorkerImpl::arm() { return ucp_worker_arm(handle_) == UCS_OK; }
+bool UcxWorkerImpl::arm() {
+  return ucp_worker_arm(handle_) == UCS_OK;
+}
 
 Result<std::shared_ptr<UcxEndpoint>> UcxWorkerImpl::create_endpoint(
     const std::string& peer, const std::function<void(ucp_ep_params_t&)>& fill) {
@@ -323,28 +345,32 @@ Result<std::shared_ptr<UcxEndpoint>> UcxWorkerImpl::create_endpoint(
   return ep;
 }
 
-Result<std::shared_ptr<Endpoint>> UcxWorkerImpl::connect(const Address& address, EndpointCallbacks callbacks) {
+Result<std::shared_ptr<Endpoint>> UcxWorkerImpl::connect(const Address& address,
+                                                         EndpointCallbacks callbacks) {
   HIVEMIND_ASSIGN_OR_RETURN(sockaddr_in sin, detail::resolve_ipv4(address));
   std::string peer = fmt::format("ucx://{}:{}", address.host, address.port);
   HIVEMIND_ASSIGN_OR_RETURN(auto ep, create_endpoint(peer, [&sin](ucp_ep_params_t& p) {
-    p.field_mask |= UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR;
-    p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
-    p.sockaddr.addr = reinterpret_cast<const sockaddr*>(&sin);
-    p.sockaddr.addrlen = sizeof(sin);
-  }));
+                              p.field_mask |=
+                                  UCP_EP_PARAM_FIELD_FLAGS | UCP_EP_PARAM_FIELD_SOCK_ADDR;
+                              p.flags = UCP_EP_PARAMS_FLAGS_CLIENT_SERVER;
+                              p.sockaddr.addr = reinterpret_cast<const sockaddr*>(&sin);
+                              p.sockaddr.addrlen = sizeof(sin);
+                            }));
   ep->set_callbacks(std::move(callbacks));
   return std::shared_ptr<Endpoint>(ep);
 }
 
-Result<std::shared_ptr<Listener>> UcxWorkerImpl::listen(const Address& address, AcceptCallback on_accept) {
+Result<std::shared_ptr<Listener>> UcxWorkerImpl::listen(const Address& address,
+                                                        AcceptCallback on_accept) {
   auto listener = std::make_shared<UcxListener>(worker_, *this, std::move(on_accept));
   HIVEMIND_RETURN_IF_ERROR(listener->start(address));
   worker_.listeners.insert(listener);
   return std::shared_ptr<Listener>(listener);
 }
 
-ucs_status_t UcxWorkerImpl::dispatch_am(unsigned id, const void* header, size_t header_length, void* data,
-                                        size_t length, const ucp_am_recv_param_t* param) {
+ucs_status_t UcxWorkerImpl::dispatch_am(unsigned id, const void* header, size_t header_length,
+                                        void* data, size_t length,
+                                        const ucp_am_recv_param_t* param) {
   UcxEndpoint* ep = nullptr;
   if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0) {
     auto it = eps_.find(param->reply_ep);
@@ -368,11 +394,14 @@ void UcxWorkerImpl::on_ep_error(ucp_ep_h handle, ucs_status_t status) {
   it->second->on_peer_error(status);
 }
 
-void UcxWorkerImpl::forget(ucp_ep_h handle) { eps_.erase(handle); }
+void UcxWorkerImpl::forget(ucp_ep_h handle) {
+  eps_.erase(handle);
+}
 
 void UcxWorkerImpl::close_ep(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive, bool force) {
   ucp_request_param_t param{};
-  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   param.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
   param.cb.send = close_done_cb;
   param.user_data = this;
@@ -397,7 +426,8 @@ void flush_done_cb(void* request, ucs_status_t status, void* user_data) {
 
 void UcxWorkerImpl::flush_then_close(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive) {
   // Closing an endpoint whose sockaddr wireup is still running crashes UCX 1.13 later, on its async
-  // thread, when the peer disconnects. A flush completes only once wireup is done, so close after it.
+  // thread, when the peer disconnects. A flush completes only once wireup is done, so close after
+  // it.
   auto* op = new FlushThenClose{this, handle, std::move(keep_alive)};
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -432,16 +462,18 @@ void UcxWorkerImpl::shutdown() {
   shut_down_ = true;
   // Force-close what is left, then progress (bounded) until UCX finished every close request.
   std::vector<std::shared_ptr<UcxEndpoint>> left;
-  for (auto& [h, ep] : eps_) left.push_back(std::static_pointer_cast<UcxEndpoint>(ep->shared_from_this()));
-  for (auto& ep : left) ep->fail(canceled_error("worker stopped"));
+  for (auto& [h, ep] : eps_)
+    left.push_back(std::static_pointer_cast<UcxEndpoint>(ep->shared_from_this()));
+  for (auto& ep : left)
+    ep->fail(canceled_error("worker stopped"));
   worker_.run_queues();
   auto until = SteadyClock::now() + std::chrono::seconds(2);
   while ((!closing_.empty() || !flushing_.empty()) && SteadyClock::now() < until) {
     ucp_worker_progress(handle_);
     worker_.run_queues();
   }
-  // Flushes that never finished (a frozen peer): force-close those endpoints; UCX then completes the
-  // flush with an error, which must not close the endpoint a second time.
+  // Flushes that never finished (a frozen peer): force-close those endpoints; UCX then completes
+  // the flush with an error, which must not close the endpoint a second time.
   for (void* f : std::vector<void*>(flushing_.begin(), flushing_.end())) {
     auto* op = static_cast<FlushThenClose*>(f);
     op->abandoned = true;
@@ -457,7 +489,8 @@ void UcxWorkerImpl::shutdown() {
       ucp_request_free(request);
     }
   }
-  for (auto& [request, ep] : closing_) ucp_request_free(request);
+  for (auto& [request, ep] : closing_)
+    ucp_request_free(request);
   closing_.clear();
   // UCX 1.13's sockaddr connection manager finishes disconnects on its async thread after the close
   // requests complete; destroying the worker under it crashes there (seen when a peer closes during
@@ -465,12 +498,15 @@ void UcxWorkerImpl::shutdown() {
   auto quiet_until = SteadyClock::now() + std::chrono::milliseconds(50);
   auto hard_stop = SteadyClock::now() + std::chrono::milliseconds(500);
   while (SteadyClock::now() < quiet_until && SteadyClock::now() < hard_stop) {
-    if (ucp_worker_progress(handle_) != 0) quiet_until = SteadyClock::now() + std::chrono::milliseconds(50);
+    if (ucp_worker_progress(handle_) != 0)
+      quiet_until = SteadyClock::now() + std::chrono::milliseconds(50);
     worker_.run_queues();
   }
-  for (auto& l : worker_.listeners) l->close();  // retires UCX listeners
+  for (auto& l : worker_.listeners)
+    l->close();  // retires UCX listeners
   worker_.run_queues();
-  for (auto& l : retired_listeners_) static_cast<UcxListener*>(l.get())->destroy();
+  for (auto& l : retired_listeners_)
+    static_cast<UcxListener*>(l.get())->destroy();
   retired_listeners_.clear();
   // Operations UCX never completed (their requests die with the worker): complete them ourselves so
   // every callback still fires exactly once.

@@ -17,8 +17,10 @@ class UcxWorkerImpl final : public UcxWorker, public Poller, public FdHandler {
   ~UcxWorkerImpl() override;
   Status init();
 
-  Result<std::shared_ptr<Endpoint>> connect(const Address& address, EndpointCallbacks callbacks) override;
-  Result<std::shared_ptr<Listener>> listen(const Address& address, AcceptCallback on_accept) override;
+  Result<std::shared_ptr<Endpoint>> connect(const Address& address,
+                                            EndpointCallbacks callbacks) override;
+  Result<std::shared_ptr<Listener>> listen(const Address& address,
+                                           AcceptCallback on_accept) override;
   void shutdown() override;
 
   bool progress() override;
@@ -30,14 +32,15 @@ class UcxWorkerImpl final : public UcxWorker, public Poller, public FdHandler {
   size_t am_header_budget() const { return am_header_budget_; }
   Worker::Impl& worker() { return worker_; }
 
-  Result<std::shared_ptr<UcxEndpoint>> create_endpoint(const std::string& peer,
-                                                       const std::function<void(ucp_ep_params_t&)>& fill);
-  ucs_status_t dispatch_am(unsigned id, const void* header, size_t header_length, void* data, size_t length,
-                           const ucp_am_recv_param_t* param);
+  Result<std::shared_ptr<UcxEndpoint>> create_endpoint(
+      const std::string& peer, const std::function<void(ucp_ep_params_t&)>& fill);
+  ucs_status_t dispatch_am(unsigned id, const void* header, size_t header_length, void* data,
+                           size_t length, const ucp_am_recv_param_t* param);
   void on_ep_error(ucp_ep_h handle, ucs_status_t status);
   void forget(ucp_ep_h handle);
-  // ucp_ep_close_nbx; keeps the endpoint object alive until UCX is done with it. A local close flushes
-  // and disconnects gracefully (the peer sees a clean disconnect); a failed endpoint is forced.
+  // ucp_ep_close_nbx; keeps the endpoint object alive until UCX is done with it. A local close
+  // flushes and disconnects gracefully (the peer sees a clean disconnect); a failed endpoint is
+  // forced.
   void close_ep(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive, bool force);
   void close_done(void* request);
   // A local close: flush (completes once wireup is done), then a graceful close.

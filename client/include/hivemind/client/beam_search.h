@@ -1,18 +1,20 @@
 // MoEBeamSearcher: each sample's k best live experts on a grid, found through the ExpertDirectory.
 //
-// hivemind's MoEBeamSearcher runs one beam search per sample, with several DHT rounds per dimension,
-// and is approximate: a beam of k prefixes can miss a top-k expert when part of the grid is dead. This
-// one is exact and batched:
+// hivemind's MoEBeamSearcher runs one beam search per sample, with several DHT rounds per
+// dimension, and is approximate: a beam of k prefixes can miss a top-k expert when part of the grid
+// is dead. This one is exact and batched:
 //  - the whole batch shares each directory round, with its prefixes deduplicated across samples;
-//  - a grid of D >= 2 dimensions takes D - 1 rounds (a flat grid one): round r asks for the successors
+//  - a grid of D >= 2 dimensions takes D - 1 rounds (a flat grid one): round r asks for the
+//  successors
 //    of the surviving depth-r prefixes ("expert.3." at depth 1);
 //  - branch and bound instead of a fixed beam: every successor map names one live expert below each
-//    live child prefix, so the k-th best live expert seen so far is a lower bound L on the k-th best
-//    score; a prefix whose best conceivable completion (its score plus the best index of every
-//    remaining dimension) is below L cannot hold a top-k expert and is dropped. Nothing that can reach
-//    the top k is ever dropped, so the result equals a brute-force ranking of all live experts.
-// Ranking: score (sum over dimensions of that dimension's score at the expert's coordinate, summed left
-// to right in double) descending, then uid ascending for ties. NaN scores count as -inf.
+//    live child prefix, so the k-th best live expert seen so far is a lower bound L on the k-th
+//    best score; a prefix whose best conceivable completion (its score plus the best index of every
+//    remaining dimension) is below L cannot hold a top-k expert and is dropped. Nothing that can
+//    reach the top k is ever dropped, so the result equals a brute-force ranking of all live
+//    experts.
+// Ranking: score (sum over dimensions of that dimension's score at the expert's coordinate, summed
+// left to right in double) descending, then uid ascending for ties. NaN scores count as -inf.
 #pragma once
 
 #include <cstdint>
@@ -53,12 +55,13 @@ struct BeamSearchStats {
 
 class MoEBeamSearcher {
  public:
-  // `uid_prefix` may omit the trailing '.'. Throws std::invalid_argument on an empty or non-positive grid.
+  // `uid_prefix` may omit the trailing '.'. Throws std::invalid_argument on an empty or
+  // non-positive grid.
   MoEBeamSearcher(std::shared_ptr<ExpertDirectory> directory, std::string_view uid_prefix,
                   std::vector<int64_t> grid_size);
 
-  // For every sample, up to k_best live experts, best first (fewer when fewer are live). Every directory
-  // round must finish by `deadline`; a directory error fails the whole search.
+  // For every sample, up to k_best live experts, best first (fewer when fewer are live). Every
+  // directory round must finish by `deadline`; a directory error fails the whole search.
   Result<std::vector<std::vector<ChosenExpert>>> batch_find_best_experts(
       const GridScores& scores, int64_t k_best, Deadline deadline,
       BeamSearchStats* stats = nullptr) const;

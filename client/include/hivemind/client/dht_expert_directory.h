@@ -1,5 +1,5 @@
-// DhtExpertDirectory: the ExpertDirectory over the DHT's expert registry (live experts declared by the
-// servers, with expirations), so beam search finds experts anywhere in the swarm.
+// DhtExpertDirectory: the ExpertDirectory over the DHT's expert registry (live experts declared by
+// the servers, with expirations), so beam search finds experts anywhere in the swarm.
 #pragma once
 
 #include <memory>

@@ -1,8 +1,9 @@
 // RemoteExpert: one remote expert as a LibTorch module with autograd (hivemind's RemoteExpert).
 //
-// forward(x) sends the whole batch in one request and returns the expert's output; backward sends the
-// inputs with the output gradient and returns the input gradient, so the expert's server applies its
-// optimizer step. Failures and deadlines become exceptions that name the expert and the reason.
+// forward(x) sends the whole batch in one request and returns the expert's output; backward sends
+// the inputs with the output gradient and returns the input gradient, so the expert's server
+// applies its optimizer step. Failures and deadlines become exceptions that name the expert and the
+// reason.
 #pragma once
 
 #include <memory>
@@ -21,14 +22,16 @@ namespace hivemind::client {
 struct RemoteExpertOptions {
   Milliseconds forward_timeout{30'000};
   Milliseconds backward_timeout{30'000};
-  // Per-sample output shape; nullopt: the same as the input's (true of every block in the expert zoo).
+  // Per-sample output shape; nullopt: the same as the input's (true of every block in the expert
+  // zoo).
   std::optional<std::vector<int64_t>> output_shape;
   bool detect_anomalies = false;  // NaN/Inf in the input or in the expert's answer raise
 };
 
 class RemoteExpertImpl : public torch::nn::Module {
  public:
-  RemoteExpertImpl(ExpertRef expert, std::shared_ptr<ExpertCaller> caller, RemoteExpertOptions options = {});
+  RemoteExpertImpl(ExpertRef expert, std::shared_ptr<ExpertCaller> caller,
+                   RemoteExpertOptions options = {});
 
   // input: [batch, ...]. Differentiable with respect to `input`.
   torch::Tensor forward(const torch::Tensor& input);

@@ -1,20 +1,23 @@
 // RemoteMixtureOfExperts: a LibTorch layer whose experts live on other machines (hivemind's
 // RemoteMixtureOfExperts, same arguments and meaning).
 //
-//   forward(x):  one gating Linear(in_features, sum(grid_size)) scores every grid dimension; an expert's
-//                score is the sum of its coordinates' scores; beam search finds each sample's k_best live
-//                experts; each chosen expert gets ONE request carrying all the samples routed to it
-//                (hivemind sends one request per sample and expert); the layer waits until every sample
-//                has k_min answers, then at most timeout_after_k_min more, never past forward_timeout;
-//                experts that failed or were late are masked and the softmax runs over the survivors;
-//                the output is the weighted sum of their outputs.
-//   backward:    each forward survivor gets one request with its samples' inputs and its output gradients
+//   forward(x):  one gating Linear(in_features, sum(grid_size)) scores every grid dimension; an
+//   expert's
+//                score is the sum of its coordinates' scores; beam search finds each sample's
+//                k_best live experts; each chosen expert gets ONE request carrying all the samples
+//                routed to it (hivemind sends one request per sample and expert); the layer waits
+//                until every sample has k_min answers, then at most timeout_after_k_min more, never
+//                past forward_timeout; experts that failed or were late are masked and the softmax
+//                runs over the survivors; the output is the weighted sum of their outputs.
+//   backward:    each forward survivor gets one request with its samples' inputs and its output
+//   gradients
 //                (already scaled by its weight); same waiting rules with backward_k_min and
-//                backward_timeout; the input gradient is the sum over the backward survivors (failures add
-//                nothing). The gating network gets its gradient through the softmax by ordinary autograd.
+//                backward_timeout; the input gradient is the sum over the backward survivors
+//                (failures add nothing). The gating network gets its gradient through the softmax
+//                by ordinary autograd.
 //
-// Errors are exceptions (std::runtime_error, std::invalid_argument) that name the sample, the experts and
-// the reasons. Every wait has a deadline.
+// Errors are exceptions (std::runtime_error, std::invalid_argument) that name the sample, the
+// experts and the reasons. Every wait has a deadline.
 #pragma once
 
 #include <cstdint>
@@ -36,25 +39,30 @@
 namespace hivemind::client {
 
 struct RemoteMixtureOfExpertsOptions {
-  int64_t in_features = 0;         // the gating input size (the input's last dimension)
-  std::vector<int64_t> grid_size;  // expert uids are uid_prefix + "i.j..." with 0 <= i < grid_size[0], ...
-  std::string uid_prefix;          // "expert" or "expert." (the trailing '.' is added when missing)
-  int64_t k_best = 1;              // average this many highest-scoring live experts per sample
+  int64_t in_features = 0;  // the gating input size (the input's last dimension)
+  std::vector<int64_t>
+      grid_size;           // expert uids are uid_prefix + "i.j..." with 0 <= i < grid_size[0], ...
+  std::string uid_prefix;  // "expert" or "expert." (the trailing '.' is added when missing)
+  int64_t k_best = 1;      // average this many highest-scoring live experts per sample
   // Every sample needs at least this many expert outputs, else the forward throws (unless
   // allow_zero_outputs). Also what the wait counts before timeout_after_k_min starts.
   int64_t k_min = 1;
-  // Hard cap on the forward wait (hivemind's None = unbounded has no equivalent: every wait has a deadline).
+  // Hard cap on the forward wait (hivemind's None = unbounded has no equivalent: every wait has a
+  // deadline).
   Milliseconds forward_timeout{60'000};
-  // After every sample has k_min answers, wait at most this long for the others. nullopt: wait for all of
-  // them up to forward_timeout (hivemind's None). The default is the seed era's 1 s.
+  // After every sample has k_min answers, wait at most this long for the others. nullopt: wait for
+  // all of them up to forward_timeout (hivemind's None). The default is the seed era's 1 s.
   std::optional<Milliseconds> timeout_after_k_min = Milliseconds{1'000};
-  // Each sample needs this many backward answers among its forward survivors (capped by their number).
+  // Each sample needs this many backward answers among its forward survivors (capped by their
+  // number).
   int64_t backward_k_min = 1;
   Milliseconds backward_timeout{60'000};
-  // NaN/Inf in the input or output gradients throw; NaN/Inf in an expert's answer mark that expert failed.
+  // NaN/Inf in the input or output gradients throw; NaN/Inf in an expert's answer mark that expert
+  // failed.
   bool detect_anomalies = false;
-  // Continue when a sample falls short of k_min / backward_k_min: it gets the weighted sum of the experts
-  // that did answer, or zeros when none did (hivemind returns zeros only when no expert answered at all).
+  // Continue when a sample falls short of k_min / backward_k_min: it gets the weighted sum of the
+  // experts that did answer, or zeros when none did (hivemind returns zeros only when no expert
+  // answered at all).
   bool allow_zero_outputs = false;
   // Deadline for the whole beam search (all directory rounds of one forward).
   Milliseconds search_timeout{10'000};
@@ -72,11 +80,12 @@ struct MoERouting {
 class RemoteMixtureOfExpertsImpl : public torch::nn::Module {
  public:
   // Throws std::invalid_argument on inconsistent options (k_min > k_best, empty grid, ...).
-  RemoteMixtureOfExpertsImpl(RemoteMixtureOfExpertsOptions options, std::shared_ptr<ExpertDirectory> directory,
+  RemoteMixtureOfExpertsImpl(RemoteMixtureOfExpertsOptions options,
+                             std::shared_ptr<ExpertDirectory> directory,
                              std::shared_ptr<ExpertCaller> caller);
 
-  // input: [batch, ..., in_features]; inputs with more than two dimensions are averaged over the middle
-  // ones for gating (hivemind's rule). Returns [batch, *output_shape].
+  // input: [batch, ..., in_features]; inputs with more than two dimensions are averaged over the
+  // middle ones for gating (hivemind's rule). Returns [batch, *output_shape].
   torch::Tensor forward(const torch::Tensor& input);
 
   const RemoteMixtureOfExpertsOptions& options() const { return options_; }

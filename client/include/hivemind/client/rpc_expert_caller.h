@@ -2,11 +2,12 @@
 // backward of the expert protocol), with every tensor quantized per the expert's schema.
 //
 // An expert's `info` is fetched once per (uid, endpoint) and cached; it says which compression each
-// input, output and gradient uses on the wire. Tensors are encoded on the caller's thread (on the GPU for
-// CUDA tensors, so PCIe and the network carry uint8) and sent from their own memory. Answers land on the
-// device and in the dtype of the request's tensors: raw ones bound for the CPU become views of the
-// received buffers on the transport's I/O thread (no copy, no math); any that must be dequantized,
-// converted or uploaded are decoded on LibTorch's inter-op thread pool, never on the I/O thread.
+// input, output and gradient uses on the wire. Tensors are encoded on the caller's thread (on the
+// GPU for CUDA tensors, so PCIe and the network carry uint8) and sent from their own memory.
+// Answers land on the device and in the dtype of the request's tensors: raw ones bound for the CPU
+// become views of the received buffers on the transport's I/O thread (no copy, no math); any that
+// must be dequantized, converted or uploaded are decoded on LibTorch's inter-op thread pool, never
+// on the I/O thread.
 #pragma once
 
 #include <memory>
@@ -33,8 +34,8 @@ class RpcExpertCaller final : public ExpertCaller,
                 std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                 ExpertCallback done) override;
 
-  // The expert's description, from the cache or one `info` call. `done` runs exactly once, possibly on
-  // the transport's I/O thread (it must not block).
+  // The expert's description, from the cache or one `info` call. `done` runs exactly once, possibly
+  // on the transport's I/O thread (it must not block).
   void info(const ExpertRef& expert, Deadline deadline,
             std::function<void(Result<protocol::ExpertInfo>)> done);
   // Blocking form for trainers and tools.
@@ -46,7 +47,8 @@ class RpcExpertCaller final : public ExpertCaller,
   void call(const ExpertRef& expert, std::string_view method, std::vector<torch::Tensor> tensors,
             size_t num_inputs, Deadline deadline, ExpertCallback done);
   void send(const ExpertRef& expert, const std::string& method, std::vector<torch::Tensor> tensors,
-            size_t num_inputs, const protocol::ExpertInfo& info, Deadline deadline, ExpertCallback done);
+            size_t num_inputs, const protocol::ExpertInfo& info, Deadline deadline,
+            ExpertCallback done);
   std::optional<protocol::ExpertInfo> cached_info(const ExpertRef& expert);
 
   std::shared_ptr<transport::rpc::Client> rpc_;

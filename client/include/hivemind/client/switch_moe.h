@@ -2,17 +2,20 @@
 // RemoteSwitchMixtureOfExperts, PR #228).
 //
 //   - multiplicative jitter U(1 - jitter_eps, 1 + jitter_eps) on the gating input;
-//   - optional grid dropout: each index of each dimension is kept with probability grid_dropout (its
+//   - optional grid dropout: each index of each dimension is kept with probability grid_dropout
+//   (its
 //     logit becomes -inf otherwise);
-//   - per-dimension softmax; an expert's probability is the product over dimensions (not renormalised);
+//   - per-dimension softmax; an expert's probability is the product over dimensions (not
+//   renormalised);
 //   - output = sum over the answering experts of probability * output, plus the input (residual);
 //   - a load-balancing loss sum_d mean(softmax_d.mean(0) * utilization_d) * grid_size[d]^2, where
 //     utilization is an EMA (utilization_alpha) of the fraction of answered routings per index.
 // Defaults as hivemind: k_best 1, k_min 0, backward_k_min 0, allow_zero_outputs on.
-// Departures, on purpose: jitter, grid dropout and the utilization update apply in training mode only
-// (eval is deterministic); the input is never modified in place; each dimension's loss term uses that
-// dimension's own utilization vector (hivemind zips the concatenated buffer and gets scalars); a dimension
-// whose dropout dropped every index keeps them all (hivemind's softmax would be NaN).
+// Departures, on purpose: jitter, grid dropout and the utilization update apply in training mode
+// only (eval is deterministic); the input is never modified in place; each dimension's loss term
+// uses that dimension's own utilization vector (hivemind zips the concatenated buffer and gets
+// scalars); a dimension whose dropout dropped every index keeps them all (hivemind's softmax would
+// be NaN).
 #pragma once
 
 #include <cstdint>

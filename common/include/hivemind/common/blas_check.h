@@ -1,7 +1,7 @@
 // Detects which BLAS library the process has loaded.
 //
-// Debian's LibTorch links the generic libblas.so.3; without libopenblas0-pthread that resolves to the
-// reference BLAS and a Linear layer runs about 50x slower. Programs that compute call
+// Debian's LibTorch links the generic libblas.so.3; without libopenblas0-pthread that resolves to
+// the reference BLAS and a Linear layer runs about 50x slower. Programs that compute call
 // warn_if_slow_blas() after LibTorch is loaded so a misconfigured machine is loud, not just slow.
 #pragma once
 

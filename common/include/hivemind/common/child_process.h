@@ -1,19 +1,20 @@
 // ChildProcess: one program started by this process, its output read line by line with deadlines.
 //
 // For tests and benchmarks that drive real binaries (servers, DHT nodes) and for tools that start a
-// helper: every wait has a deadline, and a child never outlives its parent by accident. By default the
-// child gets SIGKILL when the thread that spawned it ends (Linux's parent-death signal follows the
-// spawning thread, so spawn from a thread that lives as long as the child should), and the destructor
-// kills and reaps a child that is still running. Launching ranks is spawn.h's job, not this one's.
+// helper: every wait has a deadline, and a child never outlives its parent by accident. By default
+// the child gets SIGKILL when the thread that spawned it ends (Linux's parent-death signal follows
+// the spawning thread, so spawn from a thread that lives as long as the child should), and the
+// destructor kills and reaps a child that is still running. Launching ranks is spawn.h's job, not
+// this one's.
 #pragma once
-
-#include <sys/types.h>
 
 #include <array>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <sys/types.h>
 
 #include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
@@ -65,8 +66,8 @@ class ChildProcess {
   Status write(std::string_view bytes);
   void close_stdin();
   void signal(int sig);
-  // Waits for the exit, draining the piped streams meanwhile: the exit code, or 128 + N when signal N
-  // ended it. Timeout at the deadline (the child keeps running).
+  // Waits for the exit, draining the piped streams meanwhile: the exit code, or 128 + N when signal
+  // N ended it. Timeout at the deadline (the child keeps running).
   Result<int> wait(Deadline deadline);
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }

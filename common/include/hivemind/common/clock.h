@@ -2,7 +2,8 @@
 //
 // Two kinds of time, never mixed:
 //  - steady time for local deadlines and timers (monotonic, meaningless across processes);
-//  - DHT time: wall-clock milliseconds since the Unix epoch, shared between nodes for record expirations.
+//  - DHT time: wall-clock milliseconds since the Unix epoch, shared between nodes for record
+//  expirations.
 #pragma once
 
 #include <atomic>
@@ -15,7 +16,8 @@ using SteadyClock = std::chrono::steady_clock;
 using SteadyTime = SteadyClock::time_point;
 using Milliseconds = std::chrono::milliseconds;
 
-// Milliseconds since the Unix epoch. Integer on purpose: the same value on every node and on the wire.
+// Milliseconds since the Unix epoch. Integer on purpose: the same value on every node and on the
+// wire.
 using DhtTime = int64_t;
 
 class Clock {

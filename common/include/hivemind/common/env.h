@@ -1,8 +1,8 @@
 // Environment and configuration helpers: HIVEMIND_* variables and the launcher's rank variables.
 //
-// Precedence everywhere in the project: command-line flag > HIVEMIND_<FLAG> variable > config file >
-// built-in default. These helpers read and validate the variable layer; a malformed value is an error
-// that names the variable, never a silent fallback.
+// Precedence everywhere in the project: command-line flag > HIVEMIND_<FLAG> variable > config file
+// > built-in default. These helpers read and validate the variable layer; a malformed value is an
+// error that names the variable, never a silent fallback.
 #pragma once
 
 #include <cstdint>
@@ -33,13 +33,15 @@ Result<bool> parse_bool(std::string_view text);
 
 // Where this process sits in a multi-process launch. Read, in order of precedence, from
 // HIVEMIND_* (set by slurm/srun-wrap.sh or our own --spawn), OpenMPI (OMPI_COMM_WORLD_*), PMIx
-// (PMIX_RANK), Slurm (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID) and torchrun (RANK, ...).
+// (PMIX_RANK), Slurm (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID) and torchrun (RANK,
+// ...).
 struct LaunchInfo {
   int rank = 0;
   int world_size = 1;
   int local_rank = 0;
   int node_rank = 0;
-  // Which launcher the values came from: "hivemind", "openmpi", "pmix", "slurm", "torchrun" or "none".
+  // Which launcher the values came from: "hivemind", "openmpi", "pmix", "slurm", "torchrun" or
+  // "none".
   std::string source = "none";
   bool launched() const { return source != "none"; }
 };

@@ -1,7 +1,7 @@
 // Logging on spdlog: one named logger per module, one process-wide format.
 //
-// In multi-process runs every line carries the rank and host (set by configure_logging from the launcher
-// environment), so interleaved logs of a Slurm job can be told apart.
+// In multi-process runs every line carries the rank and host (set by configure_logging from the
+// launcher environment), so interleaved logs of a Slurm job can be told apart.
 #pragma once
 
 #include <memory>
@@ -25,11 +25,12 @@ struct LogOptions {
 // Applies `options` to every existing and future module logger. Safe to call more than once.
 void configure_logging(const LogOptions& options);
 
-// Reads HIVEMIND_LOG_LEVEL (trace, debug, info, warn, error, off) and the launcher's rank variables,
-// then calls configure_logging. What programs call first in main().
+// Reads HIVEMIND_LOG_LEVEL (trace, debug, info, warn, error, off) and the launcher's rank
+// variables, then calls configure_logging. What programs call first in main().
 void configure_logging_from_env();
 
-// The logger of one module ("transport", "dht", ...), created on first use with the current settings.
+// The logger of one module ("transport", "dht", ...), created on first use with the current
+// settings.
 std::shared_ptr<spdlog::logger> logger(std::string_view module);
 
 // Parses a level name; nullopt for an unknown one.

@@ -2,12 +2,12 @@
 //
 // Servers count requests and errors per expert, batch sizes and latencies, queue depth, bytes per
 // transport; a scrape of `--metrics-port` renders them all. Updating a metric is a lock-free atomic
-// operation on an object the caller keeps a reference to, so hot paths pay no lookup and no lock; only
-// registration and rendering take the registry's mutex.
+// operation on an object the caller keeps a reference to, so hot paths pay no lookup and no lock;
+// only registration and rendering take the registry's mutex.
 //
-// Registration errors (a malformed name, one name registered as two types, histogram buckets that do
-// not increase) are programming errors found at startup: they throw std::invalid_argument rather than
-// return a Status, so a metric declaration stays one line.
+// Registration errors (a malformed name, one name registered as two types, histogram buckets that
+// do not increase) are programming errors found at startup: they throw std::invalid_argument rather
+// than return a Status, so a metric declaration stays one line.
 #pragma once
 
 #include <atomic>
@@ -62,8 +62,8 @@ class Histogram {
     double sum = 0.0;
     uint64_t count = 0;
   };
-  // Bucket counts are read one by one, so under concurrent observe() a snapshot may miss an observation
-  // in flight; it is always internally consistent (cumulative, +Inf bucket == count).
+  // Bucket counts are read one by one, so under concurrent observe() a snapshot may miss an
+  // observation in flight; it is always internally consistent (cumulative, +Inf bucket == count).
   Snapshot snapshot() const;
   const std::vector<double>& upper_bounds() const { return bounds_; }
 
@@ -85,12 +85,13 @@ class MetricsRegistry {
   MetricsRegistry& operator=(const MetricsRegistry&) = delete;
 
   // The series of family `name` with `labels`, created on first use; the same object on every later
-  // call. References stay valid as long as the registry. `help` is taken from the first registration.
+  // call. References stay valid as long as the registry. `help` is taken from the first
+  // registration.
   Counter& counter(std::string_view name, std::string_view help, const MetricLabels& labels = {});
   Gauge& gauge(std::string_view name, std::string_view help, const MetricLabels& labels = {});
   // Every series of one histogram family must use the same buckets.
-  Histogram& histogram(std::string_view name, std::string_view help, std::vector<double> upper_bounds,
-                       const MetricLabels& labels = {});
+  Histogram& histogram(std::string_view name, std::string_view help,
+                       std::vector<double> upper_bounds, const MetricLabels& labels = {});
 
   // A gauge computed at each scrape (routing-table size, queue depth owned by another thread).
   // Re-registering the same series replaces the callback. The callback runs on the scraping thread,
@@ -117,6 +118,7 @@ class MetricsRegistry {
 };
 
 // Content-Type of render()'s output, for HTTP responses.
-inline constexpr std::string_view kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
+inline constexpr std::string_view kPrometheusContentType =
+    "text/plain; version=0.0.4; charset=utf-8";
 
 }  // namespace hivemind

@@ -1,11 +1,11 @@
 // A minimal HTTP/1.1 server for Prometheus scrapes: GET (or HEAD) /metrics, 404 for anything else.
 //
-// One thread, plain sockets, one connection at a time, one request per connection (Connection: close):
-// a scrape every few seconds needs nothing more, and it keeps the attack surface of a port that may be
-// reachable from a cluster network small. Every wait is a poll() with a timeout, and stop() wakes the
-// thread through a pipe, so stop() returns promptly even while a client holds a connection open.
-// Requests are bounded (`max_request_bytes` for the head, `client_timeout` to send it); bodies are
-// never read.
+// One thread, plain sockets, one connection at a time, one request per connection (Connection:
+// close): a scrape every few seconds needs nothing more, and it keeps the attack surface of a port
+// that may be reachable from a cluster network small. Every wait is a poll() with a timeout, and
+// stop() wakes the thread through a pipe, so stop() returns promptly even while a client holds a
+// connection open. Requests are bounded (`max_request_bytes` for the head, `client_timeout` to send
+// it); bodies are never read.
 #pragma once
 
 #include <atomic>
@@ -24,15 +24,15 @@
 namespace hivemind {
 
 struct MetricsHttpServerOptions {
-  // Loopback by default: exposing metrics beyond the host is a decision ("0.0.0.0" or an interface's
-  // address). Numeric IPv4 or IPv6 address, or a name resolved once at start.
+  // Loopback by default: exposing metrics beyond the host is a decision ("0.0.0.0" or an
+  // interface's address). Numeric IPv4 or IPv6 address, or a name resolved once at start.
   std::string bind_address = "127.0.0.1";
   uint16_t port = 0;  // 0: the kernel picks one; see port()
   size_t max_request_bytes = 8 * 1024;
   // A client must send its whole request head, and take the whole response, within this time.
   Milliseconds client_timeout{5000};
-  // Upper bound on how long the thread sleeps in poll() between checks of the stop flag (the stop pipe
-  // normally wakes it at once).
+  // Upper bound on how long the thread sleeps in poll() between checks of the stop flag (the stop
+  // pipe normally wakes it at once).
   Milliseconds poll_interval{200};
 };
 
@@ -54,7 +54,8 @@ class MetricsHttpServer {
 
   // Binds, listens and starts the serving thread. Errors: IoError naming the address (in use, not
   // local), InvalidArgument for an address that does not parse or resolve.
-  static Result<std::unique_ptr<MetricsHttpServer>> start(Renderer render, MetricsHttpServerOptions options = {});
+  static Result<std::unique_ptr<MetricsHttpServer>> start(Renderer render,
+                                                          MetricsHttpServerOptions options = {});
   // Serves `registry.render()`; the registry must outlive the server.
   static Result<std::unique_ptr<MetricsHttpServer>> start(const MetricsRegistry& registry,
                                                           MetricsHttpServerOptions options = {});

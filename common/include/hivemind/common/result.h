@@ -17,7 +17,7 @@ class [[nodiscard]] Result {
 
  public:
   // Implicit on purpose: `return value;` and `return some_error(...);` both read naturally.
-  Result(T value) : storage_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
+  Result(T value) : storage_(std::in_place_index<0>, std::move(value)) {}        // NOLINT
   Result(Status status) : storage_(std::in_place_index<1>, std::move(status)) {  // NOLINT
     assert(!std::get<1>(storage_).is_ok() && "a Result built from a Status must hold an error");
   }

@@ -1,22 +1,23 @@
-// `--spawn N`: a launcher of our own, so multi-process runs and tests need neither mpirun nor Slurm.
+// `--spawn N`: a launcher of our own, so multi-process runs and tests need neither mpirun nor
+// Slurm.
 //
 // Starts N copies of a program with HIVEMIND_RANK / HIVEMIND_WORLD_SIZE / HIVEMIND_LOCAL_RANK /
-// HIVEMIND_NODE_RANK set (read back by read_launch_info()), optionally with one log file per rank, and
-// waits for them with a deadline. The first rank that fails brings the others down (SIGTERM, then
-// SIGKILL after a grace period), as mpirun and srun --kill-on-bad-exit do: a rank waiting for a dead
-// peer would otherwise sit until its own timeout and hide the first, real error.
+// HIVEMIND_NODE_RANK set (read back by read_launch_info()), optionally with one log file per rank,
+// and waits for them with a deadline. The first rank that fails brings the others down (SIGTERM,
+// then SIGKILL after a grace period), as mpirun and srun --kill-on-bad-exit do: a rank waiting for
+// a dead peer would otherwise sit until its own timeout and hide the first, real error.
 //
 // Each rank runs in its own process group, so terminating a rank also reaches what it started
 // (a /bin/sh child, for one).
 #pragma once
-
-#include <sys/types.h>
 
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <sys/types.h>
 
 #include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
@@ -31,10 +32,11 @@ struct SpawnOptions {
   // argv[0] of every rank; `program` when empty.
   std::string argv0;
   int world_size = 1;
-  // Ranks per simulated node: local rank = rank % ranks_per_node, node rank = rank / ranks_per_node.
-  // 0 puts every rank on one node (local rank = rank, node rank = 0).
+  // Ranks per simulated node: local rank = rank % ranks_per_node, node rank = rank /
+  // ranks_per_node. 0 puts every rank on one node (local rank = rank, node rank = 0).
   int ranks_per_node = 0;
-  // When not empty, rank R's stdout and stderr go to <log_dir>/rank-<R>.log (the directory is created).
+  // When not empty, rank R's stdout and stderr go to <log_dir>/rank-<R>.log (the directory is
+  // created).
   std::string log_dir;
   // Extra variables for every rank (they override inherited ones).
   std::vector<std::pair<std::string, std::string>> env;
@@ -45,22 +47,23 @@ struct SpawnOptions {
 struct RankExit {
   int rank = 0;
   pid_t pid = -1;
-  int exit_code = -1;    // when the rank exited by itself
-  int term_signal = 0;   // when a signal ended it
-  bool stopped_by_launcher = false;  // we sent the signal (after another rank failed, or at the deadline)
+  int exit_code = -1;   // when the rank exited by itself
+  int term_signal = 0;  // when a signal ended it
+  bool stopped_by_launcher =
+      false;  // we sent the signal (after another rank failed, or at the deadline)
   bool ok() const { return term_signal == 0 && exit_code == 0; }
   // "rank 2 (pid 4242) exited with code 3", "rank 1 (pid 4241) killed by signal 15 (Terminated)".
   std::string describe() const;
 };
 
 struct SpawnReport {
-  std::vector<RankExit> ranks;     // indexed by rank
+  std::vector<RankExit> ranks;      // indexed by rank
   std::optional<int> first_failed;  // the rank that failed first, by itself
   bool timed_out = false;
   // Ok when every rank exited with 0; otherwise an error naming the first failure or the timeout.
   Status status;
-  // What a launcher's main() returns: 0, the first failed rank's exit code (128 + signal when killed),
-  // or 124 after a timeout (as timeout(1)).
+  // What a launcher's main() returns: 0, the first failed rank's exit code (128 + signal when
+  // killed), or 124 after a timeout (as timeout(1)).
   int exit_code() const;
 };
 
@@ -75,9 +78,9 @@ class SpawnedGroup {
   SpawnedGroup(const SpawnedGroup&) = delete;
   SpawnedGroup& operator=(const SpawnedGroup&) = delete;
 
-  // Waits for every rank. On the first failure, or when the deadline passes, the remaining ranks get
-  // SIGTERM, then SIGKILL after kill_grace; so this returns by deadline + kill_grace at the latest.
-  // Call once.
+  // Waits for every rank. On the first failure, or when the deadline passes, the remaining ranks
+  // get SIGTERM, then SIGKILL after kill_grace; so this returns by deadline + kill_grace at the
+  // latest. Call once.
   SpawnReport wait(Deadline deadline);
 
   // Sends `signal` to every rank still running (to its whole process group): for a launcher that

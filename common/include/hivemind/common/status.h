@@ -1,8 +1,8 @@
 // Status and Result<T>: the error vocabulary of the data path.
 //
-// Nothing on the data path throws across threads or callbacks; operations complete with a Status (or a
-// Result<T> holding a value or a Status). Public trainer-facing APIs turn errors into exceptions at their
-// edge (see Status::throw_if_error), torch style.
+// Nothing on the data path throws across threads or callbacks; operations complete with a Status
+// (or a Result<T> holding a value or a Status). Public trainer-facing APIs turn errors into
+// exceptions at their edge (see Status::throw_if_error), torch style.
 #pragma once
 
 #include <cstdint>
@@ -15,18 +15,18 @@ namespace hivemind {
 
 enum class StatusCode : uint8_t {
   kOk = 0,
-  kTimeout,           // a deadline passed
-  kCanceled,          // the caller or a shutdown canceled the operation
-  kPeerClosed,        // the remote end went away (reset, EOF, process died)
-  kProtocol,          // malformed or unexpected bytes from the network
-  kTooLarge,          // a configured limit was exceeded
-  kNoMemory,          // an allocation failed or a pool is exhausted
-  kUnsupported,       // the operation is not available in this build or on this peer
-  kInvalidArgument,   // the caller passed something wrong (bad flag, bad shape, bad uid)
-  kNotFound,          // a key, method, expert or file does not exist
-  kUnavailable,       // temporarily cannot serve (draining, overloaded, not connected yet)
-  kInternal,          // a bug or an unexpected failure of a dependency
-  kIoError,           // an operating-system call failed
+  kTimeout,          // a deadline passed
+  kCanceled,         // the caller or a shutdown canceled the operation
+  kPeerClosed,       // the remote end went away (reset, EOF, process died)
+  kProtocol,         // malformed or unexpected bytes from the network
+  kTooLarge,         // a configured limit was exceeded
+  kNoMemory,         // an allocation failed or a pool is exhausted
+  kUnsupported,      // the operation is not available in this build or on this peer
+  kInvalidArgument,  // the caller passed something wrong (bad flag, bad shape, bad uid)
+  kNotFound,         // a key, method, expert or file does not exist
+  kUnavailable,      // temporarily cannot serve (draining, overloaded, not connected yet)
+  kInternal,         // a bug or an unexpected failure of a dependency
+  kIoError,          // an operating-system call failed
 };
 
 std::string_view status_code_name(StatusCode code);
@@ -83,8 +83,8 @@ Status errno_error(std::string_view what, int err);
 }  // namespace hivemind
 
 // Propagates a non-ok Status from an expression to the caller.
-#define HIVEMIND_RETURN_IF_ERROR(expr)             \
-  do {                                             \
-    ::hivemind::Status hivemind_status_ = (expr);  \
+#define HIVEMIND_RETURN_IF_ERROR(expr)                      \
+  do {                                                      \
+    ::hivemind::Status hivemind_status_ = (expr);           \
     if (!hivemind_status_.is_ok()) return hivemind_status_; \
   } while (false)

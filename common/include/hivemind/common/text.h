@@ -7,8 +7,8 @@
 
 namespace hivemind {
 
-// Every field between separators, empty ones included: "a,,b" -> {"a", "", "b"}, "" -> {""}. The views
-// point into `text`.
+// Every field between separators, empty ones included: "a,,b" -> {"a", "", "b"}, "" -> {""}. The
+// views point into `text`.
 std::vector<std::string_view> split(std::string_view text, char sep);
 
 // A user's list: fields trimmed of spaces and tabs, empty ones dropped: " a, ,b " -> {"a", "b"}.

@@ -1,8 +1,8 @@
 // Blacklist: peers that did not answer are skipped for a while — `base` once they failed
 // `failures_before_ban` times in a row, doubling with each further failure up to `max` (hivemind's
 // blacklist_time with backoff x2). An answer clears the record. hivemind bans at the first failure;
-// on a link that loses 1% of messages that shuts out live replicas for seconds (the T4 churn test lost
-// 0.5% of its gets to it), so one lost message is forgiven.
+// on a link that loses 1% of messages that shuts out live replicas for seconds (the T4 churn test
+// lost 0.5% of its gets to it), so one lost message is forgiven.
 #pragma once
 
 #include <string>

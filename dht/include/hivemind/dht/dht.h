@@ -1,10 +1,10 @@
 // Dht: the thread-safe, blocking facade over one dht::Node.
 //
 // The node itself is single-threaded; the facade hands every call to the thread that owns it and
-// waits for the answer until a Deadline. Two hosts exist: the real transport (Dht::start, the node on
-// its transport Worker thread, reached over rpc method "dht") and the simulator (Dht::attach, where the
-// calling thread drives the virtual network while it waits). Keys are strings hashed with SHA-1.
-// Destroying a Dht stops its node (running operations complete with Canceled).
+// waits for the answer until a Deadline. Two hosts exist: the real transport (Dht::start, the node
+// on its transport Worker thread, reached over rpc method "dht") and the simulator (Dht::attach,
+// where the calling thread drives the virtual network while it waits). Keys are strings hashed with
+// SHA-1. Destroying a Dht stops its node (running operations complete with Canceled).
 #pragma once
 
 #include <memory>
@@ -38,7 +38,8 @@ struct DhtOptions {
   std::vector<std::string> initial_peers;
   // How long start() may spend joining before it fails with a message naming every peer and why.
   Milliseconds bootstrap_timeout = std::chrono::seconds(30);
-  // Written atomically with this node's address once it listens (a rendezvous on a shared filesystem).
+  // Written atomically with this node's address once it listens (a rendezvous on a shared
+  // filesystem).
   std::string bootstrap_file;
   // This node's id. Unset: read from `identity_file` when that exists, else random (and written to
   // `identity_file` when one is named), so a restarted node keeps its place in the id space.
@@ -76,11 +77,12 @@ class DhtHost;  // where the node runs (private)
 
 class Dht {
  public:
-  // Starts a node on the transport: listens, writes the bootstrap file, joins `initial_peers` (failing
-  // with every peer's reason when none answers within bootstrap_timeout). The node runs on the
-  // transport worker's I/O thread.
+  // Starts a node on the transport: listens, writes the bootstrap file, joins `initial_peers`
+  // (failing with every peer's reason when none answers within bootstrap_timeout). The node runs on
+  // the transport worker's I/O thread.
   static Result<std::unique_ptr<Dht>> start(DhtOptions options);
-  // Runs node `index` of a simulated network; the calling thread drives the simulation while it waits.
+  // Runs node `index` of a simulated network; the calling thread drives the simulation while it
+  // waits.
   static std::unique_ptr<Dht> attach(SimNetwork& network, size_t index);
 
   ~Dht();
@@ -101,8 +103,8 @@ class Dht {
   // ---- blocking operations (thread-safe) ----
   Status bootstrap(std::vector<std::string> peers, Deadline deadline);
   // Per key: the merged live record, or nullopt.
-  Result<std::vector<std::optional<Record>>> get(std::span<const std::string> keys, Deadline deadline,
-                                                 GetOptions options = {});
+  Result<std::vector<std::optional<Record>>> get(std::span<const std::string> keys,
+                                                 Deadline deadline, GetOptions options = {});
   // Per item: how many replicas accepted it.
   Result<std::vector<StoreOutcome>> store(std::span<const DhtStoreItem> items, Deadline deadline);
   Result<std::vector<Contact>> find_nearest(const NodeId& target, size_t count, Deadline deadline);
@@ -113,7 +115,8 @@ class Dht {
   NodeStats stats() const;
   // The node's local cache: what the registry's negative cache uses (a namespace of its own).
   void cache_locally(const std::string& key, std::string value, DhtTime expiration);
-  void cache_locally_many(std::span<const std::string> keys, const std::string& value, DhtTime expiration);
+  void cache_locally_many(std::span<const std::string> keys, const std::string& value,
+                          DhtTime expiration);
   std::optional<Record> local_get(const std::string& key) const;
   std::vector<std::optional<Record>> local_get_many(std::span<const std::string> keys) const;
 

@@ -5,8 +5,8 @@
 // then one or more non-negative decimal coordinates without leading zeros). Prefixes end with the
 // delimiter: "ffn.", "ffn.3.". Declaring "ffn.3.14" at endpoint E stores
 //   "ffn.3.14"            -> {uid, E}                 (regular value)
-//   "ffn." [subkey "3"]   -> {uid "ffn.3.14", E}      (one dictionary per prefix: its live successors)
-//   "ffn.3." [subkey "14"] -> {uid "ffn.3.14", E}
+//   "ffn." [subkey "3"]   -> {uid "ffn.3.14", E}      (one dictionary per prefix: its live
+//   successors) "ffn.3." [subkey "14"] -> {uid "ffn.3.14", E}
 // and a one-dimensional uid "ffn.5" also stores "ffn.5." [subkey "-1"] (hivemind's FLAT_EXPERT), so
 // the first-dimension query sees it. Every entry expires at the declared time; servers re-declare.
 //
@@ -46,14 +46,16 @@ Result<std::pair<std::string, int>> split_uid(std::string_view uid_or_prefix);
 std::string encode_expert_info(const ExpertInfo& info);
 std::optional<ExpertInfo> decode_expert_info(std::string_view bytes);
 
-// Makes `uids` visible until `expiration` (absolute DHT time). `endpoint` must be one of this node's own
-// endpoints (Dht::is_own_endpoint): a server may only declare itself. Fails when an expert's own key was
-// stored nowhere; a prefix entry refused as outdated is fine (another live expert represents it).
+// Makes `uids` visible until `expiration` (absolute DHT time). `endpoint` must be one of this
+// node's own endpoints (Dht::is_own_endpoint): a server may only declare itself. Fails when an
+// expert's own key was stored nowhere; a prefix entry refused as outdated is fine (another live
+// expert represents it).
 Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::string& endpoint,
                        DhtTime expiration, Deadline deadline);
 
 // Per uid: the live expert, or nullopt.
-Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht, std::span<const std::string> uids,
+Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht,
+                                                           std::span<const std::string> uids,
                                                            Deadline deadline);
 
 struct SuccessorOptions {
@@ -64,17 +66,19 @@ struct SuccessorOptions {
   Milliseconds negative_cache_ttl = std::chrono::seconds(30);
 };
 
-// The beam-search primitive, batched in one DHT round: for each prefix ("ffn.3."), its live successors
-// (next coordinate -> an expert under prefix + coordinate). A flat expert "ffn.5" appears under
-// "ffn.5." with coordinate -1 (kFlatExpert), as the client's ExpertDirectory expects. Entries whose uid
-// does not lie under prefix + coordinate are dropped. Unknown prefixes map to an empty map.
-Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(Dht& dht, std::span<const std::string> prefixes,
-                                                                     Deadline deadline,
-                                                                     const SuccessorOptions& options = {});
+// The beam-search primitive, batched in one DHT round: for each prefix ("ffn.3."), its live
+// successors (next coordinate -> an expert under prefix + coordinate). A flat expert "ffn.5"
+// appears under "ffn.5." with coordinate -1 (kFlatExpert), as the client's ExpertDirectory expects.
+// Entries whose uid does not lie under prefix + coordinate are dropped. Unknown prefixes map to an
+// empty map.
+Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(
+    Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
+    const SuccessorOptions& options = {});
 
-// The first-dimension primitive: which of these prefixes ("ffn.3.") have any live expert (a successor,
-// or the flat one-dimensional expert itself).
-Result<std::vector<bool>> find_active_prefixes(Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
+// The first-dimension primitive: which of these prefixes ("ffn.3.") have any live expert (a
+// successor, or the flat one-dimensional expert itself).
+Result<std::vector<bool>> find_active_prefixes(Dht& dht, std::span<const std::string> prefixes,
+                                               Deadline deadline,
                                                const SuccessorOptions& options = {});
 
 }  // namespace hivemind::dht

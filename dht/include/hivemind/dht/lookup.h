@@ -1,14 +1,16 @@
 // Lookup: the iterative Kademlia search as a pure state machine over several targets at once.
 //
-// Per target it keeps candidates ordered by XOR distance, each unasked, in flight, answered or failed.
-// At most `alpha` requests per target are in flight, and only candidates among the first
-// max(alpha, beta) live ones are asked, so no request goes to a node that cannot matter. A target is
-// done once its `beta` closest live candidates have all answered (beta = 3 for gets, r for stores, k
-// for node lookups); the result is made only of nodes that answered (hivemind counted nodes it had
-// never reached — dht.md 1.9 item 9). Targets that want the same peer share one request (bulk FIND).
+// Per target it keeps candidates ordered by XOR distance, each unasked, in flight, answered or
+// failed. At most `alpha` requests per target are in flight, and only candidates among the first
+// max(alpha, beta) live ones are asked, so no request goes to a node that cannot matter. A target
+// is done once its `beta` closest live candidates have all answered (beta = 3 for gets, r for
+// stores, k for node lookups); the result is made only of nodes that answered (hivemind counted
+// nodes it had never reached — dht.md 1.9 item 9). Targets that want the same peer share one
+// request (bulk FIND).
 //
-// It sends nothing itself: next_requests() says whom to ask, on_response()/on_failure() feed answers
-// back. So it is unit-tested with a scripted network, and the node drives it over any transport.
+// It sends nothing itself: next_requests() says whom to ask, on_response()/on_failure() feed
+// answers back. So it is unit-tested with a scripted network, and the node drives it over any
+// transport.
 #pragma once
 
 #include <cstddef>
@@ -29,7 +31,7 @@ class Lookup {
     size_t alpha = 3;
     size_t beta = 3;
     size_t max_keys_per_request = 64;
-    size_t max_candidates = 64;         // per target; the farthest unasked ones are dropped first
+    size_t max_candidates = 64;          // per target; the farthest unasked ones are dropped first
     size_t max_requests_in_flight = 64;  // over all targets
   };
   enum class State : uint8_t { kCandidate, kInFlight, kResponded, kFailed };
@@ -47,8 +49,8 @@ class Lookup {
   // Our own node as an answered candidate of every target: its storage is read locally.
   void add_self(const Contact& self);
 
-  // Whom to ask now; marks them in flight. `usable` rejects peers that may not be asked (blacklisted);
-  // they count as failed.
+  // Whom to ask now; marks them in flight. `usable` rejects peers that may not be asked
+  // (blacklisted); they count as failed.
   std::vector<Request> next_requests(const std::function<bool(const Contact&)>& usable);
 
   // `peer` answered the request for `targets`, with `contacts[i]` for targets[i].
@@ -56,8 +58,8 @@ class Lookup {
                    std::span<const std::vector<Contact>> contacts);
   void on_failure(const NodeId& peer, std::span<const uint32_t> targets);
   // The request has taken longer than a healthy answer would: it stays open (a late answer still
-  // counts) but no longer holds an alpha slot, a place in the window or the target's termination, so
-  // a dead node costs the lookup a stall timeout instead of a full request timeout.
+  // counts) but no longer holds an alpha slot, a place in the window or the target's termination,
+  // so a dead node costs the lookup a stall timeout instead of a full request timeout.
   void on_stall(const NodeId& peer, std::span<const uint32_t> targets);
 
   // Asks further for a finished target: it is done again once its `beta` closest live candidates
@@ -73,7 +75,8 @@ class Lookup {
 
   // Nodes that answered for `target`, nearest first.
   std::vector<Contact> responded(uint32_t target, size_t count) const;
-  // The hop at which `peer` was asked for `target`: 1 for seeds, n + 1 for contacts a hop-n node gave.
+  // The hop at which `peer` was asked for `target`: 1 for seeds, n + 1 for contacts a hop-n node
+  // gave.
   int depth(uint32_t target, const NodeId& peer) const;
   State state(uint32_t target, const NodeId& peer) const;
 

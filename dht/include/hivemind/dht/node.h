@@ -51,34 +51,35 @@ struct NodeStats {
   uint64_t replies_received = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
-  uint64_t timeouts = 0;              // requests that failed (timeout or transport error)
-  uint64_t error_replies = 0;         // ERROR answers to our requests
-  uint64_t unmatched_replies = 0;     // no outstanding request with that id from that peer
-  uint64_t malformed_received = 0;    // frames that failed to decode
-  uint64_t rate_limited = 0;          // requests refused by the rate limiter
-  uint64_t skewed_peers = 0;          // answers from peers whose clock is off by > max_clock_skew
-  uint64_t probes_sent = 0;           // admission pings to peers that contacted us
-  uint64_t transfer_items_sent = 0;   // items pushed to newly met nodes
+  uint64_t timeouts = 0;             // requests that failed (timeout or transport error)
+  uint64_t error_replies = 0;        // ERROR answers to our requests
+  uint64_t unmatched_replies = 0;    // no outstanding request with that id from that peer
+  uint64_t malformed_received = 0;   // frames that failed to decode
+  uint64_t rate_limited = 0;         // requests refused by the rate limiter
+  uint64_t skewed_peers = 0;         // answers from peers whose clock is off by > max_clock_skew
+  uint64_t probes_sent = 0;          // admission pings to peers that contacted us
+  uint64_t transfer_items_sent = 0;  // items pushed to newly met nodes
   uint64_t cache_pushes = 0;
   uint64_t refreshes = 0;
   uint64_t liveness_pings = 0;
 };
 
 struct GetOptions {
-  // Ask the network even when the local storage or cache holds a live value (hivemind's latest=True).
+  // Ask the network even when the local storage or cache holds a live value (hivemind's
+  // latest=True).
   bool latest = false;
 };
 
 struct GetResult {
-  Status status;                              // Timeout when the deadline cut the search short
-  std::vector<std::optional<Record>> records; // per key, merged newest-wins over every answer
-  std::vector<int> hops;                      // per key: hop of the first answer with a value; 0 local, -1 none
-  size_t rpcs = 0;                            // requests this get sent
+  Status status;                               // Timeout when the deadline cut the search short
+  std::vector<std::optional<Record>> records;  // per key, merged newest-wins over every answer
+  std::vector<int> hops;  // per key: hop of the first answer with a value; 0 local, -1 none
+  size_t rpcs = 0;        // requests this get sent
 };
 
 struct StoreOutcome {
-  size_t stored = 0;                          // replicas (or our own storage) that accepted it
-  size_t rejected = 0;                        // answers that refused it (see `rejection`)
+  size_t stored = 0;    // replicas (or our own storage) that accepted it
+  size_t rejected = 0;  // answers that refused it (see `rejection`)
   wire::StoreStatus rejection = wire::StoreStatus::kStored;  // the first refusal's reason
   bool ok() const { return stored > 0; }
 };
@@ -93,7 +94,7 @@ struct NearestResult {
   Status status;
   std::vector<Contact> contacts;  // nodes that answered, nearest first (this node included)
   size_t rpcs = 0;
-  int hops = 0;                   // deepest hop among the contacts
+  int hops = 0;  // deepest hop among the contacts
 };
 
 class Node {
@@ -113,21 +114,25 @@ class Node {
   SteadyTime next_wakeup();
 
   // ---- operations ----
-  // Pings every initial peer; once one answers, looks itself up (and refreshes far buckets). Retries
-  // with backoff until `deadline`, then fails naming each peer and why. No peers: succeeds at once.
-  void bootstrap(std::vector<std::string> peers, SteadyTime deadline, std::function<void(Status)> done);
+  // Pings every initial peer; once one answers, looks itself up (and refreshes far buckets).
+  // Retries with backoff until `deadline`, then fails naming each peer and why. No peers: succeeds
+  // at once.
+  void bootstrap(std::vector<std::string> peers, SteadyTime deadline,
+                 std::function<void(Status)> done);
   void find_nearest(const NodeId& target, size_t count, SteadyTime deadline,
                     std::function<void(NearestResult)> done);
   void get(std::vector<NodeId> keys, GetOptions options, SteadyTime deadline,
            std::function<void(GetResult)> done);
-  void store(std::vector<wire::StoreItem> items, SteadyTime deadline, std::function<void(StoreResult)> done);
-  void ping(const std::string& address, SteadyTime deadline, std::function<void(Result<Contact>)> done);
+  void store(std::vector<wire::StoreItem> items, SteadyTime deadline,
+             std::function<void(StoreResult)> done);
+  void ping(const std::string& address, SteadyTime deadline,
+            std::function<void(Result<Contact>)> done);
   // Completes every running operation with Canceled and forgets outstanding requests.
   void shutdown();
 
   // Puts a contact known to be alive straight into the routing table, without asking it. Only the
-  // simulator's "ideal tables" (a baseline built from global knowledge) use this; a real node admits
-  // peers only after they answered.
+  // simulator's "ideal tables" (a baseline built from global knowledge) use this; a real node
+  // admits peers only after they answered.
   void learn_verified(const Contact& contact) { routing_.on_answered(contact, now()); }
 
   // ---- local state ----
@@ -151,7 +156,7 @@ class Node {
     wire::MessageType type;
     Purpose purpose;
     uint64_t op_id = 0;
-    std::vector<uint32_t> targets;   // lookup targets the request covers
+    std::vector<uint32_t> targets;  // lookup targets the request covers
     SteadyTime deadline;
     DhtTime sent_dht = 0;
     SteadyTime sent{};
@@ -164,8 +169,9 @@ class Node {
   struct GetOp;
   struct StoreOp;
 
-  uint64_t send(const std::string& to, std::optional<NodeId> expected, wire::MessageType type, wire::Body body,
-                Purpose purpose, uint64_t op_id, std::vector<uint32_t> targets, SteadyTime deadline);
+  uint64_t send(const std::string& to, std::optional<NodeId> expected, wire::MessageType type,
+                wire::Body body, Purpose purpose, uint64_t op_id, std::vector<uint32_t> targets,
+                SteadyTime deadline);
   wire::Header make_header(wire::MessageType type, uint64_t request_id) const;
   std::vector<uint8_t> error_reply(uint64_t request_id, wire::ErrorCode code, std::string message);
   wire::FindReply answer_find(const wire::FindRequest& find, const NodeId& sender);
@@ -210,9 +216,9 @@ class Node {
   SteadyTime next_housekeeping_;
   SteadyTime next_refresh_;
   SteadyTime next_sweep_{};
-  bool joined_ = false;   // a bootstrap (or the first answer) made this node part of a DHT
+  bool joined_ = false;  // a bootstrap (or the first answer) made this node part of a DHT
   std::vector<std::string> bootstrap_peers_;  // pinged again if the table ever empties
-  double srtt_ms_ = -1;  // smoothed round trip; < 0 until the first answer
+  double srtt_ms_ = -1;                       // smoothed round trip; < 0 until the first answer
   double rttvar_ms_ = 0;
 };
 

@@ -1,15 +1,16 @@
 // NodeId: a point in the 160-bit Kademlia id space (node ids and hashed record keys alike).
 //
 // Record keys are SHA-1 of the key bytes, as in hivemind. Bytes are big-endian, so comparing ids
-// byte-wise compares them as numbers, and comparing XOR distances byte-wise orders peers by closeness.
+// byte-wise compares them as numbers, and comparing XOR distances byte-wise orders peers by
+// closeness.
 #pragma once
 
 #include <array>
 #include <bit>
-#include <cstring>
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <random>
@@ -36,8 +37,8 @@ class NodeId {
   static std::optional<NodeId> from_bytes(std::span<const uint8_t> bytes);
   // 40 hex digits, else nullopt.
   static std::optional<NodeId> from_hex(std::string_view hex);
-  // A uniformly random id with exactly `prefix_bits` leading bits equal to `prefix`'s and the next bit
-  // flipped (prefix_bits < 160): a random point of the k-bucket at that common-prefix length.
+  // A uniformly random id with exactly `prefix_bits` leading bits equal to `prefix`'s and the next
+  // bit flipped (prefix_bits < 160): a random point of the k-bucket at that common-prefix length.
   static NodeId random_in_bucket(const NodeId& own, int prefix_bits, std::mt19937_64& rng);
 
   const Bytes& bytes() const { return bytes_; }
@@ -45,7 +46,8 @@ class NodeId {
 
   NodeId distance(const NodeId& other) const {
     Bytes out;
-    for (size_t i = 0; i < kBytes; ++i) out[i] = bytes_[i] ^ other.bytes_[i];
+    for (size_t i = 0; i < kBytes; ++i)
+      out[i] = bytes_[i] ^ other.bytes_[i];
     return NodeId(out);
   }
   // Number of leading bits shared with `other` (160 when equal).
@@ -97,7 +99,8 @@ struct NodeIdHash {
   size_t operator()(const NodeId& id) const {
     // Ids are uniformly distributed, so any 8 bytes are a good hash.
     size_t h = 0;
-    for (int i = 0; i < 8; ++i) h = (h << 8) | id.bytes()[static_cast<size_t>(i)];
+    for (int i = 0; i < 8; ++i)
+      h = (h << 8) | id.bytes()[static_cast<size_t>(i)];
     return h;
   }
 };

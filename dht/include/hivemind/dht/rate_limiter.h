@@ -15,8 +15,8 @@ class RateLimiter {
  public:
   explicit RateLimiter(RateLimits limits);
 
-  // Takes one token from the peer's bucket and one from the global bucket; false (and nothing taken)
-  // when either is empty.
+  // Takes one token from the peer's bucket and one from the global bucket; false (and nothing
+  // taken) when either is empty.
   bool allow(std::string_view peer, SteadyTime now);
 
   // Forgets peers whose buckets are full again (indistinguishable from new ones).

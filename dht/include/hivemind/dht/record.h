@@ -1,9 +1,10 @@
-// Record: what one key holds — a regular value, or a dictionary of subkey -> value — each value with
-// an absolute expiration in DHT time (integer Unix milliseconds).
+// Record: what one key holds — a regular value, or a dictionary of subkey -> value — each value
+// with an absolute expiration in DHT time (integer Unix milliseconds).
 //
 // The conflict rule is hivemind's: the newer expiration wins, an older or equal one is rejected; a
-// dictionary resolves each subkey on its own and expires at the latest of its subkeys; a regular value
-// replaces a dictionary (and the reverse) only when it is newer than everything the key holds.
+// dictionary resolves each subkey on its own and expires at the latest of its subkeys; a regular
+// value replaces a dictionary (and the reverse) only when it is newer than everything the key
+// holds.
 #pragma once
 
 #include <cstdint>

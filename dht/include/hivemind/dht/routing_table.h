@@ -1,11 +1,12 @@
 // RoutingTable: k-buckets indexed by the common-prefix length with our own id (a flat array instead
 // of hivemind's split tree: the same lookup quality, no boundary cases).
 //
-// Kademlia rules: a bucket keeps its entries least-recently-seen first; a contact that answered while
-// its bucket is full waits in the bucket's replacement cache, and the least-recently-seen entry is
-// pinged — only when that ping fails is it evicted and the newest replacement promoted, so long-lived
-// nodes are never flushed out by newcomers. Only peers that answered one of our requests enter the
-// table (libp2p's rule); the node enforces that by calling on_answered() for replies only.
+// Kademlia rules: a bucket keeps its entries least-recently-seen first; a contact that answered
+// while its bucket is full waits in the bucket's replacement cache, and the least-recently-seen
+// entry is pinged — only when that ping fails is it evicted and the newest replacement promoted, so
+// long-lived nodes are never flushed out by newcomers. Only peers that answered one of our requests
+// enter the table (libp2p's rule); the node enforces that by calling on_answered() for replies
+// only.
 #pragma once
 
 #include <cstddef>
@@ -23,8 +24,8 @@ namespace hivemind::dht {
 struct RoutingEntry {
   Contact contact;
   SteadyTime last_seen{};
-  int failures = 0;       // consecutive unanswered requests
-  bool pinging = false;   // an eviction check is in flight
+  int failures = 0;      // consecutive unanswered requests
+  bool pinging = false;  // an eviction check is in flight
 };
 
 class RoutingTable {
@@ -50,8 +51,8 @@ class RoutingTable {
   // The contact answered one of our requests at `now`.
   AnsweredResult on_answered(const Contact& contact, SteadyTime now);
 
-  // A request to `id` went unanswered. The entry is removed after `max_failures` consecutive failures,
-  // or after the first when a replacement is waiting. Returns true when it was removed.
+  // A request to `id` went unanswered. The entry is removed after `max_failures` consecutive
+  // failures, or after the first when a replacement is waiting. Returns true when it was removed.
   bool on_failure(const NodeId& id, int max_failures);
   // Removes `id` (a failed eviction check); the newest replacement takes its place.
   void evict(const NodeId& id);
@@ -62,8 +63,8 @@ class RoutingTable {
 
   bool contains(const NodeId& id) const;
   std::optional<Contact> find(const NodeId& id) const;
-  // The `count` contacts closest to `target`, nearest first, never `exclude`. `healthy_only` leaves out
-  // entries whose last request went unanswered (what a node tells others: under churn those are
+  // The `count` contacts closest to `target`, nearest first, never `exclude`. `healthy_only` leaves
+  // out entries whose last request went unanswered (what a node tells others: under churn those are
   // mostly dead, and passing them on makes every asker wait for them).
   std::vector<Contact> nearest(const NodeId& target, size_t count,
                                const std::optional<NodeId>& exclude = std::nullopt,
@@ -75,7 +76,9 @@ class RoutingTable {
   size_t size() const { return size_; }
   // -1 for our own id.
   int bucket_index(const NodeId& id) const;
-  const std::vector<RoutingEntry>& bucket(int index) const { return buckets_[static_cast<size_t>(index)].live; }
+  const std::vector<RoutingEntry>& bucket(int index) const {
+    return buckets_[static_cast<size_t>(index)].live;
+  }
   const std::vector<RoutingEntry>& replacements(int index) const {
     return buckets_[static_cast<size_t>(index)].replacements;
   }

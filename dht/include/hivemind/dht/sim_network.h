@@ -1,10 +1,11 @@
 // SimNetwork: many DHT nodes in one thread on virtual time — deterministic for a given seed.
 //
-// Each link has a fixed one-way latency drawn from [min_latency, max_latency] by a seeded hash of the
-// pair; each message is lost with probability `loss`; nodes can be put in partition groups (messages
-// between groups are dropped) and killed (they stop answering; with `refuse_dead` a request to them
-// fails after one latency, like a closed TCP port). Nodes are the real dht::Node; only the network and
-// the clock are simulated. Used for every test with hundreds to thousands of nodes and by the benchmark.
+// Each link has a fixed one-way latency drawn from [min_latency, max_latency] by a seeded hash of
+// the pair; each message is lost with probability `loss`; nodes can be put in partition groups
+// (messages between groups are dropped) and killed (they stop answering; with `refuse_dead` a
+// request to them fails after one latency, like a closed TCP port). Nodes are the real dht::Node;
+// only the network and the clock are simulated. Used for every test with hundreds to thousands of
+// nodes and by the benchmark.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +39,8 @@ class SimNetwork {
   SimNetwork(const SimNetwork&) = delete;
   SimNetwork& operator=(const SimNetwork&) = delete;
 
-  // Adds a node (not yet bootstrapped) and returns its index. Its id is random (seeded) unless given;
-  // `clock_skew` offsets its DHT clock.
+  // Adds a node (not yet bootstrapped) and returns its index. Its id is random (seeded) unless
+  // given; `clock_skew` offsets its DHT clock.
   size_t add_node(const NodeOptions& options, std::optional<NodeId> id = std::nullopt,
                   Milliseconds clock_skew = Milliseconds(0));
   // Stops a node for good: it shuts down (its operations complete with Canceled) and never answers.
@@ -77,10 +78,12 @@ class SimNetwork {
   void fill_ideal_tables();
 
   // ---- blocking conveniences for tests and the benchmark ----
-  Status bootstrap(size_t index, std::vector<std::string> peers, Milliseconds timeout = std::chrono::seconds(60));
+  Status bootstrap(size_t index, std::vector<std::string> peers,
+                   Milliseconds timeout = std::chrono::seconds(60));
   GetResult get(size_t index, std::vector<NodeId> keys, GetOptions options = {},
                 Milliseconds timeout = std::chrono::seconds(60));
-  StoreResult store(size_t index, std::vector<wire::StoreItem> items, Milliseconds timeout = std::chrono::seconds(60));
+  StoreResult store(size_t index, std::vector<wire::StoreItem> items,
+                    Milliseconds timeout = std::chrono::seconds(60));
   NearestResult find_nearest(size_t index, const NodeId& target, size_t count,
                              Milliseconds timeout = std::chrono::seconds(60));
 
@@ -127,11 +130,13 @@ class SimNetwork {
     SteadyTime at;
     uint64_t seq;
     EventKind kind;
-    size_t to;              // node index the event is for
-    size_t from;            // the other end
-    uint64_t request_id;    // or the wakeup generation
+    size_t to;            // node index the event is for
+    size_t from;          // the other end
+    uint64_t request_id;  // or the wakeup generation
     std::vector<uint8_t> frame;
-    bool operator>(const Event& other) const { return at != other.at ? at > other.at : seq > other.seq; }
+    bool operator>(const Event& other) const {
+      return at != other.at ? at > other.at : seq > other.seq;
+    }
   };
 
   void push(Event event);

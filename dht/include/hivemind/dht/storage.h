@@ -1,13 +1,14 @@
 // Storage: the records a node holds for others (and, as a second instance, its cache).
 //
 // - Expirations are validated: in the future and at most now + max_ttl (+ slack), or clamped to it.
-// - The expiry index holds (expiration, generation) per stored item and is checked lazily against the
+// - The expiry index holds (expiration, generation) per stored item and is checked lazily against
+// the
 //   item's current generation, so a rejected or replaced store never touches the index entry of the
 //   newer value (hivemind's TimedStorage bug 1 of dht.md 1.9 cannot happen by construction).
 // - Quotas: total bytes, number of keys, subkeys per key, bytes per source (the peer that sent the
 //   store). A source over its quota is refused; when the whole storage is full the oldest items of
-//   the source using the most bytes are evicted first (OpenDHT's policy), so one flooding peer cannot
-//   push out everyone else's records.
+//   the source using the most bytes are evicted first (OpenDHT's policy), so one flooding peer
+//   cannot push out everyone else's records.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +35,8 @@ class Storage {
 
   explicit Storage(StorageLimits limits);
 
-  wire::StoreStatus store(const NodeId& key, const std::optional<std::string>& subkey, ValueEntry entry,
-                          const NodeId& source, DhtTime now);
+  wire::StoreStatus store(const NodeId& key, const std::optional<std::string>& subkey,
+                          ValueEntry entry, const NodeId& source, DhtTime now);
 
   // The live part of the key's record, or nullopt.
   std::optional<Record> get(const NodeId& key, DhtTime now) const;
@@ -45,8 +46,9 @@ class Storage {
   void expire(DhtTime now);
   std::optional<DhtTime> next_expiration() const;
 
-  // Visits the live records whose keys lie in [low, high] (key order), stopping when `visit` returns
-  // false. Used by the join transfer, which only looks at the id range a new node could own.
+  // Visits the live records whose keys lie in [low, high] (key order), stopping when `visit`
+  // returns false. Used by the join transfer, which only looks at the id range a new node could
+  // own.
   void for_each_in_range(const NodeId& low, const NodeId& high, DhtTime now,
                          const std::function<bool(const NodeId&, const Record&)>& visit) const;
 

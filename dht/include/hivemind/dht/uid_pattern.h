@@ -1,8 +1,8 @@
 // Expert uid patterns: "expert.[0:4].[0:8]" names the grid expert.0.0 ... expert.3.7.
 //
 // Grammar: dot-separated parts, the first a name (no dots, brackets or colons), each other one a
-// coordinate ("12", no leading zeros) or a range "[a:b]" meaning a..b-1. Servers host a pattern (or a
-// sample of it); `hivemind-dht --check --experts` measures how much of one is live.
+// coordinate ("12", no leading zeros) or a range "[a:b]" meaning a..b-1. Servers host a pattern (or
+// a sample of it); `hivemind-dht --check --experts` measures how much of one is live.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +26,9 @@ bool is_grid_uid(std::string_view uid);
 // The number of uids `pattern` names, or InvalidArgument saying what is wrong with it.
 Result<int64_t> uid_pattern_size(std::string_view pattern);
 
-// The uids of `pattern` in grid order: all of them when `count` is 0, otherwise `count` distinct ones
-// drawn with `seed` (without materialising the grid).
-Result<std::vector<std::string>> expand_uid_pattern(std::string_view pattern, int64_t count = 0, uint64_t seed = 0);
+// The uids of `pattern` in grid order: all of them when `count` is 0, otherwise `count` distinct
+// ones drawn with `seed` (without materialising the grid).
+Result<std::vector<std::string>> expand_uid_pattern(std::string_view pattern, int64_t count = 0,
+                                                    uint64_t seed = 0);
 
 }  // namespace hivemind::dht

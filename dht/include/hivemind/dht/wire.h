@@ -46,13 +46,13 @@ inline constexpr uint8_t kFlagClient = 0x01;  // the sender takes no part in rou
 // Per-item outcome of a STORE.
 enum class StoreStatus : uint8_t {
   kStored = 0,
-  kOutdated = 1,          // the node holds a value at least as new
-  kExpired = 2,           // expiration <= now
-  kTooFarInFuture = 3,    // expiration > now + max_ttl (+ slack)
-  kTooLarge = 4,          // value or subkey over its limit
-  kQuotaExceeded = 5,     // the sender's per-source quota is used up
-  kTooManySubkeys = 6,    // the dictionary is full
-  kRefused = 7,           // the node does not store for others (client mode) or storage is full
+  kOutdated = 1,        // the node holds a value at least as new
+  kExpired = 2,         // expiration <= now
+  kTooFarInFuture = 3,  // expiration > now + max_ttl (+ slack)
+  kTooLarge = 4,        // value or subkey over its limit
+  kQuotaExceeded = 5,   // the sender's per-source quota is used up
+  kTooManySubkeys = 6,  // the dictionary is full
+  kRefused = 7,         // the node does not store for others (client mode) or storage is full
 };
 inline constexpr uint8_t kMaxStoreStatus = 7;
 std::string_view store_status_name(StoreStatus status);
@@ -85,8 +85,8 @@ struct FindRequest {
 
 struct FoundEntry {
   std::vector<Contact> contacts;
-  Record record;            // empty when the node holds nothing for the key
-  bool truncated = false;   // the dictionary was cut to fit the frame (newest subkeys kept)
+  Record record;           // empty when the node holds nothing for the key
+  bool truncated = false;  // the dictionary was cut to fit the frame (newest subkeys kept)
 };
 
 struct FindReply {
@@ -115,7 +115,8 @@ struct ErrorReply {
 };
 
 // PING and PONG have no body.
-using Body = std::variant<std::monostate, FindRequest, FindReply, StoreRequest, StoreReply, ErrorReply>;
+using Body =
+    std::variant<std::monostate, FindRequest, FindReply, StoreRequest, StoreReply, ErrorReply>;
 
 struct Message {
   Header header;
@@ -131,17 +132,17 @@ Result<Message> decode(std::span<const uint8_t> frame, const WireLimits& limits)
 // Just the header, for rate limiting and error replies before the body is parsed.
 Result<Header> decode_header(std::span<const uint8_t> frame, const WireLimits& limits);
 
-// Accepts "<scheme>://<host>:<port>" with a lowercase scheme, a port in 1..65535, and a host that is
-// not a wildcard ("0.0.0.0", "::"), broadcast or IPv4 multicast.
+// Accepts "<scheme>://<host>:<port>" with a lowercase scheme, a port in 1..65535, and a host that
+// is not a wildcard ("0.0.0.0", "::"), broadcast or IPv4 multicast.
 bool is_valid_address(std::string_view address, size_t max_bytes);
 
 // Bytes the record takes in a FOUND entry.
 size_t encoded_record_size(const Record& record);
 size_t encoded_contact_size(const Contact& contact);
 
-// The record as a FOUND entry can carry it in `budget` bytes and `max_subkeys` entries: a dictionary
-// keeps its newest subkeys. Sets `truncated` when something was left out; a regular value that does not
-// fit becomes empty.
+// The record as a FOUND entry can carry it in `budget` bytes and `max_subkeys` entries: a
+// dictionary keeps its newest subkeys. Sets `truncated` when something was left out; a regular
+// value that does not fit becomes empty.
 Record fit_record(const Record& record, size_t budget, size_t max_subkeys, bool& truncated);
 
 }  // namespace hivemind::dht::wire

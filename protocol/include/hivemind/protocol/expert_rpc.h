@@ -4,12 +4,14 @@
 //             response metadata = encode_expert_info(info), no tensors
 //   forward   request metadata = encode_call(uid); tensors = one quant-encoded buffer per input
 //             response tensors = one quant-encoded buffer per output
-//   backward  request metadata = encode_call(uid); tensors = encoded inputs, then encoded grad_outputs
+//   backward  request metadata = encode_call(uid); tensors = encoded inputs, then encoded
+//   grad_outputs
 //             response tensors = one encoded gradient per input
 //
-// Every tensor travels as one self-describing quant buffer (dtype, shape including the batch dimension,
-// scheme; see docs/wire-formats.md), sent by the transport as one segment from its own memory. The
-// schemas below say what the server expects and which compression each side uses for each tensor.
+// Every tensor travels as one self-describing quant buffer (dtype, shape including the batch
+// dimension, scheme; see docs/wire-formats.md), sent by the transport as one segment from its own
+// memory. The schemas below say what the server expects and which compression each side uses for
+// each tensor.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +45,7 @@ struct ExpertInfo {
   std::string expert_cls;            // "ffn", "ffn_v08", "transformer", "nop", ...
   std::vector<TensorSchema> inputs;  // forward inputs (backward also takes one grad per output)
   std::vector<TensorSchema> outputs;
-  uint32_t max_batch_size = 0;       // samples per request above this are refused
+  uint32_t max_batch_size = 0;  // samples per request above this are refused
 
   friend bool operator==(const ExpertInfo&, const ExpertInfo&) = default;
 };
@@ -52,7 +54,7 @@ struct ExpertInfo {
 struct Limits {
   size_t max_uid_bytes = 256;
   size_t max_cls_bytes = 64;
-  size_t max_tensors = 16;   // per signature
+  size_t max_tensors = 16;  // per signature
   size_t max_ndim = 8;
   int64_t max_dim = int64_t{1} << 31;
 };

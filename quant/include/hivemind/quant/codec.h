@@ -2,10 +2,10 @@
 //
 // Layout (little-endian; docs/wire-formats.md, "Quantized tensors"):
 //   0  u32 magic "HMQ1"   4 u16 version (1)   6 u8 scheme   7 u8 src_dtype
-//   8  u8 flags (bit 0 requires_grad; others 0)   9 u8 ndim   10 u8 block_log2 (6..12 blockwise, else 0)
-//   11 u8 reserved (0)   12 u32 reserved (0)   16 u64 numel   24 u64 shape[ndim]
-//   then, each section starting at a multiple of 16 from the buffer start:
-//   f32 scales[n_blocks], u8 zero_points[n_blocks] (affine only), payload.
+//   8  u8 flags (bit 0 requires_grad; others 0)   9 u8 ndim   10 u8 block_log2 (6..12 blockwise,
+//   else 0) 11 u8 reserved (0)   12 u32 reserved (0)   16 u64 numel   24 u64 shape[ndim] then, each
+//   section starting at a multiple of 16 from the buffer start: f32 scales[n_blocks], u8
+//   zero_points[n_blocks] (affine only), payload.
 // n_blocks, the section offsets and the total size are derived from the header, never read from it;
 // decode_header() checks every one of them against the buffer length and the limits before anything
 // else touches the bytes.
@@ -51,34 +51,38 @@ struct DecodedHeader {
 
 // Exact size of the encoding; an error when the view and options do not fit together.
 Result<size_t> encoded_size(const TensorView& tensor, const EncodeOptions& options);
-Result<size_t> encoded_size(DType dtype, std::span<const int64_t> shape, const EncodeOptions& options);
+Result<size_t> encoded_size(DType dtype, std::span<const int64_t> shape,
+                            const EncodeOptions& options);
 
 // Writes the encoding into out[0, encoded_size) (out may be larger). Never modifies the input.
 // The 8-bit schemes reject tensors holding Inf/NaN (numeric_spec.h, section 4).
 Status encode(const TensorView& tensor, const EncodeOptions& options, std::span<uint8_t> out);
-Result<std::vector<uint8_t>> encode_to_vector(const TensorView& tensor, const EncodeOptions& options);
+Result<std::vector<uint8_t>> encode_to_vector(const TensorView& tensor,
+                                              const EncodeOptions& options);
 
 // Encodes a contiguous tensor that occupies storage[0, numel * dtype_size) into the same storage,
 // returning the encoded size; storage must hold max(tensor bytes, encoded size). The bytes equal
 // encode()'s exactly (the input is consumed block by block before its memory is overwritten), so a
 // server can encode an output whose memory it no longer needs without a second buffer.
-Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype, std::span<const int64_t> shape,
-                               bool requires_grad, const EncodeOptions& options);
+Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype,
+                               std::span<const int64_t> shape, bool requires_grad,
+                               const EncodeOptions& options);
 
-// Parses and validates everything: magic, version, enum values, reserved bits, ndim and numel limits,
-// shape product, section sizes against the buffer, scales finite and non-negative.
-Result<DecodedHeader> decode_header(std::span<const uint8_t> encoded, const DecodeLimits& limits = {});
+// Parses and validates everything: magic, version, enum values, reserved bits, ndim and numel
+// limits, shape product, section sizes against the buffer, scales finite and non-negative.
+Result<DecodedHeader> decode_header(std::span<const uint8_t> encoded,
+                                    const DecodeLimits& limits = {});
 
-// For encodings whose bytes are elsewhere (device memory): the same checks on a host copy of the first
-// header_extent() bytes (everything before the payload) of an encoding of total_bytes bytes.
+// For encodings whose bytes are elsewhere (device memory): the same checks on a host copy of the
+// first header_extent() bytes (everything before the payload) of an encoding of total_bytes bytes.
 // header_extent() needs only the fixed kFixedHeaderBytes and validates them.
 Result<uint64_t> header_extent(std::span<const uint8_t> first_bytes, uint64_t total_bytes,
                                const DecodeLimits& limits = {});
 Result<DecodedHeader> decode_header(std::span<const uint8_t> prefix, uint64_t total_bytes,
                                     const DecodeLimits& limits = {});
 
-// The element type decode() accepts for this header: any float type when the source was a float, the
-// source type itself otherwise.
+// The element type decode() accepts for this header: any float type when the source was a float,
+// the source type itself otherwise.
 bool decodable_as(const DecodedHeader& header, DType out_dtype);
 
 // Dequantizes into out (exactly numel * dtype_size(out_dtype) bytes).

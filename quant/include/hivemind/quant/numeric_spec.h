@@ -1,19 +1,23 @@
-// THE numeric specification of hivemind 8-bit quantization. The CPU kernels (quant/src/cpu_*.cc) and
-// the CUDA kernels (quant/src/cuda/*.cu) both implement exactly this, and the per-element helpers below
-// are compiled into both, so codes and scales are bit-identical on every device. Golden vectors in
-// tests/quant/golden/ pin the result; the GPU test replays them byte for byte.
+// THE numeric specification of hivemind 8-bit quantization. The CPU kernels (quant/src/cpu_*.cc)
+// and the CUDA kernels (quant/src/cuda/*.cu) both implement exactly this, and the per-element
+// helpers below are compiled into both, so codes and scales are bit-identical on every device.
+// Golden vectors in tests/quant/golden/ pin the result; the GPU test replays them byte for byte.
 //
-// Notation: RNE(p) = p rounded to the nearest integer, ties to even (IEEE roundTiesToEven). All float
-// arithmetic is IEEE binary32 with round-to-nearest-even, denormals kept (no FTZ/DAZ), no fast-math, no
-// contraction (CPU sources: -ffp-contract=off; every expression here is a single operation anyway).
+// Notation: RNE(p) = p rounded to the nearest integer, ties to even (IEEE roundTiesToEven). All
+// float arithmetic is IEEE binary32 with round-to-nearest-even, denormals kept (no FTZ/DAZ), no
+// fast-math, no contraction (CPU sources: -ffp-contract=off; every expression here is a single
+// operation anyway).
 //
-// 0. Inputs. bf16 and fp16 widen exactly to fp32 first. A tensor of n elements is cut into blocks of B
-//    elements (B a power of two, 64..4096; per-tensor: one block of n); the last block may be ragged.
-//    n_blocks = ceil(n / B); an empty tensor has no blocks, no scales and no codes.
+// 0. Inputs. bf16 and fp16 widen exactly to fp32 first. A tensor of n elements is cut into blocks
+// of B
+//    elements (B a power of two, 64..4096; per-tensor: one block of n); the last block may be
+//    ragged. n_blocks = ceil(n / B); an empty tensor has no blocks, no scales and no codes.
 //
 // 1. Symmetric absmax (kBlockAbsmaxU8, kPerTensorAbsmaxU8), per block:
-//    m     = max over the block of (bits(x) & 0x7fffffff)         -- an unsigned integer max: exact,
-//                                                                     order-free, vectorizes, sees NaN
+//    m     = max over the block of (bits(x) & 0x7fffffff)         -- an unsigned integer max:
+//    exact,
+//                                                                     order-free, vectorizes, sees
+//                                                                     NaN
 //    if m >= 0x7f800000 (the block holds +-Inf or NaN): NON-FINITE (see 4).
 //    amax  = float(m);  inv = 127.0f / amax  (IEEE division);  s = amax / 127.0f  (IEEE division)
 //    if m == 0 or inv == +Inf (amax < 127/FLT_MAX ~ 3.7e-37, denormals included): ZERO BLOCK,
@@ -24,27 +28,31 @@
 //    decode: y = float(code - 128) * s   (integer subtract, exact conversion, one multiply).
 //
 // 2. Affine (kBlockAffineU8), per block:
-//    keys  k(x) = bits(x) ^ ((int32(bits(x)) >> 31) & 0x7fffffff) as int32 (monotone in x, -0 < +0);
-//    lo    = min(float_of_key(min k), 0.0f), hi = max(float_of_key(max k), 0.0f)  (0 is always exact)
-//    if any x is +-Inf or NaN: NON-FINITE (see 4).
-//    range = hi - lo (IEEE subtraction); if range == +Inf: NON-FINITE (range overflows binary32).
-//    inv = 255.0f / range; s = range / 255.0f
+//    keys  k(x) = bits(x) ^ ((int32(bits(x)) >> 31) & 0x7fffffff) as int32 (monotone in x, -0 <
+//    +0); lo    = min(float_of_key(min k), 0.0f), hi = max(float_of_key(max k), 0.0f)  (0 is always
+//    exact) if any x is +-Inf or NaN: NON-FINITE (see 4). range = hi - lo (IEEE subtraction); if
+//    range == +Inf: NON-FINITE (range overflows binary32). inv = 255.0f / range; s = range / 255.0f
 //    if range == 0 or inv == +Inf: ZERO BLOCK, s = 0, zero_point = 0, codes 0.
 //    else  zero_point = RNE(-lo * inv) (in [0, 255]);
 //          code(x) = clamp(RNE(x * inv) + zero_point, 0, 255)  (integer add and clamp)
 //    decode: y = float(code - zero_point) * s.
 //
-// 3. Conversions. Output to bf16/fp16 rounds the fp32 value with RNE (f32_to_bf16 / f32_to_f16 below:
-//    overflow to +-Inf, denormals kept, NaN -> sign | canonical quiet NaN). Scheme kFloat16 additionally
-//    clamps finite inputs to +-65504 before rounding (hivemind's FLOAT16 does the same).
+// 3. Conversions. Output to bf16/fp16 rounds the fp32 value with RNE (f32_to_bf16 / f32_to_f16
+// below:
+//    overflow to +-Inf, denormals kept, NaN -> sign | canonical quiet NaN). Scheme kFloat16
+//    additionally clamps finite inputs to +-65504 before rounding (hivemind's FLOAT16 does the
+//    same).
 //
-// 4. Non-finite policy: REJECT. A block holding +-Inf or NaN (or an affine block whose range overflows)
-//    makes the encode fail with InvalidArgument naming the first such block. The kernels still write
-//    defined bytes for it (scale = quiet NaN 0x7fc00000, zero_point 0, every code 128, i.e. the
-//    zero-block codes) and report the lowest such block index, so CPU and GPU agree on every byte even
-//    then; the wire never carries a NaN scale (decoders reject non-finite or negative scales).
+// 4. Non-finite policy: REJECT. A block holding +-Inf or NaN (or an affine block whose range
+// overflows)
+//    makes the encode fail with InvalidArgument naming the first such block. The kernels still
+//    write defined bytes for it (scale = quiet NaN 0x7fc00000, zero_point 0, every code 128, i.e.
+//    the zero-block codes) and report the lowest such block index, so CPU and GPU agree on every
+//    byte even then; the wire never carries a NaN scale (decoders reject non-finite or negative
+//    scales).
 //
-// 5. Host RNE: x86 cvtps2dq (MXCSR round-to-nearest, which the CPU kernels set for their duration), or
+// 5. Host RNE: x86 cvtps2dq (MXCSR round-to-nearest, which the CPU kernels set for their duration),
+// or
 //    the magic-number form bits(p + 1.5*2^23) - bits(1.5*2^23), exact for |p| < 2^22. Device:
 //    __float2int_rn(__fmul_rn(x, inv)). Never std::round (ties away from zero).
 #pragma once
@@ -86,7 +94,9 @@ HIVEMIND_QUANT_HD float bits_float(uint32_t b) {
 }
 
 // ---- exact widening ----
-HIVEMIND_QUANT_HD float bf16_to_f32(uint16_t h) { return bits_float(static_cast<uint32_t>(h) << 16); }
+HIVEMIND_QUANT_HD float bf16_to_f32(uint16_t h) {
+  return bits_float(static_cast<uint32_t>(h) << 16);
+}
 
 HIVEMIND_QUANT_HD float f16_to_f32(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
@@ -122,9 +132,9 @@ HIVEMIND_QUANT_HD uint16_t f32_to_f16(float x) {
   uint32_t b = float_bits(x);
   uint16_t sign = static_cast<uint16_t>((b >> 16) & 0x8000u);
   uint32_t a = b & kAbsMask;
-  if (a > kInfBits) return sign | 0x7e00u;       // NaN
-  if (a >= 0x477ff000u) return sign | 0x7c00u;   // >= 65520 rounds to Inf (Inf included)
-  if (a >= 0x38800000u) {                        // normal fp16 range (>= 2^-14)
+  if (a > kInfBits) return sign | 0x7e00u;        // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00u;    // >= 65520 rounds to Inf (Inf included)
+  if (a >= 0x38800000u) {                         // normal fp16 range (>= 2^-14)
     uint32_t r = a + 0x0fffu + ((a >> 13) & 1u);  // RNE on the 13 dropped bits
     return sign | static_cast<uint16_t>((r - 0x38000000u) >> 13);
   }
@@ -199,13 +209,14 @@ HIVEMIND_QUANT_HD float symmetric_value(uint8_t code, float scale) {
 // ---- affine parameters of one block ----
 // Monotone int32 key of a float: orders like the float, -0 before +0, NaN beyond +-Inf.
 HIVEMIND_QUANT_HD int32_t order_key(uint32_t bits) {
-  return static_cast<int32_t>(bits ^ (static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31) & kAbsMask));
+  return static_cast<int32_t>(bits ^
+                              (static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31) & kAbsMask));
 }
 HIVEMIND_QUANT_HD float key_float(int32_t key) {
   uint32_t k = static_cast<uint32_t>(key);
   return bits_float(k ^ (static_cast<uint32_t>(key >> 31) & kAbsMask));
 }
-inline constexpr int32_t kKeyPosInf = 0x7f800000;                 // order_key(+Inf)
+inline constexpr int32_t kKeyPosInf = 0x7f800000;                         // order_key(+Inf)
 inline constexpr int32_t kKeyNegInf = static_cast<int32_t>(0x807fffffu);  // order_key(-Inf)
 
 struct AffineParams {

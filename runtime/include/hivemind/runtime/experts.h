@@ -1,15 +1,18 @@
 // The expert zoo: the LibTorch blocks a server can host, built deterministically from a seed.
 //
-//   ffn         LN(x + Linear(4h,h)(gelu(Linear(h,4h) x)))                    ~8 h^2 params (hivemind >= PR #211)
-//   ffn_v08     x + [Linear(h,4h) LN ReLU Linear(4h,4h) LN ReLU Linear(4h,h)]  ~24 h^2 params (hivemind v0.8,
+//   ffn         LN(x + Linear(4h,h)(gelu(Linear(h,4h) x)))                    ~8 h^2 params
+//   (hivemind >= PR #211) ffn_v08     x + [Linear(h,4h) LN ReLU Linear(4h,4h) LN ReLU Linear(4h,h)]
+//   ~24 h^2 params (hivemind v0.8,
 //               the block to use when comparing against hivemind v0.8 benchmarks)
-//   transformer one encoder layer on [batch, seq, h]: 16 heads (or the largest count <= 16 dividing h),
+//   transformer one encoder layer on [batch, seq, h]: 16 heads (or the largest count <= 16 dividing
+//   h),
 //               feed-forward 4h, no dropout
 //   nop         x.clone()
 //
-// Determinism: every parameter is drawn from a CPU generator seeded by expert_seed(base_seed, uid), never
-// from LibTorch's global generator, so a trainer (or a test) rebuilds a server's initial weights locally
-// with make_expert(cls, hidden_dim, uid, base_seed) and gets bit-identical parameters.
+// Determinism: every parameter is drawn from a CPU generator seeded by expert_seed(base_seed, uid),
+// never from LibTorch's global generator, so a trainer (or a test) rebuilds a server's initial
+// weights locally with make_expert(cls, hidden_dim, uid, base_seed) and gets bit-identical
+// parameters.
 #pragma once
 
 #include <cstdint>
@@ -48,11 +51,13 @@ struct ExpertConfig {
   int64_t seq_len = 128;  // transformer only: the sequence length of its [batch, seq, hidden] input
 };
 
-// The per-expert seed: a 64-bit mix of the base seed and the uid (FNV-1a of the uid, then splitmix64),
-// so experts of one server differ and the same (seed, uid) gives the same weights on every host.
+// The per-expert seed: a 64-bit mix of the base seed and the uid (FNV-1a of the uid, then
+// splitmix64), so experts of one server differ and the same (seed, uid) gives the same weights on
+// every host.
 uint64_t expert_seed(uint64_t base_seed, std::string_view uid);
 
-// Builds and initializes an expert on the CPU. InvalidArgument for an unknown class or a bad dimension.
+// Builds and initializes an expert on the CPU. InvalidArgument for an unknown class or a bad
+// dimension.
 Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, std::string_view uid,
                                                   uint64_t base_seed);
 Result<std::shared_ptr<ExpertModule>> make_expert(std::string_view cls, int64_t hidden_dim,

@@ -1,12 +1,12 @@
 // Runtime: one compute thread per device, running the batches of every TaskPool on that device.
 //
-// Scheduling: among the device's pools with a batch ready, the thread takes the pool whose oldest task
-// is oldest (hivemind ran newest-first until PR #505; oldest-first bounds every task's wait).
+// Scheduling: among the device's pools with a batch ready, the thread takes the pool whose oldest
+// task is oldest (hivemind ran newest-first until PR #505; oldest-first bounds every task's wait).
 // Batches: a single-task batch passes the task's tensors as they are; only several tasks are
 // concatenated. Outputs are split back into views, one slice per task.
-// Completions: each task's callback runs on the compute thread, or is handed to `completion_executor`
-// (the server passes one that posts to the transport's I/O thread).
-// Threads: LibTorch's intra-op thread count is set explicitly on every compute thread (hivemind measured
+// Completions: each task's callback runs on the compute thread, or is handed to
+// `completion_executor` (the server passes one that posts to the transport's I/O thread). Threads:
+// LibTorch's intra-op thread count is set explicitly on every compute thread (hivemind measured
 // +66% throughput from one thread per stream), and each compute thread can be bound to a CPU set
 // chosen by the pinning logic (pinning.h).
 #pragma once
@@ -27,13 +27,13 @@ namespace hivemind::runtime {
 class ExpertBackend;
 
 struct RuntimeOptions {
-  // LibTorch intra-op threads of each compute thread. Also the OpenBLAS thread count when LibTorch uses
-  // OpenBLAS (a process-wide setting there). 0 leaves both as they are.
+  // LibTorch intra-op threads of each compute thread. Also the OpenBLAS thread count when LibTorch
+  // uses OpenBLAS (a process-wide setting there). 0 leaves both as they are.
   int intra_op_threads = 1;
   // Where task completions run. Empty: on the compute thread, right after the batch.
   std::function<void(std::function<void()>)> completion_executor;
-  // Per device ("cpu", "cuda:0"): the OS indices of the PUs its compute thread is bound to. A device
-  // that is absent is not bound. Chosen by plan_binding() (pinning.h).
+  // Per device ("cpu", "cuda:0"): the OS indices of the PUs its compute thread is bound to. A
+  // device that is absent is not bound. Chosen by plan_binding() (pinning.h).
   std::map<std::string, std::vector<int>> thread_binding;
   const Clock* clock = &SystemClock::instance();
 };
@@ -70,15 +70,17 @@ class Runtime {
   // Adds the two pools of an expert ("<uid>/forward", "<uid>/backward") on the backend's device.
   Result<ExpertPools> add_expert(std::shared_ptr<ExpertBackend> backend, const BatchLimits& limits);
 
-  // Starts one compute thread per device that has pools. Tasks submitted before start() wait for it.
+  // Starts one compute thread per device that has pools. Tasks submitted before start() wait for
+  // it.
   Status start();
   bool started() const;
 
   // Graceful stop: refuses new tasks, runs every queued task (no more waiting for min_batch_size),
-  // and joins the compute threads. Tasks still queued at the deadline complete with Canceled. Returns
-  // Timeout when that happened.
+  // and joins the compute threads. Tasks still queued at the deadline complete with Canceled.
+  // Returns Timeout when that happened.
   Status drain(Deadline deadline);
-  // Fast stop: refuses new tasks, cancels the queued ones, lets the batches in flight finish, joins.
+  // Fast stop: refuses new tasks, cancels the queued ones, lets the batches in flight finish,
+  // joins.
   void stop();
 
   // Makes the compute threads re-read the clock (after advancing a ManualClock in tests).
@@ -96,8 +98,8 @@ class Runtime {
   std::vector<std::shared_ptr<TaskPool>> pools_;
 };
 
-// Sets LibTorch's intra-op threads for the calling thread (and OpenBLAS's, process-wide, when it is the
-// BLAS in use). What the compute threads and the benchmark's baseline call.
+// Sets LibTorch's intra-op threads for the calling thread (and OpenBLAS's, process-wide, when it is
+// the BLAS in use). What the compute threads and the benchmark's baseline call.
 void set_compute_threads(int threads);
 
 }  // namespace hivemind::runtime

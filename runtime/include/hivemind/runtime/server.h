@@ -4,17 +4,17 @@
 //   forward   -> the expert's outputs for the request's inputs
 //   backward  -> the gradients of the inputs; one optimizer step per backward batch
 //
-// Data path: the I/O thread validates each request (uid, tensor count, the quant headers against the
-// expert's schema, batch size) and queues the still-encoded tensors in the expert's TaskPool without
-// copying them; the device's compute thread dequantizes every task of a batch straight into the batch
-// tensor (on the GPU for GPU experts), runs it, and encodes each task's outputs, whose bytes the
-// Responder hands back to the I/O thread. A malformed request or a NaN (with detect_anomalies) fails
-// alone with an error reply.
+// Data path: the I/O thread validates each request (uid, tensor count, the quant headers against
+// the expert's schema, batch size) and queues the still-encoded tensors in the expert's TaskPool
+// without copying them; the device's compute thread dequantizes every task of a batch straight into
+// the batch tensor (on the GPU for GPU experts), runs it, and encodes each task's outputs, whose
+// bytes the Responder hands back to the I/O thread. A malformed request or a NaN (with
+// detect_anomalies) fails alone with an error reply.
 //
-// Lifecycle: create() builds the experts (loading checkpoints), the runtime, the listener and the DHT
-// node; start() serves and declares; shutdown() drains: stop accepting (new requests get Unavailable),
-// finish what is queued and in flight, stop declaring, checkpoint, close. The CLI maps SIGTERM/SIGINT to
-// request_shutdown() and SIGUSR1 to request_checkpoint().
+// Lifecycle: create() builds the experts (loading checkpoints), the runtime, the listener and the
+// DHT node; start() serves and declares; shutdown() drains: stop accepting (new requests get
+// Unavailable), finish what is queued and in flight, stop declaring, checkpoint, close. The CLI
+// maps SIGTERM/SIGINT to request_shutdown() and SIGUSR1 to request_checkpoint().
 #pragma once
 
 #include <memory>
@@ -39,27 +39,29 @@ class Server {
  public:
   struct Impl;
 
-  // Validates the options, builds the experts on their devices (loading <checkpoint_dir>/<uid>.pt when
-  // present), places the threads (pinning.h), listens, and joins the DHT. Serves nothing yet.
+  // Validates the options, builds the experts on their devices (loading <checkpoint_dir>/<uid>.pt
+  // when present), places the threads (pinning.h), listens, and joins the DHT. Serves nothing yet.
   static Result<std::unique_ptr<Server>> create(ServerOptions options);
   ~Server();  // shutdown() with the configured grace period, if not done yet
 
   // Starts the compute threads and the RPC methods, declares the experts once (synchronously), then
-  // keeps re-declaring every update_period, checkpointing every checkpoint_interval and printing stats.
+  // keeps re-declaring every update_period, checkpointing every checkpoint_interval and printing
+  // stats.
   Status start();
 
-  std::string address() const;                   // where trainers call, e.g. "tcp://10.0.0.5:41234"
-  std::string dht_address() const;               // this server's DHT node ("" without one)
+  std::string address() const;      // where trainers call, e.g. "tcp://10.0.0.5:41234"
+  std::string dht_address() const;  // this server's DHT node ("" without one)
   const std::vector<std::string>& expert_uids() const;
   std::shared_ptr<ExpertBackend> backend(const std::string& uid) const;
-  std::string binding() const;                   // the CPU placement chosen at start, in words
+  std::string binding() const;  // the CPU placement chosen at start, in words
   std::vector<ExpertStats> stats() const;
   // "http://127.0.0.1:9100/metrics" when --metrics-port is set, "" otherwise.
   std::string metrics_address() const;
   // What a scrape returns now (Prometheus text), with or without the HTTP endpoint.
   std::string metrics_text() const;
 
-  // Thread-safe requests, acted on by the server's maintenance thread (the CLI's signal thread calls them).
+  // Thread-safe requests, acted on by the server's maintenance thread (the CLI's signal thread
+  // calls them).
   void request_checkpoint();
   void request_shutdown();
   // Blocks until request_shutdown() (or shutdown()) and returns the drain's outcome.
@@ -67,7 +69,8 @@ class Server {
 
   // Checkpoints every expert now (atomic per-expert files). Ok without a checkpoint_dir.
   Status checkpoint_all();
-  // Drains and stops within `grace`. Idempotent; the first call's outcome is returned by later ones.
+  // Drains and stops within `grace`. Idempotent; the first call's outcome is returned by later
+  // ones.
   Status shutdown(Milliseconds grace);
 
  private:

@@ -1,6 +1,7 @@
-// The expert server's options: hivemind-compatible names (hivemind-server / run_server.py), each also a
-// command-line flag (--name or --dashed-name), an environment variable HIVEMIND_<NAME> and a config-file
-// key. The CLI (apps/server) fills this struct; an embedding program may fill it directly.
+// The expert server's options: hivemind-compatible names (hivemind-server / run_server.py), each
+// also a command-line flag (--name or --dashed-name), an environment variable HIVEMIND_<NAME> and a
+// config-file key. The CLI (apps/server) fills this struct; an embedding program may fill it
+// directly.
 #pragma once
 
 #include <cstdint>
@@ -16,69 +17,73 @@
 
 namespace hivemind::runtime {
 
-// Announces experts (uids at endpoint until the DHT time `expiration`). The server uses its DHT node when
-// this is empty; tests and embedders may supply their own.
-using DeclareFn = std::function<Status(std::span<const std::string> uids, const std::string& endpoint,
-                                       DhtTime expiration, Deadline deadline)>;
+// Announces experts (uids at endpoint until the DHT time `expiration`). The server uses its DHT
+// node when this is empty; tests and embedders may supply their own.
+using DeclareFn =
+    std::function<Status(std::span<const std::string> uids, const std::string& endpoint,
+                         DhtTime expiration, Deadline deadline)>;
 
 struct ServerOptions {
   // ---- experts ----
-  std::string expert_cls = "ffn";          // ffn | ffn_v08 | transformer | nop
+  std::string expert_cls = "ffn";  // ffn | ffn_v08 | transformer | nop
   int64_t hidden_dim = 1024;
-  int64_t seq_len = 128;                   // transformer only
-  std::vector<std::string> expert_uids;    // explicit uids, e.g. {"expert.0.0", "expert.0.1"}
-  std::string expert_pattern;              // or a grid, e.g. "expert.[0:4].[0:4]"
-  int num_experts = 0;                     // with a pattern: how many uids to pick (0: every uid of the grid)
-  uint64_t seed = kDefaultExpertSeed;      // initial weights: make_expert(cls, hidden_dim, uid, seed)
+  int64_t seq_len = 128;                 // transformer only
+  std::vector<std::string> expert_uids;  // explicit uids, e.g. {"expert.0.0", "expert.0.1"}
+  std::string expert_pattern;            // or a grid, e.g. "expert.[0:4].[0:4]"
+  int num_experts = 0;  // with a pattern: how many uids to pick (0: every uid of the grid)
+  uint64_t seed = kDefaultExpertSeed;  // initial weights: make_expert(cls, hidden_dim, uid, seed)
 
   // ---- batching ----
-  int64_t max_batch_size = 16384;          // samples per batch (and per request)
+  int64_t max_batch_size = 16384;  // samples per batch (and per request)
   int64_t min_batch_size = 1;
-  int64_t batch_timeout_ms = 0;            // how long a batch waits for min_batch_size
+  int64_t batch_timeout_ms = 0;  // how long a batch waits for min_batch_size
 
   // ---- compute ----
-  std::string device = "cpu";              // cpu | cuda | cuda:N | a comma list (experts round-robin)
-  std::string optimizer = "adam";          // sgd | adam | adamw | none
+  std::string device = "cpu";      // cpu | cuda | cuda:N | a comma list (experts round-robin)
+  std::string optimizer = "adam";  // sgd | adam | adamw | none
   double lr = 1e-3;
-  double momentum = 0.0;                   // sgd
+  double momentum = 0.0;  // sgd
   double weight_decay = 0.0;
-  double clip_grad_norm = 0.0;             // 0: off
-  int64_t warmup_steps = 0;                // linear warm-up then linear decay to total_steps (0: constant lr)
+  double clip_grad_norm = 0.0;  // 0: off
+  int64_t warmup_steps = 0;     // linear warm-up then linear decay to total_steps (0: constant lr)
   int64_t total_steps = 0;
-  int intra_op_threads = 1;                // LibTorch threads per compute thread
-  bool detect_anomalies = false;           // refuse NaN/Inf inputs and outputs
+  int intra_op_threads = 1;                     // LibTorch threads per compute thread
+  bool detect_anomalies = false;                // refuse NaN/Inf inputs and outputs
   std::string compression = "block_absmax_u8";  // wire compression of activations and gradients
 
   // ---- network ----
-  std::string host = "0.0.0.0";            // listen host ("0.0.0.0": every interface, announce a routable one)
-  int port = 0;                            // 0: any free port
+  std::string host =
+      "0.0.0.0";  // listen host ("0.0.0.0": every interface, announce a routable one)
+  int port = 0;   // 0: any free port
   std::string transport = "auto";          // auto | tcp | ucx
   std::vector<std::string> initial_peers;  // DHT peers to join; empty: start a new swarm
   double update_period = 30.0;             // seconds between declarations to the DHT
-  double expiration = 0.0;                 // seconds a declaration lives; 0: max(2 * update_period, 3)
+  double expiration = 0.0;  // seconds a declaration lives; 0: max(2 * update_period, 3)
 
   // ---- persistence and operations ----
-  std::string checkpoint_dir;              // per-expert checkpoints; empty: none
-  double checkpoint_interval = 300.0;      // seconds between periodic checkpoints
-  double stats_report_interval = 60.0;     // seconds between stats lines; 0: off
-  double grace_period = 30.0;              // SIGTERM: seconds to drain, checkpoint and exit
-  std::string cpu_bind = "auto";           // auto | none
-  std::string cpu_cores;                   // restrict placement to these PUs ("0-15")
-  int metrics_port = -1;                   // Prometheus text at http://metrics_host:port/metrics; 0: any port; -1: off
+  std::string checkpoint_dir;           // per-expert checkpoints; empty: none
+  double checkpoint_interval = 300.0;   // seconds between periodic checkpoints
+  double stats_report_interval = 60.0;  // seconds between stats lines; 0: off
+  double grace_period = 30.0;           // SIGTERM: seconds to drain, checkpoint and exit
+  std::string cpu_bind = "auto";        // auto | none
+  std::string cpu_cores;                // restrict placement to these PUs ("0-15")
+  int metrics_port =
+      -1;  // Prometheus text at http://metrics_host:port/metrics; 0: any port; -1: off
   std::string metrics_host = "127.0.0.1";  // loopback unless asked ("0.0.0.0": every interface)
 
   // ---- embedding hooks (not flags) ----
   DeclareFn declare;
 };
 
-// Every problem at once, one per line, each naming the option and what to do ("--max_batch_size (64)
-// must be >= --min_batch_size (128)").
+// Every problem at once, one per line, each naming the option and what to do ("--max_batch_size
+// (64) must be >= --min_batch_size (128)").
 Status validate(const ServerOptions& options);
 
-// The uids a server hosts: expert_uids, or the grid of expert_pattern (all of it when num_experts is 0,
-// otherwise num_experts distinct uids drawn with `seed`, in grid order).
-// Pattern grammar: dot-separated parts, each a name or "[a:b]" (coordinates a..b-1), e.g. "ffn.[0:4].[0:8]".
-Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts, uint64_t seed);
+// The uids a server hosts: expert_uids, or the grid of expert_pattern (all of it when num_experts
+// is 0, otherwise num_experts distinct uids drawn with `seed`, in grid order). Pattern grammar:
+// dot-separated parts, each a name or "[a:b]" (coordinates a..b-1), e.g. "ffn.[0:4].[0:8]".
+Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts,
+                                                       uint64_t seed);
 Result<std::vector<std::string>> server_expert_uids(const ServerOptions& options);
 
 // Effective declaration lifetime in seconds.

@@ -23,9 +23,10 @@ struct Address {
 // Parses "<scheme>://<host>:<port>". A bare "host:port" is read as auto://.
 Result<Address> parse_address(std::string_view text);
 
-// The IPv4 address a listener bound to a wildcard should announce: the address of `iface` when given
-// (interface name such as "eth0", or an IPv4 literal), else the first interface that is up, not
-// loopback and has an IPv4 address. Fails (kUnavailable) rather than announce 0.0.0.0 or 127.0.0.1.
+// The IPv4 address a listener bound to a wildcard should announce: the address of `iface` when
+// given (interface name such as "eth0", or an IPv4 literal), else the first interface that is up,
+// not loopback and has an IPv4 address. Fails (kUnavailable) rather than announce 0.0.0.0 or
+// 127.0.0.1.
 Result<std::string> routable_host(const std::string& iface);
 
 // The host to announce for a listener bound to `bound_host`: itself unless it is a wildcard.

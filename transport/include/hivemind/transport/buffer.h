@@ -1,8 +1,9 @@
 // Buffer: a contiguous byte region plus whatever keeps it alive.
 //
-// Tensors travel from their own memory and land in memory the receiver chose, so the transport never
-// owns tensor bytes: it holds Buffers, which share ownership of the real owner (a std::vector, a
-// pinned-pool slot, a torch::Tensor's storage...). Copying a Buffer copies a pointer, never the bytes.
+// Tensors travel from their own memory and land in memory the receiver chose, so the transport
+// never owns tensor bytes: it holds Buffers, which share ownership of the real owner (a
+// std::vector, a pinned-pool slot, a torch::Tensor's storage...). Copying a Buffer copies a
+// pointer, never the bytes.
 #pragma once
 
 #include <cstddef>
@@ -21,7 +22,8 @@ class Buffer {
   // Owned host memory, 64-byte aligned, uninitialized. nbytes == 0 gives an empty buffer.
   static Buffer allocate_host(size_t nbytes);
 
-  // Borrowed memory kept alive by `keep_alive` (may be null when the caller guarantees the lifetime).
+  // Borrowed memory kept alive by `keep_alive` (may be null when the caller guarantees the
+  // lifetime).
   static Buffer wrap(void* data, size_t nbytes, MemoryType type, int device,
                      std::shared_ptr<void> keep_alive);
 

@@ -1,8 +1,9 @@
 // Context: options shared by the Workers of one process and the UCX context they use.
 //
 // UCX reads its configuration (UCX_TLS, UCX_PROTO_ENABLE...) when its context is created, so every
-// setting that must differ between transports in one process goes in ContextOptions::ucx_config and is
-// applied with ucp_config_modify to that Context only (tests run tcp and shared memory side by side).
+// setting that must differ between transports in one process goes in ContextOptions::ucx_config and
+// is applied with ucp_config_modify to that Context only (tests run tcp and shared memory side by
+// side).
 #pragma once
 
 #include <chrono>
@@ -23,19 +24,19 @@ struct UcxContext;
 }
 
 struct ContextOptions {
-  Limits limits;                    // receive-side frame limits (HIVEMIND_MAX_MESSAGE_BYTES, ...)
-  bool enable_ucx = true;           // false: every ucx:// or auto:// address uses TCP
+  Limits limits;           // receive-side frame limits (HIVEMIND_MAX_MESSAGE_BYTES, ...)
+  bool enable_ucx = true;  // false: every ucx:// or auto:// address uses TCP
   // UCX settings without the "UCX_" prefix, e.g. {"TLS", "tcp"} or {"PROTO_ENABLE", "n"}.
   std::vector<std::pair<std::string, std::string>> ucx_config;
   // Payloads of at least this many bytes go by rendezvous, so the receiver allocates first.
   uint64_t ucx_rndv_threshold = 16 * 1024;  // HIVEMIND_UCX_RNDV_THRESHOLD
   // Frames whose header+method+descriptors+metadata exceed this travel as two active messages.
   uint32_t ucx_max_am_header = 4096;
-  // Busy-poll at most this long after the last event before arming and sleeping (a cross-core wakeup
-  // costs ~80 us on the 2-vCPU VMs; a spin is cheaper when replies come quickly). Each I/O loop adapts:
-  // a spin that ends in a sleep turns its spinning off, one that catches an event turns it back on, and
-  // while off every 8th idle period spins once as a probe (adaptive_spin.h). 0 never spins.
-  // HIVEMIND_SPIN_US.
+  // Busy-poll at most this long after the last event before arming and sleeping (a cross-core
+  // wakeup costs ~80 us on the 2-vCPU VMs; a spin is cheaper when replies come quickly). Each I/O
+  // loop adapts: a spin that ends in a sleep turns its spinning off, one that catches an event
+  // turns it back on, and while off every 8th idle period spins once as a probe (adaptive_spin.h).
+  // 0 never spins. HIVEMIND_SPIN_US.
   std::chrono::microseconds spin{50};
   // Interface (name or IPv4) whose address a wildcard listener announces. HIVEMIND_IFACE.
   std::string iface;

@@ -3,7 +3,8 @@
 // Rules every backend keeps (tests check them over each backend):
 //  - every send's callback runs exactly once, on the I/O thread, never inline from send(), and only
 //    when the transport no longer touches the tensors' memory;
-//  - the first error is sticky: it fails every pending and later send with that error and is reported
+//  - the first error is sticky: it fails every pending and later send with that error and is
+//  reported
 //    once through on_error; no frame is delivered after it;
 //  - a frame's destination buffers come from `allocate`, called after the header, descriptors and
 //    metadata arrived and were validated, before any payload byte lands;
@@ -39,7 +40,8 @@ struct ReceivedFrame {
   Status refused;
 };
 
-using FrameAllocator = std::function<Result<std::vector<Buffer>>(const FrameHeader&, const IncomingFrame&)>;
+using FrameAllocator =
+    std::function<Result<std::vector<Buffer>>(const FrameHeader&, const IncomingFrame&)>;
 
 // All run on the I/O thread and must not block.
 struct EndpointCallbacks {
@@ -63,8 +65,8 @@ class Endpoint {
   virtual std::string peer_address() const = 0;
   virtual std::string_view backend() const = 0;  // "tcp" or "ucx"
   // The transports that carry this endpoint's data, for diagnostics and tests: {"tcp"} for the TCP
-  // backend; for UCX the "<transport>/<device>" of each lane once connected ("posix/memory", "tcp/lo").
-  // I/O thread only (run it through Worker::run_sync).
+  // backend; for UCX the "<transport>/<device>" of each lane once connected ("posix/memory",
+  // "tcp/lo"). I/O thread only (run it through Worker::run_sync).
   virtual std::vector<std::string> lanes() const { return {std::string(backend())}; }
 };
 

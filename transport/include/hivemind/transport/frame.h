@@ -3,9 +3,9 @@
 //   header (40 B) | method (method_len B) | descriptors (16 B x tensor_count) | metadata | payloads
 //
 // The decoder is a set of pure functions over bytes that validate every field against Limits before
-// anything is allocated; the TCP backend reads a frame piece by piece with them, the UCX backend gets
-// [header, method, descriptors, metadata] as its active-message header, and the fuzz target drives
-// decode_frame over arbitrary input.
+// anything is allocated; the TCP backend reads a frame piece by piece with them, the UCX backend
+// gets [header, method, descriptors, metadata] as its active-message header, and the fuzz target
+// drives decode_frame over arbitrary input.
 #pragma once
 
 #include <array>
@@ -35,9 +35,9 @@ enum class FrameKind : uint8_t {
 };
 inline constexpr uint8_t kMaxFrameKind = 4;
 
-// UCX only: the metadata did not fit the active-message header and travels in its own active message
-// (see docs/wire-formats.md); the 8-byte sequence number that pairs the two follows the descriptors.
-// Any other set bit is a protocol error (room for later versions).
+// UCX only: the metadata did not fit the active-message header and travels in its own active
+// message (see docs/wire-formats.md); the 8-byte sequence number that pairs the two follows the
+// descriptors. Any other set bit is a protocol error (room for later versions).
 inline constexpr uint16_t kFrameFlagSplitMetadata = 1;
 inline constexpr uint16_t kKnownFrameFlags = kFrameFlagSplitMetadata;
 
@@ -69,15 +69,16 @@ struct FrameHeader {
 
 struct TensorDescriptor {
   uint64_t nbytes = 0;
-  MemoryType memory_type = MemoryType::kHost;  // the sender's memory, informational for the receiver
+  MemoryType memory_type =
+      MemoryType::kHost;  // the sender's memory, informational for the receiver
 };
 
-// Validates and decodes the 40-byte header (bytes.size() >= kFrameHeaderSize). Checks magic, version,
-// kind, flags, reserved fields, every length against `limits`, and kind-specific rules.
+// Validates and decodes the 40-byte header (bytes.size() >= kFrameHeaderSize). Checks magic,
+// version, kind, flags, reserved fields, every length against `limits`, and kind-specific rules.
 Result<FrameHeader> decode_header(std::span<const uint8_t> bytes, const Limits& limits);
 
-// Decodes the descriptors that follow the method (bytes = exactly tensor_count * 16 bytes) and checks
-// each size and memory type, and that the sizes add up to payload_len without overflow.
+// Decodes the descriptors that follow the method (bytes = exactly tensor_count * 16 bytes) and
+// checks each size and memory type, and that the sizes add up to payload_len without overflow.
 Status decode_descriptors(std::span<const uint8_t> bytes, const FrameHeader& header,
                           const Limits& limits, std::vector<TensorDescriptor>& out);
 

@@ -28,12 +28,13 @@ struct IncomingFrame {
   std::span<const MemoryType> memory_types;
 };
 
-// Returns where each tensor goes (one Buffer per tensor, sizes must match exactly), or an error: the
-// frame is then refused (its payload is discarded and the rpc layer answers with the error).
+// Returns where each tensor goes (one Buffer per tensor, sizes must match exactly), or an error:
+// the frame is then refused (its payload is discarded and the rpc layer answers with the error).
 // Runs on the I/O thread; must not block.
 using Allocator = std::function<Result<std::vector<Buffer>>(const IncomingFrame&)>;
 
-// Buffer::allocate_host per tensor. Refuses device tensors (kUnsupported) since it cannot place them.
+// Buffer::allocate_host per tensor. Refuses device tensors (kUnsupported) since it cannot place
+// them.
 Allocator host_allocator();
 
 // Checks an allocator's answer against the frame: count, sizes, memory types.

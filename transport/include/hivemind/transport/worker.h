@@ -1,7 +1,8 @@
 // Worker: one I/O thread that owns every socket and UCX call of its endpoints and listeners.
 //
-// Other threads hand work to it with post(); callbacks run on it and must not block. It busy-polls for
-// ContextOptions::spin after the last event, then arms UCX and the sockets and sleeps in epoll_wait.
+// Other threads hand work to it with post(); callbacks run on it and must not block. It busy-polls
+// for ContextOptions::spin after the last event, then arms UCX and the sockets and sleeps in
+// epoll_wait.
 #pragma once
 
 #include <cstdint>
@@ -33,15 +34,16 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // once stop() has begun.
   bool post(std::function<void()> fn);
 
-  // Runs `fn` on the I/O thread at `at` (steady clock). Thread-safe. Returns an id for cancel_timer.
+  // Runs `fn` on the I/O thread at `at` (steady clock). Thread-safe. Returns an id for
+  // cancel_timer.
   uint64_t add_timer(SteadyTime at, std::function<void()> fn);
   // Thread-safe; a timer that already fired or was canceled is ignored.
   void cancel_timer(uint64_t id);
 
   bool in_worker_thread() const;
 
-  // Runs `fn` on the I/O thread and waits for its result; runs inline when already there, and inline
-  // after the thread has exited when the worker is stopping (so teardown never deadlocks).
+  // Runs `fn` on the I/O thread and waits for its result; runs inline when already there, and
+  // inline after the thread has exited when the worker is stopping (so teardown never deadlocks).
   template <typename F>
   auto run_sync(F&& fn) -> std::invoke_result_t<F> {
     using R = std::invoke_result_t<F>;
@@ -57,7 +59,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
 
   // Connects to "tcp://h:p", "ucx://h:p" or "auto://h:p". The endpoint is returned at once; sends
   // queue until the connection is up, and a failed connection reports through on_error.
-  Result<std::shared_ptr<Endpoint>> connect(const std::string& address, EndpointCallbacks callbacks);
+  Result<std::shared_ptr<Endpoint>> connect(const std::string& address,
+                                            EndpointCallbacks callbacks);
 
   // Listens on an address ("tcp://0.0.0.0:0" picks a port and announces a routable address).
   Result<std::shared_ptr<Listener>> listen(const std::string& address, AcceptCallback on_accept);

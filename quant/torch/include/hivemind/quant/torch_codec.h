@@ -33,34 +33,42 @@ Result<size_t> encoded_size(const torch::Tensor& tensor, const EncodeOptions& op
 // CUDA: synchronizes the current stream once at the end, to report non-finite blocks.
 Result<torch::Tensor> encode_tensor(const torch::Tensor& tensor, const EncodeOptions& options = {});
 
-// Encodes into host memory `out` (at least encoded_size() bytes), e.g. a transport buffer. CUDA tensors
-// are quantized on the device and only the encoded bytes are copied to the host.
-Status encode_tensor_into(const torch::Tensor& tensor, const EncodeOptions& options, std::span<uint8_t> out);
+// Encodes into host memory `out` (at least encoded_size() bytes), e.g. a transport buffer. CUDA
+// tensors are quantized on the device and only the encoded bytes are copied to the host.
+Status encode_tensor_into(const torch::Tensor& tensor, const EncodeOptions& options,
+                          std::span<uint8_t> out);
 
-// Decodes host bytes into a new tensor on `device`, as `dtype` (default: the source dtype). For a CUDA
-// device the encoded bytes (not the decoded tensor) are copied up and dequantized there.
-Result<torch::Tensor> decode_tensor(std::span<const uint8_t> encoded, torch::Device device = torch::kCPU,
+// Decodes host bytes into a new tensor on `device`, as `dtype` (default: the source dtype). For a
+// CUDA device the encoded bytes (not the decoded tensor) are copied up and dequantized there.
+Result<torch::Tensor> decode_tensor(std::span<const uint8_t> encoded,
+                                    torch::Device device = torch::kCPU,
                                     std::optional<c10::ScalarType> dtype = std::nullopt,
                                     const DecodeLimits& limits = {});
 
-// Whether decode_tensor_borrowing() would return a view of `encoded` for `dtype` (default: the source
-// dtype): the encoding is the raw tensor (scheme none) in that dtype, with a payload aligned for it. Such
-// a decode is no tensor math, cheap enough for an I/O thread. False for malformed bytes too.
-bool decode_aliases(std::span<const uint8_t> encoded, std::optional<c10::ScalarType> dtype = std::nullopt,
+// Whether decode_tensor_borrowing() would return a view of `encoded` for `dtype` (default: the
+// source dtype): the encoding is the raw tensor (scheme none) in that dtype, with a payload aligned
+// for it. Such a decode is no tensor math, cheap enough for an I/O thread. False for malformed
+// bytes too.
+bool decode_aliases(std::span<const uint8_t> encoded,
+                    std::optional<c10::ScalarType> dtype = std::nullopt,
                     const DecodeLimits& limits = {});
 
-// Decodes host bytes that `owner` keeps alive into a CPU tensor. When decode_aliases() holds the result
-// is a view of the payload that shares ownership of `owner` (no copy); otherwise it is decode_tensor()'s
-// fresh tensor. The view is writable: only hand over bytes nothing else reads or writes.
-Result<torch::Tensor> decode_tensor_borrowing(std::span<uint8_t> encoded, std::shared_ptr<void> owner,
+// Decodes host bytes that `owner` keeps alive into a CPU tensor. When decode_aliases() holds the
+// result is a view of the payload that shares ownership of `owner` (no copy); otherwise it is
+// decode_tensor()'s fresh tensor. The view is writable: only hand over bytes nothing else reads or
+// writes.
+Result<torch::Tensor> decode_tensor_borrowing(std::span<uint8_t> encoded,
+                                              std::shared_ptr<void> owner,
                                               std::optional<c10::ScalarType> dtype = std::nullopt,
                                               const DecodeLimits& limits = {});
 
 // Decodes a 1-D uint8 tensor holding an encoding (CPU or CUDA) on its own device.
-Result<torch::Tensor> decode_tensor(const torch::Tensor& encoded, std::optional<c10::ScalarType> dtype = std::nullopt,
+Result<torch::Tensor> decode_tensor(const torch::Tensor& encoded,
+                                    std::optional<c10::ScalarType> dtype = std::nullopt,
                                     const DecodeLimits& limits = {});
 
-// Whether CUDA tensors are handled on the device (this build has the CUDA kernels and a CUDA LibTorch).
+// Whether CUDA tensors are handled on the device (this build has the CUDA kernels and a CUDA
+// LibTorch).
 bool torch_cuda_on_device();
 
 }  // namespace hivemind::quant

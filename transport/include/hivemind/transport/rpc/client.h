@@ -35,16 +35,19 @@ class Client {
   ~Client();  // close()
 
   // Completes exactly once, on the I/O thread (never inline), with the response, or kTimeout at the
-  // deadline, kPeerClosed / kUnavailable when the connection fails, kCanceled, or the server's error
-  // (an unknown method gives kNotFound). Connections are cached per address and re-dialed after a
-  // failure. `callback` must not block. Thread-safe.
-  CallId call(const std::string& address, std::string_view method, Message request, Deadline deadline,
-              CallCallback callback, Allocator response_allocator = host_allocator());
+  // deadline, kPeerClosed / kUnavailable when the connection fails, kCanceled, or the server's
+  // error (an unknown method gives kNotFound). Connections are cached per address and re-dialed
+  // after a failure. `callback` must not block. Thread-safe.
+  CallId call(const std::string& address, std::string_view method, Message request,
+              Deadline deadline, CallCallback callback,
+              Allocator response_allocator = host_allocator());
 
-  std::future<Result<Message>> call(const std::string& address, std::string_view method, Message request,
-                                    Deadline deadline, Allocator response_allocator = host_allocator());
+  std::future<Result<Message>> call(const std::string& address, std::string_view method,
+                                    Message request, Deadline deadline,
+                                    Allocator response_allocator = host_allocator());
 
-  // Completes the call with kCanceled if it has not completed yet (the server is told, best effort).
+  // Completes the call with kCanceled if it has not completed yet (the server is told, best
+  // effort).
   void cancel(CallId id);
 
   // Cancels every call and closes every connection. Idempotent; thread-safe.

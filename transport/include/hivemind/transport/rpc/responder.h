@@ -19,8 +19,8 @@ class Responder {
   // Replies kInternal "handler dropped the request without replying" if reply() was never called.
   ~Responder();
 
-  // Sends the response, or the error (its code and message reach the caller). Thread-safe; the first
-  // call wins, later ones are ignored (and logged).
+  // Sends the response, or the error (its code and message reach the caller). Thread-safe; the
+  // first call wins, later ones are ignored (and logged).
   void reply(Result<Message> response);
   bool replied() const;
 

@@ -14,15 +14,15 @@
 namespace hivemind::transport::rpc {
 
 struct ServerOptions {
-  // Requests being handled (received, reply not yet sent) across the server. A request beyond it gets
-  // an immediate kUnavailable error reply instead of queuing unbounded work.
+  // Requests being handled (received, reply not yet sent) across the server. A request beyond it
+  // gets an immediate kUnavailable error reply instead of queuing unbounded work.
   size_t max_in_flight = 4096;
 };
 
 using Handler = std::function<void(Message request, Responder responder)>;
 
-// Running totals since create(), for metrics. Frame sizes count everything on the wire: header, method,
-// tensor descriptors, metadata and tensor payloads.
+// Running totals since create(), for metrics. Frame sizes count everything on the wire: header,
+// method, tensor descriptors, metadata and tensor payloads.
 struct ServerStats {
   uint64_t requests = 0;        // request frames received, including refused ones
   uint64_t error_replies = 0;   // replies that carried an error (handler errors, refusals)
@@ -35,12 +35,13 @@ class Server {
   struct State;
 
   // Listens on `address` ("tcp://0.0.0.0:0", "ucx://127.0.0.1:20001", "auto://0.0.0.0:0").
-  static Result<std::shared_ptr<Server>> create(std::shared_ptr<Worker> worker, const std::string& address,
+  static Result<std::shared_ptr<Server>> create(std::shared_ptr<Worker> worker,
+                                                const std::string& address,
                                                 ServerOptions options = {});
   ~Server();  // close()
 
-  // Registers (or replaces) a method. The handler runs on the I/O thread and must not block; it replies
-  // later from any thread. `allocator` places the request's tensors. Thread-safe.
+  // Registers (or replaces) a method. The handler runs on the I/O thread and must not block; it
+  // replies later from any thread. `allocator` places the request's tensors. Thread-safe.
   void handle(std::string method, Handler handler, Allocator allocator = host_allocator());
 
   // The routable address others should dial, e.g. "tcp://10.0.0.5:41234".
