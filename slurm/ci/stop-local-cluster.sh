@@ -3,8 +3,8 @@
 #
 #   slurm/ci/stop-local-cluster.sh [DIR] [--keep]
 #
-# DIR defaults to the directory of $SLURM_CONF. Order matters (hpc-launch.md A1.4): cancel every job,
-# wait until squeue is empty (a slurmstepd can outlive `scontrol shutdown` otherwise), shut the
+# DIR defaults to the directory of $SLURM_CONF. Order matters: cancel every job, wait until squeue
+# is empty (a slurmstepd can outlive `scontrol shutdown` by about a second otherwise), shut the
 # daemons down, wait for their PIDs (SIGTERM, then SIGKILL, to those PIDs only, if they overstay),
 # delete the network namespaces of a --netns cluster, remove DIR (unless --keep).
 set -u

@@ -140,8 +140,8 @@ TEST_F(Registry, JunkEntriesUnderAPrefixAreIgnored) {
 
 TEST_F(Registry, NegativeCacheHasItsOwnNamespace) {
   // hivemind wrote "None" at subkey -1 of the real prefix for 300 s, exactly where a 1-D expert's
-  // declaration goes, shadowing it (dht.md 1.9 item 5). Here the negative entry is local and keyed
-  // apart.
+  // declaration goes, shadowing it (DHT bug 5, docs/hivemind-reference.md). Here the negative entry
+  // is local and keyed apart.
   Dht& client = *dhts[10];
   std::vector<std::string> prefixes = {"ffn.8."};
   auto before = get_active_successors(client, prefixes, soon()).value();

@@ -1,4 +1,5 @@
-// T1: nearest-node correctness against brute force on the simulated network (dht.md 3.3).
+// T1: nearest-node correctness against brute force on the simulated network
+// (docs/hivemind-reference.md).
 #include <gtest/gtest.h>
 
 #include "sim_helpers.h"

@@ -56,8 +56,9 @@ TEST(Record, MergeTakesNewestPerSubkey) {
 }
 
 TEST(Storage, RejectedOlderStoreKeepsTheNewerExpiry) {
-  // hivemind's TimedStorage bug (dht.md 1.9 item 1): store(new, 1100), then store(old, 1010) is
-  // rejected, yet the key vanished at 1011. Here the rejected store cannot touch the expiry index.
+  // hivemind's TimedStorage bug (DHT bug 1, docs/hivemind-reference.md): store(new, 1100), then
+  // store(old, 1010) is rejected, yet the key vanished at 1011. Here the rejected store cannot
+  // touch the expiry index.
   Storage s(StorageLimits{});
   EXPECT_EQ(s.store(key(1), std::nullopt, {"new", kNow + 1100}, source(1), kNow),
             StoreStatus::kStored);
@@ -107,7 +108,8 @@ TEST(Storage, ExpirationMustBeFutureAndBounded) {
   EXPECT_EQ(s.store(key(1), std::nullopt, {"x", bound}, source(1), kNow), StoreStatus::kStored);
   EXPECT_EQ(s.store(key(2), std::nullopt, {"x", bound + 1}, source(1), kNow),
             StoreStatus::kTooFarInFuture);
-  // The pinning attack of dht.md 1.9 item 2: an expiration of ~1e18 never lands.
+  // The pinning attack of DHT bug 2 (docs/hivemind-reference.md): an expiration of ~1e18 never
+  // lands.
   EXPECT_EQ(s.store(key(1), std::nullopt, {"evil", DhtTime(1) << 60}, source(2), kNow),
             StoreStatus::kTooFarInFuture);
   EXPECT_EQ(s.get(key(1), kNow)->regular->value, "x");
