@@ -7,9 +7,9 @@
 
 clang-tidy takes 5-30 s per translation unit on these machines (most of it parsing LibTorch's headers), so a
 clean result is remembered in a cache keyed by everything that decides it: the clang-tidy version, the
-.clang-tidy file, the compile command and the preprocessed translation unit (every header it includes). An
-unchanged file is not checked again; a change to a header re-checks exactly the units that include it. A
-result with warnings is never cached.
+.clang-tidy file, the compile command and the preprocessed translation unit (every header it includes), with
+the checkout's path taken out so that clones elsewhere share it. An unchanged file is not checked again; a
+change to a header re-checks exactly the units that include it. A result with warnings is never cached.
 
 Usage: scripts/lint.py [format] [tidy] [--build-dir build] [--jobs N] [--cache DIR] [--files F ...]
 Exit status: 0 clean, 1 findings, 2 usage or tool errors.
@@ -71,9 +71,12 @@ def tidy_key(entry, salt):
     proc = subprocess.run(preprocess_command(entry), cwd=entry["directory"], capture_output=True)
     if proc.returncode != 0:
         return None  # clang-tidy will report why the unit does not compile
+    # The checkout's own path appears in the command and, through __FILE__, in the preprocessed text:
+    # replaced, so a fresh clone in another folder reuses the results of an identical tree.
+    root = str(ROOT).encode()
     h = hashlib.sha256(salt)
-    h.update(json.dumps(entry.get("arguments") or entry["command"]).encode())
-    h.update(proc.stdout)
+    h.update(json.dumps(entry.get("arguments") or entry["command"]).encode().replace(root, b"@"))
+    h.update(proc.stdout.replace(root, b"@"))
     return h.hexdigest()
 
 
