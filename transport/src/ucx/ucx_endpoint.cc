@@ -8,22 +8,13 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/common/byte_order.h>
+
 #include "ucx/ucx_worker_impl.h"
 
 namespace hivemind::transport {
 
 namespace {
-
-void store_u64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i)
-    p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint64_t load_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
 
 void send_cb(void* request, ucs_status_t status, void* user_data) {
   auto* op = static_cast<UcxEndpoint::SendOp*>(user_data);
@@ -84,7 +75,7 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
     seq = next_split_seq_++;
     op->header.resize(h.prefix_len() + 8);
     encode_prefix(h, frame.method, descriptors_, std::span(op->header).first(h.prefix_len()));
-    store_u64(op->header.data() + h.prefix_len(), seq);
+    store_le<uint64_t>(op->header.data() + h.prefix_len(), seq);
   } else {
     op->header.resize(h.prefix_and_metadata_len());
     encode_prefix(h, frame.method, descriptors_, std::span(op->header).first(h.prefix_len()));
@@ -127,7 +118,7 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   if (split) {
     // Forced eager: the metadata is small enough and must not need an allocation round of its own.
     op->metadata_header.resize(8);
-    store_u64(op->metadata_header.data(), seq);
+    store_le<uint64_t>(op->metadata_header.data(), seq);
     issue(kAmMetadata, op->metadata_header.data(), 8, op->message.metadata.data(),
           op->message.metadata.size(), false, UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER);
   }
@@ -183,7 +174,7 @@ ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, 
     fail(protocol_error("split frame header length mismatch from " + peer_));
     return UCS_OK;
   }
-  uint64_t seq = load_u64(bytes.data() + h.prefix_len());
+  uint64_t seq = load_le<uint64_t>(bytes.data() + h.prefix_len());
   auto meta = split_metadata_.find(seq);
   if (meta != split_metadata_.end()) {
     std::vector<uint8_t> metadata = std::move(meta->second);
@@ -223,7 +214,7 @@ ucs_status_t UcxEndpoint::on_metadata_am(const void* header, size_t header_lengt
     fail(protocol_error("malformed metadata message from " + peer_));
     return UCS_OK;
   }
-  uint64_t seq = load_u64(static_cast<const uint8_t*>(header));
+  uint64_t seq = load_le<uint64_t>(static_cast<const uint8_t*>(header));
   const auto* d = static_cast<const uint8_t*>(data);
   std::vector<uint8_t> metadata(d, d + length);
   auto held = held_.find(seq);
