@@ -36,6 +36,7 @@ UcxEndpoint::UcxEndpoint(Worker::Impl& worker, UcxWorkerImpl& ucx, std::string p
 UcxEndpoint::~UcxEndpoint() = default;
 
 void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   auto& msg = frame.message;
   MemoryType mem = MemoryType::kHost;
   for (size_t i = 0; i < msg.tensors.size(); ++i) {
@@ -347,6 +348,7 @@ void UcxEndpoint::on_peer_error(ucs_status_t status) {
 }
 
 void UcxEndpoint::on_failed(const Status& status) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   for (auto& [seq, held] : held_) {
     if (held.rndv) ucp_am_data_release(ucx_.handle(), held.data);
   }
@@ -370,6 +372,7 @@ void UcxEndpoint::on_failed(const Status& status) {
 }
 
 std::vector<std::string> UcxEndpoint::lanes() const {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   // UCX 1.13 has no query for an endpoint's transports; its printed configuration lists each lane
   // as "lane[1]:  2:posix/memory.0 md[1] -> ...". Collect the "<transport>/<device>" of every lane.
   std::vector<std::string> out;
