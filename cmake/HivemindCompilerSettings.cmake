@@ -34,3 +34,17 @@ if(HIVEMIND_SANITIZE)
   add_compile_options(${_flags} -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(${_flags})
 endif()
+
+# Thread-rule checks (common/include/hivemind/common/thread_rule.h): methods documented "I/O thread
+# only" or "not from the I/O thread" abort when called from the wrong thread. On in Debug and
+# sanitizer builds (the asan preset defines NDEBUG, so this cannot key on it), off in release.
+set(HIVEMIND_CHECK_THREADS AUTO CACHE STRING "Thread-rule checks: ON, OFF or AUTO (Debug and sanitizer builds)")
+if(HIVEMIND_CHECK_THREADS STREQUAL "AUTO")
+  if(CMAKE_BUILD_TYPE STREQUAL "Debug" OR HIVEMIND_SANITIZE)
+    set(HIVEMIND_THREAD_CHECKS ON)
+  else()
+    set(HIVEMIND_THREAD_CHECKS OFF)
+  endif()
+else()
+  set(HIVEMIND_THREAD_CHECKS ${HIVEMIND_CHECK_THREADS})
+endif()

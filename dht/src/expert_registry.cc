@@ -1,10 +1,9 @@
 #include <charconv>
 #include <set>
 
+#include <hivemind/common/byte_order.h>
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/dht/wire.h>
-
-#include "byte_io.h"
 
 namespace hivemind::dht {
 
@@ -87,20 +86,28 @@ Result<std::pair<std::string, int>> split_uid(std::string_view uid_or_prefix) {
 
 std::string encode_expert_info(const ExpertInfo& info) {
   std::vector<uint8_t> out;
-  wire_io::Writer w(out);
+  ByteWriter w(out);
   w.u8(kExpertInfoVersion);
-  w.bytes(info.uid);
-  w.bytes(info.endpoint);
+  w.varint(info.uid.size());
+  w.raw(info.uid);
+  w.varint(info.endpoint.size());
+  w.raw(info.endpoint);
   return std::string(out.begin(), out.end());
 }
 
 std::optional<ExpertInfo> decode_expert_info(std::string_view bytes) {
-  wire_io::Reader r(
+  ByteReader r(
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  // A varint length of at most `limit`, then that many bytes.
+  auto read_string = [&r](size_t limit, std::string& out) {
+    uint64_t n;
+    return r.varint(n) && n <= limit && r.string(static_cast<size_t>(n), out);
+  };
   uint8_t version;
   ExpertInfo info;
   if (!r.u8(version) || version != kExpertInfoVersion) return std::nullopt;
-  if (!r.bytes(kMaxUidBytes, info.uid) || !r.bytes(kMaxEndpointBytes, info.endpoint) || !r.done())
+  if (!read_string(kMaxUidBytes, info.uid) || !read_string(kMaxEndpointBytes, info.endpoint) ||
+      !r.done())
     return std::nullopt;
   if (!is_valid_uid(info.uid) || !wire::is_valid_address(info.endpoint, kMaxEndpointBytes))
     return std::nullopt;

@@ -1,15 +1,10 @@
 #include <algorithm>
 #include <charconv>
 
+#include <hivemind/common/byte_order.h>
 #include <hivemind/dht/wire.h>
 
-#include "byte_io.h"
-
 namespace hivemind::dht::wire {
-
-using wire_io::Reader;
-using wire_io::varint_size;
-using wire_io::Writer;
 
 std::string_view message_type_name(MessageType type) {
   switch (type) {
@@ -230,19 +225,25 @@ constexpr uint8_t kStoreInCache = 0x01;
 constexpr uint8_t kStoreHasSubkey = 0x02;
 constexpr uint8_t kDictionaryTruncated = 0x01;
 
-void encode_record(Writer& w, const Record& record, bool truncated) {
+// A byte string: its length as a varint, then the bytes.
+void write_bytes(ByteWriter& w, std::string_view bytes) {
+  w.varint(bytes.size());
+  w.raw(bytes);
+}
+
+void encode_record(ByteWriter& w, const Record& record, bool truncated) {
   if (record.regular) {
     w.u8(kRecordRegular);
     w.i64(record.regular->expiration);
-    w.bytes(record.regular->value);
+    write_bytes(w, record.regular->value);
   } else if (!record.dictionary.empty()) {
     w.u8(kRecordDictionary);
     w.u8(truncated ? kDictionaryTruncated : 0);
     w.varint(record.dictionary.size());
     for (const auto& [subkey, entry] : record.dictionary) {
-      w.bytes(subkey);
+      write_bytes(w, subkey);
       w.i64(entry.expiration);
-      w.bytes(entry.value);
+      write_bytes(w, entry.value);
     }
   } else {
     w.u8(kRecordNone);
@@ -250,7 +251,7 @@ void encode_record(Writer& w, const Record& record, bool truncated) {
 }
 
 struct BodyEncoder {
-  Writer& w;
+  ByteWriter& w;
   void operator()(const std::monostate&) {}
   void operator()(const FindRequest& find) {
     w.u8(find.nodes_only ? kFindNodesOnly : 0);
@@ -264,7 +265,7 @@ struct BodyEncoder {
       w.varint(entry.contacts.size());
       for (const auto& contact : entry.contacts) {
         w.raw(contact.id.span());
-        w.bytes(contact.address);
+        write_bytes(w, contact.address);
       }
       encode_record(w, entry.record, entry.truncated);
     }
@@ -275,9 +276,9 @@ struct BodyEncoder {
       w.raw(item.key.span());
       w.u8(static_cast<uint8_t>((item.in_cache ? kStoreInCache : 0) |
                                 (item.subkey ? kStoreHasSubkey : 0)));
-      if (item.subkey) w.bytes(*item.subkey);
+      if (item.subkey) write_bytes(w, *item.subkey);
       w.i64(item.expiration);
-      w.bytes(item.value);
+      write_bytes(w, item.value);
     }
   }
   void operator()(const StoreReply& stored) {
@@ -287,7 +288,7 @@ struct BodyEncoder {
   }
   void operator()(const ErrorReply& error) {
     w.u8(static_cast<uint8_t>(error.code));
-    w.bytes(error.message);
+    write_bytes(w, error.message);
   }
 };
 
@@ -296,7 +297,7 @@ struct BodyEncoder {
 std::vector<uint8_t> encode(const Message& message) {
   std::vector<uint8_t> out;
   out.reserve(64 + message.header.sender_address.size());
-  Writer w(out);
+  ByteWriter w(out);
   const Header& h = message.header;
   w.u8(kMagic0);
   w.u8(kMagic1);
@@ -306,7 +307,7 @@ std::vector<uint8_t> encode(const Message& message) {
   w.u64(h.request_id);
   w.raw(h.sender.span());
   w.i64(h.sender_time);
-  w.bytes(h.sender_address);
+  write_bytes(w, h.sender_address);
   std::visit(BodyEncoder{w}, message.body);
   return out;
 }
@@ -324,7 +325,7 @@ Status over_limit(std::string_view what, uint64_t got, size_t limit) {
                          " exceeds the limit of " + std::to_string(limit));
 }
 
-bool read_id(Reader& r, NodeId& id) {
+bool read_id(ByteReader& r, NodeId& id) {
   std::span<const uint8_t> bytes;
   if (!r.view(NodeId::kBytes, bytes)) return false;
   id = *NodeId::from_bytes(bytes);
@@ -333,7 +334,7 @@ bool read_id(Reader& r, NodeId& id) {
 
 // Reads a count and checks it against `limit` and against the bytes left (each element takes at
 // least `min_element_bytes`), so that no allocation is sized from an unchecked number.
-Status read_count(Reader& r, std::string_view what, size_t limit, size_t min_element_bytes,
+Status read_count(ByteReader& r, std::string_view what, size_t limit, size_t min_element_bytes,
                   size_t& count) {
   uint64_t n;
   if (!r.varint(n)) return malformed(std::string(what) + " count");
@@ -344,16 +345,15 @@ Status read_count(Reader& r, std::string_view what, size_t limit, size_t min_ele
   return Status::ok();
 }
 
-Status read_bytes(Reader& r, std::string_view what, size_t limit, std::string& out) {
+Status read_bytes(ByteReader& r, std::string_view what, size_t limit, std::string& out) {
   uint64_t n;
-  Reader probe = r;
-  if (!probe.varint(n)) return malformed(what);
+  if (!r.varint(n)) return malformed(what);
   if (n > limit) return over_limit(what, n, limit);
-  if (!r.bytes(limit, out)) return malformed(std::string(what) + " past the end");
+  if (!r.string(static_cast<size_t>(n), out)) return malformed(std::string(what) + " past the end");
   return Status::ok();
 }
 
-Status decode_header_from(Reader& r, const WireLimits& limits, Header& h) {
+Status decode_header_from(ByteReader& r, const WireLimits& limits, Header& h) {
   uint8_t m0, m1, type, version;
   if (!r.u8(m0) || !r.u8(m1) || m0 != kMagic0 || m1 != kMagic1) return malformed("bad magic");
   if (!r.u8(version)) return malformed("truncated header");
@@ -382,7 +382,7 @@ Status decode_header_from(Reader& r, const WireLimits& limits, Header& h) {
   return Status::ok();
 }
 
-Status decode_record(Reader& r, const WireLimits& limits, Record& record, bool& truncated) {
+Status decode_record(ByteReader& r, const WireLimits& limits, Record& record, bool& truncated) {
   uint8_t tag;
   if (!r.u8(tag)) return malformed("truncated record");
   truncated = false;
@@ -416,7 +416,7 @@ Status decode_record(Reader& r, const WireLimits& limits, Record& record, bool& 
   return Status::ok();
 }
 
-Status decode_body(Reader& r, const WireLimits& limits, MessageType type, Body& body) {
+Status decode_body(ByteReader& r, const WireLimits& limits, MessageType type, Body& body) {
   switch (type) {
     case MessageType::kPing:
     case MessageType::kPong:
@@ -516,7 +516,7 @@ Status decode_body(Reader& r, const WireLimits& limits, MessageType type, Body& 
 Result<Header> decode_header(std::span<const uint8_t> frame, const WireLimits& limits) {
   if (frame.size() > limits.max_frame_bytes)
     return over_limit("frame size", frame.size(), limits.max_frame_bytes);
-  Reader r(frame);
+  ByteReader r(frame);
   Header h;
   HIVEMIND_RETURN_IF_ERROR(decode_header_from(r, limits, h));
   return h;
@@ -525,7 +525,7 @@ Result<Header> decode_header(std::span<const uint8_t> frame, const WireLimits& l
 Result<Message> decode(std::span<const uint8_t> frame, const WireLimits& limits) {
   if (frame.size() > limits.max_frame_bytes)
     return over_limit("frame size", frame.size(), limits.max_frame_bytes);
-  Reader r(frame);
+  ByteReader r(frame);
   Message message;
   HIVEMIND_RETURN_IF_ERROR(decode_header_from(r, limits, message.header));
   HIVEMIND_RETURN_IF_ERROR(decode_body(r, limits, message.header.type, message.body));

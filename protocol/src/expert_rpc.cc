@@ -1,7 +1,6 @@
+#include <hivemind/common/byte_order.h>
 #include <hivemind/protocol/expert_rpc.h>
 #include <hivemind/quant/cpu_kernels.h>
-
-#include "byte_reader.h"
 
 namespace hivemind::protocol {
 namespace {
@@ -11,23 +10,46 @@ constexpr uint32_t kInfoMagic = 0x31584d48u;
 constexpr uint32_t kCallMagic = 0x31434d48u;
 constexpr uint8_t kVersion = 1;
 
+Status truncated(std::string_view what) {
+  return protocol_error(std::string(what) + " truncated");
+}
+
+// A string of these messages: a u16 length, then the bytes.
+void write_string16(ByteWriter& out, std::string_view text) {
+  out.u16(static_cast<uint16_t>(text.size()));
+  out.raw(text);
+}
+
+// The length is checked against `max_bytes` and against what is left before the string is built.
+Result<std::string> read_string16(ByteReader& in, size_t max_bytes, std::string_view what) {
+  uint16_t length;
+  if (!in.u16(length)) return truncated(std::string(what) + " length");
+  if (length > max_bytes) {
+    return too_large_error(std::string(what) + " of " + std::to_string(length) +
+                           " bytes exceeds the limit of " + std::to_string(max_bytes));
+  }
+  std::string text;
+  if (!in.string(length, text)) return truncated(what);
+  return text;
+}
+
 void write_schema(ByteWriter& out, const TensorSchema& schema) {
-  out.fixed<uint8_t>(static_cast<uint8_t>(schema.dtype));
-  out.fixed<uint8_t>(static_cast<uint8_t>(schema.compression));
-  out.fixed<uint8_t>(static_cast<uint8_t>(schema.shape.size()));
-  out.fixed<uint8_t>(0);
-  out.fixed<uint32_t>(schema.block_size);
+  out.u8(static_cast<uint8_t>(schema.dtype));
+  out.u8(static_cast<uint8_t>(schema.compression));
+  out.u8(static_cast<uint8_t>(schema.shape.size()));
+  out.u8(0);
+  out.u32(schema.block_size);
   for (int64_t dim : schema.shape)
-    out.fixed<int64_t>(dim);
+    out.i64(dim);
 }
 
 Result<TensorSchema> read_schema(ByteReader& in, const Limits& limits) {
   TensorSchema schema;
-  HIVEMIND_ASSIGN_OR_RETURN(uint8_t dtype, in.u8());
-  HIVEMIND_ASSIGN_OR_RETURN(uint8_t scheme, in.u8());
-  HIVEMIND_ASSIGN_OR_RETURN(uint8_t ndim, in.u8());
-  HIVEMIND_ASSIGN_OR_RETURN(uint8_t reserved, in.u8());
-  HIVEMIND_ASSIGN_OR_RETURN(schema.block_size, in.u32());
+  uint8_t dtype, scheme, ndim, reserved;
+  if (!in.u8(dtype) || !in.u8(scheme) || !in.u8(ndim) || !in.u8(reserved) ||
+      !in.u32(schema.block_size)) {
+    return truncated("tensor schema");
+  }
   if (dtype > quant::kMaxDTypeValue)
     return protocol_error("unknown dtype " + std::to_string(dtype));
   if (scheme > quant::kMaxSchemeValue)
@@ -46,7 +68,8 @@ Result<TensorSchema> read_schema(ByteReader& in, const Limits& limits) {
     return protocol_error("schema shape truncated");
   schema.shape.reserve(ndim);
   for (uint8_t d = 0; d < ndim; ++d) {
-    HIVEMIND_ASSIGN_OR_RETURN(int64_t dim, in.i64());
+    int64_t dim;
+    if (!in.i64(dim)) return truncated("schema shape");
     if (dim < 0 || dim > limits.max_dim) {
       return protocol_error("schema dimension " + std::to_string(dim) + " is out of range");
     }
@@ -57,7 +80,8 @@ Result<TensorSchema> read_schema(ByteReader& in, const Limits& limits) {
 
 Result<std::vector<TensorSchema>> read_schemas(ByteReader& in, const Limits& limits,
                                                std::string_view what) {
-  HIVEMIND_ASSIGN_OR_RETURN(uint8_t count, in.u8());
+  uint8_t count;
+  if (!in.u8(count)) return truncated(std::string(what) + " count");
   if (count > limits.max_tensors) {
     return too_large_error(std::string(what) + ": " + std::to_string(count) +
                            " tensors exceed the limit of " + std::to_string(limits.max_tensors));
@@ -72,9 +96,11 @@ Result<std::vector<TensorSchema>> read_schemas(ByteReader& in, const Limits& lim
 }
 
 Status read_header(ByteReader& in, uint32_t magic, std::string_view what) {
-  HIVEMIND_ASSIGN_OR_RETURN(uint32_t got_magic, in.u32());
+  uint32_t got_magic;
+  if (!in.u32(got_magic)) return truncated(std::string(what) + " magic");
   if (got_magic != magic) return protocol_error(std::string(what) + ": bad magic");
-  HIVEMIND_ASSIGN_OR_RETURN(uint8_t version, in.u8());
+  uint8_t version;
+  if (!in.u8(version)) return truncated(std::string(what) + " version");
   if (version != kVersion) {
     return unsupported_error(std::string(what) + ": version " + std::to_string(version) +
                              " (this build speaks " + std::to_string(kVersion) + ")");
@@ -101,45 +127,48 @@ Status validate_uid(std::string_view uid, const Limits& limits) {
 }
 
 std::vector<uint8_t> encode_call(std::string_view uid) {
-  ByteWriter out;
-  out.fixed<uint32_t>(kCallMagic);
-  out.fixed<uint8_t>(kVersion);
-  out.string16(uid);
-  return out.take();
+  std::vector<uint8_t> bytes;
+  ByteWriter out(bytes);
+  out.u32(kCallMagic);
+  out.u8(kVersion);
+  write_string16(out, uid);
+  return bytes;
 }
 
 Result<std::string> decode_call(std::span<const uint8_t> bytes, const Limits& limits) {
   ByteReader in(bytes);
   HIVEMIND_RETURN_IF_ERROR(read_header(in, kCallMagic, "expert call"));
-  HIVEMIND_ASSIGN_OR_RETURN(std::string uid, in.string16(limits.max_uid_bytes, "expert uid"));
+  HIVEMIND_ASSIGN_OR_RETURN(std::string uid, read_string16(in, limits.max_uid_bytes, "expert uid"));
   if (in.remaining() != 0) return protocol_error("expert call has trailing bytes");
   HIVEMIND_RETURN_IF_ERROR(validate_uid(uid, limits));
   return uid;
 }
 
 std::vector<uint8_t> encode_expert_info(const ExpertInfo& info) {
-  ByteWriter out;
-  out.fixed<uint32_t>(kInfoMagic);
-  out.fixed<uint8_t>(kVersion);
-  out.string16(info.uid);
-  out.string16(info.expert_cls);
-  out.fixed<uint32_t>(info.max_batch_size);
+  std::vector<uint8_t> bytes;
+  ByteWriter out(bytes);
+  out.u32(kInfoMagic);
+  out.u8(kVersion);
+  write_string16(out, info.uid);
+  write_string16(out, info.expert_cls);
+  out.u32(info.max_batch_size);
   for (const auto* schemas : {&info.inputs, &info.outputs}) {
-    out.fixed<uint8_t>(static_cast<uint8_t>(schemas->size()));
+    out.u8(static_cast<uint8_t>(schemas->size()));
     for (const auto& schema : *schemas)
       write_schema(out, schema);
   }
-  return out.take();
+  return bytes;
 }
 
 Result<ExpertInfo> decode_expert_info(std::span<const uint8_t> bytes, const Limits& limits) {
   ByteReader in(bytes);
   HIVEMIND_RETURN_IF_ERROR(read_header(in, kInfoMagic, "expert info"));
   ExpertInfo info;
-  HIVEMIND_ASSIGN_OR_RETURN(info.uid, in.string16(limits.max_uid_bytes, "expert uid"));
+  HIVEMIND_ASSIGN_OR_RETURN(info.uid, read_string16(in, limits.max_uid_bytes, "expert uid"));
   HIVEMIND_RETURN_IF_ERROR(validate_uid(info.uid, limits));
-  HIVEMIND_ASSIGN_OR_RETURN(info.expert_cls, in.string16(limits.max_cls_bytes, "expert class"));
-  HIVEMIND_ASSIGN_OR_RETURN(info.max_batch_size, in.u32());
+  HIVEMIND_ASSIGN_OR_RETURN(info.expert_cls,
+                            read_string16(in, limits.max_cls_bytes, "expert class"));
+  if (!in.u32(info.max_batch_size)) return truncated("expert info batch size");
   HIVEMIND_ASSIGN_OR_RETURN(info.inputs, read_schemas(in, limits, "expert inputs"));
   HIVEMIND_ASSIGN_OR_RETURN(info.outputs, read_schemas(in, limits, "expert outputs"));
   if (in.remaining() != 0) return protocol_error("expert info has trailing bytes");

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/common/byte_order.h>
 #include <hivemind/quant/codec.h>
 #include <hivemind/quant/cpu_kernels.h>
 #include <hivemind/quant/numeric_spec.h>
@@ -14,21 +15,16 @@
 namespace hivemind::quant {
 namespace {
 
-static_assert(std::endian::native == std::endian::little, "the wire format is little-endian");
+// The header goes through load_le/store_le, but the scales and the payload are copied and
+// converted in bulk as host-order floats and integers: on a big-endian host those sections would
+// need a byte swap per element, which nothing here does. Refuse to build there rather than send
+// wrong numbers.
+static_assert(std::endian::native == std::endian::little,
+              "the quantized-tensor sections are copied as host-order arrays; the wire is "
+              "little-endian");
 
 constexpr uint64_t align16(uint64_t v) {
   return (v + 15) & ~uint64_t{15};
-}
-
-template <typename T>
-void put(uint8_t* p, T v) {
-  std::memcpy(p, &v, sizeof v);
-}
-template <typename T>
-T get(const uint8_t* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
 }
 
 // Bytes per payload element.
@@ -81,16 +77,16 @@ uint8_t block_log2(const DecodedHeader& h) {
 
 void write_header_bytes(const DecodedHeader& h, uint8_t* out) {
   std::memset(out, 0, h.scales_offset);
-  put<uint32_t>(out + 0, kMagic);
-  put<uint16_t>(out + 4, kWireVersion);
+  store_le<uint32_t>(out + 0, kMagic);
+  store_le<uint16_t>(out + 4, kWireVersion);
   out[6] = static_cast<uint8_t>(h.scheme);
   out[7] = static_cast<uint8_t>(h.src_dtype);
   out[8] = h.requires_grad ? kFlagRequiresGrad : 0;
   out[9] = static_cast<uint8_t>(h.shape.size());
   out[10] = block_log2(h);
-  put<uint64_t>(out + 16, h.numel);
+  store_le<uint64_t>(out + 16, h.numel);
   for (size_t i = 0; i < h.shape.size(); ++i)
-    put<uint64_t>(out + 24 + 8 * i, static_cast<uint64_t>(h.shape[i]));
+    store_le<uint64_t>(out + 24 + 8 * i, static_cast<uint64_t>(h.shape[i]));
 }
 
 // Zero bytes between sections, so equal tensors always give equal bytes.
@@ -288,14 +284,15 @@ Status parse_fixed(const uint8_t* p, uint64_t total_bytes, const DecodeLimits& l
     return protocol_error(fmt::format("quant: {} bytes, shorter than the {}-byte header",
                                       total_bytes, kFixedHeaderBytes));
   }
-  if (get<uint32_t>(p) != kMagic) return protocol_error("quant: bad magic (not an HMQ1 tensor)");
-  uint16_t version = get<uint16_t>(p + 4);
+  if (load_le<uint32_t>(p) != kMagic)
+    return protocol_error("quant: bad magic (not an HMQ1 tensor)");
+  uint16_t version = load_le<uint16_t>(p + 4);
   if (version != kWireVersion)
     return protocol_error(fmt::format("quant: unsupported version {}", version));
   if (p[6] > kMaxSchemeValue) return protocol_error(fmt::format("quant: unknown scheme {}", p[6]));
   if (p[7] > kMaxDTypeValue) return protocol_error(fmt::format("quant: unknown dtype {}", p[7]));
   if ((p[8] & ~kFlagRequiresGrad) != 0) return protocol_error("quant: unknown flag bits");
-  if (p[11] != 0 || get<uint32_t>(p + 12) != 0)
+  if (p[11] != 0 || load_le<uint32_t>(p + 12) != 0)
     return protocol_error("quant: reserved header bytes not zero");
   h.scheme = static_cast<Scheme>(p[6]);
   h.src_dtype = static_cast<DType>(p[7]);
@@ -317,7 +314,7 @@ Status parse_fixed(const uint8_t* p, uint64_t total_bytes, const DecodeLimits& l
   } else if (log2 != 0) {
     return protocol_error("quant: block_log2 set for a scheme without blocks");
   }
-  h.numel = get<uint64_t>(p + 16);
+  h.numel = load_le<uint64_t>(p + 16);
   if (h.numel > limits.max_numel) {
     return too_large_error(
         fmt::format("quant: {} elements exceed the limit {}", h.numel, limits.max_numel));
@@ -364,7 +361,7 @@ Result<DecodedHeader> decode_header(std::span<const uint8_t> prefix, uint64_t to
   uint64_t product = 1;
   bool saturated = false;
   for (uint32_t i = 0; i < ndim; ++i) {
-    uint64_t d = get<uint64_t>(p + kFixedHeaderBytes + 8 * i);
+    uint64_t d = load_le<uint64_t>(p + kFixedHeaderBytes + 8 * i);
     if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
       return protocol_error("quant: dimension beyond int64");
     }
@@ -378,7 +375,7 @@ Result<DecodedHeader> decode_header(std::span<const uint8_t> prefix, uint64_t to
     return protocol_error("quant: shape does not multiply to numel");
   }
   for (uint64_t b = 0; b < h.num_blocks; ++b) {
-    uint32_t bits = get<uint32_t>(p + h.scales_offset + 4 * b);
+    uint32_t bits = load_le<uint32_t>(p + h.scales_offset + 4 * b);
     if (bits >= spec::kInfBits) {  // negative (sign bit) or non-finite
       return protocol_error(fmt::format("quant: scale {} is negative or not finite", b));
     }

@@ -42,6 +42,7 @@ Status EndpointBase::error() const {
 }
 
 void EndpointBase::fail(Status status) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (failed_) return;
   failed_ = true;
   {
@@ -63,6 +64,7 @@ void EndpointBase::fail(Status status) {
 }
 
 void EndpointBase::complete_send(SendCallback& done, Status status) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (!done) return;
   worker_.defer([done = std::move(done), status = std::move(status)] { done(status); });
   done = nullptr;
@@ -71,6 +73,7 @@ void EndpointBase::complete_send(SendCallback& done, Status status) {
 Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header,
                                                    const ReceivedFrame& frame,
                                                    std::span<const TensorDescriptor> descriptors) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (header.tensor_count == 0) return std::vector<Buffer>{};
   incoming_sizes_.clear();
   incoming_types_.clear();
@@ -88,6 +91,7 @@ Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header,
 }
 
 void EndpointBase::deliver(ReceivedFrame frame) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (failed_) return;
   auto self = shared_from_this();
   worker_.defer([self, frame = std::move(frame)]() mutable {

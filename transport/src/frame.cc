@@ -2,24 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/common/byte_order.h>
 #include <hivemind/transport/frame.h>
 
 namespace hivemind::transport {
 namespace {
-
-// Little-endian loads and stores, independent of the host byte order.
-template <typename T>
-T load_le(const uint8_t* p) {
-  T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i)
-    v |= static_cast<T>(static_cast<T>(p[i]) << (8 * i));
-  return v;
-}
-template <typename T>
-void store_le(uint8_t* p, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i)
-    p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
 
 constexpr uint16_t kMaxStatusCode = static_cast<uint16_t>(StatusCode::kIoError);
 

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/common/byte_order.h>
 #include <hivemind/transport/staging.h>
 
 #ifdef HIVEMIND_TRANSPORT_HAVE_CUDA
@@ -192,7 +193,7 @@ Status copy_device_to_device(const Buffer& src, const Buffer& dst) {
 }
 
 // Handle layout: cudaIpcMemHandle_t (64 B) | offset from the allocation base u64 | size u64 |
-// device i32.
+// device i32, the integers little-endian like every other byte format of the project.
 Result<std::vector<uint8_t>> export_ipc(const Buffer& buffer, size_t offset_in_allocation) {
   if (buffer.memory_type() != MemoryType::kCuda)
     return invalid_argument_error("export_ipc: not device memory");
@@ -205,12 +206,9 @@ Result<std::vector<uint8_t>> export_ipc(const Buffer& buffer, size_t offset_in_a
   HM_CUDA(cudaIpcGetMemHandle(&handle, base));
   std::vector<uint8_t> out(sizeof(handle) + 20);
   std::memcpy(out.data(), &handle, sizeof(handle));
-  uint64_t offset = offset_in_allocation;
-  uint64_t size = buffer.size();
-  int32_t device = buffer.device();
-  std::memcpy(out.data() + sizeof(handle), &offset, 8);
-  std::memcpy(out.data() + sizeof(handle) + 8, &size, 8);
-  std::memcpy(out.data() + sizeof(handle) + 16, &device, 4);
+  store_le<uint64_t>(out.data() + sizeof(handle), offset_in_allocation);
+  store_le<uint64_t>(out.data() + sizeof(handle) + 8, buffer.size());
+  store_le<int32_t>(out.data() + sizeof(handle) + 16, buffer.device());
   return out;
 }
 
@@ -218,11 +216,9 @@ Result<Buffer> open_ipc(std::span<const uint8_t> bytes) {
   cudaIpcMemHandle_t handle;
   if (bytes.size() != sizeof(handle) + 20) return protocol_error("bad CUDA IPC handle length");
   std::memcpy(&handle, bytes.data(), sizeof(handle));
-  uint64_t offset, size;
-  int32_t device;
-  std::memcpy(&offset, bytes.data() + sizeof(handle), 8);
-  std::memcpy(&size, bytes.data() + sizeof(handle) + 8, 8);
-  std::memcpy(&device, bytes.data() + sizeof(handle) + 16, 4);
+  const uint64_t offset = load_le<uint64_t>(bytes.data() + sizeof(handle));
+  const uint64_t size = load_le<uint64_t>(bytes.data() + sizeof(handle) + 8);
+  const int32_t device = load_le<int32_t>(bytes.data() + sizeof(handle) + 16);
   HM_CUDA(cudaSetDevice(device));
   void* base = nullptr;
   HM_CUDA(cudaIpcOpenMemHandle(&base, handle, cudaIpcMemLazyEnablePeerAccess));

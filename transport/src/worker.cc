@@ -128,9 +128,10 @@ void Worker::cancel_timer(uint64_t id) {
 }
 
 void Worker::stop() {
+  HIVEMIND_ASSERT_NOT_IN_LOOP(*impl_);
   std::lock_guard stop_lock(impl_->stop_mu);
   if (impl_->stopped) return;
-  if (impl_->in_thread()) {
+  if (impl_->in_thread()) {  // a release build survives it: the join below would deadlock
     logger("transport")->error("Worker::stop called from its own I/O thread; ignored");
     return;
   }
@@ -191,6 +192,7 @@ Result<std::shared_ptr<Listener>> Worker::listen(const std::string& address,
 // ---- Impl ----
 
 uint64_t Worker::Impl::add_fd(int fd, uint32_t events, FdHandler* handler) {
+  HIVEMIND_ASSERT_IN_LOOP(*this);
   uint64_t token = next_fd_token++;
   epoll_event ev{};
   ev.events = events;
@@ -201,6 +203,7 @@ uint64_t Worker::Impl::add_fd(int fd, uint32_t events, FdHandler* handler) {
 }
 
 void Worker::Impl::modify_fd(int fd, uint64_t token, uint32_t events) {
+  HIVEMIND_ASSERT_IN_LOOP(*this);
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = token;
@@ -208,6 +211,7 @@ void Worker::Impl::modify_fd(int fd, uint64_t token, uint32_t events) {
 }
 
 void Worker::Impl::remove_fd(int fd, uint64_t token) {
+  HIVEMIND_ASSERT_IN_LOOP(*this);
   ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
   fd_handlers.erase(token);
 }
@@ -342,6 +346,7 @@ void Worker::Impl::run() {
     last_work = SteadyClock::now();
   }
   shutdown_on_loop();
+  loop_ended.store(true, std::memory_order_release);
 }
 
 void Worker::Impl::shutdown_on_loop() {

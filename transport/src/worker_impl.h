@@ -12,7 +12,15 @@
 #include <unordered_set>
 #include <vector>
 
+#include <hivemind/common/thread_rule.h>
 #include <hivemind/transport/worker.h>
+
+// The transport's two thread rules, checked in debug and sanitizer builds (common/thread_rule.h).
+// `impl` is the Worker::Impl whose I/O thread the rule is about.
+#define HIVEMIND_ASSERT_IN_LOOP(impl) \
+  HIVEMIND_CHECK_THREAD_RULE((impl).in_loop(), "on the I/O thread of its worker")
+#define HIVEMIND_ASSERT_NOT_IN_LOOP(impl) \
+  HIVEMIND_CHECK_THREAD_RULE(!(impl).in_thread(), "off the I/O thread of its worker")
 
 namespace hivemind::transport {
 
@@ -47,6 +55,8 @@ struct Worker::Impl {
   int event_fd = -1;
   std::thread thread;
   std::atomic<std::thread::id> thread_id{};
+  std::atomic<bool> loop_ended{
+      false};  // run() has returned: nothing runs on the I/O thread any more
   std::atomic<bool> stop_requested{false};
   std::atomic<bool> sleeping{false};
   bool stopped = false;  // guarded by stop_mu
@@ -78,12 +88,19 @@ struct Worker::Impl {
   bool in_thread() const {
     return std::this_thread::get_id() == thread_id.load(std::memory_order_relaxed);
   }
+  // Whether the caller may touch what the I/O thread owns: it is the I/O thread, or the loop has
+  // ended (run_sync then runs work inline on its caller, and teardown destroys endpoints on
+  // whichever thread drops them last). What HIVEMIND_ASSERT_IN_LOOP checks.
+  bool in_loop() const { return in_thread() || loop_ended.load(std::memory_order_acquire); }
 
   // I/O thread only.
   uint64_t add_fd(int fd, uint32_t events, FdHandler* handler);
   void modify_fd(int fd, uint64_t token, uint32_t events);
   void remove_fd(int fd, uint64_t token);
-  void defer(std::function<void()> fn) { local_queue.push_back(std::move(fn)); }
+  void defer(std::function<void()> fn) {
+    HIVEMIND_ASSERT_IN_LOOP(*this);
+    local_queue.push_back(std::move(fn));
+  }
   // The UCX worker of this Worker, created on first use; null with the reason in ucx_failure.
   UcxWorker* ucx_worker();
 

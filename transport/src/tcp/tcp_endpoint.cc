@@ -38,6 +38,7 @@ bool TcpEndpoint::start() {
 }
 
 void TcpEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   for (const auto& t : frame.message.tensors) {
     if (!t.is_host()) {
       complete_send(done, unsupported_error("the TCP backend sends host memory only; stage device "
@@ -348,6 +349,7 @@ void TcpEndpoint::finish_frame() {
 }
 
 void TcpEndpoint::on_failed(const Status& status) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (token_ != 0) worker_.remove_fd(fd_, token_);
   token_ = 0;
   if (fd_ >= 0) ::close(fd_);

@@ -8,22 +8,13 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/common/byte_order.h>
+
 #include "ucx/ucx_worker_impl.h"
 
 namespace hivemind::transport {
 
 namespace {
-
-void store_u64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i)
-    p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint64_t load_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
 
 void send_cb(void* request, ucs_status_t status, void* user_data) {
   auto* op = static_cast<UcxEndpoint::SendOp*>(user_data);
@@ -45,6 +36,7 @@ UcxEndpoint::UcxEndpoint(Worker::Impl& worker, UcxWorkerImpl& ucx, std::string p
 UcxEndpoint::~UcxEndpoint() = default;
 
 void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   auto& msg = frame.message;
   MemoryType mem = MemoryType::kHost;
   for (size_t i = 0; i < msg.tensors.size(); ++i) {
@@ -74,7 +66,8 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
     descriptors_.push_back({t.size(), t.memory_type()});
     h.payload_len += t.size();
   }
-  auto* op = new SendOp;
+  auto owned_send = std::make_unique<SendOp>();
+  SendOp* op = owned_send.get();
   op->ep = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
   op->done = std::move(done);
   bool split = h.prefix_and_metadata_len() > ucx_.am_header_budget();
@@ -84,7 +77,7 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
     seq = next_split_seq_++;
     op->header.resize(h.prefix_len() + 8);
     encode_prefix(h, frame.method, descriptors_, std::span(op->header).first(h.prefix_len()));
-    store_u64(op->header.data() + h.prefix_len(), seq);
+    store_le<uint64_t>(op->header.data() + h.prefix_len(), seq);
   } else {
     op->header.resize(h.prefix_and_metadata_len());
     encode_prefix(h, frame.method, descriptors_, std::span(op->header).first(h.prefix_len()));
@@ -95,7 +88,7 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   for (const auto& t : op->message.tensors) {
     if (t.size() > 0) op->iov.push_back({t.data(), t.size()});
   }
-  sends_.insert(op);
+  sends_.emplace(op, std::move(owned_send));
 
   auto issue = [&](unsigned id, const void* header, size_t header_len, const void* buffer,
                    size_t count, bool iov, uint32_t flags) {
@@ -127,7 +120,7 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   if (split) {
     // Forced eager: the metadata is small enough and must not need an allocation round of its own.
     op->metadata_header.resize(8);
-    store_u64(op->metadata_header.data(), seq);
+    store_le<uint64_t>(op->metadata_header.data(), seq);
     issue(kAmMetadata, op->metadata_header.data(), 8, op->message.metadata.data(),
           op->message.metadata.size(), false, UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER);
   }
@@ -153,11 +146,23 @@ void UcxEndpoint::send_done(SendOp* op, ucs_status_t status) {
   if (status == UCS_OK) established_ = true;
   // A split frame is two active messages: the op completes with the second of them.
   if (op->outstanding > 0 && --op->outstanding > 0) return;
-  sends_.erase(op);
-  Status st = op->status;
+  std::unique_ptr<SendOp> done = std::move(sends_.extract(op).mapped());
+  Status st = done->status;
   if (!st.is_ok() && failed_) st = error();
-  complete_send(op->done, st);
-  delete op;
+  complete_send(done->done, st);
+}
+
+void UcxEndpoint::cancel_unfinished_sends() {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
+  auto self = shared_from_this();  // each op holds a reference; the last may be among them
+  std::vector<SendOp*> unfinished;
+  unfinished.reserve(sends_.size());
+  for (const auto& [op, owned] : sends_)
+    unfinished.push_back(op);
+  for (SendOp* op : unfinished) {
+    op->outstanding = 0;
+    send_done(op, UCS_ERR_CANCELED);
+  }
 }
 
 ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, void* data,
@@ -183,7 +188,7 @@ ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, 
     fail(protocol_error("split frame header length mismatch from " + peer_));
     return UCS_OK;
   }
-  uint64_t seq = load_u64(bytes.data() + h.prefix_len());
+  uint64_t seq = load_le<uint64_t>(bytes.data() + h.prefix_len());
   auto meta = split_metadata_.find(seq);
   if (meta != split_metadata_.end()) {
     std::vector<uint8_t> metadata = std::move(meta->second);
@@ -223,7 +228,7 @@ ucs_status_t UcxEndpoint::on_metadata_am(const void* header, size_t header_lengt
     fail(protocol_error("malformed metadata message from " + peer_));
     return UCS_OK;
   }
-  uint64_t seq = load_u64(static_cast<const uint8_t*>(header));
+  uint64_t seq = load_le<uint64_t>(static_cast<const uint8_t*>(header));
   const auto* d = static_cast<const uint8_t*>(data);
   std::vector<uint8_t> metadata(d, d + length);
   auto held = held_.find(seq);
@@ -302,7 +307,8 @@ ucs_status_t UcxEndpoint::process(const FrameHeader& h, std::span<const uint8_t>
     deliver(std::move(frame));
     return UCS_OK;
   }
-  auto* op = new RecvOp;
+  auto owned_recv = std::make_unique<RecvOp>();
+  RecvOp* op = owned_recv.get();
   op->ep = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
   op->frame = std::move(frame);
   for (const auto& b : op->frame.message.tensors) {
@@ -327,7 +333,7 @@ ucs_status_t UcxEndpoint::process(const FrameHeader& h, std::span<const uint8_t>
     param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
     param.memory_type = UCS_MEMORY_TYPE_CUDA;
   }
-  recvs_.insert(op);
+  recvs_.emplace(op, std::move(owned_recv));
   recvs_started_last_ = true;
   ucs_status_ptr_t r = ucp_am_recv_data_nbx(ucx_.handle(), data, buffer, count, &param);
   if (r == nullptr) {
@@ -339,13 +345,12 @@ ucs_status_t UcxEndpoint::process(const FrameHeader& h, std::span<const uint8_t>
 }
 
 void UcxEndpoint::recv_done(RecvOp* op, ucs_status_t status) {
-  recvs_.erase(op);
+  std::unique_ptr<RecvOp> done = std::move(recvs_.extract(op).mapped());
   if (status == UCS_OK) {
-    deliver(std::move(op->frame));
+    deliver(std::move(done->frame));
   } else if (!failed_) {
     fail(ucs_to_status(status, "receive from " + peer_));
   }
-  delete op;
 }
 
 void UcxEndpoint::on_peer_error(ucs_status_t status) {
@@ -356,29 +361,23 @@ void UcxEndpoint::on_peer_error(ucs_status_t status) {
 }
 
 void UcxEndpoint::on_failed(const Status& status) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   for (auto& [seq, held] : held_) {
     if (held.rndv) ucp_am_data_release(ucx_.handle(), held.data);
   }
   held_.clear();
   split_metadata_.clear();
   if (ep_ != nullptr) {
-    ucx_.forget(ep_);
-    ucp_ep_h handle = ep_;
+    // A local close (kCanceled) disconnects gracefully; a failed endpoint is closed by force. The
+    // registry keeps this object alive until UCX is done with the handle.
+    ucx_.registry().close(ep_, status.code() == StatusCode::kCanceled ? UcxCloseMode::kGraceful
+                                                                      : UcxCloseMode::kForce);
     ep_ = nullptr;
-    auto self = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
-    // Not from inside a UCX callback: close on the next loop turn. UCX then completes the pending
-    // send and receive requests (with an error), which completes their callbacks exactly once.
-    bool force = status.code() != StatusCode::kCanceled;
-    worker_.defer([self, handle, force] {
-      if (force)
-        self->ucx_.close_ep(handle, self, true);
-      else
-        self->ucx_.flush_then_close(handle, self);
-    });
   }
 }
 
 std::vector<std::string> UcxEndpoint::lanes() const {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
   // UCX 1.13 has no query for an endpoint's transports; its printed configuration lists each lane
   // as "lane[1]:  2:posix/memory.0 md[1] -> ...". Collect the "<transport>/<device>" of every lane.
   std::vector<std::string> out;

@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include <ucp/api/ucp.h>
@@ -48,10 +47,15 @@ class UcxEndpoint final : public EndpointBase {
   void on_peer_error(ucs_status_t status);
   void mark_established() { established_ = true; }
 
+  // One send or rendezvous receive in flight. The endpoint owns it (sends_, recvs_); UCX holds its
+  // address as the request's user_data until the completion callback.
   struct SendOp;
   struct RecvOp;
   void send_done(SendOp* op, ucs_status_t status);
   void recv_done(RecvOp* op, ucs_status_t status);
+  // Worker shutdown: completes, with kCanceled, every send UCX will never complete now (its
+  // requests die with the worker), so each callback still fires exactly once.
+  void cancel_unfinished_sends();
 
  private:
   struct HeldFrame {
@@ -76,10 +80,9 @@ class UcxEndpoint final : public EndpointBase {
   uint64_t next_split_seq_ = 1;
   std::unordered_map<uint64_t, std::vector<uint8_t>> split_metadata_;
   std::unordered_map<uint64_t, HeldFrame> held_;
-  std::unordered_set<SendOp*> sends_;
-  std::unordered_set<RecvOp*> recvs_;
+  std::unordered_map<SendOp*, std::unique_ptr<SendOp>> sends_;
+  std::unordered_map<RecvOp*, std::unique_ptr<RecvOp>> recvs_;
   std::vector<TensorDescriptor> descriptors_;
-  friend class UcxWorkerImpl;
 };
 
 struct UcxEndpoint::SendOp {

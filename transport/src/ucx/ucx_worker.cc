@@ -175,10 +175,6 @@ void ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status) {
   static_cast<UcxWorkerImpl*>(arg)->on_ep_error(ep, status);
 }
 
-void close_done_cb(void* request, ucs_status_t, void* user_data) {
-  static_cast<UcxWorkerImpl*>(user_data)->close_done(request);
-}
-
 class UcxListener final : public ListenerBase {
  public:
   UcxListener(Worker::Impl& worker, UcxWorkerImpl& ucx, AcceptCallback on_accept)
@@ -340,7 +336,7 @@ Result<std::shared_ptr<UcxEndpoint>> UcxWorkerImpl::create_endpoint(
   ucs_status_t st = ucp_ep_create(handle_, &params, &handle);
   if (st != UCS_OK) return ucs_to_status(st, "ucp_ep_create to " + peer);
   ep->attach(handle);
-  eps_.emplace(handle, ep.get());
+  registry_.add(handle, ep);
   worker_.endpoints.insert(ep);
   return ep;
 }
@@ -372,10 +368,8 @@ ucs_status_t UcxWorkerImpl::dispatch_am(unsigned id, const void* header, size_t 
                                         void* data, size_t length,
                                         const ucp_am_recv_param_t* param) {
   UcxEndpoint* ep = nullptr;
-  if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0) {
-    auto it = eps_.find(param->reply_ep);
-    if (it != eps_.end()) ep = it->second;
-  }
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0)
+    ep = registry_.find_open(param->reply_ep);
   if (ep == nullptr) {
     // A message for an endpoint we already closed (or one sent without a reply ep): drop it. For a
     // rendezvous, returning UCS_OK tells the sender it is done without moving the data.
@@ -388,69 +382,10 @@ ucs_status_t UcxWorkerImpl::dispatch_am(unsigned id, const void* header, size_t 
 }
 
 void UcxWorkerImpl::on_ep_error(ucp_ep_h handle, ucs_status_t status) {
-  auto it = eps_.find(handle);
-  if (it == eps_.end()) return;
-  auto keep = it->second->shared_from_this();
-  it->second->on_peer_error(status);
-}
-
-void UcxWorkerImpl::forget(ucp_ep_h handle) {
-  eps_.erase(handle);
-}
-
-void UcxWorkerImpl::close_ep(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive, bool force) {
-  ucp_request_param_t param{};
-  param.op_attr_mask =
-      UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  param.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
-  param.cb.send = close_done_cb;
-  param.user_data = this;
-  void* request = ucp_ep_close_nbx(handle, &param);
-  if (request == nullptr || UCS_PTR_IS_ERR(request)) return;
-  closing_.emplace(request, std::move(keep_alive));
-}
-
-namespace {
-struct FlushThenClose {
-  UcxWorkerImpl* ucx;
-  ucp_ep_h handle;
-  std::shared_ptr<UcxEndpoint> keep_alive;
-  bool abandoned = false;  // the endpoint was force-closed at shutdown; its flush just ends
-};
-void flush_done_cb(void* request, ucs_status_t status, void* user_data) {
-  auto* op = static_cast<FlushThenClose*>(user_data);
-  ucp_request_free(request);
-  op->ucx->finish_flush(op, status);
-}
-}  // namespace
-
-void UcxWorkerImpl::flush_then_close(ucp_ep_h handle, std::shared_ptr<UcxEndpoint> keep_alive) {
-  // Closing an endpoint whose sockaddr wireup is still running crashes UCX 1.13 later, on its async
-  // thread, when the peer disconnects. A flush completes only once wireup is done, so close after
-  // it.
-  auto* op = new FlushThenClose{this, handle, std::move(keep_alive)};
-  ucp_request_param_t param{};
-  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-  param.cb.send = flush_done_cb;
-  param.user_data = op;
-  void* request = ucp_ep_flush_nbx(handle, &param);
-  if (request == nullptr || UCS_PTR_IS_ERR(request)) {
-    finish_flush(op, request == nullptr ? UCS_OK : UCS_PTR_STATUS(request));
-    return;
-  }
-  flushing_.insert(op);
-}
-
-void UcxWorkerImpl::finish_flush(void* opaque, ucs_status_t status) {
-  auto* op = static_cast<FlushThenClose*>(opaque);
-  flushing_.erase(op);
-  if (!op->abandoned) close_ep(op->handle, std::move(op->keep_alive), status != UCS_OK);
-  delete op;
-}
-
-void UcxWorkerImpl::close_done(void* request) {
-  closing_.erase(request);
-  ucp_request_free(request);
+  UcxEndpoint* ep = registry_.find_open(handle);
+  if (ep == nullptr) return;  // closing already: its error is expected
+  auto keep = ep->shared_from_this();
+  ep->on_peer_error(status);
 }
 
 void UcxWorkerImpl::retire_listener(std::shared_ptr<ListenerBase> listener) {
@@ -460,38 +395,19 @@ void UcxWorkerImpl::retire_listener(std::shared_ptr<ListenerBase> listener) {
 void UcxWorkerImpl::shutdown() {
   if (handle_ == nullptr || shut_down_) return;
   shut_down_ = true;
-  // Force-close what is left, then progress (bounded) until UCX finished every close request.
-  std::vector<std::shared_ptr<UcxEndpoint>> left;
-  for (auto& [h, ep] : eps_)
-    left.push_back(std::static_pointer_cast<UcxEndpoint>(ep->shared_from_this()));
+  // Close what is left, then progress (bounded) until UCX finished every flush and close.
+  std::vector<std::shared_ptr<UcxEndpoint>> left = registry_.open_endpoints();
   for (auto& ep : left)
     ep->fail(canceled_error("worker stopped"));
   worker_.run_queues();
   auto until = SteadyClock::now() + std::chrono::seconds(2);
-  while ((!closing_.empty() || !flushing_.empty()) && SteadyClock::now() < until) {
+  while (registry_.closing_any() && SteadyClock::now() < until) {
     ucp_worker_progress(handle_);
     worker_.run_queues();
   }
-  // Flushes that never finished (a frozen peer): force-close those endpoints; UCX then completes
-  // the flush with an error, which must not close the endpoint a second time.
-  for (void* f : std::vector<void*>(flushing_.begin(), flushing_.end())) {
-    auto* op = static_cast<FlushThenClose*>(f);
-    op->abandoned = true;
-    ucp_request_param_t param{};
-    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
-    void* request = ucp_ep_close_nbx(op->handle, &param);
-    if (request != nullptr && !UCS_PTR_IS_ERR(request)) {
-      auto limit = SteadyClock::now() + std::chrono::seconds(1);
-      while (ucp_request_check_status(request) == UCS_INPROGRESS && SteadyClock::now() < limit) {
-        ucp_worker_progress(handle_);
-      }
-      ucp_request_free(request);
-    }
-  }
-  for (auto& [request, ep] : closing_)
-    ucp_request_free(request);
-  closing_.clear();
+  // Flushes that never finished (a frozen peer): force-close those endpoints.
+  registry_.abandon_flushes(handle_, std::chrono::seconds(1));
+  registry_.drop_close_requests();
   // UCX 1.13's sockaddr connection manager finishes disconnects on its async thread after the close
   // requests complete; destroying the worker under it crashes there (seen when a peer closes during
   // wireup). Keep progressing until the worker has been quiet for a while.
@@ -510,12 +426,8 @@ void UcxWorkerImpl::shutdown() {
   retired_listeners_.clear();
   // Operations UCX never completed (their requests die with the worker): complete them ourselves so
   // every callback still fires exactly once.
-  for (auto& ep : left) {
-    for (auto* op : std::vector<UcxEndpoint::SendOp*>(ep->sends_.begin(), ep->sends_.end())) {
-      op->outstanding = 0;
-      ep->send_done(op, UCS_ERR_CANCELED);
-    }
-  }
+  for (auto& ep : left)
+    ep->cancel_unfinished_sends();
   worker_.run_queues();
 }
 
