@@ -4,10 +4,9 @@
 // the optimizer's temporaries, the concatenated batch). glibc's default policy hands large freed
 // blocks back to the kernel: blocks above its mmap threshold are unmapped on free, the top of an
 // arena is trimmed, and an emptied per-thread heap is unmapped. The next batch then touches fresh
-// pages, and every first touch is a page fault, costly on any machine and far more under
-// paravirtualised paging (a fault on the 2-vCPU Debian 12 VM of docs/benchmarks.md costs tens of
-// microseconds). Measured there: 65,000-115,000 faults per 3,039-sample ffn backward run, 30-45% of
-// its time, and different from run to run, which made the runtime-vs-direct ratio noise.
+// pages, and every first touch is a page fault: tens of thousands per ffn backward run, a third of
+// its time on the paravirtualised VM of docs/benchmarks.md (runtime section), and a different
+// number on every run, which made the runtime-vs-direct benchmark ratio noise.
 #pragma once
 
 namespace hivemind::runtime {
