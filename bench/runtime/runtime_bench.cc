@@ -174,7 +174,7 @@ Cost run_direct(const Setup& s, bool backward, const std::vector<std::vector<tor
 HIVEMIND_BENCH(
     runtime,
     "in-process Runtime (batching, scheduling, callbacks) vs the same batches on the module") {
-  if (args.has("--help")) {
+  if (args.has("help")) {
     reporter.note(
         "hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task "
         "128]\n"
