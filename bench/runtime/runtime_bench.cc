@@ -1,23 +1,34 @@
 // hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task 128]
 //                        [--max-batch 512] [--reps 3] [--threads 1] [--mode forward|backward|both]
+//                        [--retain-memory 1|0]
 //
 // Tasks of mixed sizes (fixed seed) are submitted at once to an in-process Runtime, which batches
 // them (never above --max-batch). The batches it formed are then replayed directly on an identical
 // backend, already concatenated (outside the timing), on a thread with the same LibTorch thread
 // settings. The two alternate --reps times and the medians are reported; the ratio runtime/direct
 // is the runtime's efficiency (1.0 = no overhead). Backward includes the optimizer step (Adam) on
-// both sides.
+// both sides. What the runtime legitimately does on top is inside its timing: concatenating the
+// tasks' inputs (and, backward, their output gradients), slicing the outputs, completions.
+//
+// Both sides run in one process under the allocator policy the Runtime sets at start
+// (host_memory.h); --retain-memory 0 leaves glibc's default, under which each batch faults fresh
+// pages in and both sides vary with the allocator's state. Besides wall time, each side's process
+// CPU time and minor page faults are reported: on a shared machine they show what the runtime adds
+// when the wall-time ratio is scheduling noise.
 #include <condition_variable>
+#include <ctime>
 #include <mutex>
 #include <random>
 #include <thread>
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <torch/types.h>
 #include <torch/utils.h>
 
 #include <hivemind/common/blas_check.h>
 #include <hivemind/runtime/expert_backend.h>
+#include <hivemind/runtime/host_memory.h>
 #include <hivemind/runtime/runtime.h>
 
 #include "support/report.h"
@@ -34,6 +45,7 @@ struct Setup {
   int64_t max_task = 0;
   int64_t max_batch = 0;
   int threads = 1;
+  bool retain_memory = true;
 };
 
 std::shared_ptr<ExpertBackend> backend_for(const Setup& s) {
@@ -44,8 +56,39 @@ std::shared_ptr<ExpertBackend> backend_for(const Setup& s) {
       .value();
 }
 
+// What one side cost the whole process: wall time, CPU time of all its threads, and minor page
+// faults. On a machine shared with other jobs the wall time of either side depends on how much of
+// the CPU the scheduler gave it; CPU time and page faults do not, so they show what the runtime
+// itself adds even when the wall-time ratio is noise.
+struct Cost {
+  double wall_s = 0;
+  double cpu_s = 0;
+  int64_t minor_faults = 0;
+};
+
+class CostMeter {
+ public:
+  CostMeter() : wall_(std::chrono::steady_clock::now()), cpu_(process_cpu_s()), faults_(faults()) {}
+  Cost stop() const { return {seconds_since(wall_), process_cpu_s() - cpu_, faults() - faults_}; }
+
+ private:
+  static double process_cpu_s() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  }
+  static int64_t faults() {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    return usage.ru_minflt;
+  }
+  std::chrono::steady_clock::time_point wall_;
+  double cpu_;
+  int64_t faults_;
+};
+
 struct RuntimeRun {
-  double seconds = 0;
+  Cost cost;
   std::vector<int64_t> batch_sizes;  // in execution order
 };
 
@@ -53,6 +96,7 @@ RuntimeRun run_runtime(const Setup& s, bool backward,
                        const std::vector<std::vector<torch::Tensor>>& tasks) {
   runtime::RuntimeOptions ro;
   ro.intra_op_threads = s.threads;
+  ro.retain_freed_host_memory = s.retain_memory;
   runtime::Runtime rt(ro);
   auto backend = backend_for(s);
   RuntimeRun run;
@@ -68,7 +112,7 @@ RuntimeRun run_runtime(const Setup& s, bool backward,
                                   : backend->forward(std::move(batch));
                 }).value();
   if (!rt.start().is_ok()) std::abort();
-  const auto start = std::chrono::steady_clock::now();
+  const CostMeter meter;
   for (const auto& task : tasks) {
     Status st = pool->submit(task, [&](runtime::TaskResult r) {
       if (!r.is_ok()) {
@@ -84,15 +128,14 @@ RuntimeRun run_runtime(const Setup& s, bool backward,
     std::unique_lock lock(mutex);
     cv.wait(lock, [&] { return done == tasks.size(); });
   }
-  run.seconds = seconds_since(start);
+  run.cost = meter.stop();
   rt.stop();
   return run;
 }
 
 // The same batches, concatenated beforehand, straight into the backend on a fresh thread.
-double run_direct(const Setup& s, bool backward,
-                  const std::vector<std::vector<torch::Tensor>>& tasks,
-                  const std::vector<int64_t>& batch_sizes) {
+Cost run_direct(const Setup& s, bool backward, const std::vector<std::vector<torch::Tensor>>& tasks,
+                const std::vector<int64_t>& batch_sizes) {
   std::vector<std::vector<torch::Tensor>> batches;
   size_t next = 0;
   for (int64_t size : batch_sizes) {
@@ -112,18 +155,18 @@ double run_direct(const Setup& s, bool backward,
     batches.push_back(std::move(batch));
   }
   auto backend = backend_for(s);
-  double seconds = 0;
+  Cost cost;
   std::thread worker([&] {
     runtime::set_compute_threads(s.threads);
-    const auto start = std::chrono::steady_clock::now();
+    const CostMeter meter;
     for (auto& batch : batches) {
       auto out = backward ? backend->backward(batch) : backend->forward(batch);
       if (!out.is_ok()) std::abort();
     }
-    seconds = seconds_since(start);
+    cost = meter.stop();
   });
   worker.join();
-  return seconds;
+  return cost;
 }
 
 }  // namespace
@@ -131,12 +174,13 @@ double run_direct(const Setup& s, bool backward,
 HIVEMIND_BENCH(
     runtime,
     "in-process Runtime (batching, scheduling, callbacks) vs the same batches on the module") {
-  if (args.has("--help")) {
+  if (args.has("help")) {
     reporter.note(
         "hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task "
         "128]\n"
         "                       [--max-batch 512] [--reps 3] [--threads 1] [--mode "
-        "forward|backward|both]");
+        "forward|backward|both]\n"
+        "                       [--retain-memory 1|0]");
     return 0;
   }
   Setup s;
@@ -146,9 +190,15 @@ HIVEMIND_BENCH(
   s.max_task = args.get_int("max-task", 128);
   s.max_batch = args.get_int("max-batch", 512);
   s.threads = static_cast<int>(args.get_int("threads", 1));
+  s.retain_memory = args.get_int("retain-memory", 1) != 0;
   const int reps = static_cast<int>(args.get_int("reps", 3));
   const std::string mode = args.get("mode", "both");
   warn_if_slow_blas();
+  // The Runtime sets this process-wide policy when it starts; set before either side runs so the
+  // direct side, in the same process, runs under it from its first repetition too.
+  if (s.retain_memory && !runtime::retain_freed_host_memory()) {
+    reporter.note("runtime bench: the C library does not keep freed memory; expect page faults");
+  }
   torch::manual_seed(0);
   std::mt19937 rng(7);
   std::vector<std::vector<torch::Tensor>> fwd_tasks, bwd_tasks;
@@ -171,20 +221,27 @@ HIVEMIND_BENCH(
     std::vector<int64_t> last_batches;
     RuntimeRun probe =
         run_runtime(s, backward, tasks);  // warm-up, and the batches the direct side replays
-    std::vector<double> ratios;
+    std::vector<double> wall_ratios, cpu_ratios, rt_faults, direct_faults;
     for (int r = 0; r < reps; ++r) {
       // Alternate which side goes first so drifting machine load does not favour one of them.
-      double direct = 0;
+      Cost direct;
       if (r % 2 == 1) direct = run_direct(s, backward, tasks, probe.batch_sizes);
       RuntimeRun run = run_runtime(s, backward, tasks);
       if (r % 2 == 0) direct = run_direct(s, backward, tasks, run.batch_sizes);
-      rt_rates.push_back(static_cast<double>(samples) / run.seconds);
-      direct_rates.push_back(static_cast<double>(samples) / direct);
-      ratios.push_back(direct / run.seconds);
+      rt_rates.push_back(static_cast<double>(samples) / run.cost.wall_s);
+      direct_rates.push_back(static_cast<double>(samples) / direct.wall_s);
+      wall_ratios.push_back(direct.wall_s / run.cost.wall_s);
+      cpu_ratios.push_back(direct.cpu_s / run.cost.cpu_s);
+      rt_faults.push_back(static_cast<double>(run.cost.minor_faults));
+      direct_faults.push_back(static_cast<double>(direct.minor_faults));
       last_batches = run.batch_sizes;
       probe = run;
     }
-    reporter.note("  per-repetition ratios: {:.3f}", fmt::join(ratios, " "));
+    reporter.note("  per-repetition ratios: {:.3f}", fmt::join(wall_ratios, " "));
+    reporter.note("  per-repetition CPU-time ratios: {:.3f} (median {:.3f})",
+                  fmt::join(cpu_ratios, " "), median(cpu_ratios));
+    reporter.note("  minor page faults per repetition: runtime {:.0f}, direct {:.0f} (medians)",
+                  median(rt_faults), median(direct_faults));
     int64_t largest = 0;
     for (int64_t b : last_batches)
       largest = std::max(largest, b);

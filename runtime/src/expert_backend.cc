@@ -258,6 +258,10 @@ Result<std::vector<torch::Tensor>> ExpertBackend::backward(
           roots.push_back(outputs[i]);
           grads.push_back(inputs_and_grads[inputs_.size() + i]);
         }
+        // The one clear of the parameter gradients per batch, before autograd accumulates into
+        // them: it also covers a batch that failed halfway through, and a second clear after the
+        // step would be one more pass over every gradient for nothing (LibTorch 1.13's zero_grad
+        // writes zeros; the gradients stay allocated either way).
         if (optimizer_) optimizer_->zero_grad();
         if (!roots.empty()) torch::autograd::backward(roots, grads);
         std::vector<torch::Tensor> grad_inputs;
@@ -274,7 +278,6 @@ Result<std::vector<torch::Tensor>> ExpertBackend::backward(
           if (o.clip_grad_norm > 0)
             torch::nn::utils::clip_grad_norm_(module_->parameters(), o.clip_grad_norm);
           optimizer_->step();
-          optimizer_->zero_grad();
         }
         ++update_count_;
         return grad_inputs;

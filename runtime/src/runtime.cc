@@ -5,6 +5,7 @@
 
 #include <hivemind/common/logging.h>
 #include <hivemind/runtime/expert_backend.h>
+#include <hivemind/runtime/host_memory.h>
 #include <hivemind/runtime/runtime.h>
 
 #include "device_worker.h"
@@ -107,6 +108,10 @@ Status Runtime::start() {
   if (stopped_) return unavailable_error("the runtime was stopped; create a new one");
   if (started_) return Status::ok();
   started_ = true;
+  if (options_.retain_freed_host_memory && !retain_freed_host_memory()) {
+    logger("runtime")->info(
+        "the C library does not keep freed memory (not glibc?): batches fault fresh pages in");
+  }
   for (auto& [device, worker] : workers_)
     worker->start();
   logger("runtime")->debug(

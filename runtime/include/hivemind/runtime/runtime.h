@@ -36,6 +36,9 @@ struct RuntimeOptions {
   // device that is absent is not bound. Chosen by plan_binding() (pinning.h).
   std::map<std::string, std::vector<int>> thread_binding;
   const Clock* clock = &SystemClock::instance();
+  // start() makes the process keep freed host memory mapped (retain_freed_host_memory(),
+  // host_memory.h) so batches reuse warm pages instead of faulting fresh ones in. Process-wide.
+  bool retain_freed_host_memory = true;
 };
 
 // The forward and backward pools of one expert, with schema checks in front of them.
