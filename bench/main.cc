@@ -5,6 +5,7 @@
 #include <string>
 
 #include <hivemind/common/logging.h>
+#include <hivemind/common/version.h>
 
 #include "support/report.h"
 
@@ -16,8 +17,14 @@ int main(int argc, char** argv) {
   using namespace hivemind::bench;
   hivemind::configure_logging_from_env();
   auto& benches = registry();
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("%s\n", hivemind::version_line("hivemind-bench").c_str());
+    return 0;
+  }
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::printf("usage: hivemind-bench <name> [--json] [options]\n\nbenchmarks in this build:\n");
+    std::printf(
+        "usage: hivemind-bench <name> [--json] [options] | --version\n\nbenchmarks in this "
+        "build:\n");
     for (const auto& [name, entry] : benches) {
       std::printf("  %-12s %s\n", name.c_str(), entry.first.c_str());
     }

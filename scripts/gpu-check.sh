@@ -80,7 +80,7 @@ configure=(cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHIVEMIND
            -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
 command -v nvidia-smi >/dev/null && configure+=(-DCMAKE_CUDA_ARCHITECTURES=native)
 targets=(hivemind-info hivemind-bench hivemind-server transport_test_server transport_gpu_test transport_rpc_test
-         quant_gpu_test quant_torch_test runtime_server_gpu_test client_remote_moe_gpu_test)
+         quant_gpu_test quant_torch_test server_gpu_test client_remote_moe_gpu_test)
 if ! step configure 300 "${configure[@]}" ${torch_prefix:+"-DCMAKE_PREFIX_PATH=$torch_prefix"}; then
   # The host lacks a build dependency: fall back to Debian's, staged by scripts/gpu-stage.sh.
   [ -f .gpu/deps.tgz ] || { note "gpu-check: configure failed and no .gpu/deps.tgz, see $out/configure.log"; exit 1; }
@@ -100,7 +100,7 @@ step info 60 "$build/bin/hivemind-info"
 [ "$build_only" = 1 ] && { note "gpu-check: built in $(($(date +%s) - started)) s (--build-only)"; exit 0; }
 
 # GPU tests (each skips with its reason where no device is visible), then the rpc suite on this UCX.
-for t in transport_gpu_test quant_gpu_test quant_torch_test runtime_server_gpu_test client_remote_moe_gpu_test; do
+for t in transport_gpu_test quant_gpu_test quant_torch_test server_gpu_test client_remote_moe_gpu_test; do
   step "$t" 300 env HIVEMIND_BUILD_DIR="$PWD/$build" "$build/tests/$t"
   grep -hE '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?[,.]' "$out/$t.log" | sed "s/^/        $t /" >>"$summary"
 done

@@ -28,6 +28,7 @@
 #include <hivemind/common/bootstrap_file.h>
 #include <hivemind/common/hostlist.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/common/version.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/rpc/client.h>
@@ -114,6 +115,7 @@ int main(int argc, char** argv) {
   DemoOptions o;
   CLI::App app{
       "hivemind-demo: trains a model with a RemoteMixtureOfExperts layer against a live swarm"};
+  app.set_version_flag("--version", hivemind::version_line("hivemind-demo"));
   app.add_option("--initial_peers,--initial-peers", o.initial_peers,
                  "DHT peers to join (or 'auto' under Slurm)")
       ->envname("HIVEMIND_INITIAL_PEERS")

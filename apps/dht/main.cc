@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include <hivemind/common/logging.h>
+#include <hivemind/common/version.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/dht/uid_pattern.h>
@@ -145,6 +146,7 @@ int main(int argc, char** argv) {
   hivemind::configure_logging_from_env();
   CLI::App app{
       "hivemind-dht: a DHT node of a hivemind swarm (Kademlia, expiring records, expert registry)"};
+  app.set_version_flag("--version", hivemind::version_line("hivemind-dht"));
   std::string host = "0.0.0.0", transport = "tcp", bootstrap_file, identity;
   CheckOptions check_options;
   int port = 0;

@@ -7,6 +7,7 @@
 #include <hivemind/common/blas_check.h>
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/common/version.h>
 
 #ifdef HIVEMIND_INFO_HAVE_UCX
 #include <ucp/api/ucp.h>
@@ -132,13 +133,19 @@ bool print_torch_and_blas() {
 int main(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
-        "usage: hivemind-info\n  Prints the transports, GPUs, BLAS, CPU topology and launcher "
-        "environment this build of hivemind-cpp sees.\n  Exits 1 if LibTorch would run on the "
-        "reference BLAS.\n");
+        "usage: hivemind-info [--version]\n"
+        "  Prints the transports, GPUs, BLAS, CPU topology and launcher environment this build of "
+        "hivemind-cpp sees.\n"
+        "  Exits 1 if LibTorch would run on the reference BLAS.\n");
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--version") {
+    std::printf("%s\n", hivemind::version_line("hivemind-info").c_str());
     return 0;
   }
   hivemind::configure_logging_from_env();
-  std::printf("hivemind-cpp %s\n", HIVEMIND_VERSION_STRING);
+  std::printf("hivemind-cpp %.*s\n", static_cast<int>(hivemind::version().size()),
+              hivemind::version().data());
   print_ucx();
   print_cuda();
   print_topology();

@@ -18,9 +18,8 @@
 
 #include <hivemind/common/blas_check.h>
 #include <hivemind/common/logging.h>
-#include <hivemind/runtime/server.h>
-
-#include "cli.h"
+#include <hivemind/server/command_line.h>
+#include <hivemind/server/server.h>
 
 namespace {
 
@@ -39,8 +38,8 @@ int main(int argc, char** argv) {
   using namespace hivemind;
   configure_logging_from_env();
   std::vector<std::string> args(argv + 1, argv + argc);
-  server_cli::Parsed parsed = server_cli::parse_command_line(
-      args, [](const std::string& name) -> std::optional<std::string> {
+  server::ParsedCommandLine parsed =
+      server::parse_command_line(args, [](const std::string& name) -> std::optional<std::string> {
         const char* v = std::getenv(name.c_str());
         return v ? std::optional<std::string>(v) : std::nullopt;
       });
@@ -60,13 +59,13 @@ int main(int argc, char** argv) {
   for (int sig : {SIGTERM, SIGINT, SIGUSR1})
     ::sigaction(sig, &action, nullptr);
 
-  auto created = runtime::Server::create(parsed.options);
+  auto created = server::Server::create(parsed.options);
   if (!created.is_ok()) {
     std::fprintf(stderr, "hivemind-server: cannot start: %s\n",
                  created.status().to_string().c_str());
     return created.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
   }
-  std::unique_ptr<runtime::Server> server = std::move(created).value();
+  std::unique_ptr<server::Server> server = std::move(created).value();
   warn_if_slow_blas();
   Status started = server->start();
   if (!started.is_ok()) {
@@ -79,7 +78,7 @@ int main(int argc, char** argv) {
               server->metrics_address().c_str());
   std::fflush(stdout);
 
-  runtime::Server* raw = server.get();
+  server::Server* raw = server.get();
   std::thread signal_thread([raw] {
     bool stopping = false;
     while (true) {
@@ -88,14 +87,14 @@ int main(int argc, char** argv) {
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return;
       if (sig == SIGUSR1) {
-        logger("runtime")->info("SIGUSR1: checkpointing");
+        logger("server")->info("SIGUSR1: checkpointing");
         raw->request_checkpoint();
       } else if (!stopping) {
         stopping = true;
-        logger("runtime")->info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        logger("server")->info("{}: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         raw->request_shutdown();
       } else {
-        logger("runtime")->warn("second termination signal: exiting now");
+        logger("server")->warn("second termination signal: exiting now");
         std::_Exit(1);
       }
     }

@@ -6,7 +6,7 @@
 //   for
 //                   every trainer's verdict, writes <rendezvous>/done, waits for every server to
 //                   exit, and checks that every server computed forward and backward passes.
-//   ranks 1..S      expert servers (runtime::Server, in-process) hosting expert.<r-1>.[0:K] with
+//   ranks 1..S      expert servers (server::Server, in-process) hosting expert.<r-1>.[0:K] with
 //   weights
 //                   seeded by --seed, declared through a DHT node of their own that joins rank 0.
 //   ranks S+1..N-1  trainers: a RemoteMixtureOfExperts (grid S x K, k_best 2) over RPC + DHT;
@@ -50,7 +50,7 @@
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/runtime/experts.h>
-#include <hivemind/runtime/server.h>
+#include <hivemind/server/server.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/worker.h>
@@ -207,7 +207,7 @@ int run_server(const Options& o, int rank, Deadline deadline) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   std::shared_ptr<hivemind::dht::Dht> dht = join_dht(o, /*client_mode=*/false, deadline);
-  hivemind::runtime::ServerOptions so;
+  hivemind::server::ServerOptions so;
   so.expert_cls = "ffn";
   so.hidden_dim = o.hidden;
   for (int j = 0; j < o.experts_per_server; ++j)
@@ -227,7 +227,7 @@ int run_server(const Options& o, int rank, Deadline deadline) {
     dht->add_own_endpoint(endpoint);
     return hivemind::dht::declare_experts(*dht, uids, endpoint, expiration, d);
   };
-  auto server = hivemind::runtime::Server::create(so);
+  auto server = hivemind::server::Server::create(so);
   if (!server.is_ok()) fail("server: " + server.status().to_string());
   check((*server)->start(), "server start");
   mlog()->info("serving {} experts at {}", so.expert_uids.size(), (*server)->address());

@@ -306,6 +306,30 @@ TEST_P(RpcTest, ServerInFlightLimitPlusOneIsRefused) {
     EXPECT_TRUE(testing::wait_for(f).is_ok());
 }
 
+TEST_P(RpcTest, WaitIdleReturnsOnceEveryReplyIsSent) {
+  auto held = hold("hold");
+  std::vector<std::future<Result<Message>>> futures;
+  for (int i = 0; i < 2; ++i)
+    futures.push_back(client_->call(address_, "hold", Message{}, Deadline::after(30s)));
+  ASSERT_TRUE(held->wait_for_count(2));
+  // Two requests unanswered: a deadline already passed gives up at once.
+  EXPECT_FALSE(server_->wait_idle(Deadline::after(0ms)));
+  EXPECT_EQ(server_->in_flight(), 2u);
+  // Answered from another thread while this one waits: the last reply sent wakes the waiter.
+  std::thread replier([&] {
+    std::lock_guard lock(held->mu);
+    for (auto& [request, responder] : held->requests)
+      responder.reply(Message{});
+  });
+  EXPECT_TRUE(server_->wait_idle(Deadline::after(60s)));
+  replier.join();
+  EXPECT_EQ(server_->in_flight(), 0u);
+  for (auto& f : futures)
+    EXPECT_TRUE(testing::wait_for(f).is_ok());
+  // Idle already: returns true without waiting, even with no time left.
+  EXPECT_TRUE(server_->wait_idle(Deadline::after(0ms)));
+}
+
 TEST_P(RpcTest, ClientQueueLimitPlusOneIsRefused) {
   rpc::ClientOptions co;
   co.max_in_flight = 1;

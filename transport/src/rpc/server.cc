@@ -1,4 +1,6 @@
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -43,6 +45,10 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
   std::shared_ptr<Listener> listener;
   std::string address;
   std::atomic<size_t> in_flight{0};
+  // wait_idle() sleeps on `idle` until in_flight drops to 0; the last reply notifies under
+  // `idle_mutex` so that the wake-up cannot fall between the waiter's check and its sleep.
+  mutable std::mutex idle_mutex;
+  mutable std::condition_variable idle;
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> error_replies{0};
   std::atomic<uint64_t> bytes_received{0};
@@ -54,6 +60,11 @@ struct Server::State : std::enable_shared_from_this<Server::State> {
 
   EndpointCallbacks accept(const std::shared_ptr<Endpoint>& ep);
   void on_request(const std::shared_ptr<Endpoint>& ep, ReceivedFrame frame);
+  void reply_done() {
+    if (in_flight.fetch_sub(1) != 1) return;
+    std::lock_guard lock(idle_mutex);
+    idle.notify_all();
+  }
   void count_sent(const OutgoingFrame& f) {
     bytes_sent.fetch_add(wire_size(f), std::memory_order_relaxed);
     if (f.kind == FrameKind::kError) error_replies.fetch_add(1, std::memory_order_relaxed);
@@ -110,7 +121,7 @@ void Responder::reply(Result<Message> response) {
   std::weak_ptr<Server::State> server = state_->server;
   if (auto s = server.lock()) s->count_sent(f);
   state_->ep->send(std::move(f), [server](Status) {
-    if (auto s = server.lock()) s->in_flight.fetch_sub(1);
+    if (auto s = server.lock()) s->reply_done();
   });
 }
 
@@ -150,6 +161,12 @@ std::string Server::address() const {
 
 size_t Server::in_flight() const {
   return state_->in_flight.load();
+}
+
+bool Server::wait_idle(Deadline deadline) const {
+  std::unique_lock lock(state_->idle_mutex);
+  return state_->idle.wait_until(lock, deadline.at(),
+                                 [&] { return state_->in_flight.load() == 0; });
 }
 
 ServerStats Server::stats() const {

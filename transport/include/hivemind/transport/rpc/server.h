@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
 #include <hivemind/transport/message.h>
 #include <hivemind/transport/rpc/responder.h>
@@ -52,6 +53,10 @@ class Server {
 
   // Requests being handled now (diagnostics, tests).
   size_t in_flight() const;
+  // Blocks until no request is being handled (every reply sent, or its connection gone), or until
+  // `deadline`; returns whether it got there. A draining owner calls it after it stopped taking new
+  // work, so that replies leave before close() cuts their connections.
+  bool wait_idle(Deadline deadline) const;
 
   // Thread-safe; each field is read atomically, the set need not be one instant's.
   ServerStats stats() const;

@@ -1,7 +1,7 @@
 // The expert server's options: hivemind-compatible names (hivemind-server / run_server.py), each
 // also a command-line flag (--name or --dashed-name), an environment variable HIVEMIND_<NAME> and a
-// config-file key. The CLI (apps/server) fills this struct; an embedding program may fill it
-// directly.
+// config-file key. parse_command_line() (command_line.h) fills this struct; an embedding program
+// may fill it directly.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,7 @@
 #include <hivemind/common/result.h>
 #include <hivemind/runtime/experts.h>
 
-namespace hivemind::runtime {
+namespace hivemind::server {
 
 // Announces experts (uids at endpoint until the DHT time `expiration`). The server uses its DHT
 // node when this is empty; tests and embedders may supply their own.
@@ -31,7 +31,8 @@ struct ServerOptions {
   std::vector<std::string> expert_uids;  // explicit uids, e.g. {"expert.0.0", "expert.0.1"}
   std::string expert_pattern;            // or a grid, e.g. "expert.[0:4].[0:4]"
   int num_experts = 0;  // with a pattern: how many uids to pick (0: every uid of the grid)
-  uint64_t seed = kDefaultExpertSeed;  // initial weights: make_expert(cls, hidden_dim, uid, seed)
+  uint64_t seed =
+      runtime::kDefaultExpertSeed;  // initial weights: make_expert(cls, hidden_dim, uid, seed)
 
   // ---- batching ----
   int64_t max_batch_size = 16384;  // samples per batch (and per request)
@@ -89,4 +90,4 @@ Result<std::vector<std::string>> server_expert_uids(const ServerOptions& options
 // Effective declaration lifetime in seconds.
 double effective_expiration(const ServerOptions& options);
 
-}  // namespace hivemind::runtime
+}  // namespace hivemind::server

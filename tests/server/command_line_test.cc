@@ -7,9 +7,10 @@
 
 #include <gtest/gtest.h>
 
-#include "cli.h"
+#include <hivemind/common/version.h>
+#include <hivemind/server/command_line.h>
 
-namespace hivemind::server_cli {
+namespace hivemind::server {
 namespace {
 
 struct Env {
@@ -28,14 +29,14 @@ std::filesystem::path write_config(const std::string& name, const std::string& t
 }
 
 TEST(ServerCliTest, FlagsInBothSpellingsAndDefaults) {
-  Parsed p = parse_command_line(
+  ParsedCommandLine p = parse_command_line(
       {"--expert_pattern", "e.[0:2].[0:2]", "--hidden-dim", "32", "--max_batch_size=128"}, Env{});
   ASSERT_FALSE(p.exit_now) << p.output;
   EXPECT_EQ(p.options.hidden_dim, 32);
   EXPECT_EQ(p.options.max_batch_size, 128);
   EXPECT_EQ(p.options.expert_cls, "ffn");
   EXPECT_EQ(p.options.compression, "block_absmax_u8");
-  Parsed list = parse_command_line(
+  ParsedCommandLine list = parse_command_line(
       {"--expert_uids", "a.0", "a.1", "--initial-peers", "tcp://h:1,tcp://h:2"}, Env{});
   ASSERT_FALSE(list.exit_now) << list.output;
   EXPECT_EQ(list.options.expert_uids, (std::vector<std::string>{"a.0", "a.1"}));
@@ -50,7 +51,7 @@ TEST(ServerCliTest, PrecedenceFlagOverEnvironmentOverConfigFile) {
   env.vars["HIVEMIND_HIDDEN_DIM"] = "16";
   env.vars["HIVEMIND_PORT"] = "22003";
   env.vars["HIVEMIND_DETECT_ANOMALIES"] = "yes";
-  Parsed p = parse_command_line({"--config", config.string(), "--port", "22002"}, env);
+  ParsedCommandLine p = parse_command_line({"--config", config.string(), "--port", "22002"}, env);
   ASSERT_FALSE(p.exit_now) << p.output;
   EXPECT_EQ(p.options.port, 22002);                // flag
   EXPECT_EQ(p.options.hidden_dim, 16);             // environment over the file
@@ -63,7 +64,8 @@ TEST(ServerCliTest, PrecedenceFlagOverEnvironmentOverConfigFile) {
 TEST(ServerCliTest, PrintConfigIsAValidConfigFile) {
   Env env;
   env.vars["HIVEMIND_EXPERT_UIDS"] = "x.0,x.1";
-  Parsed p = parse_command_line({"--print-config", "--lr", "0.5", "--device", "cpu"}, env);
+  ParsedCommandLine p =
+      parse_command_line({"--print-config", "--lr", "0.5", "--device", "cpu"}, env);
   ASSERT_TRUE(p.exit_now);
   EXPECT_EQ(p.exit_code, 0);
   EXPECT_NE(p.output.find("lr = 0.5  # flag"), std::string::npos) << p.output;
@@ -72,47 +74,58 @@ TEST(ServerCliTest, PrintConfigIsAValidConfigFile) {
       << p.output;
   EXPECT_NE(p.output.find("hidden_dim = 1024  # default"), std::string::npos) << p.output;
   auto config = write_config("hm_cli_print", p.output);
-  Parsed again = parse_command_line({"--config", config.string()}, Env{});
+  ParsedCommandLine again = parse_command_line({"--config", config.string()}, Env{});
   ASSERT_FALSE(again.exit_now) << again.output;
   EXPECT_EQ(again.options.lr, 0.5);
   EXPECT_EQ(again.options.expert_uids, (std::vector<std::string>{"x.0", "x.1"}));
   std::filesystem::remove(config);
 }
 
+TEST(ServerCliTest, VersionNeedsNoConfiguration) {
+  // No --expert_uids or --expert_pattern, which any other run needs: --version answers first.
+  ParsedCommandLine p = parse_command_line({"--version"}, Env{});
+  EXPECT_TRUE(p.exit_now);
+  EXPECT_EQ(p.exit_code, 0);
+  EXPECT_EQ(p.output, "hivemind-server " + std::string(version()) + "\n");
+}
+
 TEST(ServerCliTest, BadInputFailsWithWhatToFix) {
-  Parsed unknown = parse_command_line({"--expert_pattern", "e.[0:2]", "--bogus", "1"}, Env{});
+  ParsedCommandLine unknown =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--bogus", "1"}, Env{});
   EXPECT_TRUE(unknown.exit_now);
   EXPECT_EQ(unknown.exit_code, 2);
   EXPECT_NE(unknown.output.find("--bogus"), std::string::npos) << unknown.output;
 
-  Parsed range = parse_command_line({"--expert_pattern", "e.[0:2]", "--port", "70000"}, Env{});
+  ParsedCommandLine range =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--port", "70000"}, Env{});
   EXPECT_EQ(range.exit_code, 2);
   EXPECT_NE(range.output.find("--port"), std::string::npos) << range.output;
 
   Env bad_env;
   bad_env.vars["HIVEMIND_HIDDEN_DIM"] = "wide";
-  Parsed env = parse_command_line({"--expert_pattern", "e.[0:2]"}, bad_env);
+  ParsedCommandLine env = parse_command_line({"--expert_pattern", "e.[0:2]"}, bad_env);
   EXPECT_EQ(env.exit_code, 2);
   EXPECT_NE(env.output.find("hidden_dim (env HIVEMIND_HIDDEN_DIM)"), std::string::npos)
       << env.output;
 
   auto config = write_config("hm_cli_bad", "hiden_dim = 8\n");
-  Parsed key =
+  ParsedCommandLine key =
       parse_command_line({"--expert_pattern", "e.[0:2]", "--config", config.string()}, Env{});
   EXPECT_EQ(key.exit_code, 2);
   EXPECT_NE(key.output.find("unknown key 'hiden_dim'"), std::string::npos) << key.output;
   std::filesystem::remove(config);
 
-  Parsed both = parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_uids", "e.0",
-                                    "--min_batch_size", "9", "--max_batch_size", "4"},
-                                   Env{});
+  ParsedCommandLine both =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_uids", "e.0", "--min_batch_size",
+                          "9", "--max_batch_size", "4"},
+                         Env{});
   EXPECT_EQ(both.exit_code, 2);
   EXPECT_NE(both.output.find("exactly one of --expert_uids and --expert_pattern"),
             std::string::npos)
       << both.output;
   EXPECT_NE(both.output.find("--min_batch_size (9)"), std::string::npos) << both.output;
 
-  Parsed help = parse_command_line({"--help"}, Env{});
+  ParsedCommandLine help = parse_command_line({"--help"}, Env{});
   EXPECT_TRUE(help.exit_now);
   EXPECT_EQ(help.exit_code, 0);
   for (const char* flag : {"--expert_cls",
@@ -141,4 +154,4 @@ TEST(ServerCliTest, BadInputFailsWithWhatToFix) {
 }
 
 }  // namespace
-}  // namespace hivemind::server_cli
+}  // namespace hivemind::server

@@ -14,7 +14,7 @@
 #include "server_test_util.h"
 #include "test_env.h"
 
-namespace hivemind::runtime {
+namespace hivemind::server {
 namespace {
 
 using namespace std::chrono_literals;
@@ -114,24 +114,25 @@ TEST(ServerProcessTest, Sigusr1CheckpointsAndSigtermDrainsThenExitsZero) {
 
   // A request that waits in the queue (min_batch_size 64, an hour's timeout) until the drain runs
   // it.
-  runtime::testing::RawClient client;
+  server::testing::RawClient client;
   auto pending = client.call_async(address, protocol::kForwardMethod, "ffn.0.0",
-                                   {runtime::testing::encode(torch::randn({2, 8}))});
+                                   {server::testing::encode(torch::randn({2, 8}))});
   ASSERT_TRUE(child.wait_for(1, "queued 2 sample(s)", Deadline::after(60s))) << child.output(1);
   child.signal(SIGTERM);
   ASSERT_EQ(pending.wait_for(60s), std::future_status::ready);
   auto reply = pending.get();
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string() << "\n" << child.output(1);
-  EXPECT_EQ(runtime::testing::decode(reply->tensors.at(0)).sizes(), (std::vector<int64_t>{2, 8}));
+  EXPECT_EQ(server::testing::decode(reply->tensors.at(0)).sizes(), (std::vector<int64_t>{2, 8}));
   EXPECT_EQ(child.wait_exit(Deadline::after(60s)), 0) << child.output(1);
   EXPECT_NE(child.output(0).find("hivemind-server stopped"), std::string::npos) << child.output(0);
   EXPECT_NE(child.output(1).find("SIGTERM: draining"), std::string::npos);
 
   // The final checkpoint is a valid one.
-  ExpertBackendOptions options;
+  runtime::ExpertBackendOptions options;
   auto backend =
-      ExpertBackend::create("ffn.0.0", make_expert("ffn", 8, "ffn.0.0", kDefaultExpertSeed).value(),
-                            options)
+      runtime::ExpertBackend::create(
+          "ffn.0.0", runtime::make_expert("ffn", 8, "ffn.0.0", runtime::kDefaultExpertSeed).value(),
+          options)
           .value();
   EXPECT_TRUE(backend->load_checkpoint(dir / "ffn.0.0.pt").is_ok());
   std::filesystem::remove_all(dir);
@@ -180,9 +181,9 @@ TEST(ServerProcessTest, MetricsPortAnswersAPrometheusScrapeByCurl) {
   const std::string url = ready->substr(metrics_at + 10);
   ASSERT_EQ(url.rfind("http://127.0.0.1:", 0), 0u) << url;
 
-  runtime::testing::RawClient client;
+  server::testing::RawClient client;
   auto reply = client.call(address, protocol::kForwardMethod, "ffn.0.0",
-                           {runtime::testing::encode(torch::randn({5, 8}))});
+                           {server::testing::encode(torch::randn({5, 8}))});
   ASSERT_TRUE(reply.is_ok()) << reply.status().to_string();
 
   // A real HTTP client: curl fails (exit 22) on any status other than 2xx.
@@ -217,4 +218,4 @@ TEST(ServerProcessTest, BadFlagsFailAtStartWithExitCode2) {
 }
 
 }  // namespace
-}  // namespace hivemind::runtime
+}  // namespace hivemind::server

@@ -5,12 +5,12 @@
 #include <torch/utils.h>
 
 #include <hivemind/runtime/pinning.h>
-#include <hivemind/runtime/server.h>
+#include <hivemind/server/server.h>
 
 #include "server_test_util.h"
 #include "test_env.h"
 
-namespace hivemind::runtime {
+namespace hivemind::server {
 namespace {
 
 using namespace std::chrono_literals;
@@ -44,7 +44,7 @@ TEST(ServerGpuTest, CudaExpertsMatchACpuReferenceThroughTheWire) {
   std::printf("binding: %s\n", server->binding().c_str());
 
   testing::RawClient client;
-  auto reference = make_expert("ffn", 64, "gpu.0.1", kDefaultExpertSeed).value();
+  auto reference = runtime::make_expert("ffn", 64, "gpu.0.1", runtime::kDefaultExpertSeed).value();
   torch::Tensor x = torch::randn({8, 64});
   quant::EncodeOptions u8;
   u8.scheme = quant::Scheme::kBlockAbsmaxU8;
@@ -67,9 +67,9 @@ TEST(ServerGpuTest, CudaExpertsMatchACpuReferenceThroughTheWire) {
 
 TEST(ServerGpuTest, GpuComputeThreadIsPlacedNextToTheGpu) {
   HIVEMIND_REQUIRE_CUDA();
-  auto topology = Topology::load_system();
+  auto topology = runtime::Topology::load_system();
   ASSERT_TRUE(topology.is_ok()) << topology.status().to_string();
-  auto gpu = compute_device_from_string("cuda:0").value();
+  auto gpu = runtime::compute_device_from_string("cuda:0").value();
   std::printf("cuda:0 at PCI %s; %s\n", gpu.pci_bus_id.c_str(), topology->summary().c_str());
   EXPECT_FALSE(gpu.pci_bus_id.empty());
   auto plan =
@@ -81,4 +81,4 @@ TEST(ServerGpuTest, GpuComputeThreadIsPlacedNextToTheGpu) {
 }
 
 }  // namespace
-}  // namespace hivemind::runtime
+}  // namespace hivemind::server

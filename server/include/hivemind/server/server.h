@@ -1,4 +1,6 @@
-// Server: hosts experts over the transport's RPC and announces them in the DHT.
+// server::Server: hosts experts over the transport's RPC and announces them in the DHT. What the
+// hivemind-server program runs; an embedding program (a test, a trainer hosting its own experts)
+// may run it in-process.
 //
 //   info      -> protocol::ExpertInfo of the expert (schemas, max_batch_size)
 //   forward   -> the expert's outputs for the request's inputs
@@ -13,8 +15,8 @@
 //
 // Lifecycle: create() builds the experts (loading checkpoints), the runtime, the listener and the
 // DHT node; start() serves and declares; shutdown() drains: stop accepting (new requests get
-// Unavailable), finish what is queued and in flight, stop declaring, checkpoint, close. The CLI
-// maps SIGTERM/SIGINT to request_shutdown() and SIGUSR1 to request_checkpoint().
+// Unavailable), finish what is queued and in flight, stop declaring, checkpoint, close.
+// hivemind-server maps SIGTERM/SIGINT to request_shutdown() and SIGUSR1 to request_checkpoint().
 #pragma once
 
 #include <memory>
@@ -24,15 +26,15 @@
 #include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
 #include <hivemind/runtime/expert_backend.h>
-#include <hivemind/runtime/server_options.h>
 #include <hivemind/runtime/task_pool.h>
+#include <hivemind/server/server_options.h>
 
-namespace hivemind::runtime {
+namespace hivemind::server {
 
 struct ExpertStats {
   std::string uid;
-  TaskPoolStats forward;
-  TaskPoolStats backward;
+  runtime::TaskPoolStats forward;
+  runtime::TaskPoolStats backward;
 };
 
 class Server {
@@ -52,7 +54,7 @@ class Server {
   std::string address() const;      // where trainers call, e.g. "tcp://10.0.0.5:41234"
   std::string dht_address() const;  // this server's DHT node ("" without one)
   const std::vector<std::string>& expert_uids() const;
-  std::shared_ptr<ExpertBackend> backend(const std::string& uid) const;
+  std::shared_ptr<runtime::ExpertBackend> backend(const std::string& uid) const;
   std::string binding() const;  // the CPU placement chosen at start, in words
   std::vector<ExpertStats> stats() const;
   // "http://127.0.0.1:9100/metrics" when --metrics-port is set, "" otherwise.
@@ -60,8 +62,8 @@ class Server {
   // What a scrape returns now (Prometheus text), with or without the HTTP endpoint.
   std::string metrics_text() const;
 
-  // Thread-safe requests, acted on by the server's maintenance thread (the CLI's signal thread
-  // calls them).
+  // Thread-safe requests, acted on by the server's maintenance thread (hivemind-server's signal
+  // thread calls them).
   void request_checkpoint();
   void request_shutdown();
   // Blocks until request_shutdown() (or shutdown()) and returns the drain's outcome.
@@ -78,4 +80,4 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace hivemind::runtime
+}  // namespace hivemind::server

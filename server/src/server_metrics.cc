@@ -2,7 +2,7 @@
 
 #include <string>
 
-namespace hivemind::runtime {
+namespace hivemind::server {
 
 namespace {
 
@@ -42,4 +42,4 @@ void CallMetrics::finished(bool ok, SteadyTime since) const {
   latency->observe(std::chrono::duration<double>(SteadyClock::now() - since).count());
 }
 
-}  // namespace hivemind::runtime
+}  // namespace hivemind::server

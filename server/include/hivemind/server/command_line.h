@@ -1,4 +1,6 @@
-// Command line, environment and config file of hivemind-server.
+// The command line, environment and config file of hivemind-server, parsed into ServerOptions: a
+// library function so that tests drive it without starting a server, and a program embedding
+// server::Server can take the same flags.
 //
 // Every option is a flag (--name or --dashed-name), an environment variable HIVEMIND_<NAME> and a
 // key of the config file (--config FILE, TOML/INI "name = value"). Precedence: flag > environment >
@@ -11,20 +13,21 @@
 #include <string>
 #include <vector>
 
-#include <hivemind/runtime/server_options.h>
+#include <hivemind/server/server_options.h>
 
-namespace hivemind::server_cli {
+namespace hivemind::server {
 
-struct Parsed {
-  runtime::ServerOptions options;
-  bool exit_now = false;  // --help or --print-config handled: exit with `exit_code`
+struct ParsedCommandLine {
+  ServerOptions options;
+  bool exit_now = false;  // --help, --version or --print-config handled: exit with `exit_code`
   int exit_code = 0;
   std::string output;  // what to print before exiting (help text, config, errors)
 };
 
 // Never throws; errors come back as exit_now with exit code 2 and a message in `output`.
 // `env` reads a variable (getenv in the program, a map in tests).
-Parsed parse_command_line(const std::vector<std::string>& args,
-                          const std::function<std::optional<std::string>(const std::string&)>& env);
+ParsedCommandLine parse_command_line(
+    const std::vector<std::string>& args,
+    const std::function<std::optional<std::string>(const std::string&)>& env);
 
-}  // namespace hivemind::server_cli
+}  // namespace hivemind::server

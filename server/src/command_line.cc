@@ -1,5 +1,4 @@
-#include "cli.h"
-
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -7,8 +6,11 @@
 #include <fmt/format.h>
 
 #include <hivemind/common/env.h>
+#include <hivemind/common/version.h>
+#include <hivemind/runtime/experts.h>
+#include <hivemind/server/command_line.h>
 
-namespace hivemind::server_cli {
+namespace hivemind::server {
 
 namespace {
 
@@ -43,11 +45,11 @@ std::string toml_quote(const std::string& s) {
 
 }  // namespace
 
-Parsed parse_command_line(
+ParsedCommandLine parse_command_line(
     const std::vector<std::string>& args,
     const std::function<std::optional<std::string>(const std::string&)>& env) {
-  Parsed parsed;
-  runtime::ServerOptions& o = parsed.options;
+  ParsedCommandLine parsed;
+  ServerOptions& o = parsed.options;
   CLI::App app{
       "hivemind-server: hosts Mixture-of-Experts experts, batches their requests, trains them "
       "with\n"
@@ -164,6 +166,8 @@ Parsed parse_command_line(
       ->check(CLI::ExistingFile);
   app.add_flag("--print-config,--print_config", print_config,
                "print the effective configuration (a valid config file) and exit");
+  bool print_version = false;
+  app.add_flag("--version", print_version, "print the program's version and exit");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -177,6 +181,12 @@ Parsed parse_command_line(
     parsed.exit_code = 2;
     parsed.output =
         fmt::format("hivemind-server: {}\nRun with --help for the list of options.\n", e.what());
+    return parsed;
+  }
+  if (print_version) {
+    // Before the layers below: the version needs no valid configuration.
+    parsed.exit_now = true;
+    parsed.output = version_line("hivemind-server") + "\n";
     return parsed;
   }
 
@@ -247,7 +257,7 @@ Parsed parse_command_line(
                                      config_path, key));
   }
   if (problems.empty()) {
-    Status valid = runtime::validate(o);
+    Status valid = validate(o);
     if (!valid.is_ok()) problems.push_back(valid.message());
   }
   if (!problems.empty()) {
@@ -287,4 +297,4 @@ Parsed parse_command_line(
   return parsed;
 }
 
-}  // namespace hivemind::server_cli
+}  // namespace hivemind::server

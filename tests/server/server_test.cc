@@ -10,11 +10,11 @@
 
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
-#include <hivemind/runtime/server.h>
+#include <hivemind/server/server.h>
 
 #include "server_test_util.h"
 
-namespace hivemind::runtime {
+namespace hivemind::server {
 namespace {
 
 using namespace std::chrono_literals;
@@ -90,7 +90,7 @@ TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
   EXPECT_EQ(info.max_batch_size, 64u);
 
   // The trainer-side rebuild of the server's weights.
-  auto reference = make_expert("ffn", kHidden, "ffn.0.1", kSeed).value();
+  auto reference = runtime::make_expert("ffn", kHidden, "ffn.0.1", kSeed).value();
   torch::Tensor x = torch::randn({3, kHidden});
   auto y = client.tensors(address, protocol::kForwardMethod, "ffn.0.1", {x});
   ASSERT_TRUE(y.is_ok()) << y.status().to_string();
@@ -239,7 +239,7 @@ TEST(ServerTest, ConcurrentRequestsAreBatchedAndEachGetsItsOwnRowsInEightBit) {
   auto server = start(o);
   ASSERT_TRUE(server);
   RawClient client;
-  auto reference = make_expert("ffn", kHidden, "ffn.0.0", kSeed).value();
+  auto reference = runtime::make_expert("ffn", kHidden, "ffn.0.0", kSeed).value();
   std::vector<torch::Tensor> xs;
   std::vector<std::future<Result<transport::Message>>> calls;
   for (int i = 0; i < 24; ++i) {
@@ -393,4 +393,4 @@ TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {
 }
 
 }  // namespace
-}  // namespace hivemind::runtime
+}  // namespace hivemind::server

@@ -20,7 +20,7 @@
 #include <hivemind/common/clock.h>
 #include <hivemind/common/metrics.h>
 
-namespace hivemind::runtime {
+namespace hivemind::server {
 
 // The series of one (expert, method) pair.
 struct CallMetrics {
@@ -36,4 +36,4 @@ struct CallMetrics {
   void finished(bool ok, SteadyTime since) const;
 };
 
-}  // namespace hivemind::runtime
+}  // namespace hivemind::server

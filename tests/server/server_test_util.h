@@ -17,7 +17,7 @@
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/worker.h>
 
-namespace hivemind::runtime::testing {
+namespace hivemind::server::testing {
 
 using namespace std::chrono_literals;
 
@@ -92,4 +92,4 @@ class RawClient {
   std::shared_ptr<transport::rpc::Client> client_;
 };
 
-}  // namespace hivemind::runtime::testing
+}  // namespace hivemind::server::testing

@@ -9,11 +9,12 @@
 #include <hivemind/common/env.h>
 #include <hivemind/common/text.h>
 #include <hivemind/dht/uid_pattern.h>
+#include <hivemind/runtime/experts.h>
 #include <hivemind/runtime/pinning.h>
-#include <hivemind/runtime/server_options.h>
 #include <hivemind/runtime/tensor_schema.h>
+#include <hivemind/server/server_options.h>
 
-namespace hivemind::runtime {
+namespace hivemind::server {
 
 Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts,
                                                        uint64_t seed) {
@@ -39,7 +40,7 @@ Status validate(const ServerOptions& o) {
   auto need = [&](bool ok, std::string what) {
     if (!ok) problems.push_back(std::move(what));
   };
-  const auto& classes = expert_classes();
+  const auto& classes = runtime::expert_classes();
   need(std::find(classes.begin(), classes.end(), o.expert_cls) != classes.end(),
        fmt::format("--expert_cls '{}' is unknown; use one of: {}", o.expert_cls,
                    fmt::join(classes, ", ")));
@@ -72,7 +73,7 @@ Status validate(const ServerOptions& o) {
   const std::vector<std::string> devices = split_list(o.device);
   need(!devices.empty(), "--device names no device (e.g. cpu, cuda:0 or cuda:0,cuda:1)");
   for (const std::string& d : devices) {
-    auto device = compute_device_from_string(d);
+    auto device = runtime::compute_device_from_string(d);
     if (!device.is_ok()) problems.push_back("--device: " + device.status().message());
   }
   need(o.optimizer == "sgd" || o.optimizer == "adam" || o.optimizer == "adamw" ||
@@ -85,7 +86,7 @@ Status validate(const ServerOptions& o) {
   need(o.warmup_steps >= 0 && o.total_steps >= 0, "--warmup_steps and --total_steps must be >= 0");
   need(o.intra_op_threads >= 1 && o.intra_op_threads <= 1024,
        fmt::format("--intra_op_threads ({}) must be in [1, 1024]", o.intra_op_threads));
-  need(parse_compression(o.compression).has_value(),
+  need(runtime::parse_compression(o.compression).has_value(),
        fmt::format("--compression '{}' is unknown; use none, float16, bfloat16, block_absmax_u8 "
                    "(BLOCKWISE_8BIT), "
                    "per_tensor_absmax_u8 (UNIFORM_8BIT) or block_affine_u8",
@@ -110,11 +111,11 @@ Status validate(const ServerOptions& o) {
   need(o.cpu_bind == "auto" || o.cpu_bind == "none",
        fmt::format("--cpu_bind '{}': use auto or none", o.cpu_bind));
   if (!o.cpu_cores.empty()) {
-    auto cores = parse_cpu_list(o.cpu_cores);
+    auto cores = runtime::parse_cpu_list(o.cpu_cores);
     if (!cores.is_ok()) problems.push_back("--cpu_cores: " + cores.status().message());
   }
   if (problems.empty()) return Status::ok();
   return invalid_argument_error(fmt::format("{}", fmt::join(problems, "\n")));
 }
 
-}  // namespace hivemind::runtime
+}  // namespace hivemind::server
