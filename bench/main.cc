@@ -1,10 +1,15 @@
 // hivemind-bench <name> [--json] [options]
 // Lists the benchmarks this build has when called without a name.
+#include <cstdio>
+
 #include <hivemind/common/logging.h>
 
 #include "support/command_line.h"
 
 int main(int argc, char** argv) {
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "hivemind-bench: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   return hivemind::bench::run_command_line(argc, argv);
 }

@@ -142,7 +142,10 @@ int check(const CheckOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "hivemind-dht: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   CLI::App app{
       "hivemind-dht: a DHT node of a hivemind swarm (Kademlia, expiring records, expert registry)"};
   std::string host = "0.0.0.0", transport = "tcp", bootstrap_file, identity;

@@ -137,7 +137,10 @@ int main(int argc, char** argv) {
         "reference BLAS.\n");
     return 0;
   }
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "hivemind-info: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   std::printf("hivemind-cpp %s\n", HIVEMIND_VERSION_STRING);
   print_ucx();
   print_cuda();
