@@ -41,7 +41,7 @@
 #include <hivemind/client/remote_expert.h>
 #include <hivemind/client/rpc_expert_caller.h>
 #include <hivemind/common/blas_check.h>
-#include <hivemind/common/child_process.h>
+#include <hivemind/harness/child_process.h>
 #include <hivemind/runtime/expert_backend.h>
 #include <hivemind/runtime/experts.h>
 #include <hivemind/runtime/runtime.h>

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <hivemind/common/bootstrap_file.h>
-#include <hivemind/common/child_process.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
+#include <hivemind/harness/child_process.h>
 
 #include "test_env.h"
 
