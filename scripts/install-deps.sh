@@ -13,6 +13,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   # libraries
   libgtest-dev libgmock-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev nlohmann-json3-dev
+  prometheus-cpp-dev
   # launchers and cluster tooling used by the multi-node tests
   openmpi-bin libopenmpi-dev slurm-wlm slurm-client
   # networking tools for namespace tests and the metrics check
