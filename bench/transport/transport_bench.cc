@@ -11,6 +11,7 @@
 #include <memory>
 #include <sstream>
 
+#include <hivemind/common/text.h>
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/rpc/server.h>
 
@@ -269,6 +270,15 @@ struct TransportBenchOptions {
     cli.add_flag("--quick", quick, "a tenth of the iterations");
     cli.add_option("--backends", backends,
                    "which backends to measure, of tcp,ucx_tcp,ucx_posix,ucx_sysv")
+        ->check(CLI::Validator(
+            [](std::string& value) -> std::string {
+              for (const std::string& name : split_list(value)) {
+                if (name != "tcp" && name != "ucx_tcp" && name != "ucx_posix" && name != "ucx_sysv")
+                  return "unknown backend '" + name + "' (tcp, ucx_tcp, ucx_posix, ucx_sysv)";
+              }
+              return "";
+            },
+            "BACKENDS"))
         ->capture_default_str();
     cli.add_option("--rpcs", rpcs, "small RPCs for the resident-memory run (0 to skip)")
         ->check(CLI::NonNegativeNumber)
