@@ -6,6 +6,9 @@ find_package(Threads REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
 find_package(CLI11 REQUIRED)
+if(HIVEMIND_BUILD_BENCH)
+  find_package(nlohmann_json 3 REQUIRED)  # hivemind-bench --json
+endif()
 find_package(PkgConfig REQUIRED)
 
 # ---- UCX (pkg-config) ----

@@ -11,6 +11,11 @@ trap 'rm -rf "$prefix" "$work"' EXIT
 
 cmake --install build --prefix "$prefix" >/dev/null
 echo "check-install: installed into $prefix"
+# The tests' and benchmarks' harness (ChildProcess) stays out of the package.
+if [ -e "$prefix/include/hivemind/harness" ] || compgen -G "$prefix/lib*/libhivemind_harness*" >/dev/null; then
+  echo "check-install: the test harness (include/hivemind/harness, libhivemind_harness) was installed" >&2
+  exit 1
+fi
 
 torch_dir=$(grep -E "^Torch_DIR:" build/CMakeCache.txt | cut -d= -f2)
 cmake -S examples/consumer -B "$work/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \

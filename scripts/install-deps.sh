@@ -12,7 +12,8 @@ packages=(
   # LibTorch and a fast BLAS: without libopenblas0-pthread Debian's LibTorch runs on reference BLAS (~50x slower)
   libtorch-dev libopenblas0-pthread
   # libraries
-  libgtest-dev libgmock-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev
+  libgtest-dev libgmock-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev nlohmann-json3-dev
+  prometheus-cpp-dev
   # launchers and cluster tooling used by the multi-node tests
   openmpi-bin libopenmpi-dev slurm-wlm slurm-client
   # networking tools for namespace tests and the metrics check

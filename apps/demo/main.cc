@@ -150,7 +150,10 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "hivemind-demo: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   auto log = hivemind::logger("demo");
   torch::manual_seed(static_cast<uint64_t>(o.seed));
   torch::set_num_threads(1);  // the trainer's math is small; leave the cores to the expert servers

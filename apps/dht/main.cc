@@ -17,7 +17,10 @@
 
 #include <hivemind/common/logging.h>
 #include <hivemind/common/version.h>
+#include <hivemind/common/metrics.h>
+#include <hivemind/common/metrics_http_server.h>
 #include <hivemind/dht/dht.h>
+#include <hivemind/dht/dht_metrics.h>
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/dht/uid_pattern.h>
 #include <hivemind/dht/wire.h>
@@ -30,6 +33,9 @@ void on_signal(int) {
 }
 
 using hivemind::Deadline;
+using hivemind::MetricsHttpServer;
+using hivemind::MetricsHttpServerOptions;
+using hivemind::MetricsRegistry;
 using hivemind::Milliseconds;
 namespace dht = hivemind::dht;
 
@@ -143,7 +149,10 @@ int check(const CheckOptions& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "hivemind-dht: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   CLI::App app{
       "hivemind-dht: a DHT node of a hivemind swarm (Kademlia, expiring records, expert registry)"};
   app.set_version_flag("--version", hivemind::version_line("hivemind-dht"));
@@ -152,6 +161,8 @@ int main(int argc, char** argv) {
   int port = 0;
   std::vector<std::string> initial_peers;
   double bootstrap_timeout = 30;
+  int metrics_port = -1;
+  std::string metrics_host = "127.0.0.1";
   app.add_option("--host", host,
                  "address to listen on (0.0.0.0 announces this host's routable address)")
       ->envname("HIVEMIND_HOST");
@@ -186,6 +197,17 @@ int main(int argc, char** argv) {
                  "with --check --experts: exit 1 when fewer than this fraction of them are live")
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
+  app.add_option("--metrics-port,--metrics_port", metrics_port,
+                 "serve Prometheus metrics at http://<metrics-host>:<port>/metrics (0: any free "
+                 "port, -1: off)")
+      ->envname("HIVEMIND_METRICS_PORT")
+      ->check(CLI::Range(-1, 65535))
+      ->capture_default_str();
+  app.add_option("--metrics-host,--metrics_host", metrics_host,
+                 "address of the metrics endpoint (127.0.0.1: this host only; 0.0.0.0: every "
+                 "interface)")
+      ->envname("HIVEMIND_METRICS_HOST")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (!check_options.address.empty()) return check(check_options);
@@ -207,6 +229,23 @@ int main(int argc, char** argv) {
   std::printf("hivemind-dht: node %s listening at %s\n", node.node_id().hex().c_str(),
               node.address().c_str());
   std::printf("join with: --initial-peers %s\n", node.address().c_str());
+  // Declared after the node, so destroyed (stopped) before it: the scrape callbacks read the node.
+  MetricsRegistry metrics;
+  std::unique_ptr<MetricsHttpServer> metrics_http;
+  if (metrics_port >= 0) {
+    dht::register_dht_metrics(metrics, node);
+    MetricsHttpServerOptions http;
+    http.bind_address = metrics_host;
+    http.port = static_cast<uint16_t>(metrics_port);
+    auto served = MetricsHttpServer::start(metrics, http);
+    if (!served.is_ok()) {
+      std::fprintf(stderr, "hivemind-dht: --metrics-port: %s\n",
+                   served.status().to_string().c_str());
+      return 1;
+    }
+    metrics_http = std::move(served).value();
+    std::printf("hivemind-dht: metrics at http://%s/metrics\n", metrics_http->address().c_str());
+  }
   std::fflush(stdout);
   auto log = hivemind::logger("dht");
   std::map<dht::NodeId, std::string> known;
@@ -227,5 +266,6 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   log->info("stopping");
+  if (metrics_http) metrics_http->stop();
   return 0;
 }

@@ -143,7 +143,10 @@ int main(int argc, char** argv) {
     std::printf("%s\n", hivemind::version_line("hivemind-info").c_str());
     return 0;
   }
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "hivemind-info: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   std::printf("hivemind-cpp %.*s\n", static_cast<int>(hivemind::version().size()),
               hivemind::version().data());
   print_ucx();

@@ -36,7 +36,10 @@ extern "C" void on_signal(int sig) {
 
 int main(int argc, char** argv) {
   using namespace hivemind;
-  configure_logging_from_env();
+  if (Status logging = configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "hivemind-server: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   server::ParsedCommandLine parsed =
       server::parse_command_line(args, [](const std::string& name) -> std::optional<std::string> {

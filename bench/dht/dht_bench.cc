@@ -12,7 +12,6 @@
 #include <set>
 #include <thread>
 
-#include <hivemind/common/text.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/sim_churn.h>
 #include <hivemind/dht/sim_network.h>
@@ -39,12 +38,44 @@ NodeOptions sim_options() {
   return options;
 }
 
-std::vector<size_t> parse_list(const std::string& text) {
-  std::vector<size_t> out;
-  for (const std::string& item : split_list(text))
-    out.push_back(std::stoul(item));
-  return out;
-}
+struct DhtBenchOptions {
+  std::vector<size_t> sizes{100, 1000, 10000};
+  int gets = 1000;
+  int nearest_queries = 300;
+  size_t churn_nodes = 1000;
+  int churn_seconds = 600;
+  size_t real_nodes = 100;
+  size_t real_threads = 8;
+  bool skip_sim = false, skip_kills = false, skip_churn = false, skip_real = false;
+
+  void declare(CLI::App& cli) {
+    cli.add_option("--sizes", sizes, "simulated network sizes")
+        ->delimiter(',')
+        ->capture_default_str();
+    cli.add_option("--gets", gets, "gets (and stores) per case")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--nearest-queries", nearest_queries, "nearest-node queries per size")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--churn-nodes", churn_nodes, "nodes of the churn run")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--churn-seconds", churn_seconds, "virtual seconds of the churn run")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--real-nodes", real_nodes, "real nodes on loopback")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--real-threads", real_threads, "callers of the real-node throughput run")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_flag("--skip-sim", skip_sim, "skip the simulated routing cases");
+    cli.add_flag("--skip-kills", skip_kills, "skip the kill cases");
+    cli.add_flag("--skip-churn", skip_churn, "skip the churn run");
+    cli.add_flag("--skip-real", skip_real, "skip the real nodes");
+  }
+};
 
 struct GetFigures {
   double success = 0, hops_mean = 0, hops_p99 = 0, rpcs_mean = 0, wall_s = 0;
@@ -96,7 +127,7 @@ GetFigures run_gets(SimNetwork& net, const std::vector<NodeId>& keys, const std:
   return f;
 }
 
-void routing(const Args& args, Reporter& reporter, size_t n, int gets) {
+void routing(Reporter& reporter, size_t n, int gets, int queries) {
   std::mt19937_64 rng(1000 + n);
   std::string c = "sim/N=" + std::to_string(n);
   SimNetwork net(SimOptions{.seed = 1000 + n});
@@ -132,7 +163,6 @@ void routing(const Args& args, Reporter& reporter, size_t n, int gets) {
   std::vector<NodeId> ids;
   for (size_t i : net.alive_nodes())
     ids.push_back(net.node(i).self().id);
-  int queries = static_cast<int>(args.get_int("nearest-queries", 300));
   double top1 = 0, jaccard = 0;
   for (int q = 0; q < queries; ++q) {
     NodeId target = NodeId::random(rng);
@@ -347,35 +377,21 @@ void real_nodes(Reporter& reporter, size_t count, int gets, size_t threads) {
 
 HIVEMIND_BENCH(
     dht,
-    "Kademlia DHT: simulated routing, kills, churn, 10k join, gets/s; 100 real nodes on loopback") {
-  if (args.has("help")) {
-    std::printf(
-        "hivemind-bench dht [--json] [--sizes 100,1000,10000] [--gets 1000] [--nearest-queries "
-        "300]\n"
-        "                   [--churn-nodes 1000] [--churn-seconds 600] [--real-nodes 100] "
-        "[--real-threads 8]\n"
-        "                   [--skip-sim] [--skip-kills] [--skip-churn] [--skip-real]\n");
-    return 0;
-  }
-  int gets = static_cast<int>(args.get_int("gets", 1000));
+    "Kademlia DHT: simulated routing, kills, churn, 10k join, gets/s; 100 real nodes on loopback",
+    DhtBenchOptions) {
   reporter.note("machine: {} hardware threads; simulated figures run on one thread",
                 std::thread::hardware_concurrency());
-  if (!args.has("skip-sim")) {
-    for (size_t n : parse_list(args.get("sizes", "100,1000,10000")))
-      routing(args, reporter, n, gets);
+  if (!options.skip_sim) {
+    for (size_t n : options.sizes)
+      routing(reporter, n, options.gets, options.nearest_queries);
   }
-  if (!args.has("skip-kills")) {
-    kills(reporter, 0.3, gets);
-    kills(reporter, 0.5, gets);
+  if (!options.skip_kills) {
+    kills(reporter, 0.3, options.gets);
+    kills(reporter, 0.5, options.gets);
   }
-  if (!args.has("skip-churn")) {
-    churn(reporter, static_cast<size_t>(args.get_int("churn-nodes", 1000)),
-          static_cast<int>(args.get_int("churn-seconds", 600)));
-  }
-  if (!args.has("skip-real")) {
-    real_nodes(reporter, static_cast<size_t>(args.get_int("real-nodes", 100)), gets,
-               static_cast<size_t>(args.get_int("real-threads", 8)));
-  }
+  if (!options.skip_churn) churn(reporter, options.churn_nodes, options.churn_seconds);
+  if (!options.skip_real)
+    real_nodes(reporter, options.real_nodes, options.gets, options.real_threads);
   return 0;
 }
 

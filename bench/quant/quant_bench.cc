@@ -59,14 +59,15 @@ void parallel_memcpy(uint8_t* dst, const uint8_t* src, size_t bytes, int threads
     th.join();
 }
 
-int run_cpu(const Args& args, Reporter& reporter) {
-  const uint64_t n = static_cast<uint64_t>(args.get_int("elements", 32ll << 20));
-  const int reps = static_cast<int>(args.get_int("reps", 15));
-  const int max_threads =
-      static_cast<int>(args.get_int("threads", std::max(1u, std::thread::hardware_concurrency())));
-  const uint32_t block = static_cast<uint32_t>(args.get_int("block", 4096));
-  if (args.has("isa")) {
-    Status st = select_cpu_isa(args.get("isa", "auto"));
+int run_cpu(const QuantBenchOptions& options, Reporter& reporter) {
+  const uint64_t n = options.elements;
+  const int reps = options.reps;
+  const int max_threads = options.threads > 0
+                              ? options.threads
+                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const uint32_t block = options.block;
+  if (!options.isa.empty()) {
+    Status st = select_cpu_isa(options.isa);
     if (!st.is_ok()) {
       reporter.note("quant: {}", st.to_string());
       return 2;
@@ -152,18 +153,32 @@ int run_cpu(const Args& args, Reporter& reporter) {
 
 }  // namespace
 
-HIVEMIND_BENCH(quant,
-               "8-bit quantize/dequantize: CPU vs same-run memcpy, GPU vs same-run D2D copy") {
-  if (args.has("help")) {
-    reporter.note(
-        "hivemind-bench quant [--json] [--elements N=33554432] [--reps R=15] [--threads T=nproc]\n"
-        "  [--block B=4096] [--isa avx2|portable] [--cpu-only] [--gpu-only]\n"
-        "  [--gpu-sizes-mib 64,256,1024] [--gpu-reps 20]");
-    return 0;
-  }
+void QuantBenchOptions::declare(CLI::App& cli) {
+  cli.add_option("--elements", elements, "elements per CPU case")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cli.add_option("--reps", reps, "repetitions (the median is reported)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cli.add_option("--threads", threads, "measure 1..T threads (default: every hardware thread)")
+      ->check(CLI::PositiveNumber);
+  cli.add_option("--block", block, "quantization block")->capture_default_str();
+  cli.add_option("--isa", isa, "CPU kernels: avx2 or portable (default: the best this CPU has)");
+  cli.add_flag("--cpu-only", cpu_only, "skip the GPU cases");
+  cli.add_flag("--gpu-only", gpu_only, "skip the CPU cases");
+  cli.add_option("--gpu-sizes-mib", gpu_sizes_mib, "GPU case sizes in MiB")
+      ->delimiter(',')
+      ->capture_default_str();
+  cli.add_option("--gpu-reps", gpu_reps, "GPU repetitions (the median is reported)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+HIVEMIND_BENCH(quant, "8-bit quantize/dequantize: CPU vs same-run memcpy, GPU vs same-run D2D copy",
+               QuantBenchOptions) {
   int rc = 0;
-  if (!args.has("gpu-only")) rc = run_cpu(args, reporter);
-  if (rc == 0 && !args.has("cpu-only")) rc = run_quant_gpu_bench(args, reporter);
+  if (!options.gpu_only) rc = run_cpu(options, reporter);
+  if (rc == 0 && !options.cpu_only) rc = run_quant_gpu_bench(options, reporter);
   return rc;
 }
 

@@ -6,7 +6,6 @@
 // written) / time.
 #include <algorithm>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -56,19 +55,9 @@ double median_us(cudaStream_t stream, int reps, int rotation, Fn&& fn) {
   return median(times);
 }
 
-std::vector<uint64_t> parse_sizes(const std::string& text) {
-  std::vector<uint64_t> sizes;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) sizes.push_back(std::stoull(item) << 20);
-  }
-  return sizes;
-}
-
 }  // namespace
 
-int run_quant_gpu_bench(const Args& args, Reporter& reporter) {
+int run_quant_gpu_bench(const QuantBenchOptions& options, Reporter& reporter) {
   if (cuda::device_count() == 0) {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
@@ -78,8 +67,10 @@ int run_quant_gpu_bench(const Args& args, Reporter& reporter) {
   }
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
-  const int reps = static_cast<int>(args.get_int("gpu-reps", 20));
-  const auto sizes = parse_sizes(args.get("gpu-sizes-mib", "64,256,1024"));
+  const int reps = options.gpu_reps;
+  std::vector<uint64_t> sizes;
+  for (uint64_t mib : options.gpu_sizes_mib)
+    sizes.push_back(mib << 20);
   reporter.note("quant gpu: {} ({} SMs), block 4096, median of {} after 3 warm-ups, CUDA events",
                 prop.name, prop.multiProcessorCount, reps);
   cudaStream_t stream;

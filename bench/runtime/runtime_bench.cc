@@ -38,17 +38,47 @@ namespace {
 
 using runtime::ExpertBackend;
 
-struct Setup {
-  std::string expert;
-  int64_t hidden = 0;
-  int tasks = 0;
-  int64_t max_task = 0;
-  int64_t max_batch = 0;
+struct RuntimeBenchOptions {
+  std::string expert = "ffn";
+  int64_t hidden = 1024;
+  int tasks = 48;
+  int64_t max_task = 128;
+  int64_t max_batch = 512;
   int threads = 1;
   bool retain_memory = true;
+  int reps = 3;
+  std::string mode = "both";
+
+  void declare(CLI::App& cli) {
+    cli.add_option("--expert", expert, "expert class")->capture_default_str();
+    cli.add_option("--hidden", hidden, "hidden size")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--tasks", tasks, "tasks submitted at once")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--max-task", max_task, "samples of the largest task (1..N, fixed seed)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--max-batch", max_batch, "largest batch the runtime may form")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--threads", threads, "LibTorch intra-op threads")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--retain-memory", retain_memory,
+                   "keep freed host memory mapped, as the Runtime does (0: the C library's default)")
+        ->capture_default_str();
+    cli.add_option("--reps", reps, "repetitions (medians are reported)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    cli.add_option("--mode", mode, "which passes to measure")
+        ->check(CLI::IsMember({"forward", "backward", "both"}))
+        ->capture_default_str();
+  }
 };
 
-std::shared_ptr<ExpertBackend> backend_for(const Setup& s) {
+std::shared_ptr<ExpertBackend> backend_for(const RuntimeBenchOptions& s) {
   runtime::ExpertBackendOptions options;
   options.optimizer.name = "adam";
   return ExpertBackend::create(
@@ -92,7 +122,7 @@ struct RuntimeRun {
   std::vector<int64_t> batch_sizes;  // in execution order
 };
 
-RuntimeRun run_runtime(const Setup& s, bool backward,
+RuntimeRun run_runtime(const RuntimeBenchOptions& s, bool backward,
                        const std::vector<std::vector<torch::Tensor>>& tasks) {
   runtime::RuntimeOptions ro;
   ro.intra_op_threads = s.threads;
@@ -134,7 +164,7 @@ RuntimeRun run_runtime(const Setup& s, bool backward,
 }
 
 // The same batches, concatenated beforehand, straight into the backend on a fresh thread.
-Cost run_direct(const Setup& s, bool backward, const std::vector<std::vector<torch::Tensor>>& tasks,
+Cost run_direct(const RuntimeBenchOptions& s, bool backward, const std::vector<std::vector<torch::Tensor>>& tasks,
                 const std::vector<int64_t>& batch_sizes) {
   std::vector<std::vector<torch::Tensor>> batches;
   size_t next = 0;
@@ -173,26 +203,11 @@ Cost run_direct(const Setup& s, bool backward, const std::vector<std::vector<tor
 
 HIVEMIND_BENCH(
     runtime,
-    "in-process Runtime (batching, scheduling, callbacks) vs the same batches on the module") {
-  if (args.has("help")) {
-    reporter.note(
-        "hivemind-bench runtime [--json] [--expert ffn] [--hidden 1024] [--tasks 48] [--max-task "
-        "128]\n"
-        "                       [--max-batch 512] [--reps 3] [--threads 1] [--mode "
-        "forward|backward|both]\n"
-        "                       [--retain-memory 1|0]");
-    return 0;
-  }
-  Setup s;
-  s.expert = args.get("expert", "ffn");
-  s.hidden = args.get_int("hidden", 1024);
-  s.tasks = static_cast<int>(args.get_int("tasks", 48));
-  s.max_task = args.get_int("max-task", 128);
-  s.max_batch = args.get_int("max-batch", 512);
-  s.threads = static_cast<int>(args.get_int("threads", 1));
-  s.retain_memory = args.get_int("retain-memory", 1) != 0;
-  const int reps = static_cast<int>(args.get_int("reps", 3));
-  const std::string mode = args.get("mode", "both");
+    "in-process Runtime (batching, scheduling, callbacks) vs the same batches on the module",
+    RuntimeBenchOptions) {
+  const RuntimeBenchOptions& s = options;
+  const int reps = s.reps;
+  const std::string& mode = s.mode;
   warn_if_slow_blas();
   // The Runtime sets this process-wide policy when it starts; set before either side runs so the
   // direct side, in the same process, runs under it from its first repetition too.

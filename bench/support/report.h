@@ -2,7 +2,7 @@
 //
 // Every benchmark measures its baseline in the same run and reports each measurement with it, so
 // the ratio printed is between numbers taken on the same machine under the same load. With --json
-// each measurement is one line:
+// each measurement is one line of JSON (written by nlohmann-json, so any string is escaped):
 //   {"bench":"transport","case":"tcp/4MiB","metric":"bandwidth_MBps","value":N,"unit":"MB/s",
 //    "baseline":"raw_tcp","baseline_value":N,"ratio":N}
 #pragma once
@@ -11,9 +11,12 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
 namespace hivemind::bench {
@@ -26,6 +29,10 @@ struct Measurement {
   std::string baseline;  // e.g. "raw_tcp", "memcpy", "in_process"; empty when none applies
   double baseline_value = 0;
 };
+
+// The --json line of one measurement of benchmark `bench`: an object with the fields above, the
+// baseline fields only when `m` names a baseline; a number that is not finite is null.
+std::string json_line(const std::string& bench, const Measurement& m);
 
 class Reporter {
  public:
@@ -51,31 +58,43 @@ class Reporter {
   std::vector<Measurement> measurements_;
 };
 
-// Command-line arguments after the benchmark name, --json removed.
-struct Args {
-  std::vector<std::string> values;
-  // The value of "--name V" or "--name=V"; `fallback` when absent.
-  std::string get(const std::string& name, const std::string& fallback) const;
-  long long get_int(const std::string& name, long long fallback) const;
-  double get_double(const std::string& name, double fallback) const;
-  bool has(const std::string& name) const;
+// A benchmark's options are a struct whose members hold the defaults and whose
+//   void declare(CLI::App& cli);
+// binds each member to its --flag on the benchmark's subcommand, so that a flag the benchmark does
+// not declare, or a value that does not parse, is an error before anything runs.
+//
+// BenchSetup declares the options of one benchmark on `cli` and returns the function that runs it
+// with the values parsed into them.
+using BenchRun = std::function<int(Reporter&)>;
+using BenchSetup = std::function<BenchRun(CLI::App& cli)>;
+
+struct BenchEntry {
+  std::string description;
+  BenchSetup setup;
 };
 
-using BenchFunction = std::function<int(const Args&, Reporter&)>;
+// Every benchmark linked into this program, by name.
+const std::map<std::string, BenchEntry>& benches();
+void register_bench(const char* name, const char* description, BenchSetup setup);
 
+template <typename Options>
 struct Registration {
-  Registration(const char* name, const char* description, BenchFunction run);
+  Registration(const char* name, const char* description, int (*run)(const Options&, Reporter&)) {
+    register_bench(name, description, [run](CLI::App& cli) -> BenchRun {
+      auto options = std::make_shared<Options>();
+      options->declare(cli);
+      return [run, options](Reporter& reporter) { return run(*options, reporter); };
+    });
+  }
 };
 
-// HIVEMIND_BENCH(transport, "RPC latency and bandwidth per backend vs ucx_perftest and raw
-// sockets") { ... return 0; }   -- the body sees `args` and `reporter`.
-#define HIVEMIND_BENCH(name, description)                                          \
-  static int hivemind_bench_##name(const ::hivemind::bench::Args& args,            \
-                                   ::hivemind::bench::Reporter& reporter);         \
-  static const ::hivemind::bench::Registration hivemind_bench_registration_##name( \
-      #name, description, hivemind_bench_##name);                                  \
-  static int hivemind_bench_##name(const ::hivemind::bench::Args& args,            \
-                                   ::hivemind::bench::Reporter& reporter)
+// HIVEMIND_BENCH(transport, "RPC latency and bandwidth per backend vs ...", TransportOptions) {
+//   ... return 0; }   -- the body sees `options` (parsed) and `reporter`.
+#define HIVEMIND_BENCH(name, description, Options)                                                 \
+  static int hivemind_bench_##name(const Options& options, ::hivemind::bench::Reporter& reporter); \
+  static const ::hivemind::bench::Registration<Options> hivemind_bench_registration_##name(        \
+      #name, description, hivemind_bench_##name);                                                  \
+  static int hivemind_bench_##name(const Options& options, ::hivemind::bench::Reporter& reporter)
 
 // ---- small statistics helpers ----
 inline double median(std::vector<double> v) {

@@ -41,7 +41,7 @@
 #include <hivemind/client/remote_expert.h>
 #include <hivemind/client/rpc_expert_caller.h>
 #include <hivemind/common/blas_check.h>
-#include <hivemind/common/child_process.h>
+#include <hivemind/harness/child_process.h>
 #include <hivemind/runtime/expert_backend.h>
 #include <hivemind/runtime/experts.h>
 #include <hivemind/runtime/runtime.h>
@@ -118,48 +118,100 @@ const std::vector<Preset>& presets() {
   return all;
 }
 
-Result<bool> parse_bool_flag(const std::string& v) {
-  if (v == "1" || v == "true" || v == "True" || v == "yes") return true;
-  if (v == "0" || v == "false" || v == "False" || v == "no") return false;
-  return invalid_argument_error(fmt::format("--backprop: '{}' is not a boolean", v));
-}
+struct ThroughputBenchOptions {
+  std::string preset = "ffn_forward_backward";
+  Config flags;  // the parameter flags' values; only the flags given override the preset
+  int client_rank = 0;
+  std::string server;      // a client's server address
+  std::string server_bin;  // default: hivemind-server next to this program
+  const CLI::App* cli = nullptr;
 
-Result<Config> parse_config(const Args& args) {
-  std::string name = args.get("preset", "ffn_forward_backward");
+  bool given(const char* flag) const { return cli->count(flag) > 0; }
+
+  void declare(CLI::App& app) {
+    cli = &app;
+    std::vector<std::string> names;
+    for (const Preset& p : presets())
+      names.push_back(p.name);
+    app.add_option("--preset", preset, "hivemind's preset the parameter flags start from")
+        ->check(CLI::IsMember(names))
+        ->capture_default_str();
+    app.add_option("--num_experts", flags.num_experts)->check(CLI::PositiveNumber);
+    app.add_option("--num_handlers", flags.num_handlers,
+                   "recorded only (default with --num_clients: half of them)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--num_clients", flags.num_clients)->check(CLI::PositiveNumber);
+    app.add_option("--num_batches_per_client", flags.num_batches_per_client)
+        ->check(CLI::PositiveNumber);
+    app.add_option("--expert_cls", flags.expert_cls, "ffn, ffn_v08, transformer or nop");
+    app.add_option("--hid_dim", flags.hid_dim)->check(CLI::PositiveNumber);
+    app.add_option("--batch_size", flags.batch_size)->check(CLI::PositiveNumber);
+    app.add_option("--max_batch_size", flags.max_batch_size, "default with --batch_size: 4 batches")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--backprop", flags.backprop, "0 or 1");
+    app.add_option("--device", flags.device, "cpu or cuda[:N]");
+    app.add_option("--seq_len", flags.seq_len, "transformer experts only")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--compression", flags.compression, "none, float16, block_absmax_u8, ...");
+    app.add_option("--transport", flags.transport, "auto, tcp or ucx")
+        ->check(CLI::IsMember({"auto", "tcp", "ucx"}));
+    app.add_option("--cpu_bind", flags.cpu_bind, "none or auto");
+    app.add_option("--threads", flags.threads,
+                   "LibTorch intra-op threads of the server's compute thread and the baseline")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--seed", flags.seed, "expert weights' seed");
+    app.add_option("--server-bin", server_bin, "the hivemind-server to start");
+    // A client process: this program re-executed by the parent.
+    app.add_option("--client-rank", client_rank)->group("");
+    app.add_option("--server", server)->group("");
+    std::string footer =
+        "presets (scaled down from hivemind's to run in seconds on 2 CPU cores):\n";
+    for (const Preset& p : presets()) {
+      const Config& c = p.config;
+      footer += fmt::format(
+          "  {:<21} {} experts, {} handlers, {} clients x {} batches, {} hid {}, batch {}, max {}, "
+          "{}\n  {:<21}   hivemind: {}\n",
+          p.name, c.num_experts, c.num_handlers, c.num_clients, c.num_batches_per_client,
+          c.expert_cls, c.hid_dim, c.batch_size, c.max_batch_size, c.backprop ? "fwd+bwd" : "fwd",
+          "", p.original);
+    }
+    app.footer(footer);
+  }
+};
+
+Result<Config> parse_config(const ThroughputBenchOptions& options) {
   auto it = std::find_if(presets().begin(), presets().end(),
-                         [&](const Preset& p) { return name == p.name; });
+                         [&](const Preset& p) { return options.preset == p.name; });
   if (it == presets().end())
-    return invalid_argument_error(fmt::format("unknown --preset '{}'", name));
+    return invalid_argument_error(fmt::format("unknown --preset '{}'", options.preset));
   Config c = it->config;
-  c.preset = name;
-  c.num_experts = static_cast<int>(args.get_int("num_experts", c.num_experts));
-  c.num_clients = static_cast<int>(args.get_int("num_clients", c.num_clients));
-  c.num_handlers = static_cast<int>(args.get_int(
-      "num_handlers", args.has("num_clients") ? std::max(1, c.num_clients / 2) : c.num_handlers));
-  c.num_batches_per_client =
-      static_cast<int>(args.get_int("num_batches_per_client", c.num_batches_per_client));
-  c.expert_cls = args.get("expert_cls", c.expert_cls);
-  c.hid_dim = args.get_int("hid_dim", c.hid_dim);
-  c.batch_size = args.get_int("batch_size", c.batch_size);
-  c.max_batch_size =
-      args.get_int("max_batch_size", args.has("batch_size") ? 4 * c.batch_size : c.max_batch_size);
-  if (args.has("backprop")) {
-    HIVEMIND_ASSIGN_OR_RETURN(c.backprop, parse_bool_flag(args.get("backprop", "")));
+  const Config& flags = options.flags;
+  c.preset = options.preset;
+  if (options.given("--num_experts")) c.num_experts = flags.num_experts;
+  if (options.given("--num_clients")) {
+    c.num_clients = flags.num_clients;
+    c.num_handlers = std::max(1, c.num_clients / 2);
   }
-  c.device = args.get("device", c.device);
-  c.seq_len = args.get_int("seq_len", c.seq_len);
-  c.compression = args.get("compression", c.compression);
-  c.transport = args.get("transport", c.transport);
-  c.cpu_bind = args.get("cpu_bind", c.cpu_bind);
-  c.threads = static_cast<int>(args.get_int("threads", c.threads));
-  c.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<long long>(c.seed)));
-  if (c.num_experts < 1 || c.num_clients < 1 || c.num_batches_per_client < 1 || c.hid_dim < 1 ||
-      c.batch_size < 1 || c.max_batch_size < c.batch_size || c.threads < 1 || c.num_handlers < 1) {
-    return invalid_argument_error(
-        "need num_experts, num_handlers, num_clients, num_batches_per_client, hid_dim, batch_size, "
-        "threads >= 1 "
-        "and max_batch_size >= batch_size");
+  if (options.given("--num_handlers")) c.num_handlers = flags.num_handlers;
+  if (options.given("--num_batches_per_client"))
+    c.num_batches_per_client = flags.num_batches_per_client;
+  if (options.given("--expert_cls")) c.expert_cls = flags.expert_cls;
+  if (options.given("--hid_dim")) c.hid_dim = flags.hid_dim;
+  if (options.given("--batch_size")) {
+    c.batch_size = flags.batch_size;
+    c.max_batch_size = 4 * c.batch_size;
   }
+  if (options.given("--max_batch_size")) c.max_batch_size = flags.max_batch_size;
+  if (options.given("--backprop")) c.backprop = flags.backprop;
+  if (options.given("--device")) c.device = flags.device;
+  if (options.given("--seq_len")) c.seq_len = flags.seq_len;
+  if (options.given("--compression")) c.compression = flags.compression;
+  if (options.given("--transport")) c.transport = flags.transport;
+  if (options.given("--cpu_bind")) c.cpu_bind = flags.cpu_bind;
+  if (options.given("--threads")) c.threads = flags.threads;
+  if (options.given("--seed")) c.seed = flags.seed;
+  if (c.max_batch_size < c.batch_size)
+    return invalid_argument_error("need max_batch_size >= batch_size");
   if (c.device != "cpu" && !torch::cuda::is_available()) {
     return invalid_argument_error(
         fmt::format("--device {}: no CUDA device in this process", c.device));
@@ -200,15 +252,15 @@ std::vector<std::string> client_args(const Config& c) {
 
 // ---------------- client process ----------------
 
-int run_client(const Args& args) {
-  auto parsed = parse_config(args);
+int run_client(const ThroughputBenchOptions& options) {
+  auto parsed = parse_config(options);
   if (!parsed.is_ok()) {
     std::fprintf(stderr, "throughput client: %s\n", parsed.status().to_string().c_str());
     return 2;
   }
   const Config c = *parsed;
-  const int rank = static_cast<int>(args.get_int("client-rank", 0));
-  const std::string server = args.get("server", "");
+  const int rank = options.client_rank;
+  const std::string& server = options.server;
   torch::set_num_threads(1);  // as hivemind's clients
   try {
     auto context =
@@ -416,44 +468,20 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
   return run;
 }
 
-int usage() {
-  std::printf(
-      "usage: hivemind-bench throughput [--json] [--preset P] [--num_experts N] [--num_handlers "
-      "N]\n"
-      "         [--num_clients N] [--num_batches_per_client N] [--expert_cls "
-      "ffn|ffn_v08|transformer|nop]\n"
-      "         [--hid_dim H] [--batch_size B] [--max_batch_size M] [--backprop 0|1] [--device "
-      "cpu|cuda]\n"
-      "         [--compression none|float16|block_absmax_u8|...] [--transport auto|tcp|ucx]\n"
-      "         [--threads T] [--cpu_bind none|auto] [--seq_len S] [--seed S] [--server-bin PATH]\n"
-      "presets (scaled down from hivemind's to run in seconds on 2 CPU cores):\n");
-  for (const Preset& p : presets()) {
-    const Config& c = p.config;
-    std::printf(
-        "  %-21s %d experts, %d handlers, %d clients x %d batches, %s hid %lld, batch %lld, max "
-        "%lld, %s\n"
-        "  %-21s   hivemind: %s\n",
-        p.name, c.num_experts, c.num_handlers, c.num_clients, c.num_batches_per_client,
-        c.expert_cls.c_str(), static_cast<long long>(c.hid_dim),
-        static_cast<long long>(c.batch_size), static_cast<long long>(c.max_batch_size),
-        c.backprop ? "fwd+bwd" : "fwd", "", p.original);
-  }
-  return 0;
-}
-
 }  // namespace
 
 HIVEMIND_BENCH(throughput,
-               "hivemind's benchmark_throughput: server + client processes vs in-process experts") {
-  if (args.has("help")) return usage();
-  if (args.has("client-rank")) return run_client(args);
-  auto parsed = parse_config(args);
+               "hivemind's benchmark_throughput: server + client processes vs in-process experts",
+               ThroughputBenchOptions) {
+  if (options.given("--client-rank")) return run_client(options);
+  auto parsed = parse_config(options);
   if (!parsed.is_ok()) {
     std::fprintf(stderr, "hivemind-bench throughput: %s\n", parsed.status().to_string().c_str());
     return 2;
   }
   const Config c = *parsed;
-  const std::string server_bin = args.get("server-bin", self_dir() + "/hivemind-server");
+  const std::string server_bin =
+      options.server_bin.empty() ? self_dir() + "/hivemind-server" : options.server_bin;
   warn_if_slow_blas();
   const int64_t samples = c.batch_size * c.num_clients * c.num_batches_per_client;
   reporter.note(

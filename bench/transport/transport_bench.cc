@@ -11,6 +11,7 @@
 #include <memory>
 #include <sstream>
 
+#include <hivemind/common/text.h>
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/rpc/server.h>
 
@@ -256,30 +257,49 @@ int iterations(size_t bytes, bool latency, bool quick) {
   return quick ? std::max(4, n / 10) : n;
 }
 
-}  // namespace
-
-HIVEMIND_BENCH(transport,
-               "RPC half round trip and bandwidth per backend vs ucx_perftest and raw TCP") {
-  if (args.has("help")) {
-    std::printf(
-        "hivemind-bench transport [--json] [--quick] [--backends tcp,ucx_tcp,ucx_posix,ucx_sysv] "
-        "[--rpcs N] [--spin-us N]\n"
-        "  --quick      a tenth of the iterations\n"
-        "  --backends   which backends to measure (default tcp,ucx_tcp,ucx_posix)\n"
-        "  --rpcs N     small RPCs for the resident-memory run (default 1000000, 0 to skip)\n"
-        "  --spin-us N  busy-poll time of the I/O threads before sleeping (default: 0 for tcp, "
-        "matching\n"
-        "               the blocking raw-socket baseline; 100000 for ucx, matching "
-        "ucx_perftest)\n");
-    return 0;
-  }
-  bool quick = args.has("quick");
-  std::string wanted = args.get("backends", "tcp,ucx_tcp,ucx_posix");
-  long long rpcs = args.get_int("rpcs", 1000000);
+struct TransportBenchOptions {
+  bool quick = false;
+  std::string backends = "tcp,ucx_tcp,ucx_posix";
+  long long rpcs = 1000000;
   // Busy-poll window of the I/O threads (ContextOptions::spin), matched to each baseline's polling:
   // the raw TCP baseline blocks in read(), so the TCP backend sleeps at once (0); ucx_perftest
   // polls all the time, so the UCX backends poll for 100 ms. --spin-us overrides both.
-  long long spin_override = args.get_int("spin-us", -1);
+  long long spin_us = -1;
+
+  void declare(CLI::App& cli) {
+    cli.add_flag("--quick", quick, "a tenth of the iterations");
+    cli.add_option("--backends", backends,
+                   "which backends to measure, of tcp,ucx_tcp,ucx_posix,ucx_sysv")
+        ->check(CLI::Validator(
+            [](std::string& value) -> std::string {
+              for (const std::string& name : split_list(value)) {
+                if (name != "tcp" && name != "ucx_tcp" && name != "ucx_posix" && name != "ucx_sysv")
+                  return "unknown backend '" + name + "' (tcp, ucx_tcp, ucx_posix, ucx_sysv)";
+              }
+              return "";
+            },
+            "BACKENDS"))
+        ->capture_default_str();
+    cli.add_option("--rpcs", rpcs, "small RPCs for the resident-memory run (0 to skip)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    cli.add_option("--spin-us", spin_us,
+                   "busy-poll time of the I/O threads before sleeping (default: 0 for tcp, "
+                   "matching the blocking raw-socket baseline; 100000 for ucx, matching "
+                   "ucx_perftest)")
+        ->check(CLI::NonNegativeNumber);
+  }
+};
+
+}  // namespace
+
+HIVEMIND_BENCH(transport,
+               "RPC half round trip and bandwidth per backend vs ucx_perftest and raw TCP",
+               TransportBenchOptions) {
+  const bool quick = options.quick;
+  const std::string& wanted = options.backends;
+  const long long rpcs = options.rpcs;
+  const long long spin_override = options.spin_us;
   std::vector<BackendSpec> all{{"tcp", "tcp", ""},
                                {"ucx_tcp", "ucx", "tcp"},
                                {"ucx_posix", "ucx", "posix,cma,tcp"},

@@ -42,9 +42,14 @@ std::vector<spdlog::sink_ptr> make_sinks(const LogOptions& options) {
   return sinks;
 }
 
+spdlog::level::level_enum level_of(std::string_view module, const LogOptions& options) {
+  auto it = options.module_levels.find(module);
+  return it != options.module_levels.end() ? it->second : options.level;
+}
+
 void apply(spdlog::logger& logger, const LoggingState& s) {
   logger.sinks() = s.sinks;
-  logger.set_level(s.options.level);
+  logger.set_level(level_of(logger.name(), s.options));
   logger.set_pattern(pattern_for(s.options));
   logger.flush_on(spdlog::level::warn);
 }
@@ -60,10 +65,12 @@ void configure_logging(const LogOptions& options) {
     apply(*logger, s);
 }
 
-void configure_logging_from_env() {
+Status configure_logging_from_env() {
   LogOptions options;
-  if (auto level = env_string("HIVEMIND_LOG_LEVEL")) {
-    if (auto parsed = parse_log_level(*level)) options.level = *parsed;
+  if (auto spec = env_string("HIVEMIND_LOG_LEVEL")) {
+    Status parsed = parse_log_levels(*spec, options);
+    if (!parsed.is_ok())
+      return parsed.with_context("environment variable HIVEMIND_LOG_LEVEL='" + *spec + "'");
   }
   if (auto file = env_string("HIVEMIND_LOG_FILE")) options.file = *file;
   auto launch = read_launch_info();
@@ -72,6 +79,7 @@ void configure_logging_from_env() {
     options.host = short_hostname();
   }
   configure_logging(options);
+  return Status();
 }
 
 std::shared_ptr<spdlog::logger> logger(std::string_view module) {
@@ -98,6 +106,53 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) 
   if (lower == "critical") return spdlog::level::critical;
   if (lower == "off") return spdlog::level::off;
   return std::nullopt;
+}
+
+std::span<const std::string_view> log_modules() {
+  static constexpr std::string_view kModules[] = {
+      // libraries
+      "common", "transport", "quant", "dht", "protocol", "runtime", "server", "client",
+      // programs and test harnesses
+      "demo", "bench", "multinode", "soak"};
+  return kModules;
+}
+
+Status parse_log_levels(std::string_view spec, LogOptions& options) {
+  LogOptions parsed = options;
+  for (std::string_view rest = spec;;) {
+    const size_t comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    const size_t equals = item.find('=');
+    const std::string_view module =
+        equals == std::string_view::npos ? std::string_view() : item.substr(0, equals);
+    const std::string_view level_name =
+        equals == std::string_view::npos ? item : item.substr(equals + 1);
+    if (item.empty())
+      return invalid_argument_error("an empty item (expected LEVEL or MODULE=LEVEL)");
+    auto level = parse_log_level(level_name);
+    if (!level) {
+      return invalid_argument_error("unknown level '" + std::string(level_name) + "' in '" +
+                                    std::string(item) +
+                                    "' (trace, debug, info, warn, error, critical, off)");
+    }
+    if (equals == std::string_view::npos) {
+      parsed.level = *level;
+    } else {
+      auto modules = log_modules();
+      if (std::find(modules.begin(), modules.end(), module) == modules.end()) {
+        std::string known;
+        for (std::string_view m : modules)
+          known += (known.empty() ? "" : ", ") + std::string(m);
+        return invalid_argument_error("unknown module '" + std::string(module) + "' in '" +
+                                      std::string(item) + "' (modules: " + known + ")");
+      }
+      parsed.module_levels[std::string(module)] = *level;
+    }
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  options = std::move(parsed);
+  return Status();
 }
 
 }  // namespace hivemind

@@ -14,9 +14,8 @@
 
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/common/signals_for_exec.h>
 #include <hivemind/common/spawn.h>
-
-#include "signals_for_exec.h"
 
 extern char** environ;
 
@@ -138,7 +137,7 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
     if (pid == 0) {
       ::close(report[0]);
       ::setpgid(0, 0);
-      detail::restore_default_signals();
+      restore_default_signals();
       int err = 0;
       if (!log_path.empty()) {
         int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -8,7 +8,10 @@
 #include <hivemind/common/version.h>
 
 int main() {
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "consumer: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   hivemind::Result<int> answer = 42;
   hivemind::Deadline deadline = hivemind::Deadline::after(hivemind::Milliseconds(1000));
   if (!answer.is_ok() || deadline.expired()) return 1;

@@ -51,7 +51,10 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "trainer: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   std::string server, uid = "expert.0";
   int64_t hidden = 64, steps = 30, batch = 64;
   for (int i = 1; i + 1 < argc; i += 2) {

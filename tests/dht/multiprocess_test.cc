@@ -1,5 +1,6 @@
 // Real hivemind-dht processes on loopback: joining through a bootstrap file, a node killed with
 // SIGKILL, --check, and a node with no reachable peer failing clearly by its deadline.
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -10,9 +11,10 @@
 #include <unistd.h>
 
 #include <hivemind/common/bootstrap_file.h>
-#include <hivemind/common/child_process.h>
+#include <hivemind/common/text.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
+#include <hivemind/harness/child_process.h>
 
 #include "test_env.h"
 
@@ -177,6 +179,71 @@ TEST_F(Processes, NoReachablePeerFailsClearlyWithinTheDeadline) {
   std::string log = read_file(dir + "/lonely.log");
   EXPECT_NE(log.find("none of the 2 initial peer(s) answered"), std::string::npos) << log;
   EXPECT_NE(log.find("tcp://127.0.0.1:21997"), std::string::npos) << log;
+}
+
+// The path of `name` in $PATH ("" when absent): ChildProcess runs a path, it does not search.
+std::string find_in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  for (const std::string& dir : split_list(path ? path : "", ':')) {
+    std::filesystem::path candidate = std::filesystem::path(dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
+// The body curl gets from `url`, or "" when curl fails.
+std::string scrape(const std::string& curl_path, const std::string& url) {
+  auto curl = ChildProcess::spawn({curl_path, "-sS", "--max-time", "10", "--fail", url});
+  EXPECT_TRUE(curl.is_ok()) << curl.status().to_string();
+  if (!curl.is_ok()) return "";
+  std::string body;
+  const Deadline deadline = Deadline::after(std::chrono::seconds(15));
+  for (auto line = curl->read_line(deadline); line.is_ok(); line = curl->read_line(deadline))
+    body += *line + "\n";
+  auto code = curl->wait(deadline);
+  EXPECT_TRUE(code.is_ok() && *code == 0)
+      << "curl " << url << ": "
+      << (code.is_ok() ? std::to_string(*code) : code.status().to_string());
+  return body;
+}
+
+TEST_F(Processes, ServesItsMetricsWhenAsked) {
+  const std::string curl = find_in_path("curl");
+  if (curl.empty()) GTEST_SKIP() << "curl is not installed";
+  const std::string file = dir + "/metrics-node.addr";
+  auto node = ChildProcess::spawn({program, "--host", "127.0.0.1", "--port", "0", "--metrics-port",
+                                   "0", "--bootstrap-file", file});
+  ASSERT_TRUE(node.is_ok()) << node.status().to_string();
+  auto line = node->read_line_containing("metrics at ", Deadline::after(std::chrono::seconds(20)));
+  ASSERT_TRUE(line.is_ok()) << line.status().to_string();
+  const std::string url = line->substr(line->find("http://"));
+
+  // Alone: no peer, no request yet.
+  std::string body = scrape(curl, url);
+  EXPECT_NE(body.find("# TYPE hivemind_dht_routing_table_size gauge\n"), std::string::npos) << body;
+  EXPECT_NE(body.find("\nhivemind_dht_routing_table_size 0\n"), std::string::npos) << body;
+  EXPECT_NE(body.find("# TYPE hivemind_dht_requests_received_total counter\n"), std::string::npos)
+      << body;
+  EXPECT_NE(body.find("\nhivemind_dht_requests_received_total 0\n"), std::string::npos) << body;
+
+  // A node joins through it: its bootstrap requests were answered before start() returned.
+  auto addresses = wait_for_bootstrap_file(file, Deadline::after(std::chrono::seconds(20)));
+  ASSERT_TRUE(addresses.is_ok()) << addresses.status().to_string();
+  DhtOptions options;
+  options.listen = "tcp://127.0.0.1:0";
+  options.initial_peers = {addresses->front()};
+  auto joined = Dht::start(options);
+  ASSERT_TRUE(joined.is_ok()) << joined.status().to_string();
+  body = scrape(curl, url);
+  EXPECT_NE(body.find("\nhivemind_dht_requests_received_total "), std::string::npos) << body;
+  EXPECT_EQ(body.find("\nhivemind_dht_requests_received_total 0\n"), std::string::npos) << body;
+  EXPECT_EQ(body.find("\nhivemind_dht_bytes_received_total 0\n"), std::string::npos) << body;
+
+  // SIGTERM: the node stops serving its metrics before it drops the node they read, and exits 0.
+  node->signal(SIGTERM);
+  auto code = node->wait(Deadline::after(std::chrono::seconds(20)));
+  ASSERT_TRUE(code.is_ok()) << code.status().to_string();
+  EXPECT_EQ(*code, 0);
 }
 
 }  // namespace

@@ -516,7 +516,10 @@ int main(int argc, char** argv) {
     return rc;
   }
 
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "moe_swarm_test: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   torch::set_num_threads(1);
   auto launch = hivemind::read_launch_info();
   if (!launch.is_ok()) fail(launch.status().to_string());

@@ -82,7 +82,10 @@ int main(int argc, char** argv) {
   app.add_option("--request-timeout", request_timeout_s)->capture_default_str();
   app.add_option("--seed", seed)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  hivemind::configure_logging_from_env();
+  if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
+    std::fprintf(stderr, "soak_trainer: %s\n", logging.to_string().c_str());
+    return 2;
+  }
   auto log = hivemind::logger("soak");
   torch::set_num_threads(1);
   if (grid.size() != 2) {

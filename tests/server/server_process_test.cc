@@ -8,7 +8,7 @@
 #include <torch/types.h>
 #include <unistd.h>
 
-#include <hivemind/common/child_process.h>
+#include <hivemind/harness/child_process.h>
 #include <hivemind/runtime/expert_backend.h>
 
 #include "server_test_util.h"

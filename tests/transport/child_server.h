@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include <hivemind/common/child_process.h>
+#include <hivemind/harness/child_process.h>
 
 #include "test_env.h"
 

@@ -1,9 +1,11 @@
-// What a forked child resets before exec (private to the common module).
+// What a forked child resets before exec: used by spawn.h's SpawnedGroup and by the harness's
+// ChildProcess, and by any program that forks and execs a helper itself. Inline, so that the child
+// calls nothing through the dynamic linker between fork and exec.
 #pragma once
 
 #include <signal.h>
 
-namespace hivemind::detail {
+namespace hivemind {
 
 // A child inherits the forking thread's signal mask, and ignored signals stay ignored across exec:
 // a started program must see SIGTERM, SIGINT and SIGPIPE like any program. Async-signal-safe, for
@@ -19,4 +21,4 @@ inline void restore_default_signals() {
   }
 }
 
-}  // namespace hivemind::detail
+}  // namespace hivemind

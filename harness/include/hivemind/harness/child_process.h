@@ -1,9 +1,10 @@
 // ChildProcess: one program started by this process, its output read line by line with deadlines.
 //
-// For tests and benchmarks that drive real binaries (servers, DHT nodes) and for tools that start a
-// helper: every wait has a deadline, and a child never outlives its parent by accident. By default
-// the child gets SIGKILL when the thread that spawned it ends (Linux's parent-death signal follows
-// the spawning thread, so spawn from a thread that lives as long as the child should), and the
+// For tests and benchmarks that drive real binaries (servers, DHT nodes): every wait has a
+// deadline, and a child never outlives its parent by accident. Part of the harness library
+// (harness/), which tests and hivemind-bench link and which is never installed. By default the
+// child gets SIGKILL when the thread that spawned it ends (Linux's parent-death signal follows the
+// spawning thread, so spawn from a thread that lives as long as the child should), and the
 // destructor kills and reaps a child that is still running. Launching ranks is spawn.h's job, not
 // this one's.
 #pragma once

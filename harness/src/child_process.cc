@@ -12,9 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <hivemind/common/child_process.h>
-
-#include "signals_for_exec.h"
+#include <hivemind/common/signals_for_exec.h>
+#include <hivemind/harness/child_process.h>
 
 extern char** environ;
 
@@ -122,7 +121,7 @@ Result<ChildProcess> ChildProcess::spawn(ChildOptions options) {
       // Asked after fork: if the parent died in between, the signal would never come.
       if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(127);
     }
-    detail::restore_default_signals();
+    restore_default_signals();
     int stdin_source = options.pipe_stdin ? in[0] : null_fd;
     if (::dup2(stdin_source, STDIN_FILENO) < 0) err = errno;
     for (int s = 0; s < 2 && err == 0; ++s) {

@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
-#include <hivemind/common/child_process.h>
+#include <hivemind/harness/child_process.h>
 
 namespace hivemind {
 namespace {
