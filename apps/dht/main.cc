@@ -16,9 +16,9 @@
 #include <CLI/CLI.hpp>
 
 #include <hivemind/common/logging.h>
-#include <hivemind/common/version.h>
 #include <hivemind/common/metrics.h>
 #include <hivemind/common/metrics_http_server.h>
+#include <hivemind/common/version.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/dht_metrics.h>
 #include <hivemind/dht/expert_registry.h>

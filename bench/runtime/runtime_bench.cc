@@ -66,8 +66,9 @@ struct RuntimeBenchOptions {
     cli.add_option("--threads", threads, "LibTorch intra-op threads")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    cli.add_option("--retain-memory", retain_memory,
-                   "keep freed host memory mapped, as the Runtime does (0: the C library's default)")
+    cli.add_option(
+           "--retain-memory", retain_memory,
+           "keep freed host memory mapped, as the Runtime does (0: the C library's default)")
         ->capture_default_str();
     cli.add_option("--reps", reps, "repetitions (medians are reported)")
         ->check(CLI::PositiveNumber)
@@ -164,7 +165,8 @@ RuntimeRun run_runtime(const RuntimeBenchOptions& s, bool backward,
 }
 
 // The same batches, concatenated beforehand, straight into the backend on a fresh thread.
-Cost run_direct(const RuntimeBenchOptions& s, bool backward, const std::vector<std::vector<torch::Tensor>>& tasks,
+Cost run_direct(const RuntimeBenchOptions& s, bool backward,
+                const std::vector<std::vector<torch::Tensor>>& tasks,
                 const std::vector<int64_t>& batch_sizes) {
   std::vector<std::vector<torch::Tensor>> batches;
   size_t next = 0;
