@@ -72,8 +72,9 @@ TEST(ServerGpuTest, GpuComputeThreadIsPlacedNextToTheGpu) {
   auto gpu = runtime::compute_device_from_string("cuda:0").value();
   std::printf("cuda:0 at PCI %s; %s\n", gpu.pci_bus_id.c_str(), topology->summary().c_str());
   EXPECT_FALSE(gpu.pci_bus_id.empty());
-  auto plan =
-      plan_binding(*topology, std::span(&gpu, 1), PinningOptions{}, ExistingBinding{}).value();
+  auto plan = runtime::plan_binding(*topology, std::span(&gpu, 1), runtime::PinningOptions{},
+                                    runtime::ExistingBinding{})
+                  .value();
   std::printf("%s\n", plan.describe(std::span(&gpu, 1)).c_str());
   ASSERT_TRUE(plan.apply);
   EXPECT_NE(plan.device_notes.at(0).find("local to pci"), std::string::npos)
