@@ -1,13 +1,13 @@
 // The expert zoo: the LibTorch blocks a server can host, built deterministically from a seed.
 //
-//   ffn         LN(x + Linear(4h,h)(gelu(Linear(h,4h) x)))                    ~8 h^2 params
-//   (hivemind >= PR #211) ffn_v08     x + [Linear(h,4h) LN ReLU Linear(4h,4h) LN ReLU Linear(4h,h)]
-//   ~24 h^2 params (hivemind v0.8,
-//               the block to use when comparing against hivemind v0.8 benchmarks)
-//   transformer one encoder layer on [batch, seq, h]: 16 heads (or the largest count <= 16 dividing
-//   h),
-//               feed-forward 4h, no dropout
-//   nop         x.clone()
+//   ffn          LN(x + Linear(4h,h)(gelu(Linear(h,4h) x)))      ~8 h^2 parameters
+//                hivemind's block since its PR #211 (2021)
+//   ffn_v08      x + [Linear(h,4h) LN ReLU Linear(4h,4h) LN ReLU Linear(4h,h)]
+//                ~24 h^2 parameters: hivemind v0.8's `ffn`, the block to use when comparing with
+//                hivemind v0.8's benchmarks
+//   transformer  one encoder layer on [batch, seq, h]: 16 heads (or the largest count <= 16
+//                dividing h), feed-forward 4h, no dropout
+//   nop          x.clone()
 //
 // Determinism: every parameter is drawn from a CPU generator seeded by expert_seed(base_seed, uid),
 // never from LibTorch's global generator, so a trainer (or a test) rebuilds a server's initial
