@@ -135,7 +135,7 @@ int check(const CheckOptions& o) {
   auto stats = client.stats();
   std::printf("requests sent %llu, unanswered %llu\n",
               static_cast<unsigned long long>(stats.requests_sent),
-              static_cast<unsigned long long>(stats.timeouts));
+              static_cast<unsigned long long>(stats.unanswered_requests));
   return status;
 }
 
