@@ -191,7 +191,7 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
     auto answer = directory_->get_active_successors(prefixes, deadline);
     if (!answer.is_ok())
       return answer.status().with_context("beam search over '" + uid_prefix_ + "'");
-    const std::vector<std::map<int, ExpertRef>>& successors = answer.value();
+    const std::vector<std::map<int, ExpertAddress>>& successors = answer.value();
     if (successors.size() != prefixes.size()) {
       return internal_error("beam search: the directory answered " +
                             std::to_string(successors.size()) + " prefixes of " +
@@ -203,7 +203,7 @@ Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_
       std::vector<Prefix> next;
       for (size_t n = 0; n < frontier[i].size(); ++n) {
         const Prefix& parent = frontier[i][n];
-        const std::map<int, ExpertRef>& live = successors[query_of[i][n]];
+        const std::map<int, ExpertAddress>& live = successors[query_of[i][n]];
         if (num_dims == 1) {
           // A flat expert "prefix.c" is live when its key lists it (under coordinate -1 in
           // hivemind).

@@ -30,7 +30,7 @@ Deadline deadline_after(Milliseconds timeout) {
   return Deadline(now + std::max(timeout, Milliseconds{0}));
 }
 
-std::string describe(const ExpertRef& e) {
+std::string describe(const ExpertAddress& e) {
   return "expert '" + e.uid + "' at " +
          (e.endpoint.empty() ? std::string("<no endpoint>") : e.endpoint);
 }
