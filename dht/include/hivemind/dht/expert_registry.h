@@ -3,15 +3,15 @@
 //
 // Expert uids follow hivemind's grammar (common/expert_uid.h): "ffn.3.14"; prefixes end with the
 // delimiter: "ffn.", "ffn.3.". Declaring "ffn.3.14" at endpoint E stores
-//   "ffn.3.14"            -> {uid, E}                 (regular value)
-//   "ffn." [subkey "3"]   -> {uid "ffn.3.14", E}      (one dictionary per prefix: its live
-//   successors) "ffn.3." [subkey "14"] -> {uid "ffn.3.14", E}
+//   "ffn.3.14"             -> {uid, E}             (regular value)
+//   "ffn."   [subkey "3"]  -> {"ffn.3.14", E}      (one dictionary per prefix: its live successors)
+//   "ffn.3." [subkey "14"] -> {"ffn.3.14", E}
 // and a one-dimensional uid "ffn.5" also stores "ffn.5." [subkey "-1"] (hivemind's FLAT_EXPERT), so
 // the first-dimension query sees it. Every entry expires at the declared time; servers re-declare.
 //
 // Negative caching (a prefix found empty is not asked again for a while) lives in this node's local
-// cache under keys of its own namespace — never on a real subkey, where hivemind's shadowed live
-// experts (dht.md 1.9 item 5).
+// cache under keys of its own namespace — never on a real subkey, where hivemind's (subkey -1)
+// shadowed live one-dimensional experts.
 #pragma once
 
 #include <map>
