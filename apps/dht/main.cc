@@ -112,17 +112,17 @@ int check(const CheckOptions& o) {
       auto records = client.get(chunk, deadline());
       const hivemind::DhtTime now = client.dht_now();
       for (size_t i = 0; i < chunk.size(); ++i) {
-        std::optional<dht::ExpertInfo> info;
+        std::optional<dht::ExpertAddress> expert;
         hivemind::DhtTime expiration = 0;
         if (records.is_ok() && (*records)[i] && (*records)[i]->regular) {
-          info = dht::decode_expert_info((*records)[i]->regular->value);
+          expert = dht::decode_expert_address((*records)[i]->regular->value);
           expiration = (*records)[i]->regular->expiration;
         }
-        if (info && info->uid == chunk[i]) {
+        if (expert && expert->uid == chunk[i]) {
           ++live;
-          ++per_endpoint[info->endpoint];
+          ++per_endpoint[expert->endpoint];
           std::printf("  %-24s live     %s, declared until %.1f s from now\n", chunk[i].c_str(),
-                      info->endpoint.c_str(), static_cast<double>(expiration - now) / 1000.0);
+                      expert->endpoint.c_str(), static_cast<double>(expiration - now) / 1000.0);
         } else {
           std::printf("  %-24s missing%s\n", chunk[i].c_str(),
                       records.is_ok() ? "" : (" (" + records.status().to_string() + ")").c_str());
@@ -142,7 +142,7 @@ int check(const CheckOptions& o) {
   auto stats = client.stats();
   std::printf("requests sent %llu, unanswered %llu\n",
               static_cast<unsigned long long>(stats.requests_sent),
-              static_cast<unsigned long long>(stats.timeouts));
+              static_cast<unsigned long long>(stats.unanswered_requests));
   return status;
 }
 

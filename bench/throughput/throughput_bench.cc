@@ -271,7 +271,7 @@ int run_client(const ThroughputBenchOptions& options) {
     auto caller = client::RpcExpertCaller::create(transport::rpc::Client::create(worker));
     std::vector<client::RemoteExpert> experts;
     for (int i = 0; i < c.num_experts; ++i) {
-      client::ExpertRef ref{uid_of(i), server};
+      client::ExpertAddress ref{uid_of(i), server};
       caller->info(ref, Deadline::after(Milliseconds(30'000)))
           .value_or_throw();  // connect + cache info
       experts.emplace_back(ref, caller);

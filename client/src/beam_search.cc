@@ -64,6 +64,216 @@ struct Prefix {
   double score;  // left-to-right sum of its coordinates' scores
 };
 
+// The scores must cover the grid: one [batch, grid_size[d]] block per dimension.
+Status check_search_input(const GridScores& scores, std::span<const int64_t> grid_size,
+                          int64_t k_best) {
+  const size_t num_dims = grid_size.size();
+  if (k_best <= 0) return invalid_argument_error("beam search: k_best must be positive");
+  if (scores.dims.size() != num_dims) {
+    return invalid_argument_error("beam search: got scores for " +
+                                  std::to_string(scores.dims.size()) +
+                                  " grid dimensions, the grid has " + std::to_string(num_dims));
+  }
+  for (size_t d = 0; d < num_dims; ++d) {
+    if (static_cast<int64_t>(scores.dims[d].size()) != scores.batch_size * grid_size[d]) {
+      return invalid_argument_error("beam search: scores of dimension " + std::to_string(d) +
+                                    " do not have shape [batch, " + std::to_string(grid_size[d]) +
+                                    "]");
+    }
+  }
+  return Status::ok();
+}
+
+// One directory round's question: the distinct prefix keys, and for every sample which key each
+// prefix of its frontier is (prefixes[asked_by[i][n]] for frontier[i][n]).
+struct RoundQuery {
+  std::vector<std::string> prefixes;
+  std::vector<std::vector<size_t>> asked_by;
+};
+
+// The state of one batch_find_best_experts call and its steps: each sample's k best live experts so
+// far and its frontier of prefixes that may still hold better ones.
+class BatchSearch {
+ public:
+  BatchSearch(const GridScores& scores, const std::string& uid_prefix,
+              std::span<const int64_t> grid_size, size_t k_best)
+      : scores_(scores),
+        uid_prefix_(uid_prefix),
+        grid_size_(grid_size),
+        batch_(scores.batch_size),
+        best_(static_cast<size_t>(scores.batch_size), TopK(k_best)),
+        frontier_(static_cast<size_t>(scores.batch_size)) {
+    compute_best_rest();
+    // Round 1 asks for every first coordinate: nothing is known about the grid before it.
+    for (int64_t i = 0; i < batch_; ++i) {
+      frontier_[i].reserve(grid_size_[0]);
+      for (int32_t c = 0; c < grid_size_[0]; ++c)
+        frontier_[i].push_back({{c}, 0.0 + score_at(i, 0, c)});
+    }
+  }
+
+  // A grid of D >= 2 dimensions takes D - 1 rounds (the last coordinate comes with its parent's
+  // successors); a flat grid one.
+  size_t num_rounds() const { return grid_size_.size() == 1 ? 1 : grid_size_.size() - 1; }
+
+  // The prefixes every sample's frontier asks in `round`, each asked once. Empty: nothing to ask.
+  RoundQuery query(size_t round) const {
+    RoundQuery q;
+    if (batch_ == 0) return q;
+    q.asked_by.resize(static_cast<size_t>(batch_));
+    if (round == 0) {
+      // Every sample asks the same first coordinates: build the keys once, not once per sample.
+      for (int32_t c = 0; c < grid_size_[0]; ++c)
+        q.prefixes.push_back(prefix_key({c}));
+      for (int64_t i = 0; i < batch_; ++i) {
+        q.asked_by[i].resize(frontier_[i].size());
+        for (size_t n = 0; n < frontier_[i].size(); ++n)
+          q.asked_by[i][n] = static_cast<size_t>(frontier_[i][n].coords[0]);
+      }
+      return q;
+    }
+    std::unordered_map<std::string, size_t> index;
+    for (int64_t i = 0; i < batch_; ++i) {
+      q.asked_by[i].reserve(frontier_[i].size());
+      for (const Prefix& p : frontier_[i]) {
+        auto [it, inserted] = index.try_emplace(prefix_key(p.coords), q.prefixes.size());
+        if (inserted) q.prefixes.push_back(it->first);
+        q.asked_by[i].push_back(it->second);
+      }
+    }
+    return q;
+  }
+
+  // Takes the directory's answer to `q` (asked in `round`): offers the live experts it names to
+  // each sample's top k, and replaces each frontier by the children that may still hold a better
+  // expert.
+  void advance(size_t round, const RoundQuery& q,
+               const std::vector<std::map<int, ExpertAddress>>& successors) {
+    const size_t depth = round + 1;  // coordinates in each prefix asked this round
+    for (int64_t i = 0; i < batch_; ++i) {
+      std::vector<Prefix> next;
+      for (size_t n = 0; n < frontier_[i].size(); ++n) {
+        const std::map<int, ExpertAddress>& live = successors[q.asked_by[i][n]];
+        if (grid_size_.size() == 1)
+          offer_flat_expert(i, frontier_[i][n], live);
+        else
+          expand_prefix(i, depth, frontier_[i][n], live, next);
+      }
+      prune(i, next);
+      frontier_[i] = std::move(next);
+    }
+  }
+
+  std::vector<std::vector<ChosenExpert>> results() && {
+    std::vector<std::vector<ChosenExpert>> out;
+    out.reserve(best_.size());
+    for (TopK& b : best_)
+      out.push_back(std::move(b).take());
+    return out;
+  }
+
+ private:
+  double score_at(int64_t sample, size_t dim, int64_t coord) const {
+    return sanitize(scores_.dims[dim][sample * grid_size_[dim] + coord]);
+  }
+
+  // best_rest_[i][d]: the best score of dimension d for sample i, for the optimistic completion
+  // bound.
+  void compute_best_rest() {
+    const size_t num_dims = grid_size_.size();
+    best_rest_.assign(static_cast<size_t>(batch_), std::vector<double>(num_dims, kMinusInf));
+    for (int64_t i = 0; i < batch_; ++i) {
+      for (size_t d = 0; d < num_dims; ++d) {
+        for (int64_t c = 0; c < grid_size_[d]; ++c)
+          best_rest_[i][d] = std::max(best_rest_[i][d], score_at(i, d, c));
+      }
+    }
+  }
+
+  // The best score any expert below a prefix of `score` with `next_dim` coordinates can have.
+  // Summed in the same left-to-right order as every expert's score, so rounding (monotone) keeps
+  // the bound >= the score of every expert below the prefix: ties are kept, nothing reachable is
+  // pruned.
+  double upper_from(int64_t sample, double score, size_t next_dim) const {
+    for (size_t d = next_dim; d < grid_size_.size(); ++d)
+      score += best_rest_[sample][d];
+    return score;
+  }
+
+  double exact_score(int64_t sample, const std::vector<int32_t>& coords) const {
+    double s = 0;
+    for (size_t d = 0; d < grid_size_.size(); ++d)
+      s += score_at(sample, d, coords[d]);
+    return s;
+  }
+
+  std::string prefix_key(const std::vector<int32_t>& coords) const {
+    std::string key = make_expert_uid(uid_prefix_, coords);
+    key += kUidDelimiter;
+    return key;
+  }
+
+  // A flat grid: expert "prefix.c" is live when its own key lists it (under coordinate -1 in
+  // hivemind).
+  void offer_flat_expert(int64_t sample, const Prefix& parent,
+                         const std::map<int, ExpertAddress>& live) {
+    const std::string uid = make_expert_uid(uid_prefix_, parent.coords);
+    for (const auto& [coord, expert] : live) {
+      if (expert.uid == uid) {
+        best_[sample].offer({expert, parent.coords, parent.score});
+        return;
+      }
+    }
+  }
+
+  // One live successor per child coordinate: at the last dimension it is the expert itself;
+  // above, a child prefix for the next round, whose example expert tightens the bound at once.
+  void expand_prefix(int64_t sample, size_t depth, const Prefix& parent,
+                     const std::map<int, ExpertAddress>& live, std::vector<Prefix>& next) {
+    TopK& best = best_[sample];
+    for (const auto& [coord, expert] : live) {
+      if (coord < 0 || coord >= grid_size_[depth]) continue;  // outside our grid: another tenant's
+      const double score = parent.score + score_at(sample, depth, coord);
+      if (depth + 1 == grid_size_.size()) {
+        // Most successors cannot enter the top k: reject them before building anything.
+        if (!best.may_enter(score)) continue;
+        std::vector<int32_t> coords = parent.coords;
+        coords.push_back(coord);
+        if (expert.uid != make_expert_uid(uid_prefix_, coords)) continue;  // inconsistent record
+        best.offer({expert, std::move(coords), score});
+        continue;
+      }
+      // The bound only grows, so what falls below it now stays below it.
+      if (upper_from(sample, score, depth + 1) < best.bound()) continue;
+      Prefix child{parent.coords, score};
+      child.coords.push_back(coord);
+      // The example expert below this child is live: its exact score tightens the bound.
+      if (auto example = parse_expert_uid(uid_prefix_, expert.uid, grid_size_);
+          example && std::equal(child.coords.begin(), child.coords.end(), example->begin())) {
+        const double s = exact_score(sample, *example);
+        if (best.may_enter(s)) best.offer({expert, std::move(*example), s});
+      }
+      next.push_back(std::move(child));
+    }
+  }
+
+  // Drops the children whose best conceivable expert cannot reach the top k any more.
+  void prune(int64_t sample, std::vector<Prefix>& children) const {
+    const double bound = best_[sample].bound();
+    std::erase_if(children, [&](const Prefix& p) {
+      return upper_from(sample, p.score, p.coords.size()) < bound;
+    });
+  }
+
+  const GridScores& scores_;
+  const std::string& uid_prefix_;
+  std::span<const int64_t> grid_size_;
+  int64_t batch_;
+  std::vector<std::vector<double>> best_rest_;
+  std::vector<TopK> best_;
+  std::vector<std::vector<Prefix>> frontier_;
+};
+
 }  // namespace
 
 GridScores GridScores::from_tensors(std::span<const torch::Tensor> grid_scores) {
@@ -99,160 +309,26 @@ MoEBeamSearcher::MoEBeamSearcher(std::shared_ptr<ExpertDirectory> directory,
 
 Result<std::vector<std::vector<ChosenExpert>>> MoEBeamSearcher::batch_find_best_experts(
     const GridScores& scores, int64_t k_best, Deadline deadline, BeamSearchStats* stats) const {
-  const size_t num_dims = grid_size_.size();
-  const int64_t batch = scores.batch_size;
-  if (k_best <= 0) return invalid_argument_error("beam search: k_best must be positive");
-  if (scores.dims.size() != num_dims) {
-    return invalid_argument_error("beam search: got scores for " +
-                                  std::to_string(scores.dims.size()) +
-                                  " grid dimensions, the grid has " + std::to_string(num_dims));
-  }
-  for (size_t d = 0; d < num_dims; ++d) {
-    if (static_cast<int64_t>(scores.dims[d].size()) != batch * grid_size_[d]) {
-      return invalid_argument_error("beam search: scores of dimension " + std::to_string(d) +
-                                    " do not have shape [batch, " + std::to_string(grid_size_[d]) +
-                                    "]");
-    }
-  }
+  HIVEMIND_RETURN_IF_ERROR(check_search_input(scores, grid_size_, k_best));
   if (stats) stats->prefixes_per_round.clear();
 
-  auto score_at = [&](int64_t sample, size_t dim, int64_t coord) {
-    return sanitize(scores.dims[dim][sample * grid_size_[dim] + coord]);
-  };
-  // best_rest[i][d]: the best score of dimension d for sample i, for the optimistic completion
-  // bound.
-  std::vector<std::vector<double>> best_rest(batch, std::vector<double>(num_dims, kMinusInf));
-  for (int64_t i = 0; i < batch; ++i) {
-    for (size_t d = 0; d < num_dims; ++d) {
-      for (int64_t c = 0; c < grid_size_[d]; ++c)
-        best_rest[i][d] = std::max(best_rest[i][d], score_at(i, d, c));
-    }
-  }
-  // Summed in the same left-to-right order as every expert's score, so rounding (monotone) keeps
-  // the bound >= the score of every expert below the prefix: ties are kept, nothing reachable is
-  // pruned.
-  auto upper_from = [&](int64_t sample, double score, size_t next_dim) {
-    for (size_t d = next_dim; d < num_dims; ++d)
-      score += best_rest[sample][d];
-    return score;
-  };
-  auto upper_bound = [&](int64_t sample, const Prefix& p) {
-    return upper_from(sample, p.score, p.coords.size());
-  };
-  auto exact_score = [&](int64_t sample, const std::vector<int32_t>& coords) {
-    double s = 0;
-    for (size_t d = 0; d < num_dims; ++d)
-      s += score_at(sample, d, coords[d]);
-    return s;
-  };
-  auto prefix_key = [&](const std::vector<int32_t>& coords) {
-    std::string key = make_expert_uid(uid_prefix_, coords);
-    key += kUidDelimiter;
-    return key;
-  };
-
-  std::vector<TopK> best(batch, TopK(static_cast<size_t>(k_best)));
-  // Round 1 asks for every first coordinate: nothing is known about the grid before it.
-  std::vector<std::vector<Prefix>> frontier(batch);
-  for (int64_t i = 0; i < batch; ++i) {
-    frontier[i].reserve(grid_size_[0]);
-    for (int32_t c = 0; c < grid_size_[0]; ++c)
-      frontier[i].push_back({{c}, 0.0 + score_at(i, 0, c)});
-  }
-
-  const size_t num_rounds = num_dims == 1 ? 1 : num_dims - 1;
-  for (size_t round = 0; round < num_rounds; ++round) {
+  BatchSearch search(scores, uid_prefix_, grid_size_, static_cast<size_t>(k_best));
+  for (size_t round = 0; round < search.num_rounds(); ++round) {
     // One directory round for the whole batch, each prefix asked once.
-    std::vector<std::string> prefixes;
-    std::unordered_map<std::string, size_t> prefix_index;
-    std::vector<std::vector<size_t>> query_of(batch);
-    if (round == 0) {
-      // Every sample asks the same first coordinates: build the keys once, not once per sample.
-      for (int32_t c = 0; c < grid_size_[0]; ++c)
-        prefixes.push_back(prefix_key({c}));
-      for (int64_t i = 0; i < batch; ++i) {
-        query_of[i].resize(frontier[i].size());
-        for (size_t n = 0; n < frontier[i].size(); ++n)
-          query_of[i][n] = static_cast<size_t>(frontier[i][n].coords[0]);
-      }
-    } else {
-      for (int64_t i = 0; i < batch; ++i) {
-        query_of[i].reserve(frontier[i].size());
-        for (const Prefix& p : frontier[i]) {
-          auto [it, inserted] = prefix_index.try_emplace(prefix_key(p.coords), prefixes.size());
-          if (inserted) prefixes.push_back(it->first);
-          query_of[i].push_back(it->second);
-        }
-      }
-    }
-    if (batch == 0) break;
-    if (prefixes.empty()) break;
-    if (stats) stats->prefixes_per_round.push_back(prefixes.size());
-    auto answer = directory_->get_active_successors(prefixes, deadline);
+    const RoundQuery query = search.query(round);
+    if (query.prefixes.empty()) break;
+    if (stats) stats->prefixes_per_round.push_back(query.prefixes.size());
+    auto answer = directory_->get_active_successors(query.prefixes, deadline);
     if (!answer.is_ok())
       return answer.status().with_context("beam search over '" + uid_prefix_ + "'");
-    const std::vector<std::map<int, ExpertRef>>& successors = answer.value();
-    if (successors.size() != prefixes.size()) {
+    if (answer->size() != query.prefixes.size()) {
       return internal_error("beam search: the directory answered " +
-                            std::to_string(successors.size()) + " prefixes of " +
-                            std::to_string(prefixes.size()));
+                            std::to_string(answer->size()) + " prefixes of " +
+                            std::to_string(query.prefixes.size()));
     }
-
-    const size_t depth = round + 1;  // coordinates in each prefix asked this round
-    for (int64_t i = 0; i < batch; ++i) {
-      std::vector<Prefix> next;
-      for (size_t n = 0; n < frontier[i].size(); ++n) {
-        const Prefix& parent = frontier[i][n];
-        const std::map<int, ExpertRef>& live = successors[query_of[i][n]];
-        if (num_dims == 1) {
-          // A flat expert "prefix.c" is live when its key lists it (under coordinate -1 in
-          // hivemind).
-          const std::string uid = make_expert_uid(uid_prefix_, parent.coords);
-          for (const auto& [coord, ref] : live) {
-            if (ref.uid == uid) {
-              best[i].offer({ref, parent.coords, parent.score});
-              break;
-            }
-          }
-          continue;
-        }
-        for (const auto& [coord, ref] : live) {
-          if (coord < 0 || coord >= grid_size_[depth])
-            continue;  // outside our grid: another tenant's
-          const double score = parent.score + score_at(i, depth, coord);
-          if (depth + 1 == num_dims) {
-            // Most successors cannot enter the top k: reject them before building anything.
-            if (!best[i].may_enter(score)) continue;
-            std::vector<int32_t> coords = parent.coords;
-            coords.push_back(coord);
-            if (ref.uid != make_expert_uid(uid_prefix_, coords)) continue;  // inconsistent record
-            best[i].offer({ref, std::move(coords), score});
-            continue;
-          }
-          // The bound only grows, so what falls below it now stays below it.
-          if (upper_from(i, score, depth + 1) < best[i].bound()) continue;
-          Prefix child{parent.coords, score};
-          child.coords.push_back(coord);
-          // The example expert below this child is live: its exact score tightens the bound.
-          if (auto example = parse_expert_uid(uid_prefix_, ref.uid, grid_size_);
-              example && std::equal(child.coords.begin(), child.coords.end(), example->begin())) {
-            const double s = exact_score(i, *example);
-            if (best[i].may_enter(s)) best[i].offer({ref, std::move(*example), s});
-          }
-          next.push_back(std::move(child));
-        }
-      }
-      const double bound = best[i].bound();
-      std::erase_if(next, [&](const Prefix& p) { return upper_bound(i, p) < bound; });
-      frontier[i] = std::move(next);
-    }
+    search.advance(round, query, *answer);
   }
-
-  std::vector<std::vector<ChosenExpert>> out;
-  out.reserve(batch);
-  for (TopK& b : best)
-    out.push_back(std::move(b).take());
-  return out;
+  return std::move(search).results();
 }
 
 }  // namespace hivemind::client

@@ -1,5 +1,3 @@
-#include <charconv>
-
 #include <hivemind/client/expert_uid.h>
 
 namespace hivemind::client {
@@ -29,16 +27,10 @@ std::optional<std::vector<int32_t>> parse_expert_uid(std::string_view normalized
   while (true) {
     const size_t dot = rest.find(kUidDelimiter);
     const std::string_view part = rest.substr(0, dot);
-    if (coords.size() >= grid_size.size() || part.empty()) return std::nullopt;
-    // Digits only: from_chars would accept a leading '-', and hivemind's grammar has none.
-    for (char c : part) {
-      if (c < '0' || c > '9') return std::nullopt;
-    }
-    int64_t value = 0;
-    const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
-    if (ec != std::errc() || end != part.data() + part.size()) return std::nullopt;
-    if (value >= grid_size[coords.size()]) return std::nullopt;
-    coords.push_back(static_cast<int32_t>(value));
+    if (coords.size() >= grid_size.size()) return std::nullopt;
+    const std::optional<int> value = parse_uid_coordinate(part);
+    if (!value || *value >= grid_size[coords.size()]) return std::nullopt;
+    coords.push_back(*value);
     if (dot == std::string_view::npos) break;
     rest = rest.substr(dot + 1);
   }

@@ -30,7 +30,7 @@ Deadline deadline_after(Milliseconds timeout) {
   return Deadline(now + std::max(timeout, Milliseconds{0}));
 }
 
-std::string describe(const ExpertRef& e) {
+std::string describe(const ExpertAddress& e) {
   return "expert '" + e.uid + "' at " +
          (e.endpoint.empty() ? std::string("<no endpoint>") : e.endpoint);
 }
@@ -177,6 +177,36 @@ bool all_finite(const torch::Tensor& t) {
   return !t.is_floating_point() || t.isfinite().all().item<bool>();
 }
 
+// What an expert answers to one pass, as its errors name it.
+struct AnswerKind {
+  const char* one;     // "output"
+  const char* many;    // "outputs"
+  const char* values;  // what non-finite entries are called
+};
+constexpr AnswerKind kForwardAnswer{"output", "outputs", "values"};
+constexpr AnswerKind kBackwardAnswer{"input gradient", "input gradients", "gradients"};
+
+// The one check of an expert's answer, forward or backward: exactly one tensor, of shape `want`,
+// and finite when detect_anomalies is on.
+Status check_answer(const std::vector<torch::Tensor>& answer, const std::vector<int64_t>& want,
+                    const AnswerKind& kind, bool detect_anomalies) {
+  if (answer.size() != 1) {
+    return protocol_error("returned " + std::to_string(answer.size()) + " " + kind.many +
+                          ", expected 1");
+  }
+  const torch::Tensor& tensor = answer[0];
+  if (!tensor.defined() || tensor.sizes() != torch::IntArrayRef(want)) {
+    return protocol_error(std::string("returned an ") + kind.one + " of shape " +
+                          (tensor.defined() ? shape_string(tensor.sizes()) : "<undefined>") +
+                          ", expected " + shape_string(want));
+  }
+  if (detect_anomalies && !all_finite(tensor)) {
+    return protocol_error(std::string("returned NaN or Inf ") + kind.values +
+                          " (detect_anomalies)");
+  }
+  return Status::ok();
+}
+
 // One task that takes every sample, in order, into the only slot (RemoteExpert, or an MoE batch
 // that chose one expert): its request is the input itself and its answer is the output, with no
 // gather or scatter, which for RemoteExpert's small batches costs more than the call's own tensor
@@ -232,22 +262,10 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
           state->whole_batch ? input.detach() : input.index_select(0, state->sample_index[t]);
       state->caller->forward(plan.tasks[t].expert, {std::move(rows)}, deadline, std::move(done));
     };
-    const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& outs) -> Status {
-      const int64_t n = static_cast<int64_t>(plan.tasks[t].samples.size());
-      if (outs.size() != 1)
-        return protocol_error("returned " + std::to_string(outs.size()) + " outputs, expected 1");
-      std::vector<int64_t> want{n};
+    const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
+      std::vector<int64_t> want{static_cast<int64_t>(plan.tasks[t].samples.size())};
       want.insert(want.end(), out_shape.begin(), out_shape.end());
-      if (!outs[0].defined() || outs[0].sizes() != torch::IntArrayRef(want)) {
-        return protocol_error(
-            "returned an output of shape " +
-            (outs[0].defined() ? shape_string(outs[0].sizes()) : std::string("<undefined>")) +
-            ", expected " + shape_string(want));
-      }
-      if (policy.detect_anomalies && !all_finite(outs[0])) {
-        return protocol_error("returned NaN or Inf values (detect_anomalies)");
-      }
-      return Status::ok();
+      return check_answer(answer, want, kForwardAnswer, policy.detect_anomalies);
     };
     const std::vector<int64_t> required(plan.batch_size, policy.k_min);
     Collected got = dispatch_and_collect(plan, all, required, policy.forward_timeout,
@@ -321,24 +339,10 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
                               {grad.index({state->sample_index[t], state->slot_index[t]})},
                               deadline, std::move(done));
     };
-    const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& outs) -> Status {
-      const int64_t n = static_cast<int64_t>(plan.tasks[t].samples.size());
-      if (outs.size() != 1) {
-        return protocol_error("returned " + std::to_string(outs.size()) +
-                              " input gradients, expected 1");
-      }
+    const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
       std::vector<int64_t> want = input.sizes().vec();
-      want[0] = n;
-      if (!outs[0].defined() || outs[0].sizes() != torch::IntArrayRef(want)) {
-        return protocol_error(
-            "returned an input gradient of shape " +
-            (outs[0].defined() ? shape_string(outs[0].sizes()) : std::string("<undefined>")) +
-            ", expected " + shape_string(want));
-      }
-      if (policy.detect_anomalies && !all_finite(outs[0])) {
-        return protocol_error("returned NaN or Inf gradients (detect_anomalies)");
-      }
-      return Status::ok();
+      want[0] = static_cast<int64_t>(plan.tasks[t].samples.size());
+      return check_answer(answer, want, kBackwardAnswer, policy.detect_anomalies);
     };
     // backward_k_min counts among the experts that answered forward: a sample that kept one expert
     // (k_min = 1) cannot get two gradients back.

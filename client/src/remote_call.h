@@ -34,7 +34,7 @@ struct CallPolicy {
 // One request per expert: the batch rows routed to it and, for each row, the expert's slot among
 // that sample's chosen experts.
 struct ExpertTask {
-  ExpertRef expert;
+  ExpertAddress expert;
   std::vector<int64_t> samples;
   std::vector<int64_t> slots;
 };

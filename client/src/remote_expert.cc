@@ -8,7 +8,7 @@
 
 namespace hivemind::client {
 
-RemoteExpertImpl::RemoteExpertImpl(ExpertRef expert, std::shared_ptr<ExpertCaller> caller,
+RemoteExpertImpl::RemoteExpertImpl(ExpertAddress expert, std::shared_ptr<ExpertCaller> caller,
                                    RemoteExpertOptions options)
     : expert_(std::move(expert)), caller_(std::move(caller)), options_(std::move(options)) {
   if (!caller_) throw std::invalid_argument("RemoteExpert: caller is null");

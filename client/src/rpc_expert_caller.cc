@@ -10,11 +10,11 @@
 namespace hivemind::client {
 namespace {
 
-std::string cache_key(const ExpertRef& expert) {
+std::string cache_key(const ExpertAddress& expert) {
   return expert.uid + "@" + expert.endpoint;
 }
 
-std::string describe(const ExpertRef& expert) {
+std::string describe(const ExpertAddress& expert) {
   return "expert '" + expert.uid + "' at " + expert.endpoint;
 }
 
@@ -42,7 +42,7 @@ std::shared_ptr<RpcExpertCaller> RpcExpertCaller::create(
   return std::shared_ptr<RpcExpertCaller>(new RpcExpertCaller(std::move(rpc)));
 }
 
-void RpcExpertCaller::info(const ExpertRef& expert, Deadline deadline,
+void RpcExpertCaller::info(const ExpertAddress& expert, Deadline deadline,
                            std::function<void(Result<protocol::ExpertInfo>)> done) {
   {
     std::lock_guard lock(mutex_);
@@ -79,7 +79,7 @@ void RpcExpertCaller::info(const ExpertRef& expert, Deadline deadline,
              });
 }
 
-Result<protocol::ExpertInfo> RpcExpertCaller::info(const ExpertRef& expert, Deadline deadline) {
+Result<protocol::ExpertInfo> RpcExpertCaller::info(const ExpertAddress& expert, Deadline deadline) {
   auto promise = std::make_shared<std::promise<Result<protocol::ExpertInfo>>>();
   auto future = promise->get_future();
   info(expert, deadline,
@@ -92,13 +92,13 @@ Result<protocol::ExpertInfo> RpcExpertCaller::info(const ExpertRef& expert, Dead
   return future.get();
 }
 
-void RpcExpertCaller::forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+void RpcExpertCaller::forward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                               Deadline deadline, ExpertCallback done) {
   size_t num_inputs = inputs.size();
   call(expert, protocol::kForwardMethod, std::move(inputs), num_inputs, deadline, std::move(done));
 }
 
-void RpcExpertCaller::backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+void RpcExpertCaller::backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                                std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                                ExpertCallback done) {
   size_t num_inputs = inputs.size();
@@ -107,14 +107,14 @@ void RpcExpertCaller::backward(const ExpertRef& expert, std::vector<torch::Tenso
   call(expert, protocol::kBackwardMethod, std::move(inputs), num_inputs, deadline, std::move(done));
 }
 
-std::optional<protocol::ExpertInfo> RpcExpertCaller::cached_info(const ExpertRef& expert) {
+std::optional<protocol::ExpertInfo> RpcExpertCaller::cached_info(const ExpertAddress& expert) {
   std::lock_guard lock(mutex_);
   auto it = info_cache_.find(cache_key(expert));
   if (it == info_cache_.end()) return std::nullopt;
   return it->second;
 }
 
-void RpcExpertCaller::call(const ExpertRef& expert, std::string_view method,
+void RpcExpertCaller::call(const ExpertAddress& expert, std::string_view method,
                            std::vector<torch::Tensor> tensors, size_t num_inputs, Deadline deadline,
                            ExpertCallback done) {
   std::string method_name(method);
@@ -140,7 +140,7 @@ void RpcExpertCaller::call(const ExpertRef& expert, std::string_view method,
        });
 }
 
-void RpcExpertCaller::send(const ExpertRef& expert, const std::string& method_name,
+void RpcExpertCaller::send(const ExpertAddress& expert, const std::string& method_name,
                            std::vector<torch::Tensor> tensors, size_t num_inputs,
                            const protocol::ExpertInfo& info, Deadline deadline,
                            ExpertCallback done) {

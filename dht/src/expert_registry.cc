@@ -1,4 +1,3 @@
-#include <charconv>
 #include <set>
 
 #include <hivemind/common/byte_order.h>
@@ -9,47 +8,14 @@ namespace hivemind::dht {
 
 namespace {
 
-constexpr uint8_t kExpertInfoVersion = 1;
-constexpr size_t kMaxUidBytes = kMaxKeyBytes;
+constexpr uint8_t kExpertAddressVersion = 1;
 constexpr size_t kMaxEndpointBytes = 256;
 // The negative cache's own namespace: no uid or prefix can start with a control byte.
 constexpr std::string_view kNegativeCachePrefix = "\x01hivemind.negative-cache:";
 
-bool valid_coordinate(std::string_view text) {
-  if (text.empty() || text.size() > 9) return false;  // fits an int
-  if (text.size() > 1 && text.front() == '0') return false;
-  for (char c : text) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-// "name.c1.c2" (trailing = false) or "name.c1." / "name." (trailing = true).
-bool valid_grammar(std::string_view text, bool trailing) {
-  if (text.empty() || text.size() > kMaxUidBytes) return false;
-  size_t dot = text.find(kUidDelimiter);
-  if (dot == std::string_view::npos || dot == 0) return false;
-  std::string_view rest = text.substr(dot + 1);
-  if (trailing) {
-    if (rest.empty()) return true;  // "name."
-    if (rest.back() != kUidDelimiter) return false;
-    rest.remove_suffix(1);
-  }
-  if (rest.empty()) return false;
-  while (true) {
-    size_t next = rest.find(kUidDelimiter);
-    if (!valid_coordinate(rest.substr(0, next))) return false;
-    if (next == std::string_view::npos) return true;
-    rest = rest.substr(next + 1);
-  }
-}
-
 std::optional<int> parse_subkey(std::string_view text) {
   if (text == "-1") return kFlatExpert;
-  if (!valid_coordinate(text)) return std::nullopt;
-  int value = 0;
-  std::from_chars(text.data(), text.data() + text.size(), value);
-  return value;
+  return parse_uid_coordinate(text);
 }
 
 std::string negative_key(const std::string& prefix) {
@@ -58,44 +24,18 @@ std::string negative_key(const std::string& prefix) {
 
 }  // namespace
 
-bool is_valid_uid(std::string_view uid) {
-  return valid_grammar(uid, false);
-}
-bool is_valid_prefix(std::string_view prefix) {
-  return valid_grammar(prefix, true);
-}
-
-Result<std::pair<std::string, int>> split_uid(std::string_view uid_or_prefix) {
-  std::string_view text = uid_or_prefix;
-  bool prefix = !text.empty() && text.back() == kUidDelimiter;
-  if (prefix ? !is_valid_prefix(text) : !is_valid_uid(text)) {
-    return invalid_argument_error("'" + std::string(uid_or_prefix) +
-                                  "' is not a valid expert uid or prefix");
-  }
-  if (prefix) text.remove_suffix(1);
-  size_t pivot = text.rfind(kUidDelimiter);
-  if (pivot == std::string_view::npos) {
-    return invalid_argument_error("'" + std::string(uid_or_prefix) +
-                                  "' has no coordinate to split off");
-  }
-  auto coordinate = parse_subkey(text.substr(pivot + 1));
-  if (!coordinate)
-    return invalid_argument_error("bad coordinate in '" + std::string(uid_or_prefix) + "'");
-  return std::make_pair(std::string(text.substr(0, pivot + 1)), *coordinate);
-}
-
-std::string encode_expert_info(const ExpertInfo& info) {
+std::string encode_expert_address(const ExpertAddress& address) {
   std::vector<uint8_t> out;
   ByteWriter w(out);
-  w.u8(kExpertInfoVersion);
-  w.varint(info.uid.size());
-  w.raw(info.uid);
-  w.varint(info.endpoint.size());
-  w.raw(info.endpoint);
+  w.u8(kExpertAddressVersion);
+  w.varint(address.uid.size());
+  w.raw(address.uid);
+  w.varint(address.endpoint.size());
+  w.raw(address.endpoint);
   return std::string(out.begin(), out.end());
 }
 
-std::optional<ExpertInfo> decode_expert_info(std::string_view bytes) {
+std::optional<ExpertAddress> decode_expert_address(std::string_view bytes) {
   ByteReader r(
       std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
   // A varint length of at most `limit`, then that many bytes.
@@ -104,14 +44,14 @@ std::optional<ExpertInfo> decode_expert_info(std::string_view bytes) {
     return r.varint(n) && n <= limit && r.string(static_cast<size_t>(n), out);
   };
   uint8_t version;
-  ExpertInfo info;
-  if (!r.u8(version) || version != kExpertInfoVersion) return std::nullopt;
-  if (!read_string(kMaxUidBytes, info.uid) || !read_string(kMaxEndpointBytes, info.endpoint) ||
+  ExpertAddress address;
+  if (!r.u8(version) || version != kExpertAddressVersion) return std::nullopt;
+  if (!read_string(kMaxUidBytes, address.uid) || !read_string(kMaxEndpointBytes, address.endpoint) ||
       !r.done())
     return std::nullopt;
-  if (!is_valid_uid(info.uid) || !wire::is_valid_address(info.endpoint, kMaxEndpointBytes))
+  if (!is_valid_uid(address.uid) || !wire::is_valid_address(address.endpoint, kMaxEndpointBytes))
     return std::nullopt;
-  return info;
+  return address;
 }
 
 Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::string& endpoint,
@@ -132,7 +72,7 @@ Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::s
   for (const auto& uid : uids) {
     if (!is_valid_uid(uid))
       return invalid_argument_error("declare_experts: '" + uid + "' is not a valid expert uid");
-    std::string value = encode_expert_info({uid, endpoint});
+    std::string value = encode_expert_address({uid, endpoint});
     if (!seen.emplace(uid, "").second) continue;  // listed twice
     items.push_back({uid, std::nullopt, value, expiration});
     is_uid_key.push_back(true);
@@ -176,30 +116,29 @@ Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::s
   return Status::ok();
 }
 
-Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht,
-                                                           std::span<const std::string> uids,
-                                                           Deadline deadline) {
+Result<std::vector<std::optional<ExpertAddress>>> get_experts(Dht& dht,
+                                                              std::span<const std::string> uids,
+                                                              Deadline deadline) {
   for (const auto& uid : uids) {
     if (!is_valid_uid(uid))
       return invalid_argument_error("get_experts: '" + uid + "' is not a valid expert uid");
   }
   HIVEMIND_ASSIGN_OR_RETURN(auto records, dht.get(uids, deadline));
-  std::vector<std::optional<ExpertInfo>> out(uids.size());
+  std::vector<std::optional<ExpertAddress>> out(uids.size());
   for (size_t i = 0; i < uids.size(); ++i) {
     if (!records[i] || !records[i]->regular) continue;
-    auto info = decode_expert_info(records[i]->regular->value);
-    if (info && info->uid == uids[i]) out[i] = std::move(info);
+    auto expert = decode_expert_address(records[i]->regular->value);
+    if (expert && expert->uid == uids[i]) out[i] = std::move(expert);
   }
   return out;
 }
 
 namespace {
 
-Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht,
-                                                              std::span<const std::string> prefixes,
-                                                              Deadline deadline,
-                                                              const SuccessorOptions& options) {
-  std::vector<std::map<int, ExpertInfo>> out(prefixes.size());
+Result<std::vector<std::map<int, ExpertAddress>>> query_prefixes(
+    Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
+    const SuccessorOptions& options) {
+  std::vector<std::map<int, ExpertAddress>> out(prefixes.size());
   std::vector<std::string> keys;
   std::vector<size_t> asked;
   for (size_t i = 0; i < prefixes.size(); ++i) {
@@ -238,19 +177,20 @@ Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht,
       for (const auto& [subkey, entry] : records[j]->dictionary) {
         auto coordinate = parse_subkey(subkey);
         if (!coordinate) continue;
-        auto info = decode_expert_info(entry.value);
-        if (!info) continue;
+        auto expert = decode_expert_address(entry.value);
+        if (!expert) continue;
         if (*coordinate == kFlatExpert) {
           // The prefix itself names a live one-dimensional expert ("ffn.5." -> "ffn.5").
-          if (info->uid + kUidDelimiter == prefix)
-            successors.emplace(kFlatExpert, std::move(*info));
+          if (expert->uid + kUidDelimiter == prefix)
+            successors.emplace(kFlatExpert, std::move(*expert));
           continue;
         }
         if (options.grid_size > 0 && *coordinate >= options.grid_size) continue;
         // An entry must point under its own prefix + coordinate, else it is junk (or an attack).
         std::string expected = prefix + subkey;
-        if (info->uid != expected && info->uid.rfind(expected + kUidDelimiter, 0) != 0) continue;
-        successors.emplace(*coordinate, std::move(*info));
+        if (expert->uid != expected && expert->uid.rfind(expected + kUidDelimiter, 0) != 0)
+          continue;
+        successors.emplace(*coordinate, std::move(*expert));
       }
     }
     if (successors.empty() && options.negative_caching) empty.push_back(negative_key(prefix));
@@ -261,7 +201,7 @@ Result<std::vector<std::map<int, ExpertInfo>>> query_prefixes(Dht& dht,
 
 }  // namespace
 
-Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(
+Result<std::vector<std::map<int, ExpertAddress>>> get_active_successors(
     Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
     const SuccessorOptions& options) {
   return query_prefixes(dht, prefixes, deadline, options);

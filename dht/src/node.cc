@@ -95,7 +95,7 @@ std::vector<uint8_t> Node::handle_request(std::span<const uint8_t> frame) {
   stats_.bytes_received += frame.size();
   auto header = wire::decode_header(frame, options_.wire);
   if (!header.is_ok()) {
-    stats_.malformed_received++;
+    stats_.malformed_requests++;
     bool version = header.status().code() == StatusCode::kUnsupported;
     return error_reply(0, version ? ErrorCode::kUnsupportedVersion : ErrorCode::kMalformed,
                        header.status().message());
@@ -110,12 +110,12 @@ std::vector<uint8_t> Node::handle_request(std::span<const uint8_t> frame) {
   }
   auto message = wire::decode(frame, options_.wire);
   if (!message.is_ok()) {
-    stats_.malformed_received++;
+    stats_.malformed_requests++;
     return error_reply(request_id, ErrorCode::kMalformed, message.status().message());
   }
   const wire::Header& h = message->header;
   if (!wire::is_request(h.type)) {
-    stats_.malformed_received++;
+    stats_.malformed_requests++;
     return error_reply(request_id, ErrorCode::kMalformed,
                        std::string(wire::message_type_name(h.type)) + " is not a request");
   }
@@ -338,8 +338,8 @@ void Node::handle_reply(const std::string& from, uint64_t request_id,
   }
   auto message = wire::decode(frame, options_.wire);
   if (!message.is_ok()) {
-    stats_.malformed_received++;
-    fail_request(request_id, message.status());
+    stats_.malformed_replies++;
+    complete_request(it, Failed{message.status()});
     return;
   }
   const wire::Header& h = message->header;
@@ -347,42 +347,70 @@ void Node::handle_reply(const std::string& from, uint64_t request_id,
   if (h.request_id != request_id ||
       (h.type != wire::reply_type_for(pending.type) && h.type != MessageType::kError)) {
     stats_.unmatched_replies++;
-    fail_request(request_id, protocol_error("reply does not match the request"));
+    complete_request(it, Failed{protocol_error("reply does not match the request")});
     return;
   }
   if (pending.expected && h.sender != *pending.expected) {
     // Another node answers at that address now (a restart under a new id): the one we wanted is
     // gone.
-    fail_request(request_id, not_found_error("node " + pending.expected->short_hex() +
-                                             " no longer at " + from));
+    stats_.replaced_peers++;
+    complete_request(it, Failed{not_found_error("node " + pending.expected->short_hex() +
+                                                " no longer at " + from)});
     return;
   }
   if (h.type == MessageType::kError) {
     stats_.error_replies++;
     const auto& error = std::get<wire::ErrorReply>(message->body);
-    Pending done = std::move(it->second);
-    pending_.erase(it);
-    if (done.purpose == Purpose::kProbe && probes_in_flight_ > 0) --probes_in_flight_;
-    if (done.purpose == Purpose::kEvictionCheck && done.expected)
-      routing_.clear_pinging(*done.expected);
-    Status why =
-        unavailable_error("peer " + from + " answered " +
-                          std::string(wire::error_code_name(error.code)) + ": " + error.message);
-    if (done.op_id) {
-      auto op = ops_.find(done.op_id);
-      if (op != ops_.end() && !op->second->finished) {
-        op->second->on_failure(*this, done, why);
-        reap(done.op_id);
-      }
-    }
+    complete_request(it, Refused{unavailable_error("peer " + from + " answered " +
+                                                   std::string(wire::error_code_name(error.code)) +
+                                                   ": " + error.message)});
     return;
   }
+  complete_request(it, Answered{*message});
+}
 
+void Node::handle_failure(const std::string& to, uint64_t request_id, const Status& why) {
+  auto it = pending_.find(request_id);
+  if (it == pending_.end() || it->second.to != to) return;
+  stats_.unanswered_requests++;
+  complete_request(it, Failed{why});
+}
+
+void Node::complete_request(PendingMap::iterator it, const RequestOutcome& outcome) {
   Pending done = std::move(it->second);
   pending_.erase(it);
-  blacklist_.on_success(from);
-  observe_rtt(now() - done.sent);
   if (done.purpose == Purpose::kProbe && probes_in_flight_ > 0) --probes_in_flight_;
+  if (const auto* answered = std::get_if<Answered>(&outcome)) {
+    learn_from_answer(done, answered->reply.header);
+  } else if (std::holds_alternative<Refused>(outcome)) {
+    // Alive but unwilling: no failure of the peer, and an eviction check ends without evicting.
+    if (done.purpose == Purpose::kEvictionCheck && done.expected)
+      routing_.clear_pinging(*done.expected);
+  } else {
+    blacklist_.on_failure(done.to, now());
+    if (done.expected) {
+      if (done.purpose == Purpose::kEvictionCheck)
+        routing_.evict(*done.expected);
+      else
+        routing_.on_failure(*done.expected, options_.failures_before_eviction);
+    }
+  }
+  if (!done.op_id) return;
+  auto op = ops_.find(done.op_id);
+  if (op == ops_.end() || op->second->finished) return;
+  if (const auto* answered = std::get_if<Answered>(&outcome)) {
+    op->second->on_reply(*this, done, answered->reply);
+  } else {
+    const Status& why = std::holds_alternative<Refused>(outcome) ? std::get<Refused>(outcome).why
+                                                                 : std::get<Failed>(outcome).why;
+    op->second->on_failure(*this, done, why);
+  }
+  reap(done.op_id);
+}
+
+void Node::learn_from_answer(const Pending& done, const wire::Header& h) {
+  blacklist_.on_success(done.to);
+  observe_rtt(now() - done.sent);
   // Clock check on every answer (hivemind checks at ping): half the round trip is the uncertainty.
   DhtTime received = dht_now();
   int64_t skew = saturating_sub(h.sender_time, done.sent_dht + (received - done.sent_dht) / 2);
@@ -391,50 +419,14 @@ void Node::handle_reply(const std::string& from, uint64_t request_id,
   if (skewed) {
     stats_.skewed_peers++;
     logger("dht")->debug("peer {} at {} is {} ms off our clock: not admitted", h.sender.short_hex(),
-                         from, skew);
+                         done.to, skew);
     if (done.purpose == Purpose::kEvictionCheck && done.expected)
       routing_.clear_pinging(*done.expected);
   } else if (!(h.flags & wire::kFlagClient) && !options_.client_mode) {
-    admit(Contact{h.sender, from});
+    admit(Contact{h.sender, done.to});
   } else if (!(h.flags & wire::kFlagClient)) {
     // A client keeps a routing table to find its way, but never transfers records.
-    routing_.on_answered(Contact{h.sender, from}, now());
-  }
-  if (done.op_id) {
-    auto op = ops_.find(done.op_id);
-    if (op != ops_.end() && !op->second->finished) {
-      op->second->on_reply(*this, done, *message);
-      reap(done.op_id);
-    }
-  }
-}
-
-void Node::handle_failure(const std::string& to, uint64_t request_id, const Status& why) {
-  auto it = pending_.find(request_id);
-  if (it == pending_.end() || it->second.to != to) return;
-  fail_request(request_id, why);
-}
-
-void Node::fail_request(uint64_t request_id, const Status& why) {
-  auto it = pending_.find(request_id);
-  if (it == pending_.end()) return;
-  Pending done = std::move(it->second);
-  pending_.erase(it);
-  stats_.timeouts++;
-  blacklist_.on_failure(done.to, now());
-  if (done.purpose == Purpose::kProbe && probes_in_flight_ > 0) --probes_in_flight_;
-  if (done.expected) {
-    if (done.purpose == Purpose::kEvictionCheck)
-      routing_.evict(*done.expected);
-    else
-      routing_.on_failure(*done.expected, options_.failures_before_eviction);
-  }
-  if (done.op_id) {
-    auto op = ops_.find(done.op_id);
-    if (op != ops_.end() && !op->second->finished) {
-      op->second->on_failure(*this, done, why);
-      reap(done.op_id);
-    }
+    routing_.on_answered(Contact{h.sender, done.to}, now());
   }
 }
 
@@ -467,9 +459,10 @@ void Node::tick() {
     request_timeouts_.pop();
     auto it = pending_.find(request_id);
     if (it != pending_.end() && it->second.deadline == deadline) {
-      fail_request(request_id,
-                   timeout_error("dht " + std::string(wire::message_type_name(it->second.type)) +
-                                 " to " + it->second.to + " got no answer in time"));
+      stats_.unanswered_requests++;
+      complete_request(
+          it, Failed{timeout_error("dht " + std::string(wire::message_type_name(it->second.type)) +
+                                   " to " + it->second.to + " got no answer in time")});
     }
   }
   while (!request_stalls_.empty() && request_stalls_.top().first <= t) {

@@ -1,24 +1,17 @@
-#include <algorithm>
-#include <cctype>
+#include <optional>
 #include <random>
 #include <set>
 #include <utility>
 
 #include <fmt/format.h>
 
+#include <hivemind/common/expert_uid.h>
 #include <hivemind/common/text.h>
 #include <hivemind/dht/uid_pattern.h>
 
 namespace hivemind::dht {
 
 namespace {
-
-bool is_coordinate(std::string_view s) {
-  if (s.empty() || s.size() > 9) return false;
-  if (!std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); }))
-    return false;
-  return s.size() == 1 || s[0] != '0';
-}
 
 struct Grid {
   std::string name;
@@ -33,27 +26,38 @@ Result<Grid> parse(std::string_view pattern) {
   };
   auto parts = split(pattern, '.');
   if (parts.size() < 2) return bad("needs a name and at least one coordinate");
-  if (parts[0].empty() || parts[0].find_first_of("[]:") != std::string_view::npos)
+  // Brackets and colons would make the name read as a range.
+  if (!is_valid_uid_name(parts[0]) || parts[0].find_first_of("[]:") != std::string_view::npos)
     return bad("bad name");
   Grid grid;
   grid.name = std::string(parts[0]);
   for (size_t i = 1; i < parts.size(); ++i) {
     std::string_view p = parts[i];
-    if (is_coordinate(p)) {
-      const int64_t v = std::stoll(std::string(p));
-      grid.dims.emplace_back(v, v + 1);
+    if (auto v = parse_uid_coordinate(p)) {
+      grid.dims.emplace_back(*v, int64_t{*v} + 1);
       continue;
     }
     if (p.size() < 5 || p.front() != '[' || p.back() != ']')
       return bad(fmt::format("bad part '{}'", p));
     auto range = split(p.substr(1, p.size() - 2), ':');
-    if (range.size() != 2 || !is_coordinate(range[0]) || !is_coordinate(range[1])) {
-      return bad(fmt::format("bad range '{}'", p));
+    std::optional<int> lo_coordinate, hi_coordinate;
+    if (range.size() == 2) {
+      lo_coordinate = parse_uid_coordinate(range[0]);
+      hi_coordinate = parse_uid_coordinate(range[1]);
     }
-    const int64_t lo = std::stoll(std::string(range[0]));
-    const int64_t hi = std::stoll(std::string(range[1]));
+    if (!lo_coordinate || !hi_coordinate) return bad(fmt::format("bad range '{}'", p));
+    const int64_t lo = *lo_coordinate;
+    const int64_t hi = *hi_coordinate;
     if (hi <= lo) return bad(fmt::format("empty range '{}'", p));
     grid.dims.emplace_back(lo, hi);
+  }
+  // The longest uid of the grid must still be a uid (and a DHT key).
+  size_t longest_uid = grid.name.size();
+  for (auto [lo, hi] : grid.dims)
+    longest_uid += 1 + std::to_string(hi - 1).size();
+  if (longest_uid > kMaxUidBytes) {
+    return bad(
+        fmt::format("its longest uid has {} bytes, a uid at most {}", longest_uid, kMaxUidBytes));
   }
   for (auto [lo, hi] : grid.dims) {
     grid.size *= hi - lo;
@@ -63,11 +67,6 @@ Result<Grid> parse(std::string_view pattern) {
 }
 
 }  // namespace
-
-bool is_grid_uid(std::string_view uid) {
-  if (uid.size() > kMaxGridUidBytes || uid.find('[') != std::string_view::npos) return false;
-  return parse(uid).is_ok();
-}
 
 Result<int64_t> uid_pattern_size(std::string_view pattern) {
   HIVEMIND_ASSIGN_OR_RETURN(Grid grid, parse(pattern));

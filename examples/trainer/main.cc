@@ -93,8 +93,9 @@ int main(int argc, char** argv) {
 
     torch::manual_seed(0);
     const int64_t features = 16;
-    Model model(features, hidden,
-                hivemind::client::RemoteExpert(hivemind::client::ExpertRef{uid, server}, caller));
+    Model model(
+        features, hidden,
+        hivemind::client::RemoteExpert(hivemind::client::ExpertAddress{uid, server}, caller));
     torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(1e-2));
     // A fixed regression batch: y = a smooth function of x the model has to fit.
     torch::Tensor x = torch::randn({batch, features});

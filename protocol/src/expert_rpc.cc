@@ -1,4 +1,7 @@
+#include <fmt/format.h>
+
 #include <hivemind/common/byte_order.h>
+#include <hivemind/common/expert_uid.h>
 #include <hivemind/protocol/expert_rpc.h>
 #include <hivemind/quant/cpu_kernels.h>
 
@@ -117,11 +120,10 @@ Status validate_uid(std::string_view uid, const Limits& limits) {
                                   " bytes exceeds the limit of " +
                                   std::to_string(limits.max_uid_bytes));
   }
-  for (char c : uid) {
-    // Printable ASCII without spaces: uids end up in logs, metrics labels and file names.
-    if (c <= ' ' || c > '~' || c == '/' || c == '\\' || c == '"') {
-      return invalid_argument_error("expert uid contains a forbidden character");
-    }
+  if (!is_valid_uid(uid)) {
+    // Escaped: the uid came from the network and goes into a log.
+    return invalid_argument_error(
+        fmt::format("expert uid {:?} is not of the form name.i.j... (e.g. expert.0.3)", uid));
   }
   return Status::ok();
 }

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <hivemind/common/env.h>
+#include <hivemind/common/expert_uid.h>
 #include <hivemind/common/text.h>
 #include <hivemind/dht/uid_pattern.h>
 #include <hivemind/runtime/experts.h>
@@ -54,9 +55,10 @@ Status validate(const ServerOptions& o) {
   }
   std::set<std::string> seen;
   for (const std::string& uid : o.expert_uids) {
-    need(dht::is_grid_uid(uid),
-         fmt::format("--expert_uids: '{}' is not a uid of the form name.i.j (e.g. expert.0.3)",
-                     uid));
+    need(is_valid_uid(uid),
+         fmt::format("--expert_uids: '{}' is not a uid of the form name.i.j (e.g. expert.0.3, at "
+                     "most {} bytes)",
+                     uid, kMaxUidBytes));
     need(seen.insert(uid).second, fmt::format("--expert_uids: '{}' is listed twice", uid));
   }
   if (!o.expert_pattern.empty()) {

@@ -10,25 +10,26 @@
 
 namespace hivemind::client::testing {
 
-Result<std::vector<std::map<int, ExpertRef>>> FakeDirectory::get_active_successors(
+Result<std::vector<std::map<int, ExpertAddress>>> FakeDirectory::get_active_successors(
     std::span<const std::string> prefixes, Deadline) {
   ++calls_;
   if (!error_.is_ok()) return error_;
   std::set<std::string> seen;
-  std::vector<std::map<int, ExpertRef>> out;
+  std::vector<std::map<int, ExpertAddress>> out;
   for (const std::string& prefix : prefixes) {
     if (!seen.insert(prefix).second) ++duplicates_;
-    std::map<int, ExpertRef> successors;
+    std::map<int, ExpertAddress> successors;
     for (const auto& [uid, endpoint] :
          live_) {  // sorted: the example below a coordinate is its smallest uid
       if (uid + '.' == prefix) {
-        successors.emplace(-1, ExpertRef{uid, endpoint});  // a flat expert, as hivemind stores it
+        successors.emplace(-1,
+                           ExpertAddress{uid, endpoint});  // a flat expert, as hivemind stores it
         continue;
       }
       if (!uid.starts_with(prefix)) continue;
       const std::string rest = uid.substr(prefix.size());
       const std::string head = rest.substr(0, rest.find('.'));
-      successors.emplace(std::stoi(head), ExpertRef{uid, endpoint});
+      successors.emplace(std::stoi(head), ExpertAddress{uid, endpoint});
     }
     out.push_back(std::move(successors));
   }
@@ -154,7 +155,7 @@ void FakeCaller::release_held() {
     h();
 }
 
-void FakeCaller::forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, Deadline,
+void FakeCaller::forward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs, Deadline,
                          ExpertCallback done) {
   Module module;
   Behavior b;
@@ -188,7 +189,7 @@ void FakeCaller::forward(const ExpertRef& expert, std::vector<torch::Tensor> inp
   run(std::move(answer));
 }
 
-void FakeCaller::backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+void FakeCaller::backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                           std::vector<torch::Tensor> grad_outputs, Deadline, ExpertCallback done) {
   Module module;
   Behavior b;

@@ -28,7 +28,7 @@ class FakeDirectory final : public ExpertDirectory {
  public:
   explicit FakeDirectory(std::map<std::string, std::string> live) : live_(std::move(live)) {}
 
-  Result<std::vector<std::map<int, ExpertRef>>> get_active_successors(
+  Result<std::vector<std::map<int, ExpertAddress>>> get_active_successors(
       std::span<const std::string> prefixes, Deadline deadline) override;
 
   void set_error(Status error) { error_ = std::move(error); }
@@ -83,9 +83,9 @@ class FakeCaller final : public ExpertCaller {
   void set_forward(const std::string& uid, Behavior b);
   void set_backward(const std::string& uid, Behavior b);
 
-  void forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, Deadline deadline,
+  void forward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs, Deadline deadline,
                ExpertCallback done) override;
-  void backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+  void backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                 std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                 ExpertCallback done) override;
 

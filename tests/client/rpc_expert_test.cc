@@ -122,7 +122,7 @@ class RpcExpertTest : public ::testing::Test {
 
 TEST_F(RpcExpertTest, InfoIsFetchedAndCached) {
   TinyExpertServer server("expert.0", 16, quant::Scheme::kNone);
-  ExpertRef ref{"expert.0", server.address()};
+  ExpertAddress ref{"expert.0", server.address()};
   auto info = caller_->info(ref, Deadline::after(Milliseconds(5000)));
   ASSERT_TRUE(info.is_ok()) << info.status().to_string();
   EXPECT_EQ(info->uid, "expert.0");
@@ -133,7 +133,7 @@ TEST_F(RpcExpertTest, InfoIsFetchedAndCached) {
 
 TEST_F(RpcExpertTest, UnknownExpertIsAClearError) {
   TinyExpertServer server("expert.0", 16, quant::Scheme::kNone);
-  RemoteExpert remote(ExpertRef{"expert.9", server.address()}, caller_);
+  RemoteExpert remote(ExpertAddress{"expert.9", server.address()}, caller_);
   try {
     remote->forward(torch::randn({4, 16}));
     FAIL() << "expected an exception";
@@ -145,7 +145,7 @@ TEST_F(RpcExpertTest, UnknownExpertIsAClearError) {
 // Exact wire (no compression): remote forward and input gradient equal the local module's.
 TEST_F(RpcExpertTest, ForwardAndBackwardMatchTheLocalModule) {
   TinyExpertServer server("expert.0", 16, quant::Scheme::kNone);
-  RemoteExpert remote(ExpertRef{"expert.0", server.address()}, caller_);
+  RemoteExpert remote(ExpertAddress{"expert.0", server.address()}, caller_);
   torch::manual_seed(1);
   auto x = torch::randn({8, 16}, torch::requires_grad());
   auto y = remote->forward(x);
@@ -163,7 +163,7 @@ TEST_F(RpcExpertTest, ForwardAndBackwardMatchTheLocalModule) {
 // 8-bit wire: within the blockwise quantization error of inputs and outputs.
 TEST_F(RpcExpertTest, QuantizedWireStaysWithinTheErrorBound) {
   TinyExpertServer server("expert.0", 64, quant::Scheme::kBlockAbsmaxU8);
-  RemoteExpert remote(ExpertRef{"expert.0", server.address()}, caller_);
+  RemoteExpert remote(ExpertAddress{"expert.0", server.address()}, caller_);
   torch::manual_seed(2);
   auto x = torch::randn({32, 64}, torch::requires_grad());
   auto y = remote->forward(x);
@@ -188,7 +188,7 @@ TEST_F(RpcExpertTest, DeadServerFailsWithinTheDeadline) {
   }
   RemoteExpertOptions options;
   options.forward_timeout = Milliseconds(2000);
-  RemoteExpert remote(ExpertRef{"expert.0", address}, caller_, options);
+  RemoteExpert remote(ExpertAddress{"expert.0", address}, caller_, options);
   EXPECT_THROW(remote->forward(torch::randn({2, 16})), std::exception);
 }
 

@@ -107,6 +107,26 @@ TEST_F(NodeTest, ReplyOfTheWrongTypeFailsTheRequest) {
   ASSERT_TRUE(result.has_value());
   EXPECT_FALSE(result->is_ok());
   EXPECT_FALSE(node->routing_table().contains(NodeId::from_key("x")));
+  EXPECT_EQ(node->stats().unmatched_replies, 1u);
+  EXPECT_EQ(node->stats().unanswered_requests, 0u);  // it did answer, wrongly
+}
+
+TEST_F(NodeTest, MalformedReplyFailsTheRequestAndCountsAsMalformedNotUnanswered) {
+  auto node = make();
+  std::optional<Result<Contact>> result;
+  node->ping("tcp://10.0.0.9:21000", clock.steady_now() + Milliseconds(5000),
+             [&](Result<Contact> r) { result = r; });
+  const Sent& ping = net.sent[0];
+  std::vector<uint8_t> truncated =
+      reply_to(ping, MessageType::kPong, std::monostate{}, NodeId::from_key("nine"));
+  truncated.resize(truncated.size() / 2);
+  node->handle_reply(ping.to, ping.request_id, truncated);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_FALSE(result->is_ok());
+  EXPECT_EQ(node->pending_requests(), 0u);
+  EXPECT_EQ(node->stats().malformed_replies, 1u);
+  EXPECT_EQ(node->stats().malformed_requests, 0u);
+  EXPECT_EQ(node->stats().unanswered_requests, 0u);
 }
 
 TEST_F(NodeTest, TimeoutCompletesExactlyOnce) {
@@ -128,6 +148,7 @@ TEST_F(NodeTest, TimeoutCompletesExactlyOnce) {
   node->tick();
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(status.code(), StatusCode::kTimeout);
+  EXPECT_EQ(node->stats().unanswered_requests, 1u);
   const Sent& ping = net.sent[0];
   node->handle_reply(
       ping.to, ping.request_id,
@@ -147,7 +168,8 @@ TEST_F(NodeTest, MalformedAndNonRequestFramesGetErrors) {
   frame[2] = wire::kVersion + 1;
   reply = decode(node->handle_request(frame));
   EXPECT_EQ(std::get<wire::ErrorReply>(reply.body).code, ErrorCode::kUnsupportedVersion);
-  EXPECT_EQ(node->stats().malformed_received, 3u);
+  EXPECT_EQ(node->stats().malformed_requests, 3u);
+  EXPECT_EQ(node->stats().malformed_replies, 0u);
 }
 
 TEST_F(NodeTest, RateLimitPerPeerLimitPlusOne) {
@@ -256,6 +278,23 @@ TEST_F(NodeTest, RequestersAreAdmittedOnlyAfterAnsweringAProbe) {
       request(MessageType::kPing, std::monostate{}, "tcp://10.0.0.67:21000", forged));
   // (probed recently: no second probe for the same id)
   EXPECT_EQ(node->stats().probes_sent, 2u);
+}
+
+TEST_F(NodeTest, AnotherIdAnsweringAProbeFailsItAndIsCountedAsAReplacedPeer) {
+  auto node = make();
+  NodeId claimed = NodeId::from_key("claimed");
+  node->handle_request(
+      request(MessageType::kPing, std::monostate{}, "tcp://10.0.0.2:21000", claimed));
+  ASSERT_EQ(net.sent.size(), 1u);
+  const Sent& probe = net.sent[0];
+  NodeId other = NodeId::from_key("other");
+  node->handle_reply(probe.to, probe.request_id,
+                     reply_to(probe, MessageType::kPong, std::monostate{}, other));
+  EXPECT_EQ(node->pending_requests(), 0u);
+  EXPECT_EQ(node->stats().replaced_peers, 1u);
+  EXPECT_EQ(node->stats().unanswered_requests, 0u);
+  EXPECT_FALSE(node->routing_table().contains(claimed));
+  EXPECT_FALSE(node->routing_table().contains(other));
 }
 
 TEST_F(NodeTest, StoreAndFindServeFromStorage) {

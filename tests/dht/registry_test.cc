@@ -15,10 +15,19 @@ TEST(ExpertUid, Grammar) {
        {"ffn.0", "ffn.3.14", "ffn_expert.98.76.54", "a.1.2.3.4.5", "x-y.123456789"}) {
     EXPECT_TRUE(is_valid_uid(ok)) << ok;
   }
-  for (const char* bad : {"", "ffn", "ffn.", ".1", "ffn.01", "ffn.-1", "ffn.1.", "ffn..1", "ffn.1a",
-                          "ffn.1234567890", "ffn. 1"}) {
+  for (const char* bad :
+       {"", "ffn", "ffn.", ".1", "ffn.01", "ffn.-1", "ffn.1.", "ffn..1", "ffn.1a", "ffn.1234567890",
+        "ffn. 1", "ffn.[0:2]", "a/b.0", "a\\b.0", "a\"b.0", "a b.0", "\x01a.0"}) {
     EXPECT_FALSE(is_valid_uid(bad)) << bad;
   }
+  const std::string longest = std::string(kMaxUidBytes - 2, 'e') + ".0";
+  EXPECT_TRUE(is_valid_uid(longest));
+  EXPECT_FALSE(is_valid_uid("e" + longest));  // limit + 1
+  EXPECT_EQ(parse_uid_coordinate("14"), 14);
+  EXPECT_EQ(parse_uid_coordinate("0"), 0);
+  EXPECT_EQ(parse_uid_coordinate("999999999"), 999999999);
+  for (const char* bad : {"", "014", "-1", "1a", "+1", "1234567890"})
+    EXPECT_FALSE(parse_uid_coordinate(bad).has_value()) << bad;
   for (const char* ok : {"ffn.", "ffn.3.", "ffn.3.14."})
     EXPECT_TRUE(is_valid_prefix(ok)) << ok;
   for (const char* bad : {"ffn", "ffn.3", ".", "ffn..", "ffn.03."})
@@ -29,16 +38,16 @@ TEST(ExpertUid, Grammar) {
   EXPECT_FALSE(split_uid("nonsense").is_ok());
 }
 
-TEST(ExpertUid, InfoEncoding) {
-  ExpertInfo info{"ffn.3.14", "tcp://10.0.0.5:4000"};
-  EXPECT_EQ(decode_expert_info(encode_expert_info(info)), info);
-  std::string bytes = encode_expert_info(info);
-  EXPECT_FALSE(decode_expert_info(bytes.substr(0, bytes.size() - 1)).has_value());
-  EXPECT_FALSE(decode_expert_info(bytes + "x").has_value());
-  EXPECT_FALSE(decode_expert_info("").has_value());
-  EXPECT_FALSE(
-      decode_expert_info(encode_expert_info({"not a uid", "tcp://10.0.0.5:4000"})).has_value());
-  EXPECT_FALSE(decode_expert_info(encode_expert_info({"ffn.1", "nowhere"})).has_value());
+TEST(ExpertUid, AddressEncoding) {
+  ExpertAddress address{"ffn.3.14", "tcp://10.0.0.5:4000"};
+  EXPECT_EQ(decode_expert_address(encode_expert_address(address)), address);
+  std::string bytes = encode_expert_address(address);
+  EXPECT_FALSE(decode_expert_address(bytes.substr(0, bytes.size() - 1)).has_value());
+  EXPECT_FALSE(decode_expert_address(bytes + "x").has_value());
+  EXPECT_FALSE(decode_expert_address("").has_value());
+  EXPECT_FALSE(decode_expert_address(encode_expert_address({"not a uid", "tcp://10.0.0.5:4000"}))
+                   .has_value());
+  EXPECT_FALSE(decode_expert_address(encode_expert_address({"ffn.1", "nowhere"})).has_value());
 }
 
 class Registry : public ::testing::Test {
@@ -64,9 +73,9 @@ TEST_F(Registry, DeclareThenGet) {
   auto experts = get_experts(*dhts[20], wanted, soon());
   ASSERT_TRUE(experts.is_ok()) << experts.status().to_string();
   ASSERT_EQ(experts->size(), 3u);
-  EXPECT_EQ((*experts)[0], (ExpertInfo{"ffn.3.14", server.address()}));
+  EXPECT_EQ((*experts)[0], (ExpertAddress{"ffn.3.14", server.address()}));
   EXPECT_FALSE((*experts)[1].has_value());
-  EXPECT_EQ((*experts)[2], (ExpertInfo{"ffn.4.1", server.address()}));
+  EXPECT_EQ((*experts)[2], (ExpertAddress{"ffn.4.1", server.address()}));
   std::vector<std::string> bad = {"ffn"};
   EXPECT_EQ(get_experts(*dhts[20], bad, soon()).status().code(), StatusCode::kInvalidArgument);
 }
@@ -81,9 +90,9 @@ TEST_F(Registry, EveryPrefixListsItsSuccessors) {
   const auto& s = *successors;
   EXPECT_EQ(s[0].size(), 2u);
   EXPECT_EQ(s[0].count(3), 1u);
-  EXPECT_EQ(s[0].at(4), (ExpertInfo{"ffn.4.1", dhts[2]->address()}));
+  EXPECT_EQ(s[0].at(4), (ExpertAddress{"ffn.4.1", dhts[2]->address()}));
   EXPECT_EQ(s[1].size(), 2u);
-  EXPECT_EQ(s[1].at(14), (ExpertInfo{"ffn.3.14", dhts[1]->address()}));
+  EXPECT_EQ(s[1].at(14), (ExpertAddress{"ffn.3.14", dhts[1]->address()}));
   EXPECT_EQ(s[2].size(), 1u);
   EXPECT_TRUE(s[3].empty());
   auto active = find_active_prefixes(*dhts[26], prefixes, soon());
@@ -97,7 +106,7 @@ TEST_F(Registry, FlatExpertsAppearUnderTheirOwnPrefix) {
   auto s = get_active_successors(*dhts[9], prefixes, soon()).value();
   EXPECT_EQ(s[0].size(), 2u);
   ASSERT_EQ(s[1].size(), 1u);
-  EXPECT_EQ(s[1].at(kFlatExpert), (ExpertInfo{"ffn.5", dhts[4]->address()}));
+  EXPECT_EQ(s[1].at(kFlatExpert), (ExpertAddress{"ffn.5", dhts[4]->address()}));
   EXPECT_TRUE(s[2].empty());
   std::vector<std::string> flat_prefix = {"ffn.6."};
   EXPECT_EQ(find_active_prefixes(*dhts[9], flat_prefix, soon()).value(), std::vector<bool>{true});
@@ -122,12 +131,12 @@ TEST_F(Registry, JunkEntriesUnderAPrefixAreIgnored) {
   ASSERT_TRUE(declare_experts(*dhts[1], uids, dhts[1]->address(), in(60), soon()).is_ok());
   // A misbehaving node writes straight into the prefix dictionary.
   std::vector<DhtStoreItem> junk = {
-      {"ffn.3.", "7", encode_expert_info({"ffn.9.9", dhts[8]->address()}),
+      {"ffn.3.", "7", encode_expert_address({"ffn.9.9", dhts[8]->address()}),
        in(60)},  // not under ffn.3.7
-      {"ffn.3.", "x", encode_expert_info({"ffn.3.1", dhts[8]->address()}),
+      {"ffn.3.", "x", encode_expert_address({"ffn.3.1", dhts[8]->address()}),
        in(60)},  // not a coordinate
       {"ffn.3.", "8", "garbage", in(60)},
-      {"ffn.3.", "99", encode_expert_info({"ffn.3.99", dhts[8]->address()}),
+      {"ffn.3.", "99", encode_expert_address({"ffn.3.99", dhts[8]->address()}),
        in(60)},  // outside a 64 grid
   };
   ASSERT_TRUE(dhts[8]->store(junk, soon()).is_ok());

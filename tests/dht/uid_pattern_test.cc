@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include <hivemind/dht/expert_registry.h>
+#include <hivemind/common/expert_uid.h>
 #include <hivemind/dht/uid_pattern.h>
 
 namespace hivemind::dht {
@@ -31,16 +31,20 @@ TEST(UidPattern, SamplesDistinctUidsReproduciblyWithoutTheWholeGrid) {
   EXPECT_EQ(expand_uid_pattern("e.[0:1000000].[0:1000000]", 3, 5).value().size(), 3u);
 }
 
-TEST(UidPattern, GridUidsAreOnePointOfTheGrammar) {
-  for (const char* good : {"expert.0.12", "e.0", "ffn.3.14.159"})
-    EXPECT_TRUE(is_grid_uid(good)) << good;
-  for (const char* bad : {"expert", "expert.01", "expert.[0:2]", "exp[ert.0", "ex:pert.0", ".0",
-                          "e..0", "e.0.", "e.-1", "e.1234567890"}) {
-    EXPECT_FALSE(is_grid_uid(bad)) << bad;
-  }
-  std::string longest = std::string(kMaxGridUidBytes - 2, 'e') + ".0";
-  EXPECT_TRUE(is_grid_uid(longest));
-  EXPECT_FALSE(is_grid_uid("e" + longest));  // limit + 1
+TEST(UidPattern, NamesOnlyUidsOfTheUidGrammar) {
+  // A pattern without ranges is one uid, and a pattern is accepted only if its uids are uids.
+  for (const char* uid : {"expert.0.12", "e.0", "ffn.3.14.159"})
+    EXPECT_EQ(expand_uid_pattern(uid).value(), std::vector<std::string>{uid});
+  const std::string name(kMaxUidBytes - 2, 'e');
+  const std::string longest = name + ".[0:10]";  // up to name + ".9": kMaxUidBytes
+  const std::vector<std::string> uids = expand_uid_pattern(longest).value();
+  EXPECT_EQ(uids.size(), 10u);
+  for (const auto& uid : uids)
+    EXPECT_TRUE(is_valid_uid(uid)) << uid;
+  EXPECT_FALSE(expand_uid_pattern("a/b.[0:2]").is_ok());  // a name no uid may have
+  auto too_long = expand_uid_pattern(name + ".[0:11]");   // name + ".10": one byte too many
+  ASSERT_FALSE(too_long.is_ok());
+  EXPECT_NE(too_long.status().message().find("longest uid"), std::string::npos);
 }
 
 TEST(UidPattern, MalformedPatternsSayWhatIsWrong) {

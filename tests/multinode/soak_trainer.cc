@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
     prefixes.push_back(prefix + "." + std::to_string(i) + ".");
 
   // Wait until the whole grid is declared (the servers start at the same time as we do).
-  std::vector<hivemind::client::ExpertRef> experts;
+  std::vector<hivemind::client::ExpertAddress> experts;
   const auto wanted = static_cast<size_t>(grid[0] * grid[1]);
   const Deadline ready = Deadline::after(std::chrono::seconds(60));
   while (experts.size() < wanted) {
@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
   uint64_t answered = 0, failed = 0, lost = 0, malformed = 0;
   std::map<std::string, uint64_t> errors;
   std::vector<double> latencies_ms;
-  auto account = [&](const char* what, const hivemind::client::ExpertRef& e,
+  auto account = [&](const char* what, const hivemind::client::ExpertAddress& e,
                      std::optional<hivemind::Result<std::vector<torch::Tensor>>> r,
                      int64_t rows) -> bool {
     if (!r) {

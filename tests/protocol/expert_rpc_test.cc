@@ -85,7 +85,14 @@ TEST(ExpertRpcTest, UidsAreValidated) {
   EXPECT_FALSE(validate_uid("").is_ok());
   EXPECT_FALSE(validate_uid("has space").is_ok());
   EXPECT_FALSE(validate_uid("../etc/passwd").is_ok());
+  // The one uid grammar (common/expert_uid.h), as the DHT and the server check it.
+  EXPECT_FALSE(validate_uid("expert").is_ok());
+  EXPECT_FALSE(validate_uid("expert.01").is_ok());
+  EXPECT_FALSE(validate_uid("a/b.0").is_ok());
   EXPECT_EQ(decode_call(encode_call("bad uid")).status().code(), StatusCode::kInvalidArgument);
+  // The error escapes what came from the network.
+  EXPECT_NE(validate_uid("a\nb.0").message().find("\\n"), std::string::npos)
+      << validate_uid("a\nb.0").message();
 }
 
 TEST(ExpertRpcTest, NewerVersionIsUnsupported) {

@@ -61,6 +61,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto reply = node.handle_request(input);
   if (!wire::decode(reply, NodeOptions{}.wire).is_ok()) __builtin_trap();
 
-  (void)decode_expert_info(std::string_view(reinterpret_cast<const char*>(data), size));
+  (void)decode_expert_address(std::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

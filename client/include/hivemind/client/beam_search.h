@@ -34,7 +34,7 @@
 namespace hivemind::client {
 
 struct ChosenExpert {
-  ExpertRef expert;
+  ExpertAddress expert;
   std::vector<int32_t> coords;  // the expert's grid coordinates, one per dimension
   double score = 0;             // sum of its per-dimension scores
 };

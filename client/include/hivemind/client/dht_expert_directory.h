@@ -15,7 +15,7 @@ class DhtExpertDirectory final : public ExpertDirectory {
   explicit DhtExpertDirectory(std::shared_ptr<dht::Dht> dht, dht::SuccessorOptions options = {})
       : dht_(std::move(dht)), options_(options) {}
 
-  Result<std::vector<std::map<int, ExpertRef>>> get_active_successors(
+  Result<std::vector<std::map<int, ExpertAddress>>> get_active_successors(
       std::span<const std::string> prefixes, Deadline deadline) override;
 
   dht::Dht& dht() { return *dht_; }

@@ -7,23 +7,19 @@
 #pragma once
 
 #include <functional>
-#include <string>
 #include <vector>
 
 #include <torch/types.h>
 
 #include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
+#include <hivemind/dht/expert_address.h>
 
 namespace hivemind::client {
 
-// One live expert as the directory knows it: its uid ("expert.3.7") and where it is served.
-struct ExpertRef {
-  std::string uid;
-  std::string endpoint;
-
-  friend bool operator==(const ExpertRef&, const ExpertRef&) = default;
-};
+// The directory's answer for one live expert (its uid and its server's endpoint): the registry's
+// type itself, so client and DHT share one name for it.
+using dht::ExpertAddress;
 
 using ExpertCallback = std::function<void(Result<std::vector<torch::Tensor>>)>;
 
@@ -35,13 +31,13 @@ class ExpertCaller {
   // and completes `done` exactly once with the outputs (batch-first, same batch size) or an error,
   // by `deadline` at the latest. `done` may run on any thread, including the calling one before
   // forward() returns; it must not block.
-  virtual void forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+  virtual void forward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                        Deadline deadline, ExpertCallback done) = 0;
 
   // Runs the expert's backward: given the forward inputs and the gradients of its outputs,
   // completes `done` exactly once with the gradients of its inputs (one per input, same shapes).
   // Same threading and deadline rules as forward().
-  virtual void backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+  virtual void backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                         std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                         ExpertCallback done) = 0;
 };

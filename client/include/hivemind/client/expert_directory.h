@@ -28,7 +28,7 @@ class ExpertDirectory {
   // (one-dimensional) expert "expert.5" is listed under "expert.5." with coordinate -1, as hivemind
   // stores it. Unknown prefixes map to an empty map. The result has exactly one map per prefix, in
   // order. One round for the whole batch.
-  virtual Result<std::vector<std::map<int, ExpertRef>>> get_active_successors(
+  virtual Result<std::vector<std::map<int, ExpertAddress>>> get_active_successors(
       std::span<const std::string> prefixes, Deadline deadline) = 0;
 };
 

@@ -30,16 +30,16 @@ struct RemoteExpertOptions {
 
 class RemoteExpertImpl : public torch::nn::Module {
  public:
-  RemoteExpertImpl(ExpertRef expert, std::shared_ptr<ExpertCaller> caller,
+  RemoteExpertImpl(ExpertAddress expert, std::shared_ptr<ExpertCaller> caller,
                    RemoteExpertOptions options = {});
 
   // input: [batch, ...]. Differentiable with respect to `input`.
   torch::Tensor forward(const torch::Tensor& input);
 
-  const ExpertRef& expert() const { return expert_; }
+  const ExpertAddress& expert() const { return expert_; }
 
  private:
-  ExpertRef expert_;
+  ExpertAddress expert_;
   std::shared_ptr<ExpertCaller> caller_;
   RemoteExpertOptions options_;
 };

@@ -28,28 +28,29 @@ class RpcExpertCaller final : public ExpertCaller,
  public:
   static std::shared_ptr<RpcExpertCaller> create(std::shared_ptr<transport::rpc::Client> rpc);
 
-  void forward(const ExpertRef& expert, std::vector<torch::Tensor> inputs, Deadline deadline,
+  void forward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs, Deadline deadline,
                ExpertCallback done) override;
-  void backward(const ExpertRef& expert, std::vector<torch::Tensor> inputs,
+  void backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                 std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                 ExpertCallback done) override;
 
   // The expert's description, from the cache or one `info` call. `done` runs exactly once, possibly
   // on the transport's I/O thread (it must not block).
-  void info(const ExpertRef& expert, Deadline deadline,
+  void info(const ExpertAddress& expert, Deadline deadline,
             std::function<void(Result<protocol::ExpertInfo>)> done);
   // Blocking form for trainers and tools.
-  Result<protocol::ExpertInfo> info(const ExpertRef& expert, Deadline deadline);
+  Result<protocol::ExpertInfo> info(const ExpertAddress& expert, Deadline deadline);
 
  private:
   explicit RpcExpertCaller(std::shared_ptr<transport::rpc::Client> rpc) : rpc_(std::move(rpc)) {}
 
-  void call(const ExpertRef& expert, std::string_view method, std::vector<torch::Tensor> tensors,
-            size_t num_inputs, Deadline deadline, ExpertCallback done);
-  void send(const ExpertRef& expert, const std::string& method, std::vector<torch::Tensor> tensors,
-            size_t num_inputs, const protocol::ExpertInfo& info, Deadline deadline,
+  void call(const ExpertAddress& expert, std::string_view method,
+            std::vector<torch::Tensor> tensors, size_t num_inputs, Deadline deadline,
             ExpertCallback done);
-  std::optional<protocol::ExpertInfo> cached_info(const ExpertRef& expert);
+  void send(const ExpertAddress& expert, const std::string& method,
+            std::vector<torch::Tensor> tensors, size_t num_inputs, const protocol::ExpertInfo& info,
+            Deadline deadline, ExpertCallback done);
+  std::optional<protocol::ExpertInfo> cached_info(const ExpertAddress& expert);
 
   std::shared_ptr<transport::rpc::Client> rpc_;
   std::mutex mutex_;

@@ -1,18 +1,17 @@
 // The expert registry on top of the DHT (hivemind's moe/server/dht_handler.py and the DHT half of
 // moe/client/beam_search.py).
 //
-// Expert uids follow hivemind's grammar: "<name>.<i>.<j>...", e.g. "ffn.3.14" (a name without dots,
-// then one or more non-negative decimal coordinates without leading zeros). Prefixes end with the
+// Expert uids follow hivemind's grammar (common/expert_uid.h): "ffn.3.14"; prefixes end with the
 // delimiter: "ffn.", "ffn.3.". Declaring "ffn.3.14" at endpoint E stores
-//   "ffn.3.14"            -> {uid, E}                 (regular value)
-//   "ffn." [subkey "3"]   -> {uid "ffn.3.14", E}      (one dictionary per prefix: its live
-//   successors) "ffn.3." [subkey "14"] -> {uid "ffn.3.14", E}
+//   "ffn.3.14"             -> {uid, E}             (regular value)
+//   "ffn."   [subkey "3"]  -> {"ffn.3.14", E}      (one dictionary per prefix: its live successors)
+//   "ffn.3." [subkey "14"] -> {"ffn.3.14", E}
 // and a one-dimensional uid "ffn.5" also stores "ffn.5." [subkey "-1"] (hivemind's FLAT_EXPERT), so
 // the first-dimension query sees it. Every entry expires at the declared time; servers re-declare.
 //
 // Negative caching (a prefix found empty is not asked again for a while) lives in this node's local
-// cache under keys of its own namespace — never on a real subkey, where hivemind's shadowed live
-// experts (dht.md 1.9 item 5).
+// cache under keys of its own namespace — never on a real subkey, where hivemind's (subkey -1)
+// shadowed live one-dimensional experts.
 #pragma once
 
 #include <map>
@@ -23,28 +22,20 @@
 #include <vector>
 
 #include <hivemind/common/clock.h>
+#include <hivemind/common/expert_uid.h>
 #include <hivemind/common/result.h>
 #include <hivemind/dht/dht.h>
+#include <hivemind/dht/expert_address.h>
 
 namespace hivemind::dht {
 
-inline constexpr char kUidDelimiter = '.';
 inline constexpr int kFlatExpert = -1;
+static_assert(kMaxUidBytes == kMaxKeyBytes, "a uid or prefix is a DHT key: the limits must agree");
 
-struct ExpertInfo {
-  std::string uid;
-  std::string endpoint;
-  friend bool operator==(const ExpertInfo&, const ExpertInfo&) = default;
-};
-
-bool is_valid_uid(std::string_view uid);
-bool is_valid_prefix(std::string_view prefix);
-// "ffn.3.14" -> {"ffn.3.", 14}; "ffn.3." -> {"ffn.", 3}. InvalidArgument for anything else.
-Result<std::pair<std::string, int>> split_uid(std::string_view uid_or_prefix);
-
-// The value stored for an expert (versioned, length-prefixed uid and endpoint) and its parser.
-std::string encode_expert_info(const ExpertInfo& info);
-std::optional<ExpertInfo> decode_expert_info(std::string_view bytes);
+// The value stored for an expert (versioned, length-prefixed uid and endpoint) and its parser,
+// which rejects anything but a valid uid and a valid address.
+std::string encode_expert_address(const ExpertAddress& address);
+std::optional<ExpertAddress> decode_expert_address(std::string_view bytes);
 
 // Makes `uids` visible until `expiration` (absolute DHT time). `endpoint` must be one of this
 // node's own endpoints (Dht::is_own_endpoint): a server may only declare itself. Fails when an
@@ -54,9 +45,9 @@ Status declare_experts(Dht& dht, std::span<const std::string> uids, const std::s
                        DhtTime expiration, Deadline deadline);
 
 // Per uid: the live expert, or nullopt.
-Result<std::vector<std::optional<ExpertInfo>>> get_experts(Dht& dht,
-                                                           std::span<const std::string> uids,
-                                                           Deadline deadline);
+Result<std::vector<std::optional<ExpertAddress>>> get_experts(Dht& dht,
+                                                              std::span<const std::string> uids,
+                                                              Deadline deadline);
 
 struct SuccessorOptions {
   // Only coordinates in [0, grid_size) (0 = no bound).
@@ -71,7 +62,7 @@ struct SuccessorOptions {
 // appears under "ffn.5." with coordinate -1 (kFlatExpert), as the client's ExpertDirectory expects.
 // Entries whose uid does not lie under prefix + coordinate are dropped. Unknown prefixes map to an
 // empty map.
-Result<std::vector<std::map<int, ExpertInfo>>> get_active_successors(
+Result<std::vector<std::map<int, ExpertAddress>>> get_active_successors(
     Dht& dht, std::span<const std::string> prefixes, Deadline deadline,
     const SuccessorOptions& options = {});
 

@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include <hivemind/common/clock.h>
@@ -51,10 +52,13 @@ struct NodeStats {
   uint64_t replies_received = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
-  uint64_t timeouts = 0;             // requests that failed (timeout or transport error)
+  uint64_t unanswered_requests = 0;  // no answer by the deadline, or the transport lost the request
   uint64_t error_replies = 0;        // ERROR answers to our requests
-  uint64_t unmatched_replies = 0;    // no outstanding request with that id from that peer
-  uint64_t malformed_received = 0;   // frames that failed to decode
+  uint64_t unmatched_replies = 0;    // no outstanding request with that id from that peer, or an
+                                     // answer of another type than the request's
+  uint64_t malformed_requests = 0;   // request frames that failed to decode or were no request
+  uint64_t malformed_replies = 0;    // reply frames that failed to decode
+  uint64_t replaced_peers = 0;       // answers from another node id than the one asked there
   uint64_t rate_limited = 0;         // requests refused by the rate limiter
   uint64_t skewed_peers = 0;         // answers from peers whose clock is off by > max_clock_skew
   uint64_t probes_sent = 0;          // admission pings to peers that contacted us
@@ -161,6 +165,21 @@ class Node {
     DhtTime sent_dht = 0;
     SteadyTime sent{};
   };
+  using PendingMap = std::unordered_map<uint64_t, Pending>;
+  // How a request ended. Answered: the reply the request asked for. Refused: an ERROR reply (the
+  // peer is alive, the request failed). Failed: the peer let us down — no answer in time, the
+  // transport lost the request, a reply that is malformed or of the wrong type, or another node
+  // answering at its address.
+  struct Answered {
+    const wire::Message& reply;
+  };
+  struct Refused {
+    Status why;
+  };
+  struct Failed {
+    Status why;
+  };
+  using RequestOutcome = std::variant<Answered, Refused, Failed>;
   struct Operation;
   struct PingOp;
   struct BootstrapOp;
@@ -179,7 +198,10 @@ class Node {
   void maybe_probe(const wire::Header& header);
   void admit(const Contact& contact);
   void transfer_to(const Contact& contact);
-  void fail_request(uint64_t request_id, const Status& why);
+  // The one completion path of a request: it leaves the table, frees its probe slot, updates the
+  // peer's standing and tells its operation (if still running) the outcome. Exactly once.
+  void complete_request(PendingMap::iterator it, const RequestOutcome& outcome);
+  void learn_from_answer(const Pending& done, const wire::Header& reply);
   void maintenance();
   void refresh_bucket(int index);
   void check_liveness(SteadyTime t);
@@ -203,7 +225,7 @@ class Node {
   Blacklist blacklist_;
   NodeStats stats_;
 
-  std::unordered_map<uint64_t, Pending> pending_;
+  PendingMap pending_;
   using TimePoint = std::pair<SteadyTime, uint64_t>;
   std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> request_timeouts_;
   std::priority_queue<TimePoint, std::vector<TimePoint>, std::greater<>> request_stalls_;

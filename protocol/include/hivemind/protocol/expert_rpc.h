@@ -59,7 +59,7 @@ struct Limits {
   int64_t max_dim = int64_t{1} << 31;
 };
 
-// Validates a uid's characters and length (the DHT checks the full grammar "prefix.i.j...").
+// Checks a uid against `limits` and the one uid grammar (common/expert_uid.h).
 Status validate_uid(std::string_view uid, const Limits& limits = {});
 
 std::vector<uint8_t> encode_call(std::string_view uid);
