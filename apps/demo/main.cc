@@ -3,11 +3,11 @@
 // scripts/demo.sh).
 //
 //   model:  x -> Linear(features, hidden) -> ReLU -> RemoteMixtureOfExperts(hidden, grid) ->
-//   Linear(hidden, classes) prints: step, loss, batch accuracy, samples/s and live experts as it
-//   goes; held-out accuracy every
-//           --eval-every steps; stops at --target-accuracy or after --steps.
+//           Linear(hidden, classes)
+//   prints: step, loss, batch accuracy, samples/s and live experts as it goes; held-out accuracy
+//           every --eval-every steps; stops at --target-accuracy or after --steps.
 //   --kill-server-at STEP --kill-pid PID: SIGKILLs that expert server mid-run to show training
-//   going on around the dead experts.
+//           going on around the dead experts.
 #include <chrono>
 #include <cstdio>
 #include <set>

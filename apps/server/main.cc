@@ -4,8 +4,8 @@
 // the handling is async-signal-safe whichever thread the kernel picks, including LibTorch's and
 // OpenBLAS's threads that exist before main()):
 //   SIGTERM, SIGINT  drain (stop accepting, finish queued and in-flight batches, stop declaring,
-//   checkpoint)
-//                    and exit 0 within --grace_period; a second one exits at once with status 1
+//                    checkpoint) and exit 0 within --grace_period; a second one exits at once with
+//                    status 1
 //   SIGUSR1          checkpoint every expert now and keep serving
 #include <cerrno>
 #include <csignal>

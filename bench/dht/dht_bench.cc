@@ -2,9 +2,9 @@
 // gets/s) and 100 real nodes on loopback (get latency and throughput).
 //
 // Baselines, each measured in the same run: lookups over joined tables against lookups over "ideal"
-// tables filled from global knowledge (dht.md 3.1 model a); success after a kill with r = 5 against
-// the same keys stored with r = 1; simulated gets/s against reads of a node's own storage; real get
-// latency against one raw rpc round trip on the same loopback.
+// tables filled from global knowledge (the lookup model in docs/hivemind-reference.md); success
+// after a kill with r = 5 against the same keys stored with r = 1; simulated gets/s against reads
+// of a node's own storage; real get latency against one raw rpc round trip on the same loopback.
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -1,13 +1,12 @@
 // hivemind-bench quant [--json] [--elements N] [--reps R] [--threads T] [--block B] [--isa
-// avx2|portable]
-//                      [--cpu-only] [--gpu-only] [--gpu-sizes-mib 64,256,1024]
+//                      avx2|portable] [--cpu-only] [--gpu-only] [--gpu-sizes-mib 64,256,1024]
 //
 // CPU: for 1..T threads, blockwise absmax quantize (fp32 and bf16 in) and dequantize (fp32 out) of
 // N elements, next to a memcpy of the same input bytes with the same thread count, measured in the
 // same run. Effective bandwidth = (bytes read + bytes written) / time, for both. Median of R
 // repetitions (the first, which faults pages in, is discarded). Each quantize/dequantize case is
 // also reported in Gelem/s against hivemind's Python 8-bit round trip: ~75 Melem/s, a HISTORICAL
-// figure quoted in shared/design/quant.md (PR #202), not a same-run measurement.
+// figure of hivemind PR #202 (Q0.2 in docs/hivemind-reference.md), not a same-run measurement.
 #include "quant/quant_bench.h"
 
 #include <algorithm>
@@ -28,7 +27,8 @@ namespace {
 
 using namespace hivemind::quant;
 
-// hivemind's UNIFORM_8BIT serialize+deserialize, ~0.135 s per 10 M floats (quant.md, section 0.2).
+// hivemind's UNIFORM_8BIT serialize+deserialize, ~0.135 s per 10 M floats (Q0.2 in
+// docs/hivemind-reference.md).
 constexpr double kHivemindPythonElemsPerSec = 75e6;
 
 template <typename Fn>

@@ -1,6 +1,6 @@
 // hivemind-bench throughput [--json] [--preset P] [hivemind's parameters as --flags]
 //
-// hivemind's benchmark_throughput (hivemind-semantics.md 7.1): one expert server process
+// hivemind's benchmark_throughput (H7.1 in docs/hivemind-reference.md): one expert server process
 // (build/bin/ hivemind-server) hosting num_experts experts "expert.0".."expert.N-1" on 127.0.0.1,
 // and num_clients client processes (this program re-executed with --client-rank R), each looping
 // num_batches_per_client times: pick a random expert, forward a randn(batch_size, hid_dim) batch

@@ -259,13 +259,13 @@ std::pair<NodeId, NodeId> level_range(const NodeId& id, int level) {
 
 void Node::transfer_to(const Contact& contact) {
   // Kademlia's join transfer: push `contact` the records it should now hold. Instead of scanning
-  // all storage per new contact (hivemind, dht.md 1.9 item 6), look only at the id ranges where it
-  // can be among the r closest. With c = cpl(self, contact): a key sharing exactly p <= c bits with
-  // the contact has every known node that shares exactly p bits with the contact strictly closer
-  // (bucket p for p < c; ourselves and every bucket deeper than c for p = c), so levels with >= r
-  // of them are skipped; keys sharing more than c bits form one range on the contact's side of
-  // bucket c. Storage is ordered by key, so each level is one range lookup, and only keys found
-  // there get the exact check.
+  // all storage per new contact (hivemind: DHT bug 6 in docs/hivemind-reference.md), look only at
+  // the id ranges where it can be among the r closest. With c = cpl(self, contact): a key sharing
+  // exactly p <= c bits with the contact has every known node that shares exactly p bits with the
+  // contact strictly closer (bucket p for p < c; ourselves and every bucket deeper than c for p =
+  // c), so levels with >= r of them are skipped; keys sharing more than c bits form one range on
+  // the contact's side of bucket c. Storage is ordered by key, so each level is one range lookup,
+  // and only keys found there get the exact check.
   if (options_.client_mode || storage_.num_keys() == 0) return;
   const NodeId& n = contact.id;
   const int c = self_.id.common_prefix_length(n);

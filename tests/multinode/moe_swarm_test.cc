@@ -3,19 +3,18 @@
 // PMIX_*, SLURM_*), so it links no MPI.
 //
 //   rank 0          DHT bootstrap: Dht::start, writes <rendezvous>/bootstrap.addr; at the end waits
-//   for
-//                   every trainer's verdict, writes <rendezvous>/done, waits for every server to
-//                   exit, and checks that every server computed forward and backward passes.
+//                   for every trainer's verdict, writes <rendezvous>/done, waits for every server
+//                   to exit, and checks that every server computed forward and backward passes.
 //   ranks 1..S      expert servers (server::Server, in-process) hosting expert.<r-1>.[0:K] with
-//   weights
-//                   seeded by --seed, declared through a DHT node of their own that joins rank 0.
+//                   weights seeded by --seed, declared through a DHT node of their own that joins
+//                   rank 0.
 //   ranks S+1..N-1  trainers: a RemoteMixtureOfExperts (grid S x K, k_best 2) over RPC + DHT;
-//   forward
-//                   and backward on a fixed-seed batch, checked against a local reference MoE made
-//                   from the same seeded expert weights and the same gate; then, once every trainer
-//                   is past that pass, the first trainer sends SIGTERM to the last server, every
-//                   trainer waits for it to be gone and checks that the next forward/backward masks
-//                   that server's experts (no hang, still matches the reference with the mask).
+//                   forward and backward on a fixed-seed batch, checked against a local reference
+//                   MoE made from the same seeded expert weights and the same gate; then, once
+//                   every trainer is past that pass, the first trainer sends SIGTERM to the last
+//                   server, every trainer waits for it to be gone and checks that the next
+//                   forward/backward masks that server's experts (no hang, still matches the
+//                   reference with the mask).
 //
 // Rendezvous is files in --rendezvous-dir (a shared filesystem under Slurm), never an MPI barrier,
 // and every wait has a deadline (--timeout). On failure every rank prints one "FAILED:" line to its

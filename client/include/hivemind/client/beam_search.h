@@ -5,8 +5,7 @@
 // is dead. This one is exact and batched:
 //  - the whole batch shares each directory round, with its prefixes deduplicated across samples;
 //  - a grid of D >= 2 dimensions takes D - 1 rounds (a flat grid one): round r asks for the
-//  successors
-//    of the surviving depth-r prefixes ("expert.3." at depth 1);
+//    successors of the surviving depth-r prefixes ("expert.3." at depth 1);
 //  - branch and bound instead of a fixed beam: every successor map names one live expert below each
 //    live child prefix, so the k-th best live expert seen so far is a lower bound L on the k-th
 //    best score; a prefix whose best conceivable completion (its score plus the best index of every

@@ -2,17 +2,15 @@
 // RemoteMixtureOfExperts, same arguments and meaning).
 //
 //   forward(x):  one gating Linear(in_features, sum(grid_size)) scores every grid dimension; an
-//   expert's
-//                score is the sum of its coordinates' scores; beam search finds each sample's
-//                k_best live experts; each chosen expert gets ONE request carrying all the samples
-//                routed to it (hivemind sends one request per sample and expert); the layer waits
-//                until every sample has k_min answers, then at most timeout_after_k_min more, never
-//                past forward_timeout; experts that failed or were late are masked and the softmax
-//                runs over the survivors; the output is the weighted sum of their outputs.
+//                expert's score is the sum of its coordinates' scores; beam search finds each
+//                sample's k_best live experts; each chosen expert gets ONE request carrying all the
+//                samples routed to it (hivemind sends one request per sample and expert); the layer
+//                waits until every sample has k_min answers, then at most timeout_after_k_min more,
+//                never past forward_timeout; experts that failed or were late are masked and the
+//                softmax runs over the survivors; the output is the weighted sum of their outputs.
 //   backward:    each forward survivor gets one request with its samples' inputs and its output
-//   gradients
-//                (already scaled by its weight); same waiting rules with backward_k_min and
-//                backward_timeout; the input gradient is the sum over the backward survivors
+//                gradients (already scaled by its weight); same waiting rules with backward_k_min
+//                and backward_timeout; the input gradient is the sum over the backward survivors
 //                (failures add nothing). The gating network gets its gradient through the softmax
 //                by ordinary autograd.
 //

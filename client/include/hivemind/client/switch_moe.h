@@ -3,10 +3,9 @@
 //
 //   - multiplicative jitter U(1 - jitter_eps, 1 + jitter_eps) on the gating input;
 //   - optional grid dropout: each index of each dimension is kept with probability grid_dropout
-//   (its
-//     logit becomes -inf otherwise);
+//     (its logit becomes -inf otherwise);
 //   - per-dimension softmax; an expert's probability is the product over dimensions (not
-//   renormalised);
+//     renormalised);
 //   - output = sum over the answering experts of probability * output, plus the input (residual);
 //   - a load-balancing loss sum_d mean(softmax_d.mean(0) * utilization_d) * grid_size[d]^2, where
 //     utilization is an EMA (utilization_alpha) of the fraction of answered routings per index.

@@ -3,7 +3,7 @@
 // Two kinds of time, never mixed:
 //  - steady time for local deadlines and timers (monotonic, meaningless across processes);
 //  - DHT time: wall-clock milliseconds since the Unix epoch, shared between nodes for record
-//  expirations.
+//    expirations.
 #pragma once
 
 #include <atomic>

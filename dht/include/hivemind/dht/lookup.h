@@ -5,8 +5,8 @@
 // max(alpha, beta) live ones are asked, so no request goes to a node that cannot matter. A target
 // is done once its `beta` closest live candidates have all answered (beta = 3 for gets, r for
 // stores, k for node lookups); the result is made only of nodes that answered (hivemind counted
-// nodes it had never reached — dht.md 1.9 item 9). Targets that want the same peer share one
-// request (bulk FIND).
+// nodes it had never reached — DHT bug 9 in docs/hivemind-reference.md). Targets that want the same
+// peer share one request (bulk FIND).
 //
 // It sends nothing itself: next_requests() says whom to ask, on_response()/on_failure() feed
 // answers back. So it is unit-tested with a scripted network, and the node drives it over any

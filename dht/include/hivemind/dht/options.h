@@ -1,7 +1,7 @@
 // Options of the DHT node: protocol parameters and every limit, with safe defaults.
 //
-// Defaults follow dht.md section 5.3 (OpenDHT's and libp2p's figures where hivemind had none). Each
-// limit has a unit test that sends limit + 1.
+// Defaults: docs/hivemind-reference.md, "Wire and storage defaults" (OpenDHT's and libp2p's figures
+// where hivemind had none). Each limit has a unit test that sends limit + 1.
 #pragma once
 
 #include <chrono>

@@ -74,7 +74,7 @@ class SimNetwork {
   // joined before its wave (the first node starts alone). Fails when a join fails.
   Status grow(size_t count, size_t wave, const NodeOptions& options);
   // Fills every live node's table from global knowledge: up to k random live nodes per bucket (the
-  // "ideal tables" baseline of dht.md 3.1). O(N^2) id comparisons.
+  // "ideal tables" baseline, docs/hivemind-reference.md). O(N^2) id comparisons.
   void fill_ideal_tables();
 
   // ---- blocking conveniences for tests and the benchmark ----

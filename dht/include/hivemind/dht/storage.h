@@ -2,9 +2,9 @@
 //
 // - Expirations are validated: in the future and at most now + max_ttl (+ slack), or clamped to it.
 // - The expiry index holds (expiration, generation) per stored item and is checked lazily against
-// the
-//   item's current generation, so a rejected or replaced store never touches the index entry of the
-//   newer value (hivemind's TimedStorage bug 1 of dht.md 1.9 cannot happen by construction).
+//   the item's current generation, so a rejected or replaced store never touches the index entry of
+//   the newer value (hivemind's TimedStorage bug, DHT bug 1 in docs/hivemind-reference.md, cannot
+//   happen by construction).
 // - Quotas: total bytes, number of keys, subkeys per key, bytes per source (the peer that sent the
 //   store). A source over its quota is refused; when the whole storage is full the oldest items of
 //   the source using the most bytes are evicted first (OpenDHT's policy), so one flooding peer

@@ -5,7 +5,7 @@
 //   forward   request metadata = encode_call(uid); tensors = one quant-encoded buffer per input
 //             response tensors = one quant-encoded buffer per output
 //   backward  request metadata = encode_call(uid); tensors = encoded inputs, then encoded
-//   grad_outputs
+//             grad_outputs
 //             response tensors = one encoded gradient per input
 //
 // Every tensor travels as one self-describing quant buffer (dtype, shape including the batch

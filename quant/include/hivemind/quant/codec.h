@@ -2,10 +2,11 @@
 //
 // Layout (little-endian; docs/wire-formats.md, "Quantized tensors"):
 //   0  u32 magic "HMQ1"   4 u16 version (1)   6 u8 scheme   7 u8 src_dtype
-//   8  u8 flags (bit 0 requires_grad; others 0)   9 u8 ndim   10 u8 block_log2 (6..12 blockwise,
-//   else 0) 11 u8 reserved (0)   12 u32 reserved (0)   16 u64 numel   24 u64 shape[ndim] then, each
-//   section starting at a multiple of 16 from the buffer start: f32 scales[n_blocks], u8
-//   zero_points[n_blocks] (affine only), payload.
+//   8  u8 flags (bit 0 requires_grad; others 0)   9 u8 ndim
+//   10 u8 block_log2 (6..12 blockwise, else 0)   11 u8 reserved (0)   12 u32 reserved (0)
+//   16 u64 numel   24 u64 shape[ndim]
+//   then, each section starting at a multiple of 16 from the buffer start:
+//   f32 scales[n_blocks], u8 zero_points[n_blocks] (affine only), payload.
 // n_blocks, the section offsets and the total size are derived from the header, never read from it;
 // decode_header() checks every one of them against the buffer length and the limits before anything
 // else touches the bytes.

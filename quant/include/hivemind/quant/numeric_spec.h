@@ -9,15 +9,12 @@
 // operation anyway).
 //
 // 0. Inputs. bf16 and fp16 widen exactly to fp32 first. A tensor of n elements is cut into blocks
-// of B
-//    elements (B a power of two, 64..4096; per-tensor: one block of n); the last block may be
+//    of B elements (B a power of two, 64..4096; per-tensor: one block of n); the last block may be
 //    ragged. n_blocks = ceil(n / B); an empty tensor has no blocks, no scales and no codes.
 //
 // 1. Symmetric absmax (kBlockAbsmaxU8, kPerTensorAbsmaxU8), per block:
-//    m     = max over the block of (bits(x) & 0x7fffffff)         -- an unsigned integer max:
-//    exact,
-//                                                                     order-free, vectorizes, sees
-//                                                                     NaN
+//    m     = max over the block of (bits(x) & 0x7fffffff)
+//            (an unsigned integer max: exact, order-free, vectorizes, sees NaN)
 //    if m >= 0x7f800000 (the block holds +-Inf or NaN): NON-FINITE (see 4).
 //    amax  = float(m);  inv = 127.0f / amax  (IEEE division);  s = amax / 127.0f  (IEEE division)
 //    if m == 0 or inv == +Inf (amax < 127/FLT_MAX ~ 3.7e-37, denormals included): ZERO BLOCK,
@@ -28,32 +25,32 @@
 //    decode: y = float(code - 128) * s   (integer subtract, exact conversion, one multiply).
 //
 // 2. Affine (kBlockAffineU8), per block:
-//    keys  k(x) = bits(x) ^ ((int32(bits(x)) >> 31) & 0x7fffffff) as int32 (monotone in x, -0 <
-//    +0); lo    = min(float_of_key(min k), 0.0f), hi = max(float_of_key(max k), 0.0f)  (0 is always
-//    exact) if any x is +-Inf or NaN: NON-FINITE (see 4). range = hi - lo (IEEE subtraction); if
-//    range == +Inf: NON-FINITE (range overflows binary32). inv = 255.0f / range; s = range / 255.0f
+//    keys  k(x) = bits(x) ^ ((int32(bits(x)) >> 31) & 0x7fffffff) as int32
+//          (monotone in x, -0 < +0)
+//    lo    = min(float_of_key(min k), 0.0f), hi = max(float_of_key(max k), 0.0f)
+//          (0 is always exact)
+//    if any x is +-Inf or NaN: NON-FINITE (see 4).
+//    range = hi - lo (IEEE subtraction); if range == +Inf: NON-FINITE (range overflows binary32).
+//    inv = 255.0f / range; s = range / 255.0f
 //    if range == 0 or inv == +Inf: ZERO BLOCK, s = 0, zero_point = 0, codes 0.
 //    else  zero_point = RNE(-lo * inv) (in [0, 255]);
 //          code(x) = clamp(RNE(x * inv) + zero_point, 0, 255)  (integer add and clamp)
 //    decode: y = float(code - zero_point) * s.
 //
 // 3. Conversions. Output to bf16/fp16 rounds the fp32 value with RNE (f32_to_bf16 / f32_to_f16
-// below:
-//    overflow to +-Inf, denormals kept, NaN -> sign | canonical quiet NaN). Scheme kFloat16
+//    below: overflow to +-Inf, denormals kept, NaN -> sign | canonical quiet NaN). Scheme kFloat16
 //    additionally clamps finite inputs to +-65504 before rounding (hivemind's FLOAT16 does the
 //    same).
 //
 // 4. Non-finite policy: REJECT. A block holding +-Inf or NaN (or an affine block whose range
-// overflows)
-//    makes the encode fail with InvalidArgument naming the first such block. The kernels still
-//    write defined bytes for it (scale = quiet NaN 0x7fc00000, zero_point 0, every code 128, i.e.
-//    the zero-block codes) and report the lowest such block index, so CPU and GPU agree on every
-//    byte even then; the wire never carries a NaN scale (decoders reject non-finite or negative
-//    scales).
+//    overflows) makes the encode fail with InvalidArgument naming the first such block. The kernels
+//    still write defined bytes for it (scale = quiet NaN 0x7fc00000, zero_point 0, every code 128,
+//    i.e. the zero-block codes) and report the lowest such block index, so CPU and GPU agree on
+//    every byte even then; the wire never carries a NaN scale (decoders reject non-finite or
+//    negative scales).
 //
 // 5. Host RNE: x86 cvtps2dq (MXCSR round-to-nearest, which the CPU kernels set for their duration),
-// or
-//    the magic-number form bits(p + 1.5*2^23) - bits(1.5*2^23), exact for |p| < 2^22. Device:
+//    or the magic-number form bits(p + 1.5*2^23) - bits(1.5*2^23), exact for |p| < 2^22. Device:
 //    __float2int_rn(__fmul_rn(x, inv)). Never std::round (ties away from zero).
 #pragma once
 

@@ -1,8 +1,8 @@
 // ExpertBackend: one hosted expert — its module, optimizer, schemas and checkpoint — and the two
 // batch functions the runtime calls.
 //
-// hivemind semantics (hivemind-semantics.md 2.6): forward runs without autograd; backward is
-// stateless on the server side, so it re-runs the forward on the inputs the trainer sends back,
+// hivemind semantics (H2.6 in docs/hivemind-reference.md): forward runs without autograd; backward
+// is stateless on the server side, so it re-runs the forward on the inputs the trainer sends back,
 // runs autograd with the received output gradients and applies exactly one optimizer step per
 // backward batch (whatever the batch size), returning the gradients of the inputs (zeros where an
 // input got none).

@@ -123,14 +123,14 @@ struct BindingPlan {
 // Chooses the binding. Rules, in order:
 //  1. disabled by option -> no binding;
 //  2. already bound (Slurm, taskset, numactl, mpirun) and no explicit cpu_cores -> no binding,
-//  logged;
+//     logged;
 //  3. each CUDA device's compute thread gets cores_per_compute_thread whole cores local to the GPU
 //     (from its NUMA node / PCI locality), starting local_rank slices in, falling back to other
 //     cores when the local ones run out, and to any core when the GPU cannot be located (noted);
 //  4. a CPU device's compute thread gets the first cores of the allowed set (after local_rank
-//  slices);
+//     slices);
 //  5. the I/O threads get every allowed core no compute thread took (all allowed cores if none is
-//  left).
+//     left).
 // InvalidArgument when cpu_cores is malformed or names PUs the process may not use.
 Result<BindingPlan> plan_binding(const Topology& topology, std::span<const ComputeDevice> devices,
                                  const PinningOptions& options, const ExistingBinding& existing);

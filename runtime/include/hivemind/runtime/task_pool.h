@@ -1,14 +1,13 @@
 // TaskPool: the queue of one (expert, forward | backward) pair, from which its device's compute
 // thread forms batches.
 //
-// The batching rules (hivemind's TaskPool, with its batch-size bug fixed,
-// hivemind-semantics.md 2.4):
+// The batching rules (hivemind's TaskPool, with its batch-size bug fixed: H2.4 in
+// docs/hivemind-reference.md):
 //  - a batch never holds more than max_batch_size samples;
 //  - a task larger than max_batch_size is refused at submit, with an error that says so;
 //  - a task that would overflow the batch being formed closes that batch and starts the next one;
 //  - a batch waits for min_batch_size samples, but never longer than fill_timeout after its oldest
-//  task
-//    arrived; a closed batch (the next task does not fit) never waits;
+//    task arrived; a closed batch (the next task does not fit) never waits;
 //  - tasks leave in arrival order, each completes exactly once with its own slice of the outputs.
 //
 // A pool does not compute: Runtime owns one compute thread per device, picks among that device's
