@@ -1,6 +1,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <hivemind/common/errno_text.h>
 #include <hivemind/common/status.h>
 
 namespace hivemind {
@@ -108,7 +109,7 @@ Status internal_error(std::string m) {
 Status errno_error(std::string_view what, int err) {
   std::string message(what);
   message += ": ";
-  message += std::strerror(err);
+  message += errno_text(err);
   return {StatusCode::kIoError, std::move(message)};
 }
 

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <hivemind/common/errno_text.h>
 #include <hivemind/common/logging.h>
 
 #include "ipv4_resolution.h"
@@ -61,7 +62,7 @@ class TcpListener final : public ListenerBase, public FdHandler {
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-          logger("transport")->warn("accept on {}: {}", address_, std::strerror(errno));
+          logger("transport")->warn("accept on {}: {}", address_, errno_text(errno));
         }
         return;
       }
@@ -100,8 +101,8 @@ Result<std::shared_ptr<Endpoint>> tcp_connect(Worker::Impl& worker, const Addres
     if (errno != EINPROGRESS) {
       int err = errno;
       ::close(fd);
-      return unavailable_error(fmt::format("connect to tcp://{}:{}: {}", address.host, address.port,
-                                           std::strerror(err)));
+      return unavailable_error(
+          fmt::format("connect to tcp://{}:{}: {}", address.host, address.port, errno_text(err)));
     }
     connecting = true;
   }

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <hivemind/common/errno_text.h>
+
 namespace hivemind::transport {
 namespace {
 constexpr size_t kInboxSize = 64 * 1024;
@@ -122,7 +124,7 @@ void TcpEndpoint::on_fd_events(uint32_t events) {
     socklen_t len = sizeof(err);
     ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
-      fail(unavailable_error(fmt::format("connect to {}: {}", peer_, std::strerror(err))));
+      fail(unavailable_error(fmt::format("connect to {}: {}", peer_, errno_text(err))));
       return;
     }
     connecting_ = false;
@@ -140,7 +142,7 @@ void TcpEndpoint::on_fd_events(uint32_t events) {
 
 void TcpEndpoint::fail_from_errno(const char* what, int err) {
   if (err == ECONNRESET || err == EPIPE || err == ENOTCONN || err == ETIMEDOUT) {
-    fail(peer_closed_error(fmt::format("{} to {}: {}", what, peer_, std::strerror(err))));
+    fail(peer_closed_error(fmt::format("{} to {}: {}", what, peer_, errno_text(err))));
   } else {
     fail(errno_error(fmt::format("{} to {}", what, peer_), err));
   }
