@@ -2,8 +2,8 @@
 """Format and lint checks of the repository's C++ (run by ./scripts/test.sh).
 
   format  every tracked C/C++/CUDA file must be unchanged by clang-format (the repository's .clang-format)
-  tidy    every C++ translation unit of the project in a build tree's compile_commands.json must pass the
-          repository's .clang-tidy without a warning
+  tidy    every C++ translation unit of the project in a build tree's compile_commands.json that does not
+          include LibTorch must pass the repository's .clang-tidy without a warning
 
 clang-tidy takes 5-30 s per translation unit on these machines (most of it parsing LibTorch's headers), so a
 clean result is remembered in a cache keyed by everything that decides it: the clang-tidy version, the
@@ -26,6 +26,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMAT_SUFFIXES = (".cc", ".h", ".cu", ".cuh")
+# Units that include LibTorch are not tidied: clang 14 cannot parse LibTorch 1.13's headers against
+# GCC 12's libstdc++ in C++20 mode (c10::IValue is incomplete where std::vector<IValue> is
+# instantiated), so every such unit would fail with compiler errors, not findings. The byte-level
+# modules (common, transport, dht, quant core, protocol), their tests and the programs without
+# LibTorch are checked.
+LIBTORCH_INCLUDE = "/torch/csrc/api/include"
 TIDY_SUFFIXES = (".cc",)
 
 
@@ -101,6 +107,7 @@ def check_tidy(build_dir, jobs, cache, only):
         print(f"lint: tidy: {db_path} not found (configure the build first)", file=sys.stderr)
         return None
     entries = []
+    skipped_torch = 0
     for e in json.loads(db_path.read_text()):
         f = Path(e["file"]).resolve()
         try:
@@ -110,6 +117,9 @@ def check_tidy(build_dir, jobs, cache, only):
         if rel.parts[0].startswith("build") or not str(rel).endswith(TIDY_SUFFIXES):
             continue
         if only and str(rel) not in only:
+            continue
+        if LIBTORCH_INCLUDE in (e.get("command") or " ".join(e.get("arguments", []))):
+            skipped_torch += 1
             continue
         entries.append(e)
     version = subprocess.run(["clang-tidy", "--version"], capture_output=True).stdout
@@ -126,7 +136,7 @@ def check_tidy(build_dir, jobs, cache, only):
     for rel in failed:
         print(f"lint: tidy: {rel} has findings")
     print(f"lint: tidy: {len(entries) - len(failed)} of {len(entries)} units clean "
-          f"({cached} unchanged since a clean check)")
+          f"({cached} unchanged since a clean check; {skipped_torch} LibTorch units not checked)")
     return not failed
 
 

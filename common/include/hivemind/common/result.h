@@ -57,11 +57,15 @@ class [[nodiscard]] Result {
 }  // namespace hivemind
 
 // Assigns the value of a Result expression to `lhs`, or returns its error to the caller.
+// `tmp` is a generated name and `lhs` may be a declaration ("auto x"), so neither can be
+// parenthesized: hence the NOLINT.
 #define HIVEMIND_CONCAT_INNER_(a, b) a##b
 #define HIVEMIND_CONCAT_(a, b) HIVEMIND_CONCAT_INNER_(a, b)
 #define HIVEMIND_ASSIGN_OR_RETURN(lhs, expr) \
   HIVEMIND_ASSIGN_OR_RETURN_IMPL_(HIVEMIND_CONCAT_(hivemind_result_, __LINE__), lhs, expr)
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define HIVEMIND_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                    \
   if (!tmp.is_ok()) return tmp.status();                \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

@@ -6,9 +6,12 @@
 //   hivemind_dht_requests_sent_total         requests this node sent
 //   hivemind_dht_requests_received_total     requests it answered or refused
 //   hivemind_dht_replies_received_total      replies to its requests
-//   hivemind_dht_timeouts_total              its requests that failed (timeout or transport error)
+//   hivemind_dht_unanswered_requests_total   its requests with no answer by their deadline, or
+//                                            lost by the transport
 //   hivemind_dht_error_replies_total         ERROR answers to its requests
-//   hivemind_dht_malformed_received_total    frames that failed to decode
+//   hivemind_dht_malformed_requests_total    request frames that failed to decode
+//   hivemind_dht_malformed_replies_total     reply frames that failed to decode
+//   hivemind_dht_unmatched_replies_total     replies matching no outstanding request from that peer
 //   hivemind_dht_rate_limited_total          requests refused by the rate limiter
 //   hivemind_dht_bytes_sent_total, hivemind_dht_bytes_received_total
 //
