@@ -45,7 +45,8 @@ Result<std::string> resolve_program(const std::string& program) {
 }
 
 std::string signal_name(int signal) {
-  const char* description = ::strsignal(signal);
+  // sigdescr_np reads a constant table; strsignal may format into a buffer shared by all threads.
+  const char* description = ::sigdescr_np(signal);
   return description ? description : "unknown";
 }
 
@@ -87,6 +88,7 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
   argv_storage.push_back(options.argv0.empty() ? options.program : options.argv0);
   argv_storage.insert(argv_storage.end(), options.args.begin(), options.args.end());
   std::vector<char*> argv;
+  argv.reserve(argv_storage.size() + 1);
   for (auto& arg : argv_storage)
     argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -106,7 +108,7 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
     if (!overridden(*entry)) base_env.emplace_back(*entry);
   }
   for (const auto& [key, value] : options.env)
-    base_env.push_back(key + "=" + value);
+    base_env.push_back(fmt::format("{}={}", key, value));
 
   std::unique_ptr<SpawnedGroup> group(new SpawnedGroup(options));
   for (int rank = 0; rank < options.world_size; ++rank) {
@@ -117,6 +119,7 @@ Result<std::unique_ptr<SpawnedGroup>> SpawnedGroup::start(const SpawnOptions& op
     env_storage.push_back(fmt::format("HIVEMIND_LOCAL_RANK={}", rank % per_node));
     env_storage.push_back(fmt::format("HIVEMIND_NODE_RANK={}", rank / per_node));
     std::vector<char*> envp;
+    envp.reserve(env_storage.size() + 1);
     for (auto& entry : env_storage)
       envp.push_back(entry.data());
     envp.push_back(nullptr);

@@ -5,7 +5,7 @@
 
 namespace hivemind::dht {
 
-Lookup::Lookup(NodeId self, std::vector<NodeId> targets, Options options)
+Lookup::Lookup(NodeId self, const std::vector<NodeId>& targets, Options options)
     : self_(self), options_(options), unfinished_(targets.size()) {
   options_.alpha = std::max<size_t>(options_.alpha, 1);
   options_.beta = std::max<size_t>(options_.beta, 1);

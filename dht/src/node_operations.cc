@@ -530,7 +530,8 @@ struct Node::BootstrapOp final : Operation {
     size_t before = node.routing_.size();
     uint64_t self_id = id;
     node.find_nearest(
-        node.self_.id, node.options_.k, deadline, [&node, self_id, before](NearestResult result) {
+        node.self_.id, node.options_.k, deadline,
+        [&node, self_id, before](const NearestResult& result) {
           auto it = node.ops_.find(self_id);
           if (it == node.ops_.end()) return;
           auto* op = static_cast<BootstrapOp*>(it->second.get());

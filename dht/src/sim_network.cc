@@ -197,7 +197,8 @@ Status SimNetwork::grow(size_t count, size_t wave, const NodeOptions& options) {
     for (size_t j = 0; j < n; ++j) {
       size_t index = add_node(options);
       node(index).bootstrap({address(alive[rng_() % alive.size()])},
-                            now_ + std::chrono::seconds(60), [&done, &failure](Status status) {
+                            now_ + std::chrono::seconds(60),
+                            [&done, &failure](const Status& status) {
                               ++done;
                               if (!status.is_ok() && failure.is_ok()) failure = status;
                             });

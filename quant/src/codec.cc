@@ -243,14 +243,14 @@ Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype,
     }
   }
   // Phase 2: move every unit's output to its place in the payload.
-  const uint64_t P = h.payload_offset;
+  const uint64_t payload = h.payload_offset;
   if (ob == es) {
-    if (n > 0) std::memmove(base + P, base, n * ob);
+    if (n > 0) std::memmove(base + payload, base, n * ob);
   } else {
     const uint64_t units = (n + unit - 1) / unit;
     // Units below u0 would overwrite input of a later unit still to be moved: park them first.
     uint64_t per = (es - ob) * unit;
-    uint64_t u0 = std::min(units, (P + per - 1) / per);
+    uint64_t u0 = std::min(units, (payload + per - 1) / per);
     u0 = u0 > 0 ? u0 - 1 : 0;
     std::vector<uint8_t> parked(std::min(n, u0 * unit) * ob);
     if (!parked.empty()) {
@@ -261,11 +261,12 @@ Result<size_t> encode_in_place(std::span<uint8_t> storage, DType dtype,
     }
     for (uint64_t u = u0; u < units; ++u) {
       uint64_t len = std::min(unit, n - u * unit);
-      std::memmove(base + P + u * unit * ob, base + u * unit * es, len * ob);
+      std::memmove(base + payload + u * unit * ob, base + u * unit * es, len * ob);
     }
-    if (!parked.empty()) std::memcpy(base + P, parked.data(), parked.size());
+    if (!parked.empty()) std::memcpy(base + payload, parked.data(), parked.size());
   }
-  // Phase 3: header, scales, zero-points, padding: everything below P, whose input is consumed.
+  // Phase 3: header, scales, zero-points, padding: everything below payload, whose input is
+  // consumed.
   write_header_bytes(h, base);
   if (!scales.empty()) std::memcpy(base + h.scales_offset, scales.data(), 4 * scales.size());
   if (!zero_points.empty())

@@ -41,7 +41,7 @@ Status EndpointBase::error() const {
   return error_;
 }
 
-void EndpointBase::fail(Status status) {
+void EndpointBase::fail(const Status& status) {
   HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (failed_) return;
   failed_ = true;

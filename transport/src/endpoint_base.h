@@ -27,7 +27,7 @@ class EndpointBase : public Endpoint, public std::enable_shared_from_this<Endpoi
 
   // I/O thread: records the sticky error (first one wins), tears the connection down through
   // on_failed(), and reports on_error once (deferred, so never inside a backend callback).
-  void fail(Status status);
+  void fail(const Status& status);
   bool failed() const { return failed_; }
 
  protected:

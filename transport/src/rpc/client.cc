@@ -301,7 +301,7 @@ void Client::State::start(CallId id) {
   frame.message = std::move(c.request);
   std::weak_ptr<State> weak = shared_from_this();
   uint64_t bytes = c.bytes;
-  c.conn->ep->send(std::move(frame), [weak, id, bytes](Status st) {
+  c.conn->ep->send(std::move(frame), [weak, id, bytes](const Status& st) {
     auto s = weak.lock();
     if (!s) return;
     s->queued_bytes -= bytes;  // handed to the kernel / UCX (or failed): no longer queued
@@ -347,7 +347,7 @@ void Client::State::send_cancel(const Call& call, CallId id) {
   OutgoingFrame frame;
   frame.kind = FrameKind::kCancel;
   frame.request_id = id;
-  call.conn->ep->send(std::move(frame), [](Status) {});
+  call.conn->ep->send(std::move(frame), [](const Status&) {});
 }
 
 void Client::State::on_timeout(CallId id) {

@@ -120,7 +120,7 @@ void Responder::reply(Result<Message> response) {
   }
   std::weak_ptr<Server::State> server = state_->server;
   if (auto s = server.lock()) s->count_sent(f);
-  state_->ep->send(std::move(f), [server](Status) {
+  state_->ep->send(std::move(f), [server](const Status&) {
     if (auto s = server.lock()) s->reply_done();
   });
 }
@@ -128,11 +128,11 @@ void Responder::reply(Result<Message> response) {
 Result<std::shared_ptr<Server>> Server::create(std::shared_ptr<Worker> worker,
                                                const std::string& address, ServerOptions options) {
   auto state = std::make_shared<State>();
-  state->worker = worker;
-  state->options = options;
+  state->worker = std::move(worker);
+  state->options = std::move(options);
   std::weak_ptr<State> weak = state;
-  auto listener =
-      worker->listen(address, [weak](const std::shared_ptr<Endpoint>& ep) -> EndpointCallbacks {
+  auto listener = state->worker->listen(
+      address, [weak](const std::shared_ptr<Endpoint>& ep) -> EndpointCallbacks {
         if (auto s = weak.lock()) return s->accept(ep);
         ep->close();
         return {};
@@ -242,7 +242,7 @@ void Server::State::on_request(const std::shared_ptr<Endpoint>& ep, ReceivedFram
   auto send_error = [&](const Status& st) {
     OutgoingFrame f = error_frame(id, st);
     count_sent(f);
-    ep->send(std::move(f), [](Status) {});
+    ep->send(std::move(f), [](const Status&) {});
   };
   if (!frame.refused.is_ok()) return send_error(frame.refused);
   auto it = handlers.find(frame.method);

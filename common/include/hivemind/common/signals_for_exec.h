@@ -13,7 +13,8 @@ namespace hivemind {
 inline void restore_default_signals() {
   sigset_t none;
   sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Between fork and exec the child has one thread, so the process-wide call is the right one.
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);  // NOLINT(concurrency-mt-unsafe)
   struct sigaction default_action {};
   default_action.sa_handler = SIG_DFL;
   for (int signal : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGCHLD, SIGQUIT}) {

@@ -41,7 +41,7 @@ class Lookup {
     std::vector<uint32_t> targets;  // indices into the lookup's targets
   };
 
-  Lookup(NodeId self, std::vector<NodeId> targets, Options options);
+  Lookup(NodeId self, const std::vector<NodeId>& targets, Options options);
 
   // Seeds one target with contacts (typically its nearest from the routing table). Seeding is
   // complete once next_requests() is called; done() is meaningful from then on.

@@ -72,12 +72,12 @@ class Storage {
   };
   // A reference to one stored item, valid while the item still has this generation.
   struct ItemRef {
-    uint64_t generation;
+    uint64_t generation = 0;
     NodeId key;
     std::optional<std::string> subkey;
   };
   struct ExpiryRef {
-    DhtTime expiration;
+    DhtTime expiration = 0;
     ItemRef ref;
     bool operator>(const ExpiryRef& other) const { return expiration > other.expiration; }
   };
