@@ -46,8 +46,8 @@ Status::Status(StatusCode code, std::string message) {
 }
 
 const std::string& Status::message() const {
-  static const std::string kEmpty;
-  return state_ ? state_->message : kEmpty;
+  static const std::string empty;
+  return state_ ? state_->message : empty;
 }
 
 std::string Status::to_string() const {
