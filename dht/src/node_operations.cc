@@ -50,7 +50,7 @@ struct Node::LookupOp : Operation {
   size_t rpcs = 0;
   bool lookup_finished = false;
 
-  void begin(Node& node, std::vector<NodeId> targets, size_t beta) {
+  void begin(Node& node, const std::vector<NodeId>& targets, size_t beta) {
     Lookup::Options options;
     options.alpha = node.options_.alpha;
     options.beta = beta;

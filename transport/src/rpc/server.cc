@@ -129,7 +129,7 @@ Result<std::shared_ptr<Server>> Server::create(std::shared_ptr<Worker> worker,
                                                const std::string& address, ServerOptions options) {
   auto state = std::make_shared<State>();
   state->worker = std::move(worker);
-  state->options = std::move(options);
+  state->options = options;
   std::weak_ptr<State> weak = state;
   auto listener = state->worker->listen(
       address, [weak](const std::shared_ptr<Endpoint>& ep) -> EndpointCallbacks {
