@@ -66,7 +66,7 @@ ChurnFigures run_churn(SimNetwork& net, const NodeOptions& node_options,
       std::advance(joined, static_cast<std::ptrdiff_t>(rng() % servers.size()));
       size_t fresh = net.add_node(node_options);
       net.node(fresh).bootstrap({net.address(joined->first)}, net.now() + std::chrono::seconds(30),
-                                [&, fresh](Status status) {
+                                [&, fresh](const Status& status) {
                                   if (status.is_ok() && net.alive(fresh)) start_server(fresh);
                                 });
       net.wake(fresh);
@@ -75,6 +75,7 @@ ChurnFigures run_churn(SimNetwork& net, const NodeOptions& node_options,
       if (net.now() >= server.next_declare) declare(index);
     }
     std::vector<size_t> askers;  // nodes that finished joining
+    askers.reserve(servers.size());
     for (const auto& [index, server] : servers)
       askers.push_back(index);
     for (int g = 0; g < options.live_gets_per_second && second >= kFirstLookupSecond; ++g) {
