@@ -2,16 +2,17 @@
 //
 // Servers count requests and errors per expert, batch sizes and latencies, queue depth, bytes per
 // transport; trainers count their expert calls (client/client_metrics.h); a scrape of
-// `--metrics-port` (common/metrics_endpoint.h) collects them all. Updating a metric is a lock-free
-// atomic operation on an object the caller keeps a reference to, so hot paths pay no lookup and no
-// lock; only registration and collection take the registry's mutex.
+// `--metrics-port` (common/metrics_http_server.h) collects them all. Updating a metric is a
+// lock-free atomic operation on an object the caller keeps a reference to, so hot paths pay no
+// lookup and no lock; only registration and collection take the registry's mutex.
 //
 // Why our own Counter/Gauge/Histogram rather than prometheus-cpp's: a prometheus-cpp histogram
 // takes a mutex on every observation and costs about twice ours (docs/benchmarks.md,
-// `hivemind-bench metrics`). So the objects hot paths touch stay these relaxed atomics, and
-// everything else is prometheus-cpp's: MetricsRegistry is a prometheus::Collectable whose Collect()
-// snapshots our series into prometheus::MetricFamily values, prometheus::TextSerializer writes the
-// exposition format, and prometheus::Exposer serves it over HTTP.
+// `hivemind-bench metrics`). So the objects hot paths touch stay these relaxed atomics, and the
+// exposition is prometheus-cpp's: MetricsRegistry is a prometheus::Collectable whose Collect()
+// snapshots our series into prometheus::MetricFamily values (what any prometheus-cpp exposer or
+// gateway takes), and prometheus::TextSerializer writes the text format. The HTTP endpoint is
+// MetricsHttpServer (metrics_http_server.h says why not prometheus-cpp's Exposer).
 //
 // Registration errors (a malformed name, one name registered as two types, histogram buckets that
 // do not increase) are programming errors found at startup: they throw std::invalid_argument rather
@@ -116,7 +117,7 @@ class MetricsRegistry final : public prometheus::Collectable {
   void counter_callback(std::string_view name, std::string_view help, const MetricLabels& labels,
                         std::function<double()> read);
 
-  // A snapshot of every series, for prometheus-cpp (an Exposer, a TextSerializer): families sorted
+  // A snapshot of every series, for prometheus-cpp (a TextSerializer, a Gateway): families sorted
   // by name, series by labels; histograms carry cumulative buckets with +Inf == count. Callbacks
   // run on the calling thread, outside the registry's lock.
   std::vector<prometheus::MetricFamily> Collect() const override;
