@@ -92,7 +92,7 @@ if ! step configure 300 "${configure[@]}" ${torch_prefix:+"-DCMAKE_PREFIX_PATH=$
   step configure-with-staged-deps 300 "${configure[@]}" "-DCMAKE_PREFIX_PATH=${torch_prefix:+$torch_prefix;}$deps" ||
     { note "gpu-check: configure failed, see $out/configure-with-staged-deps.log"; exit 1; }
   failures=$((failures - 1))  # the first configure's failure is what the fallback is for
-  note "deps    Debian's spdlog/fmt/CLI11/nlohmann-json/OpenSSL from .gpu/deps.tgz (the host lacks one of them)"
+  note "deps    Debian's spdlog/fmt/CLI11/nlohmann-json/OpenSSL/prometheus-cpp from .gpu/deps.tgz (the host lacks one of them)"
 fi
 step build 900 cmake --build "$build" -j "$jobs" --target "${targets[@]}" ||
   { note "gpu-check: build failed, see $out/build.log"; exit 1; }

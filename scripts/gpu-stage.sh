@@ -2,8 +2,10 @@
 # Prepares .gpu/ (git-ignored) on a Debian 12 build machine for scripts/gpu-check.sh on a lent GPU host,
 # which can download nothing and lacks some of our build dependencies:
 #   .gpu/ucx-*.tgz  the CUDA-aware UCX built for that host (from ../shared/gpu-host/, see its README);
-#   .gpu/deps.tgz   Debian's spdlog, fmt, CLI11, nlohmann-json and OpenSSL development files and their
-#                   shared libraries, used there only as a fallback behind the host's own packages.
+#   .gpu/deps.tgz   Debian's spdlog, fmt, CLI11, nlohmann-json, OpenSSL and prometheus-cpp development
+#                   files (with what prometheus-cpp's CMake package looks for: civetweb, zlib, curl)
+#                   and their shared libraries, used there only as a fallback behind the host's own
+#                   packages.
 # Nothing here is committed; pass `carry: [".gpu"]` to the device tool.
 #
 # Usage: scripts/gpu-stage.sh [gpu-host-dir]   (default ../shared/gpu-host)
@@ -19,9 +21,13 @@ else
 fi
 
 ./scripts/install-deps.sh >/dev/null
-# The development packages, and the packages holding the shared libraries they link to.
-packages=(libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libssl-dev)
-for lib in libspdlog.so libfmt.so libcrypto.so libssl.so; do
+# The development packages, and the packages holding the shared libraries they link to (zlib's
+# runtime is on every host, and dpkg knows it only under /lib, so it is not looked up).
+packages=(libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libssl-dev
+          prometheus-cpp-dev libcivetweb-dev zlib1g-dev libcurl4-openssl-dev)
+for lib in libspdlog.so libfmt.so libcrypto.so libssl.so libprometheus-cpp-core.so \
+           libprometheus-cpp-pull.so libprometheus-cpp-push.so libcivetweb.so libcivetweb-cpp.so \
+           libcurl.so; do
   real=$(readlink -f "/usr/lib/x86_64-linux-gnu/$lib")
   packages+=("$(dpkg -S "$real" | cut -d: -f1 | head -n 1)")
 done

@@ -22,14 +22,17 @@
 #include <torch/utils.h>
 
 #include <hivemind/client/dht_expert_directory.h>
+#include <hivemind/client/metered_expert_caller.h>
 #include <hivemind/client/remote_moe.h>
 #include <hivemind/client/rpc_expert_caller.h>
 #include <hivemind/common/blas_check.h>
 #include <hivemind/common/bootstrap_file.h>
 #include <hivemind/common/hostlist.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/common/metrics_http_server.h>
 #include <hivemind/common/version.h>
 #include <hivemind/dht/dht.h>
+#include <hivemind/dht/dht_metrics.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/rpc/server.h>
@@ -59,6 +62,8 @@ struct DemoOptions {
   int64_t wait_experts = 0;  // wait until this many experts are live before training
   double wait_experts_timeout_s = 60.0;
   uint64_t seed = 1;
+  int metrics_port = -1;  // serve the trainer's metrics at http://<metrics_host>:<port>/metrics
+  std::string metrics_host = "127.0.0.1";
 };
 
 class Model : public torch::nn::Module {
@@ -148,6 +153,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--wait-experts-timeout", o.wait_experts_timeout_s)->capture_default_str();
   app.add_option("--seed", o.seed)->capture_default_str();
+  app.add_option("--metrics-port,--metrics_port", o.metrics_port,
+                 "serve the trainer's Prometheus metrics (expert calls by method, failures by "
+                 "reason, latency; its DHT node) at http://<metrics-host>:<port>/metrics (0: any "
+                 "free port, -1: off)")
+      ->envname("HIVEMIND_METRICS_PORT")
+      ->check(CLI::Range(-1, 65535))
+      ->capture_default_str();
+  app.add_option("--metrics-host,--metrics_host", o.metrics_host,
+                 "address of the metrics endpoint (127.0.0.1: this host only; 0.0.0.0: every "
+                 "interface)")
+      ->envname("HIVEMIND_METRICS_HOST")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
@@ -179,6 +196,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Before the transport: a call still in flight while the worker shuts down counts into it.
+  hivemind::MetricsRegistry metrics;
   auto context = hivemind::transport::Context::create(
                      hivemind::transport::ContextOptions::from_env().value_or_throw())
                      .value_or_throw();
@@ -201,7 +220,26 @@ int main(int argc, char** argv) {
   successors.grid_size = static_cast<int>(o.grid[1]);
   successors.negative_caching = false;  // the demo watches experts die: always ask the DHT
   auto directory = std::make_shared<hivemind::client::DhtExpertDirectory>(shared_dht, successors);
-  auto caller = hivemind::client::RpcExpertCaller::create(rpc);
+  // Every expert call is counted (a few relaxed atomics each), served or not.
+  auto caller = hivemind::client::MeteredExpertCaller::create(
+      hivemind::client::RpcExpertCaller::create(rpc), metrics);
+  // After the DHT node, so stopped before it goes: its scrape callbacks read the node.
+  std::unique_ptr<hivemind::MetricsHttpServer> metrics_http;
+  if (o.metrics_port >= 0) {
+    hivemind::dht::register_dht_metrics(metrics, *shared_dht);
+    hivemind::MetricsHttpServerOptions http;
+    http.bind_address = o.metrics_host;
+    http.port = static_cast<uint16_t>(o.metrics_port);
+    auto served = hivemind::MetricsHttpServer::start(metrics, http);
+    if (!served.is_ok()) {
+      std::fprintf(stderr, "hivemind-demo: --metrics-port: %s\n",
+                   served.status().to_string().c_str());
+      return 2;
+    }
+    metrics_http = std::move(served).value();
+    std::printf("hivemind-demo: metrics at http://%s/metrics\n", metrics_http->address().c_str());
+    std::fflush(stdout);
+  }
 
   int64_t total_experts = o.grid[0] * o.grid[1];
   if (o.wait_experts > 0) {

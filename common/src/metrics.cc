@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <prometheus/text_serializer.h>
 
 #include <hivemind/common/metrics.h>
 
@@ -68,18 +69,6 @@ namespace {
 
 enum Type : int { kCounter, kGauge, kHistogram, kCallback, kCounterCallback };
 
-std::string_view type_name(int type) {
-  switch (type) {
-    case kCounter:
-    case kCounterCallback:
-      return "counter";
-    case kHistogram:
-      return "histogram";
-    default:
-      return "gauge";
-  }
-}
-
 bool valid_metric_name(std::string_view name) {
   if (name.empty()) return false;
   for (size_t i = 0; i < name.size(); ++i) {
@@ -118,47 +107,32 @@ MetricLabels canonical_labels(std::string_view family, const MetricLabels& label
   return sorted;
 }
 
-void append_escaped(std::string& out, std::string_view text, bool quote) {
-  for (char c : text) {
+// prometheus::TextSerializer writes HELP text verbatim, so a newline in it would end the comment
+// line and corrupt the exposition; escape it (and backslashes) as the format asks.
+std::string escape_help(std::string_view help) {
+  std::string out;
+  out.reserve(help.size());
+  for (char c : help) {
     if (c == '\\')
       out += "\\\\";
     else if (c == '\n')
       out += "\\n";
-    else if (c == '"' && quote)
-      out += "\\\"";
     else
       out += c;
   }
+  return out;
 }
 
-void append_number(std::string& out, double value) {
-  if (std::isnan(value))
-    out += "NaN";
-  else if (std::isinf(value))
-    out += value > 0 ? "+Inf" : "-Inf";
-  else
-    fmt::format_to(std::back_inserter(out), "{}", value);  // shortest round-trip form
-}
-
-void append_labels(std::string& out, const MetricLabels& labels, const std::string* le = nullptr) {
-  if (labels.empty() && le == nullptr) return;
-  out += '{';
-  bool first = true;
-  for (const auto& [name, value] : labels) {
-    if (!first) out += ',';
-    first = false;
-    out += name;
-    out += "=\"";
-    append_escaped(out, value, true);
-    out += '"';
+prometheus::MetricType prometheus_type(int type) {
+  switch (type) {
+    case kCounter:
+    case kCounterCallback:
+      return prometheus::MetricType::Counter;
+    case kHistogram:
+      return prometheus::MetricType::Histogram;
+    default:
+      return prometheus::MetricType::Gauge;
   }
-  if (le != nullptr) {
-    if (!first) out += ',';
-    out += "le=\"";
-    out += *le;
-    out += '"';
-  }
-  out += '}';
 }
 
 }  // namespace
@@ -253,9 +227,9 @@ void MetricsRegistry::counter_callback(std::string_view name, std::string_view h
   series_locked(family, canonical) = std::make_shared<std::function<double()>>(std::move(read));
 }
 
-std::string MetricsRegistry::render() const {
-  // Copy the structure under the lock, render outside it: callbacks may take other locks, and a
-  // slow scrape must not stall registration on a hot path.
+std::vector<prometheus::MetricFamily> MetricsRegistry::Collect() const {
+  // Copy the structure under the lock, read the values outside it: callbacks may take other locks,
+  // and a slow scrape must not stall registration on a hot path.
   struct FamilyView {
     std::string name;
     int type;
@@ -276,55 +250,51 @@ std::string MetricsRegistry::render() const {
     }
   }
 
-  std::string out;
-  for (const auto& family : view) {
-    out += "# HELP ";
-    out += family.name;
-    out += ' ';
-    append_escaped(out, family.help, false);
-    out += "\n# TYPE ";
-    out += family.name;
-    out += ' ';
-    out += type_name(family.type);
-    out += '\n';
+  std::vector<prometheus::MetricFamily> collected;
+  collected.reserve(view.size());
+  for (auto& family : view) {
+    prometheus::MetricFamily& out = collected.emplace_back();
+    out.name = std::move(family.name);
+    out.help = escape_help(family.help);
+    out.type = prometheus_type(family.type);
+    out.metric.reserve(family.series.size());
     for (const auto& [labels, series] : family.series) {
-      if (family.type == kHistogram) {
-        auto snapshot = std::static_pointer_cast<Histogram>(series)->snapshot();
-        for (size_t i = 0; i <= family.buckets.size(); ++i) {
-          std::string le;
-          append_number(le, i < family.buckets.size() ? family.buckets[i] : HUGE_VAL);
-          out += family.name;
-          out += "_bucket";
-          append_labels(out, labels, &le);
-          fmt::format_to(std::back_inserter(out), " {}\n", snapshot.cumulative[i]);
+      prometheus::ClientMetric& metric = out.metric.emplace_back();
+      metric.label.reserve(labels.size());
+      for (const auto& [name, value] : labels)
+        metric.label.push_back({name, value});
+      switch (family.type) {
+        case kCounter:
+          metric.counter.value = std::static_pointer_cast<Counter>(series)->value();
+          break;
+        case kGauge:
+          metric.gauge.value = std::static_pointer_cast<Gauge>(series)->value();
+          break;
+        case kCounterCallback:
+          metric.counter.value = (*std::static_pointer_cast<std::function<double()>>(series))();
+          break;
+        case kCallback:
+          metric.gauge.value = (*std::static_pointer_cast<std::function<double()>>(series))();
+          break;
+        case kHistogram: {
+          // The serializer adds the +Inf bucket from sample_count, which the snapshot keeps equal
+          // to its last cumulative count.
+          auto snapshot = std::static_pointer_cast<Histogram>(series)->snapshot();
+          metric.histogram.sample_count = snapshot.count;
+          metric.histogram.sample_sum = snapshot.sum;
+          metric.histogram.bucket.reserve(family.buckets.size());
+          for (size_t i = 0; i < family.buckets.size(); ++i)
+            metric.histogram.bucket.push_back({snapshot.cumulative[i], family.buckets[i]});
+          break;
         }
-        out += family.name;
-        out += "_sum";
-        append_labels(out, labels);
-        out += ' ';
-        append_number(out, snapshot.sum);
-        out += '\n';
-        out += family.name;
-        out += "_count";
-        append_labels(out, labels);
-        fmt::format_to(std::back_inserter(out), " {}\n", snapshot.count);
-        continue;
       }
-      double value = 0.0;
-      if (family.type == kCounter)
-        value = std::static_pointer_cast<Counter>(series)->value();
-      else if (family.type == kGauge)
-        value = std::static_pointer_cast<Gauge>(series)->value();
-      else
-        value = (*std::static_pointer_cast<std::function<double()>>(series))();
-      out += family.name;
-      append_labels(out, labels);
-      out += ' ';
-      append_number(out, value);
-      out += '\n';
     }
   }
-  return out;
+  return collected;
+}
+
+std::string MetricsRegistry::render() const {
+  return prometheus::TextSerializer().Serialize(Collect());
 }
 
 }  // namespace hivemind

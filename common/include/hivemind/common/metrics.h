@@ -1,9 +1,18 @@
-// A small thread-safe metrics registry rendered in the Prometheus text exposition format (0.0.4).
+// A small thread-safe metrics registry, exposed to Prometheus through prometheus-cpp.
 //
 // Servers count requests and errors per expert, batch sizes and latencies, queue depth, bytes per
-// transport; a scrape of `--metrics-port` renders them all. Updating a metric is a lock-free atomic
-// operation on an object the caller keeps a reference to, so hot paths pay no lookup and no lock;
-// only registration and rendering take the registry's mutex.
+// transport; trainers count their expert calls (client/client_metrics.h); a scrape of
+// `--metrics-port` (common/metrics_http_server.h) collects them all. Updating a metric is a
+// lock-free atomic operation on an object the caller keeps a reference to, so hot paths pay no
+// lookup and no lock; only registration and collection take the registry's mutex.
+//
+// Why our own Counter/Gauge/Histogram rather than prometheus-cpp's: a prometheus-cpp histogram
+// takes a mutex on every observation and costs about twice ours (docs/benchmarks.md,
+// `hivemind-bench metrics`). So the objects hot paths touch stay these relaxed atomics, and the
+// exposition is prometheus-cpp's: MetricsRegistry is a prometheus::Collectable whose Collect()
+// snapshots our series into prometheus::MetricFamily values (what any prometheus-cpp exposer or
+// gateway takes), and prometheus::TextSerializer writes the text format. The HTTP endpoint is
+// MetricsHttpServer (metrics_http_server.h says why not prometheus-cpp's Exposer).
 //
 // Registration errors (a malformed name, one name registered as two types, histogram buckets that
 // do not increase) are programming errors found at startup: they throw std::invalid_argument rather
@@ -20,6 +29,9 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 
 namespace hivemind {
 
@@ -77,10 +89,10 @@ class Histogram {
 std::vector<double> linear_buckets(double start, double width, size_t count);
 std::vector<double> exponential_buckets(double start, double factor, size_t count);
 
-class MetricsRegistry {
+class MetricsRegistry final : public prometheus::Collectable {
  public:
   MetricsRegistry();
-  ~MetricsRegistry();
+  ~MetricsRegistry() override;
   MetricsRegistry(const MetricsRegistry&) = delete;
   MetricsRegistry& operator=(const MetricsRegistry&) = delete;
 
@@ -105,7 +117,12 @@ class MetricsRegistry {
   void counter_callback(std::string_view name, std::string_view help, const MetricLabels& labels,
                         std::function<double()> read);
 
-  // The whole registry in the text exposition format: families sorted by name, series by labels.
+  // A snapshot of every series, for prometheus-cpp (a TextSerializer, a Gateway): families sorted
+  // by name, series by labels; histograms carry cumulative buckets with +Inf == count. Callbacks
+  // run on the calling thread, outside the registry's lock.
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+  // Collect() in the text exposition format (prometheus::TextSerializer), for logs and tests.
   std::string render() const;
 
  private:
@@ -116,9 +133,5 @@ class MetricsRegistry {
   mutable std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Family>, std::less<>> families_;
 };
-
-// Content-Type of render()'s output, for HTTP responses.
-inline constexpr std::string_view kPrometheusContentType =
-    "text/plain; version=0.0.4; charset=utf-8";
 
 }  // namespace hivemind

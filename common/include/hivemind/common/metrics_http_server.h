@@ -1,5 +1,12 @@
 // A minimal HTTP/1.1 server for Prometheus scrapes: GET (or HEAD) /metrics, 404 for anything else.
 //
+// Why not prometheus-cpp's Exposer, which exposes everything else of our metrics: Debian 12's
+// civetweb (under the Exposer) starts its threads with a fixed 100 KiB stack, and glibc refuses
+// such a thread (pthread_create: EINVAL) in any process whose static TLS is larger, which every
+// process loading LibTorch with OpenBLAS is (OpenBLAS 60 KiB, glog 30 KiB, libtorch_cpu 10 KiB,
+// ...): the Exposer cannot start in an expert server or a trainer. So the HTTP side stays this
+// small server.
+//
 // One thread, plain sockets, one connection at a time, one request per connection (Connection:
 // close): a scrape every few seconds needs nothing more, and it keeps the attack surface of a port
 // that may be reachable from a cluster network small. Every wait is a poll() with a timeout, and
@@ -22,6 +29,10 @@
 #include <hivemind/common/result.h>
 
 namespace hivemind {
+
+// Content-Type of the responses: MetricsRegistry::render() writes the text exposition format 0.0.4.
+inline constexpr std::string_view kPrometheusContentType =
+    "text/plain; version=0.0.4; charset=utf-8";
 
 struct MetricsHttpServerOptions {
   // Loopback by default: exposing metrics beyond the host is a decision ("0.0.0.0" or an
