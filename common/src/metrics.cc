@@ -192,7 +192,7 @@ Gauge& MetricsRegistry::gauge(std::string_view name, std::string_view help,
 }
 
 Histogram& MetricsRegistry::histogram(std::string_view name, std::string_view help,
-                                      std::vector<double> upper_bounds,
+                                      const std::vector<double>& upper_bounds,
                                       const MetricLabels& labels) {
   auto canonical = canonical_labels(name, labels, true);
   auto created = std::make_shared<Histogram>(upper_bounds);  // validates the bounds before locking

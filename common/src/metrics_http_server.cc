@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <hivemind/common/errno_text.h>
 #include <hivemind/common/logging.h>
 #include <hivemind/common/metrics_http_server.h>
 
@@ -200,7 +201,7 @@ void MetricsHttpServer::run() {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_read_, POLLIN, 0}};
     int ready = ::poll(fds, 2, poll_timeout_ms(options_.poll_interval));
     if (ready < 0 && errno != EINTR) {
-      logger("common")->error("metrics: poll failed: {}", std::strerror(errno));
+      logger("common")->error("metrics: poll failed: {}", errno_text(errno));
       return;
     }
     if (ready <= 0 || stopping_.load() || (fds[1].revents & POLLIN)) continue;
@@ -208,7 +209,7 @@ void MetricsHttpServer::run() {
     if (client < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors: the listening socket stays readable, so pause instead of spinning.
-        logger("common")->warn("metrics: accept failed: {}", std::strerror(errno));
+        logger("common")->warn("metrics: accept failed: {}", errno_text(errno));
         pollfd wake = {wake_read_, POLLIN, 0};
         ::poll(&wake, 1, poll_timeout_ms(options_.poll_interval));
       }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -51,7 +52,7 @@ class SrunWrapTest : public ::testing::Test {
     options.args = {"-i", "PATH=" + std::string(std::getenv("PATH")), "OUT=" + dir_.string(),
                     "HIVEMIND_NODE_ADDR=10.9.8.7"};
     for (const auto& [key, value] : env)
-      options.args.push_back(key + "=" + value);
+      options.args.push_back(fmt::format("{}={}", key, value));
     options.args.push_back(std::string(HIVEMIND_SOURCE_DIR) + "/slurm/srun-wrap.sh");
     options.args.insert(options.args.end(), wrap_args.begin(), wrap_args.end());
     options.args.insert(options.args.end(), {"sh", "-c", script});

@@ -103,7 +103,7 @@ class MetricsRegistry final : public prometheus::Collectable {
   Gauge& gauge(std::string_view name, std::string_view help, const MetricLabels& labels = {});
   // Every series of one histogram family must use the same buckets.
   Histogram& histogram(std::string_view name, std::string_view help,
-                       std::vector<double> upper_bounds, const MetricLabels& labels = {});
+                       const std::vector<double>& upper_bounds, const MetricLabels& labels = {});
 
   // A gauge computed at each scrape (routing-table size, queue depth owned by another thread).
   // Re-registering the same series replaces the callback. The callback runs on the scraping thread,
