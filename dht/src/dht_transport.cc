@@ -149,7 +149,7 @@ class TransportHost final : public DhtHost {
         state->server->close();
       else
         state->server->handle(std::string(kDhtMethod),
-                              [](Message, transport::rpc::Responder responder) {
+                              [](const Message&, transport::rpc::Responder responder) {
                                 responder.reply(unavailable_error("dht node stopped"));
                               });
       if (state->own_client) state->client->close();
@@ -193,7 +193,7 @@ Result<NodeId> load_identity(const DhtOptions& options, uint64_t seed) {
 
 }  // namespace
 
-Result<std::unique_ptr<Dht>> Dht::start(DhtOptions options) {
+Result<std::unique_ptr<Dht>> Dht::start(const DhtOptions& options) {
   uint64_t seed =
       options.seed ? options.seed
                    : (static_cast<uint64_t>(std::random_device{}()) << 32 | std::random_device{}());
@@ -235,7 +235,7 @@ Result<std::unique_ptr<Dht>> Dht::start(DhtOptions options) {
   std::weak_ptr<State> weak = state;
   state->server->handle(
       std::string(kDhtMethod),
-      [weak](Message request, transport::rpc::Responder responder) {
+      [weak](const Message& request, transport::rpc::Responder responder) {
         auto self = weak.lock();
         if (!self || self->stopped) {
           responder.reply(unavailable_error("dht node stopped"));

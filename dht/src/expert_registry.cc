@@ -46,8 +46,8 @@ std::optional<ExpertAddress> decode_expert_address(std::string_view bytes) {
   uint8_t version;
   ExpertAddress address;
   if (!r.u8(version) || version != kExpertAddressVersion) return std::nullopt;
-  if (!read_string(kMaxUidBytes, address.uid) || !read_string(kMaxEndpointBytes, address.endpoint) ||
-      !r.done())
+  if (!read_string(kMaxUidBytes, address.uid) ||
+      !read_string(kMaxEndpointBytes, address.endpoint) || !r.done())
     return std::nullopt;
   if (!is_valid_uid(address.uid) || !wire::is_valid_address(address.endpoint, kMaxEndpointBytes))
     return std::nullopt;
@@ -153,6 +153,7 @@ Result<std::vector<std::map<int, ExpertAddress>>> query_prefixes(
   if (options.negative_caching) {
     // Prefixes known to be empty are not asked again until their negative entry expires.
     std::vector<std::string> negative;
+    negative.reserve(keys.size());
     for (const auto& key : keys)
       negative.push_back(negative_key(key));
     auto known_empty = dht.local_get_many(negative);

@@ -56,7 +56,7 @@ struct Node::LookupOp : Operation {
     options.beta = beta;
     options.max_keys_per_request = node.options_.wire.max_keys_per_request;
     options.max_candidates = std::max<size_t>(2 * node.options_.k, beta + node.options_.alpha);
-    lookup = std::make_unique<Lookup>(node.self_.id, std::move(targets), options);
+    lookup = std::make_unique<Lookup>(node.self_.id, targets, options);
     if (!node.options_.client_mode) lookup->add_self(node.self_);
     for (uint32_t t = 0; t < lookup->num_targets(); ++t) {
       const NodeId& target = lookup->target_id(t);
@@ -205,7 +205,7 @@ struct Node::GetOp final : LookupOp {
       targets.push_back(keys[i]);
     }
     lacking.resize(targets.size());
-    begin(node, std::move(targets), node.options_.beta);
+    begin(node, targets, node.options_.beta);
   }
 
   void on_found(Node&, uint32_t target, const Contact& peer,

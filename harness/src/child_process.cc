@@ -48,7 +48,7 @@ std::vector<std::string> child_environment(
     if (!replaced) env.emplace_back(e);
   }
   for (const auto& [key, value] : overrides)
-    env.push_back(key + "=" + value);
+    env.push_back(fmt::format("{}={}", key, value));
   return env;
 }
 
@@ -65,6 +65,7 @@ Result<ChildProcess> ChildProcess::spawn(ChildOptions options) {
   // calls.
   std::vector<std::string> env = child_environment(options.env);
   std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
   for (auto& e : env)
     envp.push_back(e.data());
   envp.push_back(nullptr);

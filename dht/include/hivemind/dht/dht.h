@@ -80,7 +80,7 @@ class Dht {
   // Starts a node on the transport: listens, writes the bootstrap file, joins `initial_peers`
   // (failing with every peer's reason when none answers within bootstrap_timeout). The node runs on
   // the transport worker's I/O thread.
-  static Result<std::unique_ptr<Dht>> start(DhtOptions options);
+  static Result<std::unique_ptr<Dht>> start(const DhtOptions& options);
   // Runs node `index` of a simulated network; the calling thread drives the simulation while it
   // waits.
   static std::unique_ptr<Dht> attach(SimNetwork& network, size_t index);
