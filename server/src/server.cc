@@ -113,12 +113,16 @@ Status Server::Impl::start_metrics() {
   metrics.counter_callback(
       "hivemind_transport_bytes_sent_total", "Bytes of reply frames sent", transport_label,
       [listener] { return static_cast<double>(listener->stats().bytes_sent); });
-  if (dht::Dht* node = announcer->node()) {
-    // shutdown() stops the HTTP server before the node leaves, so the pointer outlives every
-    // scrape.
-    metrics.gauge_callback("hivemind_dht_routing_table_size",
-                           "Peers in the routing table of the server's DHT node", {},
-                           [node] { return static_cast<double>(node->peers().size()); });
+  if (announcer->node() != nullptr) {
+    // Read through the announcer at each scrape: after shutdown() the node is gone (the family
+    // then reads 0), and metrics_text() may still be called. shutdown() stops the HTTP server
+    // before the node leaves, so no scrape races the node's destruction.
+    metrics.gauge_callback(
+        "hivemind_dht_routing_table_size", "Peers in the routing table of the server's DHT node",
+        {}, [announcer = announcer.get()] {
+          const dht::Dht* node = announcer->node();
+          return node != nullptr ? static_cast<double>(node->peers().size()) : 0.0;
+        });
   }
   if (options.metrics_port < 0) return Status::ok();
   MetricsHttpServerOptions http;

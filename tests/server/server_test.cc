@@ -365,6 +365,11 @@ TEST(ServerTest, ExpertsAppearInTheDhtAndPatternsSkipLiveUids) {
   ASSERT_TRUE(now_found.is_ok());
   ASSERT_TRUE((*now_found)[1].has_value());
   EXPECT_EQ((*now_found)[1]->endpoint, second->address());
+
+  // After shutdown the server's DHT node is gone: a scrape still works and reads no peers.
+  ASSERT_TRUE(second->shutdown(Milliseconds(5000)).is_ok());
+  EXPECT_NE(second->metrics_text().find("\nhivemind_dht_routing_table_size 0\n"), std::string::npos)
+      << second->metrics_text();
 }
 
 TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {

@@ -59,7 +59,8 @@ class Server {
   std::vector<ExpertStats> stats() const;
   // "http://127.0.0.1:9100/metrics" when --metrics-port is set, "" otherwise.
   std::string metrics_address() const;
-  // What a scrape returns now (Prometheus text), with or without the HTTP endpoint.
+  // What a scrape returns now (Prometheus text), with or without the HTTP endpoint; also after
+  // shutdown() (the DHT family then reads 0), but not concurrently with it.
   std::string metrics_text() const;
 
   // Thread-safe requests, acted on by the server's maintenance thread (hivemind-server's signal
