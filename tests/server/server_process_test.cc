@@ -69,37 +69,37 @@ class Child {
   std::string transcript_[2];
 };
 
+// The arguments every process test starts its one-expert server with, then `extra`.
+std::vector<std::string> one_expert_server_args(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"--expert_uids",
+                                   "ffn.0.0",
+                                   "--hidden_dim",
+                                   "8",
+                                   "--host",
+                                   "127.0.0.1",
+                                   "--port",
+                                   "0",
+                                   "--transport",
+                                   "tcp",
+                                   "--cpu_bind",
+                                   "none",
+                                   "--stats_report_interval",
+                                   "0",
+                                   "--compression",
+                                   "none",
+                                   "--grace_period",
+                                   "20"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 TEST(ServerProcessTest, Sigusr1CheckpointsAndSigtermDrainsThenExitsZero) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("hm_rt_proc_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   Child child(hivemind::testing::program_path("hivemind-server"),
-              {"--expert_uids",
-               "ffn.0.0",
-               "--hidden_dim",
-               "8",
-               "--host",
-               "127.0.0.1",
-               "--port",
-               "0",
-               "--transport",
-               "tcp",
-               "--checkpoint_dir",
-               dir.string(),
-               "--cpu_bind",
-               "none",
-               "--stats_report_interval",
-               "0",
-               "--compression",
-               "none",
-               "--max_batch_size",
-               "64",
-               "--min_batch_size",
-               "64",
-               "--batch_timeout_ms",
-               "3600000",
-               "--grace_period",
-               "20"},
+              one_expert_server_args({"--checkpoint_dir", dir.string(), "--max_batch_size", "64",
+                                      "--min_batch_size", "64", "--batch_timeout_ms", "3600000"}),
               {"HIVEMIND_LOG_LEVEL=debug", "HIVEMIND_SPIN_US=0"});
   auto ready = child.wait_for(0, "hivemind-server ready:", Deadline::after(60s));
   ASSERT_TRUE(ready) << "no ready line; stderr:\n" << child.output(1);
@@ -151,27 +151,7 @@ std::optional<std::string> run_capture(const std::string& command) {
 
 TEST(ServerProcessTest, MetricsPortAnswersAPrometheusScrapeByCurl) {
   Child child(hivemind::testing::program_path("hivemind-server"),
-              {"--expert_uids",
-               "ffn.0.0",
-               "--hidden_dim",
-               "8",
-               "--host",
-               "127.0.0.1",
-               "--port",
-               "0",
-               "--transport",
-               "tcp",
-               "--cpu_bind",
-               "none",
-               "--stats_report_interval",
-               "0",
-               "--compression",
-               "none",
-               "--metrics-port",
-               "0",
-               "--grace_period",
-               "20"},
-              {"HIVEMIND_SPIN_US=0"});
+              one_expert_server_args({"--metrics-port", "0"}), {"HIVEMIND_SPIN_US=0"});
   auto ready = child.wait_for(0, "hivemind-server ready:", Deadline::after(60s));
   ASSERT_TRUE(ready) << "no ready line; stderr:\n" << child.output(1);
   const size_t at = ready->find(" at "), metrics_at = ready->find(", metrics ");
