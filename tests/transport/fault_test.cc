@@ -1,5 +1,6 @@
 // Faults over every backend: a server process killed (SIGKILL) mid-64 MiB, a frozen (SIGSTOP)
 // server; and, over TCP, raw malformed byte streams.
+#include <future>
 #include <random>
 
 #include <arpa/inet.h>
@@ -196,6 +197,67 @@ TEST_F(RawTcpTest, GoodRawRequestIsAnswered) {
   EXPECT_EQ(f->header.request_id, 1u);
   ASSERT_EQ(f->payloads.size(), 1u);
   EXPECT_EQ(f->payloads[0].size(), 100u);
+}
+
+TEST_F(RawTcpTest, ReplyFollowedAtOnceByCloseIsStillDelivered) {
+  // A server that answers and closes straight away (a draining server does exactly this): the reply
+  // and the FIN reach the client's socket together, and the client must deliver the frame it has
+  // read in full before it reports the closed connection.
+  int listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&sin), sizeof(sin)), 0);
+  ASSERT_EQ(::listen(listen_fd, 1), 0);
+  socklen_t len = sizeof(sin);
+  ASSERT_EQ(::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&sin), &len), 0);
+  const std::string address = "tcp://127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+
+  Message request;
+  request.tensors.push_back(testing::pattern_buffer(100, 7));
+  auto reply = client_->call(address, "echo", std::move(request), Deadline::after(30s));
+  pollfd accept_poll{listen_fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&accept_poll, 1, 30000), 1) << "the client did not connect";
+  int fd = ::accept(listen_fd, nullptr, nullptr);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> got;
+  const Deadline read_by = Deadline::after(30s);
+  while (!decode_frame(got, Limits{}).is_ok() && !read_by.expired()) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    uint8_t buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0) << "the client closed before its request was read";
+    got.insert(got.end(), buf, buf + n);
+  }
+  auto decoded = decode_frame(got, Limits{});
+  ASSERT_TRUE(decoded.is_ok()) << decoded.status().to_string();
+
+  // Hold the client's I/O thread so that it reads the reply and the FIN in one go.
+  std::promise<void> release;
+  std::promise<void> held;
+  std::shared_future<void> released = release.get_future().share();
+  client_worker_->post([&held, released] {
+    held.set_value();
+    (void)released.wait_for(30s);
+  });
+  ASSERT_EQ(held.get_future().wait_for(30s), std::future_status::ready);
+  FrameHeader h;
+  h.kind = FrameKind::kResponse;
+  h.request_id = decoded->header.request_id;
+  std::vector<std::span<const uint8_t>> payloads(decoded->payloads.begin(),
+                                                 decoded->payloads.end());
+  std::vector<uint8_t> response = encode_frame(h, "", std::vector<uint8_t>{}, payloads);
+  ASSERT_EQ(::send(fd, response.data(), response.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(response.size()));
+  ::close(fd);
+  ::close(listen_fd);
+  release.set_value();
+
+  auto r = testing::wait_for(reply, 30s);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_EQ(r->tensors.size(), 1u);
+  EXPECT_TRUE(testing::same_bytes(r->tensors[0], testing::pattern_buffer(100, 7)));
 }
 
 TEST_F(RawTcpTest, BadMagic) {

@@ -29,7 +29,10 @@ void EndpointBase::send(OutgoingFrame frame, SendCallback done) {
 
 void EndpointBase::close() {
   auto self = shared_from_this();
-  auto run = [self] { self->fail(canceled_error("endpoint closed locally")); };
+  auto run = [self] {
+    self->closed_by_owner_ = true;
+    self->fail(canceled_error("endpoint closed locally"));
+  };
   if (worker_.in_thread())
     run();
   else
@@ -94,8 +97,10 @@ void EndpointBase::deliver(ReceivedFrame frame) {
   HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (failed_) return;
   auto self = shared_from_this();
+  // Deferred ahead of any on_error a later failure defers, so the order holds: frames, then error.
   worker_.defer([self, frame = std::move(frame)]() mutable {
-    if (!self->failed_ && self->callbacks_.on_frame) self->callbacks_.on_frame(std::move(frame));
+    if (!self->closed_by_owner_ && self->callbacks_.on_frame)
+      self->callbacks_.on_frame(std::move(frame));
   });
 }
 

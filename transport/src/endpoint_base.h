@@ -42,13 +42,16 @@ class EndpointBase : public Endpoint, public std::enable_shared_from_this<Endpoi
   // and tensor descriptors have arrived (its payload has not), and checks the answer.
   Result<std::vector<Buffer>> allocate(const FrameHeader& header, const ReceivedFrame& frame,
                                        std::span<const TensorDescriptor> descriptors);
-  // Hands a complete frame to on_frame, unless the endpoint failed meanwhile.
+  // Hands a complete frame to on_frame. A frame read in full before the endpoint failed is still
+  // delivered (before on_error): a peer that answers and closes at once must not lose its answer.
+  // Once the owner called close(), nothing more is delivered.
   void deliver(ReceivedFrame frame);
 
   Worker::Impl& worker_;
   std::string peer_;
   EndpointCallbacks callbacks_;
-  bool failed_ = false;  // I/O thread
+  bool failed_ = false;           // I/O thread
+  bool closed_by_owner_ = false;  // I/O thread: close() ran
 
  private:
   mutable std::mutex error_mu_;

@@ -4,7 +4,8 @@
 //  - every send's callback runs exactly once, on the I/O thread, never inline from send(), and only
 //    when the transport no longer touches the tensors' memory;
 //  - the first error is sticky: it fails every pending and later send with that error and is
-//    reported once through on_error; no frame is delivered after it;
+//    reported once through on_error; frames read in full before it are delivered before it, none
+//    after it, and none once the owner called close();
 //  - a frame's destination buffers come from `allocate`, called after the header, descriptors and
 //    metadata arrived and were validated, before any payload byte lands;
 //  - frames are delivered whole. TCP delivers them in send order; UCX in completion order (a
