@@ -69,7 +69,7 @@ Status Status::with_context(std::string_view context) const {
 }
 
 void Status::throw_if_error() const {
-  if (!is_ok()) throw std::runtime_error(to_string());
+  if (!is_ok()) throw StatusError(*this);
 }
 
 Status timeout_error(std::string m) {

@@ -24,6 +24,12 @@ TEST(StatusTest, ErrorCarriesCodeAndMessage) {
   EXPECT_EQ(status.code(), StatusCode::kTimeout);
   EXPECT_EQ(status.to_string(), "Timeout: rpc 'forward' exceeded 2000 ms");
   EXPECT_THROW(status.throw_if_error(), std::runtime_error);
+  try {
+    status.throw_if_error();
+  } catch (const StatusError& e) {
+    EXPECT_EQ(e.code(), status.code());  // the code survives the throw (the Python package maps it)
+    EXPECT_EQ(std::string(e.what()), status.to_string());
+  }
 }
 
 TEST(StatusTest, OkCodeWithMessageIsStillOk) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -50,7 +51,8 @@ class [[nodiscard]] Status {
   // Returns a copy whose message is prefixed with `context: `, for errors crossing a layer.
   Status with_context(std::string_view context) const;
 
-  // Throws std::runtime_error with to_string() when not ok. For public API edges only.
+  // Throws StatusError (a std::runtime_error whose what() is to_string()) when not ok. For public
+  // API edges only.
   void throw_if_error() const;
 
   friend bool operator==(const Status& a, const Status& b) {
@@ -63,6 +65,19 @@ class [[nodiscard]] Status {
     std::string message;
   };
   std::shared_ptr<const State> state_;
+};
+
+// The exception public API edges throw for a Status: catch it as std::runtime_error, or as this to
+// tell a timeout from a refusal (the Python package maps the code onto its exception classes).
+class StatusError : public std::runtime_error {
+ public:
+  explicit StatusError(Status status)
+      : std::runtime_error(status.to_string()), status_(std::move(status)) {}
+  const Status& status() const { return status_; }
+  StatusCode code() const { return status_.code(); }
+
+ private:
+  Status status_;
 };
 
 // Shorthands that read well at the call site: `return timeout_error("deadline passed");`
