@@ -15,6 +15,7 @@
 
 #include <hivemind/common/logging.h>
 #include <hivemind/common/status.h>
+#include <hivemind/common/wait_interrupt.h>
 
 namespace hivemind::client::detail {
 namespace {
@@ -61,10 +62,18 @@ class Inbox {
   }
 
   // Everything that arrived, waiting until `deadline` for at least one; empty when the deadline
-  // passed.
+  // passed. Polls the wait-interrupt hook (which may throw: the callbacks only hold the inbox, so
+  // abandoning the wait is safe) while it blocks.
   std::deque<Completion> wait(Deadline deadline) {
     std::unique_lock lock(mu_);
-    cv_.wait_until(lock, deadline.at(), [&] { return !queue_.empty(); });
+    while (queue_.empty()) {
+      const SteadyTime until = next_wait_interrupt_poll(deadline.at());
+      if (cv_.wait_until(lock, until, [&] { return !queue_.empty(); })) break;
+      if (until >= deadline.at()) break;
+      lock.unlock();
+      poll_wait_interrupt();
+      lock.lock();
+    }
     return std::exchange(queue_, {});
   }
 
@@ -160,16 +169,21 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
     msg += " because beam search found no live expert for it";
   }
   int listed = 0;
-  for (size_t t = 0; t < plan.tasks.size() && listed < 4; ++t) {
+  // The error's code: Timeout when any of the sample's experts was late (or none was asked),
+  // otherwise the first failure's (PeerClosed, Unavailable, ...), so callers can tell them apart.
+  std::optional<StatusCode> code;
+  for (size_t t = 0; t < plan.tasks.size(); ++t) {
     const ExpertTask& task = plan.tasks[t];
     if (!got.failures[t].is_ok() &&
         std::find(task.samples.begin(), task.samples.end(), sample) != task.samples.end()) {
+      if (!code || got.failures[t].code() == StatusCode::kTimeout) code = got.failures[t].code();
+      if (listed >= 4) continue;
       msg += listed++ ? "; " : ". Failures: ";
       msg += got.failures[t].to_string();
     }
   }
   msg += ". Set allow_zero_outputs to continue with fewer answers.";
-  timeout_error(std::move(msg)).throw_if_error();
+  Status(code.value_or(StatusCode::kTimeout), std::move(msg)).throw_if_error();
   throw std::logic_error("unreachable");
 }
 
@@ -234,8 +248,11 @@ struct CallState : torch::CustomClassHolder {
 
 class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
  public:
+  // `dummy` requires grad (hivemind's DUMMY): the call is recorded by autograd even when `input`
+  // does not, so the experts' backward runs and their optimizers step also when the remote layer
+  // is the first of the model.
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& input,
-                               c10::intrusive_ptr<CallState> state) {
+                               const torch::Tensor& dummy, c10::intrusive_ptr<CallState> state) {
     const CallPlan& plan = *state->plan;
     const CallPolicy& policy = *state->policy;
     if (policy.detect_anomalies && !all_finite(input)) {
@@ -316,7 +333,7 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const torch::Tensor grad = grads[0];
-    if (!grad.defined()) return {torch::Tensor(), torch::Tensor()};
+    if (!grad.defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor()};
     const torch::Tensor input = ctx->get_saved_variables()[0];
     auto state =
         c10::static_intrusive_pointer_cast<CallState>(ctx->saved_data["state"].toCapsule());
@@ -361,17 +378,24 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
 
     // Experts that failed backward (or forward) count as constants: they add nothing.
     if (state->whole_batch) {
-      if (!got.outputs[0]) return {torch::zeros_like(input), torch::Tensor()};
-      return {(*got.outputs[0])[0].detach().to(input.options()), torch::Tensor()};
+      if (!got.outputs[0]) return {torch::zeros_like(input), torch::Tensor(), torch::Tensor()};
+      return {(*got.outputs[0])[0].detach().to(input.options()), torch::Tensor(), torch::Tensor()};
     }
     torch::Tensor grad_input = torch::zeros_like(input);
     for (size_t t : state->alive) {
       if (!got.outputs[t]) continue;
       grad_input.index_add_(0, state->sample_index[t], (*got.outputs[t])[0].to(input.options()));
     }
-    return {grad_input, torch::Tensor()};
+    return {grad_input, torch::Tensor(), torch::Tensor()};
   }
 };
+
+// The tensor every call passes as RemoteCallMany's `dummy`: empty, requiring grad, never written.
+// Leaked on purpose: no LibTorch object is destroyed during static destruction.
+const torch::Tensor& dummy_requiring_grad() {
+  static const auto* dummy = new torch::Tensor(torch::empty({0}).requires_grad_(true));
+  return *dummy;
+}
 
 }  // namespace
 
@@ -406,7 +430,7 @@ std::pair<torch::Tensor, torch::Tensor> call_experts(const torch::Tensor& input,
   state->plan = std::move(plan);
   state->caller = std::move(caller);
   state->policy = std::move(policy);
-  variable_list out = RemoteCallMany::apply(input, std::move(state));
+  variable_list out = RemoteCallMany::apply(input, dummy_requiring_grad(), std::move(state));
   return {out[0], out[1]};
 }
 

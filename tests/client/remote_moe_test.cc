@@ -4,6 +4,7 @@
 #include <torch/utils.h>
 
 #include <hivemind/client/remote_moe.h>
+#include <hivemind/common/wait_interrupt.h>
 
 #include "fake_swarm.h"
 
@@ -156,6 +157,22 @@ TEST(RemoteMoE, SequenceInputsAreAveragedForGating) {
   expect_equal(got, f.reference());
 }
 
+TEST(RemoteMoE, ExpertsGetTheirBackwardEvenWhenTheInputNeedsNoGradient) {
+  // hivemind's DUMMY rule: a remote layer fed raw data (the model's first layer) still sends the
+  // backward, so the experts' optimizers step.
+  Fixture f({4, 4}, 0.6, 3, 0, 15);
+  ASSERT_FALSE(f.x.requires_grad());
+  torch::Tensor out = f.moe->forward(f.x);
+  ASSERT_TRUE(out.requires_grad());
+  out.backward(f.cotangent);
+  int64_t forward_calls = 0, backward_calls = 0;
+  for (const auto& c : f.swarm.caller->calls())
+    (c.backward ? backward_calls : forward_calls) += 1;
+  EXPECT_GT(forward_calls, 0);
+  EXPECT_EQ(backward_calls, forward_calls);
+  EXPECT_FALSE(f.x.grad().defined());
+}
+
 TEST(RemoteMoE, OneRequestPerExpert) {
   Fixture f({4, 4}, 0.6, 3, 0, 14);
   f.remote();
@@ -253,6 +270,40 @@ TEST(RemoteMoE, HangingExpertIsCutOffAtForwardTimeout) {
   f.rebuild(o);
   f.swarm.caller->set_forward(hung, Behavior::kHold);
   expect_equal(f.remote(), f.reference({hung}));
+}
+
+TEST(RemoteMoE, WaitInterruptHookAbandonsAHangingCall) {
+  // What Ctrl-C does in Python: the hook throws at its first poll, long before the hour-long
+  // deadline, and the exception reaches the caller.
+  struct Interrupted {};
+  Fixture f({4, 4}, 0.6, 3, 0, 21);
+  const std::string hung = f.some_chosen_expert();
+  auto o = f.moe->options();
+  o.forward_timeout = std::chrono::hours(1);
+  o.timeout_after_k_min = std::nullopt;
+  f.rebuild(o);
+  f.swarm.caller->set_forward(hung, Behavior::kHold);
+  int polls = 0;
+  set_wait_interrupt_hook([&polls] {
+    ++polls;
+    throw Interrupted{};
+  });
+  EXPECT_THROW(f.moe->forward(f.x), Interrupted);
+  set_wait_interrupt_hook({});
+  EXPECT_EQ(polls, 1);
+  f.swarm.caller->release_held();  // the late answer lands in the abandoned call's inbox
+}
+
+TEST(RemoteMoE, ShortfallErrorCarriesTheFailuresCode) {
+  Fixture f({4, 4}, 0.6, 3, 0, 22);
+  for (const auto& [uid, endpoint] : f.swarm.directory->live())
+    f.swarm.caller->set_forward(uid, Behavior::kFail);
+  try {
+    f.moe->forward(f.x);
+    FAIL() << "expected an error";
+  } catch (const StatusError& e) {
+    EXPECT_NE(e.code(), StatusCode::kTimeout) << e.what();  // failed outright, not late
+  }
 }
 
 TEST(RemoteMoE, KMinNotReachedThrows) {
