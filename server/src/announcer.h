@@ -36,16 +36,20 @@ class ExpertAnnouncer {
                                               Deadline deadline) const;
 
   dht::Dht* node() const { return node_.get(); }  // nullptr with a declare hook
+  // The node itself, for embedders that use it too (the Python package's Server.dht). It keeps
+  // running past leave() while they hold it, until the server's I/O thread stops.
+  std::shared_ptr<dht::Dht> shared_node() const { return node_; }
   std::string dht_address() const { return node_ ? node_->address() : std::string(); }
 
-  // Stops the DHT node (its records expire on their own). Idempotent; before the I/O thread stops.
+  // Stops the DHT node (its records expire on their own) unless an embedder still holds it.
+  // Idempotent; before the I/O thread stops.
   void leave() { node_.reset(); }
 
  private:
   ExpertAnnouncer() = default;
 
   DeclareFn hook_;
-  std::unique_ptr<dht::Dht> node_;
+  std::shared_ptr<dht::Dht> node_;
   double expiration_s_ = 0;
   double update_period_s_ = 0;
 };

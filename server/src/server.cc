@@ -251,6 +251,10 @@ std::string Server::dht_address() const {
   return impl_->announcer->dht_address();
 }
 
+std::shared_ptr<dht::Dht> Server::dht() const {
+  return impl_->announcer ? impl_->announcer->shared_node() : nullptr;
+}
+
 const std::vector<std::string>& Server::expert_uids() const {
   return impl_->experts->uids();
 }

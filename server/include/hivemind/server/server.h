@@ -25,6 +25,7 @@
 
 #include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
+#include <hivemind/dht/dht.h>
 #include <hivemind/runtime/expert_backend.h>
 #include <hivemind/runtime/task_pool.h>
 #include <hivemind/server/server_options.h>
@@ -53,6 +54,9 @@ class Server {
 
   std::string address() const;      // where trainers call, e.g. "tcp://10.0.0.5:41234"
   std::string dht_address() const;  // this server's DHT node ("" without one)
+  // This server's DHT node, to look up or store through it in-process; nullptr when the options
+  // gave a declare hook instead. Usable until shutdown() stops the I/O thread.
+  std::shared_ptr<dht::Dht> dht() const;
   const std::vector<std::string>& expert_uids() const;
   std::shared_ptr<runtime::ExpertBackend> backend(const std::string& uid) const;
   std::string binding() const;  // the CPU placement chosen at start, in words
