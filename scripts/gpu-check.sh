@@ -94,6 +94,8 @@ if ! step configure 300 "${configure[@]}" ${torch_prefix:+"-DCMAKE_PREFIX_PATH=$
   failures=$((failures - 1))  # the first configure's failure is what the fallback is for
   note "deps    Debian's spdlog/fmt/CLI11/nlohmann-json/OpenSSL/prometheus-cpp from .gpu/deps.tgz (the host lacks one of them)"
 fi
+# The Python package, when the host's python3 imports torch and pybind11 was found (PyTorch's copy).
+grep -q '^HIVEMIND_PYTHON_EXECUTABLE:INTERNAL=' "$build/CMakeCache.txt" && targets+=(hivemind_python)
 step build 900 cmake --build "$build" -j "$jobs" --target "${targets[@]}" ||
   { note "gpu-check: build failed, see $out/build.log"; exit 1; }
 step info 60 "$build/bin/hivemind-info"
@@ -105,6 +107,14 @@ for t in transport_gpu_test quant_gpu_test quant_torch_test server_gpu_test clie
   grep -hE '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?[,.]' "$out/$t.log" | sed "s/^/        $t /" >>"$summary"
 done
 step transport_rpc_test 300 env HIVEMIND_BUILD_DIR="$PWD/$build" "$build/tests/transport_rpc_test"
+if [[ " ${targets[*]} " == *" hivemind_python "* ]]; then
+  if python3 -m pytest --version >/dev/null 2>&1; then
+    step python-cuda 300 env PYTHONPATH="$PWD/$build/python" HIVEMIND_BUILD_DIR="$PWD/$build" \
+      python3 -m pytest -p no:cacheprovider -q -rs python/tests/test_cuda.py
+  else
+    note "python  no pytest on this host: python/tests/test_cuda.py not run"
+  fi
+fi
 
 if [ "$skip_bench" = 0 ]; then
   step bench-quant-gpu 300 "$build/bin/hivemind-bench" quant --gpu-only --json

@@ -11,6 +11,9 @@ packages=(
   libucx-dev ucx-utils libhwloc-dev hwloc
   # LibTorch and a fast BLAS: without libopenblas0-pthread Debian's LibTorch runs on reference BLAS (~50x slower)
   libtorch-dev libopenblas0-pthread
+  # the Python package (python/): Debian's PyTorch (the same 1.13 build as libtorch-dev), pybind11, pytest;
+  # setuptools, wheel and pip for `pip install --no-build-isolation .`
+  python3-dev python3-torch pybind11-dev python3-pytest python3-setuptools python3-wheel python3-pip python3-venv
   # libraries
   libgtest-dev libgmock-dev libspdlog-dev libfmt-dev libcli11-dev libssl-dev nlohmann-json3-dev
   prometheus-cpp-dev

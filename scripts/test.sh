@@ -5,9 +5,10 @@
 #   1. release build (warnings are errors; demo.sh reuses it), the format check of the whole tree and
 #      clang-tidy over every translation unit (clean results cached by content, see scripts/lint.py),
 #      and every CTest suite (unit, integration, multinode, gpu); GPU tests skip with a printed reason
-#      where there is no CUDA device
+#      where there is no CUDA device; the Python package's pytest suites (python/tests)
 #   2. the installed CMake package and pkg-config file, used by a consumer project and by the example
-#      trainer (examples/trainer, against a live hivemind-server)
+#      trainer (examples/trainer, against a live hivemind-server); the Python package installed with
+#      pip from the checkout
 #   3. ASan+UBSan build (clang) of the byte-level modules (no LibTorch), their tests, and the libFuzzer
 #      targets of every network decoder (CTest replays their seeds)
 #   4. libFuzzer smoke runs of those targets
@@ -77,13 +78,25 @@ set -e
 count_ctest build/ctest-release.log
 [ "$rc" -eq 0 ] || failures+=("ctest release")
 
+stage "stage 1d: Python package (pytest)"
+set +e
+./scripts/test-python.sh 2>&1 | tee build/pytest.log
+rc=${PIPESTATUS[0]}
+set -e
+line=$(grep -E '^[0-9]+ passed|[0-9]+ (passed|failed)' build/pytest.log | tail -n1 || true)
+passed=$((passed + $(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || echo 0)))
+failed=$((failed + $(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || echo 0)))
+[ "$rc" -eq 0 ] || failures+=("pytest")
+
 if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
-  stage "stage 2: installed package + consumer project"
+  stage "stage 2: installed packages (CMake, pkg-config, pip) + consumer projects"
   set +e
   ./scripts/check-install.sh
   record "installed package" $?
   ./scripts/check-example-trainer.sh
   record "example trainer" $?
+  ./scripts/check-python-install.sh
+  record "pip-installed Python package" $?
 
   stage "stage 3: ASan+UBSan (byte-level modules)"
   # build-asan trees configured before the preset moved to clang would refuse the compiler change.

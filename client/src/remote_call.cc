@@ -159,6 +159,12 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
 // The k_min error: which sample fell short, and why its experts did.
 [[noreturn]] void throw_short(const CallPlan& plan, const Collected& got, const CallPolicy& policy,
                               const char* pass, int64_t sample, int64_t required) {
+  if (policy.layer == "RemoteExpert" && plan.tasks.size() == 1) {
+    // One expert, no routing: its own failure is the whole story.
+    const Status& failure = got.failures[0];
+    Status(failure.code(), "RemoteExpert " + std::string(pass) + ": " + failure.message())
+        .throw_if_error();
+  }
   std::string msg = policy.layer + " " + pass + ": sample " + std::to_string(sample) + " got " +
                     std::to_string(got.successes[sample]) + " expert answer(s), needs " +
                     std::to_string(required) + " (" +

@@ -1,0 +1,30 @@
+"""hivemind_cpp: hivemind's decentralized mixture-of-experts, on a C++ engine.
+
+Trainer code written for hivemind runs after ``import hivemind_cpp as hivemind``: ``DHT``,
+``RemoteExpert``, ``RemoteMixtureOfExperts``, ``RemoteSwitchMixtureOfExperts`` and
+``Server.create`` take hivemind's arguments. The work happens in C++ threads with the GIL
+released; see docs/python.md.
+"""
+
+import atexit as _atexit
+
+import torch as _torch  # loads LibTorch (and libtorch_python) before the extension
+
+from . import _C
+from .errors import *  # noqa: F401,F403  (the exception classes)
+from .errors import HivemindError, HivemindTimeoutError
+from .dht import DHT, ValueWithExpiration, get_dht_time
+from .expert import RemoteExpert
+from .moe import RemoteMixtureOfExperts, RemoteSwitchMixtureOfExperts
+from .server import Server
+
+__version__ = _C.__version__
+
+# Ctrl-C interrupts a wait on the network within 50 ms; at exit the hook goes first, then the
+# client transport's thread.
+_C._install_interrupt_hook()
+_atexit.register(_C._shutdown)
+
+__all__ = ["DHT", "RemoteExpert", "RemoteMixtureOfExperts", "RemoteSwitchMixtureOfExperts",
+           "Server", "ValueWithExpiration", "get_dht_time", "HivemindError",
+           "HivemindTimeoutError"]

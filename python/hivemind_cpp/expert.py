@@ -1,0 +1,63 @@
+"""RemoteExpert: one expert on a remote server, called like a local torch module."""
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import _C
+
+
+class RemoteExpert(nn.Module):
+    """A module that runs a remote expert's forward and backward (hivemind's ``RemoteExpert``).
+
+    ``RemoteExpert(uid, endpoint)``: ``endpoint`` is ``"host:port"`` (hivemind's form, dialed over
+    TCP, as :class:`Server` listens by default) or the project's ``"tcp://host:port"`` /
+    ``"ucx://host:port"`` / ``"auto://host:port"``, e.g. a server's ``.endpoint``. The forward sends the whole batch in one request; the backward sends the
+    inputs with the output gradient, so the server applies its optimizer step. Both wait at most
+    their timeout, with the GIL released, and raise :class:`hivemind_cpp.HivemindError` subclasses
+    (``HivemindTimeoutError`` is a ``TimeoutError``) naming the expert and the reason.
+    """
+
+    def __init__(self, uid: str, endpoint: str, *, forward_timeout: float = 30.0,
+                 backward_timeout: float = 30.0, detect_anomalies: bool = False):
+        super().__init__()
+        if not isinstance(uid, str) or not uid:
+            raise TypeError(f"RemoteExpert: uid must be a non-empty str, got {uid!r}")
+        if not isinstance(endpoint, str):
+            raise TypeError(f"RemoteExpert: endpoint must be a str, got {endpoint!r}")
+        if "://" not in endpoint:
+            endpoint = "tcp://" + endpoint
+        self._impl = _C._RemoteExpert(uid, endpoint, float(forward_timeout),
+                                      float(backward_timeout), bool(detect_anomalies))
+        self._info: Optional[dict] = None
+
+    @property
+    def uid(self) -> str:
+        return self._impl.uid
+
+    @property
+    def endpoint(self) -> str:
+        return self._impl.endpoint
+
+    @property
+    def info(self) -> dict:
+        """The expert's description, fetched from its server once: ``uid``, ``expert_cls``,
+        ``forward_schema`` and ``outputs_schema`` (per tensor: per-sample ``shape``, ``dtype``,
+        wire ``compression``), ``max_batch_size``."""
+        if self._info is None:
+            self._info = self._impl.info(10.0)
+        return self._info
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        if kwargs or len(args) != 1:
+            raise TypeError("RemoteExpert.forward takes one batch-first tensor (the experts of "
+                            f"hivemind-cpp have one input); got {len(args)} positional and "
+                            f"{len(kwargs)} keyword argument(s)")
+        (x,) = args
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"RemoteExpert.forward: expected a torch.Tensor, got {type(x).__name__}")
+        return self._impl.forward(x)
+
+    def extra_repr(self) -> str:
+        return f"uid={self.uid!r}, endpoint={self.endpoint!r}"

@@ -1,0 +1,262 @@
+#include "experts.h"
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <pybind11/stl.h>
+#include <torch/csrc/utils/pybind.h>
+
+#include <hivemind/client/dht_expert_directory.h>
+#include <hivemind/client/remote_expert.h>
+#include <hivemind/client/remote_moe.h>
+#include <hivemind/client/switch_moe.h>
+#include <hivemind/quant/codec.h>
+#include <hivemind/runtime/experts.h>
+
+#include "client_transport.h"
+#include "dht.h"
+#include "endpoint.h"
+
+namespace py = pybind11;
+
+namespace hivemind::python {
+namespace {
+
+Milliseconds to_milliseconds(double seconds, const char* name) {
+  if (!std::isfinite(seconds) || seconds <= 0)
+    throw std::invalid_argument(std::string(name) + " must be a positive number of seconds");
+  // Capped at a year: the steady clock must not overflow.
+  const double capped = std::min(seconds, 365.0 * 24 * 3600);
+  return Milliseconds(static_cast<int64_t>(std::ceil(capped * 1000.0)));
+}
+
+py::list schema_list(const std::vector<protocol::TensorSchema>& schemas) {
+  py::list out;
+  for (const auto& s : schemas) {
+    py::dict d;
+    d["shape"] = py::tuple(py::cast(s.shape));
+    d["dtype"] = std::string(quant::dtype_name(s.dtype));
+    d["compression"] = std::string(quant::scheme_name(s.compression));
+    out.append(d);
+  }
+  return out;
+}
+
+class PyRemoteExpert {
+ public:
+  PyRemoteExpert(std::string uid, const std::string& endpoint, double forward_timeout,
+                 double backward_timeout, bool detect_anomalies)
+      : address_{std::move(uid), normalize_endpoint(endpoint)} {
+    client::RemoteExpertOptions options;
+    options.forward_timeout = to_milliseconds(forward_timeout, "forward_timeout");
+    options.backward_timeout = to_milliseconds(backward_timeout, "backward_timeout");
+    options.detect_anomalies = detect_anomalies;
+    module_ = client::RemoteExpert(address_, ClientTransport::instance().caller(), options);
+  }
+
+  torch::Tensor forward(const torch::Tensor& input) {
+    py::gil_scoped_release no_gil;
+    return module_->forward(input);
+  }
+
+  py::dict info(double timeout) {
+    Result<protocol::ExpertInfo> got = [&] {
+      py::gil_scoped_release no_gil;
+      return ClientTransport::instance().caller()->info(
+          address_, Deadline::after(to_milliseconds(timeout, "timeout")));
+    }();
+    const protocol::ExpertInfo info = std::move(got).value_or_throw();
+    py::dict d;
+    d["uid"] = info.uid;
+    d["expert_cls"] = info.expert_cls;
+    d["forward_schema"] = schema_list(info.inputs);
+    d["outputs_schema"] = schema_list(info.outputs);
+    d["max_batch_size"] = info.max_batch_size;
+    return d;
+  }
+
+  const std::string& uid() const { return address_.uid; }
+  const std::string& endpoint() const { return address_.endpoint; }
+
+ private:
+  client::ExpertAddress address_;
+  client::RemoteExpert module_{nullptr};
+};
+
+// The MoE options shared by both layers, from the Python keyword arguments.
+client::RemoteMixtureOfExpertsOptions moe_options(
+    int64_t in_features, std::vector<int64_t> grid_size, std::string uid_prefix, int64_t k_best,
+    int64_t k_min, std::optional<double> forward_timeout, std::optional<double> timeout_after_k_min,
+    int64_t backward_k_min, std::optional<double> backward_timeout, bool detect_anomalies,
+    bool allow_zero_outputs, std::optional<std::vector<int64_t>> output_shape) {
+  client::RemoteMixtureOfExpertsOptions o;
+  o.in_features = in_features;
+  o.grid_size = std::move(grid_size);
+  o.uid_prefix = std::move(uid_prefix);
+  o.k_best = k_best;
+  o.k_min = k_min;
+  if (forward_timeout) o.forward_timeout = to_milliseconds(*forward_timeout, "forward_timeout");
+  o.timeout_after_k_min = timeout_after_k_min ? std::optional<Milliseconds>(to_milliseconds(
+                                                    *timeout_after_k_min, "timeout_after_k_min"))
+                                              : std::nullopt;
+  o.backward_k_min = backward_k_min;
+  if (backward_timeout) o.backward_timeout = to_milliseconds(*backward_timeout, "backward_timeout");
+  o.detect_anomalies = detect_anomalies;
+  o.allow_zero_outputs = allow_zero_outputs;
+  o.output_shape = std::move(output_shape);
+  return o;
+}
+
+std::shared_ptr<client::ExpertDirectory> directory_of(const PyDht& dht) {
+  return std::make_shared<client::DhtExpertDirectory>(dht.node());
+}
+
+// Routing of the last forward, as Python values: per sample the chosen uids (best first), and the
+// mask of which answered.
+py::tuple routing_of(const client::MoERouting& routing) {
+  py::list chosen;
+  for (const auto& sample : routing.chosen) {
+    py::list uids;
+    for (const auto& c : sample)
+      uids.append(c.expert.uid);
+    chosen.append(uids);
+  }
+  return py::make_tuple(chosen, routing.mask);
+}
+
+class PyMixtureOfExperts {
+ public:
+  PyMixtureOfExperts(const PyDht& dht, client::RemoteMixtureOfExpertsOptions options)
+      : module_(std::move(options), directory_of(dht), ClientTransport::instance().caller()) {}
+
+  torch::Tensor forward(const torch::Tensor& input, const torch::Tensor& weight,
+                        const torch::Tensor& bias) {
+    py::gil_scoped_release no_gil;
+    module_->proj->weight = weight;
+    module_->proj->bias = bias;
+    return module_->forward(input);
+  }
+  py::tuple routing() const { return routing_of(module_->last_routing()); }
+
+ private:
+  client::RemoteMixtureOfExperts module_;
+};
+
+class PySwitchMixtureOfExperts {
+ public:
+  PySwitchMixtureOfExperts(const PyDht& dht, client::RemoteSwitchMixtureOfExpertsOptions options)
+      : module_(std::move(options), directory_of(dht), ClientTransport::instance().caller()) {}
+
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& input,
+                                                  const torch::Tensor& weight,
+                                                  const torch::Tensor& bias,
+                                                  const torch::Tensor& grid_utilization,
+                                                  bool training) {
+    py::gil_scoped_release no_gil;
+    module_->proj->weight = weight;
+    module_->proj->bias = bias;
+    module_->grid_utilization = grid_utilization;  // updated in place in training mode
+    module_->train(training);
+    return module_->forward(input);
+  }
+  torch::Tensor initial_grid_utilization() const { return module_->grid_utilization.clone(); }
+  py::tuple routing() const { return routing_of(module_->last_routing()); }
+
+ private:
+  client::RemoteSwitchMixtureOfExperts module_;
+};
+
+// An expert of the zoo built locally from (cls, hidden_dim, uid, seed): bit-identical to the one a
+// server with that seed hosts, for checking remote results and for local baselines.
+class PyLocalExpert {
+ public:
+  PyLocalExpert(const std::string& cls, int64_t hidden_dim, const std::string& uid, uint64_t seed)
+      : module_(runtime::make_expert(cls, hidden_dim, uid, seed).value_or_throw()) {}
+
+  // Differentiable: LibTorch's autograd records the C++ module's ops like any Python op.
+  torch::Tensor forward(const torch::Tensor& input) {
+    py::gil_scoped_release no_gil;
+    std::vector<torch::Tensor> outputs = module_->forward({input});
+    return outputs.at(0);
+  }
+  std::vector<torch::Tensor> parameters() const { return module_->parameters(); }
+  void to(const std::string& device) { module_->to(torch::Device(device)); }
+
+ private:
+  std::shared_ptr<runtime::ExpertModule> module_;
+};
+
+}  // namespace
+
+void bind_experts(py::module_& m) {
+  py::class_<PyLocalExpert>(m, "_LocalExpert")
+      .def(py::init<const std::string&, int64_t, const std::string&, uint64_t>(),
+           py::arg("expert_cls"), py::arg("hidden_dim"), py::arg("uid"), py::arg("seed"))
+      .def("forward", &PyLocalExpert::forward)
+      .def("parameters", &PyLocalExpert::parameters)
+      .def("to", &PyLocalExpert::to, py::arg("device"));
+  m.attr("_default_expert_seed") = runtime::kDefaultExpertSeed;
+
+  py::class_<PyRemoteExpert>(m, "_RemoteExpert")
+      .def(py::init<std::string, const std::string&, double, double, bool>(), py::arg("uid"),
+           py::arg("endpoint"), py::arg("forward_timeout"), py::arg("backward_timeout"),
+           py::arg("detect_anomalies"))
+      .def("forward", &PyRemoteExpert::forward)
+      .def("info", &PyRemoteExpert::info, py::arg("timeout"))
+      .def_property_readonly("uid", &PyRemoteExpert::uid)
+      .def_property_readonly("endpoint", &PyRemoteExpert::endpoint);
+
+  py::class_<PyMixtureOfExperts>(m, "_MixtureOfExperts")
+      .def(py::init([](const PyDht& dht, int64_t in_features, std::vector<int64_t> grid_size,
+                       std::string uid_prefix, int64_t k_best, int64_t k_min,
+                       std::optional<double> forward_timeout,
+                       std::optional<double> timeout_after_k_min, int64_t backward_k_min,
+                       std::optional<double> backward_timeout, bool detect_anomalies,
+                       bool allow_zero_outputs, std::optional<std::vector<int64_t>> output_shape) {
+             return std::make_unique<PyMixtureOfExperts>(
+                 dht, moe_options(in_features, std::move(grid_size), std::move(uid_prefix), k_best,
+                                  k_min, forward_timeout, timeout_after_k_min, backward_k_min,
+                                  backward_timeout, detect_anomalies, allow_zero_outputs,
+                                  std::move(output_shape)));
+           }),
+           py::arg("dht"), py::arg("in_features"), py::arg("grid_size"), py::arg("uid_prefix"),
+           py::arg("k_best"), py::arg("k_min"), py::arg("forward_timeout"),
+           py::arg("timeout_after_k_min"), py::arg("backward_k_min"), py::arg("backward_timeout"),
+           py::arg("detect_anomalies"), py::arg("allow_zero_outputs"), py::arg("output_shape"))
+      .def("forward", &PyMixtureOfExperts::forward)
+      .def("routing", &PyMixtureOfExperts::routing);
+
+  py::class_<PySwitchMixtureOfExperts>(m, "_SwitchMixtureOfExperts")
+      .def(py::init([](const PyDht& dht, int64_t in_features, std::vector<int64_t> grid_size,
+                       std::string uid_prefix, int64_t k_best, int64_t k_min,
+                       std::optional<double> forward_timeout,
+                       std::optional<double> timeout_after_k_min, int64_t backward_k_min,
+                       std::optional<double> backward_timeout, bool detect_anomalies,
+                       bool allow_zero_outputs, std::optional<std::vector<int64_t>> output_shape,
+                       double utilization_alpha, double grid_dropout, double jitter_eps) {
+             client::RemoteSwitchMixtureOfExpertsOptions o;
+             o.moe = moe_options(in_features, std::move(grid_size), std::move(uid_prefix), k_best,
+                                 k_min, forward_timeout, timeout_after_k_min, backward_k_min,
+                                 backward_timeout, detect_anomalies, allow_zero_outputs,
+                                 std::move(output_shape));
+             o.utilization_alpha = utilization_alpha;
+             o.grid_dropout = grid_dropout;
+             o.jitter_eps = jitter_eps;
+             return std::make_unique<PySwitchMixtureOfExperts>(dht, std::move(o));
+           }),
+           py::arg("dht"), py::arg("in_features"), py::arg("grid_size"), py::arg("uid_prefix"),
+           py::arg("k_best"), py::arg("k_min"), py::arg("forward_timeout"),
+           py::arg("timeout_after_k_min"), py::arg("backward_k_min"), py::arg("backward_timeout"),
+           py::arg("detect_anomalies"), py::arg("allow_zero_outputs"), py::arg("output_shape"),
+           py::arg("utilization_alpha"), py::arg("grid_dropout"), py::arg("jitter_eps"))
+      .def("forward", &PySwitchMixtureOfExperts::forward)
+      .def("initial_grid_utilization", &PySwitchMixtureOfExperts::initial_grid_utilization)
+      .def("routing", &PySwitchMixtureOfExperts::routing);
+}
+
+}  // namespace hivemind::python

@@ -1,0 +1,55 @@
+// hivemind_cpp._C: the extension module under the hivemind_cpp package. Everything public is
+// wrapped by the package's Python modules; names here start with '_'.
+#include <pybind11/pybind11.h>
+#include <torch/csrc/Exceptions.h>
+
+#include <hivemind/common/logging.h>
+#include <hivemind/common/version.h>
+#include <hivemind/common/wait_interrupt.h>
+
+#include "client_transport.h"
+#include "dht.h"
+#include "errors.h"
+#include "experts.h"
+#include "server.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// Polled by blocking waits (every kWaitInterruptPollPeriod) on whichever thread waits: runs
+// Python's pending signal handlers, which only do anything on the main thread; a KeyboardInterrupt
+// (or any exception a handler raises) abandons the wait and propagates to the Python caller. It is
+// thrown as PyTorch's python_error, holding the fetched Python exception: PyTorch's autograd
+// engine re-raises that one as it is when the wait was inside loss.backward(), and the translator
+// in errors.cc does the same for our own calls.
+void check_python_signals() {
+  if (!Py_IsInitialized()) return;
+  py::gil_scoped_acquire gil;
+  if (PyErr_CheckSignals() == 0) return;
+  python_error error;
+  error.persist();
+  throw error;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "hivemind-cpp's C++ engine (use the hivemind_cpp package, not this module)";
+  m.attr("__version__") = std::string(hivemind::version());
+  hivemind::configure_logging_from_env().throw_if_error();  // HIVEMIND_LOG_LEVEL, as the programs
+
+  hivemind::python::bind_errors(m);
+  hivemind::python::bind_dht(m);
+  hivemind::python::bind_experts(m);
+  hivemind::python::bind_server(m);
+
+  m.def("_install_interrupt_hook", [] { hivemind::set_wait_interrupt_hook(check_python_signals); });
+  // At interpreter exit (registered with atexit by the package): no hook that takes the GIL, and no
+  // transport thread of ours left running.
+  m.def("_shutdown", [] {
+    hivemind::set_wait_interrupt_hook({});
+    py::gil_scoped_release no_gil;
+    hivemind::python::ClientTransport::shutdown();
+  });
+}

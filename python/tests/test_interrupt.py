@@ -1,0 +1,107 @@
+"""Ctrl-C in a trainer blocked on a remote expert interrupts it, long before the call's deadline."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import hivemind_cpp as hivemind
+from conftest import HIDDEN, server_kwargs
+
+
+def test_sigint_interrupts_a_forward_waiting_on_the_network():
+    # The request waits for a batch of 64 that never fills; the trainer's deadline is an hour.
+    with hivemind.Server.create(**server_kwargs(expert_uids=["ffn.0"], min_batch_size=64,
+                                                batch_timeout=3600, grace_period=0.5)) as s:
+        trainer = textwrap.dedent(f"""
+            import sys, torch
+            import hivemind_cpp as hivemind
+            expert = hivemind.RemoteExpert("ffn.0", {s.endpoint!r}, forward_timeout=3600)
+            try:
+                expert(torch.randn(2, {HIDDEN}))
+            except KeyboardInterrupt:
+                print("INTERRUPTED", flush=True)
+                sys.exit(0)
+            print("RETURNED", flush=True)
+            sys.exit(1)
+        """)
+        child = subprocess.Popen([sys.executable, "-c", trainer], stdout=subprocess.PIPE,
+                                 text=True, env=dict(os.environ, HIVEMIND_SPIN_US="0"))
+        try:
+            # Until the request sits in the server's queue: the trainer is then inside the wait.
+            give_up = time.monotonic() + 120
+            while s.stats()[0]["queued_tasks"] == 0 and child.poll() is None:
+                assert time.monotonic() < give_up, "the trainer's request never arrived"
+                time.sleep(0.01)
+            child.send_signal(signal.SIGINT)
+            out, _ = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == 0, out
+        assert out.strip() == "INTERRUPTED"
+
+
+def bytes_queued_at(port: int) -> int:
+    """Bytes received but not yet read by the sockets listening or connected on local `port`."""
+    total = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for row in table:
+            fields = row.split()
+            local, queues = fields[1], fields[4]
+            if int(local.split(":")[1], 16) == port:
+                total += int(queues.split(":")[1], 16)
+    return total
+
+
+def test_sigint_interrupts_a_backward_waiting_on_the_network(child_servers):
+    # The trainer's forward is answered; then the server is frozen (SIGSTOP), so the backward
+    # waits. Once its request sits unread in the frozen server's socket, the trainer is inside
+    # loss.backward()'s wait: SIGINT must come out of it as KeyboardInterrupt, through PyTorch's
+    # autograd engine.
+    server = child_servers(**server_kwargs(expert_uids=["ffn.0"]))
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    trainer = textwrap.dedent(f"""
+        import sys, torch
+        import hivemind_cpp as hivemind
+        expert = hivemind.RemoteExpert("ffn.0", {server.endpoint!r}, backward_timeout=3600)
+        out = expert(torch.randn(2, {HIDDEN}, requires_grad=True))
+        print("FORWARD", flush=True)
+        sys.stdin.readline()
+        try:
+            out.sum().backward()
+        except KeyboardInterrupt:
+            print("INTERRUPTED", flush=True)
+            sys.exit(0)
+        except BaseException as e:
+            print("RAISED", type(e).__name__, e, flush=True)
+            sys.exit(1)
+        print("RETURNED", flush=True)
+        sys.exit(1)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", trainer], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, HIVEMIND_SPIN_US="0"))
+    try:
+        assert child.stdout.readline().strip() == "FORWARD"
+        server.process.send_signal(signal.SIGSTOP)
+        queued_before = bytes_queued_at(port)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        give_up = time.monotonic() + 120
+        while bytes_queued_at(port) <= queued_before and child.poll() is None:
+            assert time.monotonic() < give_up, "the backward request never reached the server"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, out
+    assert out.strip() == "INTERRUPTED"
