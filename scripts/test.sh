@@ -78,15 +78,20 @@ set -e
 count_ctest build/ctest-release.log
 [ "$rc" -eq 0 ] || failures+=("ctest release")
 
-stage "stage 1d: Python package (pytest)"
+stage "stage 1d: Python package (pytest, example trainer)"
 set +e
 ./scripts/test-python.sh 2>&1 | tee build/pytest.log
 rc=${PIPESTATUS[0]}
-set -e
 line=$(grep -E '^[0-9]+ passed|[0-9]+ (passed|failed)' build/pytest.log | tail -n1 || true)
 passed=$((passed + $(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || echo 0)))
 failed=$((failed + $(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || echo 0)))
 [ "$rc" -eq 0 ] || failures+=("pytest")
+# The Python trainer example (the demo's job from Python) against two hivemind-server processes.
+python=$(sed -n 's/^HIVEMIND_PYTHON_EXECUTABLE:INTERNAL=//p' build/CMakeCache.txt)
+PYTHONPATH="$root/build/python" HIVEMIND_SPIN_US=0 "$python" examples/python/train_moe.py >build/train_moe.log 2>&1
+record "Python example trainer (examples/python)" $?
+tail -n 2 build/train_moe.log
+set -e
 
 if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
   stage "stage 2: installed packages (CMake, pkg-config, pip) + consumer projects"
