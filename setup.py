@@ -71,6 +71,8 @@ setup(
     package_dir={"": "python"},
     ext_modules=[CMakeExtension("hivemind_cpp._C")],
     cmdclass={"build_ext": CMakeBuild},
+    # setuptools' own staging stays out of the CMake build tree's top level.
+    options={"build": {"build_base": "build/python-setuptools"}},
     python_requires=">=3.9",
     zip_safe=False,
 )
