@@ -29,6 +29,12 @@ def project_version() -> str:
     raise RuntimeError("no version in CMakeLists.txt")
 
 
+def _staging_dir() -> str:
+    path = ROOT / "build" / "python-setuptools"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path.relative_to(ROOT))
+
+
 class CMakeExtension(Extension):
     def __init__(self, name: str):
         super().__init__(name, sources=[])
@@ -71,8 +77,10 @@ setup(
     package_dir={"": "python"},
     ext_modules=[CMakeExtension("hivemind_cpp._C")],
     cmdclass={"build_ext": CMakeBuild},
-    # setuptools' own staging stays out of the CMake build tree's top level.
-    options={"build": {"build_base": "build/python-setuptools"}},
+    # setuptools' own staging (and its egg-info) stays out of the sources and of the CMake build
+    # tree's top level.
+    options={"build": {"build_base": "build/python-setuptools"},
+             "egg_info": {"egg_base": _staging_dir()}},
     python_requires=">=3.9",
     zip_safe=False,
 )
