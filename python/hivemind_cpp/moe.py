@@ -37,6 +37,13 @@ def _timeout(name: str, value) -> Optional[float]:
     return value
 
 
+# The keyword arguments both layers take and hand to _MoEBase (each layer lists them in its own
+# signature, with its own defaults, as hivemind does).
+_SHARED_ARGUMENTS = ("in_features", "grid_size", "dht", "k_best", "k_min", "forward_timeout",
+                     "timeout_after_k_min", "backward_k_min", "backward_timeout", "uid_prefix",
+                     "allow_broadcasting", "detect_anomalies", "allow_zero_outputs", "output_shape")
+
+
 class _MoEBase(nn.Module):
     def __init__(self, *, in_features, grid_size, dht, k_best, k_min, forward_timeout,
                  timeout_after_k_min, backward_k_min, backward_timeout, uid_prefix,
@@ -69,7 +76,7 @@ class _MoEBase(nn.Module):
         self.detect_anomalies = bool(detect_anomalies)
         self.allow_zero_outputs = bool(allow_zero_outputs)
         self.proj = nn.Linear(in_features, sum(grid))  # the gating network, hivemind's name
-        self._args = dict(
+        self._options = _C._MoEOptions(
             in_features=in_features, grid_size=grid, uid_prefix=uid_prefix, k_best=k_best,
             k_min=k_min, forward_timeout=self.forward_timeout,
             timeout_after_k_min=self.timeout_after_k_min, backward_k_min=backward_k_min,
@@ -122,16 +129,12 @@ class RemoteMixtureOfExperts(_MoEBase):
                  backward_timeout: Optional[float] = None, uid_prefix: str = "",
                  allow_broadcasting: bool = True, detect_anomalies: bool = False,
                  allow_zero_outputs: bool = False, output_shape: Optional[Sequence[int]] = None):
-        super().__init__(in_features=in_features, grid_size=grid_size, dht=dht, k_best=k_best,
-                         k_min=k_min, forward_timeout=forward_timeout,
-                         timeout_after_k_min=timeout_after_k_min, backward_k_min=backward_k_min,
-                         backward_timeout=backward_timeout, uid_prefix=uid_prefix,
-                         allow_broadcasting=allow_broadcasting, detect_anomalies=detect_anomalies,
-                         allow_zero_outputs=allow_zero_outputs, output_shape=output_shape)
+        arguments = locals()
+        super().__init__(**{name: arguments[name] for name in _SHARED_ARGUMENTS})
         # The C++ layer builds a gate of its own that is never used: keep it off torch's global RNG,
         # so that seeding gives the same gate (proj) as hivemind-cpp's C++ layer and as hivemind.
         with torch.random.fork_rng(devices=[]):
-            self._impl = _C._MixtureOfExperts(dht._handle, **self._args)
+            self._impl = _C._MixtureOfExperts(dht._handle, self._options)
 
     def forward(self, input: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         self._check_input(input, args, kwargs)
@@ -155,12 +158,8 @@ class RemoteSwitchMixtureOfExperts(_MoEBase):
                  backward_timeout: Optional[float] = None, uid_prefix: str = "",
                  allow_broadcasting: bool = True, detect_anomalies: bool = False,
                  output_shape: Optional[Sequence[int]] = None):
-        super().__init__(in_features=in_features, grid_size=grid_size, dht=dht, k_best=k_best,
-                         k_min=k_min, forward_timeout=forward_timeout,
-                         timeout_after_k_min=timeout_after_k_min, backward_k_min=backward_k_min,
-                         backward_timeout=backward_timeout, uid_prefix=uid_prefix,
-                         allow_broadcasting=allow_broadcasting, detect_anomalies=detect_anomalies,
-                         allow_zero_outputs=allow_zero_outputs, output_shape=output_shape)
+        arguments = locals()
+        super().__init__(**{name: arguments[name] for name in _SHARED_ARGUMENTS})
         if not 0 < float(grid_dropout) <= 1:
             raise ValueError(f"grid_dropout is a keep-probability in (0, 1], got {grid_dropout}")
         if not 0 <= float(utilization_alpha) < 1:
@@ -169,7 +168,7 @@ class RemoteSwitchMixtureOfExperts(_MoEBase):
             raise ValueError(f"jitter_eps must be >= 0, got {jitter_eps}")
         with torch.random.fork_rng(devices=[]):  # as in RemoteMixtureOfExperts
             self._impl = _C._SwitchMixtureOfExperts(
-                dht._handle, **self._args, utilization_alpha=float(utilization_alpha),
+                dht._handle, self._options, utilization_alpha=float(utilization_alpha),
                 grid_dropout=float(grid_dropout), jitter_eps=float(jitter_eps))
         self.register_buffer("grid_utilization", self._impl.initial_grid_utilization())
 

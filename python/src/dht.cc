@@ -11,18 +11,13 @@
 
 #include <hivemind/dht/expert_registry.h>
 
+#include "durations.h"
 #include "endpoint.h"
 
 namespace py = pybind11;
 
 namespace hivemind::python {
 namespace {
-
-Milliseconds seconds_to_ms(double seconds, const char* name) {
-  if (!std::isfinite(seconds) || seconds <= 0)
-    throw std::invalid_argument(std::string(name) + " must be a positive number of seconds");
-  return Milliseconds(static_cast<int64_t>(std::ceil(std::min(seconds, 86400.0) * 1000.0)));
-}
 
 Deadline deadline_in(double seconds) {
   return Deadline::after(seconds_to_ms(seconds, "timeout"));

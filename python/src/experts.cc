@@ -20,20 +20,13 @@
 
 #include "client_transport.h"
 #include "dht.h"
+#include "durations.h"
 #include "endpoint.h"
 
 namespace py = pybind11;
 
 namespace hivemind::python {
 namespace {
-
-Milliseconds to_milliseconds(double seconds, const char* name) {
-  if (!std::isfinite(seconds) || seconds <= 0)
-    throw std::invalid_argument(std::string(name) + " must be a positive number of seconds");
-  // Capped at a year: the steady clock must not overflow.
-  const double capped = std::min(seconds, 365.0 * 24 * 3600);
-  return Milliseconds(static_cast<int64_t>(std::ceil(capped * 1000.0)));
-}
 
 py::list schema_list(const std::vector<protocol::TensorSchema>& schemas) {
   py::list out;
@@ -53,8 +46,8 @@ class PyRemoteExpert {
                  double backward_timeout, bool detect_anomalies)
       : address_{std::move(uid), normalize_endpoint(endpoint)} {
     client::RemoteExpertOptions options;
-    options.forward_timeout = to_milliseconds(forward_timeout, "forward_timeout");
-    options.backward_timeout = to_milliseconds(backward_timeout, "backward_timeout");
+    options.forward_timeout = seconds_to_ms(forward_timeout, "forward_timeout");
+    options.backward_timeout = seconds_to_ms(backward_timeout, "backward_timeout");
     options.detect_anomalies = detect_anomalies;
     module_ = client::RemoteExpert(address_, ClientTransport::instance().caller(), options);
   }
@@ -68,7 +61,7 @@ class PyRemoteExpert {
     Result<protocol::ExpertInfo> got = [&] {
       py::gil_scoped_release no_gil;
       return ClientTransport::instance().caller()->info(
-          address_, Deadline::after(to_milliseconds(timeout, "timeout")));
+          address_, Deadline::after(seconds_to_ms(timeout, "timeout")));
     }();
     const protocol::ExpertInfo info = std::move(got).value_or_throw();
     py::dict d;
@@ -87,30 +80,6 @@ class PyRemoteExpert {
   client::ExpertAddress address_;
   client::RemoteExpert module_{nullptr};
 };
-
-// The MoE options shared by both layers, from the Python keyword arguments.
-client::RemoteMixtureOfExpertsOptions moe_options(
-    int64_t in_features, std::vector<int64_t> grid_size, std::string uid_prefix, int64_t k_best,
-    int64_t k_min, std::optional<double> forward_timeout, std::optional<double> timeout_after_k_min,
-    int64_t backward_k_min, std::optional<double> backward_timeout, bool detect_anomalies,
-    bool allow_zero_outputs, std::optional<std::vector<int64_t>> output_shape) {
-  client::RemoteMixtureOfExpertsOptions o;
-  o.in_features = in_features;
-  o.grid_size = std::move(grid_size);
-  o.uid_prefix = std::move(uid_prefix);
-  o.k_best = k_best;
-  o.k_min = k_min;
-  if (forward_timeout) o.forward_timeout = to_milliseconds(*forward_timeout, "forward_timeout");
-  o.timeout_after_k_min = timeout_after_k_min ? std::optional<Milliseconds>(to_milliseconds(
-                                                    *timeout_after_k_min, "timeout_after_k_min"))
-                                              : std::nullopt;
-  o.backward_k_min = backward_k_min;
-  if (backward_timeout) o.backward_timeout = to_milliseconds(*backward_timeout, "backward_timeout");
-  o.detect_anomalies = detect_anomalies;
-  o.allow_zero_outputs = allow_zero_outputs;
-  o.output_shape = std::move(output_shape);
-  return o;
-}
 
 std::shared_ptr<client::ExpertDirectory> directory_of(const PyDht& dht) {
   return std::make_shared<client::DhtExpertDirectory>(dht.node());
@@ -211,49 +180,56 @@ void bind_experts(py::module_& m) {
       .def_property_readonly("uid", &PyRemoteExpert::uid)
       .def_property_readonly("endpoint", &PyRemoteExpert::endpoint);
 
-  py::class_<PyMixtureOfExperts>(m, "_MixtureOfExperts")
-      .def(py::init([](const PyDht& dht, int64_t in_features, std::vector<int64_t> grid_size,
-                       std::string uid_prefix, int64_t k_best, int64_t k_min,
-                       std::optional<double> forward_timeout,
+  // The options both MoE layers share, from the Python layer's checked keyword arguments.
+  using MoEOptions = client::RemoteMixtureOfExpertsOptions;
+  py::class_<MoEOptions>(m, "_MoEOptions")
+      .def(py::init([](int64_t in_features, std::vector<int64_t> grid_size, std::string uid_prefix,
+                       int64_t k_best, int64_t k_min, std::optional<double> forward_timeout,
                        std::optional<double> timeout_after_k_min, int64_t backward_k_min,
                        std::optional<double> backward_timeout, bool detect_anomalies,
                        bool allow_zero_outputs, std::optional<std::vector<int64_t>> output_shape) {
-             return std::make_unique<PyMixtureOfExperts>(
-                 dht, moe_options(in_features, std::move(grid_size), std::move(uid_prefix), k_best,
-                                  k_min, forward_timeout, timeout_after_k_min, backward_k_min,
-                                  backward_timeout, detect_anomalies, allow_zero_outputs,
-                                  std::move(output_shape)));
+             MoEOptions o;
+             o.in_features = in_features;
+             o.grid_size = std::move(grid_size);
+             o.uid_prefix = std::move(uid_prefix);
+             o.k_best = k_best;
+             o.k_min = k_min;
+             // None: the C++ default cap (every wait has a deadline).
+             if (forward_timeout)
+               o.forward_timeout = seconds_to_ms(*forward_timeout, "forward_timeout");
+             o.timeout_after_k_min = std::nullopt;
+             if (timeout_after_k_min)
+               o.timeout_after_k_min = seconds_to_ms(*timeout_after_k_min, "timeout_after_k_min");
+             o.backward_k_min = backward_k_min;
+             if (backward_timeout)
+               o.backward_timeout = seconds_to_ms(*backward_timeout, "backward_timeout");
+             o.detect_anomalies = detect_anomalies;
+             o.allow_zero_outputs = allow_zero_outputs;
+             o.output_shape = std::move(output_shape);
+             return o;
            }),
-           py::arg("dht"), py::arg("in_features"), py::arg("grid_size"), py::arg("uid_prefix"),
-           py::arg("k_best"), py::arg("k_min"), py::arg("forward_timeout"),
-           py::arg("timeout_after_k_min"), py::arg("backward_k_min"), py::arg("backward_timeout"),
-           py::arg("detect_anomalies"), py::arg("allow_zero_outputs"), py::arg("output_shape"))
+           py::arg("in_features"), py::arg("grid_size"), py::arg("uid_prefix"), py::arg("k_best"),
+           py::arg("k_min"), py::arg("forward_timeout"), py::arg("timeout_after_k_min"),
+           py::arg("backward_k_min"), py::arg("backward_timeout"), py::arg("detect_anomalies"),
+           py::arg("allow_zero_outputs"), py::arg("output_shape"));
+
+  py::class_<PyMixtureOfExperts>(m, "_MixtureOfExperts")
+      .def(py::init<const PyDht&, MoEOptions>(), py::arg("dht"), py::arg("options"))
       .def("forward", &PyMixtureOfExperts::forward)
       .def("routing", &PyMixtureOfExperts::routing);
 
   py::class_<PySwitchMixtureOfExperts>(m, "_SwitchMixtureOfExperts")
-      .def(py::init([](const PyDht& dht, int64_t in_features, std::vector<int64_t> grid_size,
-                       std::string uid_prefix, int64_t k_best, int64_t k_min,
-                       std::optional<double> forward_timeout,
-                       std::optional<double> timeout_after_k_min, int64_t backward_k_min,
-                       std::optional<double> backward_timeout, bool detect_anomalies,
-                       bool allow_zero_outputs, std::optional<std::vector<int64_t>> output_shape,
-                       double utilization_alpha, double grid_dropout, double jitter_eps) {
+      .def(py::init([](const PyDht& dht, MoEOptions moe, double utilization_alpha,
+                       double grid_dropout, double jitter_eps) {
              client::RemoteSwitchMixtureOfExpertsOptions o;
-             o.moe = moe_options(in_features, std::move(grid_size), std::move(uid_prefix), k_best,
-                                 k_min, forward_timeout, timeout_after_k_min, backward_k_min,
-                                 backward_timeout, detect_anomalies, allow_zero_outputs,
-                                 std::move(output_shape));
+             o.moe = std::move(moe);
              o.utilization_alpha = utilization_alpha;
              o.grid_dropout = grid_dropout;
              o.jitter_eps = jitter_eps;
              return std::make_unique<PySwitchMixtureOfExperts>(dht, std::move(o));
            }),
-           py::arg("dht"), py::arg("in_features"), py::arg("grid_size"), py::arg("uid_prefix"),
-           py::arg("k_best"), py::arg("k_min"), py::arg("forward_timeout"),
-           py::arg("timeout_after_k_min"), py::arg("backward_k_min"), py::arg("backward_timeout"),
-           py::arg("detect_anomalies"), py::arg("allow_zero_outputs"), py::arg("output_shape"),
-           py::arg("utilization_alpha"), py::arg("grid_dropout"), py::arg("jitter_eps"))
+           py::arg("dht"), py::arg("options"), py::arg("utilization_alpha"),
+           py::arg("grid_dropout"), py::arg("jitter_eps"))
       .def("forward", &PySwitchMixtureOfExperts::forward)
       .def("initial_grid_utilization", &PySwitchMixtureOfExperts::initial_grid_utilization)
       .def("routing", &PySwitchMixtureOfExperts::routing);
