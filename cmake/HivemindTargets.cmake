@@ -8,8 +8,12 @@ function(hivemind_add_library module)
   set(target hivemind_${module})
   add_library(${target} ${ARG_SOURCES})
   add_library(hivemind::${module} ALIAS ${target})
+  # DEFINE_SYMBOL "": no -Dhivemind_<module>_EXPORTS (nothing reads it; symbols are exported by
+  # default), so a shared and a static build compile with identical commands and ccache serves the
+  # static one that `pip install .` makes (setup.py) from the release build's objects.
   set_target_properties(${target} PROPERTIES EXPORT_NAME ${module} OUTPUT_NAME hivemind_${module}
-                                             VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR})
+                                             VERSION ${PROJECT_VERSION} SOVERSION ${PROJECT_VERSION_MAJOR}
+                                             DEFINE_SYMBOL "")
   target_include_directories(${target}
     PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
     PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)

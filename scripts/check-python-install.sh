@@ -16,6 +16,9 @@ trap 'rm -rf "$scratch"' EXIT
 export HIVEMIND_PY_BUILD_DIR="$root/build/python-wheel"
 export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
 export CCACHE_BASEDIR="$root"
+# Warnings are errors here as in the release build: the same flags, so ccache serves the wheel's
+# objects from the release build's (and the package is held to the same standard).
+export CMAKE_ARGS="-DHIVEMIND_WARNINGS_AS_ERRORS=ON${CMAKE_ARGS:+ $CMAKE_ARGS}"
 "$python" -m pip install --quiet --no-build-isolation --no-deps --no-index --target "$scratch/site" "$root"
 cd "$scratch"
 PYTHONPATH="$scratch/site" HIVEMIND_SPIN_US=0 "$python" - <<'PY'
