@@ -12,6 +12,7 @@
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/server/server.h>
 
+#include "scaled_linear_expert.h"
 #include "server_test_util.h"
 
 namespace hivemind::server {
@@ -122,6 +123,55 @@ TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
   EXPECT_EQ(declared.uids, (std::vector<std::string>{"ffn.0.0", "ffn.0.1"}));
   EXPECT_EQ(declared.endpoint, address);
   EXPECT_GT(declared.expiration, SystemClock::instance().dht_now());
+}
+
+// A class registered from C++ (not in the zoo) is hosted like the zoo's: validated, built from the
+// seed, served, trained; the trainer-side make_expert rebuilds it.
+TEST(ServerTest, ACppRegisteredExpertClassIsHostedAndMatchesItsLocalBuild) {
+  ASSERT_TRUE(test_experts::register_scaled_linear().is_ok());
+  ServerOptions o = small_server({"sl.0.0", "sl.0.1"});
+  o.expert_cls = test_experts::kScaledLinearClass;
+  ASSERT_TRUE(validate(o).is_ok()) << validate(o).to_string();
+  auto server = start(o);
+  ASSERT_TRUE(server);
+  RawClient client;
+  const std::string address = server->address();
+
+  auto info_reply = client.call(address, protocol::kInfoMethod, "sl.0.1");
+  ASSERT_TRUE(info_reply.is_ok()) << info_reply.status().to_string();
+  auto info = protocol::decode_expert_info(info_reply->metadata).value();
+  EXPECT_EQ(info.expert_cls, test_experts::kScaledLinearClass);
+  ASSERT_EQ(info.inputs.size(), 1u);
+  EXPECT_EQ(info.inputs[0].shape, std::vector<int64_t>{kHidden});
+
+  auto reference =
+      runtime::make_expert(test_experts::kScaledLinearClass, kHidden, "sl.0.1", kSeed).value();
+  torch::Tensor x = torch::randn({5, kHidden});
+  auto y = client.tensors(address, protocol::kForwardMethod, "sl.0.1", {x});
+  ASSERT_TRUE(y.is_ok()) << y.status().to_string();
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(torch::allclose((*y)[0], reference->forward({x})[0], 1e-5, 1e-5));
+  }
+  torch::Tensor g = torch::randn({5, kHidden});
+  auto gx = client.tensors(address, protocol::kBackwardMethod, "sl.0.1", {x, g});
+  ASSERT_TRUE(gx.is_ok()) << gx.status().to_string();
+  torch::Tensor xr = x.clone().requires_grad_(true);
+  reference->forward({xr})[0].backward(g);
+  EXPECT_TRUE(torch::allclose((*gx)[0], xr.grad(), 1e-5, 1e-5));
+  // The server's SGD step (lr 0.1) is the local one; the other expert is untouched.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : reference->parameters())
+      p -= 0.1 * p.grad();
+  }
+  auto server_params = server->backend("sl.0.1")->parameters();
+  auto ref_params = reference->parameters();
+  ASSERT_EQ(server_params.size(), ref_params.size());
+  for (size_t i = 0; i < ref_params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-5)) << i;
+  EXPECT_EQ(server->backend("sl.0.1")->update_count(), 1);
+  EXPECT_EQ(server->backend("sl.0.0")->update_count(), 0);
 }
 
 TEST(ServerTest, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
@@ -380,13 +430,18 @@ TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {
   o.max_batch_size = 10;
   o.compression = "zip";
   o.device = "tpu";
+  o.expert_cls = "moe_of_moes";
   Status s = validate(o);
   ASSERT_FALSE(s.is_ok());
   for (const char* expected :
-       {"exactly one of --expert_uids and --expert_pattern", "'bad uid' is not a uid",
+       {"--expert_cls 'moe_of_moes' is unknown; use one of: ffn, ffn_v08, transformer, nop",
+        "exactly one of --expert_uids and --expert_pattern", "'bad uid' is not a uid",
         "listed twice", "--min_batch_size (100)", "--compression 'zip'", "--device"}) {
     EXPECT_NE(s.message().find(expected), std::string::npos) << expected << "\n" << s.message();
   }
+  // The list of classes is the registry's, a C++-registered class included.
+  ASSERT_TRUE(test_experts::register_scaled_linear().is_ok());
+  EXPECT_NE(validate(o).message().find(test_experts::kScaledLinearClass), std::string::npos);
   EXPECT_EQ(expand_expert_pattern("e.[0:2].[3:5]", 0, 0).value(),
             (std::vector<std::string>{"e.0.3", "e.0.4", "e.1.3", "e.1.4"}));
   auto some = expand_expert_pattern("e.[0:10].[0:10]", 7, 1).value();
