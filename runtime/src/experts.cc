@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -148,6 +149,27 @@ void initialize(torch::nn::Module& root, at::Generator gen) {
   }
 }
 
+// What a trainer's info decoder accepts (protocol::Limits), so a module that no trainer could call
+// is refused when it is built, not when the first trainer asks.
+Status check_schemas(const std::vector<TensorSchema>& schemas, const char* kind) {
+  const protocol::Limits limits;
+  if (schemas.empty() || schemas.size() > limits.max_tensors) {
+    return invalid_argument_error(fmt::format("the module declares {} {} tensors (1 to {})",
+                                              schemas.size(), kind, limits.max_tensors));
+  }
+  for (size_t i = 0; i < schemas.size(); ++i) {
+    const std::vector<int64_t>& shape = schemas[i].shape;
+    const bool dims_ok = std::all_of(shape.begin(), shape.end(),
+                                     [&](int64_t d) { return d >= 1 && d <= limits.max_dim; });
+    if (shape.size() > limits.max_ndim || !dims_ok) {
+      return invalid_argument_error(
+          fmt::format("{} {} has per-sample shape [{}]: at most {} dimensions, each in [1, {}]",
+                      kind, i, fmt::join(shape, ", "), limits.max_ndim, limits.max_dim));
+    }
+  }
+  return Status::ok();
+}
+
 uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -210,6 +232,10 @@ Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, st
         "the registered name)",
         what, module->expert_cls()));
   }
+  HIVEMIND_RETURN_IF_ERROR(detail::guarded(what, [&]() -> Status {
+    HIVEMIND_RETURN_IF_ERROR(check_schemas(module->input_schema(), "input").with_context(what));
+    return check_schemas(module->output_schema(), "output").with_context(what);
+  }));
   Status initialized = detail::guarded(what + ": initializing from the seed", [&]() -> Status {
     initialize(*module, at::make_generator<at::CPUGeneratorImpl>(expert_seed(base_seed, uid)));
     return Status::ok();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include <gtest/gtest.h>
 #include <torch/types.h>
@@ -40,6 +41,25 @@ bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Ten
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
+
+TensorSchema float_schema(std::vector<int64_t> shape) {
+  TensorSchema s;
+  s.shape = std::move(shape);
+  return s;
+}
+
+// Returns its inputs; its schema is whatever the test gives.
+class Identity final : public ExpertModule {
+ public:
+  Identity(std::string cls, std::vector<TensorSchema> schema)
+      : ExpertModule(std::move(cls)), schema_(std::move(schema)) {}
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& in) override { return in; }
+  std::vector<TensorSchema> input_schema() const override { return schema_; }
+  std::vector<TensorSchema> output_schema() const override { return schema_; }
+
+ private:
+  std::vector<TensorSchema> schema_;
+};
 
 ExpertFactory scaled_linear_named(std::string cls) {
   return [cls](const ExpertConfig& c) -> std::shared_ptr<ExpertModule> {
@@ -202,6 +222,32 @@ TEST(ExpertRegistryTest, FactoryFailuresComeBackAsErrorsNamingTheClass) {
   EXPECT_EQ(misnamed.status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(contains(misnamed.status().message(), "expert_cls() is 'other_name'"))
       << misnamed.status().message();
+
+  // Schemas that a trainer's info decoder would refuse are refused here.
+  for (const auto& [cls, inputs] : std::vector<std::pair<std::string, std::vector<TensorSchema>>>{
+           {"no_inputs", {}},
+           {"too_many_inputs", std::vector<TensorSchema>(17, float_schema({4}))},
+           {"zero_dim_input", {float_schema({4, 0})}},
+           {"nine_dim_input", {float_schema(std::vector<int64_t>(9, 1))}}}) {
+    ASSERT_TRUE(
+        register_expert_class(cls,
+                              [cls, inputs](const ExpertConfig&) -> std::shared_ptr<ExpertModule> {
+                                return std::make_shared<Identity>(cls, inputs);
+                              })
+            .is_ok());
+    auto refused = make_expert(cls, 4, "e.0", 1);
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << cls;
+    EXPECT_TRUE(contains(refused.status().message(), "expert class '" + cls + "': "))
+        << refused.status().message();
+  }
+  ASSERT_TRUE(register_expert_class("scalar_rows",
+                                    [](const ExpertConfig&) -> std::shared_ptr<ExpertModule> {
+                                      return std::make_shared<Identity>(
+                                          "scalar_rows",
+                                          std::vector<TensorSchema>{float_schema({})});
+                                    })
+                  .is_ok());
+  EXPECT_TRUE(make_expert("scalar_rows", 4, "e.0", 1).is_ok());
 
   // The dimension check applies to every class, before its factory runs.
   EXPECT_EQ(make_expert("even_only", 0, "e.0", 1).status().code(), StatusCode::kInvalidArgument);

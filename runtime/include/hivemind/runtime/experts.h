@@ -65,8 +65,9 @@ uint64_t expert_seed(uint64_t base_seed, std::string_view uid);
 // initializes every parameter from expert_seed(base_seed, uid): small normal fill, then LibTorch's
 // default scheme for Linear, LayerNorm and MultiheadAttention layers (the buffers are left as the
 // factory made them). InvalidArgument for an unknown class (the message lists the registered
-// ones), a hidden_dim outside [1, 2^20], or a module whose expert_cls() is not the class; a
-// factory's error or exception comes back with the class named.
+// ones), a hidden_dim outside [1, 2^20], a module whose expert_cls() is not the class, or schemas
+// a trainer could not read (1 to 16 tensors each way, at most 8 per-sample dimensions, each >= 1);
+// a factory's error or exception comes back with the class named.
 Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, std::string_view uid,
                                                   uint64_t base_seed);
 Result<std::shared_ptr<ExpertModule>> make_expert(std::string_view cls, int64_t hidden_dim,
