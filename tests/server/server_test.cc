@@ -74,33 +74,32 @@ std::unique_ptr<Server> start(ServerOptions o) {
   return std::move(server).value();
 }
 
-TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
-  Declared declared;
-  auto server = start(small_server({"ffn.0.0", "ffn.0.1"}, &declared));
-  ASSERT_TRUE(server);
+// Calls `uid` of `server` over the network (info, one forward, one backward) and compares each with
+// the trainer-side rebuild of its weights, make_expert(cls, kHidden, uid, kSeed), stepped here with
+// the server's SGD (lr 0.1).
+void expect_served_like_a_local_rebuild(Server& server, const std::string& cls,
+                                        const std::string& uid) {
   RawClient client;
-  const std::string address = server->address();
-
-  auto info_reply = client.call(address, protocol::kInfoMethod, "ffn.0.1");
+  const std::string address = server.address();
+  auto info_reply = client.call(address, protocol::kInfoMethod, uid);
   ASSERT_TRUE(info_reply.is_ok()) << info_reply.status().to_string();
   auto info = protocol::decode_expert_info(info_reply->metadata).value();
-  EXPECT_EQ(info.uid, "ffn.0.1");
-  EXPECT_EQ(info.expert_cls, "ffn");
+  EXPECT_EQ(info.uid, uid);
+  EXPECT_EQ(info.expert_cls, cls);
   ASSERT_EQ(info.inputs.size(), 1u);
   EXPECT_EQ(info.inputs[0].shape, std::vector<int64_t>{kHidden});
   EXPECT_EQ(info.max_batch_size, 64u);
 
-  // The trainer-side rebuild of the server's weights.
-  auto reference = runtime::make_expert("ffn", kHidden, "ffn.0.1", kSeed).value();
+  auto reference = runtime::make_expert(cls, kHidden, uid, kSeed).value();
   torch::Tensor x = torch::randn({3, kHidden});
-  auto y = client.tensors(address, protocol::kForwardMethod, "ffn.0.1", {x});
+  auto y = client.tensors(address, protocol::kForwardMethod, uid, {x});
   ASSERT_TRUE(y.is_ok()) << y.status().to_string();
   {
     torch::NoGradGuard no_grad;
     EXPECT_TRUE(torch::allclose((*y)[0], reference->forward({x})[0], 1e-6, 1e-6));
   }
   torch::Tensor g = torch::randn({3, kHidden});
-  auto gx = client.tensors(address, protocol::kBackwardMethod, "ffn.0.1", {x, g});
+  auto gx = client.tensors(address, protocol::kBackwardMethod, uid, {x, g});
   ASSERT_TRUE(gx.is_ok()) << gx.status().to_string();
   torch::Tensor xr = x.clone().requires_grad_(true);
   reference->forward({xr})[0].backward(g);
@@ -111,17 +110,25 @@ TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
     for (auto& p : reference->parameters())
       p -= 0.1 * p.grad();
   }
-  auto server_params = server->backend("ffn.0.1")->parameters();
+  auto server_params = server.backend(uid)->parameters();
   auto ref_params = reference->parameters();
   ASSERT_EQ(server_params.size(), ref_params.size());
   for (size_t i = 0; i < ref_params.size(); ++i)
-    EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-6)) << i;
+  EXPECT_EQ(server.backend(uid)->update_count(), 1);
+}
+
+TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
+  Declared declared;
+  auto server = start(small_server({"ffn.0.0", "ffn.0.1"}, &declared));
+  ASSERT_TRUE(server);
+  expect_served_like_a_local_rebuild(*server, "ffn", "ffn.0.1");
   EXPECT_EQ(server->backend("ffn.0.0")->update_count(), 0);
 
   std::lock_guard lock(declared.mutex);
   EXPECT_EQ(declared.calls, 1);
   EXPECT_EQ(declared.uids, (std::vector<std::string>{"ffn.0.0", "ffn.0.1"}));
-  EXPECT_EQ(declared.endpoint, address);
+  EXPECT_EQ(declared.endpoint, server->address());
   EXPECT_GT(declared.expiration, SystemClock::instance().dht_now());
 }
 
@@ -134,43 +141,7 @@ TEST(ServerTest, ACppRegisteredExpertClassIsHostedAndMatchesItsLocalBuild) {
   ASSERT_TRUE(validate(o).is_ok()) << validate(o).to_string();
   auto server = start(o);
   ASSERT_TRUE(server);
-  RawClient client;
-  const std::string address = server->address();
-
-  auto info_reply = client.call(address, protocol::kInfoMethod, "sl.0.1");
-  ASSERT_TRUE(info_reply.is_ok()) << info_reply.status().to_string();
-  auto info = protocol::decode_expert_info(info_reply->metadata).value();
-  EXPECT_EQ(info.expert_cls, test_experts::kScaledLinearClass);
-  ASSERT_EQ(info.inputs.size(), 1u);
-  EXPECT_EQ(info.inputs[0].shape, std::vector<int64_t>{kHidden});
-
-  auto reference =
-      runtime::make_expert(test_experts::kScaledLinearClass, kHidden, "sl.0.1", kSeed).value();
-  torch::Tensor x = torch::randn({5, kHidden});
-  auto y = client.tensors(address, protocol::kForwardMethod, "sl.0.1", {x});
-  ASSERT_TRUE(y.is_ok()) << y.status().to_string();
-  {
-    torch::NoGradGuard no_grad;
-    EXPECT_TRUE(torch::allclose((*y)[0], reference->forward({x})[0], 1e-5, 1e-5));
-  }
-  torch::Tensor g = torch::randn({5, kHidden});
-  auto gx = client.tensors(address, protocol::kBackwardMethod, "sl.0.1", {x, g});
-  ASSERT_TRUE(gx.is_ok()) << gx.status().to_string();
-  torch::Tensor xr = x.clone().requires_grad_(true);
-  reference->forward({xr})[0].backward(g);
-  EXPECT_TRUE(torch::allclose((*gx)[0], xr.grad(), 1e-5, 1e-5));
-  // The server's SGD step (lr 0.1) is the local one; the other expert is untouched.
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : reference->parameters())
-      p -= 0.1 * p.grad();
-  }
-  auto server_params = server->backend("sl.0.1")->parameters();
-  auto ref_params = reference->parameters();
-  ASSERT_EQ(server_params.size(), ref_params.size());
-  for (size_t i = 0; i < ref_params.size(); ++i)
-    EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-5)) << i;
-  EXPECT_EQ(server->backend("sl.0.1")->update_count(), 1);
+  expect_served_like_a_local_rebuild(*server, test_experts::kScaledLinearClass, "sl.0.1");
   EXPECT_EQ(server->backend("sl.0.0")->update_count(), 0);
 }
 
