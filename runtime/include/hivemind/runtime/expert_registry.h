@@ -2,11 +2,9 @@
 // and any class a C++ program registers, so that its own ExpertModule is hosted by
 // server::Server::create (ServerOptions::expert_cls) and rebuilt by make_expert like the zoo's.
 //
-//   runtime::register_expert_class(
-//       "scaled_linear", [](const runtime::ExpertConfig& c) ->
-//       std::shared_ptr<runtime::ExpertModule> {
-//         return std::make_shared<ScaledLinear>(c.hidden_dim);
-//       });
+//   runtime::register_expert_class("scaled_linear", [](const runtime::ExpertConfig& c) {
+//     return std::shared_ptr<runtime::ExpertModule>(std::make_shared<ScaledLinear>(c.hidden_dim));
+//   });
 //
 // A factory builds the module on the CPU with any weights; make_expert then re-initializes every
 // parameter from expert_seed(base_seed, uid) (experts.h), so the same (seed, uid) gives the same
