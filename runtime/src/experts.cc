@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -7,6 +8,9 @@
 #include <torch/utils.h>
 
 #include <hivemind/runtime/experts.h>
+
+#include "expert_registry_detail.h"
+#include "torch_errors.h"
 
 namespace hivemind::runtime {
 
@@ -111,10 +115,10 @@ class Nop final : public ExpertModule {
   int64_t h_;
 };
 
-// Every parameter and buffer from `gen`, in registration order: first a small normal fill (so a
-// parameter of a kind not handled below is still deterministic), then LibTorch's default scheme per
-// layer kind (Linear: U(+-1/sqrt(fan_in)); LayerNorm: ones/zeros; attention in_proj: Xavier
-// uniform, zero biases).
+// Every parameter from `gen`, in registration order: first a small normal fill (so a parameter of
+// a kind not handled below, a registered class's own included, is still deterministic), then
+// LibTorch's default scheme per layer kind (Linear: U(+-1/sqrt(fan_in)); LayerNorm: ones/zeros;
+// attention in_proj: Xavier uniform, zero biases).
 void initialize(torch::nn::Module& root, at::Generator gen) {
   torch::NoGradGuard no_grad;
   for (auto& p : root.parameters())
@@ -145,6 +149,27 @@ void initialize(torch::nn::Module& root, at::Generator gen) {
   }
 }
 
+// What a trainer's info decoder accepts (protocol::Limits), so a module that no trainer could call
+// is refused when it is built, not when the first trainer asks.
+Status check_schemas(const std::vector<TensorSchema>& schemas, const char* kind) {
+  const protocol::Limits limits;
+  if (schemas.empty() || schemas.size() > limits.max_tensors) {
+    return invalid_argument_error(fmt::format("the module declares {} {} tensors (1 to {})",
+                                              schemas.size(), kind, limits.max_tensors));
+  }
+  for (size_t i = 0; i < schemas.size(); ++i) {
+    const std::vector<int64_t>& shape = schemas[i].shape;
+    const bool dims_ok = std::all_of(shape.begin(), shape.end(),
+                                     [&](int64_t d) { return d >= 1 && d <= limits.max_dim; });
+    if (shape.size() > limits.max_ndim || !dims_ok) {
+      return invalid_argument_error(
+          fmt::format("{} {} has per-sample shape [{}]: at most {} dimensions, each in [1, {}]",
+                      kind, i, fmt::join(shape, ", "), limits.max_ndim, limits.max_dim));
+    }
+  }
+  return Status::ok();
+}
+
 uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -163,10 +188,24 @@ uint64_t expert_seed(uint64_t base_seed, std::string_view uid) {
   return splitmix64(base_seed ^ splitmix64(h));
 }
 
-const std::vector<std::string>& expert_classes() {
-  static const std::vector<std::string> classes = {"ffn", "ffn_v08", "transformer", "nop"};
-  return classes;
+namespace detail {
+
+std::vector<std::pair<std::string, ExpertFactory>> zoo_expert_classes() {
+  using Module = std::shared_ptr<ExpertModule>;
+  return {
+      {"ffn", [](const ExpertConfig& c) -> Module { return std::make_shared<Ffn>(c.hidden_dim); }},
+      {"ffn_v08",
+       [](const ExpertConfig& c) -> Module { return std::make_shared<FfnV08>(c.hidden_dim); }},
+      {"transformer",
+       [](const ExpertConfig& c) -> Result<Module> {
+         if (c.seq_len < 1) return invalid_argument_error("transformer seq_len must be positive");
+         return Module(std::make_shared<Transformer>(c.hidden_dim, c.seq_len));
+       }},
+      {"nop", [](const ExpertConfig& c) -> Module { return std::make_shared<Nop>(c.hidden_dim); }},
+  };
 }
+
+}  // namespace detail
 
 Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, std::string_view uid,
                                                   uint64_t base_seed) {
@@ -174,21 +213,34 @@ Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, st
   if (h < 1 || h > (int64_t{1} << 20)) {
     return invalid_argument_error(fmt::format("hidden_dim must be in [1, 2^20], got {}", h));
   }
-  std::shared_ptr<ExpertModule> module;
-  if (config.cls == "ffn") {
-    module = std::make_shared<Ffn>(h);
-  } else if (config.cls == "ffn_v08") {
-    module = std::make_shared<FfnV08>(h);
-  } else if (config.cls == "transformer") {
-    if (config.seq_len < 1) return invalid_argument_error("transformer seq_len must be positive");
-    module = std::make_shared<Transformer>(h, config.seq_len);
-  } else if (config.cls == "nop") {
-    module = std::make_shared<Nop>(h);
-  } else {
-    return invalid_argument_error(fmt::format(
-        "unknown expert class '{}' (known: ffn, ffn_v08, transformer, nop)", config.cls));
+  const ExpertFactory factory = detail::find_expert_factory(config.cls);
+  if (!factory) {
+    return invalid_argument_error(fmt::format("unknown expert class '{}' (known: {})", config.cls,
+                                              fmt::join(expert_classes(), ", ")));
   }
-  initialize(*module, at::make_generator<at::CPUGeneratorImpl>(expert_seed(base_seed, uid)));
+  const std::string what = fmt::format("expert class '{}'", config.cls);
+  HIVEMIND_ASSIGN_OR_RETURN(std::shared_ptr<ExpertModule> module,
+                            detail::guarded(what, [&]() -> Result<std::shared_ptr<ExpertModule>> {
+                              Result<std::shared_ptr<ExpertModule>> made = factory(config);
+                              if (!made.is_ok()) return made.status().with_context(what);
+                              return made;
+                            }));
+  if (module == nullptr) return internal_error(what + ": the factory returned no module");
+  if (module->expert_cls() != config.cls) {
+    return invalid_argument_error(fmt::format(
+        "{}: the factory built a module whose expert_cls() is '{}' (construct ExpertModule with "
+        "the registered name)",
+        what, module->expert_cls()));
+  }
+  HIVEMIND_RETURN_IF_ERROR(detail::guarded(what, [&]() -> Status {
+    HIVEMIND_RETURN_IF_ERROR(check_schemas(module->input_schema(), "input").with_context(what));
+    return check_schemas(module->output_schema(), "output").with_context(what);
+  }));
+  Status initialized = detail::guarded(what + ": initializing from the seed", [&]() -> Status {
+    initialize(*module, at::make_generator<at::CPUGeneratorImpl>(expert_seed(base_seed, uid)));
+    return Status::ok();
+  });
+  if (!initialized.is_ok()) return initialized;
   return module;
 }
 

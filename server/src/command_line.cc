@@ -7,7 +7,7 @@
 
 #include <hivemind/common/env.h>
 #include <hivemind/common/version.h>
-#include <hivemind/runtime/experts.h>
+#include <hivemind/runtime/expert_registry.h>
 #include <hivemind/server/command_line.h>
 
 namespace hivemind::server {
@@ -80,8 +80,11 @@ ParsedCommandLine parse_command_line(
     return opt;
   };
   // ---- experts ----
-  add("expert_cls", o.expert_cls, "expert block: ffn, ffn_v08 (hivemind v0.8's), transformer, nop")
-      ->check(CLI::IsMember(runtime::expert_classes()));
+  // The classes registered when the command line is parsed: the zoo's and the program's own.
+  const std::vector<std::string> classes = runtime::expert_classes();
+  add("expert_cls", o.expert_cls,
+      fmt::format("expert block: {} (ffn_v08: hivemind v0.8's ffn)", fmt::join(classes, ", ")))
+      ->check(CLI::IsMember(classes));
   add("hidden_dim", o.hidden_dim, "hidden size of every expert")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   add("seq_len", o.seq_len, "sequence length of the transformer expert's input")

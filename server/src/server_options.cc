@@ -10,7 +10,7 @@
 #include <hivemind/common/expert_uid.h>
 #include <hivemind/common/text.h>
 #include <hivemind/dht/uid_pattern.h>
-#include <hivemind/runtime/experts.h>
+#include <hivemind/runtime/expert_registry.h>
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/tensor_schema.h>
 #include <hivemind/server/server_options.h>
@@ -41,10 +41,10 @@ Status validate(const ServerOptions& o) {
   auto need = [&](bool ok, std::string what) {
     if (!ok) problems.push_back(std::move(what));
   };
-  const auto& classes = runtime::expert_classes();
-  need(std::find(classes.begin(), classes.end(), o.expert_cls) != classes.end(),
-       fmt::format("--expert_cls '{}' is unknown; use one of: {}", o.expert_cls,
-                   fmt::join(classes, ", ")));
+  need(runtime::is_expert_class(o.expert_cls),
+       fmt::format("--expert_cls '{}' is unknown; use one of: {} (a C++ program adds its own "
+                   "with runtime::register_expert_class)",
+                   o.expert_cls, fmt::join(runtime::expert_classes(), ", ")));
   need(o.hidden_dim >= 1 && o.hidden_dim <= (1 << 20),
        fmt::format("--hidden_dim ({}) must be in [1, 1048576]", o.hidden_dim));
   need(o.seq_len >= 1, fmt::format("--seq_len ({}) must be >= 1", o.seq_len));

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <hivemind/common/version.h>
+#include <hivemind/runtime/expert_registry.h>
 #include <hivemind/server/command_line.h>
 
 namespace hivemind::server {
@@ -151,6 +152,42 @@ TEST(ServerCliTest, BadInputFailsWithWhatToFix) {
                            "--config"}) {
     EXPECT_NE(help.output.find(flag), std::string::npos) << flag;
   }
+}
+
+// A program that registers its own class before parsing gets it from the flag, the environment and
+// the config file, and listed in --help; an unknown class is refused with the registered ones.
+TEST(ServerCliTest, ExpertClassesRegisteredBeforeParsingAreAccepted) {
+  ASSERT_TRUE(
+      runtime::register_expert_class(
+          "cli_custom",
+          [](const runtime::ExpertConfig&) -> Result<std::shared_ptr<runtime::ExpertModule>> {
+            return unsupported_error("not built by this test");
+          })
+          .is_ok());
+  ParsedCommandLine flag =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_cls", "cli_custom"}, Env{});
+  ASSERT_FALSE(flag.exit_now) << flag.output;
+  EXPECT_EQ(flag.options.expert_cls, "cli_custom");
+  Env env;
+  env.vars["HIVEMIND_EXPERT_CLS"] = "cli_custom";
+  ParsedCommandLine from_env = parse_command_line({"--expert_pattern", "e.[0:2]"}, env);
+  ASSERT_FALSE(from_env.exit_now) << from_env.output;
+  EXPECT_EQ(from_env.options.expert_cls, "cli_custom");
+  auto config = write_config("hm_cli_custom", "expert_cls = \"cli_custom\"\n");
+  ParsedCommandLine from_file =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--config", config.string()}, Env{});
+  std::filesystem::remove(config);
+  ASSERT_FALSE(from_file.exit_now) << from_file.output;
+  EXPECT_EQ(from_file.options.expert_cls, "cli_custom");
+
+  ParsedCommandLine help = parse_command_line({"--help"}, Env{});
+  EXPECT_NE(help.output.find("cli_custom"), std::string::npos) << help.output;
+  ParsedCommandLine unknown =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_cls", "cli_other"}, Env{});
+  EXPECT_TRUE(unknown.exit_now);
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.output.find("cli_other"), std::string::npos) << unknown.output;
+  EXPECT_NE(unknown.output.find("cli_custom"), std::string::npos) << unknown.output;
 }
 
 }  // namespace

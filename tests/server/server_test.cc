@@ -12,6 +12,7 @@
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/server/server.h>
 
+#include "scaled_linear_expert.h"
 #include "server_test_util.h"
 
 namespace hivemind::server {
@@ -73,33 +74,32 @@ std::unique_ptr<Server> start(ServerOptions o) {
   return std::move(server).value();
 }
 
-TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
-  Declared declared;
-  auto server = start(small_server({"ffn.0.0", "ffn.0.1"}, &declared));
-  ASSERT_TRUE(server);
+// Calls `uid` of `server` over the network (info, one forward, one backward) and compares each with
+// the trainer-side rebuild of its weights, make_expert(cls, kHidden, uid, kSeed), stepped here with
+// the server's SGD (lr 0.1).
+void expect_served_like_a_local_rebuild(Server& server, const std::string& cls,
+                                        const std::string& uid) {
   RawClient client;
-  const std::string address = server->address();
-
-  auto info_reply = client.call(address, protocol::kInfoMethod, "ffn.0.1");
+  const std::string address = server.address();
+  auto info_reply = client.call(address, protocol::kInfoMethod, uid);
   ASSERT_TRUE(info_reply.is_ok()) << info_reply.status().to_string();
   auto info = protocol::decode_expert_info(info_reply->metadata).value();
-  EXPECT_EQ(info.uid, "ffn.0.1");
-  EXPECT_EQ(info.expert_cls, "ffn");
+  EXPECT_EQ(info.uid, uid);
+  EXPECT_EQ(info.expert_cls, cls);
   ASSERT_EQ(info.inputs.size(), 1u);
   EXPECT_EQ(info.inputs[0].shape, std::vector<int64_t>{kHidden});
   EXPECT_EQ(info.max_batch_size, 64u);
 
-  // The trainer-side rebuild of the server's weights.
-  auto reference = runtime::make_expert("ffn", kHidden, "ffn.0.1", kSeed).value();
+  auto reference = runtime::make_expert(cls, kHidden, uid, kSeed).value();
   torch::Tensor x = torch::randn({3, kHidden});
-  auto y = client.tensors(address, protocol::kForwardMethod, "ffn.0.1", {x});
+  auto y = client.tensors(address, protocol::kForwardMethod, uid, {x});
   ASSERT_TRUE(y.is_ok()) << y.status().to_string();
   {
     torch::NoGradGuard no_grad;
     EXPECT_TRUE(torch::allclose((*y)[0], reference->forward({x})[0], 1e-6, 1e-6));
   }
   torch::Tensor g = torch::randn({3, kHidden});
-  auto gx = client.tensors(address, protocol::kBackwardMethod, "ffn.0.1", {x, g});
+  auto gx = client.tensors(address, protocol::kBackwardMethod, uid, {x, g});
   ASSERT_TRUE(gx.is_ok()) << gx.status().to_string();
   torch::Tensor xr = x.clone().requires_grad_(true);
   reference->forward({xr})[0].backward(g);
@@ -110,18 +110,39 @@ TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
     for (auto& p : reference->parameters())
       p -= 0.1 * p.grad();
   }
-  auto server_params = server->backend("ffn.0.1")->parameters();
+  auto server_params = server.backend(uid)->parameters();
   auto ref_params = reference->parameters();
   ASSERT_EQ(server_params.size(), ref_params.size());
   for (size_t i = 0; i < ref_params.size(); ++i)
-    EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(server_params[i], ref_params[i], 1e-5, 1e-6)) << i;
+  EXPECT_EQ(server.backend(uid)->update_count(), 1);
+}
+
+TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
+  Declared declared;
+  auto server = start(small_server({"ffn.0.0", "ffn.0.1"}, &declared));
+  ASSERT_TRUE(server);
+  expect_served_like_a_local_rebuild(*server, "ffn", "ffn.0.1");
   EXPECT_EQ(server->backend("ffn.0.0")->update_count(), 0);
 
   std::lock_guard lock(declared.mutex);
   EXPECT_EQ(declared.calls, 1);
   EXPECT_EQ(declared.uids, (std::vector<std::string>{"ffn.0.0", "ffn.0.1"}));
-  EXPECT_EQ(declared.endpoint, address);
+  EXPECT_EQ(declared.endpoint, server->address());
   EXPECT_GT(declared.expiration, SystemClock::instance().dht_now());
+}
+
+// A class registered from C++ (not in the zoo) is hosted like the zoo's: validated, built from the
+// seed, served, trained; the trainer-side make_expert rebuilds it.
+TEST(ServerTest, ACppRegisteredExpertClassIsHostedAndMatchesItsLocalBuild) {
+  ASSERT_TRUE(test_experts::register_scaled_linear().is_ok());
+  ServerOptions o = small_server({"sl.0.0", "sl.0.1"});
+  o.expert_cls = test_experts::kScaledLinearClass;
+  ASSERT_TRUE(validate(o).is_ok()) << validate(o).to_string();
+  auto server = start(o);
+  ASSERT_TRUE(server);
+  expect_served_like_a_local_rebuild(*server, test_experts::kScaledLinearClass, "sl.0.1");
+  EXPECT_EQ(server->backend("sl.0.0")->update_count(), 0);
 }
 
 TEST(ServerTest, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
@@ -380,13 +401,18 @@ TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {
   o.max_batch_size = 10;
   o.compression = "zip";
   o.device = "tpu";
+  o.expert_cls = "moe_of_moes";
   Status s = validate(o);
   ASSERT_FALSE(s.is_ok());
   for (const char* expected :
-       {"exactly one of --expert_uids and --expert_pattern", "'bad uid' is not a uid",
+       {"--expert_cls 'moe_of_moes' is unknown; use one of: ffn, ffn_v08, transformer, nop",
+        "exactly one of --expert_uids and --expert_pattern", "'bad uid' is not a uid",
         "listed twice", "--min_batch_size (100)", "--compression 'zip'", "--device"}) {
     EXPECT_NE(s.message().find(expected), std::string::npos) << expected << "\n" << s.message();
   }
+  // The list of classes is the registry's, a C++-registered class included.
+  ASSERT_TRUE(test_experts::register_scaled_linear().is_ok());
+  EXPECT_NE(validate(o).message().find(test_experts::kScaledLinearClass), std::string::npos);
   EXPECT_EQ(expand_expert_pattern("e.[0:2].[3:5]", 0, 0).value(),
             (std::vector<std::string>{"e.0.3", "e.0.4", "e.1.3", "e.1.4"}));
   auto some = expand_expert_pattern("e.[0:10].[0:10]", 7, 1).value();

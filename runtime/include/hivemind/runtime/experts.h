@@ -9,10 +9,14 @@
 //                dividing h), feed-forward 4h, no dropout
 //   nop          x.clone()
 //
+// Other classes are added with register_expert_class (expert_registry.h, included here), and
+// make_expert builds them like the zoo's.
+//
 // Determinism: every parameter is drawn from a CPU generator seeded by expert_seed(base_seed, uid),
 // never from LibTorch's global generator, so a trainer (or a test) rebuilds a server's initial
 // weights locally with make_expert(cls, hidden_dim, uid, base_seed) and gets bit-identical
-// parameters.
+// parameters. This holds for registered classes too: make_expert re-initializes whatever their
+// factory built.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +29,7 @@
 #include <torch/types.h>
 
 #include <hivemind/common/result.h>
+#include <hivemind/runtime/expert_registry.h>
 #include <hivemind/runtime/tensor_schema.h>
 
 namespace hivemind::runtime {
@@ -56,15 +61,17 @@ struct ExpertConfig {
 // every host.
 uint64_t expert_seed(uint64_t base_seed, std::string_view uid);
 
-// Builds and initializes an expert on the CPU. InvalidArgument for an unknown class or a bad
-// dimension.
+// Builds an expert of a registered class (expert_registry.h) on the CPU with its factory, then
+// initializes every parameter from expert_seed(base_seed, uid): small normal fill, then LibTorch's
+// default scheme for Linear, LayerNorm and MultiheadAttention layers (the buffers are left as the
+// factory made them). InvalidArgument for an unknown class (the message lists the registered
+// ones), a hidden_dim outside [1, 2^20], a module whose expert_cls() is not the class, or schemas
+// a trainer could not read (1 to 16 tensors each way, at most 8 per-sample dimensions, each >= 1);
+// a factory's error or exception comes back with the class named.
 Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, std::string_view uid,
                                                   uint64_t base_seed);
 Result<std::shared_ptr<ExpertModule>> make_expert(std::string_view cls, int64_t hidden_dim,
                                                   std::string_view uid, uint64_t base_seed);
-
-// "ffn", "ffn_v08", "transformer", "nop".
-const std::vector<std::string>& expert_classes();
 
 // Trainable parameters (elements) of a module.
 int64_t count_parameters(const torch::nn::Module& module);
