@@ -5,7 +5,7 @@ python3-setuptools, python3-torch and pybind11-dev, or a pip-installed PyTorch 2
 CMake package and bundled pybind11 are used). The hivemind libraries are linked statically into the
 extension, so the installed package needs no other file of this project. See docs/python.md.
 
-Environment: HIVEMIND_PY_BUILD_DIR (default build/python-wheel) keeps the CMake build between
+Environment: HIVEMIND_PY_BUILD_DIR (default build-python/) keeps the CMake build between
 installs; CMAKE_ARGS adds CMake arguments (e.g. -DCMAKE_PREFIX_PATH=... for another LibTorch).
 """
 
@@ -42,7 +42,9 @@ class CMakeExtension(Extension):
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
-        build_dir = Path(os.environ.get("HIVEMIND_PY_BUILD_DIR", ROOT / "build" / "python-wheel"))
+        # A sibling of build/, at the same depth: with ccache's base_dir the compile commands are
+        # then the release build's to the letter, and its objects are reused.
+        build_dir = Path(os.environ.get("HIVEMIND_PY_BUILD_DIR", ROOT / "build-python"))
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
         configure = [
             "cmake", "-S", str(ROOT), "-B", str(build_dir), *generator,

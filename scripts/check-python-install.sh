@@ -12,8 +12,9 @@ if [ -z "$python" ]; then
 fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-# The wheel's CMake tree (static hivemind libraries) is kept between runs, next to the release build.
-export HIVEMIND_PY_BUILD_DIR="$root/build/python-wheel"
+# The wheel's CMake tree (static hivemind libraries) is kept between runs, next to the release build
+# and at its depth (setup.py's default), so ccache serves its objects from the release build's.
+export HIVEMIND_PY_BUILD_DIR="$root/build-python"
 export CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
 export CCACHE_BASEDIR="$root"
 # Warnings are errors here as in the release build: the same flags, so ccache serves the wheel's
