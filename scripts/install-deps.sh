@@ -21,6 +21,8 @@ packages=(
   openmpi-bin libopenmpi-dev slurm-wlm slurm-client
   # networking tools for namespace tests and the metrics check
   iproute2 curl procps
+  # building UCX from its source tarball (scripts/ucx-from-source.sh, the UCX 1.14+ test stage)
+  autoconf automake libtool
 )
 
 missing=()

@@ -14,6 +14,9 @@
 #   4. libFuzzer smoke runs of those targets
 #   5. the multi-node MoE test under --spawn, mpirun, a real one-host Slurm (srun, sbatch) and network
 #      namespaces (skipped with the reason where a launcher or namespaces are unavailable)
+#   6. the transport, DHT and client suites against UCX built from the source tarball next to the
+#      checkout (scripts/test-ucx-source.sh: 1.14+ with shared memory; skipped where no tarball exists,
+#      or with HIVEMIND_TEST_UCX_SOURCE=0)
 # Set HIVEMIND_TEST_QUICK=1 to run stage 1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -131,6 +134,13 @@ if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
     failed=$((failed + $(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")))
   fi
   [ "$rc" -eq 0 ] || failures+=("multinode")
+
+  stage "stage 6: UCX built from source (transport, DHT and client suites)"
+  mkdir -p build
+  ./scripts/test-ucx-source.sh 2>&1 | tee build/ucx-source.log
+  rc=${PIPESTATUS[0]}
+  count_ctest build/ucx-source.log
+  [ "$rc" -eq 0 ] || failures+=("ucx from source")
   set -e
 fi
 

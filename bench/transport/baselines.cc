@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <link.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -115,10 +116,34 @@ bool write_exact(int fd, const uint8_t* p, size_t n) {
 
 }  // namespace
 
+std::string ucx_perftest_program() {
+  // The baseline must be the perftest of the UCX this process runs on: with a UCX built from source
+  // next to Debian's, the one on PATH would measure the other library. The loaded libucp's folder
+  // says which installation that is (<prefix>/lib/libucp.so.0 -> <prefix>/bin/ucx_perftest).
+  std::string libucp;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* out) {
+        const char* name = info->dlpi_name;
+        if (name != nullptr && std::strstr(name, "/libucp.so") != nullptr) {
+          *static_cast<std::string*>(out) = name;
+          return 1;
+        }
+        return 0;
+      },
+      &libucp);
+  if (!libucp.empty()) {
+    std::string lib_dir = libucp.substr(0, libucp.rfind('/'));
+    std::string candidate = lib_dir.substr(0, lib_dir.rfind('/')) + "/bin/ucx_perftest";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "ucx_perftest";  // Debian's layout (/usr/lib/<triplet>, /usr/bin): found on PATH
+}
+
 std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes,
                                    int iters, int warmup, int port, std::string* why) {
+  const std::string program = ucx_perftest_program();
   int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  pid_t server = spawn({"ucx_perftest", "-p", std::to_string(port)}, tls, devnull);
+  pid_t server = spawn({program, "-p", std::to_string(port)}, tls, devnull);
   if (devnull >= 0) ::close(devnull);
   if (server < 0) {
     if (why) *why = "ucx_perftest not found";
@@ -132,8 +157,8 @@ std::optional<double> ucx_perftest(const std::string& test, const std::string& t
     int out[2];
     if (::pipe(out) != 0) break;
     pid_t client = spawn(
-        {"ucx_perftest", "127.0.0.1", "-p", std::to_string(port), "-t", test, "-s",
-         std::to_string(bytes), "-n", std::to_string(iters), "-w", std::to_string(warmup), "-f"},
+        {program, "127.0.0.1", "-p", std::to_string(port), "-t", test, "-s", std::to_string(bytes),
+         "-n", std::to_string(iters), "-w", std::to_string(warmup), "-f"},
         tls, out[1]);
     ::close(out[1]);
     std::string text = read_all(out[0]);

@@ -9,6 +9,10 @@
 
 namespace hivemind::bench::transport_baselines {
 
+// The ucx_perftest of the UCX installation this process loaded (<prefix>/bin next to the libucp in
+// use), else "ucx_perftest" from PATH.
+std::string ucx_perftest_program();
+
 // ucx_perftest server + client on 127.0.0.1:port with UCX_TLS=tls. test: "ucp_am_lat" (returns the
 // overall half round trip in us) or "ucp_am_bw" (overall MB/s). nullopt when perftest is missing or
 // fails.

@@ -306,8 +306,10 @@ HIVEMIND_BENCH(transport,
                                {"ucx_sysv", "ucx", "sysv,cma,tcp"}};
   std::vector<size_t> sizes{8, 64 << 10, 4 << 20, 64 << 20};
   int port = 20100;
-  reporter.note("transport: UCX {} | machine shared with parallel builds: figures are noisy",
-                Context::ucx_version().empty() ? std::string("absent") : Context::ucx_version());
+  reporter.note(
+      "transport: UCX {} (baseline: {}) | machine shared with parallel builds: figures are noisy",
+      Context::ucx_version().empty() ? std::string("absent") : Context::ucx_version(),
+      base::ucx_perftest_program());
   for (const auto& b : all) {
     if (("," + wanted + ",").find("," + b.name + ",") == std::string::npos) continue;
     long long spin_us = spin_override >= 0 ? spin_override : (b.scheme == "tcp" ? 0 : 100000);
