@@ -55,7 +55,7 @@ else
 fi
 
 # The CUDA-aware UCX, when its archive was carried in .gpu/ (../shared/gpu-host/README.md).
-archive=$(ls .gpu/ucx-*.tgz 2>/dev/null | head -n 1 || true)
+archive=$(ls .gpu/ucx-*.tgz 2>/dev/null | grep -v -- '-configured\.tgz$' | head -n 1 || true)
 if [ -n "$archive" ]; then
   ucx_root=$PWD/.gpu/root
   mkdir -p "$ucx_root"
@@ -76,12 +76,12 @@ torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2
 [ -n "$torch_prefix" ] && note "torch   $(python3 -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null)"
 
 # CMake 4 refuses package configs written for CMake < 3.5 (CLI11's is one) unless told the minimum.
-configure=(cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHIVEMIND_WARNINGS_AS_ERRORS=OFF
+configure=(cmake -S . -G Ninja -DCMAKE_BUILD_TYPE=Release -DHIVEMIND_WARNINGS_AS_ERRORS=OFF
            -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
 command -v nvidia-smi >/dev/null && configure+=(-DCMAKE_CUDA_ARCHITECTURES=native)
 targets=(hivemind-info hivemind-bench hivemind-server transport_test_server transport_gpu_test transport_rpc_test
          quant_gpu_test quant_torch_test server_gpu_test client_remote_moe_gpu_test)
-if ! step configure 300 "${configure[@]}" ${torch_prefix:+"-DCMAKE_PREFIX_PATH=$torch_prefix"}; then
+if ! step configure 300 "${configure[@]}" -B "$build" ${torch_prefix:+"-DCMAKE_PREFIX_PATH=$torch_prefix"}; then
   # The host lacks a build dependency: fall back to Debian's, staged by scripts/gpu-stage.sh.
   [ -f .gpu/deps.tgz ] || { note "gpu-check: configure failed and no .gpu/deps.tgz, see $out/configure.log"; exit 1; }
   mkdir -p .gpu/deps
@@ -89,7 +89,7 @@ if ! step configure 300 "${configure[@]}" ${torch_prefix:+"-DCMAKE_PREFIX_PATH=$
   deps=$PWD/.gpu/deps/usr
   export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$deps/lib/x86_64-linux-gnu"
   rm -rf "$build"
-  step configure-with-staged-deps 300 "${configure[@]}" "-DCMAKE_PREFIX_PATH=${torch_prefix:+$torch_prefix;}$deps" ||
+  step configure-with-staged-deps 300 "${configure[@]}" -B "$build" "-DCMAKE_PREFIX_PATH=${torch_prefix:+$torch_prefix;}$deps" ||
     { note "gpu-check: configure failed, see $out/configure-with-staged-deps.log"; exit 1; }
   failures=$((failures - 1))  # the first configure's failure is what the fallback is for
   note "deps    Debian's spdlog/fmt/CLI11/nlohmann-json/OpenSSL/prometheus-cpp from .gpu/deps.tgz (the host lacks one of them)"
@@ -131,6 +131,28 @@ if [ "$skip_bench" = 0 ]; then
       wait "$server"'
   fi
   grep -h '^{' "$out"/bench-*.log >"$out/bench.jsonl" 2>/dev/null || true
+fi
+
+# The UCX generation clusters run, built CUDA-aware here from the source gpu-stage.sh configured, and the
+# transport suites against it in their own tree (the last step: the earlier ones matter more).
+ucx_source=$(ls .gpu/ucx-*-configured.tgz 2>/dev/null | head -n 1 || true)
+if [ -n "$ucx_source" ] && [ "$build_only" = 0 ]; then
+  if step ucx-source-build 420 env HIVEMIND_UCX_CACHE="$PWD/.gpu/cache" ./scripts/ucx-from-source.sh "$ucx_source"; then
+    new_ucx=$(tail -n 1 "$out/ucx-source-build.log")
+    note "ucx     $(basename "$ucx_source") built in $new_ucx ($("$new_ucx/bin/ucx_info" -v | sed -n 's/^# Library version: //p'))"
+    # Its libraries and modules ahead of the archive's 1.13 ones that the earlier steps put on the paths.
+    ucx_env=(env PKG_CONFIG_PATH="$new_ucx/lib/pkgconfig" LD_LIBRARY_PATH="$new_ucx/lib:${LD_LIBRARY_PATH:-}"
+             UCX_MODULE_DIR="$new_ucx/lib/ucx" PATH="$new_ucx/bin:$PATH" HIVEMIND_BUILD_DIR="$PWD/$build-ucx-source")
+    step ucx-source-configure 300 "${ucx_env[@]}" "${configure[@]}" -B "$build-ucx-source" \
+      ${torch_prefix:+"-DCMAKE_PREFIX_PATH=$torch_prefix"} ${deps:+"-DCMAKE_PREFIX_PATH=${torch_prefix:+$torch_prefix;}$deps"} \
+      -DHIVEMIND_WITH_PYTHON=OFF -DHIVEMIND_TEST_MODULES=transport &&
+      step ucx-source-build-tests 600 cmake --build "$build-ucx-source" -j "$jobs" --target transport_test_server \
+        transport_rpc_test transport_fault_test transport_gpu_test &&
+      for t in transport_rpc_test transport_fault_test transport_gpu_test; do
+        step "ucx-source-$t" 300 "${ucx_env[@]}" "$build-ucx-source/tests/$t"
+        grep -hE '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?[,.]' "$out/ucx-source-$t.log" | sed "s/^/        ucx-source $t /" >>"$summary"
+      done
+  fi
 fi
 
 note "gpu-check: $failures failed step(s), $(($(date +%s) - started)) s in all; logs in $out"

@@ -2,6 +2,8 @@
 # Prepares .gpu/ (git-ignored) on a Debian 12 build machine for scripts/gpu-check.sh on a lent GPU host,
 # which can download nothing and lacks some of our build dependencies:
 #   .gpu/ucx-*.tgz  the CUDA-aware UCX built for that host (from ../shared/gpu-host/, see its README);
+#   .gpu/ucx-<version>-configured.tgz  the UCX release source of ../shared/ucx with configure generated,
+#                   which gpu-check.sh builds CUDA-aware on the host (scripts/ucx-from-source.sh);
 #   .gpu/deps.tgz   Debian's spdlog, fmt, CLI11, nlohmann-json, OpenSSL and prometheus-cpp development
 #                   files (with what prometheus-cpp's CMake package looks for: civetweb, zlib, curl)
 #                   and their shared libraries, used there only as a fallback behind the host's own
@@ -21,6 +23,21 @@ else
 fi
 
 ./scripts/install-deps.sh >/dev/null
+
+# The UCX release source (../shared/ucx), with its configure script generated here: the GPU host has no
+# autotools, and scripts/gpu-check.sh builds a CUDA-aware UCX of that generation from it.
+ucx_tarball=$(ls -1 ../shared/ucx/ucx-*.tar.xz 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$ucx_tarball" ]; then
+  ucx_name=$(basename "$ucx_tarball" .tar.xz)
+  ucx_work=$(mktemp -d)
+  tar -xf "$ucx_tarball" -C "$ucx_work"
+  ucx_src=$(find "$ucx_work" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+  (cd "$ucx_src" && ./autogen.sh >/dev/null 2>&1) || { echo "gpu-stage: autogen.sh of $ucx_tarball failed" >&2; exit 1; }
+  tar -czf ".gpu/$ucx_name-configured.tgz" -C "$ucx_work" "$(basename "$ucx_src")"
+  rm -rf "$ucx_work"
+else
+  echo "gpu-stage: no ../shared/ucx/ucx-*.tar.xz; gpu-check will not build a newer UCX" >&2
+fi
 # The development packages, and the packages holding the shared libraries they link to (zlib's
 # runtime is on every host, and dpkg knows it only under /lib, so it is not looked up).
 packages=(libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libssl-dev

@@ -4,7 +4,8 @@
 # clusters run 1.14-1.18; this is how the project tests the newer generation on every CI run.
 #
 # Usage: scripts/ucx-from-source.sh [TARBALL]
-#   TARBALL  a `git archive` of a UCX release tag (ucx-<version>.tar.xz); default: $HIVEMIND_UCX_TARBALL,
+#   TARBALL  a `git archive` of a UCX release tag (ucx-<version>.tar.xz, or .tar.gz/.tgz with configure
+#            already generated, as gpu-stage.sh makes); default: $HIVEMIND_UCX_TARBALL,
 #            else ../shared/ucx/ucx-*.tar.xz next to the checkout (the newest version there).
 # Environment:
 #   HIVEMIND_UCX_CACHE  where builds are kept (default ~/.cache/hivemind); the prefix is
@@ -27,6 +28,8 @@ fi
 name=$(basename "$tarball")
 version=${name#ucx-}
 version=${version%.tar.*}
+version=${version%.tgz}
+version=${version%-configured}
 if ! [[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
   echo "ucx-from-source: cannot read a version from '$name' (expected ucx-X.Y.Z.tar.xz)" >&2
   exit 1
@@ -51,7 +54,13 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$name${cuda[*]:+ ${cuda[*]}}" ]; th
   exit 0
 fi
 
-for tool in autoreconf automake libtoolize make; do
+# A release tag's archive needs ./autogen.sh (autotools); an archive made by scripts/gpu-stage.sh already
+# has its configure script, for hosts without autotools.
+needs_autogen=1
+tar -tf "$tarball" | grep -qE '^[^/]+/configure$' && needs_autogen=0
+tools=(make)
+[ "$needs_autogen" = 1 ] && tools+=(autoreconf automake libtoolize)
+for tool in "${tools[@]}"; do
   if ! command -v "$tool" >/dev/null; then
     echo "ucx-from-source: '$tool' is missing (Debian: apt-get install autoconf automake libtool make)" >&2
     exit 1
@@ -67,7 +76,7 @@ started=$SECONDS
   tar -xf "$tarball" -C "$work"
   src=$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n 1)
   cd "$src"
-  ./autogen.sh
+  [ "$needs_autogen" = 0 ] || ./autogen.sh
   # Java and Go bindings off: Maven cannot reach its repositories here. Docs and examples are not needed.
   ./configure --prefix="$prefix" --disable-logging --disable-debug --disable-assertions \
     --disable-params-check --enable-mt --without-java --without-go --disable-doxygen-doc \
