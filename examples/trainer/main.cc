@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
     std::printf("%s\n", hivemind::version_line("hivemind-example-trainer").c_str());
     return 0;
   }
-  bool flag_peers = false;
+  bool flag_peers = false, flag_bootstrap = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--server") {
@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
         peer_options.initial_peers.push_back(std::move(peer));
     } else if (flag == "--bootstrap_file" || flag == "--bootstrap-file") {
       peer_options.bootstrap_file = value;
+      flag_bootstrap = true;
     } else if (flag == "--wait") {
       wait_s = std::atoll(value.c_str());
     } else if (flag == "--uid") {
@@ -148,8 +149,11 @@ int main(int argc, char** argv) {
       return usage();
     }
   }
+  // --server, or the swarm: as flags, one or the other; the variables only when --server is absent.
+  if (!server.empty() && (flag_peers || flag_bootstrap)) return usage();
+  if (!server.empty()) peer_options = {};
   const bool from_dht = !peer_options.initial_peers.empty() || !peer_options.bootstrap_file.empty();
-  if (server.empty() == !from_dht || hidden < 1 || steps < 2 || batch < 1 || wait_s < 1 ||
+  if ((server.empty() && !from_dht) || hidden < 1 || steps < 2 || batch < 1 || wait_s < 1 ||
       argc % 2 == 0)
     return usage();
   peer_options.bootstrap_timeout = std::chrono::seconds(wait_s);
