@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-multinode.sh: the multi-node MoE test (build/tests/moe_swarm_test) under every launcher we have.
 #
-#   scripts/test-multinode.sh [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|netns]...
+#   scripts/test-multinode.sh [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|installed|netns]...
 #
 # Variants, each reported as one line "multinode: <variant> passed|failed|skipped (<why>)":
 #   spawn   moe_swarm_test --spawn 4 (our own launcher; always)
@@ -14,6 +14,11 @@
 #   sbatch  on the same cluster: one `sbatch --wait` of slurm/templates/swarm.sbatch with the real
 #           programs (HIVEMIND_BIN=build/bin: hivemind-dht, hivemind-server, hivemind-demo) and a short
 #           trainer run
+#   installed  on the same cluster: `cmake --install` into a temporary prefix, then one `sbatch --wait`
+#           of the INSTALLED share/hivemind/slurm/templates/swarm.sbatch, with neither HIVEMIND_HOME
+#           nor HIVEMIND_BIN (the template finds itself and the installed programs), running a user
+#           trainer (the installed hivemind-example-trainer, not hivemind-demo; --trainer-cmd) against
+#           one server whose expert options come whole through --expert-args ($installed_experts)
 #   netns   three "hosts" with their own IPs (start-local-cluster.sh --netns 3: one slurmd per network
 #           namespace, 10.78.0.0/24), srun -N 3 -n 4 with --host 0.0.0.0: an address announced as
 #           127.0.0.1 or 0.0.0.0 cannot be dialled from another "host" and fails the test. Skipped
@@ -21,7 +26,8 @@
 # Ends with "multinode: N passed, M failed[, K skipped]"; exit 1 when any variant failed. Logs of a
 # failed variant are printed (the first error line of every rank, then the tails).
 # Ports: Slurm on 23517/23518 (one host) and 23527/23528 (netns); the swarm template's DHT on 23537,
-# its servers from 23540; everything else picks a free port on 127.0.0.1.
+# its servers from 23540 (the installed variant's: 23557, from 23560, so a server of the sbatch variant
+# still draining cannot collide); everything else picks a free port on 127.0.0.1.
 set -u
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -31,9 +37,11 @@ while [ $# -gt 0 ]; do
   case $1 in
     --build-dir) build=$2; shift 2 ;;
     --only) only+=("$2"); shift 2 ;;
-    *) echo "usage: $0 [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|netns]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|installed|netns]..." >&2; exit 2 ;;
   esac
 done
+# The expert options of the `installed` variant, whole: what a user puts in SWARM_EXPERT_ARGS.
+installed_experts="--expert_cls ffn --hidden_dim 64"
 test_bin=$root/$build/tests/moe_swarm_test
 if [ ! -x "$test_bin" ]; then
   echo "multinode: $test_bin is not built (cmake --build $build --target moe_swarm_test)" >&2
@@ -107,7 +115,7 @@ if wanted mpirun; then
 fi
 
 # 3 + 4. A real one-host Slurm.
-if wanted srun || wanted signals || wanted sbatch; then
+if wanted srun || wanted signals || wanted sbatch || wanted installed; then
   env_out=$(slurm/ci/start-local-cluster.sh --port 23517 2>"$work/cluster.log")
   rc=$?
   if [ $rc = 77 ]; then
@@ -115,10 +123,12 @@ if wanted srun || wanted signals || wanted sbatch; then
     wanted srun && skip srun "${reason:-no Slurm here}"
     wanted signals && skip signals "${reason:-no Slurm here}"
     wanted sbatch && skip sbatch "${reason:-no Slurm here}"
+    wanted installed && skip installed "${reason:-no Slurm here}"
   elif [ $rc != 0 ]; then
     wanted srun && { echo "multinode: srun failed (the local cluster did not start)"; failed=$((failed + 1)); }
     wanted signals && { echo "multinode: signals failed (the local cluster did not start)"; failed=$((failed + 1)); }
     wanted sbatch && { echo "multinode: sbatch failed (the local cluster did not start)"; failed=$((failed + 1)); }
+    wanted installed && { echo "multinode: installed failed (the local cluster did not start)"; failed=$((failed + 1)); }
     sed 's/^/  /' "$work/cluster.log" >&2
   else
     eval "$env_out"
@@ -151,6 +161,27 @@ if wanted srun || wanted signals || wanted sbatch; then
           sbatch --wait --nodes=1 --ntasks=4 --time=5 --export=ALL,SWARM_SERVERS=2 \
             '$root/slurm/templates/swarm.sbatch' >/dev/null; rc=\$?; \
           cat hivemind-swarm-*.out; for f in .hivemind/*/logs/*; do cp \"\$f\" \"\$(basename \"\$f\").log\"; done 2>/dev/null; exit \$rc"
+      fi
+    fi
+    if wanted installed; then
+      if [ ! -x "$root/$build/bin/hivemind-example-trainer" ]; then
+        skip installed "hivemind-example-trainer is not built"
+      else
+        mkdir -p "$work/installed/submit"
+        # Submitted from a directory outside the tree, with no HIVEMIND_HOME or HIVEMIND_BIN: only the
+        # installed package is used. The trainer must find expert.0.0 through the DHT and make its
+        # loss go down; its exit status is the job's.
+        run_variant installed "$work/installed" sh -c "cmake --install '$root/$build' --prefix '$work/installed/prefix' >/dev/null && \
+          cd '$work/installed/submit' && env -u HIVEMIND_HOME -u HIVEMIND_BIN \
+          SWARM_SERVER_WARMUP=0 SWARM_GRACE=20 SWARM_DHT_PORT=23557 SWARM_SERVER_PORT=23560 \
+          HIVEMIND_NODE_ADDR=127.0.0.1 \
+          sbatch --wait --nodes=1 --ntasks=2 --time=5 --export=ALL,SWARM_SERVERS=1 \
+            '$work/installed/prefix/share/hivemind/slurm/templates/swarm.sbatch' \
+            --trainer-cmd 'hivemind-example-trainer --uid expert.0.0 --hidden 64 --steps 20 --wait 60' \
+            --expert-args '$installed_experts' \
+            --server-args '--compression none --cpu_bind none --stats_report_interval 0' >/dev/null; rc=\$?; \
+          cat hivemind-swarm-*.out; for f in .hivemind/*/logs/*; do cp \"\$f\" \"../\$(basename \"\$f\").log\"; done 2>/dev/null; \
+          grep -h 'trainer: .* steps through expert.0.0' .hivemind/*/logs/* || rc=1; exit \$rc"
       fi
     fi
     slurm/ci/stop-local-cluster.sh >/dev/null 2>&1

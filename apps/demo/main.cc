@@ -26,8 +26,7 @@
 #include <hivemind/client/remote_moe.h>
 #include <hivemind/client/rpc_expert_caller.h>
 #include <hivemind/common/blas_check.h>
-#include <hivemind/common/bootstrap_file.h>
-#include <hivemind/common/hostlist.h>
+#include <hivemind/common/initial_peers.h>
 #include <hivemind/common/logging.h>
 #include <hivemind/common/metrics_http_server.h>
 #include <hivemind/common/version.h>
@@ -122,7 +121,8 @@ int main(int argc, char** argv) {
       "hivemind-demo: trains a model with a RemoteMixtureOfExperts layer against a live swarm"};
   app.set_version_flag("--version", hivemind::version_line("hivemind-demo"));
   app.add_option("--initial_peers,--initial-peers", o.initial_peers,
-                 "DHT peers to join (or 'auto' under Slurm)")
+                 "DHT peers to join: tcp://HOST:PORT, /ip4/HOST/tcp/PORT[/p2p/ID], or auto (the "
+                 "head node of the Slurm allocation, port 31337)")
       ->envname("HIVEMIND_INITIAL_PEERS")
       ->delimiter(',');
   app.add_option("--bootstrap-file,--bootstrap_file", o.bootstrap_file,
@@ -180,19 +180,16 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  if (!o.bootstrap_file.empty()) {
-    auto peers = hivemind::wait_for_bootstrap_file(
-        o.bootstrap_file, hivemind::Deadline::after(std::chrono::seconds(60)));
-    if (!peers.is_ok()) {
-      log->error("{}", peers.status().to_string());
-      return 1;
-    }
-    o.initial_peers.insert(o.initial_peers.end(), peers->begin(), peers->end());
+  hivemind::InitialPeersOptions peer_options;
+  peer_options.initial_peers = o.initial_peers;
+  peer_options.bootstrap_file = o.bootstrap_file;
+  auto resolved = hivemind::gather_initial_peers(peer_options);
+  if (!resolved.is_ok()) {
+    log->error("{}", resolved.status().to_string());
+    return resolved.status().code() == hivemind::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  auto resolved = hivemind::resolve_initial_peers(o.initial_peers);
-  if (!resolved.is_ok() || resolved->empty()) {
-    std::fprintf(stderr, "hivemind-demo: give --initial_peers or --bootstrap-file (%s)\n",
-                 resolved.is_ok() ? "none given" : resolved.status().to_string().c_str());
+  if (resolved->empty()) {
+    std::fprintf(stderr, "hivemind-demo: give --initial_peers or --bootstrap-file\n");
     return 2;
   }
 

@@ -1,6 +1,6 @@
 // hivemind-dht: runs one DHT node until SIGINT/SIGTERM, or checks a running one.
 //
-//   hivemind-dht [--host H] [--port P] [--transport tcp|ucx|auto] [--initial-peers ADDR...]
+//   hivemind-dht [--host H] [--port P] [--transport tcp|ucx|auto] [--initial-peers ADDR...|auto]
 //                [--bootstrap-file F] [--identity FILE] [--bootstrap-timeout S]
 //   hivemind-dht --check ADDR [--timeout S] [--experts PATTERN [--min-coverage F]]
 //
@@ -15,6 +15,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <hivemind/common/initial_peers.h>
 #include <hivemind/common/logging.h>
 #include <hivemind/common/metrics.h>
 #include <hivemind/common/metrics_http_server.h>
@@ -173,9 +174,12 @@ int main(int argc, char** argv) {
       ->envname("HIVEMIND_TRANSPORT")
       ->check(CLI::IsMember({"tcp", "ucx", "auto"}));
   app.add_option("--initial-peers,--initial_peers", initial_peers,
-                 "addresses of running nodes to join through")
-      ->envname("HIVEMIND_INITIAL_PEERS");
-  app.add_option("--bootstrap-file", bootstrap_file,
+                 "running nodes to join through: tcp://HOST:PORT, /ip4/HOST/tcp/PORT[/p2p/ID], or "
+                 "auto (the head node of the Slurm allocation, port 31337)")
+      ->envname("HIVEMIND_INITIAL_PEERS")
+      ->delimiter(',');
+  // This program is the one that writes the file the others (--bootstrap_file there) wait for.
+  app.add_option("--bootstrap-file,--bootstrap_file", bootstrap_file,
                  "write this node's address here (atomically) once it listens")
       ->envname("HIVEMIND_BOOTSTRAP_FILE");
   app.add_option("--identity", identity,
@@ -210,11 +214,27 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  if (!check_options.address.empty()) return check(check_options);
+  if (!check_options.address.empty()) {
+    auto address = hivemind::parse_peer_address(check_options.address);
+    if (!address.is_ok()) {
+      std::fprintf(stderr, "hivemind-dht --check: %s\n", address.status().message().c_str());
+      return 2;
+    }
+    check_options.address = *address;
+    return check(check_options);
+  }
 
+  hivemind::InitialPeersOptions peers;
+  peers.initial_peers = initial_peers;
+  auto resolved_peers = hivemind::gather_initial_peers(peers);
+  if (!resolved_peers.is_ok()) {
+    std::fprintf(stderr, "hivemind-dht: --initial-peers: %s\n",
+                 resolved_peers.status().message().c_str());
+    return 2;
+  }
   dht::DhtOptions options;
   options.listen = transport + "://" + host + ":" + std::to_string(port);
-  options.initial_peers = initial_peers;
+  options.initial_peers = *resolved_peers;
   options.bootstrap_file = bootstrap_file;
   options.identity_file = identity;
   options.bootstrap_timeout = Milliseconds(static_cast<int64_t>(bootstrap_timeout * 1000));

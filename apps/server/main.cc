@@ -50,6 +50,8 @@ int main(int argc, char** argv) {
     std::fputs(parsed.output.c_str(), parsed.exit_code == 0 ? stdout : stderr);
     return parsed.exit_code;
   }
+  for (const std::string& notice : parsed.notices)
+    logger("server")->info("{}", notice);
 
   if (::pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
     std::perror("hivemind-server: pipe2");

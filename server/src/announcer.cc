@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/common/initial_peers.h>
 #include <hivemind/common/logging.h>
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/transport/rpc/client.h>
@@ -20,8 +21,16 @@ Result<std::unique_ptr<ExpertAnnouncer>> ExpertAnnouncer::join(const ServerOptio
     announcer->hook_ = o.declare;
     return announcer;
   }
+  InitialPeersOptions peers;
+  peers.initial_peers = o.initial_peers;
+  peers.bootstrap_file = o.bootstrap_file;
+  peers.bootstrap_timeout = Milliseconds(static_cast<int64_t>(o.bootstrap_timeout * 1000));
+  auto initial_peers = gather_initial_peers(peers);
+  if (!initial_peers.is_ok())
+    return initial_peers.status().with_context(
+        "finding the DHT (--initial_peers, --bootstrap_file)");
   dht::DhtOptions d;
-  d.initial_peers = o.initial_peers;
+  d.initial_peers = *initial_peers;
   d.worker = network.worker();
   d.server = network.listener();
   d.client = transport::rpc::Client::create(network.worker());
@@ -30,9 +39,9 @@ Result<std::unique_ptr<ExpertAnnouncer>> ExpertAnnouncer::join(const ServerOptio
   if (!node.is_ok()) return node.status().with_context("joining the DHT (check --initial_peers)");
   announcer->node_ = std::move(node).value();
   logger("server")->info("DHT node {} ({})", announcer->node_->address(),
-                         o.initial_peers.empty()
+                         initial_peers->empty()
                              ? std::string("new swarm")
-                             : fmt::format("joined via {}", fmt::join(o.initial_peers, ", ")));
+                             : fmt::format("joined via {}", fmt::join(*initial_peers, ", ")));
   return announcer;
 }
 

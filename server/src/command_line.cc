@@ -10,16 +10,20 @@
 #include <hivemind/runtime/expert_registry.h>
 #include <hivemind/server/command_line.h>
 
+#include "config_file.h"
+
 namespace hivemind::server {
 
 namespace {
 
 struct Entry {
-  CLI::Option* option;
+  CLI::Option* option = nullptr;
   std::string key;  // "expert_cls"
   bool is_list = false;
   bool is_string = false;
   bool is_flag = false;
+  std::vector<std::string> aliases;  // hivemind's names for it ("num_warmup_steps"), also keys
+  bool hivemind_only = false;        // read for hivemind's scripts; --print-config leaves it out
 };
 
 std::vector<std::string> split_list(const std::string& value) {
@@ -41,6 +45,54 @@ std::string toml_quote(const std::string& s) {
     out += c;
   }
   return out + "\"";
+}
+
+// Flags of hivemind's run_server.py that name something this engine does differently. They are
+// accepted (flag, HIVEMIND_<NAME>, config key) so hivemind's scripts and config.yml keep working,
+// and answered: an error that says what to use instead, or a notice that says what happens.
+struct HivemindOnlyOptions {
+  std::string custom_module_path;  // hivemind: a Python file registering nn.Module classes
+  std::string identity_path;       // hivemind: the libp2p private key of the peer
+};
+
+Entry hivemind_only_entry(CLI::Option* option, std::string key) {
+  Entry e;
+  e.option = option;
+  e.key = std::move(key);
+  e.is_string = true;
+  e.hivemind_only = true;
+  return e;
+}
+
+void add_hivemind_only_options(CLI::App& app, HivemindOnlyOptions& h, std::vector<Entry>& entries) {
+  CLI::Option* custom = app.add_option(
+      "--custom_module_path,--custom-module-path", h.custom_module_path,
+      "hivemind's Python expert classes: refused; script the module and use --expert_cls "
+      "torchscript --module_path FILE (docs/experts.md)");
+  entries.push_back(hivemind_only_entry(custom, "custom_module_path"));
+  CLI::Option* identity =
+      app.add_option("--identity_path,--identity-path", h.identity_path,
+                     "accepted for hivemind compatibility; no effect (peers here are identified "
+                     "by their address, not by a key)");
+  entries.push_back(hivemind_only_entry(identity, "identity_path"));
+}
+
+// Problems and notices for what add_hivemind_only_options read.
+void answer_hivemind_only_options(const HivemindOnlyOptions& h, std::vector<std::string>& problems,
+                                  std::vector<std::string>& notices) {
+  if (!h.custom_module_path.empty()) {
+    problems.push_back(fmt::format(
+        "--custom_module_path '{}': hivemind's Python expert classes do not run in this server; "
+        "script your module with TorchScript and host it with --expert_cls torchscript "
+        "--module_path FILE.pt (see docs/experts.md)",
+        h.custom_module_path));
+  }
+  if (!h.identity_path.empty()) {
+    notices.push_back(
+        fmt::format("--identity_path '{}' is ignored: peers here are identified by their address "
+                    "(tcp://host:port), not by a libp2p key",
+                    h.identity_path));
+  }
 }
 
 }  // namespace
@@ -68,11 +120,18 @@ ParsedCommandLine parse_command_line(
   auto describe = [](const std::string& key, const std::string& text) {
     return fmt::format("{} [env {}]", text, env_name_for_flag(key));
   };
-  auto add = [&](const std::string& key, auto& target, const std::string& text) -> CLI::Option* {
+  auto add = [&](const std::string& key, auto& target, const std::string& text,
+                 std::vector<std::string> aliases = {}) -> CLI::Option* {
+    std::string all_names = names(key);
+    for (const std::string& alias : aliases)
+      all_names += ",--" + alias;
     CLI::Option* opt =
-        app.add_option(names(key), target, describe(key, text))->capture_default_str();
+        app.add_option(all_names, target, describe(key, text))->capture_default_str();
     using T = std::decay_t<decltype(target)>;
-    Entry e{opt, key};
+    Entry e;
+    e.option = opt;
+    e.key = key;
+    e.aliases = std::move(aliases);
     e.is_list = std::is_same_v<T, std::vector<std::string>>;
     e.is_string = std::is_same_v<T, std::string>;
     if (e.is_list) opt->delimiter(',');
@@ -104,7 +163,12 @@ ParsedCommandLine parse_command_line(
   add("batch_timeout_ms", o.batch_timeout_ms, "how long a batch waits for --min_batch_size")
       ->check(CLI::NonNegativeNumber);
   // ---- compute ----
-  add("device", o.device, "cpu, cuda, cuda:N, or a comma list (experts spread round-robin)");
+  // The program picks the GPU when there is one, as hivemind's server does; ServerOptions itself
+  // defaults to cpu for embedders (server_options.h).
+  o.device = "auto";
+  add("device", o.device,
+      "auto (cuda when a CUDA device is visible, else cpu; logged at start), cpu, cuda, cuda:N, "
+      "or a comma list (experts spread round-robin)");
   add("optimizer", o.optimizer, "sgd, adam, adamw or none")
       ->check(CLI::IsMember({"sgd", "adam", "adamw", "none"}));
   add("lr", o.lr, "learning rate")->check(CLI::NonNegativeNumber);
@@ -112,16 +176,25 @@ ParsedCommandLine parse_command_line(
   add("weight_decay", o.weight_decay, "weight decay")->check(CLI::NonNegativeNumber);
   add("clip_grad_norm", o.clip_grad_norm, "clip the gradient norm before each step (0: off)")
       ->check(CLI::NonNegativeNumber);
-  add("warmup_steps", o.warmup_steps, "linear learning-rate warm-up steps")
+  add("scheduler", o.scheduler,
+      "learning-rate schedule: linear (warm-up, then decay, by the two flags below) or none "
+      "(constant lr; the two flags are ignored)")
+      ->check(CLI::IsMember({"linear", "none"}));
+  add("warmup_steps", o.warmup_steps, "linear learning-rate warm-up steps", {"num_warmup_steps"})
       ->check(CLI::NonNegativeNumber);
-  add("total_steps", o.total_steps, "steps of the linear decay to 0 after warm-up (0: no decay)")
+  add("total_steps", o.total_steps, "steps of the linear decay to 0 after warm-up (0: no decay)",
+      {"num_training_steps"})
       ->check(CLI::NonNegativeNumber);
   add("intra_op_threads", o.intra_op_threads, "LibTorch threads per compute thread")
       ->check(CLI::Range(1, 1024));
   CLI::Option* anomalies =
       app.add_flag(names("detect_anomalies"), o.detect_anomalies,
                    describe("detect_anomalies", "refuse NaN/Inf inputs and outputs"));
-  entries.push_back({anomalies, "detect_anomalies", false, false, true});
+  Entry anomalies_entry;
+  anomalies_entry.option = anomalies;
+  anomalies_entry.key = "detect_anomalies";
+  anomalies_entry.is_flag = true;
+  entries.push_back(anomalies_entry);
   add("compression", o.compression,
       "wire compression: none, float16, bfloat16, block_absmax_u8 (= BLOCKWISE_8BIT), "
       "per_tensor_absmax_u8 "
@@ -131,7 +204,14 @@ ParsedCommandLine parse_command_line(
   add("port", o.port, "listen port (0: any free port)")->check(CLI::Range(0, 65535));
   add("transport", o.transport, "auto (UCX, else TCP), tcp or ucx")
       ->check(CLI::IsMember({"auto", "tcp", "ucx"}));
-  add("initial_peers", o.initial_peers, "DHT peers to join (addresses); none: start a new swarm");
+  add("initial_peers", o.initial_peers,
+      "DHT peers to join: tcp://HOST:PORT, /ip4/HOST/tcp/PORT[/p2p/ID], or auto (the head node "
+      "of the Slurm allocation, port 31337); none: start a new swarm");
+  add("bootstrap_file", o.bootstrap_file,
+      "also join the peers listed in this file (written by hivemind-dht --bootstrap_file), "
+      "waiting for it");
+  add("bootstrap_timeout", o.bootstrap_timeout, "seconds to wait for --bootstrap_file")
+      ->check(CLI::PositiveNumber);
   add("update_period", o.update_period, "seconds between declarations of the experts to the DHT")
       ->check(CLI::PositiveNumber);
   add("expiration", o.expiration, "seconds a declaration lives (0: max(2 * update_period, 3))")
@@ -162,10 +242,14 @@ ParsedCommandLine parse_command_line(
       "accepted for hivemind compatibility; no effect (one I/O thread serves all)")
       ->check(CLI::NonNegativeNumber);
 
+  HivemindOnlyOptions hivemind_only;
+  add_hivemind_only_options(app, hivemind_only, entries);
+
   std::string config_path;
   bool print_config = false;
   app.add_option("--config,-c", config_path,
-                 "config file: TOML/INI lines 'name = value' with the flag names as keys")
+                 "config file with the flag names as keys: 'name = value' lines, or hivemind's "
+                 "YAML 'name: value'")
       ->check(CLI::ExistingFile);
   app.add_flag("--print-config,--print_config", print_config,
                "print the effective configuration (a valid config file) and exit");
@@ -194,20 +278,29 @@ ParsedCommandLine parse_command_line(
   }
 
   // Lower layers for options the command line did not set: the environment, then the config file.
-  std::map<std::string, std::vector<std::string>> config;
+  ConfigFile config;
   if (!config_path.empty()) {
-    try {
-      for (const CLI::ConfigItem& item : CLI::ConfigTOML().from_file(config_path)) {
-        if (item.name == "++" || item.name == "--") continue;  // section markers of CLI11's parser
-        config[item.fullname()] = item.inputs;
-      }
-    } catch (const CLI::Error& e) {
+    auto read = read_config_file(config_path);
+    if (!read.is_ok()) {
       parsed.exit_now = true;
       parsed.exit_code = 2;
-      parsed.output = fmt::format("hivemind-server: config file {}: {}\n", config_path, e.what());
+      parsed.output = fmt::format("hivemind-server: {}\n", read.status().message());
       return parsed;
     }
+    config = std::move(read).value();
   }
+  // The config key an entry was given under: its name, dashed or underscored, or an alias.
+  auto find_in_config = [&](const Entry& e) {
+    std::vector<std::string> keys = {e.key};
+    std::string dashed = e.key;
+    std::replace(dashed.begin(), dashed.end(), '_', '-');
+    keys.push_back(dashed);
+    keys.insert(keys.end(), e.aliases.begin(), e.aliases.end());
+    for (const std::string& key : keys) {
+      if (auto it = config.find(key); it != config.end()) return it;
+    }
+    return config.end();
+  };
   std::map<std::string, std::string> source;
   std::vector<std::string> problems;
   for (const Entry& e : entries) {
@@ -221,15 +314,21 @@ ParsedCommandLine parse_command_line(
     if (auto value = env(var)) {
       values = e.is_list ? split_list(*value) : std::vector<std::string>{*value};
       from = "env " + var;
-    } else if (auto it = config.find(e.key); it != config.end()) {
-      values = it->second;
-      from = "config " + config_path;
-    } else {
-      std::string dashed = e.key;
-      std::replace(dashed.begin(), dashed.end(), '_', '-');
-      if (auto it2 = config.find(dashed); it2 != config.end()) {
-        values = it2->second;
-        from = "config " + config_path;
+    } else if (auto it = find_in_config(e); it != config.end()) {
+      values = it->second.values;
+      from = fmt::format("config {}:{}", config_path, it->second.line);
+      if (values.empty()) {  // "key: []", or "key:" with no "- item" lines: an empty list
+        if (!e.is_list) {
+          problems.push_back(fmt::format("{} ({}): a list where one value belongs", e.key, from));
+          continue;
+        }
+        source[e.key] = from;
+        continue;
+      }
+      if (it->second.is_list && !e.is_list && values.size() != 1) {
+        problems.push_back(
+            fmt::format("{} ({}): {} values where one belongs", e.key, from, values.size()));
+        continue;
       }
     }
     if (from.empty()) {
@@ -250,15 +349,19 @@ ParsedCommandLine parse_command_line(
       problems.push_back(fmt::format("{} ({}): {}", e.key, from, err.what()));
     }
   }
-  for (const auto& [key, values] : config) {
+  for (const auto& [key, value] : config) {
     std::string underscored = key;
     std::replace(underscored.begin(), underscored.end(), '-', '_');
-    bool known = std::any_of(entries.begin(), entries.end(),
-                             [&](const Entry& e) { return e.key == underscored; });
+    bool known = std::any_of(entries.begin(), entries.end(), [&](const Entry& e) {
+      return e.key == underscored ||
+             std::find(e.aliases.begin(), e.aliases.end(), key) != e.aliases.end();
+    });
     if (!known)
-      problems.push_back(fmt::format("config file {}: unknown key '{}' (keys are the flag names)",
-                                     config_path, key));
+      problems.push_back(
+          fmt::format("config file {}:{}: unknown key '{}' (keys are the flag names)", config_path,
+                      value.line, key));
   }
+  answer_hivemind_only_options(hivemind_only, problems, parsed.notices);
   if (problems.empty()) {
     Status valid = validate(o);
     if (!valid.is_ok()) problems.push_back(valid.message());
@@ -280,13 +383,15 @@ ParsedCommandLine parse_command_line(
   if (print_config) {
     std::string out = "# hivemind-server effective configuration (usable with --config)\n";
     for (const Entry& e : entries) {
+      if (e.hivemind_only) continue;
       std::string value;
       if (e.is_flag) {
         value = o.detect_anomalies ? "true" : "false";
       } else if (e.is_list) {
         std::vector<std::string> items;
+        // An unset list reads back as {""} from CLI11: that is no item, not an empty one.
         for (const std::string& v : e.option->as<std::vector<std::string>>())
-          items.push_back(toml_quote(v));
+          if (!v.empty()) items.push_back(toml_quote(v));
         value = fmt::format("[{}]", fmt::join(items, ", "));
       } else {
         value = e.option->count() > 0 ? e.option->as<std::string>() : e.option->get_default_str();

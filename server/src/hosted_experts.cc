@@ -27,7 +27,7 @@ Result<std::unique_ptr<HostedExperts>> HostedExperts::create(const ServerOptions
   opt.momentum = o.momentum;
   opt.weight_decay = o.weight_decay;
   opt.clip_grad_norm = o.clip_grad_norm;
-  if (o.warmup_steps > 0 || o.total_steps > 0)
+  if (o.scheduler == "linear" && (o.warmup_steps > 0 || o.total_steps > 0))
     opt.lr_schedule = runtime::linear_warmup_schedule(o.warmup_steps, o.total_steps);
   runtime::ExpertConfig config;
   config.cls = o.expert_cls;

@@ -64,6 +64,10 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options) {
   HIVEMIND_RETURN_IF_ERROR(validate(options));
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
+  // Resolved once, here, so that every part below (placement, experts, logs) sees the real device.
+  const DeviceChoice device = choose_device(impl->options.device, cuda_device_visible());
+  logger("server")->info("device {} ({})", device.device, device.reason);
+  impl->options.device = device.device;
   const ServerOptions& o = impl->options;
   // Placement first (the I/O thread is bound as it starts), then the network and the DHT (which
   // tells which uids of a pattern are free), then the experts.

@@ -5,9 +5,11 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <torch/cuda.h>
 
 #include <hivemind/common/env.h>
 #include <hivemind/common/expert_uid.h>
+#include <hivemind/common/initial_peers.h>
 #include <hivemind/common/text.h>
 #include <hivemind/dht/uid_pattern.h>
 #include <hivemind/runtime/expert_registry.h>
@@ -73,8 +75,11 @@ Status validate(const ServerOptions& o) {
                    o.max_batch_size));
   need(o.batch_timeout_ms >= 0, "--batch_timeout_ms must be >= 0");
   const std::vector<std::string> devices = split_list(o.device);
-  need(!devices.empty(), "--device names no device (e.g. cpu, cuda:0 or cuda:0,cuda:1)");
+  need(!devices.empty(), "--device names no device (e.g. auto, cpu, cuda:0 or cuda:0,cuda:1)");
+  need(o.device == "auto" || std::find(devices.begin(), devices.end(), "auto") == devices.end(),
+       fmt::format("--device '{}': auto stands alone (it picks cuda or cpu)", o.device));
   for (const std::string& d : devices) {
+    if (d == "auto") continue;
     auto device = runtime::compute_device_from_string(d);
     if (!device.is_ok()) problems.push_back("--device: " + device.status().message());
   }
@@ -85,6 +90,10 @@ Status validate(const ServerOptions& o) {
        fmt::format("--lr ({}) must be a finite number >= 0", o.lr));
   need(o.momentum >= 0 && o.weight_decay >= 0 && o.clip_grad_norm >= 0,
        "--momentum, --weight_decay and --clip_grad_norm must be >= 0");
+  need(o.scheduler == "linear" || o.scheduler == "none",
+       fmt::format("--scheduler '{}' is unknown; use linear (warm-up and decay by --warmup_steps "
+                   "and --total_steps) or none (constant lr)",
+                   o.scheduler));
   need(o.warmup_steps >= 0 && o.total_steps >= 0, "--warmup_steps and --total_steps must be >= 0");
   need(o.intra_op_threads >= 1 && o.intra_op_threads <= 1024,
        fmt::format("--intra_op_threads ({}) must be in [1, 1024]", o.intra_op_threads));
@@ -97,6 +106,13 @@ Status validate(const ServerOptions& o) {
   need(o.port >= 0 && o.port <= 65535, fmt::format("--port ({}) must be in [0, 65535]", o.port));
   need(o.transport == "auto" || o.transport == "tcp" || o.transport == "ucx",
        fmt::format("--transport '{}' is unknown; use auto, tcp or ucx", o.transport));
+  for (const std::string& peer : o.initial_peers) {
+    if (peer == "auto") continue;  // resolved when the server joins (it needs the Slurm allocation)
+    auto address = parse_peer_address(peer);
+    if (!address.is_ok()) problems.push_back("--initial_peers: " + address.status().message());
+  }
+  need(o.bootstrap_timeout > 0,
+       fmt::format("--bootstrap_timeout ({}) must be > 0 seconds", o.bootstrap_timeout));
   need(o.update_period > 0,
        fmt::format("--update_period ({}) must be > 0 seconds", o.update_period));
   need(o.expiration >= 0, "--expiration must be >= 0 seconds (0: twice --update_period)");
@@ -118,6 +134,16 @@ Status validate(const ServerOptions& o) {
   }
   if (problems.empty()) return Status::ok();
   return invalid_argument_error(fmt::format("{}", fmt::join(problems, "\n")));
+}
+
+DeviceChoice choose_device(const std::string& device, bool cuda_visible) {
+  if (device != "auto") return {device, "as given"};
+  if (cuda_visible) return {"cuda", "auto: a CUDA device is visible"};
+  return {"cpu", "auto: no CUDA device visible (or LibTorch was built without CUDA)"};
+}
+
+bool cuda_device_visible() {
+  return torch::cuda::is_available();
 }
 
 }  // namespace hivemind::server

@@ -4,10 +4,12 @@
 # from the SWARM_* variables (see slurm/lib/swarm-lib.sh) and execs it, so the program is the process
 # that srun-wrap.sh and Slurm signal.
 #   dht      hivemind-dht on this node; writes SWARM_BOOTSTRAP_FILE once listening
-#   server   hivemind-server; experts from SWARM_EXPERT_PATTERN with {rank} replaced by the server's
+#   server   hivemind-server with SWARM_EXPERT_ARGS; experts from SWARM_EXPERT_PATTERN with {rank} replaced by the server's
 #            rank in its step; port SWARM_SERVER_PORT + local rank (one server per GPU on a node);
 #            checkpoints in SWARM_CHECKPOINT_DIR/server-<rank>
-#   trainer  hivemind-demo against SWARM_PEERS
+#   trainer  SWARM_TRAINER_CMD (looked up in HIVEMIND_BIN, then PATH), with HIVEMIND_INITIAL_PEERS
+#            set to SWARM_PEERS (comma-separated; what every program reads for --initial_peers);
+#            without one, hivemind-demo --initial_peers SWARM_PEERS --steps SWARM_STEPS
 set -eu
 role=${1:?usage: run-role.sh dht|server|trainer}
 : "${HIVEMIND_BIN:?}" "${HIVEMIND_NODE_ADDR:?run under srun-wrap.sh}" "${HIVEMIND_RANK:?}"
@@ -26,13 +28,19 @@ case $role in
     pattern=${SWARM_EXPERT_PATTERN//\{rank\}/$HIVEMIND_RANK}
     checkpoints=$SWARM_CHECKPOINT_DIR/server-$HIVEMIND_RANK
     mkdir -p "$checkpoints"
-    exec "$HIVEMIND_BIN/hivemind-server" --expert_cls "$SWARM_EXPERT_CLS" --hidden_dim "$SWARM_HIDDEN_DIM" \
+    exec "$HIVEMIND_BIN/hivemind-server" $SWARM_EXPERT_ARGS \
       --expert_pattern "$pattern" --initial_peers "${peers[@]}" --host "$HIVEMIND_NODE_ADDR" \
       --port "$((SWARM_SERVER_PORT + ${HIVEMIND_LOCAL_RANK:-0}))" --checkpoint_dir "$checkpoints" \
       $SWARM_SERVER_ARGS
     ;;
   trainer)
     read -r -a peers <<<"${SWARM_PEERS:?}"
+    if [ -n "${SWARM_TRAINER_CMD:-}" ]; then
+      HIVEMIND_INITIAL_PEERS=$(IFS=,; echo "${peers[*]}")
+      export HIVEMIND_INITIAL_PEERS
+      export PATH=$HIVEMIND_BIN:$PATH
+      exec $SWARM_TRAINER_CMD $SWARM_TRAINER_ARGS
+    fi
     exec "$HIVEMIND_BIN/hivemind-demo" --initial_peers "${peers[@]}" --steps "$SWARM_STEPS" $SWARM_TRAINER_ARGS
     ;;
   *)

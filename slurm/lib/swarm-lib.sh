@@ -1,8 +1,11 @@
 # swarm-lib.sh: shared by the sbatch templates in slurm/templates (sourced, not run).
 #
-# sbatch runs a copy of the script from its spool directory, so the templates cannot find this file
-# next to themselves: they source it from $HIVEMIND_HOME/slurm/lib (HIVEMIND_HOME defaults to the
-# directory sbatch was called from).
+# sbatch runs a copy of the script from its spool directory, so a template cannot find this file
+# through $0: it asks the job record where the submitted script is (swarm-find.sh, which sets
+# SWARM_SLURM_DIR, the slurm/ directory holding templates/, lib/ and srun-wrap.sh) and sources this
+# file from there. The same templates work in a source tree (programs in ../build/bin) and
+# installed by `cmake --install` (share/hivemind/slurm; programs in the prefix's bin/, as
+# lib/installed-bin-dir says).
 #
 # Every knob is an environment variable with a default (set them before sbatch, or with
 # sbatch --export=ALL,NAME=value); see the header of each template and docs/slurm.md.
@@ -14,11 +17,41 @@ swarm_die() {
 }
 swarm_log() { echo "$(date '+%F %T') swarm: $*" >&2; }
 
+# The options a template takes after its name (sbatch TEMPLATE [OPTIONS]), each the same as a
+# variable: --trainer-cmd CMD (SWARM_TRAINER_CMD), --trainer-args ARGS, --expert-args ARGS,
+# --server-args ARGS, --dht-args ARGS.
+swarm_parse_args() {
+  while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || swarm_die "option $1 needs a value"
+    case $1 in
+      --trainer-cmd) SWARM_TRAINER_CMD=$2 ;;
+      --trainer-args) SWARM_TRAINER_ARGS=$2 ;;
+      --expert-args) SWARM_EXPERT_ARGS=$2 ;;
+      --server-args) SWARM_SERVER_ARGS=$2 ;;
+      --dht-args) SWARM_DHT_ARGS=$2 ;;
+      *) swarm_die "unknown option '$1' (the templates take --trainer-cmd, --trainer-args, --expert-args, --server-args and --dht-args)" ;;
+    esac
+    shift 2
+  done
+}
+
+# The programs' directory when HIVEMIND_BIN is not set: bin/ of the installed prefix (the path
+# relative to SWARM_SLURM_DIR is written at install time), else the source tree's build/bin.
+swarm_default_bin() {
+  if [ -f "$SWARM_SLURM_DIR/lib/installed-bin-dir" ]; then
+    (cd "$SWARM_SLURM_DIR" && cd "$(cat lib/installed-bin-dir)" && pwd)
+  else
+    echo "$HIVEMIND_HOME/build/bin"
+  fi
+}
+
 # Fills in the defaults, checks the programs exist, creates the run directories. Exports everything
-# the per-task launcher (slurm/lib/run-role.sh) reads.
+# the per-task launcher (slurm/lib/run-role.sh) reads. Arguments: the programs the template runs
+# from HIVEMIND_BIN; "trainer" stands for the trainer command (SWARM_TRAINER_CMD, default
+# hivemind-demo).
 swarm_init() {
   [ -n "${SLURM_JOB_ID:-}" ] || swarm_die "not inside a Slurm job (submit with sbatch)"
-  export HIVEMIND_BIN=${HIVEMIND_BIN:-$HIVEMIND_HOME/build/bin}
+  export HIVEMIND_BIN=${HIVEMIND_BIN:-$(swarm_default_bin)}
   export SWARM_RUN_DIR=${SWARM_RUN_DIR:-${SLURM_SUBMIT_DIR:-$PWD}/.hivemind/$SLURM_JOB_ID}
   export HIVEMIND_LOG_DIR=${HIVEMIND_LOG_DIR:-$SWARM_RUN_DIR/logs}
   export SWARM_BOOTSTRAP_FILE=${SWARM_BOOTSTRAP_FILE:-$SWARM_RUN_DIR/bootstrap.addr}
@@ -27,6 +60,9 @@ swarm_init() {
   export SWARM_SERVER_PORT=${SWARM_SERVER_PORT:-31400}
   export SWARM_EXPERT_CLS=${SWARM_EXPERT_CLS:-ffn}
   export SWARM_HIDDEN_DIM=${SWARM_HIDDEN_DIM:-1024}
+  # The expert options whole (e.g. "--expert_cls torchscript --module_path expert.pt"); by default
+  # built from the two variables above.
+  export SWARM_EXPERT_ARGS=${SWARM_EXPERT_ARGS:-"--expert_cls $SWARM_EXPERT_CLS --hidden_dim $SWARM_HIDDEN_DIM"}
   local default_pattern='expert.{rank}.[0:4]'
   export SWARM_EXPERT_PATTERN=${SWARM_EXPERT_PATTERN:-$default_pattern}
   export SWARM_CHECKPOINT_DIR=${SWARM_CHECKPOINT_DIR:-${SLURM_SUBMIT_DIR:-$PWD}/checkpoints}
@@ -35,15 +71,23 @@ swarm_init() {
   export SWARM_SERVER_WARMUP=${SWARM_SERVER_WARMUP:-10}
   export SWARM_GRACE=${SWARM_GRACE:-60}
   export SWARM_DHT_ARGS=${SWARM_DHT_ARGS:-} SWARM_SERVER_ARGS=${SWARM_SERVER_ARGS:-}
-  export SWARM_TRAINER_ARGS=${SWARM_TRAINER_ARGS:-}
+  export SWARM_TRAINER_ARGS=${SWARM_TRAINER_ARGS:-} SWARM_TRAINER_CMD=${SWARM_TRAINER_CMD:-}
   # Read by the templates that source this file.
   # shellcheck disable=SC2034
-  SWARM_WRAP=$HIVEMIND_HOME/slurm/srun-wrap.sh
+  SWARM_WRAP=$SWARM_SLURM_DIR/srun-wrap.sh
   # shellcheck disable=SC2034
-  SWARM_ROLE=$HIVEMIND_HOME/slurm/lib/run-role.sh
+  SWARM_ROLE=$SWARM_SLURM_DIR/lib/run-role.sh
   [ -x "$SWARM_WRAP" ] || swarm_die "$SWARM_WRAP not found: set HIVEMIND_HOME to the hivemind-cpp tree"
-  local program
+  local program trainer
   for program in "$@"; do
+    if [ "$program" = trainer ] && [ -n "$SWARM_TRAINER_CMD" ]; then
+      # The command's first word, looked up as run-role.sh will: HIVEMIND_BIN first, then PATH.
+      read -r trainer _ <<<"$SWARM_TRAINER_CMD"
+      (PATH=$HIVEMIND_BIN:$PATH && command -v "$trainer" >/dev/null) ||
+        swarm_die "trainer command '$trainer' (SWARM_TRAINER_CMD) is neither in $HIVEMIND_BIN nor on PATH"
+      continue
+    fi
+    [ "$program" = trainer ] && program=hivemind-demo
     [ -x "$HIVEMIND_BIN/$program" ] || swarm_die "$HIVEMIND_BIN/$program not found: build it, or set HIVEMIND_BIN"
   done
   mkdir -p "$SWARM_RUN_DIR" "$HIVEMIND_LOG_DIR" "$(dirname "$SWARM_BOOTSTRAP_FILE")" ||

@@ -190,5 +190,148 @@ TEST(ServerCliTest, ExpertClassesRegisteredBeforeParsingAreAccepted) {
   EXPECT_NE(unknown.output.find("cli_custom"), std::string::npos) << unknown.output;
 }
 
+// ---- hivemind's command line ----
+
+TEST(ServerCliTest, HivemindFlagNamesAreAliases) {
+  ParsedCommandLine p = parse_command_line(
+      {"--expert_pattern", "e.[0:2]", "--num_warmup_steps", "100", "--num_training_steps", "1000",
+       "--scheduler", "linear", "--initial_peers", "/ip4/10.0.0.1/tcp/31337/p2p/QmPeerId"},
+      Env{});
+  ASSERT_FALSE(p.exit_now) << p.output;
+  EXPECT_EQ(p.options.warmup_steps, 100);
+  EXPECT_EQ(p.options.total_steps, 1000);
+  EXPECT_EQ(p.options.scheduler, "linear");
+  EXPECT_EQ(p.options.initial_peers,
+            (std::vector<std::string>{"/ip4/10.0.0.1/tcp/31337/p2p/QmPeerId"}));
+  ParsedCommandLine none =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--scheduler", "none"}, Env{});
+  ASSERT_FALSE(none.exit_now) << none.output;
+  EXPECT_EQ(none.options.scheduler, "none");
+  ParsedCommandLine bad =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--scheduler", "cosine"}, Env{});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("--scheduler"), std::string::npos) << bad.output;
+}
+
+TEST(ServerCliTest, IdentityPathIsAcceptedWithANotice) {
+  ParsedCommandLine p = parse_command_line(
+      {"--expert_pattern", "e.[0:2]", "--identity_path", "/home/me/server.id"}, Env{});
+  ASSERT_FALSE(p.exit_now) << p.output;
+  ASSERT_EQ(p.notices.size(), 1u);
+  EXPECT_NE(p.notices[0].find("--identity_path '/home/me/server.id' is ignored"), std::string::npos)
+      << p.notices[0];
+  EXPECT_NE(p.notices[0].find("identified by their address"), std::string::npos) << p.notices[0];
+  EXPECT_TRUE(parse_command_line({"--expert_pattern", "e.[0:2]"}, Env{}).notices.empty());
+}
+
+TEST(ServerCliTest, CustomModulePathPointsToTorchScript) {
+  Env env;
+  env.vars["HIVEMIND_CUSTOM_MODULE_PATH"] = "my_experts.py";
+  for (const ParsedCommandLine& p :
+       {parse_command_line({"--expert_pattern", "e.[0:2]", "--custom_module_path", "my_experts.py"},
+                           Env{}),
+        parse_command_line({"--expert_pattern", "e.[0:2]"}, env)}) {
+    EXPECT_TRUE(p.exit_now);
+    EXPECT_EQ(p.exit_code, 2);
+    for (const char* what : {"--custom_module_path 'my_experts.py'", "--expert_cls torchscript",
+                             "--module_path", "docs/experts.md"})
+      EXPECT_NE(p.output.find(what), std::string::npos) << what << " in " << p.output;
+  }
+}
+
+TEST(ServerCliTest, BadPeerAddressesAreRefusedAtStart) {
+  ParsedCommandLine p = parse_command_line(
+      {"--expert_pattern", "e.[0:2]", "--initial_peers", "/ip4/10.0.0.1/udp/31337/quic"}, Env{});
+  EXPECT_EQ(p.exit_code, 2);
+  EXPECT_NE(p.output.find("--initial_peers: peer address '/ip4/10.0.0.1/udp/31337/quic'"),
+            std::string::npos)
+      << p.output;
+  ParsedCommandLine automatic =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--initial_peers", "auto"}, Env{});
+  EXPECT_FALSE(automatic.exit_now) << automatic.output;  // resolved when the server joins
+  ParsedCommandLine file = parse_command_line(
+      {"--expert_pattern", "e.[0:2]", "--bootstrap_file", "/shared/b.addr"}, Env{});
+  ASSERT_FALSE(file.exit_now) << file.output;
+  EXPECT_EQ(file.options.bootstrap_file, "/shared/b.addr");
+}
+
+TEST(ServerCliTest, HivemindYamlConfigIsRead) {
+  auto config = write_config("hm_cli_yaml",
+                             "# hivemind's config.yml\n"
+                             "---\n"
+                             "expert_cls: ffn_v08   # a comment after a value\n"
+                             "hidden_dim: 256\n"
+                             "expert_pattern: 'expert.[0:4].[0:4]'\n"
+                             "num_warmup_steps: 10\n"
+                             "num_training_steps: 100\n"
+                             "scheduler: linear\n"
+                             "identity_path: \"./server.id\"\n"
+                             "initial_peers:\n"
+                             "  - /ip4/10.0.0.1/tcp/31337\n"
+                             "  - tcp://10.0.0.2:31337\n"
+                             "detect_anomalies: true\n");
+  ParsedCommandLine p = parse_command_line({"--config", config.string()}, Env{});
+  std::filesystem::remove(config);
+  ASSERT_FALSE(p.exit_now) << p.output;
+  EXPECT_EQ(p.options.expert_cls, "ffn_v08");
+  EXPECT_EQ(p.options.hidden_dim, 256);
+  EXPECT_EQ(p.options.expert_pattern, "expert.[0:4].[0:4]");
+  EXPECT_EQ(p.options.warmup_steps, 10);
+  EXPECT_EQ(p.options.total_steps, 100);
+  EXPECT_EQ(p.options.initial_peers,
+            (std::vector<std::string>{"/ip4/10.0.0.1/tcp/31337", "tcp://10.0.0.2:31337"}));
+  EXPECT_TRUE(p.options.detect_anomalies);
+  EXPECT_EQ(p.notices.size(), 1u);
+
+  // Both forms in one file, flow lists in YAML.
+  auto mixed = write_config("hm_cli_mixed", "hidden_dim = 64\nexpert_uids: [a.0, 'a.1']\n");
+  ParsedCommandLine m = parse_command_line({"--config", mixed.string()}, Env{});
+  std::filesystem::remove(mixed);
+  ASSERT_FALSE(m.exit_now) << m.output;
+  EXPECT_EQ(m.options.hidden_dim, 64);
+  EXPECT_EQ(m.options.expert_uids, (std::vector<std::string>{"a.0", "a.1"}));
+}
+
+TEST(ServerCliTest, MalformedConfigLinesNameFileAndLine) {
+  const std::map<std::string, std::string> cases = {
+      {"hidden_dim: 64\nthis is not a setting\n", ":2: 'this is not a setting' is neither"},
+      {"expert_pattern: \"e.[0:2]\nhidden_dim: 1\n", ":1: 'expert_pattern': unclosed \" quote"},
+      {"expert_uids = [\"a.0\", \"a.1\"\n", ":1: 'expert_uids': unclosed '['"},
+      {"hidden_dim: 64\nhidden_dim: 65\n", ":2: 'hidden_dim' is set again (first on line 1)"},
+      {"[server]\nhidden_dim = 64\n", ":1: sections ('[name]') are not supported"},
+      {"- a.0\n", ":1: a list item"},
+      {"hidden_dim =\n", ":1: 'hidden_dim' has no value"},
+      {"expert_pattern: e.[0:2]\nhidden_dim: wide\n", "hidden_dim (config "},
+      {"expert_pattern: e.[0:2]\nhidden_dim: [1, 2]\n", "2 values where one belongs"},
+      {"expert_pattern: e.[0:2]\n\nhiden_dim: 8\n", ":3: unknown key 'hiden_dim'"},
+  };
+  for (const auto& [text, expected] : cases) {
+    auto config = write_config("hm_cli_malformed", text);
+    ParsedCommandLine p = parse_command_line({"--config", config.string()}, Env{});
+    std::filesystem::remove(config);
+    EXPECT_TRUE(p.exit_now) << text;
+    EXPECT_EQ(p.exit_code, 2) << text;
+    EXPECT_NE(p.output.find(config.string()), std::string::npos) << text << p.output;
+    EXPECT_NE(p.output.find(expected), std::string::npos) << text << " -> " << p.output;
+  }
+}
+
+TEST(ServerCliTest, DeviceDefaultsToAutoWhichPicksCudaOnlyWhenVisible) {
+  ParsedCommandLine p = parse_command_line({"--expert_pattern", "e.[0:2]"}, Env{});
+  ASSERT_FALSE(p.exit_now) << p.output;
+  EXPECT_EQ(p.options.device, "auto");
+  EXPECT_EQ(choose_device("auto", false).device, "cpu");
+  EXPECT_NE(choose_device("auto", false).reason.find("no CUDA device visible"), std::string::npos);
+  EXPECT_EQ(choose_device("auto", true).device, "cuda");
+  EXPECT_EQ(choose_device("cuda:1", false).device, "cuda:1");  // as given: validate() judges it
+  // This host: the choice the server logs at start.
+  EXPECT_EQ(choose_device("auto", cuda_device_visible()).device,
+            cuda_device_visible() ? "cuda" : "cpu");
+  ParsedCommandLine mixed =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--device", "auto,cpu"}, Env{});
+  EXPECT_EQ(mixed.exit_code, 2);
+  EXPECT_NE(mixed.output.find("auto stands alone"), std::string::npos) << mixed.output;
+}
+
 }  // namespace
 }  // namespace hivemind::server

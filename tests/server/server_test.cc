@@ -132,6 +132,18 @@ TEST(ServerTest, InfoForwardBackwardMatchALocalReference) {
   EXPECT_GT(declared.expiration, SystemClock::instance().dht_now());
 }
 
+// --scheduler none is hivemind's constant learning rate: the warm-up steps given with it are
+// ignored, so the first step is taken at the full lr (with linear it would be lr / 1000).
+TEST(ServerTest, SchedulerNoneKeepsTheLearningRateConstant) {
+  ServerOptions o = small_server({"ffn.0.0"});
+  o.scheduler = "none";
+  o.warmup_steps = 1000;
+  o.total_steps = 2000;
+  auto server = start(o);
+  ASSERT_TRUE(server);
+  expect_served_like_a_local_rebuild(*server, "ffn", "ffn.0.0");
+}
+
 // A class registered from C++ (not in the zoo) is hosted like the zoo's: validated, built from the
 // seed, served, trained; the trainer-side make_expert rebuilds it.
 TEST(ServerTest, ACppRegisteredExpertClassIsHostedAndMatchesItsLocalBuild) {

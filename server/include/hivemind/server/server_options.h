@@ -40,14 +40,20 @@ struct ServerOptions {
   int64_t batch_timeout_ms = 0;  // how long a batch waits for min_batch_size
 
   // ---- compute ----
-  std::string device = "cpu";      // cpu | cuda | cuda:N | a comma list (experts round-robin)
+  // auto (cuda when LibTorch sees a CUDA device, else cpu: choose_device) | cpu | cuda | cuda:N |
+  // a comma list (experts round-robin). hivemind-server's --device defaults to auto; this struct
+  // to cpu, so that a program embedding the server never lands on a GPU it did not ask for.
+  std::string device = "cpu";
   std::string optimizer = "adam";  // sgd | adam | adamw | none
   double lr = 1e-3;
   double momentum = 0.0;  // sgd
   double weight_decay = 0.0;
   double clip_grad_norm = 0.0;  // 0: off
-  int64_t warmup_steps = 0;     // linear warm-up then linear decay to total_steps (0: constant lr)
-  int64_t total_steps = 0;
+  // linear: warm up over warmup_steps, then decay linearly to 0 at total_steps (both 0: constant
+  // lr); none: constant lr whatever the steps say (hivemind's --scheduler none)
+  std::string scheduler = "linear";
+  int64_t warmup_steps = 0;                     // hivemind's --num_warmup_steps
+  int64_t total_steps = 0;                      // hivemind's --num_training_steps
   int intra_op_threads = 1;                     // LibTorch threads per compute thread
   bool detect_anomalies = false;                // refuse NaN/Inf inputs and outputs
   std::string compression = "block_absmax_u8";  // wire compression of activations and gradients
@@ -56,10 +62,14 @@ struct ServerOptions {
   std::string host =
       "0.0.0.0";  // listen host ("0.0.0.0": every interface, announce a routable one)
   int port = 0;   // 0: any free port
-  std::string transport = "auto";          // auto | tcp | ucx
-  std::vector<std::string> initial_peers;  // DHT peers to join; empty: start a new swarm
-  double update_period = 30.0;             // seconds between declarations to the DHT
-  double expiration = 0.0;  // seconds a declaration lives; 0: max(2 * update_period, 3)
+  std::string transport = "auto";  // auto | tcp | ucx
+  // DHT peers to join (parse_peer_address forms, or "auto": the head node of the Slurm
+  // allocation); with neither these nor bootstrap_file: start a new swarm
+  std::vector<std::string> initial_peers;
+  std::string bootstrap_file;        // also join the peers this file lists, once it exists
+  double bootstrap_timeout = 120.0;  // seconds to wait for bootstrap_file
+  double update_period = 30.0;       // seconds between declarations to the DHT
+  double expiration = 0.0;           // seconds a declaration lives; 0: max(2 * update_period, 3)
 
   // ---- persistence and operations ----
   std::string checkpoint_dir;           // per-expert checkpoints; empty: none
@@ -89,5 +99,15 @@ Result<std::vector<std::string>> server_expert_uids(const ServerOptions& options
 
 // Effective declaration lifetime in seconds.
 double effective_expiration(const ServerOptions& options);
+
+// The devices a server computes on, and why: `device` itself, except "auto", which becomes "cuda"
+// when `cuda_visible` (LibTorch was built with CUDA and sees a device) and "cpu" otherwise.
+struct DeviceChoice {
+  std::string device;
+  std::string reason;  // "auto: no CUDA device visible (or LibTorch built without CUDA)", ...
+};
+DeviceChoice choose_device(const std::string& device, bool cuda_visible);
+// Whether this process sees a CUDA device through LibTorch.
+bool cuda_device_visible();
 
 }  // namespace hivemind::server
