@@ -19,7 +19,7 @@ struct Entry {
   std::string key;  // "expert_cls"
   bool is_list = false;
   bool is_string = false;
-  bool is_flag = false;
+  bool* flag = nullptr;  // a boolean flag's target (a flag is set from the lower layers by hand)
 };
 
 std::vector<std::string> split_list(const std::string& value) {
@@ -96,6 +96,19 @@ ParsedCommandLine parse_command_line(
       ->check(CLI::NonNegativeNumber);
   add("seed", o.seed,
       "base seed of the initial weights (trainers rebuild them with the same seed)");
+  add("module_path", o.module_path,
+      "--expert_cls torchscript: the TorchScript file of the expert (torch.jit.save)");
+  auto add_flag = [&](const std::string& key, bool& target, const std::string& text) {
+    CLI::Option* opt = app.add_flag(names(key), target, describe(key, text));
+    entries.push_back({opt, key, false, false, &target});
+  };
+  add_flag("reinit", o.reinit,
+           "--expert_cls torchscript: initial weights from --seed (per uid), not the file's");
+  // Parsed into o.sample_input_shapes once every layer has been read.
+  std::string sample_input_shape;
+  add("sample_input_shape", sample_input_shape,
+      "--expert_cls torchscript: per-sample input shapes, dims joined by ',' and inputs by ';' "
+      "(e.g. 512 or 128,512;512); default: the file's hivemind_expert.json");
   // ---- batching ----
   add("max_batch_size", o.max_batch_size, "most samples per batch and per request")
       ->check(CLI::PositiveNumber);
@@ -118,10 +131,7 @@ ParsedCommandLine parse_command_line(
       ->check(CLI::NonNegativeNumber);
   add("intra_op_threads", o.intra_op_threads, "LibTorch threads per compute thread")
       ->check(CLI::Range(1, 1024));
-  CLI::Option* anomalies =
-      app.add_flag(names("detect_anomalies"), o.detect_anomalies,
-                   describe("detect_anomalies", "refuse NaN/Inf inputs and outputs"));
-  entries.push_back({anomalies, "detect_anomalies", false, false, true});
+  add_flag("detect_anomalies", o.detect_anomalies, "refuse NaN/Inf inputs and outputs");
   add("compression", o.compression,
       "wire compression: none, float16, bfloat16, block_absmax_u8 (= BLOCKWISE_8BIT), "
       "per_tensor_absmax_u8 "
@@ -237,10 +247,10 @@ ParsedCommandLine parse_command_line(
       continue;
     }
     try {
-      if (e.is_flag) {
+      if (e.flag != nullptr) {
         auto b = parse_bool(values.empty() ? "" : values[0]);
         if (!b.is_ok()) throw CLI::ConversionError(e.key, values);
-        o.detect_anomalies = *b;
+        *e.flag = *b;
       } else {
         e.option->add_result(values);
         e.option->run_callback();
@@ -258,6 +268,15 @@ ParsedCommandLine parse_command_line(
     if (!known)
       problems.push_back(fmt::format("config file {}: unknown key '{}' (keys are the flag names)",
                                      config_path, key));
+  }
+  if (!sample_input_shape.empty()) {
+    auto shapes = parse_sample_input_shapes(sample_input_shape);
+    if (shapes.is_ok()) {
+      o.sample_input_shapes = std::move(shapes).value();
+    } else {
+      problems.push_back(
+          fmt::format("{} ({})", shapes.status().message(), source["sample_input_shape"]));
+    }
   }
   if (problems.empty()) {
     Status valid = validate(o);
@@ -281,8 +300,8 @@ ParsedCommandLine parse_command_line(
     std::string out = "# hivemind-server effective configuration (usable with --config)\n";
     for (const Entry& e : entries) {
       std::string value;
-      if (e.is_flag) {
-        value = o.detect_anomalies ? "true" : "false";
+      if (e.flag != nullptr) {
+        value = *e.flag ? "true" : "false";
       } else if (e.is_list) {
         std::vector<std::string> items;
         for (const std::string& v : e.option->as<std::vector<std::string>>())
