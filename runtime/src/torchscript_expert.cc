@@ -1,6 +1,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <system_error>
 #include <utility>
 
@@ -24,6 +25,10 @@ using Shapes = std::vector<std::vector<int64_t>>;
 // The batch of the zero sample that finds the output schema at load: 2, not 1, so that a module
 // which drops or hard-codes the batch dimension (a squeeze, a reshape to a constant) is caught.
 constexpr int64_t kProbeBatch = 2;
+
+// 16 inputs of 8 dimensions take a few hundred bytes; a larger file is not metadata, and is refused
+// before the parser builds anything from it.
+constexpr size_t kMaxMetadataBytes = 64 * 1024;
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
@@ -298,6 +303,8 @@ Result<Shapes> parse_torchscript_metadata(std::string_view json, std::string_vie
                     "\"float32\"}}]}})",
                     where, what));
   };
+  if (json.size() > kMaxMetadataBytes)
+    return bad(fmt::format("{} bytes (at most {})", json.size(), kMaxMetadataBytes));
   const nlohmann::json doc = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return bad("not valid JSON");
   if (!doc.is_object()) return bad("not a JSON object");

@@ -352,6 +352,7 @@ TEST(TorchScriptExpertTest, MalformedMetadataIsRefusedNamingTheFileAndTheProblem
     return parsed.status().message();
   };
   EXPECT_TRUE(contains(problem("{"), "not valid JSON"));
+  EXPECT_TRUE(contains(problem(std::string(64 * 1024 + 1, ' ')), "65537 bytes (at most 65536)"));
   EXPECT_TRUE(contains(problem("[1]"), "not a JSON object"));
   EXPECT_TRUE(contains(problem(R"({"inputs": []})"), "no integer \"format\""));
   EXPECT_TRUE(contains(problem(R"({"format": 2, "inputs": []})"), "format 2 is not supported"));
