@@ -8,9 +8,8 @@ find_package(fmt REQUIRED)
 find_package(CLI11 REQUIRED)
 # Metrics exposition and the /metrics endpoint (core: Collectable, TextSerializer; pull: Exposer).
 find_package(prometheus-cpp CONFIG REQUIRED)
-if(HIVEMIND_BUILD_BENCH)
-  find_package(nlohmann_json 3 REQUIRED)  # hivemind-bench --json
-endif()
+# hivemind-bench --json; the TorchScript expert's hivemind_expert.json (runtime).
+find_package(nlohmann_json 3 REQUIRED)
 find_package(PkgConfig REQUIRED)
 
 # ---- UCX (pkg-config) ----

@@ -20,15 +20,24 @@
 // computation the server does per request. ratio = remote / in_process (1.0 = no network + runtime
 // overhead).
 //
+// --expert_cls torchscript [--module_path F]: the server hosts the TorchScript file F (default: the
+// zoo's ffn of width hid_dim scripted into a temporary directory by runtime::save_scripted_ffn),
+// and the baseline is the native `ffn` expert of the same hid_dim served the same way in the same
+// run, right after: ratio = torchscript / native ffn, the cost of TorchScript's interpreter.
+// F must take one [batch, hid_dim] float32 input.
+//
 // Presets are hivemind's, scaled down so each runs in seconds on 2 CPU cores (hivemind's own values
 // are printed next to them); every parameter flag overrides the preset.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
+#include <stdexcept>
 #include <thread>
 
 #include <fmt/format.h>
@@ -45,6 +54,7 @@
 #include <hivemind/runtime/expert_backend.h>
 #include <hivemind/runtime/experts.h>
 #include <hivemind/runtime/runtime.h>
+#include <hivemind/runtime/torchscript_expert.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/worker.h>
@@ -63,6 +73,7 @@ struct Config {
   int num_clients = 0;
   int num_batches_per_client = 0;
   std::string expert_cls = "ffn";
+  std::string module_path;  // torchscript experts only
   int64_t hid_dim = 0;
   int64_t batch_size = 0;
   int64_t max_batch_size = 0;
@@ -143,7 +154,10 @@ struct ThroughputBenchOptions {
     app.add_option("--num_clients", flags.num_clients)->check(CLI::PositiveNumber);
     app.add_option("--num_batches_per_client", flags.num_batches_per_client)
         ->check(CLI::PositiveNumber);
-    app.add_option("--expert_cls", flags.expert_cls, "ffn, ffn_v08, transformer or nop");
+    app.add_option("--expert_cls", flags.expert_cls,
+                   "ffn, ffn_v08, transformer, nop or torchscript (compared with ffn)");
+    app.add_option("--module_path", flags.module_path,
+                   "--expert_cls torchscript: the file (default: the zoo's ffn, scripted)");
     app.add_option("--hid_dim", flags.hid_dim)->check(CLI::PositiveNumber);
     app.add_option("--batch_size", flags.batch_size)->check(CLI::PositiveNumber);
     app.add_option("--max_batch_size", flags.max_batch_size, "default with --batch_size: 4 batches")
@@ -196,6 +210,9 @@ Result<Config> parse_config(const ThroughputBenchOptions& options) {
   if (options.given("--num_batches_per_client"))
     c.num_batches_per_client = flags.num_batches_per_client;
   if (options.given("--expert_cls")) c.expert_cls = flags.expert_cls;
+  if (options.given("--module_path")) c.module_path = flags.module_path;
+  if (!c.module_path.empty() && c.expert_cls != runtime::kTorchScriptExpertClass)
+    return invalid_argument_error("--module_path only applies with --expert_cls torchscript");
   if (options.given("--hid_dim")) c.hid_dim = flags.hid_dim;
   if (options.given("--batch_size")) {
     c.batch_size = flags.batch_size;
@@ -308,6 +325,15 @@ int run_client(const ThroughputBenchOptions& options) {
 
 // ---------------- in-process baseline ----------------
 
+runtime::ExpertConfig expert_config(const Config& c) {
+  runtime::ExpertConfig config;
+  config.cls = c.expert_cls;
+  config.hidden_dim = c.hid_dim;
+  config.seq_len = c.seq_len;
+  config.module_path = c.module_path;
+  return config;
+}
+
 double run_baseline(const Config& c) {
   std::vector<std::shared_ptr<runtime::ExpertBackend>> backends;
   for (int i = 0; i < c.num_experts; ++i) {
@@ -316,10 +342,7 @@ double run_baseline(const Config& c) {
     options.optimizer.name = "adam";  // hivemind-server's default, as the server here runs
     backends.push_back(
         runtime::ExpertBackend::create(
-            uid_of(i),
-            runtime::make_expert(runtime::ExpertConfig{c.expert_cls, c.hid_dim, c.seq_len},
-                                 uid_of(i), c.seed)
-                .value_or_throw(),
+            uid_of(i), runtime::make_expert(expert_config(c), uid_of(i), c.seed).value_or_throw(),
             options)
             .value_or_throw());
   }
@@ -413,6 +436,10 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
                                           "600",
                                           "--grace_period",
                                           "10"};
+  if (!c.module_path.empty()) {
+    server_argv.push_back("--module_path");
+    server_argv.push_back(c.module_path);
+  }
   HIVEMIND_ASSIGN_OR_RETURN(ChildProcess server, ChildProcess::spawn(server_argv));
   auto server_ready_at = Clock::now();
   HIVEMIND_ASSIGN_OR_RETURN(std::string ready,
@@ -468,6 +495,72 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
   return run;
 }
 
+// A directory of its own under the system's temporary one, removed with this object.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "hivemind-bench-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::runtime_error("cannot create a temporary directory for the scripted ffn");
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The TorchScript expert served, then the native ffn of the same width served the same way.
+int run_torchscript_against_ffn(Config c, const std::string& server_bin, int64_t samples,
+                                Reporter& reporter) {
+  std::optional<ScratchDir> scratch;
+  if (c.module_path.empty()) {
+    try {
+      scratch.emplace();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "hivemind-bench throughput: %s\n", e.what());
+      return 1;
+    }
+    c.module_path = (scratch->path() / fmt::format("ffn_{}.pt", c.hid_dim)).string();
+    Status saved = runtime::save_scripted_ffn(c.module_path, c.hid_dim, c.seed);
+    if (!saved.is_ok()) {
+      std::fprintf(stderr, "hivemind-bench throughput: %s\n", saved.to_string().c_str());
+      return 1;
+    }
+    reporter.note("the zoo's ffn (hid {}) scripted with torch::jit into {}", c.hid_dim,
+                  c.module_path);
+  }
+  auto scripted = run_remote(c, server_bin, reporter);
+  if (!scripted.is_ok()) {
+    std::fprintf(stderr, "hivemind-bench throughput: torchscript: %s\n",
+                 scripted.status().to_string().c_str());
+    return 1;
+  }
+  Config native = c;
+  native.expert_cls = "ffn";
+  native.module_path.clear();
+  auto ffn = run_remote(native, server_bin, reporter);
+  if (!ffn.is_ok()) {
+    std::fprintf(stderr, "hivemind-bench throughput: ffn: %s\n", ffn.status().to_string().c_str());
+    return 1;
+  }
+  const double scripted_rate = static_cast<double>(samples) / scripted->seconds;
+  const double ffn_rate = static_cast<double>(samples) / ffn->seconds;
+  reporter.note(
+      "torchscript ({}): {:.3f} samples / s; native ffn: {:.3f} samples / s; ratio {:.3f}",
+      c.module_path, scripted_rate, ffn_rate, scripted_rate / ffn_rate);
+  reporter.report({c.preset + "/torchscript", "samples_per_s", scripted_rate, "samples/s",
+                   "native_ffn", ffn_rate});
+  return 0;
+}
+
 }  // namespace
 
 HIVEMIND_BENCH(throughput,
@@ -497,6 +590,9 @@ HIVEMIND_BENCH(throughput,
       "I/O thread)",
       c.num_handlers);
 
+  if (c.expert_cls == runtime::kTorchScriptExpertClass) {
+    return run_torchscript_against_ffn(c, server_bin, samples, reporter);
+  }
   auto remote = run_remote(c, server_bin, reporter);
   if (!remote.is_ok()) {
     std::fprintf(stderr, "hivemind-bench throughput: %s\n", remote.status().to_string().c_str());

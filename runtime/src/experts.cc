@@ -8,6 +8,7 @@
 #include <torch/utils.h>
 
 #include <hivemind/runtime/experts.h>
+#include <hivemind/runtime/torchscript_expert.h>
 
 #include "expert_registry_detail.h"
 #include "torch_errors.h"
@@ -179,6 +180,10 @@ uint64_t splitmix64(uint64_t x) {
 
 }  // namespace
 
+void ExpertModule::initialize_parameters(at::Generator generator) {
+  initialize(*this, std::move(generator));
+}
+
 uint64_t expert_seed(uint64_t base_seed, std::string_view uid) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : uid) {
@@ -202,6 +207,11 @@ std::vector<std::pair<std::string, ExpertFactory>> zoo_expert_classes() {
          return Module(std::make_shared<Transformer>(c.hidden_dim, c.seq_len));
        }},
       {"nop", [](const ExpertConfig& c) -> Module { return std::make_shared<Nop>(c.hidden_dim); }},
+      {kTorchScriptExpertClass,
+       [](const ExpertConfig& c) -> Result<Module> {
+         HIVEMIND_ASSIGN_OR_RETURN(auto module, TorchScriptExpert::load(c));
+         return Module(std::move(module));
+       }},
   };
 }
 
@@ -237,7 +247,8 @@ Result<std::shared_ptr<ExpertModule>> make_expert(const ExpertConfig& config, st
     return check_schemas(module->output_schema(), "output").with_context(what);
   }));
   Status initialized = detail::guarded(what + ": initializing from the seed", [&]() -> Status {
-    initialize(*module, at::make_generator<at::CPUGeneratorImpl>(expert_seed(base_seed, uid)));
+    module->initialize_parameters(
+        at::make_generator<at::CPUGeneratorImpl>(expert_seed(base_seed, uid)));
     return Status::ok();
   });
   if (!initialized.is_ok()) return initialized;

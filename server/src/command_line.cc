@@ -21,7 +21,7 @@ struct Entry {
   std::string key;  // "expert_cls"
   bool is_list = false;
   bool is_string = false;
-  bool is_flag = false;
+  bool* flag = nullptr;  // a boolean flag's target (a flag is set from the lower layers by hand)
   std::vector<std::string> aliases;  // hivemind's names for it ("num_warmup_steps"), also keys
   bool hivemind_only = false;        // read for hivemind's scripts; --print-config leaves it out
 };
@@ -155,6 +155,23 @@ ParsedCommandLine parse_command_line(
       ->check(CLI::NonNegativeNumber);
   add("seed", o.seed,
       "base seed of the initial weights (trainers rebuild them with the same seed)");
+  add("module_path", o.module_path,
+      "--expert_cls torchscript: the TorchScript file of the expert (torch.jit.save)");
+  auto add_flag = [&](const std::string& key, bool& target, const std::string& text) {
+    CLI::Option* opt = app.add_flag(names(key), target, describe(key, text));
+    Entry e;
+    e.option = opt;
+    e.key = key;
+    e.flag = &target;
+    entries.push_back(e);
+  };
+  add_flag("reinit", o.reinit,
+           "--expert_cls torchscript: initial weights from --seed (per uid), not the file's");
+  // Parsed into o.sample_input_shapes once every layer has been read.
+  std::string sample_input_shape;
+  add("sample_input_shape", sample_input_shape,
+      "--expert_cls torchscript: per-sample input shapes, dims joined by ',' and inputs by ';' "
+      "(e.g. 512 or 128,512;512); default: the file's hivemind_expert.json");
   // ---- batching ----
   add("max_batch_size", o.max_batch_size, "most samples per batch and per request")
       ->check(CLI::PositiveNumber);
@@ -187,14 +204,7 @@ ParsedCommandLine parse_command_line(
       ->check(CLI::NonNegativeNumber);
   add("intra_op_threads", o.intra_op_threads, "LibTorch threads per compute thread")
       ->check(CLI::Range(1, 1024));
-  CLI::Option* anomalies =
-      app.add_flag(names("detect_anomalies"), o.detect_anomalies,
-                   describe("detect_anomalies", "refuse NaN/Inf inputs and outputs"));
-  Entry anomalies_entry;
-  anomalies_entry.option = anomalies;
-  anomalies_entry.key = "detect_anomalies";
-  anomalies_entry.is_flag = true;
-  entries.push_back(anomalies_entry);
+  add_flag("detect_anomalies", o.detect_anomalies, "refuse NaN/Inf inputs and outputs");
   add("compression", o.compression,
       "wire compression: none, float16, bfloat16, block_absmax_u8 (= BLOCKWISE_8BIT), "
       "per_tensor_absmax_u8 "
@@ -336,10 +346,10 @@ ParsedCommandLine parse_command_line(
       continue;
     }
     try {
-      if (e.is_flag) {
+      if (e.flag != nullptr) {
         auto b = parse_bool(values.empty() ? "" : values[0]);
         if (!b.is_ok()) throw CLI::ConversionError(e.key, values);
-        o.detect_anomalies = *b;
+        *e.flag = *b;
       } else {
         e.option->add_result(values);
         e.option->run_callback();
@@ -360,6 +370,15 @@ ParsedCommandLine parse_command_line(
       problems.push_back(
           fmt::format("config file {}:{}: unknown key '{}' (keys are the flag names)", config_path,
                       value.line, key));
+  }
+  if (!sample_input_shape.empty()) {
+    auto shapes = parse_sample_input_shapes(sample_input_shape);
+    if (shapes.is_ok()) {
+      o.sample_input_shapes = std::move(shapes).value();
+    } else {
+      problems.push_back(
+          fmt::format("{} ({})", shapes.status().message(), source["sample_input_shape"]));
+    }
   }
   answer_hivemind_only_options(hivemind_only, problems, parsed.notices);
   if (problems.empty()) {
@@ -385,8 +404,8 @@ ParsedCommandLine parse_command_line(
     for (const Entry& e : entries) {
       if (e.hivemind_only) continue;
       std::string value;
-      if (e.is_flag) {
-        value = o.detect_anomalies ? "true" : "false";
+      if (e.flag != nullptr) {
+        value = *e.flag ? "true" : "false";
       } else if (e.is_list) {
         std::vector<std::string> items;
         // An unset list reads back as {""} from CLI11: that is no item, not an empty one.

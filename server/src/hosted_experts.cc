@@ -29,10 +29,7 @@ Result<std::unique_ptr<HostedExperts>> HostedExperts::create(const ServerOptions
   opt.clip_grad_norm = o.clip_grad_norm;
   if (o.scheduler == "linear" && (o.warmup_steps > 0 || o.total_steps > 0))
     opt.lr_schedule = runtime::linear_warmup_schedule(o.warmup_steps, o.total_steps);
-  runtime::ExpertConfig config;
-  config.cls = o.expert_cls;
-  config.hidden_dim = o.hidden_dim;
-  config.seq_len = o.seq_len;
+  const runtime::ExpertConfig config = expert_config(o);
   const quant::Scheme compression = *runtime::parse_compression(o.compression);
 
   for (size_t i = 0; i < self.uids_.size(); ++i) {
@@ -94,9 +91,12 @@ Result<std::unique_ptr<HostedExperts>> HostedExperts::create(const ServerOptions
     HIVEMIND_ASSIGN_OR_RETURN(hosted.backward, add_method_pool(true));
     self.experts_.emplace(uid, std::move(hosted));
   }
+  const std::string shape =
+      o.module_path.empty()
+          ? fmt::format("hidden_dim {}", o.hidden_dim)
+          : fmt::format("from {}{}", o.module_path, o.reinit ? " (weights from the seed)" : "");
   logger("server")->info(
-      "{} {} expert(s), hidden_dim {}, on {}: {}{}", self.uids_.size(), o.expert_cls, o.hidden_dim,
-      o.device,
+      "{} {} expert(s), {}, on {}: {}{}", self.uids_.size(), o.expert_cls, shape, o.device,
       fmt::join(self.uids_.begin(), self.uids_.begin() + std::min<size_t>(self.uids_.size(), 8),
                 " "),
       self.uids_.size() > 8 ? " ..." : "");

@@ -15,6 +15,7 @@
 #include <hivemind/runtime/expert_registry.h>
 #include <hivemind/runtime/pinning.h>
 #include <hivemind/runtime/tensor_schema.h>
+#include <hivemind/runtime/torchscript_expert.h>
 #include <hivemind/server/server_options.h>
 
 namespace hivemind::server {
@@ -34,6 +35,64 @@ Result<std::vector<std::string>> server_expert_uids(const ServerOptions& o) {
   return expand_expert_pattern(o.expert_pattern, o.num_experts, seed);
 }
 
+Result<std::vector<std::vector<int64_t>>> parse_sample_input_shapes(std::string_view text) {
+  auto bad = [&](const std::string& what) {
+    return invalid_argument_error(fmt::format(
+        "--sample_input_shape '{}': {} (per input, its per-sample dimensions joined by ','; inputs "
+        "joined by ';': e.g. 512, 128,512 or 512;512)",
+        text, what));
+  };
+  std::vector<std::vector<int64_t>> shapes;
+  size_t input_start = 0;
+  while (true) {
+    const size_t input_end = std::min(text.find(';', input_start), text.size());
+    const std::string_view input = text.substr(input_start, input_end - input_start);
+    std::vector<int64_t> dims;
+    size_t dim_start = 0;
+    while (true) {
+      const size_t dim_end = std::min(input.find(',', dim_start), input.size());
+      std::string_view dim = input.substr(dim_start, dim_end - dim_start);
+      while (!dim.empty() && (dim.front() == ' ' || dim.front() == '\t'))
+        dim.remove_prefix(1);
+      while (!dim.empty() && (dim.back() == ' ' || dim.back() == '\t'))
+        dim.remove_suffix(1);
+      const bool digits =
+          !dim.empty() && dim.size() <= 9 && std::all_of(dim.begin(), dim.end(), [](char c) {
+            return std::isdigit(static_cast<unsigned char>(c));
+          });
+      if (!digits || std::stoll(std::string(dim)) < 1) {
+        return bad(fmt::format("input {} has dimension '{}', not a positive integer below 10^9",
+                               shapes.size(), dim));
+      }
+      dims.push_back(std::stoll(std::string(dim)));
+      if (dim_end == input.size()) break;
+      dim_start = dim_end + 1;
+    }
+    shapes.push_back(std::move(dims));
+    if (input_end == text.size()) break;
+    input_start = input_end + 1;
+  }
+  return shapes;
+}
+
+std::string format_sample_input_shapes(const std::vector<std::vector<int64_t>>& shapes) {
+  std::vector<std::string> inputs;
+  for (const std::vector<int64_t>& shape : shapes)
+    inputs.push_back(fmt::format("{}", fmt::join(shape, ",")));
+  return fmt::format("{}", fmt::join(inputs, ";"));
+}
+
+runtime::ExpertConfig expert_config(const ServerOptions& o) {
+  runtime::ExpertConfig config;
+  config.cls = o.expert_cls;
+  config.hidden_dim = o.hidden_dim;
+  config.seq_len = o.seq_len;
+  config.module_path = o.module_path;
+  config.reinit = o.reinit;
+  config.sample_input_shapes = o.sample_input_shapes;
+  return config;
+}
+
 double effective_expiration(const ServerOptions& o) {
   return o.expiration > 0 ? o.expiration : std::max(2 * o.update_period, 3.0);
 }
@@ -50,6 +109,16 @@ Status validate(const ServerOptions& o) {
   need(o.hidden_dim >= 1 && o.hidden_dim <= (1 << 20),
        fmt::format("--hidden_dim ({}) must be in [1, 1048576]", o.hidden_dim));
   need(o.seq_len >= 1, fmt::format("--seq_len ({}) must be >= 1", o.seq_len));
+  if (o.expert_cls == runtime::kTorchScriptExpertClass) {
+    need(!o.module_path.empty(),
+         "--expert_cls torchscript needs --module_path, the TorchScript file of the expert");
+  } else {
+    const std::string only = fmt::format(
+        "only applies with --expert_cls torchscript (the expert class is '{}')", o.expert_cls);
+    need(o.module_path.empty(), "--module_path " + only);
+    need(!o.reinit, "--reinit " + only);
+    need(o.sample_input_shapes.empty(), "--sample_input_shape " + only);
+  }
   if (o.expert_uids.empty() == o.expert_pattern.empty()) {
     problems.push_back(
         "give exactly one of --expert_uids and --expert_pattern (e.g. --expert_pattern "

@@ -333,5 +333,102 @@ TEST(ServerCliTest, DeviceDefaultsToAutoWhichPicksCudaOnlyWhenVisible) {
   EXPECT_NE(mixed.output.find("auto stands alone"), std::string::npos) << mixed.output;
 }
 
+TEST(ServerCliTest, TorchScriptOptionsFromFlagsEnvironmentAndConfigFile) {
+  ParsedCommandLine flags = parse_command_line(
+      {"--expert_pattern", "e.[0:2]", "--expert_cls", "torchscript", "--module_path", "m.pt",
+       "--reinit", "--sample_input_shape", "128,512;512"},
+      Env{});
+  ASSERT_FALSE(flags.exit_now) << flags.output;
+  EXPECT_EQ(flags.options.module_path, "m.pt");
+  EXPECT_TRUE(flags.options.reinit);
+  EXPECT_EQ(flags.options.sample_input_shapes,
+            (std::vector<std::vector<int64_t>>{{128, 512}, {512}}));
+
+  Env env;
+  env.vars["HIVEMIND_EXPERT_CLS"] = "torchscript";
+  env.vars["HIVEMIND_MODULE_PATH"] = "env.pt";
+  env.vars["HIVEMIND_REINIT"] = "true";
+  env.vars["HIVEMIND_SAMPLE_INPUT_SHAPE"] = "512";
+  ParsedCommandLine from_env = parse_command_line({"--expert_pattern", "e.[0:2]"}, env);
+  ASSERT_FALSE(from_env.exit_now) << from_env.output;
+  EXPECT_EQ(from_env.options.module_path, "env.pt");
+  EXPECT_TRUE(from_env.options.reinit);
+  EXPECT_EQ(from_env.options.sample_input_shapes, (std::vector<std::vector<int64_t>>{{512}}));
+
+  auto config = write_config("hm_cli_torchscript",
+                             "expert_cls = \"torchscript\"\nmodule_path = \"file.pt\"\n"
+                             "reinit = false\nsample_input_shape = \"4,8;16\"\n");
+  ParsedCommandLine from_file =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--config", config.string()}, Env{});
+  ASSERT_FALSE(from_file.exit_now) << from_file.output;
+  EXPECT_EQ(from_file.options.module_path, "file.pt");
+  EXPECT_FALSE(from_file.options.reinit);
+  EXPECT_EQ(from_file.options.sample_input_shapes,
+            (std::vector<std::vector<int64_t>>{{4, 8}, {16}}));
+  // --print_config writes them back as a config file that reads the same.
+  ParsedCommandLine printed = parse_command_line(
+      {"--expert_uids", "e.0", "--config", config.string(), "--print_config"}, Env{});
+  std::filesystem::remove(config);
+  ASSERT_TRUE(printed.exit_now);
+  EXPECT_NE(printed.output.find("sample_input_shape = \"4,8;16\""), std::string::npos)
+      << printed.output;
+  EXPECT_NE(printed.output.find("reinit = false"), std::string::npos) << printed.output;
+  auto again_file = write_config("hm_cli_torchscript_again", printed.output);
+  ParsedCommandLine again = parse_command_line({"--config", again_file.string()}, Env{});
+  std::filesystem::remove(again_file);
+  ASSERT_FALSE(again.exit_now) << again.output;
+  EXPECT_EQ(again.options.sample_input_shapes, from_file.options.sample_input_shapes);
+  EXPECT_EQ(again.options.module_path, "file.pt");
+}
+
+TEST(ServerCliTest, MalformedSampleInputShapesAreRefusedNamingThePart) {
+  for (const char* bad : {"", ";", "512;", ",512", "512,,4", "0", "-4", "4.5", "abc", "1e3",
+                          "1234567890", "512 ;x"}) {
+    auto parsed = parse_sample_input_shapes(bad);
+    EXPECT_FALSE(parsed.is_ok()) << "'" << bad << "'";
+    if (!parsed.is_ok()) {
+      EXPECT_NE(parsed.status().message().find("--sample_input_shape '" + std::string(bad) + "'"),
+                std::string::npos)
+          << parsed.status().message();
+    }
+  }
+  auto spaced = parse_sample_input_shapes(" 128 , 512 ; 512");
+  ASSERT_TRUE(spaced.is_ok()) << spaced.status().to_string();
+  EXPECT_EQ(*spaced, (std::vector<std::vector<int64_t>>{{128, 512}, {512}}));
+  EXPECT_EQ(format_sample_input_shapes(*spaced), "128,512;512");
+
+  ParsedCommandLine p =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_cls", "torchscript",
+                          "--module_path", "m.pt", "--sample_input_shape", "512;x"},
+                         Env{});
+  EXPECT_TRUE(p.exit_now);
+  EXPECT_EQ(p.exit_code, 2);
+  EXPECT_NE(p.output.find("--sample_input_shape '512;x': input 1 has dimension 'x'"),
+            std::string::npos)
+      << p.output;
+  EXPECT_NE(p.output.find("(flag)"), std::string::npos) << p.output;
+}
+
+TEST(ServerCliTest, TorchScriptOptionsNeedTheTorchScriptClassAndAFile) {
+  ParsedCommandLine no_file =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_cls", "torchscript"}, Env{});
+  EXPECT_TRUE(no_file.exit_now);
+  EXPECT_EQ(no_file.exit_code, 2);
+  EXPECT_NE(no_file.output.find("--expert_cls torchscript needs --module_path"), std::string::npos)
+      << no_file.output;
+  ParsedCommandLine other = parse_command_line({"--expert_pattern", "e.[0:2]", "--module_path",
+                                                "m.pt", "--reinit", "--sample_input_shape", "8"},
+                                               Env{});
+  EXPECT_TRUE(other.exit_now);
+  for (const char* option : {"--module_path", "--reinit", "--sample_input_shape"}) {
+    EXPECT_NE(other.output.find(std::string(option) +
+                                " only applies with --expert_cls torchscript (the expert class "
+                                "is 'ffn')"),
+              std::string::npos)
+        << option << "\n"
+        << other.output;
+  }
+}
+
 }  // namespace
 }  // namespace hivemind::server

@@ -1,6 +1,7 @@
 // build/bin/hivemind-server as a process: ready line, SIGUSR1 checkpoint, SIGTERM drain and exit 0.
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 
 #include <gtest/gtest.h>
@@ -10,9 +11,11 @@
 
 #include <hivemind/harness/child_process.h>
 #include <hivemind/runtime/expert_backend.h>
+#include <hivemind/runtime/torchscript_expert.h>
 
 #include "server_test_util.h"
 #include "test_env.h"
+#include "torchscript_files.h"
 
 namespace hivemind::server {
 namespace {
@@ -195,6 +198,41 @@ TEST(ServerProcessTest, BadFlagsFailAtStartWithExitCode2) {
               {"--expert_uids", "ffn.0.0", "--optimizer", "lamb"}, {});
   EXPECT_EQ(child.wait_exit(Deadline::after(60s)), 2);
   EXPECT_NE(child.output(1).find("--optimizer"), std::string::npos) << child.output(1);
+}
+
+// hivemind-server's own flags host a TorchScript file; a file it cannot host stops it at start with
+// exit code 2 and the file named.
+TEST(ServerProcessTest, TorchScriptExpertsFromTheCommandLine) {
+  test_experts::TestTempDir dir;
+  const auto file = dir / "ffn.pt";
+  ASSERT_TRUE(runtime::save_scripted_ffn(file, 8, 1).is_ok());
+  {
+    Child child(hivemind::testing::program_path("hivemind-server"),
+                one_expert_server_args(
+                    {"--expert_cls", "torchscript", "--module_path", file.string(), "--reinit"}),
+                {"HIVEMIND_SPIN_US=0"});
+    auto ready = child.wait_for(0, "hivemind-server ready:", Deadline::after(60s));
+    ASSERT_TRUE(ready) << "no ready line; stderr:\n" << child.output(1);
+    std::string address = ready->substr(ready->find(" at ") + 4);
+    address = address.substr(0, address.find(','));
+    server::testing::RawClient client;
+    auto y = client.tensors(address, protocol::kForwardMethod, "ffn.0.0", {torch::randn({2, 8})});
+    ASSERT_TRUE(y.is_ok()) << y.status().to_string() << "\n" << child.output(1);
+    EXPECT_EQ(y->at(0).sizes(), (std::vector<int64_t>{2, 8}));
+    child.signal(SIGTERM);
+    EXPECT_EQ(child.wait_exit(Deadline::after(60s)), 0) << child.output(1);
+  }
+  const auto garbage = dir / "garbage.pt";
+  std::ofstream(garbage) << "not a TorchScript archive\n";
+  Child refused(
+      hivemind::testing::program_path("hivemind-server"),
+      one_expert_server_args({"--expert_cls", "torchscript", "--module_path", garbage.string()}),
+      {"HIVEMIND_SPIN_US=0"});
+  EXPECT_EQ(refused.wait_exit(Deadline::after(60s)), 2);
+  const std::string& stderr_text = refused.output(1);
+  EXPECT_NE(stderr_text.find(garbage.string() + ": cannot be loaded as a TorchScript archive"),
+            std::string::npos)
+      << stderr_text;
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// The expert classes this process can build by name: the zoo's (ffn, ffn_v08, transformer, nop)
-// and any class a C++ program registers, so that its own ExpertModule is hosted by
+// The expert classes this process can build by name: the zoo's (ffn, ffn_v08, transformer, nop,
+// torchscript) and any class a C++ program registers, so that its own ExpertModule is hosted by
 // server::Server::create (ServerOptions::expert_cls) and rebuilt by make_expert like the zoo's.
 //
 //   runtime::register_expert_class("scaled_linear", [](const runtime::ExpertConfig& c) {
@@ -7,11 +7,12 @@
 //   });
 //
 // A factory builds the module on the CPU with any weights; make_expert then re-initializes every
-// parameter from expert_seed(base_seed, uid) (experts.h), so the same (seed, uid) gives the same
-// weights on every host for a registered class too. The module's expert_cls() must be the
-// registered name (checkpoints record it). Register before the registry is read for the name —
-// before parse_command_line or Server::create — typically at the top of main(). Classes cannot be
-// unregistered or replaced. docs/experts.md has a complete example.
+// parameter from expert_seed(base_seed, uid) (experts.h: ExpertModule::initialize_parameters), so
+// the same (seed, uid) gives the same weights on every host for a registered class too. The
+// module's expert_cls() must be the registered name (checkpoints record it). Register before the
+// registry is read for the name — before parse_command_line or Server::create — typically at the
+// top of main(). Classes cannot be unregistered or replaced. docs/experts.md has a complete
+// example.
 //
 // The registry is process-wide and thread-safe; the zoo's classes are registered on its first use
 // (a function-local static, so registering from another translation unit's static initializer is
@@ -47,8 +48,8 @@ inline constexpr size_t kMaxExpertClassBytes = 64;
 // factory, or a name already registered (a zoo class included): nothing is ever replaced.
 Status register_expert_class(std::string name, ExpertFactory factory);
 
-// Every registered name: the zoo's first ("ffn", "ffn_v08", "transformer", "nop"), then the others
-// in registration order.
+// Every registered name: the zoo's first ("ffn", "ffn_v08", "transformer", "nop", "torchscript"),
+// then the others in registration order.
 std::vector<std::string> expert_classes();
 
 bool is_expert_class(std::string_view name);

@@ -25,7 +25,7 @@ using DeclareFn =
 
 struct ServerOptions {
   // ---- experts ----
-  std::string expert_cls = "ffn";  // ffn | ffn_v08 | transformer | nop
+  std::string expert_cls = "ffn";  // ffn | ffn_v08 | transformer | nop | torchscript | registered
   int64_t hidden_dim = 1024;
   int64_t seq_len = 128;                 // transformer only
   std::vector<std::string> expert_uids;  // explicit uids, e.g. {"expert.0.0", "expert.0.1"}
@@ -33,6 +33,11 @@ struct ServerOptions {
   int num_experts = 0;  // with a pattern: how many uids to pick (0: every uid of the grid)
   uint64_t seed =
       runtime::kDefaultExpertSeed;  // initial weights: make_expert(cls, hidden_dim, uid, seed)
+  // torchscript only (runtime/torchscript_expert.h):
+  std::string module_path;  // the TorchScript file every expert is loaded from
+  bool reinit = false;      // initial weights from `seed` instead of the file's
+  // Per-sample input shapes, one per input (--sample_input_shape "128,512;512"); empty: the file's.
+  std::vector<std::vector<int64_t>> sample_input_shapes;
 
   // ---- batching ----
   int64_t max_batch_size = 16384;  // samples per batch (and per request)
@@ -96,6 +101,17 @@ Status validate(const ServerOptions& options);
 Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern, int num_experts,
                                                        uint64_t seed);
 Result<std::vector<std::string>> server_expert_uids(const ServerOptions& options);
+
+// --sample_input_shape's value: per input, its dimensions joined by ','; inputs joined by ';'
+// ("512", "128,512", "512;512"). InvalidArgument naming the malformed part; every dimension must be
+// a positive integer.
+Result<std::vector<std::vector<int64_t>>> parse_sample_input_shapes(std::string_view text);
+// The inverse, for --print_config.
+std::string format_sample_input_shapes(const std::vector<std::vector<int64_t>>& shapes);
+
+// The expert configuration make_expert gets for these options (the trainer-side rebuild passes the
+// same to make_expert).
+runtime::ExpertConfig expert_config(const ServerOptions& options);
 
 // Effective declaration lifetime in seconds.
 double effective_expiration(const ServerOptions& options);
