@@ -553,7 +553,9 @@ TEST_F(RawAuthTest, AFloodOfHalfOpenConnectionsLeavesMembersServedAndTheCapHolds
   for (int i = 0; i < kStrangers; ++i) {
     strangers.push_back(std::make_unique<RawPeer>(port_));
     ASSERT_TRUE(strangers.back()->connected());
-    if (i % 4 == 0) ASSERT_TRUE(member_call());
+    if (i % 4 == 0) {
+      ASSERT_TRUE(member_call());
+    }
   }
   // Each stranger beyond the cap evicts the oldest waiting one: the first kStrangers - 8 are cut.
   for (int i = 0; i < kStrangers - 8; ++i)
