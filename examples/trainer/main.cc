@@ -24,6 +24,7 @@
 #include <hivemind/common/logging.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/rpc/client.h>
+#include <hivemind/transport/swarm_key_flag.h>
 #include <hivemind/transport/worker.h>
 
 namespace {
@@ -44,7 +45,7 @@ struct Model : torch::nn::Module {
 int usage() {
   std::fprintf(stderr,
                "usage: hivemind_trainer_example --server ADDRESS [--uid expert.0] [--hidden 64] "
-               "[--steps 30] [--batch 64]\n");
+               "[--steps 30] [--batch 64] [--swarm_key_file FILE]\n");
   return 2;
 }
 
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "trainer: %s\n", logging.to_string().c_str());
     return 2;
   }
-  std::string server, uid = "expert.0";
+  std::string server, uid = "expert.0", swarm_key_file;
   int64_t hidden = 64, steps = 30, batch = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i], value = argv[i + 1];
@@ -69,8 +70,15 @@ int main(int argc, char** argv) {
       steps = std::atoll(value.c_str());
     else if (flag == "--batch")
       batch = std::atoll(value.c_str());
+    else if (flag == "--swarm_key_file" || flag == "--swarm-key-file")
+      swarm_key_file = value;
     else
       return usage();
+  }
+  if (hivemind::Status key = hivemind::transport::adopt_swarm_key_file(swarm_key_file);
+      !key.is_ok()) {
+    std::fprintf(stderr, "trainer: %s\n", key.to_string().c_str());
+    return 2;
   }
   if (server.empty() || hidden < 1 || steps < 2 || batch < 1 || argc % 2 == 0) return usage();
 
