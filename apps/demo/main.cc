@@ -35,6 +35,7 @@
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/rpc/server.h>
+#include <hivemind/transport/swarm_key_flag.h>
 #include <hivemind/transport/worker.h>
 
 #include "synthetic_task.h"
@@ -165,10 +166,19 @@ int main(int argc, char** argv) {
                  "interface)")
       ->envname("HIVEMIND_METRICS_HOST")
       ->capture_default_str();
+  std::string swarm_key_file;
+  app.add_option("--swarm-key-file,--swarm_key_file", swarm_key_file,
+                 "swarm key (0600 file from hivemind-info --new-swarm-key) shared with the servers")
+      ->envname("HIVEMIND_SWARM_KEY_FILE");
   CLI11_PARSE(app, argc, argv);
 
   if (hivemind::Status logging = hivemind::configure_logging_from_env(); !logging.is_ok()) {
     std::fprintf(stderr, "hivemind-demo: %s\n", logging.to_string().c_str());
+    return 2;
+  }
+  if (hivemind::Status key = hivemind::transport::adopt_swarm_key_file(swarm_key_file);
+      !key.is_ok()) {
+    std::fprintf(stderr, "hivemind-demo: %s\n", key.to_string().c_str());
     return 2;
   }
   auto log = hivemind::logger("demo");

@@ -25,6 +25,7 @@
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/dht/uid_pattern.h>
 #include <hivemind/dht/wire.h>
+#include <hivemind/transport/swarm_key_flag.h>
 
 namespace {
 
@@ -212,7 +213,17 @@ int main(int argc, char** argv) {
                  "interface)")
       ->envname("HIVEMIND_METRICS_HOST")
       ->capture_default_str();
+  std::string swarm_key_file;
+  app.add_option("--swarm-key-file,--swarm_key_file", swarm_key_file,
+                 "swarm key (0600 file from hivemind-info --new-swarm-key): only peers with the "
+                 "same key may connect (empty: anyone who can reach the port)")
+      ->envname("HIVEMIND_SWARM_KEY_FILE");
   CLI11_PARSE(app, argc, argv);
+  if (hivemind::Status key = hivemind::transport::adopt_swarm_key_file(swarm_key_file);
+      !key.is_ok()) {
+    std::fprintf(stderr, "hivemind-dht: %s\n", key.to_string().c_str());
+    return 2;
+  }
 
   if (!check_options.address.empty()) {
     auto address = hivemind::parse_peer_address(check_options.address);

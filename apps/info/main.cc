@@ -8,6 +8,7 @@
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
 #include <hivemind/common/version.h>
+#include <hivemind/transport/swarm_key.h>
 
 #ifdef HIVEMIND_INFO_HAVE_UCX
 #include <ucp/api/ucp.h>
@@ -133,10 +134,30 @@ bool print_torch_and_blas() {
 int main(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
-        "usage: hivemind-info [--version]\n"
+        "usage: hivemind-info [--version | --new-swarm-key FILE]\n"
         "  Prints the transports, GPUs, BLAS, CPU topology and launcher environment this build of "
         "hivemind-cpp sees.\n"
-        "  Exits 1 if LibTorch would run on the reference BLAS.\n");
+        "  Exits 1 if LibTorch would run on the reference BLAS.\n"
+        "  --new-swarm-key FILE: writes a new random swarm key (32 bytes as 64 hex digits) to "
+        "FILE, "
+        "mode 0600, atomically; never over an existing file (docs/security.md).\n");
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--new-swarm-key") {
+    if (argc != 3) {
+      std::fprintf(stderr, "hivemind-info: --new-swarm-key takes one argument, the key file\n");
+      return 2;
+    }
+    auto key = hivemind::transport::SwarmKey::generate();
+    hivemind::Status written = key.is_ok() ? key->write_new(argv[2]) : key.status();
+    if (!written.is_ok()) {
+      std::fprintf(stderr, "hivemind-info: %s\n", written.to_string().c_str());
+      return 1;
+    }
+    std::printf(
+        "wrote a new swarm key to %s (fingerprint %s); pass it to every member with "
+        "--swarm_key_file or HIVEMIND_SWARM_KEY_FILE\n",
+        argv[2], key->fingerprint().c_str());
     return 0;
   }
   if (argc > 1 && std::string(argv[1]) == "--version") {

@@ -57,6 +57,7 @@
 #include <hivemind/runtime/torchscript_expert.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/rpc/client.h>
+#include <hivemind/transport/swarm_key.h>
 #include <hivemind/transport/worker.h>
 
 #include "support/report.h"
@@ -135,6 +136,7 @@ struct ThroughputBenchOptions {
   int client_rank = 0;
   std::string server;      // a client's server address
   std::string server_bin;  // default: hivemind-server next to this program
+  bool compare_swarm_key = false;
   const CLI::App* cli = nullptr;
 
   bool given(const char* flag) const { return cli->count(flag) > 0; }
@@ -175,6 +177,8 @@ struct ThroughputBenchOptions {
         ->check(CLI::PositiveNumber);
     app.add_option("--seed", flags.seed, "expert weights' seed");
     app.add_option("--server-bin", server_bin, "the hivemind-server to start");
+    app.add_flag("--compare-swarm-key", compare_swarm_key,
+                 "run again with a swarm key (server and clients) and report keyed vs open");
     // A client process: this program re-executed by the parent.
     app.add_option("--client-rank", client_rank)->group("");
     app.add_option("--server", server)->group("");
@@ -397,7 +401,10 @@ struct RemoteRun {
   std::string address;
 };
 
-Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Reporter& reporter) {
+// `swarm_key_file` non-empty: the server gets --swarm_key_file and the clients
+// HIVEMIND_SWARM_KEY_FILE, so every connection runs the swarm handshake.
+Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Reporter& reporter,
+                             const std::string& swarm_key_file = "") {
   std::vector<std::string> uids;
   for (int i = 0; i < c.num_experts; ++i)
     uids.push_back(uid_of(i));
@@ -440,6 +447,10 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
     server_argv.push_back("--module_path");
     server_argv.push_back(c.module_path);
   }
+  if (!swarm_key_file.empty()) {
+    server_argv.push_back("--swarm_key_file");
+    server_argv.push_back(swarm_key_file);
+  }
   HIVEMIND_ASSIGN_OR_RETURN(ChildProcess server, ChildProcess::spawn(server_argv));
   auto server_ready_at = Clock::now();
   HIVEMIND_ASSIGN_OR_RETURN(std::string ready,
@@ -455,8 +466,12 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
                                      "--server", address};
     for (const std::string& a : client_args(c))
       argv.push_back(a);
-    HIVEMIND_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::spawn(argv));
-    clients.push_back(std::move(child));
+    // The clients inherit this process's environment.
+    if (!swarm_key_file.empty()) ::setenv("HIVEMIND_SWARM_KEY_FILE", swarm_key_file.c_str(), 1);
+    auto child = ChildProcess::spawn(argv);
+    if (!swarm_key_file.empty()) ::unsetenv("HIVEMIND_SWARM_KEY_FILE");
+    if (!child.is_ok()) return child.status();
+    clients.push_back(std::move(child).value());
   }
   for (auto& client : clients) {
     HIVEMIND_ASSIGN_OR_RETURN(std::string line,
@@ -602,6 +617,30 @@ HIVEMIND_BENCH(throughput,
   reporter.note("Throughput for {} passes: {:.3f} samples / s.",
                 c.backprop ? "forward + backward" : "forward", remote_rate);
   reporter.note("  ({} samples in {:.3f} s through {})", samples, remote->seconds, remote->address);
+
+  if (options.compare_swarm_key) {
+    // Same run again, every connection keyed: what the swarm handshake costs a member.
+    char dir_template[] = "/tmp/hivemind-bench-key-XXXXXX";
+    const char* dir = ::mkdtemp(dir_template);
+    const std::string key_file = dir ? std::string(dir) + "/swarm.key" : "";
+    auto key = transport::SwarmKey::generate();
+    Status written = !dir          ? errno_error("mkdtemp", errno)
+                     : key.is_ok() ? key->write_new(key_file)
+                                   : key.status();
+    auto keyed = written.is_ok() ? run_remote(c, server_bin, reporter, key_file)
+                                 : Result<RemoteRun>(written);
+    if (dir) std::filesystem::remove_all(dir);
+    if (!keyed.is_ok()) {
+      std::fprintf(stderr, "hivemind-bench throughput: keyed run: %s\n",
+                   keyed.status().to_string().c_str());
+      return 1;
+    }
+    const double keyed_rate = static_cast<double>(samples) / keyed->seconds;
+    reporter.note("With a swarm key: {:.3f} samples / s ({:.3f}x the run without one)", keyed_rate,
+                  keyed_rate / remote_rate);
+    reporter.report({c.preset + "_swarm_key", "samples_per_s", keyed_rate, "samples/s",
+                     "no_swarm_key", remote_rate});
+  }
 
   double baseline_seconds = 0;
   try {

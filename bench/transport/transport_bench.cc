@@ -4,7 +4,9 @@
 // bandwidth (a window of calls to a sink that answers with an empty message), each next to a
 // baseline measured in the same run: ucx_perftest ucp_am_lat / ucp_am_bw with the same UCX_TLS for
 // the UCX backends, a raw blocking TCP ping-pong / stream for the TCP backend. Then N small RPCs
-// over one endpoint with the resident set size after warm-up and at the end.
+// over one endpoint with the resident set size after warm-up and at the end. And the connection
+// setup time (connect + first empty call) with a swarm key next to the same without one: what the
+// swarm handshake adds (docs/security.md).
 #include <atomic>
 #include <cstring>
 #include <future>
@@ -14,6 +16,7 @@
 #include <hivemind/common/text.h>
 #include <hivemind/transport/rpc/client.h>
 #include <hivemind/transport/rpc/server.h>
+#include <hivemind/transport/swarm_key.h>
 
 #include "support/report.h"
 #include "transport/baselines.h"
@@ -61,11 +64,14 @@ Allocator landing_allocator(Buffer landing) {
 }
 
 std::unique_ptr<Setup> make_setup(const BackendSpec& b, size_t max_bytes,
-                                  std::chrono::microseconds spin) {
+                                  std::chrono::microseconds spin,
+                                  std::shared_ptr<const SwarmKey> swarm_key = nullptr) {
   auto s = std::make_unique<Setup>();
   ContextOptions o;
   if (!b.tls.empty()) o.ucx_config = {{"TLS", b.tls}};
   o.spin = spin;
+  o.auth.swarm_key = std::move(swarm_key);
+  o.auth.source_burst = 1 << 20;  // measures the handshake, not the per-source rate limit
   auto ctx = Context::create(o);
   if (!ctx.is_ok()) return nullptr;
   s->context = *ctx;
@@ -242,6 +248,21 @@ double run_stream(Setup& s, const std::string& scheme, const Buffer& source, siz
   return seconds;
 }
 
+// Mean microseconds from a new connection's first call (an empty echo) to its reply, over `n` new
+// connections: dial, the swarm handshake when keyed, one round trip.
+double connection_setup_us(Setup& s, int n, bool* failed) {
+  double total_us = 0;
+  for (int i = 0; i < n; ++i) {
+    auto client = rpc::Client::create(s.client_worker);  // its own connection cache: a new dial
+    const auto start = SteadyClock::now();
+    auto reply =
+        client->call(s.address, "echo", Message{}, Deadline::after(std::chrono::seconds(10)));
+    if (!reply.get().is_ok()) *failed = true;
+    total_us += std::chrono::duration<double, std::micro>(SteadyClock::now() - start).count();
+  }
+  return total_us / n;
+}
+
 Message message_of(size_t bytes, const Buffer& source) {
   Message m;
   m.tensors.push_back(source.slice(0, bytes));
@@ -363,6 +384,32 @@ HIVEMIND_BENCH(transport,
       }
       if (!failed)
         reporter.report({case_name, "bandwidth_MBps", mbps, "MB/s", baseline_name, baseline});
+    }
+    {
+      // Connection setup, keyed next to open, on fresh setups of this backend (same spin).
+      const int n = quick ? 50 : 300;
+      bool failed = false;
+      auto open = make_setup(b, 64, std::chrono::microseconds(spin_us));
+      auto keyed = make_setup(b, 64, std::chrono::microseconds(spin_us),
+                              std::make_shared<const SwarmKey>(SwarmKey::generate().value()));
+      if (open && keyed) {
+        connection_setup_us(*open, 5, &failed);  // warm-up: UCX worker, first dial
+        connection_setup_us(*keyed, 5, &failed);
+        const double open_us = connection_setup_us(*open, n, &failed);
+        const double keyed_us = connection_setup_us(*keyed, n, &failed);
+        Buffer empty = Buffer::allocate_host(8);
+        const int rtts = quick ? 200 : 2000;
+        const double rtt_us =
+            run_calls(*open, "echo", message_of(0, empty), rtts + 20, 20, 1, &failed) / rtts * 1e6;
+        reporter.note(
+            "{}: connection setup {:.0f} us with a swarm key, {:.0f} us without: +{:.0f} us "
+            "= {:.2f} round trips of {:.0f} us",
+            b.name, keyed_us, open_us, keyed_us - open_us, (keyed_us - open_us) / rtt_us, rtt_us);
+        if (!failed) {
+          reporter.report(
+              {b.name + "/connection_setup", "setup_us", keyed_us, "us", "no_swarm_key", open_us});
+        }
+      }
     }
     if (rpcs > 0 && (b.name == "tcp" || b.name == "ucx_posix")) {
       // Resident memory over many small RPCs on one endpoint: flat after warm-up means no

@@ -41,6 +41,7 @@
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/rpc/client.h>
+#include <hivemind/transport/swarm_key_flag.h>
 #include <hivemind/transport/worker.h>
 
 namespace {
@@ -62,7 +63,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: hivemind-example-trainer (--server ADDRESS | --initial_peers ADDR[,ADDR...] "
                "| --initial_peers auto | --bootstrap_file FILE) [--wait 60] [--uid expert.0] "
-               "[--hidden 64] [--steps 30] [--batch 64]\n");
+               "[--hidden 64] [--steps 30] [--batch 64] [--swarm_key_file FILE]\n");
   return 2;
 }
 
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "trainer: %s\n", logging.to_string().c_str());
     return 2;
   }
-  std::string server, uid = "expert.0";
+  std::string server, uid = "expert.0", swarm_key_file;
   int64_t hidden = 64, steps = 30, batch = 64, wait_s = 60;
   hivemind::InitialPeersOptions peer_options;
   if (auto peers = env("HIVEMIND_INITIAL_PEERS"))
@@ -145,6 +146,8 @@ int main(int argc, char** argv) {
       steps = std::atoll(value.c_str());
     } else if (flag == "--batch") {
       batch = std::atoll(value.c_str());
+    } else if (flag == "--swarm_key_file" || flag == "--swarm-key-file") {
+      swarm_key_file = value;
     } else {
       return usage();
     }
@@ -157,6 +160,12 @@ int main(int argc, char** argv) {
       argc % 2 == 0)
     return usage();
   peer_options.bootstrap_timeout = std::chrono::seconds(wait_s);
+  // Before the transport starts: every Context of the process reads the key from there.
+  if (hivemind::Status key = hivemind::transport::adopt_swarm_key_file(swarm_key_file);
+      !key.is_ok()) {
+    std::fprintf(stderr, "trainer: %s\n", key.to_string().c_str());
+    return 2;
+  }
 
   try {
     // One transport worker (its I/O thread) and RPC client per process, shared by every remote

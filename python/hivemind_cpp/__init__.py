@@ -20,6 +20,16 @@ from .server import Server
 
 __version__ = _C.__version__
 
+
+def use_swarm_key_file(path: str) -> None:
+    """Makes this process a member of a keyed swarm (docs/security.md): every connection it makes or
+    accepts from now on proves the key in ``path`` (a 0600 file from ``hivemind-info
+    --new-swarm-key``), the trainer side's ``RemoteExpert`` and MoE layers included. The same as
+    setting ``HIVEMIND_SWARM_KEY_FILE`` before the first connection; ``DHT(swarm_key_file=...)`` and
+    ``Server.create(swarm_key_file=...)`` call it."""
+    _C._use_swarm_key_file(str(path))
+
+
 # Ctrl-C interrupts a wait on the network within 50 ms; at exit the hook goes first, then the
 # client transport's thread.
 _C._install_interrupt_hook()
@@ -27,4 +37,4 @@ _atexit.register(_C._shutdown)
 
 __all__ = ["DHT", "RemoteExpert", "RemoteMixtureOfExperts", "RemoteSwitchMixtureOfExperts",
            "Server", "ValueWithExpiration", "get_dht_time", "HivemindError",
-           "HivemindTimeoutError"]
+           "HivemindTimeoutError", "use_swarm_key_file"]

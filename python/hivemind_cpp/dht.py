@@ -77,7 +77,10 @@ class DHT:
     def __init__(self, initial_peers: Sequence[str] = (), *, start: bool = True,
                  listen_on: str = "0.0.0.0:*", client_mode: bool = False,
                  expiration: float = 300.0, bootstrap_timeout: float = 30.0,
-                 bootstrap_file: str = "", request_timeout: float = 10.0):
+                 bootstrap_file: str = "", request_timeout: float = 10.0,
+                 swarm_key_file: Optional[str] = None):
+        if swarm_key_file is not None:  # before the node's transport exists (docs/security.md)
+            _C._use_swarm_key_file(str(swarm_key_file))
         if isinstance(initial_peers, str):
             initial_peers = [initial_peers]
         self.initial_peers = [_peer_address(p) for p in initial_peers]

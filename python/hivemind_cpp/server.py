@@ -116,7 +116,7 @@ class Server:
                *, start: bool, seed: Optional[int] = None, batch_timeout: float = 0.0,
                grace_period: float = 30.0, cpu_bind: str = "auto",
                intra_op_threads: int = 1, detect_anomalies: bool = False,
-               seq_len: int = 128) -> "Server":
+               seq_len: int = 128, swarm_key_file: Optional[str] = None) -> "Server":
         """hivemind's ``Server.create`` keywords, mapped onto the C++ server's options:
 
         * experts: ``expert_uids``, or ``expert_pattern`` (``"ffn.[0:4].[0:8]"``) with
@@ -171,6 +171,9 @@ class Server:
             initial_peers = [initial_peers]
         o.initial_peers = [_peer_address(p) for p in initial_peers]
         o.checkpoint_dir = "" if checkpoint_dir is None else str(checkpoint_dir)
+        if swarm_key_file is not None:  # the server's listener and DHT, and this process's clients
+            _C._use_swarm_key_file(str(swarm_key_file))
+            o.swarm_key_file = str(swarm_key_file)
         o.compression = getattr(compression, "name", compression).lower()
         o.update_period = float(update_period)
         o.expiration = 0.0 if expiration is None else float(expiration)

@@ -6,6 +6,7 @@
 #include <hivemind/common/logging.h>
 #include <hivemind/common/version.h>
 #include <hivemind/common/wait_interrupt.h>
+#include <hivemind/transport/swarm_key_flag.h>
 
 #include "client_transport.h"
 #include "dht.h"
@@ -44,6 +45,13 @@ PYBIND11_MODULE(_C, m) {
   hivemind::python::bind_experts(m);
   hivemind::python::bind_server(m);
 
+  // The process's swarm key (docs/security.md): checked, then HIVEMIND_SWARM_KEY_FILE for every
+  // transport created from now on; the client transport restarts so its next call uses it.
+  m.def("_use_swarm_key_file", [](const std::string& path) {
+    hivemind::transport::adopt_swarm_key_file(path).throw_if_error();
+    py::gil_scoped_release no_gil;
+    hivemind::python::ClientTransport::shutdown();
+  });
   m.def("_install_interrupt_hook", [] { hivemind::set_wait_interrupt_hook(check_python_signals); });
   // At interpreter exit (registered with atexit by the package): no hook that takes the GIL, and no
   // transport thread of ours left running.

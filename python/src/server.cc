@@ -110,6 +110,7 @@ void bind_server(py::module_& m) {
       .def_readwrite("initial_peers", &ServerOptions::initial_peers)
       .def_readwrite("update_period", &ServerOptions::update_period)
       .def_readwrite("expiration", &ServerOptions::expiration)
+      .def_readwrite("swarm_key_file", &ServerOptions::swarm_key_file)
       .def_readwrite("checkpoint_dir", &ServerOptions::checkpoint_dir)
       .def_readwrite("checkpoint_interval", &ServerOptions::checkpoint_interval)
       .def_readwrite("stats_report_interval", &ServerOptions::stats_report_interval)

@@ -226,6 +226,9 @@ ParsedCommandLine parse_command_line(
       ->check(CLI::PositiveNumber);
   add("expiration", o.expiration, "seconds a declaration lives (0: max(2 * update_period, 3))")
       ->check(CLI::NonNegativeNumber);
+  add("swarm_key_file", o.swarm_key_file,
+      "swarm key (a 0600 file from hivemind-info --new-swarm-key): only peers with the same key "
+      "may connect (empty: anyone who can reach the port)");
   // ---- operations ----
   add("checkpoint_dir", o.checkpoint_dir, "per-expert checkpoints <dir>/<uid>.pt, loaded at start");
   add("checkpoint_interval", o.checkpoint_interval, "seconds between periodic checkpoints")

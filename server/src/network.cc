@@ -10,6 +10,8 @@ Result<std::unique_ptr<ServerNetwork>> ServerNetwork::listen(const ServerOptions
                                                              const runtime::CpuList& io_cpus) {
   std::unique_ptr<ServerNetwork> network(new ServerNetwork());
   HIVEMIND_ASSIGN_OR_RETURN(transport::ContextOptions co, transport::ContextOptions::from_env());
+  HIVEMIND_RETURN_IF_ERROR(
+      co.use_swarm_key_file(o.swarm_key_file).with_context("--swarm_key_file"));
   HIVEMIND_ASSIGN_OR_RETURN(network->context_, transport::Context::create(co));
   HIVEMIND_ASSIGN_OR_RETURN(network->worker_,
                             transport::Worker::create(network->context_, "hm-server-io"));

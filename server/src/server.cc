@@ -117,6 +117,26 @@ Status Server::Impl::start_metrics() {
   metrics.counter_callback(
       "hivemind_transport_bytes_sent_total", "Bytes of reply frames sent", transport_label,
       [listener] { return static_cast<double>(listener->stats().bytes_sent); });
+  // The swarm handshake on that listener (docs/security.md): refusals by reason.
+  std::shared_ptr<transport::Worker> worker = network->worker();
+  metrics.counter_callback(
+      "hivemind_transport_authenticated_total", "Connections that completed the swarm handshake",
+      transport_label,
+      [worker] { return static_cast<double>(worker->auth_stats().authenticated); });
+  const std::pair<const char*, uint64_t transport::AuthStats::*> refusals[] = {
+      {"key_mismatch", &transport::AuthStats::key_mismatch},
+      {"unauthenticated", &transport::AuthStats::unauthenticated},
+      {"timed_out", &transport::AuthStats::timed_out},
+      {"rate_limited", &transport::AuthStats::rate_limited},
+      {"evicted", &transport::AuthStats::evicted},
+      {"protocol_error", &transport::AuthStats::protocol_errors}};
+  for (const auto& [reason, field] : refusals) {
+    metrics.counter_callback(
+        "hivemind_transport_auth_refusals_total",
+        "Connections refused or cut by the swarm handshake, by reason",
+        {{"transport", listener->transport()}, {"reason", reason}},
+        [worker, field = field] { return static_cast<double>(worker->auth_stats().*field); });
+  }
   if (announcer->node() != nullptr) {
     // Read through the announcer at each scrape: after shutdown() the node is gone (the family
     // then reads 0), and metrics_text() may still be called. shutdown() stops the HTTP server

@@ -145,6 +145,9 @@ swarm_ok() {
     [ -f "$record/$f" ] || { say "missing record $f"; return 1; }
     ! grep -q '^error' "$record/$f" || { say "$f: $(grep '^error' "$record/$f")"; return 1; }
   done
+  for f in hivemind-dht.0 hivemind-server.0 hivemind-server.1 hivemind-demo.0 hivemind-demo.1; do
+    grep -q '^swarm key: /.*/key/swarm.key$' "$record/$f" || { say "$f did not get the job's swarm key"; return 1; }
+  done
   grep -q '^TERM' "$record/hivemind-dht.0" || { say "the DHT was not stopped with SIGTERM"; return 1; }
   for f in 0 1; do
     grep -q "^TERM" "$record/hivemind-server.$f" || { say "server $f was not stopped with SIGTERM"; return 1; }

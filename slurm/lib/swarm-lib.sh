@@ -156,3 +156,43 @@ swarm_server_gpu_args() {
     echo "--gpus-per-task=$SWARM_GPUS_PER_SERVER"
   fi
 }
+
+# The swarm key (docs/security.md): exports HIVEMIND_SWARM_KEY_FILE, which every program of every
+# step reads. $1 = create (swarm.sbatch, dht.sbatch: make a new key for this swarm) or join
+# (servers.sbatch, trainers.sbatch: use the key the DHT job made). The key lives in a private
+# directory (mode 700) next to the bootstrap file, on the shared filesystem under the submit
+# directory, or in SWARM_KEY_DIR. HIVEMIND_SWARM_KEY_FILE set before sbatch: that key is used
+# instead; HIVEMIND_SWARM_KEY_FILE=none: no key, the swarm is open to every user of the cluster.
+swarm_key() {
+  local mode=$1
+  case "${HIVEMIND_SWARM_KEY_FILE:-}" in
+    none)
+      unset HIVEMIND_SWARM_KEY_FILE
+      swarm_log "no swarm key (HIVEMIND_SWARM_KEY_FILE=none): anyone on the cluster can call this swarm"
+      return 0
+      ;;
+    "") ;;
+    *)
+      [ -f "$HIVEMIND_SWARM_KEY_FILE" ] || swarm_die "HIVEMIND_SWARM_KEY_FILE=$HIVEMIND_SWARM_KEY_FILE: no such file"
+      export HIVEMIND_SWARM_KEY_FILE
+      swarm_log "swarm key: $HIVEMIND_SWARM_KEY_FILE (given)"
+      return 0
+      ;;
+  esac
+  local dir=${SWARM_KEY_DIR:-$(dirname "$SWARM_BOOTSTRAP_FILE")/key}
+  export HIVEMIND_SWARM_KEY_FILE=$dir/swarm.key
+  if [ "$mode" = create ]; then
+    # The parent first, then the key directory itself private (also when it already existed).
+    if ! { mkdir -p "$(dirname "$dir")" && { [ -d "$dir" ] || mkdir -m 700 "$dir"; } && chmod 700 "$dir"; }; then
+      swarm_die "cannot create the private key directory $dir"
+    fi
+    rm -f "$HIVEMIND_SWARM_KEY_FILE"  # a new swarm gets a new key
+    "$HIVEMIND_BIN/hivemind-info" --new-swarm-key "$HIVEMIND_SWARM_KEY_FILE" >/dev/null ||
+      swarm_die "cannot write a swarm key to $HIVEMIND_SWARM_KEY_FILE"
+    swarm_log "swarm key: $HIVEMIND_SWARM_KEY_FILE (new, for this swarm)"
+  else
+    [ -f "$HIVEMIND_SWARM_KEY_FILE" ] ||
+      swarm_die "no swarm key at $HIVEMIND_SWARM_KEY_FILE: the DHT job makes it; or set HIVEMIND_SWARM_KEY_FILE (none: an open swarm)"
+    swarm_log "swarm key: $HIVEMIND_SWARM_KEY_FILE"
+  fi
+}

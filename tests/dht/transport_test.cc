@@ -133,7 +133,8 @@ TEST(DhtTransport, BootstrapWithNoReachablePeerFailsByTheDeadline) {
 }
 
 TEST(DhtTransport, SharesAnExpertServersTransport) {
-  auto context = transport::Context::create({}).value();
+  // From the environment, as Dht::start's own contexts: the keyed rerun gives both the same key.
+  auto context = transport::Context::create(transport::ContextOptions::from_env().value()).value();
   auto worker = transport::Worker::create(context).value();
   auto server = transport::rpc::Server::create(worker, "tcp://127.0.0.1:0").value();
   server->handle("info", [](transport::Message, transport::rpc::Responder responder) {

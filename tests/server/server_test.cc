@@ -11,6 +11,7 @@
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/server/server.h>
+#include <hivemind/transport/swarm_key.h>
 
 #include "scaled_linear_expert.h"
 #include "server_test_util.h"
@@ -403,6 +404,63 @@ TEST(ServerTest, ExpertsAppearInTheDhtAndPatternsSkipLiveUids) {
   ASSERT_TRUE(second->shutdown(Milliseconds(5000)).is_ok());
   EXPECT_NE(second->metrics_text().find("\nhivemind_dht_routing_table_size 0\n"), std::string::npos)
       << second->metrics_text();
+}
+
+TEST(ServerTest, AKeyedServerProcessesNothingForAStranger) {
+  char dir_template[] = "/tmp/hm-server-key-XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  const std::string key_file = dir + "/swarm.key";
+  auto key = std::make_shared<const transport::SwarmKey>(transport::SwarmKey::generate().value());
+  ASSERT_TRUE(key->write_new(key_file).is_ok());
+  ServerOptions o = small_server({"ffn.0.0"});
+  o.declare = nullptr;  // its own DHT node on the same port, keyed too
+  o.swarm_key_file = key_file;
+  auto server = start(o);
+  ASSERT_TRUE(server);
+  std::vector<torch::Tensor> before;
+  for (const auto& p : server->backend("ffn.0.0")->parameters())
+    before.push_back(p.detach().clone());
+
+  // A keyless stranger: info, forward and backward all refused, at once and saying why.
+  RawClient stranger;
+  torch::Tensor x = torch::randn({3, kHidden});
+  torch::Tensor g = torch::randn({3, kHidden});
+  auto info = stranger.call(server->address(), protocol::kInfoMethod, "ffn.0.0");
+  ASSERT_FALSE(info.is_ok());
+  EXPECT_NE(info.status().message().find("peer did not authenticate"), std::string::npos)
+      << info.status().to_string();
+  EXPECT_FALSE(
+      stranger.tensors(server->address(), protocol::kBackwardMethod, "ffn.0.0", {x, g}).is_ok());
+  // A stranger with another key: refused as a key mismatch.
+  RawClient other_swarm(
+      std::make_shared<const transport::SwarmKey>(transport::SwarmKey::generate().value()));
+  auto mismatch =
+      other_swarm.tensors(server->address(), protocol::kBackwardMethod, "ffn.0.0", {x, g});
+  ASSERT_FALSE(mismatch.is_ok());
+  EXPECT_NE(mismatch.status().message().find("swarm key mismatch"), std::string::npos)
+      << mismatch.status().to_string();
+  // A keyless DHT node cannot join through the server's DHT, so it cannot write it either.
+  dht::DhtOptions peer;
+  peer.initial_peers = {server->dht_address()};
+  peer.bootstrap_timeout = Milliseconds(5000);
+  auto node = dht::Dht::start(peer);
+  EXPECT_FALSE(node.is_ok());
+
+  // Nothing ran for them: no optimizer step, the same weights.
+  EXPECT_EQ(server->backend("ffn.0.0")->update_count(), 0);
+  auto after = server->backend("ffn.0.0")->parameters();
+  ASSERT_EQ(after.size(), before.size());
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_TRUE(torch::equal(after[i], before[i])) << i;
+  EXPECT_NE(server->metrics_text().find("hivemind_transport_auth_refusals_total"),
+            std::string::npos);
+
+  // A member with the key is served as usual.
+  RawClient member(key);
+  auto gx = member.tensors(server->address(), protocol::kBackwardMethod, "ffn.0.0", {x, g});
+  ASSERT_TRUE(gx.is_ok()) << gx.status().to_string();
+  EXPECT_EQ(server->backend("ffn.0.0")->update_count(), 1);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ServerTest, OptionsAreValidatedWithMessagesThatSayWhatToFix) {

@@ -39,9 +39,11 @@ inline torch::Tensor decode(const transport::Buffer& b) {
 
 class RawClient {
  public:
-  RawClient() {
+  // `swarm_key`: a member of a keyed swarm; none: a keyless client.
+  explicit RawClient(std::shared_ptr<const transport::SwarmKey> swarm_key = nullptr) {
     transport::ContextOptions options;
     options.spin = std::chrono::microseconds(0);
+    options.auth.swarm_key = std::move(swarm_key);
     context_ = transport::Context::create(options).value();
     worker_ = transport::Worker::create(context_, "test-cli").value();
     client_ = transport::rpc::Client::create(worker_);

@@ -43,6 +43,7 @@ class RpcTest : public ::testing::TestWithParam<BackendParam> {
              rpc::ClientOptions client_options = {}) {
     teardown();
     options.ucx_config = GetParam().ucx_config;
+    if (GetParam().keyed) options.auth.swarm_key = testing::test_swarm_key();
     options.spin = 0us;  // tests favour low CPU use over latency on the shared 2-core machine
     auto ctx = Context::create(options);
     ASSERT_TRUE(ctx.is_ok());
@@ -434,6 +435,8 @@ TEST_P(RpcTest, ConnectionRefusedFailsFast) {
   EXPECT_NE(r.status().code(), StatusCode::kTimeout) << r.status().to_string();
 }
 
+INSTANTIATE_TEST_SUITE_P(KeyedBackends, RpcTest, ::testing::ValuesIn(testing::keyed_backends()),
+                         testing::param_name);
 INSTANTIATE_TEST_SUITE_P(Backends, RpcTest, ::testing::ValuesIn(testing::all_backends()),
                          testing::param_name);
 

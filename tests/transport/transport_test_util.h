@@ -14,6 +14,7 @@
 
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/message.h>
+#include <hivemind/transport/swarm_key.h>
 
 namespace hivemind::transport::testing {
 
@@ -21,7 +22,15 @@ struct BackendParam {
   std::string name;    // gtest suffix
   std::string scheme;  // "tcp" or "ucx"
   std::vector<std::pair<std::string, std::string>> ucx_config;
+  bool keyed = false;  // every context gets test_swarm_key(): each connection runs the handshake
 };
+
+// The key of the keyed configurations.
+inline std::shared_ptr<const SwarmKey> test_swarm_key() {
+  static const auto key = std::make_shared<const SwarmKey>(
+      SwarmKey::from_bytes(std::vector<uint8_t>(32, 0x5a)).value());
+  return key;
+}
 
 // tcp; UCX over its tcp transport; UCX over shared memory (posix or sysv for small messages, cma
 // for rendezvous; tcp stays listed because UCX 1.13's sockaddr connection setup needs it).
@@ -31,6 +40,16 @@ inline std::vector<BackendParam> all_backends() {
   v.push_back({"ucx_tcp", "ucx", {{"TLS", "tcp"}}});
   v.push_back({"ucx_posix", "ucx", {{"TLS", "posix,cma,tcp"}}});
   v.push_back({"ucx_sysv", "ucx", {{"TLS", "sysv,cma,tcp"}}});
+#endif
+  return v;
+}
+
+// tcp and UCX-over-tcp again, with a swarm key: the suites that run over these show that members
+// see the transport behave exactly as without one.
+inline std::vector<BackendParam> keyed_backends() {
+  std::vector<BackendParam> v{{"tcp_keyed", "tcp", {}, true}};
+#ifdef HIVEMIND_TRANSPORT_HAVE_UCX
+  v.push_back({"ucx_tcp_keyed", "ucx", {{"TLS", "tcp"}}, true});
 #endif
   return v;
 }

@@ -1,3 +1,5 @@
+#include <mutex>
+
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
 #include <hivemind/transport/context.h>
@@ -27,10 +29,46 @@ Result<ContextOptions> ContextOptions::from_env() {
   HIVEMIND_ASSIGN_OR_RETURN(auto ucx, env_bool("HIVEMIND_ENABLE_UCX"));
   if (ucx) o.enable_ucx = *ucx;
   if (auto iface = env_string("HIVEMIND_IFACE")) o.iface = *iface;
+  if (auto key_file = env_string("HIVEMIND_SWARM_KEY_FILE")) {
+    Status loaded = o.use_swarm_key_file(*key_file);
+    if (!loaded.is_ok()) return loaded.with_context("HIVEMIND_SWARM_KEY_FILE");
+  }
+  HIVEMIND_ASSIGN_OR_RETURN(auto handshake_ms, env_int("HIVEMIND_HANDSHAKE_TIMEOUT_MS"));
+  if (handshake_ms) {
+    if (*handshake_ms <= 0)
+      return invalid_argument_error("HIVEMIND_HANDSHAKE_TIMEOUT_MS must be positive");
+    o.auth.handshake_timeout = std::chrono::milliseconds(*handshake_ms);
+  }
   return o;
 }
 
+Status ContextOptions::use_swarm_key_file(const std::string& path) {
+  if (path.empty()) return Status::ok();
+  HIVEMIND_ASSIGN_OR_RETURN(SwarmKey key, SwarmKey::load(path));
+  auth.swarm_key = std::make_shared<const SwarmKey>(std::move(key));
+  return Status::ok();
+}
+
+void Context::announce_authentication(const ContextOptions& options) {
+  static std::once_flag once;
+  std::call_once(once, [&options] {
+    if (options.auth.swarm_key) {
+      logger("transport")
+          ->info(
+              "swarm key {} (fingerprint): connections are authenticated at setup, not "
+              "encrypted (docs/security.md)",
+              options.auth.swarm_key->fingerprint());
+    } else {
+      logger("transport")
+          ->warn(
+              "no swarm key (--swarm_key_file / HIVEMIND_SWARM_KEY_FILE): this process is open "
+              "to anyone who can reach its ports (docs/security.md)");
+    }
+  });
+}
+
 Result<std::shared_ptr<Context>> Context::create(ContextOptions options) {
+  announce_authentication(options);
   std::shared_ptr<Context> ctx(new Context(std::move(options)));
   if (!ctx->options_.enable_ucx) {
     ctx->ucx_reason_ = "UCX disabled by the options";

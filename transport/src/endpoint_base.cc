@@ -17,6 +17,10 @@ void EndpointBase::send(OutgoingFrame frame, SendCallback done) {
                           invalid_argument_error("frame fields exceed the wire format's ranges"));
       return;
     }
+    if (self->authenticator_ && !self->authenticator_->authenticated()) {
+      self->held_sends_.emplace_back(std::move(frame), std::move(done));
+      return;
+    }
     self->send_on_loop(std::move(frame), std::move(done));
   };
   if (worker_.in_thread()) {
@@ -44,10 +48,13 @@ Status EndpointBase::error() const {
   return error_;
 }
 
-void EndpointBase::fail(const Status& status) {
+void EndpointBase::fail(const Status& cause) {
   HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (failed_) return;
   failed_ = true;
+  // A connection this side refused in the handshake reports why it refused, not how it ended.
+  const Status status =
+      authenticator_ && authenticator_->refusal() ? *authenticator_->refusal() : cause;
   {
     std::lock_guard lock(error_mu_);
     error_ = status;
@@ -57,6 +64,10 @@ void EndpointBase::fail(const Status& status) {
         ->debug("{} endpoint to {} failed: {}", backend(), peer_, status.to_string());
   }
   auto self = shared_from_this();
+  if (authenticator_) authenticator_->on_endpoint_failed();
+  for (auto& [frame, done] : held_sends_)
+    complete_send(done, status);
+  held_sends_.clear();
   on_failed(status);
   worker_.defer([self, status] {
     if (self->callbacks_.on_error) self->callbacks_.on_error(status);
@@ -64,6 +75,23 @@ void EndpointBase::fail(const Status& status) {
     self->callbacks_ = {};
     self->worker_.endpoints.erase(self);
   });
+}
+
+void EndpointBase::send_now(OutgoingFrame frame, SendCallback done) {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
+  if (failed_) {
+    complete_send(done, error());
+    return;
+  }
+  send_on_loop(std::move(frame), std::move(done));
+}
+
+void EndpointBase::release_held_sends() {
+  HIVEMIND_ASSERT_IN_LOOP(worker_);
+  std::vector<std::pair<OutgoingFrame, SendCallback>> held;
+  held.swap(held_sends_);
+  for (auto& [frame, done] : held)
+    send_now(std::move(frame), std::move(done));
 }
 
 void EndpointBase::complete_send(SendCallback& done, Status status) {
@@ -96,6 +124,7 @@ Result<std::vector<Buffer>> EndpointBase::allocate(const FrameHeader& header,
 void EndpointBase::deliver(ReceivedFrame frame) {
   HIVEMIND_ASSERT_IN_LOOP(worker_);
   if (failed_) return;
+  if (authenticator_ && !authenticator_->admit(frame)) return;
   auto self = shared_from_this();
   // Deferred ahead of any on_error a later failure defers, so the order holds: frames, then error.
   worker_.defer([self, frame = std::move(frame)]() mutable {

@@ -10,6 +10,7 @@
 #include <hivemind/transport/endpoint.h>
 #include <hivemind/transport/frame.h>
 
+#include "auth/authenticator.h"
 #include "worker_impl.h"
 
 namespace hivemind::transport {
@@ -29,6 +30,17 @@ class EndpointBase : public Endpoint, public std::enable_shared_from_this<Endpoi
   // on_failed(), and reports on_error once (deferred, so never inside a backend callback).
   void fail(const Status& status);
   bool failed() const { return failed_; }
+
+  // I/O thread: whether the peer may send more than the handshake (it proved the swarm key, or
+  // this endpoint needs no proof).
+  bool peer_authenticated() const { return !authenticator_ || authenticator_->authenticated(); }
+  // I/O thread: backends call it with each decoded header before reading or allocating anything
+  // more. False when the frame must not be read: its sender has not authenticated and the frame
+  // is larger than a handshake message or a plain request (the authenticator answers and the
+  // endpoint fails; the backend stops reading).
+  bool admit_header(const FrameHeader& header) {
+    return peer_authenticated() || authenticator_->admit_header(header);
+  }
 
  protected:
   // I/O thread only. `done` must be completed exactly once, through complete_send().
@@ -54,6 +66,16 @@ class EndpointBase : public Endpoint, public std::enable_shared_from_this<Endpoi
   bool closed_by_owner_ = false;  // I/O thread: close() ran
 
  private:
+  friend class Authenticator;
+  // I/O thread: sends now, past the hold on the owner's sends (the handshake's own messages).
+  void send_now(OutgoingFrame frame, SendCallback done);
+  // I/O thread: sends what the owner queued while the handshake ran, in order.
+  void release_held_sends();
+
+  // Null without a swarm key on the dialing side; see auth/authenticator.h.
+  std::unique_ptr<Authenticator> authenticator_;
+  std::vector<std::pair<OutgoingFrame, SendCallback>> held_sends_;  // I/O thread
+
   mutable std::mutex error_mu_;
   Status error_;
   // allocate()'s view of the descriptors, kept to reuse their capacity (I/O thread).

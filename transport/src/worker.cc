@@ -15,6 +15,48 @@
 #include "worker_impl.h"
 
 namespace hivemind::transport {
+namespace {
+
+// I/O thread: the backend's endpoint for `addr`.
+Result<std::shared_ptr<Endpoint>> dial(Worker::Impl& impl, const Address& addr,
+                                       const std::string& address, EndpointCallbacks callbacks) {
+  if (addr.scheme != Scheme::kTcp) {
+    UcxWorker* ucx = impl.ucx_worker();
+    if (ucx != nullptr) return ucx->connect(addr, std::move(callbacks));
+    if (addr.scheme == Scheme::kUcx) {
+      return unavailable_error("cannot dial " + address + ": UCX unavailable (" + impl.ucx_failure +
+                               ")");
+    }
+    logger("transport")
+        ->info("auto:// dials {} over TCP: UCX unavailable ({})", address, impl.ucx_failure);
+  }
+  return tcp_connect(impl, addr, std::move(callbacks));
+}
+
+// I/O thread: the backend's listener for `addr`.
+Result<std::shared_ptr<Listener>> listen_on_loop(Worker::Impl& impl, const Address& addr,
+                                                 const std::string& address,
+                                                 const AcceptCallback& on_accept) {
+  if (addr.scheme != Scheme::kTcp) {
+    UcxWorker* ucx = impl.ucx_worker();
+    if (ucx != nullptr) {
+      auto listener = ucx->listen(addr, on_accept);
+      if (listener.is_ok() || addr.scheme == Scheme::kUcx) return listener;
+      logger("transport")
+          ->warn("auto:// listens on {} over TCP: UCX listener failed ({})", address,
+                 listener.status().to_string());
+    } else if (addr.scheme == Scheme::kUcx) {
+      return unavailable_error("cannot listen on " + address + ": UCX unavailable (" +
+                               impl.ucx_failure + ")");
+    } else {
+      logger("transport")
+          ->warn("auto:// listens on {} over TCP: UCX unavailable ({})", address, impl.ucx_failure);
+    }
+  }
+  return tcp_listen(impl, addr, on_accept);
+}
+
+}  // namespace
 
 Result<std::shared_ptr<Worker>> Worker::create(std::shared_ptr<Context> context, std::string name) {
   if (!context) return invalid_argument_error("Worker::create needs a Context");
@@ -102,29 +144,25 @@ bool Worker::Impl::post(std::function<void()> fn) {
 }
 
 uint64_t Worker::add_timer(SteadyTime at, std::function<void()> fn) {
+  if (impl_->in_thread()) return impl_->add_timer_on_loop(at, std::move(fn));
   uint64_t id = impl_->next_timer_id.fetch_add(1);
-  auto insert = [impl = impl_.get(), id, at, fn = std::move(fn)]() mutable {
+  post([impl = impl_.get(), id, at, fn = std::move(fn)]() mutable {
     impl->timers.emplace(std::make_pair(at, id), std::move(fn));
     impl->timer_index.emplace(id, at);
-  };
-  if (impl_->in_thread())
-    insert();
-  else
-    post(std::move(insert));
+  });
   return id;
 }
 
 void Worker::cancel_timer(uint64_t id) {
-  auto erase = [impl = impl_.get(), id] {
-    auto it = impl->timer_index.find(id);
-    if (it == impl->timer_index.end()) return;
-    impl->timers.erase({it->second, id});
-    impl->timer_index.erase(it);
-  };
-  if (impl_->in_thread())
-    erase();
-  else
-    post(std::move(erase));
+  if (impl_->in_thread()) {
+    impl_->cancel_timer_on_loop(id);
+    return;
+  }
+  post([impl = impl_.get(), id] { impl->cancel_timer_on_loop(id); });
+}
+
+AuthStats Worker::auth_stats() const {
+  return impl_->auth_gate.stats();
 }
 
 void Worker::stop() {
@@ -149,43 +187,37 @@ Result<std::shared_ptr<Endpoint>> Worker::connect(const std::string& address,
   return run_sync([this, &address, &callbacks]() -> Result<std::shared_ptr<Endpoint>> {
     if (impl_->stop_requested.load()) return canceled_error("worker is stopping");
     HIVEMIND_ASSIGN_OR_RETURN(Address addr, parse_address(address));
-    if (addr.scheme != Scheme::kTcp) {
-      UcxWorker* ucx = impl_->ucx_worker();
-      if (ucx != nullptr) return ucx->connect(addr, std::move(callbacks));
-      if (addr.scheme == Scheme::kUcx) {
-        return unavailable_error("cannot dial " + address + ": UCX unavailable (" +
-                                 impl_->ucx_failure + ")");
-      }
-      logger("transport")
-          ->info("auto:// dials {} over TCP: UCX unavailable ({})", address, impl_->ucx_failure);
+    HIVEMIND_ASSIGN_OR_RETURN(std::shared_ptr<Endpoint> endpoint,
+                              dial(*impl_, addr, address, std::move(callbacks)));
+    // Still on the I/O thread, before the endpoint reads a byte or its owner can send one.
+    const AuthOptions& auth = impl_->context->options().auth;
+    if (auth.swarm_key) {
+      Authenticator::attach_initiator(std::static_pointer_cast<EndpointBase>(endpoint),
+                                      impl_->auth_gate, auth, address);
     }
-    return tcp_connect(*impl_, addr, std::move(callbacks));
+    return endpoint;
   });
 }
 
 Result<std::shared_ptr<Listener>> Worker::listen(const std::string& address,
                                                  AcceptCallback on_accept) {
-  return run_sync([this, &address, &on_accept]() -> Result<std::shared_ptr<Listener>> {
+  // Every accepted endpoint gets an Authenticator before it reads a byte; with a swarm key, the
+  // owner's on_accept runs only once the peer proved the key. The listener's own address (known
+  // once it is bound) is what the acceptor declares in the handshake.
+  auto listener_address = std::make_shared<std::string>();
+  AcceptCallback authenticating_accept =
+      [impl = impl_.get(), listener_address,
+       on_accept = std::move(on_accept)](const std::shared_ptr<Endpoint>& endpoint) {
+        return Authenticator::attach_acceptor(std::static_pointer_cast<EndpointBase>(endpoint),
+                                              impl->auth_gate, impl->context->options().auth,
+                                              *listener_address, on_accept);
+      };
+  return run_sync([&]() -> Result<std::shared_ptr<Listener>> {
     if (impl_->stop_requested.load()) return canceled_error("worker is stopping");
     HIVEMIND_ASSIGN_OR_RETURN(Address addr, parse_address(address));
-    if (addr.scheme != Scheme::kTcp) {
-      UcxWorker* ucx = impl_->ucx_worker();
-      if (ucx != nullptr) {
-        auto listener = ucx->listen(addr, on_accept);
-        if (listener.is_ok() || addr.scheme == Scheme::kUcx) return listener;
-        logger("transport")
-            ->warn("auto:// listens on {} over TCP: UCX listener failed ({})", address,
-                   listener.status().to_string());
-      } else if (addr.scheme == Scheme::kUcx) {
-        return unavailable_error("cannot listen on " + address + ": UCX unavailable (" +
-                                 impl_->ucx_failure + ")");
-      } else {
-        logger("transport")
-            ->warn("auto:// listens on {} over TCP: UCX unavailable ({})", address,
-                   impl_->ucx_failure);
-      }
-    }
-    return tcp_listen(*impl_, addr, std::move(on_accept));
+    auto listener = listen_on_loop(*impl_, addr, address, authenticating_accept);
+    if (listener.is_ok()) *listener_address = (*listener)->address();
+    return listener;
   });
 }
 

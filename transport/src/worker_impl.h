@@ -15,6 +15,8 @@
 #include <hivemind/common/thread_rule.h>
 #include <hivemind/transport/worker.h>
 
+#include "auth/auth_gate.h"
+
 // The transport's two thread rules, checked in debug and sanitizer builds (common/thread_rule.h).
 // `impl` is the Worker::Impl whose I/O thread the rule is about.
 #define HIVEMIND_ASSERT_IN_LOOP(impl) \
@@ -82,6 +84,7 @@ struct Worker::Impl {
   // Live endpoints and listeners, so they outlive their users until closed; closed at stop().
   std::unordered_set<std::shared_ptr<EndpointBase>> endpoints;
   std::unordered_set<std::shared_ptr<ListenerBase>> listeners;
+  AuthGate auth_gate;              // connections waiting for the swarm handshake
   std::unique_ptr<UcxWorker> ucx;  // created on first ucx:// use
   std::string ucx_failure;         // why ucx could not start on this worker
 
@@ -100,6 +103,21 @@ struct Worker::Impl {
   void defer(std::function<void()> fn) {
     HIVEMIND_ASSERT_IN_LOOP(*this);
     local_queue.push_back(std::move(fn));
+  }
+  // I/O thread only: the timers behind Worker::add_timer / cancel_timer.
+  uint64_t add_timer_on_loop(SteadyTime at, std::function<void()> fn) {
+    HIVEMIND_ASSERT_IN_LOOP(*this);
+    uint64_t id = next_timer_id.fetch_add(1);
+    timers.emplace(std::make_pair(at, id), std::move(fn));
+    timer_index.emplace(id, at);
+    return id;
+  }
+  void cancel_timer_on_loop(uint64_t id) {
+    HIVEMIND_ASSERT_IN_LOOP(*this);
+    auto it = timer_index.find(id);
+    if (it == timer_index.end()) return;
+    timers.erase({it->second, id});
+    timer_index.erase(it);
   }
   // The UCX worker of this Worker, created on first use; null with the reason in ucx_failure.
   UcxWorker* ucx_worker();

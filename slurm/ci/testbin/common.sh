@@ -31,3 +31,5 @@ serve_until_term() {
   while :; do sleep 0.2 & wait $!; done
 }
 record "argv: $*"
+# The swarm key every step must get from the templates (docs/security.md).
+record "swarm key: ${HIVEMIND_SWARM_KEY_FILE:-none}"

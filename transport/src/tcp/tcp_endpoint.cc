@@ -194,6 +194,9 @@ void TcpEndpoint::read_some() {
               fmt::format("malformed frame from {}: split metadata over TCP", peer_)));
           return;
         }
+        // Before the swarm handshake: nothing beyond a small frame is read. The frame stays
+        // unread; the endpoint fails once the authenticator has answered it.
+        if (!admit_header(header_)) return;
         state_ = RxState::kPrefix;
         break;
       }

@@ -176,6 +176,8 @@ ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, 
     return UCS_OK;
   }
   const FrameHeader& h = *decoded;
+  // Before the swarm handshake: nothing beyond a small frame is received (no rendezvous, no data).
+  if (!admit_header(h)) return UCS_OK;
   if ((h.flags & kFrameFlagSplitMetadata) == 0) {
     if (header_length != h.prefix_and_metadata_len()) {
       fail(protocol_error("frame header length mismatch from " + peer_));
@@ -223,6 +225,10 @@ ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, 
 ucs_status_t UcxEndpoint::on_metadata_am(const void* header, size_t header_length, void* data,
                                          size_t length, const ucp_am_recv_param_t* param) {
   if (failed_) return UCS_OK;
+  if (!peer_authenticated()) {
+    fail(protocol_error("split metadata before the swarm handshake from " + peer_));
+    return UCS_OK;
+  }
   if (header_length != 8 || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 ||
       length > worker_.context->options().limits.max_metadata_bytes) {
     fail(protocol_error("malformed metadata message from " + peer_));

@@ -75,6 +75,9 @@ struct ServerOptions {
   double bootstrap_timeout = 120.0;  // seconds to wait for bootstrap_file
   double update_period = 30.0;       // seconds between declarations to the DHT
   double expiration = 0.0;           // seconds a declaration lives; 0: max(2 * update_period, 3)
+  // The swarm key file (docs/security.md); empty: HIVEMIND_SWARM_KEY_FILE or none, and then the
+  // server is open to anyone who can reach its port.
+  std::string swarm_key_file;
 
   // ---- persistence and operations ----
   std::string checkpoint_dir;           // per-expert checkpoints; empty: none

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <hivemind/common/result.h>
+#include <hivemind/transport/authentication.h>
 #include <hivemind/transport/buffer.h>
 #include <hivemind/transport/frame.h>
 
@@ -40,9 +41,14 @@ struct ContextOptions {
   std::chrono::microseconds spin{50};
   // Interface (name or IPv4) whose address a wildcard listener announces. HIVEMIND_IFACE.
   std::string iface;
+  // The swarm key and the limits on connections that have not proved it (authentication.h).
+  AuthOptions auth;
 
-  // Defaults overridden by the HIVEMIND_* variables above; a malformed variable is an error.
+  // Defaults overridden by the HIVEMIND_* variables above; a malformed variable is an error, and so
+  // is a HIVEMIND_SWARM_KEY_FILE that SwarmKey::load refuses (wrong mode, owner, size...).
   static Result<ContextOptions> from_env();
+  // Loads `path` (SwarmKey::load) into auth.swarm_key: what --swarm_key_file does. Empty: no-op.
+  Status use_swarm_key_file(const std::string& path);
 };
 
 class Context {
@@ -59,6 +65,10 @@ class Context {
   bool ucx_supports_memory_type(MemoryType type) const;
 
   detail::UcxContext* ucx() const { return ucx_.get(); }
+
+  // Says once per process, at the first Context, whether its connections are authenticated: with
+  // no swarm key, anyone who can reach its ports may call it.
+  static void announce_authentication(const ContextOptions& options);
 
   // "1.13.1" for the UCX this process loaded; empty in builds without UCX.
   static std::string ucx_version();

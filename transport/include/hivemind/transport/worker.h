@@ -14,6 +14,7 @@
 
 #include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
+#include <hivemind/transport/authentication.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/endpoint.h>
 #include <hivemind/transport/listener.h>
@@ -64,6 +65,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
 
   // Listens on an address ("tcp://0.0.0.0:0" picks a port and announces a routable address).
   Result<std::shared_ptr<Listener>> listen(const std::string& address, AcceptCallback on_accept);
+
+  // What this worker's swarm handshakes came to (authentication.h). Thread-safe.
+  AuthStats auth_stats() const;
 
   // Closes every endpoint and listener (pending sends fail with kCanceled), then joins the thread.
   // Idempotent; must not be called from the I/O thread.
