@@ -15,6 +15,8 @@ from .errors import *  # noqa: F401,F403  (the exception classes)
 from .errors import HivemindError, HivemindTimeoutError
 from .dht import DHT, ValueWithExpiration, get_dht_time
 from .expert import RemoteExpert
+from .expert_class import (add_custom_models_from_file, register_expert_class,
+                           save_expert_module)
 from .moe import RemoteMixtureOfExperts, RemoteSwitchMixtureOfExperts
 from .server import Server
 
@@ -37,4 +39,5 @@ _atexit.register(_C._shutdown)
 
 __all__ = ["DHT", "RemoteExpert", "RemoteMixtureOfExperts", "RemoteSwitchMixtureOfExperts",
            "Server", "ValueWithExpiration", "get_dht_time", "HivemindError",
-           "HivemindTimeoutError", "use_swarm_key_file"]
+           "HivemindTimeoutError", "use_swarm_key_file", "register_expert_class",
+           "save_expert_module", "add_custom_models_from_file"]

@@ -3,12 +3,16 @@
 import atexit
 import functools
 import inspect
+import shutil
+import tempfile
 import weakref
+from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
 
 from . import _C
+from . import expert_class as _expert_class
 from .dht import DHT, _listen_address, _peer_address
 
 # Servers still running at interpreter exit are shut down by atexit, not by a destructor during
@@ -78,6 +82,22 @@ def _optimizer_options(optim_cls) -> dict:
     return options
 
 
+def _sample_input_shapes(value) -> List[List[int]]:
+    """(512,) or [(16, 512), (16,)] -> per-input lists of per-sample dimensions."""
+    shapes = list(value)
+    if shapes and all(isinstance(d, int) and not isinstance(d, bool) for d in shapes):
+        shapes = [shapes]  # one input
+    result = []
+    for shape in shapes:
+        dims = list(shape) if isinstance(shape, (list, tuple, torch.Size)) else None
+        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                               for d in dims):
+            raise ValueError("sample_input_shape must be a shape of positive ints (without the "
+                             "batch dimension) or a list of such shapes, got " + repr(value))
+        result.append(dims)
+    return result
+
+
 def _positive_int(name, value, allow_none=True):
     if value is None and allow_none:
         return None
@@ -116,11 +136,19 @@ class Server:
                *, start: bool, seed: Optional[int] = None, batch_timeout: float = 0.0,
                grace_period: float = 30.0, cpu_bind: str = "auto",
                intra_op_threads: int = 1, detect_anomalies: bool = False,
-               seq_len: int = 128, swarm_key_file: Optional[str] = None) -> "Server":
+               seq_len: int = 128, swarm_key_file: Optional[str] = None,
+               custom_module_path: Optional[str] = None, module_path: Optional[str] = None,
+               reinit: Optional[bool] = None, sample_input_shape=None) -> "Server":
         """hivemind's ``Server.create`` keywords, mapped onto the C++ server's options:
 
         * experts: ``expert_uids``, or ``expert_pattern`` (``"ffn.[0:4].[0:8]"``) with
-          ``num_experts`` of its uids; ``expert_cls`` one of ffn, ffn_v08, transformer, nop;
+          ``num_experts`` of its uids; ``expert_cls`` one of ffn, ffn_v08, transformer, nop, a
+          class registered with :func:`register_expert_class` (in this process, or in the file
+          ``custom_module_path`` names, as in hivemind), or ``torchscript`` with ``module_path``
+          (a file from :func:`save_expert_module`), ``reinit`` (re-initialize each expert from
+          ``seed`` and its uid instead of the file's weights; default: on for registered classes,
+          off for ``torchscript``) and ``sample_input_shape`` (the per-sample input shape(s),
+          overriding the file's);
         * ``optim_cls``: torch.optim.SGD / Adam / AdamW or a functools.partial of one (lr,
           weight_decay, SGD's momentum); None: no optimizer;
         * ``scheduler``: ``"none"`` or ``"linear"`` (warm-up over ``num_warmup_steps``, linear
@@ -144,8 +172,28 @@ class Server:
         if expert_pattern is not None:
             o.expert_pattern = str(expert_pattern)
         o.num_experts = _positive_int("num_experts", num_experts) or 0
-        o.expert_cls = str(expert_cls)
         o.hidden_dim = _positive_int("hidden_dim", hidden_dim, allow_none=False)
+        if custom_module_path is not None:
+            _expert_class.add_custom_models_from_file(custom_module_path)
+        module_dir = None  # where a registered class is exported for the C++ server to load
+        if _expert_class.is_registered(str(expert_cls)):
+            if module_path is not None:
+                raise ValueError(f"module_path: expert_cls {expert_cls!r} is a registered class; "
+                                 "give module_path only with expert_cls='torchscript'")
+            module_dir = tempfile.mkdtemp(prefix="hivemind_cpp-expert-")
+            try:
+                module_path = str(_expert_class.export_expert_class(
+                    str(expert_cls), o.hidden_dim, Path(module_dir) / f"{expert_cls}.pt"))
+            except BaseException:
+                shutil.rmtree(module_dir, ignore_errors=True)
+                raise
+            expert_cls, reinit = "torchscript", True if reinit is None else reinit
+        o.expert_cls = str(expert_cls)
+        if module_path is not None:
+            o.module_path = str(module_path)
+        o.reinit = bool(reinit)
+        if sample_input_shape is not None:
+            o.sample_input_shapes = _sample_input_shapes(sample_input_shape)
         o.seq_len = _positive_int("seq_len", seq_len, allow_none=False)
         for key, value in _optimizer_options(optim_cls).items():
             setattr(o, key, value)
@@ -190,8 +238,14 @@ class Server:
         o.cpu_bind = str(cpu_bind)
         o.intra_op_threads = _positive_int("intra_op_threads", intra_op_threads, allow_none=False)
         o.detect_anomalies = bool(detect_anomalies)
-        o.validate()  # every problem at once, each naming the option
-        server = cls(_C._Server(o), o.grace_period)
+        try:
+            o.validate()  # every problem at once, each naming the option
+            server = cls(_C._Server(o), o.grace_period)
+        finally:
+            # The C++ server loaded its experts (one deep copy each) when it was built, so the
+            # exported file is not needed any more, whether that worked or not.
+            if module_dir is not None:
+                shutil.rmtree(module_dir, ignore_errors=True)
         if start:
             server.run_in_background()
         return server

@@ -140,18 +140,19 @@ class PySwitchMixtureOfExperts {
   client::RemoteSwitchMixtureOfExperts module_;
 };
 
-// An expert of the zoo built locally from (cls, hidden_dim, uid, seed): bit-identical to the one a
-// server with that seed hosts, for checking remote results and for local baselines.
+// An expert built locally from (cls, hidden_dim, uid, seed) — and, for TorchScript experts, the
+// module file and reinit — exactly as a server with those options builds it: bit-identical
+// weights, for checking remote results and for local baselines.
 class PyLocalExpert {
  public:
-  PyLocalExpert(const std::string& cls, int64_t hidden_dim, const std::string& uid, uint64_t seed)
-      : module_(runtime::make_expert(cls, hidden_dim, uid, seed).value_or_throw()) {}
+  PyLocalExpert(const runtime::ExpertConfig& config, const std::string& uid, uint64_t seed)
+      : module_(runtime::make_expert(config, uid, seed).value_or_throw()) {}
 
   // Differentiable: LibTorch's autograd records the C++ module's ops like any Python op.
-  torch::Tensor forward(const torch::Tensor& input) {
+  torch::Tensor forward(const torch::Tensor& input) { return forward_all({input}).at(0); }
+  std::vector<torch::Tensor> forward_all(const std::vector<torch::Tensor>& inputs) {
     py::gil_scoped_release no_gil;
-    std::vector<torch::Tensor> outputs = module_->forward({input});
-    return outputs.at(0);
+    return module_->forward(inputs);
   }
   std::vector<torch::Tensor> parameters() const { return module_->parameters(); }
   void to(const std::string& device) { module_->to(torch::Device(device)); }
@@ -164,12 +165,35 @@ class PyLocalExpert {
 
 void bind_experts(py::module_& m) {
   py::class_<PyLocalExpert>(m, "_LocalExpert")
-      .def(py::init<const std::string&, int64_t, const std::string&, uint64_t>(),
-           py::arg("expert_cls"), py::arg("hidden_dim"), py::arg("uid"), py::arg("seed"))
+      .def(py::init([](std::string cls, int64_t hidden_dim, const std::string& uid, uint64_t seed,
+                       std::string module_path, bool reinit, int64_t seq_len) {
+             runtime::ExpertConfig config;
+             config.cls = std::move(cls);
+             config.hidden_dim = hidden_dim;
+             config.seq_len = seq_len;
+             config.module_path = std::move(module_path);
+             config.reinit = reinit;
+             return std::make_unique<PyLocalExpert>(config, uid, seed);
+           }),
+           py::arg("expert_cls"), py::arg("hidden_dim"), py::arg("uid"), py::arg("seed"),
+           py::arg("module_path") = "", py::arg("reinit") = false, py::arg("seq_len") = 128,
+           py::call_guard<py::gil_scoped_release>())
       .def("forward", &PyLocalExpert::forward)
+      .def("forward_all", &PyLocalExpert::forward_all)
       .def("parameters", &PyLocalExpert::parameters)
       .def("to", &PyLocalExpert::to, py::arg("device"));
   m.attr("_default_expert_seed") = runtime::kDefaultExpertSeed;
+  m.def("_expert_classes", &runtime::expert_classes);
+  // The checks a server makes when it loads a TorchScript expert file, with its messages.
+  m.def(
+      "_check_torchscript_expert",
+      [](std::string path) {
+        runtime::ExpertConfig config;
+        config.cls = "torchscript";
+        config.module_path = std::move(path);
+        runtime::make_expert(config, "check", runtime::kDefaultExpertSeed).status().throw_if_error();
+      },
+      py::arg("path"), py::call_guard<py::gil_scoped_release>());
 
   py::class_<PyRemoteExpert>(m, "_RemoteExpert")
       .def(py::init<std::string, const std::string&, double, double, bool>(), py::arg("uid"),

@@ -1,0 +1,207 @@
+"""Your own expert class in Python, hosted by the C++ server as TorchScript.
+
+The served expert must compute what the module computes in this process (forward and input
+gradients within 1e-5), train, and be refused with a clear message when the C++ server could not
+run it — before anything is overwritten or started.
+"""
+
+import functools
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import hivemind_cpp as hivemind
+from hivemind_cpp import expert_class
+
+from conftest import HIDDEN, SEED, server_kwargs
+
+
+class GatedMLP(nn.Module):
+    """A block the zoo does not have: a gated residual MLP with a LayerNorm."""
+
+    def __init__(self, hidden_dim: int):
+        super().__init__()
+        self.up = nn.Linear(hidden_dim, 2 * hidden_dim)
+        self.gate = nn.Linear(hidden_dim, 2 * hidden_dim)
+        self.down = nn.Linear(2 * hidden_dim, hidden_dim)
+        self.norm = nn.LayerNorm(hidden_dim)
+
+    def forward(self, x):
+        return self.norm(x + self.down(torch.sigmoid(self.gate(x)) * torch.tanh(self.up(x))))
+
+
+def _sample(batch_size, hidden_dim):
+    return torch.empty(batch_size, hidden_dim)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def gated_mlp_registered():
+    if not expert_class.is_registered("test_gated_mlp"):
+        hivemind.register_expert_class("test_gated_mlp", _sample)(GatedMLP)
+
+
+def _compare(remote, reference, x):
+    """Forward and input gradient of a RemoteExpert against an in-process callable."""
+    x_remote = x.clone().requires_grad_(True)
+    x_local = x.clone().requires_grad_(True)
+    out_remote, out_local = remote(x_remote), reference(x_local)
+    torch.testing.assert_close(out_remote, out_local, rtol=0, atol=1e-5)
+    grad = torch.randn_like(out_local)
+    out_remote.backward(grad)
+    out_local.backward(grad)
+    torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=0, atol=1e-5)
+
+
+def test_registered_class_is_hosted_and_matches_its_local_rebuild(tmp_path):
+    torch.manual_seed(0)
+    reference_file = expert_class.export_expert_class("test_gated_mlp", HIDDEN,
+                                                      tmp_path / "reference.pt")
+    kwargs = server_kwargs(expert_cls="test_gated_mlp", expert_uids=["mlp.0", "mlp.1"])
+    with hivemind.Server.create(**kwargs) as server:
+        outputs = []
+        for uid in ("mlp.0", "mlp.1"):
+            remote = hivemind.RemoteExpert(uid, server.endpoint)
+            assert tuple(remote.info["forward_schema"][0]["shape"]) == (HIDDEN,)
+            # reinit: the weights come from the seed and the uid, not from whichever random
+            # module the export built, so an independently exported file rebuilds them.
+            local = hivemind._C._LocalExpert("torchscript", HIDDEN, uid, SEED,
+                                             module_path=str(reference_file), reinit=True)
+            x = torch.randn(5, HIDDEN)
+            _compare(remote, local.forward, x)
+            outputs.append(remote(x).detach())
+        assert not torch.allclose(outputs[0], outputs[1]), "two uids got the same weights"
+
+
+def test_saved_module_keeps_its_weights_and_matches_eager_pytorch(tmp_path):
+    torch.manual_seed(1)
+    module = GatedMLP(HIDDEN)
+    path = hivemind.save_expert_module(module, torch.randn(3, HIDDEN), tmp_path / "mlp.pt")
+    kwargs = server_kwargs(expert_cls="torchscript", module_path=str(path),
+                           expert_uids=["mlp.0"])
+    with hivemind.Server.create(**kwargs) as server:
+        _compare(hivemind.RemoteExpert("mlp.0", server.endpoint), module, torch.randn(7, HIDDEN))
+
+
+def test_served_expert_trains(tmp_path):
+    torch.manual_seed(2)
+    kwargs = server_kwargs(expert_cls="test_gated_mlp", expert_uids=["mlp.0"],
+                           optim_cls=functools.partial(torch.optim.SGD, lr=0.05))
+    x, target = torch.randn(32, HIDDEN), torch.randn(32, HIDDEN)
+    with hivemind.Server.create(**kwargs) as server:
+        expert = hivemind.RemoteExpert("mlp.0", server.endpoint)
+        losses = []
+        for _ in range(15):
+            loss = ((expert(x.requires_grad_(True)) - target) ** 2).mean()
+            loss.backward()  # one server-side SGD step on the expert
+            losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_custom_module_path_registers_the_files_classes(tmp_path):
+    source = tmp_path / "my_experts.py"
+    source.write_text(textwrap.dedent("""
+        import torch
+        import hivemind_cpp
+
+        @hivemind_cpp.register_expert_class("test_file_scaled", lambda b, h: torch.empty(b, h))
+        class Scaled(torch.nn.Module):
+            def __init__(self, hidden_dim):
+                super().__init__()
+                self.proj = torch.nn.Linear(hidden_dim, hidden_dim)
+
+            def forward(self, x):
+                return 2.0 * self.proj(x)
+    """))
+    kwargs = server_kwargs(expert_cls="test_file_scaled", expert_uids=["s.0"],
+                           custom_module_path=str(source))
+    with hivemind.Server.create(**kwargs) as server:
+        out = hivemind.RemoteExpert("s.0", server.endpoint)(torch.randn(2, HIDDEN))
+    assert out.shape == (2, HIDDEN)
+
+
+def test_export_expert_command_writes_a_file_the_server_hosts(tmp_path):
+    source = tmp_path / "cli_experts.py"
+    source.write_text(textwrap.dedent("""
+        import torch
+        import hivemind_cpp
+
+        @hivemind_cpp.register_expert_class("test_cli_mlp", lambda b, h: torch.empty(b, h))
+        class Mlp(torch.nn.Module):
+            def __init__(self, hidden_dim):
+                super().__init__()
+                self.layer = torch.nn.Linear(hidden_dim, hidden_dim)
+
+            def forward(self, x):
+                return torch.relu(self.layer(x))
+    """))
+    output = tmp_path / "cli_mlp.pt"
+    command = [sys.executable, "-m", "hivemind_cpp.export_expert", str(source), "test_cli_mlp",
+               "--hidden_dim", str(HIDDEN), "-o", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    kwargs = server_kwargs(expert_cls="torchscript", module_path=str(output), reinit=True,
+                           expert_uids=["m.0"])
+    with hivemind.Server.create(**kwargs) as server:
+        out = hivemind.RemoteExpert("m.0", server.endpoint)(torch.randn(4, HIDDEN))
+    assert out.shape == (4, HIDDEN) and bool((out >= 0).all())
+
+    unknown = subprocess.run(command[:4] + ["no_such_class"] + command[5:], capture_output=True,
+                             text=True, timeout=120)
+    assert unknown.returncode == 2
+    assert "no_such_class" in unknown.stderr and "not registered" in unknown.stderr
+
+
+def test_registering_a_taken_name_is_refused():
+    with pytest.raises(ValueError, match="built-in"):
+        hivemind.register_expert_class("ffn", _sample)
+    with pytest.raises(ValueError, match="already registered"):
+        hivemind.register_expert_class("test_gated_mlp", _sample)
+    with pytest.raises(TypeError, match="nn.Module"):
+        hivemind.register_expert_class("test_not_a_module", _sample)(int)
+
+
+class ReturnsAString(nn.Module):
+    def forward(self, x):
+        return "not a tensor"
+
+
+class NeitherScriptableNorTraceable(nn.Module):
+    def forward(self, x):
+        if torch.jit.is_tracing():
+            raise RuntimeError("this module refuses to be traced")
+        apply = lambda t: t * 2  # noqa: E731  (TorchScript has no lambdas)
+        return apply(x)
+
+
+def test_a_module_the_server_cannot_run_is_refused_and_the_old_file_kept(tmp_path):
+    path = tmp_path / "expert.pt"
+    hivemind.save_expert_module(GatedMLP(HIDDEN), torch.randn(2, HIDDEN), path)
+    before = path.read_bytes()
+
+    with pytest.raises(Exception, match="expert.*(tensor|Tensor)"):
+        hivemind.save_expert_module(ReturnsAString(), torch.randn(2, HIDDEN), path)
+    with pytest.raises(ValueError, match="neither scripted nor traced"):
+        hivemind.save_expert_module(NeitherScriptableNorTraceable(), torch.randn(2, HIDDEN), path)
+    with pytest.raises(ValueError, match="float32"):
+        hivemind.save_expert_module(GatedMLP(HIDDEN), torch.randn(2, HIDDEN).double(), path)
+    with pytest.raises(ValueError, match="batch"):
+        hivemind.save_expert_module(GatedMLP(HIDDEN), torch.randn(HIDDEN), path)
+
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["expert.pt"], "a temporary file was left"
+
+
+def test_server_options_for_torchscript_are_checked(tmp_path):
+    missing = str(tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="sample_input_shape"):
+        hivemind.Server.create(**server_kwargs(expert_cls="torchscript", module_path=missing,
+                                               expert_uids=["x.0"], sample_input_shape=[0]))
+    with pytest.raises(Exception, match="module_path"):
+        hivemind.Server.create(**server_kwargs(expert_cls="torchscript", expert_uids=["x.0"]))
+    with pytest.raises(Exception, match="x.pt"):  # the C++ loader names the missing file
+        hivemind.Server.create(**server_kwargs(expert_cls="torchscript", module_path=missing,
+                                               expert_uids=["x.0"]))
