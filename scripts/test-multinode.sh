@@ -18,7 +18,8 @@
 #           of the INSTALLED share/hivemind/slurm/templates/swarm.sbatch, with neither HIVEMIND_HOME
 #           nor HIVEMIND_BIN (the template finds itself and the installed programs), running a user
 #           trainer (the installed hivemind-example-trainer, not hivemind-demo; --trainer-cmd) against
-#           one server whose expert options come whole through --expert-args ($installed_experts)
+#           one server hosting a user's expert class written in Python (exported to TorchScript), its
+#           options given whole through --expert-args
 #   netns   three "hosts" with their own IPs (start-local-cluster.sh --netns 3: one slurmd per network
 #           namespace, 10.78.0.0/24), srun -N 3 -n 4 with --host 0.0.0.0: an address announced as
 #           127.0.0.1 or 0.0.0.0 cannot be dialled from another "host" and fails the test. Skipped
@@ -40,8 +41,32 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|installed|netns]..." >&2; exit 2 ;;
   esac
 done
-# The expert options of the `installed` variant, whole: what a user puts in SWARM_EXPERT_ARGS.
-installed_experts="--expert_cls ffn --hidden_dim 64"
+# The `installed` variant hosts a user's own expert class: written in Python, exported to TorchScript
+# with `python3 -m hivemind_cpp.export_expert` (the build tree's package) and passed whole through
+# SWARM_EXPERT_ARGS, as docs/experts.md tells a user to.
+write_user_expert() {  # write_user_expert <dir>: prints the --expert-args for the file it made
+  local dir=$1 python
+  python=$(sed -n 's/^HIVEMIND_PYTHON_EXECUTABLE:INTERNAL=//p' "$root/$build/CMakeCache.txt")
+  [ -n "$python" ] && [ -d "$root/$build/python/hivemind_cpp" ] || return 1
+  cat >"$dir/my_experts.py" <<'PY'
+import torch
+import hivemind_cpp
+
+
+@hivemind_cpp.register_expert_class("residual_mlp", lambda batch, hidden: torch.empty(batch, hidden))
+class ResidualMLP(torch.nn.Module):
+    def __init__(self, hidden_dim):
+        super().__init__()
+        self.up = torch.nn.Linear(hidden_dim, 2 * hidden_dim)
+        self.down = torch.nn.Linear(2 * hidden_dim, hidden_dim)
+
+    def forward(self, x):
+        return x + self.down(torch.relu(self.up(x)))
+PY
+  (cd "$dir" && PYTHONPATH="$root/$build/python" "$python" -m hivemind_cpp.export_expert my_experts.py \
+    residual_mlp --hidden_dim 64 -o residual_mlp.pt >&2) || return 1
+  echo "--expert_cls torchscript --module_path $dir/residual_mlp.pt --reinit"
+}
 test_bin=$root/$build/tests/moe_swarm_test
 if [ ! -x "$test_bin" ]; then
   echo "multinode: $test_bin is not built (cmake --build $build --target moe_swarm_test)" >&2
@@ -164,10 +189,12 @@ if wanted srun || wanted signals || wanted sbatch || wanted installed; then
       fi
     fi
     if wanted installed; then
+      mkdir -p "$work/installed/submit"
       if [ ! -x "$root/$build/bin/hivemind-example-trainer" ]; then
         skip installed "hivemind-example-trainer is not built"
+      elif ! installed_experts=$(write_user_expert "$work/installed/submit"); then
+        skip installed "the Python package is not built (HIVEMIND_WITH_PYTHON), so no user expert can be exported"
       else
-        mkdir -p "$work/installed/submit"
         # Submitted from a directory outside the tree, with no HIVEMIND_HOME or HIVEMIND_BIN: only the
         # installed package is used. The trainer must find expert.0.0 through the DHT and make its
         # loss go down; its exit status is the job's.
@@ -181,7 +208,8 @@ if wanted srun || wanted signals || wanted sbatch || wanted installed; then
             --expert-args '$installed_experts' \
             --server-args '--compression none --cpu_bind none --stats_report_interval 0' >/dev/null; rc=\$?; \
           cat hivemind-swarm-*.out; for f in .hivemind/*/logs/*; do cp \"\$f\" \"../\$(basename \"\$f\").log\"; done 2>/dev/null; \
-          grep -h 'trainer: .* steps through expert.0.0' .hivemind/*/logs/* || rc=1; exit \$rc"
+          grep -h 'trainer: .* steps through expert.0.0' .hivemind/*/logs/* || rc=1; \
+          grep -h 'torchscript expert(s), from .*residual_mlp.pt' .hivemind/*/logs/* || rc=1; exit \$rc"
       fi
     fi
     slurm/ci/stop-local-cluster.sh >/dev/null 2>&1
