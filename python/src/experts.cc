@@ -191,7 +191,9 @@ void bind_experts(py::module_& m) {
         runtime::ExpertConfig config;
         config.cls = "torchscript";
         config.module_path = std::move(path);
-        runtime::make_expert(config, "check", runtime::kDefaultExpertSeed).status().throw_if_error();
+        runtime::make_expert(config, "check", runtime::kDefaultExpertSeed)
+            .status()
+            .throw_if_error();
       },
       py::arg("path"), py::call_guard<py::gil_scoped_release>());
 
