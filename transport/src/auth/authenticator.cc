@@ -315,10 +315,7 @@ void Authenticator::on_unauthenticated_frame(const FrameHeader& header) {
       "{}",
       transcript_.listener_address, kKeyHint);
   reply.message.metadata.assign(text.begin(), text.end());
-  std::weak_ptr<EndpointBase> weak = endpoint_.weak_from_this();
-  endpoint_.send_now(std::move(reply), [weak, status](const Status&) {
-    if (auto ep = weak.lock()) ep->fail(status);
-  });
+  send_then_linger(std::move(reply));
 }
 
 void Authenticator::become_authenticated() {
@@ -355,10 +352,32 @@ void Authenticator::refuse(RefusalReason reason, const std::string& text, const 
   frame.kind = FrameKind::kMessage;
   frame.method = std::string(kHandshakeMethod);
   frame.message.metadata = encode_handshake(refusal);
-  // Failed once the refusal left (the deadline timer still bounds it): failing now would drop it.
+  send_then_linger(std::move(frame));
+}
+
+void Authenticator::send_then_linger(OutgoingFrame frame) {
+  // Failing at once would drop what we are telling the peer, and failing as soon as it left is not
+  // enough either: on UCX's shared-memory transports (1.18) the close reached the peer before the
+  // message did ("Connection reset by remote peer" instead of the reason). So the connection stays
+  // open, reading nothing (kRefusing), until the peer, told why, closes it, or until
+  // kRefusalLinger.
   std::weak_ptr<EndpointBase> weak = endpoint_.weak_from_this();
-  endpoint_.send_now(std::move(frame), [weak, status](const Status&) {
-    if (auto ep = weak.lock()) ep->fail(status);
+  endpoint_.send_now(std::move(frame), [weak](const Status& sent) {
+    auto ep = weak.lock();
+    if (!ep || ep->failed() || !ep->authenticator_) return;
+    Authenticator& self = *ep->authenticator_;
+    if (!sent.is_ok()) {
+      ep->fail(self.refusal_);
+      return;
+    }
+    if (self.deadline_timer_ != 0) ep->worker_.cancel_timer_on_loop(self.deadline_timer_);
+    self.deadline_timer_ =
+        ep->worker_.add_timer_on_loop(SteadyClock::now() + kRefusalLinger, [weak] {
+          auto lingering = weak.lock();
+          if (!lingering || !lingering->authenticator_) return;
+          lingering->authenticator_->deadline_timer_ = 0;
+          if (!lingering->failed()) lingering->fail(lingering->authenticator_->refusal_);
+        });
   });
 }
 

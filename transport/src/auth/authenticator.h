@@ -8,6 +8,7 @@
 // does not finish in time. I/O thread only.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,10 @@ class EndpointBase;
 
 class Authenticator {
  public:
+  // How long a refused connection stays open after the refusal left, for the peer to read it and
+  // close first; it reads nothing meanwhile.
+  static constexpr std::chrono::milliseconds kRefusalLinger{1000};
+
   enum class State { kAwaitHello, kAwaitChallenge, kAwaitProof, kAuthenticated, kRefusing };
 
   // Dialing side: sends Hello at once. `dialed` is the address the owner asked to connect to.
@@ -63,8 +68,11 @@ class Authenticator {
   void on_unauthenticated_frame(const FrameHeader& header);
   void become_authenticated();
   void send_message(const HandshakeMessage& message);
-  // Tells the peer why (best effort), then fails the endpoint with `status` once that is sent.
+  // Tells the peer why (best effort), then fails the endpoint with `status` once the peer closed
+  // or kRefusalLinger after the refusal left, whichever comes first.
   void refuse(RefusalReason reason, const std::string& text, const Status& status);
+  // Sends the refusal (or the error reply to a stranger's request) and lingers (see refuse).
+  void send_then_linger(OutgoingFrame frame);
   // Logs once per peer host and counts.
   void record_refusal(AuthGate::Counter counter, const Status& status);
   void leave_pending();
