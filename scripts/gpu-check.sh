@@ -54,7 +54,7 @@ else
   note "gpu     none visible (nvidia-smi missing): the GPU tests will skip"
 fi
 
-# The CUDA-aware UCX, when its archive was carried in .gpu/ (../shared/gpu-host/README.md).
+# The CUDA-aware UCX, when scripts/gpu-stage.sh staged its archive in .gpu/.
 archive=$(ls .gpu/ucx-*.tgz 2>/dev/null | grep -v -- '-configured\.tgz$' | head -n 1 || true)
 if [ -n "$archive" ]; then
   ucx_root=$PWD/.gpu/root

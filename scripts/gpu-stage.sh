@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares .gpu/ (git-ignored) on a Debian 12 build machine for scripts/gpu-check.sh on a lent GPU host,
 # which can download nothing and lacks some of our build dependencies:
-#   .gpu/ucx-*.tgz  the CUDA-aware UCX built for that host (from ../shared/gpu-host/, see its README);
+#   .gpu/ucx-*.tgz  the CUDA-aware UCX built for that host (copied from the gpu-host folder given, default ../shared/gpu-host/);
 #   .gpu/ucx-<version>-configured.tgz  the UCX release source of ../shared/ucx with configure generated,
 #                   which gpu-check.sh builds CUDA-aware on the host (scripts/ucx-from-source.sh);
 #   .gpu/deps.tgz   Debian's spdlog, fmt, CLI11, nlohmann-json, OpenSSL and prometheus-cpp development
