@@ -28,7 +28,8 @@ struct PendingJoin {
 enum class Phase {
   kQueueing,   // between rounds, or waiting for its own leader: joins wait for the next gather
   kGathering,  // leading, collecting this round's joins
-  kInRound,    // in a formed round (leading or following): joins are refused as late
+  kInRound,    // in a formed round (leading or following): joins of the round's members are
+               // queued for the next round (they finished first), others' refused as late
 };
 
 void refuse(Responder& responder, JoinRefusal::Reason reason, std::string message) {
@@ -61,8 +62,9 @@ struct Matchmaker::State {
   std::condition_variable changed;
   bool closed = false;
   Phase phase = Phase::kQueueing;
-  std::string round_leader;  // while kInRound
-  uint64_t round = 0;        // the last round this member took part in (any leader's)
+  std::string round_leader;             // while kInRound
+  std::set<std::string> round_members;  // while kInRound
+  uint64_t round = 0;                   // the last round this member took part in (any leader's)
   std::map<std::string, PendingJoin> joins;
   std::map<std::string, SteadyTime> suspected;  // endpoint -> until
   std::set<std::string> known;                  // every endpoint that ever joined us
@@ -120,7 +122,7 @@ void Matchmaker::State::handle_join(Message request, Responder responder) {
     if (closed) {
       reason = JoinRefusal::Reason::kClosed;
       refusal = "the averager at " + options.self.endpoint + " is closing";
-    } else if (phase == Phase::kInRound) {
+    } else if (phase == Phase::kInRound && !round_members.contains(join.member.endpoint)) {
       if (round_leader == options.self.endpoint) {
         refusal = fmt::format("joined late: round {} led by {} was already formed; next round",
                               round, round_leader);
@@ -207,6 +209,7 @@ Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline dea
     round += 1;
     phase = Phase::kInRound;
     round_leader = self;
+    round_members = joined;
     group.round = round;
   }
   for (auto& old : expired)
@@ -294,6 +297,9 @@ Result<Group> Matchmaker::State::follow(const std::string& leader, Deadline dead
     round = std::max(round, group.round);
     phase = Phase::kInRound;
     round_leader = leader;
+    round_members.clear();
+    for (const auto& member : group.members)
+      round_members.insert(member.endpoint);
     // Members that took this member for the leader: they will not get a group from it.
     for (auto& [endpoint, join] : joins)
       misdirected.push_back(std::move(join));
@@ -364,6 +370,7 @@ void Matchmaker::end_round() {
   std::lock_guard lock(state_->mutex);
   state_->phase = Phase::kQueueing;
   state_->round_leader.clear();
+  state_->round_members.clear();
 }
 
 std::vector<std::string> Matchmaker::suspects() const {

@@ -8,7 +8,8 @@
 // leader's join method and waits for the Group until the round's deadline.
 //
 // Failures: a join that reaches the leader after it formed the round is refused "joined late" (the
-// joiner takes part in the next round); a leader that cannot be reached is suspected (for
+// joiner takes part in the next round) — unless the joiner is a member of that round that finished
+// it first, whose join waits for the next round; a leader that cannot be reached is suspected (for
 // `suspect_for`) and the next candidate leads, in this round if the refusal was immediate (a dead
 // process) or from the next round if it stalled until the deadline. A leader suspects the
 // candidates that did not join, so the next round does not wait for them; a join clears that.
