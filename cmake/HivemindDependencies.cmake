@@ -62,6 +62,55 @@ if(NOT HIVEMIND_WITH_CUDA STREQUAL "OFF")
   endif()
 endif()
 
+# ---- NCCL (the averaging module's GPU backend) ----
+# Looked for under NCCL_ROOT (CMake variable or environment), then next to the CUDA toolkit (NVIDIA's
+# packages put nccl.h and libnccl.so in the toolkit's include/ and lib64/), then in the system paths.
+# 2.14 is the oldest release with nonblocking communicators (ncclCommInitRankConfig,
+# config.blocking = 0), without which a member that never shows up would block the round forever.
+set(HIVEMIND_HAVE_NCCL OFF)
+set(HIVEMIND_NCCL_SUMMARY OFF)
+set(_hivemind_nccl_min_version 2.14.0)
+if(NOT HIVEMIND_WITH_NCCL MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "HIVEMIND_WITH_NCCL is '${HIVEMIND_WITH_NCCL}'; it takes AUTO, ON or OFF")
+endif()
+if(NOT HIVEMIND_WITH_NCCL STREQUAL "OFF")
+  set(_nccl_missing "")
+  if(NOT HIVEMIND_HAVE_CUDA)
+    set(_nccl_missing "CUDA is not enabled (HIVEMIND_WITH_CUDA or no nvcc found)")
+  else()
+    set(_nccl_hints ${NCCL_ROOT} $ENV{NCCL_ROOT} ${CUDAToolkit_LIBRARY_ROOT} ${CUDAToolkit_TARGET_DIR})
+    find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_nccl_hints} ${CUDAToolkit_INCLUDE_DIRS}
+              PATH_SUFFIXES include)
+    find_library(NCCL_LIBRARY NAMES nccl HINTS ${_nccl_hints} ${CUDAToolkit_LIBRARY_DIR}
+                 PATH_SUFFIXES lib64 lib)
+    if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
+      set(_nccl_missing "nccl.h or libnccl not found (set NCCL_ROOT to the NCCL installation)")
+    else()
+      file(STRINGS ${NCCL_INCLUDE_DIR}/nccl.h _nccl_version_lines REGEX "^#define NCCL_(MAJOR|MINOR|PATCH) ")
+      foreach(_part MAJOR MINOR PATCH)
+        string(REGEX REPLACE ".*NCCL_${_part} ([0-9]+).*" "\\1" _nccl_${_part} "${_nccl_version_lines}")
+      endforeach()
+      set(NCCL_VERSION "${_nccl_MAJOR}.${_nccl_MINOR}.${_nccl_PATCH}")
+      if(NCCL_VERSION VERSION_LESS _hivemind_nccl_min_version)
+        set(_nccl_missing "NCCL ${NCCL_VERSION} at ${NCCL_INCLUDE_DIR} is older than ${_hivemind_nccl_min_version} (no nonblocking communicators)")
+      endif()
+    endif()
+  endif()
+  if(_nccl_missing STREQUAL "")
+    add_library(NCCL::nccl UNKNOWN IMPORTED GLOBAL)
+    set_target_properties(NCCL::nccl PROPERTIES IMPORTED_LOCATION ${NCCL_LIBRARY}
+                                                INTERFACE_INCLUDE_DIRECTORIES ${NCCL_INCLUDE_DIR})
+    set(HIVEMIND_HAVE_NCCL ON)
+    set(HIVEMIND_NCCL_SUMMARY "ON(${NCCL_VERSION})")
+    message(STATUS "NCCL ${NCCL_VERSION}: ${NCCL_LIBRARY}")
+  elseif(HIVEMIND_WITH_NCCL STREQUAL "ON")
+    message(FATAL_ERROR "HIVEMIND_WITH_NCCL=ON but NCCL cannot be used: ${_nccl_missing}. "
+                        "Set NCCL_ROOT, or -DHIVEMIND_WITH_NCCL=AUTO to build the transport averaging backend only.")
+  else()
+    message(STATUS "NCCL not used (${_nccl_missing}): averaging builds with its transport backend only")
+  endif()
+endif()
+
 # ---- LibTorch ----
 set(HIVEMIND_HAVE_TORCH OFF)
 if(HIVEMIND_WITH_TORCH)

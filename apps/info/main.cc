@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include <hivemind/averaging/nccl_backend.h>
 #include <hivemind/common/blas_check.h>
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
@@ -75,6 +76,21 @@ void print_cuda() {
 #endif
 }
 
+// Which backends an Averager of this build can choose from (docs/averaging.md); the transport
+// backend is always there.
+void print_averaging() {
+  namespace averaging = hivemind::averaging;
+  auto version = averaging::nccl_version();
+  if (!version.is_ok()) {
+    std::printf("averaging:  backends: transport only (built without NCCL)\n");
+    return;
+  }
+  hivemind::Status here = averaging::nccl_available();
+  std::string unusable = here.is_ok() ? "" : "; unusable here: " + here.message();
+  std::printf("averaging:  backends: nccl (NCCL %s%s), transport\n", version->c_str(),
+              unusable.c_str());
+}
+
 void print_topology() {
 #ifdef HIVEMIND_INFO_HAVE_HWLOC
   hwloc_topology_t topology;
@@ -135,7 +151,8 @@ int main(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
         "usage: hivemind-info [--version | --new-swarm-key FILE]\n"
-        "  Prints the transports, GPUs, BLAS, CPU topology and launcher environment this build of "
+        "  Prints the transports, GPUs, averaging backends, BLAS, CPU topology and launcher "
+        "environment this build of "
         "hivemind-cpp sees.\n"
         "  Exits 1 if LibTorch would run on the reference BLAS.\n"
         "  --new-swarm-key FILE: writes a new random swarm key (32 bytes as 64 hex digits) to "
@@ -172,6 +189,7 @@ int main(int argc, char** argv) {
               hivemind::version().data());
   print_ucx();
   print_cuda();
+  print_averaging();
   print_topology();
   bool blas_ok = print_torch_and_blas();
   auto launch = hivemind::read_launch_info();

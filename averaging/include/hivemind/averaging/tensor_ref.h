@@ -22,6 +22,9 @@ struct TensorRef {
   quant::DType dtype = quant::DType::kFloat32;
   transport::MemoryType memory = transport::MemoryType::kHost;
   int device = -1;  // CUDA device index for kCuda
+  // The cudaStream_t (as void*, so this header needs no CUDA) whose work produces and consumes the
+  // tensor; nullptr is the default stream. GPU backends start after what is queued on it.
+  void* cuda_stream = nullptr;
 
   size_t bytes() const { return elements * quant::dtype_size(dtype); }
 };
