@@ -111,7 +111,7 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) 
 std::span<const std::string_view> log_modules() {
   static constexpr std::string_view kModules[] = {
       // libraries
-      "common", "transport", "quant", "dht", "protocol", "runtime", "server", "client",
+      "common", "transport", "quant", "dht", "protocol", "averaging", "runtime", "server", "client",
       // programs and test harnesses
       "demo", "bench", "multinode", "soak"};
   return kModules;

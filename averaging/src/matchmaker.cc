@@ -1,0 +1,423 @@
+#include <algorithm>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include <hivemind/averaging/matchmaker.h>
+#include <hivemind/common/logging.h>
+
+namespace hivemind::averaging {
+
+namespace {
+
+using transport::Message;
+using transport::rpc::Responder;
+
+struct PendingJoin {
+  MemberInfo member;
+  Responder responder;
+  SteadyTime expires;
+};
+
+// What joins to this member get.
+enum class Phase {
+  kQueueing,   // between rounds, or waiting for its own leader: joins wait for the next gather
+  kGathering,  // leading, collecting this round's joins
+  kInRound,    // in a formed round (leading or following): joins of the round's members are
+               // queued for the next round (they finished first), others' refused as late
+};
+
+void refuse(Responder& responder, JoinRefusal::Reason reason, std::string message) {
+  auto bytes = encode_join_refusal(JoinRefusal{reason, std::move(message)});
+  responder.reply(Message{std::move(bytes), {}});
+}
+
+// An rpc failure that means nobody is serving at the leader's address: another leader may lead.
+bool leader_is_gone(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kPeerClosed:
+    case StatusCode::kIoError:
+    case StatusCode::kUnavailable:
+    case StatusCode::kNotFound:  // alive, but not averaging this key any more
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+struct Matchmaker::State {
+  MatchmakerOptions options;
+  std::shared_ptr<transport::rpc::Server> server;
+  std::shared_ptr<transport::rpc::Client> client;
+  std::vector<std::shared_ptr<Backend>> backends;
+
+  mutable std::mutex mutex;
+  std::condition_variable changed;
+  bool closed = false;
+  Phase phase = Phase::kQueueing;
+  std::string round_leader;             // while kInRound
+  std::set<std::string> round_members;  // while kInRound
+  uint64_t round = 0;                   // the last round this member took part in (any leader's)
+  std::map<std::string, PendingJoin> joins;
+  std::map<std::string, SteadyTime> suspected;  // endpoint -> until
+  std::set<std::string> known;                  // every endpoint that ever joined us
+  std::optional<transport::rpc::CallId> join_call;
+
+  void handle_join(Message request, Responder responder);
+  Result<Group> lead(const Candidates& candidates, Deadline deadline);
+  // `answered`: the leader is alive and replied (a group or a refusal), so it is not suspected.
+  Result<Group> follow(const std::string& leader, Deadline deadline, bool& answered);
+  std::string pick_leader(const Candidates& candidates);
+  bool is_suspected(const std::string& endpoint, SteadyTime now) const {
+    auto it = suspected.find(endpoint);
+    return it != suspected.end() && it->second > now;
+  }
+  void suspect(const std::string& endpoint) {
+    suspected[endpoint] = SteadyClock::now() + options.suspect_for;
+  }
+  // Drops joins whose joiner stopped waiting. Under `mutex`; returns the responders to refuse.
+  std::vector<PendingJoin> prune_expired_joins(SteadyTime now) {
+    std::vector<PendingJoin> expired;
+    for (auto it = joins.begin(); it != joins.end();) {
+      if (it->second.expires <= now) {
+        expired.push_back(std::move(it->second));
+        it = joins.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return expired;
+  }
+};
+
+void Matchmaker::State::handle_join(Message request, Responder responder) {
+  auto decoded = decode_join_request(request.metadata);
+  if (!decoded.is_ok()) {
+    responder.reply(decoded.status());
+    return;
+  }
+  JoinRequest join = std::move(decoded).value();
+  if (join.key != options.key) {
+    refuse(responder, JoinRefusal::Reason::kMismatch,
+           fmt::format("key '{}' is not this leader's '{}'", join.key, options.key));
+    return;
+  }
+  if (auto mismatch = describe_shape_mismatch(join.tensors, options.shapes); !mismatch.empty()) {
+    refuse(responder, JoinRefusal::Reason::kMismatch, mismatch);
+    return;
+  }
+  std::vector<PendingJoin> dropped;
+  std::optional<std::string> refusal;
+  JoinRefusal::Reason reason = JoinRefusal::Reason::kLate;
+  {
+    std::lock_guard lock(mutex);
+    const SteadyTime now = SteadyClock::now();
+    if (closed) {
+      reason = JoinRefusal::Reason::kClosed;
+      refusal = "the averager at " + options.self.endpoint + " is closing";
+    } else if (phase == Phase::kInRound && !round_members.contains(join.member.endpoint)) {
+      if (round_leader == options.self.endpoint) {
+        refusal = fmt::format("joined late: round {} led by {} was already formed; next round",
+                              round, round_leader);
+      } else {
+        reason = JoinRefusal::Reason::kNotLeader;
+        refusal = fmt::format("{} is in round {} led by {}; next round", options.self.endpoint,
+                              round, round_leader);
+      }
+    } else {
+      dropped = prune_expired_joins(now);
+      const std::string endpoint = join.member.endpoint;
+      if (auto it = joins.find(endpoint); it != joins.end()) {
+        dropped.push_back(std::move(it->second));
+        joins.erase(it);
+      }
+      suspected.erase(endpoint);
+      known.insert(endpoint);
+      joins.emplace(endpoint,
+                    PendingJoin{std::move(join.member), std::move(responder), now + join.wait});
+      changed.notify_all();
+    }
+  }
+  if (refusal) refuse(responder, reason, *refusal);
+  for (auto& old : dropped)
+    refuse(old.responder, JoinRefusal::Reason::kSuperseded,
+           "this join expired or was superseded by a newer one of the same member");
+}
+
+std::string Matchmaker::State::pick_leader(const Candidates& candidates) {
+  if (candidates.leader) return *candidates.leader;
+  const SteadyTime now = SteadyClock::now();
+  std::lock_guard lock(mutex);
+  std::string best = options.self.endpoint;
+  for (const auto& endpoint : candidates.endpoints) {
+    if (endpoint < best && !is_suspected(endpoint, now)) best = endpoint;
+  }
+  return best;
+}
+
+Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline deadline) {
+  const std::string& self = options.self.endpoint;
+  const SteadyTime gather_end = std::min(deadline.at(), SteadyClock::now() + options.gather_window);
+  std::vector<PendingJoin> taken;
+  std::vector<PendingJoin> expired;
+  Group group;
+  {
+    std::unique_lock lock(mutex);
+    phase = Phase::kGathering;
+    // Complete: every candidate not suspected joined, and (launcher) as many joined as the
+    // membership counts, less the members known and suspected.
+    auto complete = [&] {
+      const SteadyTime now = SteadyClock::now();
+      for (const auto& endpoint : candidates.endpoints) {
+        if (endpoint != self && !is_suspected(endpoint, now) && !joins.contains(endpoint))
+          return false;
+      }
+      std::set<std::string> counted(known.begin(), known.end());
+      counted.insert(candidates.endpoints.begin(), candidates.endpoints.end());
+      size_t suspected_known = 0;
+      for (const auto& endpoint : counted)
+        suspected_known += endpoint != self && is_suspected(endpoint, now) ? 1 : 0;
+      const size_t needed =
+          candidates.expected > 1 + suspected_known ? candidates.expected - 1 - suspected_known : 0;
+      return joins.size() >= needed;
+    };
+    changed.wait_until(lock, gather_end, [&] { return closed || complete(); });
+    if (closed) {
+      phase = Phase::kQueueing;
+      return canceled_error("averaging: the averager was closed while gathering a round");
+    }
+    expired = prune_expired_joins(SteadyClock::now());
+    for (auto& [endpoint, join] : joins)
+      taken.push_back(std::move(join));
+    joins.clear();
+    // Candidates that did not join are not waited for next time (a join clears the suspicion).
+    std::set<std::string> joined;
+    for (const auto& join : taken)
+      joined.insert(join.member.endpoint);
+    std::set<std::string> expected(candidates.endpoints.begin(), candidates.endpoints.end());
+    expected.insert(known.begin(), known.end());
+    for (const auto& endpoint : expected) {
+      if (endpoint != self && !joined.contains(endpoint)) suspect(endpoint);
+    }
+    round += 1;
+    phase = Phase::kInRound;
+    round_leader = self;
+    round_members = joined;
+    group.round = round;
+  }
+  for (auto& old : expired)
+    refuse(old.responder, JoinRefusal::Reason::kLate, "the join expired before the round formed");
+
+  std::sort(taken.begin(), taken.end(), [](const PendingJoin& a, const PendingJoin& b) {
+    return a.member.endpoint < b.member.endpoint;
+  });
+  group.key = options.key;
+  group.members.push_back(options.self);
+  for (const auto& join : taken)
+    group.members.push_back(join.member);
+
+  auto fail_all = [&](const Status& status) {
+    for (auto& join : taken)
+      refuse(join.responder, JoinRefusal::Reason::kMismatch, status.message());
+    return status;
+  };
+  auto backend_name = choose_backend(group.members);
+  if (!backend_name.is_ok()) return fail_all(backend_name.status());
+  group.backend = *backend_name;
+  auto backend = std::find_if(backends.begin(), backends.end(),
+                              [&](const auto& b) { return b->name() == group.backend; });
+  if (backend == backends.end()) {
+    return fail_all(internal_error("averaging: the leader listed backend '" + group.backend +
+                                   "' but has no such backend"));
+  }
+  auto setup = (*backend)->leader_setup(group);
+  if (!setup.is_ok()) return fail_all(setup.status().with_context("averaging: leader setup"));
+  group.backend_setup = std::move(setup).value();
+  for (size_t i = 0; i < taken.size(); ++i) {
+    group.self = i + 1;
+    taken[i].responder.reply(Message{encode_group(group), {}});
+  }
+  group.self = 0;
+  return group;
+}
+
+Result<Group> Matchmaker::State::follow(const std::string& leader, Deadline deadline,
+                                        bool& answered) {
+  answered = false;
+  const std::string& self = options.self.endpoint;
+  auto reply = std::make_shared<std::promise<Result<Message>>>();
+  auto future = reply->get_future();
+  {
+    std::lock_guard lock(mutex);
+    if (closed) return canceled_error("averaging: the averager is closed");
+    JoinRequest join{options.key, options.self, options.shapes, deadline.remaining()};
+    join_call = client->call(
+        leader, join_method(options.key), Message{encode_join_request(join), {}}, deadline,
+        [reply](Result<Message> result) { reply->set_value(std::move(result)); });
+  }
+  // The call completes exactly once: with the reply, at the deadline, or canceled by close().
+  Result<Message> result = future.get();
+  std::vector<PendingJoin> misdirected;
+  {
+    std::lock_guard lock(mutex);
+    join_call.reset();
+    if (!result.is_ok())
+      return result.status().with_context("averaging: joining the round of leader " + leader);
+    auto decoded = decode_join_reply(result->metadata);
+    if (!decoded.is_ok())
+      return decoded.status().with_context("averaging: the reply of leader " + leader);
+    if (auto* refusal = std::get_if<JoinRefusal>(&*decoded)) {
+      // A leader that is closing is as good as gone: the next candidate may lead.
+      answered = refusal->reason != JoinRefusal::Reason::kClosed;
+      switch (refusal->reason) {
+        case JoinRefusal::Reason::kMismatch:
+          return invalid_argument_error("averaging: leader " + leader +
+                                        " refused this member: " + refusal->message);
+        case JoinRefusal::Reason::kClosed:
+          return peer_closed_error("averaging: leader " + leader + ": " + refusal->message);
+        default:
+          return unavailable_error("averaging: leader " + leader + ": " + refusal->message);
+      }
+    }
+    answered = true;
+    Group group = std::get<Group>(std::move(*decoded));
+    if (group.key != options.key || group.members[group.self].endpoint != self ||
+        group.members.front().endpoint != leader) {
+      return protocol_error(fmt::format(
+          "averaging: leader {} sent a group that is not this member's (key '{}', self {})", leader,
+          group.key, group.members[group.self].endpoint));
+    }
+    round = std::max(round, group.round);
+    phase = Phase::kInRound;
+    round_leader = leader;
+    round_members.clear();
+    for (const auto& member : group.members)
+      round_members.insert(member.endpoint);
+    // Members that took this member for the leader: they will not get a group from it.
+    for (auto& [endpoint, join] : joins)
+      misdirected.push_back(std::move(join));
+    joins.clear();
+    for (auto& join : misdirected) {
+      refuse(join.responder, JoinRefusal::Reason::kNotLeader,
+             fmt::format("{} follows {} in round {}; next round", self, leader, group.round));
+    }
+    return group;
+  }
+}
+
+std::shared_ptr<Matchmaker> Matchmaker::create(MatchmakerOptions options,
+                                               std::shared_ptr<transport::rpc::Server> server,
+                                               std::shared_ptr<transport::rpc::Client> client,
+                                               std::vector<std::shared_ptr<Backend>> backends) {
+  auto state = std::make_shared<State>();
+  state->options = std::move(options);
+  state->server = std::move(server);
+  state->client = std::move(client);
+  state->backends = std::move(backends);
+  std::weak_ptr<State> weak = state;
+  state->server->handle(
+      join_method(state->options.key), [weak](Message request, Responder responder) {
+        if (auto self = weak.lock()) {
+          self->handle_join(std::move(request), std::move(responder));
+        } else {
+          refuse(responder, JoinRefusal::Reason::kClosed, "the averager was closed");
+        }
+      });
+  return std::shared_ptr<Matchmaker>(new Matchmaker(std::move(state)));
+}
+
+Matchmaker::~Matchmaker() {
+  close();
+}
+
+Result<Group> Matchmaker::form_group(GroupSource& source, Deadline deadline) {
+  HIVEMIND_ASSIGN_OR_RETURN(Candidates candidates,
+                            source.candidates(state_->options.self, deadline));
+  for (;;) {
+    {
+      std::lock_guard lock(state_->mutex);
+      if (state_->closed) return canceled_error("averaging: the averager is closed");
+    }
+    const std::string leader = state_->pick_leader(candidates);
+    if (leader == state_->options.self.endpoint) return state_->lead(candidates, deadline);
+    bool answered = false;
+    auto group = state_->follow(leader, deadline, answered);
+    if (group.is_ok()) return group;
+    const Status& failure = group.status();
+    // A refusal from a live leader (late, mismatch) says nothing against it.
+    if (answered || failure.code() == StatusCode::kCanceled) return failure;
+    if (failure.code() == StatusCode::kTimeout || leader_is_gone(failure)) {
+      std::lock_guard lock(state_->mutex);
+      state_->suspect(leader);
+    }
+    logger("averaging")
+        ->info("averaging '{}': leader {} failed ({}); suspected for {} ms", state_->options.key,
+               leader, failure.to_string(), state_->options.suspect_for.count());
+    // Another leader may lead this round when this one failed at once and time is left; a fixed
+    // (launcher) leader has no replacement.
+    if (candidates.leader || !leader_is_gone(failure) || deadline.expired()) return failure;
+  }
+}
+
+void Matchmaker::end_round() {
+  std::lock_guard lock(state_->mutex);
+  state_->phase = Phase::kQueueing;
+  state_->round_leader.clear();
+  state_->round_members.clear();
+}
+
+std::vector<std::string> Matchmaker::suspects() const {
+  std::lock_guard lock(state_->mutex);
+  std::vector<std::string> result;
+  const SteadyTime now = SteadyClock::now();
+  for (const auto& [endpoint, until] : state_->suspected) {
+    if (until > now) result.push_back(endpoint);
+  }
+  return result;
+}
+
+void Matchmaker::close() {
+  std::vector<PendingJoin> waiting;
+  {
+    std::lock_guard lock(state_->mutex);
+    if (state_->closed) return;
+    state_->closed = true;
+    for (auto& [endpoint, join] : state_->joins)
+      waiting.push_back(std::move(join));
+    state_->joins.clear();
+    if (state_->join_call) state_->client->cancel(*state_->join_call);
+    state_->changed.notify_all();
+  }
+  for (auto& join : waiting)
+    refuse(join.responder, JoinRefusal::Reason::kClosed, "the averager is closing");
+}
+
+Result<std::string> choose_backend(std::span<const MemberInfo> members) {
+  if (members.empty()) return invalid_argument_error("averaging: a group without members");
+  for (const auto& name : members.front().backends) {
+    bool everyone = std::all_of(members.begin(), members.end(), [&](const MemberInfo& m) {
+      return std::find(m.backends.begin(), m.backends.end(), name) != m.backends.end();
+    });
+    if (!everyone) continue;
+    if (name == "nccl") {
+      std::set<std::string_view> devices;
+      bool distinct = true;
+      for (const auto& m : members)
+        distinct = distinct && !m.device_id.empty() && devices.insert(m.device_id).second;
+      if (!distinct) continue;
+    }
+    return name;
+  }
+  return unsupported_error(
+      fmt::format("averaging: no backend every one of the {} members can run (the leader lists {})",
+                  members.size(), fmt::join(members.front().backends, ", ")));
+}
+
+}  // namespace hivemind::averaging

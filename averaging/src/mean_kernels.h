@@ -1,0 +1,20 @@
+// The arithmetic of a round: contributions summed in fp32 (whatever the tensors' dtype, so fp16
+// and bf16 parts lose nothing to the sum), the mean rounded once into the tensors' dtype.
+#pragma once
+
+#include <cstdint>
+
+#include <hivemind/quant/types.h>
+
+namespace hivemind::averaging {
+
+// sum[i] = float(values[i]) for i < n.
+void widen_into(float* sum, const void* values, quant::DType dtype, uint64_t n);
+// sum[i] += float(values[i]).
+void add_into(float* sum, const void* values, quant::DType dtype, uint64_t n);
+// sum[i] /= members: the fp32 mean, in place.
+void divide_in_place(float* sum, uint64_t n, uint32_t members);
+// out[i] = mean[i] as `dtype` (round to nearest even for fp16/bf16).
+void narrow_into(void* out, quant::DType dtype, const float* mean, uint64_t n);
+
+}  // namespace hivemind::averaging
