@@ -94,6 +94,8 @@ if ! step configure 300 "${configure[@]}" -B "$build" ${torch_prefix:+"-DCMAKE_P
   failures=$((failures - 1))  # the first configure's failure is what the fallback is for
   note "deps    Debian's spdlog/fmt/CLI11/nlohmann-json/OpenSSL/prometheus-cpp from .gpu/deps.tgz (the host lacks one of them)"
 fi
+# The NCCL backend's GPU tests, where the configure found NCCL (HIVEMIND_WITH_NCCL=AUTO).
+ninja -C "$build" -t query averaging_nccl_gpu_test >/dev/null 2>&1 && targets+=(averaging_nccl_gpu_test)
 # The Python package, when the host's python3 imports torch and pybind11 was found (PyTorch's copy).
 grep -q '^HIVEMIND_PYTHON_EXECUTABLE:INTERNAL=' "$build/CMakeCache.txt" && targets+=(hivemind_python)
 step build 900 cmake --build "$build" -j "$jobs" --target "${targets[@]}" ||
@@ -102,7 +104,9 @@ step info 60 "$build/bin/hivemind-info"
 [ "$build_only" = 1 ] && { note "gpu-check: built in $(($(date +%s) - started)) s (--build-only)"; exit 0; }
 
 # GPU tests (each skips with its reason where no device is visible), then the rpc suite on this UCX.
-for t in transport_gpu_test quant_gpu_test quant_torch_test server_gpu_test client_remote_moe_gpu_test; do
+gpu_tests=(transport_gpu_test quant_gpu_test quant_torch_test server_gpu_test client_remote_moe_gpu_test)
+[[ " ${targets[*]} " == *" averaging_nccl_gpu_test "* ]] && gpu_tests+=(averaging_nccl_gpu_test)
+for t in "${gpu_tests[@]}"; do
   step "$t" 300 env HIVEMIND_BUILD_DIR="$PWD/$build" "$build/tests/$t"
   grep -hE '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?[,.]' "$out/$t.log" | sed "s/^/        $t /" >>"$summary"
 done
@@ -120,6 +124,8 @@ if [ "$skip_bench" = 0 ]; then
   step bench-quant-gpu 300 "$build/bin/hivemind-bench" quant --gpu-only --json
   step bench-throughput-ffn-cuda 300 "$build/bin/hivemind-bench" throughput --preset ffn_forward_backward --device cuda:0 --json
   step bench-throughput-ffn-forward-cuda 300 "$build/bin/hivemind-bench" throughput --preset ffn_forward --device cuda:0 --json
+  # The NCCL one-member round next to the transport rounds (and MPI_Allreduce where mpirun is).
+  step bench-allreduce 300 "$build/bin/hivemind-bench" allreduce --json
   if command -v ucx_perftest >/dev/null && [ -n "$archive" ]; then
     # Baseline for device-to-device transfers between two processes on this host (cuda_ipc).
     # The client retries until the server listens (at most 5 s), then the server exits with it.

@@ -41,12 +41,12 @@ quant::DecodeLimits segment_limits(uint64_t elements) {
 }
 
 Result<Buffer> encode_segment(const void* values, quant::DType dtype, uint64_t elements,
-                              const TransportBackendOptions& options) {
+                              const TransportBackendOptions& options, RegionPool& blocks) {
   const int64_t shape[1] = {static_cast<int64_t>(elements)};
   quant::TensorView view{values, dtype, shape, false};
   const auto encode = encode_options(options);
   HIVEMIND_ASSIGN_OR_RETURN(size_t bytes, quant::encoded_size(view, encode));
-  Buffer out = Buffer::allocate_host(bytes);
+  Buffer out = blocks.buffer(bytes);
   HIVEMIND_RETURN_IF_ERROR(quant::encode(view, encode, out.bytes()));
   return out;
 }
@@ -61,9 +61,10 @@ Deadline ButterflyRound::call_deadline() const {
 Result<std::shared_ptr<ButterflyRound>> ButterflyRound::create(
     const Group& group, std::span<const TensorRef> tensors, const TransportBackendOptions& options,
     std::shared_ptr<transport::rpc::Client> client, Deadline deadline, RegionPool& staging_pool,
-    RegionPool& sum_pool) {
+    RegionPool& sum_pool, std::shared_ptr<RegionPool> blocks) {
   std::shared_ptr<ButterflyRound> r(new ButterflyRound());
   r->client_ = std::move(client);
+  r->blocks_ = std::move(blocks);
   r->options_ = options;
   r->deadline_ = deadline;
   r->key_ = group.key;
@@ -221,7 +222,7 @@ void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
     } else {
       // Every member, the owner included, ends with the decoded bytes the others receive, so the
       // group agrees on its mean exactly.
-      auto encoded = encode_segment(at, quant::DType::kFloat32, piece.elements, options_);
+      auto encoded = encode_segment(at, quant::DType::kFloat32, piece.elements, options_, *blocks_);
       Status st = encoded.status();
       if (st.is_ok())
         st = quant::decode(encoded->bytes(), piece.dtype, staged.bytes(),
@@ -297,7 +298,7 @@ void ButterflyRound::start() {
                                                  piece.elements * quant::dtype_size(piece.dtype),
                                                  transport::MemoryType::kHost, -1, nullptr));
         } else {
-          auto encoded = encode_segment(values, piece.dtype, piece.elements, options_);
+          auto encoded = encode_segment(values, piece.dtype, piece.elements, options_, *blocks_);
           if (!encoded.is_ok()) {
             fail(encoded.status().with_context(
                 fmt::format("round {} of '{}': this member's values at element {}", round_, key_,
@@ -355,7 +356,7 @@ Result<std::vector<Buffer>> ButterflyRound::allocate_mean(const PartHeader& sent
                                       piece.elements * quant::dtype_size(piece.dtype)));
   } else {
     for (uint64_t size : sizes)
-      buffers.push_back(Buffer::allocate_host(size));
+      buffers.push_back(blocks_->buffer(size));
   }
   return buffers;
 }

@@ -38,7 +38,8 @@ class ButterflyRound : public std::enable_shared_from_this<ButterflyRound> {
   static Result<std::shared_ptr<ButterflyRound>> create(
       const Group& group, std::span<const TensorRef> tensors,
       const TransportBackendOptions& options, std::shared_ptr<transport::rpc::Client> client,
-      Deadline deadline, RegionPool& staging_pool, RegionPool& sum_pool);
+      Deadline deadline, RegionPool& staging_pool, RegionPool& sum_pool,
+      std::shared_ptr<RegionPool> blocks);
 
   uint64_t key_hash() const { return key_hash_; }
   uint64_t group_hash() const { return group_hash_; }
@@ -98,6 +99,7 @@ class ButterflyRound : public std::enable_shared_from_this<ButterflyRound> {
 
   // Fixed at creation.
   std::shared_ptr<transport::rpc::Client> client_;
+  std::shared_ptr<RegionPool> blocks_;  // encodings and compressed replies
   TransportBackendOptions options_;
   Deadline deadline_ = Deadline::never();
   std::string key_;

@@ -38,10 +38,10 @@ struct TransportBackend::Core : std::enable_shared_from_this<TransportBackend::C
   std::shared_ptr<transport::rpc::Client> client;
 
   // Memory reused from round to round (region_pool.h): staging (a spare for replies still being
-  // sent when the next round starts), sums, and blocks that contributions are received into.
-  RegionPool staging_pool{2};
-  RegionPool sum_pool{2};
-  RegionPool receive_pool{64};
+  // sent when the next round starts), sums, and blocks for received contributions and encodings.
+  RegionPool staging_pool{2, UINT64_MAX};
+  RegionPool sum_pool{2, UINT64_MAX};
+  std::shared_ptr<RegionPool> blocks;
 
   std::mutex mu;
   bool closed = false;
@@ -130,21 +130,11 @@ struct TransportBackend::Core : std::enable_shared_from_this<TransportBackend::C
       }
     }
     if (round) HIVEMIND_RETURN_IF_ERROR(round->admit(h));
-    // One block per segment, so every segment is aligned for its dtype. Blocks of the chunk's
-    // fp32 size are reused; anything larger (a compressed chunk never is) is allocated.
-    const uint64_t block = options.chunk_elements * sizeof(float);
+    // One block per segment, so every segment is aligned for its dtype.
     std::vector<Buffer> buffers;
     buffers.reserve(sizes.size());
-    for (uint64_t size : sizes) {
-      if (size > block) {
-        buffers.push_back(Buffer::allocate_host(size));
-        continue;
-      }
-      auto region = receive_pool.acquire(block);
-      uint8_t* data = region.get();  // before the move below: argument order is unspecified
-      buffers.push_back(
-          Buffer::wrap(data, size, transport::MemoryType::kHost, -1, std::move(region)));
-    }
+    for (uint64_t size : sizes)
+      buffers.push_back(blocks->buffer(size));
     return buffers;
   }
 
@@ -217,6 +207,7 @@ Result<std::shared_ptr<TransportBackend>> TransportBackend::create(
                     options.chunk_elements, options.limits.max_chunk_elements));
   auto core = std::make_shared<Core>();
   core->options = options;
+  core->blocks = std::make_shared<RegionPool>(SIZE_MAX, options.max_pooled_bytes);
   core->server = std::move(server);
   core->client = std::move(client);
   std::weak_ptr<Core> weak = core;
@@ -274,7 +265,7 @@ Status TransportBackend::all_reduce_mean(const Group& group, std::span<const Ten
 
   HIVEMIND_ASSIGN_OR_RETURN(
       auto round, ButterflyRound::create(group, tensors, core_->options, core_->client, deadline,
-                                         core_->staging_pool, core_->sum_pool));
+                                         core_->staging_pool, core_->sum_pool, core_->blocks));
   std::vector<Core::Held> mine, refused;
   {
     std::lock_guard lock(core_->mu);

@@ -38,6 +38,9 @@ struct TransportBackendOptions {
   // beyond, they are refused and the sender's round fails.
   uint64_t max_early_bytes = uint64_t{256} << 20;
   uint32_t max_early_rounds = 2;
+  // Receive and encoding blocks kept for the next rounds (page faults on fresh memory cost as much
+  // as the copies); more may be in use at once, only this much stays cached.
+  uint64_t max_pooled_bytes = uint64_t{128} << 20;
   // What an incoming part message may claim (checked before allocating).
   PartLimits limits;
 };
