@@ -237,6 +237,11 @@ void TransportBackend::close() {
   core_->close();
 }
 
+size_t TransportBackend::held_parts() const {
+  std::lock_guard lock(core_->mu);
+  return core_->held.size();
+}
+
 bool TransportBackend::usable_for(std::span<const TensorRef> tensors,
                                   std::string& device_id) const {
   device_id.clear();

@@ -71,6 +71,9 @@ class TransportBackend final : public Backend {
   // progress fails. Idempotent; thread-safe.
   void close();
 
+  // Contributions held for rounds this member has not entered yet (diagnostics, tests).
+  size_t held_parts() const;
+
   struct Core;
 
  private:
