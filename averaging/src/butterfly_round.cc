@@ -95,6 +95,9 @@ Result<std::shared_ptr<ButterflyRound>> ButterflyRound::create(
     at += piece.elements;
   }
   auto staging = staging_pool.acquire(layout.staging_bytes());
+  // Never below one chunk to every other part (see start()).
+  r->window_limit_ = std::max<uint64_t>(options.max_in_flight_bytes,
+                                        uint64_t{r->members_ - 1} * chunk * sizeof(float));
   r->staging_ = Buffer::wrap(staging.get(), layout.staging_bytes(), transport::MemoryType::kHost,
                              -1, staging);
   r->contributions_.assign(r->own_chunks_, 1);
@@ -232,7 +235,7 @@ void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
         done_ = true;
         failure_ = st.with_context(
             fmt::format("round {} of '{}': the mean at element {}", round_, key_, offset));
-        done_cv_.notify_all();
+        changed_.notify_all();
         return;  // wait_and_finish() answers the waiting senders with the failure
       }
       means.push_back(std::move(encoded).value());
@@ -267,9 +270,26 @@ void ButterflyRound::start() {
       const uint32_t j = (self_ + step) % members_;
       const ElementRange part = part_range(total, members_, j);
       if (k * chunk >= part.size()) continue;
+      const uint64_t offset = part.begin + k * chunk;
+      const uint64_t count = std::min(chunk, part.end - offset);
+      const auto pieces = layout.pieces(offset, count);
+      uint64_t window_bytes = 0;
+      for (const auto& piece : pieces)
+        window_bytes += piece.elements * quant::dtype_size(piece.dtype);
       {
-        std::lock_guard lock(mu_);
+        // The window: at most max_in_flight_bytes of contributions await their means (always
+        // room for one chunk to every part, which is what guarantees progress: chunks go out in
+        // k-major order, so the oldest unanswered chunk of any member can always complete).
+        std::unique_lock lock(mu_);
+        auto room = [&] {
+          return done_ || in_flight_bytes_ == 0 || in_flight_bytes_ + window_bytes <= window_limit_;
+        };
+        if (deadline_.is_never())
+          changed_.wait(lock, room);
+        else if (!changed_.wait_until(lock, deadline_.at(), room))
+          return;           // wait_and_finish() reports the deadline
         if (done_) return;  // failed already: nothing more to send
+        in_flight_bytes_ += window_bytes;
       }
       auto header = std::make_shared<PartHeader>();
       header->kind = PartKind::kContribution;
@@ -283,9 +303,8 @@ void ButterflyRound::start() {
       header->part = j;
       header->total_elements = total;
       header->chunk_elements = chunk;
-      header->offset = part.begin + k * chunk;
-      header->count = std::min(chunk, part.end - header->offset);
-      const auto pieces = layout.pieces(header->offset, header->count);
+      header->offset = offset;
+      header->count = count;
       header->segments = TensorLayout::segments_of(pieces);
 
       Message request;
@@ -315,7 +334,9 @@ void ButterflyRound::start() {
       // wait_and_finish() says who is missing (then cancels the call), rather than one timeout.
       const transport::rpc::CallId id = client_->call(
           endpoints_[j], kPartMethod, std::move(request), call_deadline(),
-          [self, header](Result<Message> reply) { self->on_mean(*header, std::move(reply)); },
+          [self, header, window_bytes](Result<Message> reply) {
+            self->on_mean(*header, window_bytes, std::move(reply));
+          },
           [weak, header](const transport::IncomingFrame& frame) -> Result<std::vector<Buffer>> {
             auto round = weak.lock();
             if (!round) return canceled_error("the averaging round is over");
@@ -361,7 +382,12 @@ Result<std::vector<Buffer>> ButterflyRound::allocate_mean(const PartHeader& sent
   return buffers;
 }
 
-void ButterflyRound::on_mean(const PartHeader& sent, Result<Message> reply) {
+void ButterflyRound::on_mean(const PartHeader& sent, uint64_t window_bytes, Result<Message> reply) {
+  {
+    std::lock_guard lock(mu_);
+    in_flight_bytes_ -= window_bytes;
+    changed_.notify_all();
+  }
   if (!reply.is_ok()) {
     fail(reply.status().with_context(
         fmt::format("round {} of '{}': no mean from {}", round_, key_, member_name(sent.part))));
@@ -399,7 +425,7 @@ void ButterflyRound::on_mean(const PartHeader& sent, Result<Message> reply) {
 void ButterflyRound::check_done_locked() {
   if (done_ || own_chunks_reduced_ != own_chunks_ || means_missing_total_ != 0) return;
   done_ = true;
-  done_cv_.notify_all();
+  changed_.notify_all();
 }
 
 void ButterflyRound::fail(Status why) {
@@ -407,7 +433,7 @@ void ButterflyRound::fail(Status why) {
   if (done_) return;
   done_ = true;
   failure_ = std::move(why);
-  done_cv_.notify_all();
+  changed_.notify_all();
 }
 
 std::string ButterflyRound::missing_locked() const {
@@ -440,9 +466,9 @@ Status ButterflyRound::wait_and_finish() {
   {
     std::unique_lock lock(mu_);
     if (deadline_.is_never())
-      done_cv_.wait(lock, [&] { return done_; });
+      changed_.wait(lock, [&] { return done_; });
     else
-      done_cv_.wait_until(lock, deadline_.at(), [&] { return done_; });
+      changed_.wait_until(lock, deadline_.at(), [&] { return done_; });
     if (!done_) {
       done_ = true;
       failure_ = timeout_error(

@@ -250,6 +250,22 @@ INSTANTIATE_TEST_SUITE_P(
                       MeanCase{5, kMixed, 1 << 18},
                       MeanCase{3, Shape{{DType::kFloat32}, {(1u << 18) * 3 + 11}}, 1 << 16}));
 
+// The send window at its smallest (one chunk to every other part): rounds still complete.
+TEST_F(TransportBackendTest, SmallestSendWindowStillCompletes) {
+  TransportBackendOptions options;
+  options.chunk_elements = 64;
+  options.max_in_flight_bytes = 1;
+  start(3, options);
+  std::vector<Tensors> before;
+  for (size_t m = 0; m < 3; ++m)
+    before.push_back(random_tensors(kMixed, 40 + m));
+  std::vector<Tensors> values = before;
+  auto statuses = run(values, {0, 1, 2}, 60s);
+  for (size_t m = 0; m < 3; ++m)
+    ASSERT_TRUE(statuses[m].is_ok()) << statuses[m].to_string();
+  expect_exact_mean(before, values);
+}
+
 // 64 MiB of fp32 over 4 members once (the size of the benchmark).
 TEST_F(TransportBackendTest, SixtyFourMebibytesOverFourMembers) {
   start(4);
