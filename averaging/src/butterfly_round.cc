@@ -25,10 +25,15 @@ uint64_t payload_bytes(const std::vector<Buffer>& buffers) {
   return sum;
 }
 
+// The quant kernels on the calling thread only: a chunk is small, and a round's members already
+// keep every core busy (extra pool threads only contend with them).
+constexpr quant::CpuOptions kOneThread{1};
+
 quant::EncodeOptions encode_options(const TransportBackendOptions& options) {
   quant::EncodeOptions encode;
   encode.scheme = quant::Scheme::kBlockAbsmaxU8;
   encode.block_size = options.compression_block_size;
+  encode.cpu = kOneThread;
   return encode;
 }
 
@@ -186,7 +191,7 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
       Status st = quant::decode(
           payload[i].bytes(), quant::DType::kFloat32,
           {reinterpret_cast<uint8_t*>(decoded.data()), decoded.size() * sizeof(float)},
-          segment_limits(segment.elements));
+          segment_limits(segment.elements), kOneThread);
       if (!st.is_ok()) {
         // Summed segments cannot be taken back: the round fails, and the tensors stay untouched.
         st = st.with_context(fmt::format("round {} of '{}': {}'s chunk at element {}", round_, key_,
@@ -229,7 +234,7 @@ void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
       Status st = encoded.status();
       if (st.is_ok())
         st = quant::decode(encoded->bytes(), piece.dtype, staged.bytes(),
-                           segment_limits(piece.elements));
+                           segment_limits(piece.elements), kOneThread);
       if (!st.is_ok()) {
         // Only a non-finite sum gets here (the quant codec refuses Inf/NaN).
         done_ = true;
@@ -406,7 +411,7 @@ void ButterflyRound::on_mean(const PartHeader& sent, uint64_t window_bytes, Resu
       Buffer staged = staging.slice(layout_->staging_offset(piece),
                                     piece.elements * quant::dtype_size(piece.dtype));
       Status st = quant::decode(reply->tensors[i].bytes(), piece.dtype, staged.bytes(),
-                                segment_limits(piece.elements));
+                                segment_limits(piece.elements), kOneThread);
       if (!st.is_ok()) {
         fail(st.with_context(fmt::format("round {} of '{}': the mean from {}", round_, key_,
                                          member_name(sent.part))));
