@@ -33,6 +33,9 @@ struct TransportBackendOptions {
   // Elements per part message (1 MiB of fp32 by default). Members must agree: the owner counts
   // contributions chunk by chunk.
   uint64_t chunk_elements = uint64_t{1} << 18;
+  // Contribution bytes (as the tensors hold them) sent and not yet answered with their mean; later
+  // chunks wait for room. Never less than one chunk to every other member.
+  uint64_t max_in_flight_bytes = uint64_t{256} << 20;
   // Contributions that arrive before this member entered their round (the leader sends the group
   // to every member at once) are held, up to this many bytes and this many distinct rounds;
   // beyond, they are refused and the sender's round fails.
@@ -70,6 +73,9 @@ class TransportBackend final : public Backend {
   // Stops serving: kPartMethod answers kUnavailable, held contributions are refused, a round in
   // progress fails. Idempotent; thread-safe.
   void close();
+
+  // Contributions held for rounds this member has not entered yet (diagnostics, tests).
+  size_t held_parts() const;
 
   struct Core;
 
