@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-multinode.sh: the multi-node MoE test (build/tests/moe_swarm_test) under every launcher we have.
 #
-#   scripts/test-multinode.sh [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|installed|netns]...
+#   scripts/test-multinode.sh [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|installed|trainers|netns]...
 #
 # Variants, each reported as one line "multinode: <variant> passed|failed|skipped (<why>)":
 #   spawn   moe_swarm_test --spawn 4 (our own launcher; always)
@@ -20,6 +20,10 @@
 #           trainer (the installed hivemind-example-trainer, not hivemind-demo; --trainer-cmd) against
 #           one server hosting a user's expert class written in Python (exported to TorchScript), its
 #           options given whole through --expert-args
+#   trainers  ./scripts/demo.sh --trainers 3 --kill-trainer-at 20 (build/ only): three data-parallel
+#           trainers averaging their dense parameters through the DHT; the last one is SIGKILLed at
+#           step 20 and the other two must keep averaging (rounds of 2 after rounds of 3) and each
+#           reach the demo's held-out target
 #   netns   three "hosts" with their own IPs (start-local-cluster.sh --netns 3: one slurmd per network
 #           namespace, 10.78.0.0/24), srun -N 3 -n 4 with --host 0.0.0.0: an address announced as
 #           127.0.0.1 or 0.0.0.0 cannot be dialled from another "host" and fails the test. Skipped
@@ -38,7 +42,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --build-dir) build=$2; shift 2 ;;
     --only) only+=("$2"); shift 2 ;;
-    *) echo "usage: $0 [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|installed|netns]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [--build-dir DIR] [--only spawn|mpirun|srun|signals|sbatch|installed|trainers|netns]..." >&2; exit 2 ;;
   esac
 done
 # The `installed` variant hosts a user's own expert class: written in Python, exported to TorchScript
@@ -218,6 +222,28 @@ if wanted srun || wanted signals || wanted sbatch || wanted installed; then
 fi
 
 # 5. Three "hosts", each with its own IP.
+# 5. Data-parallel trainers averaging their dense parameters, one of them killed (the demo's own
+# script, on the build/ tree it uses).
+check_trainers_run() {  # check_trainers_run <demo output>: rounds of 3, then of 2 after the kill
+  local log=$1
+  grep -q '^\[trainer 0\] step .* averaged with 3 trainer' "$log" &&
+    grep -q '^\[trainer 0\] step .*killing' "$log" &&
+    sed -n '/^\[trainer 0\] step .*killing/,$p' "$log" | grep -q 'averaged with 2 trainer' &&
+    grep -q 'trainer 2 was killed on purpose' "$log" &&
+    [ "$(grep -c '^\[trainer [01]\] hivemind-demo: reached' "$log")" = 2 ]
+}
+if wanted trainers; then
+  if [ "$build" != build ]; then
+    skip trainers "demo.sh runs the build/ tree, this run tests $build"
+  else
+    export -f check_trainers_run
+    run_variant trainers "$work/trainers" bash -c \
+      './scripts/demo.sh --trainers 3 --kill-trainer-at 20 >"$0/demo.log" 2>&1 || { tail -n 40 "$0/demo.log"; exit 1; }
+       check_trainers_run "$0/demo.log" || { echo "the demo ran, but its output lacks rounds of 3 then 2, the kill, or two trainers reaching the target"; tail -n 40 "$0/demo.log"; exit 1; }' \
+      "$work/trainers"
+  fi
+fi
+
 if wanted netns; then
   env_out=$(slurm/ci/start-local-cluster.sh --netns 3 --port 23527 2>"$work/netns-cluster.log")
   rc=$?

@@ -125,7 +125,7 @@ if [ "${HIVEMIND_TEST_QUICK:-0}" != 1 ]; then
   ./scripts/fuzz.sh --smoke --build-dir build-asan
   record "fuzz smoke" $?
 
-  stage "stage 5: multi-node (spawn, mpirun, srun, sbatch, installed, netns)"
+  stage "stage 5: multi-node (spawn, mpirun, srun, sbatch, installed, trainers, netns)"
   ./scripts/test-multinode.sh 2>&1 | tee build/multinode.log
   rc=${PIPESTATUS[0]}
   line=$(grep -E '^multinode: [0-9]+ passed, [0-9]+ failed' build/multinode.log | tail -n1 || true)

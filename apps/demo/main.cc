@@ -6,8 +6,11 @@
 //           Linear(hidden, classes)
 //   prints: step, loss, batch accuracy, samples/s and live experts as it goes; held-out accuracy
 //           every --eval-every steps; stops at --target-accuracy or after --steps.
-//   --kill-server-at STEP --kill-pid PID: SIGKILLs that expert server mid-run to show training
-//           going on around the dead experts.
+//   --kill-at STEP --kill-pid PID: SIGKILLs that process mid-run (an expert server: training goes
+//           on around its dead experts; another trainer: the others go on training and averaging).
+//   --average-key KEY: data-parallel trainers (one per --trainer-index, same --seed) average their
+//           dense parameters (input and output layers, the gate) with every live trainer under KEY
+//           every --average-every steps (docs/averaging.md).
 #include <chrono>
 #include <cstdio>
 #include <set>
@@ -21,6 +24,7 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include <hivemind/averaging/torch_averager.h>
 #include <hivemind/client/dht_expert_directory.h>
 #include <hivemind/client/metered_expert_caller.h>
 #include <hivemind/client/remote_moe.h>
@@ -61,7 +65,11 @@ struct DemoOptions {
   double timeout_after_k_min_s = 1.0;
   int64_t wait_experts = 0;  // wait until this many experts are live before training
   double wait_experts_timeout_s = 60.0;
-  uint64_t seed = 1;
+  uint64_t seed = 1;  // the model's initial weights: the same for every data-parallel trainer
+  int64_t trainer_index = 0;  // which slice of the data stream this trainer reads
+  std::string average_key;    // empty: no averaging
+  int64_t average_every = 5;
+  double average_timeout_s = 10.0;
   int metrics_port = -1;  // serve the trainer's metrics at http://<metrics_host>:<port>/metrics
   std::string metrics_host = "127.0.0.1";
 };
@@ -146,14 +154,31 @@ int main(int argc, char** argv) {
   app.add_option("--eval-every", o.eval_every)->capture_default_str();
   app.add_option("--target-accuracy", o.target_accuracy, "stop once held-out accuracy reaches this")
       ->capture_default_str();
-  app.add_option("--kill-server-at", o.kill_server_at, "SIGKILL --kill-pid at this step");
-  app.add_option("--kill-pid", o.kill_pid, "the expert server process to kill");
+  app.add_option("--kill-at,--kill-server-at", o.kill_server_at, "SIGKILL --kill-pid at this step");
+  app.add_option("--kill-pid", o.kill_pid, "the process (an expert server, a trainer) to kill");
   app.add_option("--forward-timeout", o.forward_timeout_s)->capture_default_str();
   app.add_option("--timeout-after-k-min", o.timeout_after_k_min_s)->capture_default_str();
   app.add_option("--wait-experts", o.wait_experts, "wait until this many experts are live")
       ->capture_default_str();
   app.add_option("--wait-experts-timeout", o.wait_experts_timeout_s)->capture_default_str();
-  app.add_option("--seed", o.seed)->capture_default_str();
+  app.add_option("--seed", o.seed, "seed of the model's initial weights (and of the data)")
+      ->capture_default_str();
+  app.add_option("--trainer-index,--trainer_index", o.trainer_index,
+                 "data-parallel trainers with the same --seed start from the same weights and "
+                 "read different batches: this one's index")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--average-key,--average_key", o.average_key,
+                 "average the dense parameters with every trainer averaging under this key (found "
+                 "through the DHT); empty: train alone");
+  app.add_option("--average-every,--average_every", o.average_every,
+                 "steps between averaging rounds")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--average-timeout,--average_timeout", o.average_timeout_s,
+                 "seconds an averaging round may take before it counts as failed")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--metrics-port,--metrics_port", o.metrics_port,
                  "serve the trainer's Prometheus metrics (expert calls by method, failures by "
                  "reason, latency; its DHT node) at http://<metrics-host>:<port>/metrics (0: any "
@@ -185,8 +210,7 @@ int main(int argc, char** argv) {
   torch::manual_seed(static_cast<uint64_t>(o.seed));
   torch::set_num_threads(1);  // the trainer's math is small; leave the cores to the expert servers
   if (o.grid.size() != 2 || (o.kill_server_at >= 0 && o.kill_pid <= 0)) {
-    std::fprintf(stderr,
-                 "hivemind-demo: --grid needs two sizes, and --kill-server-at needs --kill-pid\n");
+    std::fprintf(stderr, "hivemind-demo: --grid needs two sizes, and --kill-at needs --kill-pid\n");
     return 2;
   }
 
@@ -268,6 +292,33 @@ int main(int argc, char** argv) {
   Model model(o, task.options().features, task.options().classes, directory, caller);
   torch::optim::Adam optimizer(model.parameters(), torch::optim::AdamOptions(o.lr));
   hivemind::warn_if_slow_blas();
+
+  // Data-parallel trainers keep their dense parameters (everything but the remote experts) in step
+  // by averaging them every --average-every steps with whoever is averaging under the key.
+  std::unique_ptr<hivemind::averaging::TorchAverager> averager;
+  if (!o.average_key.empty()) {
+    hivemind::averaging::AveragerOptions averaging;
+    averaging.key = o.average_key;
+    averaging.dht = shared_dht.get();
+    averaging.worker = worker;
+    averaging.client = rpc;
+    averaging.listen = o.listen;
+    averaging.round_timeout =
+        hivemind::Milliseconds(static_cast<int64_t>(o.average_timeout_s * 1000));
+    auto created = hivemind::averaging::TorchAverager::create(model.parameters(), averaging);
+    if (!created.is_ok()) {
+      log->error("cannot start averaging under '{}': {}", o.average_key,
+                 created.status().to_string());
+      return 1;
+    }
+    averager = std::move(created).value();
+    std::printf(
+        "hivemind-demo: trainer %lld averages its dense parameters under '%s' every %lld "
+        "steps (%s)\n",
+        (long long)o.trainer_index, o.average_key.c_str(), (long long)o.average_every,
+        averager->endpoint().c_str());
+    std::fflush(stdout);
+  }
   auto [eval_x, eval_y] = task.batch(1024, /*generator_seed=*/999'999);
 
   std::printf(
@@ -287,15 +338,15 @@ int main(int argc, char** argv) {
   int64_t step = 1;
   for (; step <= o.steps; ++step) {
     if (step == o.kill_server_at) {
-      std::printf(
-          "step %4lld: killing expert server pid %d (SIGKILL); training continues around its "
-          "experts\n",
-          (long long)step, o.kill_pid);
+      std::printf("step %4lld: killing pid %d (SIGKILL); training continues without it\n",
+                  (long long)step, o.kill_pid);
       std::fflush(stdout);
       ::kill(o.kill_pid, SIGKILL);
     }
     model.train();
-    auto [x, y] = task.batch(o.batch_size, o.seed * 1'000'003 + static_cast<uint64_t>(step));
+    auto [x, y] = task.batch(o.batch_size, o.seed * 1'000'003 +
+                                               static_cast<uint64_t>(o.trainer_index) * 7'919'000 +
+                                               static_cast<uint64_t>(step));
     torch::Tensor logits;
     try {
       logits = model.forward(x);
@@ -313,6 +364,20 @@ int main(int argc, char** argv) {
     }
     optimizer.step();
     window_samples += o.batch_size;
+    if (averager && step % o.average_every == 0) {
+      // Blocking on purpose: the optimizer must not move the parameters while they are averaged.
+      // A failed round leaves them as they were; training goes on and the next round retries.
+      hivemind::averaging::RoundReport round = averager->step();
+      if (round.ok) {
+        std::printf("step %4lld  averaged with %zu trainer(s) over %s in %lld ms\n",
+                    (long long)step, round.members.size(), round.backend.c_str(),
+                    (long long)round.elapsed.count());
+      } else {
+        std::printf("step %4lld  averaging round failed, training on: %s\n", (long long)step,
+                    round.failure.c_str());
+      }
+      std::fflush(stdout);
+    }
 
     bool report = step % 10 == 0 || step == 1;
     // The last step always evaluates, so a run shorter than --eval-every still reports a held-out

@@ -13,6 +13,7 @@ import torch as _torch  # loads LibTorch (and libtorch_python) before the extens
 from . import _C
 from .errors import *  # noqa: F401,F403  (the exception classes)
 from .errors import HivemindError, HivemindTimeoutError
+from .averaging import Averager, DecentralizedAverager, RoundReport
 from .dht import DHT, ValueWithExpiration, get_dht_time
 from .expert import RemoteExpert
 from .expert_class import (add_custom_models_from_file, register_expert_class,
@@ -40,4 +41,5 @@ _atexit.register(_C._shutdown)
 __all__ = ["DHT", "RemoteExpert", "RemoteMixtureOfExperts", "RemoteSwitchMixtureOfExperts",
            "Server", "ValueWithExpiration", "get_dht_time", "HivemindError",
            "HivemindTimeoutError", "use_swarm_key_file", "register_expert_class",
-           "save_expert_module", "add_custom_models_from_file"]
+           "save_expert_module", "add_custom_models_from_file", "Averager", "DecentralizedAverager",
+           "RoundReport"]

@@ -8,6 +8,7 @@
 #include <hivemind/common/wait_interrupt.h>
 #include <hivemind/transport/swarm_key_flag.h>
 
+#include "averaging.h"
 #include "client_transport.h"
 #include "dht.h"
 #include "errors.h"
@@ -44,6 +45,7 @@ PYBIND11_MODULE(_C, m) {
   hivemind::python::bind_dht(m);
   hivemind::python::bind_experts(m);
   hivemind::python::bind_server(m);
+  hivemind::python::bind_averaging(m);
 
   // The process's swarm key (docs/security.md): checked, then HIVEMIND_SWARM_KEY_FILE for every
   // transport created from now on; the client transport restarts so its next call uses it.
