@@ -1,4 +1,5 @@
 #include <hivemind/averaging/default_backends.h>
+#include <hivemind/averaging/host_staged_backend.h>
 #include <hivemind/averaging/nccl_backend.h>
 #include <hivemind/averaging/transport_backend.h>
 #include <hivemind/common/logging.h>
@@ -14,7 +15,9 @@ std::vector<std::shared_ptr<Backend>> default_backends(const BackendEnvironment&
   options.compression = environment.compression;
   auto transport = TransportBackend::create(environment.server, environment.client, options);
   if (transport.is_ok()) {
-    backends.push_back(std::move(transport).value());
+    // CUDA tensors reach the transport through pinned host staging: a group that cannot run NCCL,
+    // and an NCCL round that failed, still average GPU parameters.
+    backends.push_back(std::make_shared<HostStagedBackend>(std::move(transport).value()));
   } else {
     // The Averager then refuses to start, naming that no backend can average its tensors.
     logger("averaging")

@@ -23,7 +23,8 @@ struct BackendEnvironment {
 };
 
 // In preference order: NCCL where this build has it (it then declines host tensors itself through
-// Backend::usable_for), then the transport all-reduce, which every member can run.
+// Backend::usable_for), then the transport all-reduce, which every member can run (CUDA tensors
+// staged through pinned host memory: HostStagedBackend).
 std::vector<std::shared_ptr<Backend>> default_backends(const BackendEnvironment& environment);
 
 }  // namespace hivemind::averaging
