@@ -2,6 +2,10 @@
 
 #include <hivemind/averaging/torch_averager.h>
 
+#ifdef HIVEMIND_AVERAGING_TORCH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 namespace hivemind::averaging {
 
 namespace {
@@ -53,6 +57,11 @@ Result<std::vector<TensorRef>> tensor_refs(const std::vector<torch::Tensor>& ten
     if (t.is_cuda()) {
       ref.memory = transport::MemoryType::kCuda;
       ref.device = t.device().index();
+#ifdef HIVEMIND_AVERAGING_TORCH_CUDA
+      // The stream current now (normally the one training runs on for the averager's lifetime): a
+      // round starts after the work queued on it, e.g. the optimizer step that wrote the tensors.
+      ref.cuda_stream = c10::cuda::getCurrentCUDAStream(ref.device).stream();
+#endif
     } else if (!t.is_cpu()) {
       return invalid_argument_error(fmt::format(
           "tensor {} is on {}; only CPU and CUDA tensors are averaged", i, t.device().str()));
