@@ -32,7 +32,8 @@ std::vector<char*> make_env(const std::string& tls, std::vector<std::string>& st
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "UCX_TLS=", 8) != 0) storage.emplace_back(*e);
   }
-  storage.push_back("UCX_TLS=" + tls);
+  if (!tls.empty())
+    storage.push_back("UCX_TLS=" + tls);  // empty: the environment's (or UCX's) choice
   std::vector<char*> env;
   for (auto& s : storage)
     env.push_back(s.data());
@@ -140,7 +141,8 @@ std::string ucx_perftest_program() {
 }
 
 std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes,
-                                   int iters, int warmup, int port, std::string* why) {
+                                   int iters, int warmup, int port, std::string* why,
+                                   const std::string& memory_types) {
   const std::string program = ucx_perftest_program();
   int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
   pid_t server = spawn({program, "-p", std::to_string(port)}, tls, devnull);
@@ -156,10 +158,15 @@ std::optional<double> ucx_perftest(const std::string& test, const std::string& t
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the server binds its port
     int out[2];
     if (::pipe(out) != 0) break;
-    pid_t client = spawn(
-        {program, "127.0.0.1", "-p", std::to_string(port), "-t", test, "-s", std::to_string(bytes),
-         "-n", std::to_string(iters), "-w", std::to_string(warmup), "-f"},
-        tls, out[1]);
+    std::vector<std::string> args{
+        program, "127.0.0.1",           "-p", std::to_string(port),  "-t", test,
+        "-s",    std::to_string(bytes), "-n", std::to_string(iters), "-w", std::to_string(warmup),
+        "-f"};
+    if (!memory_types.empty()) {
+      args.push_back("-m");
+      args.push_back(memory_types);
+    }
+    pid_t client = spawn(args, tls, out[1]);
     ::close(out[1]);
     std::string text = read_all(out[0]);
     ::close(out[0]);

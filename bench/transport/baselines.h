@@ -13,11 +13,13 @@ namespace hivemind::bench::transport_baselines {
 // use), else "ucx_perftest" from PATH.
 std::string ucx_perftest_program();
 
-// ucx_perftest server + client on 127.0.0.1:port with UCX_TLS=tls. test: "ucp_am_lat" (returns the
-// overall half round trip in us) or "ucp_am_bw" (overall MB/s). nullopt when perftest is missing or
-// fails.
+// ucx_perftest server + client on 127.0.0.1:port with UCX_TLS=tls (empty: the environment's).
+// test: "ucp_am_lat" (returns the overall half round trip in us) or "ucp_am_bw" (overall MB/s).
+// memory_types: perftest's -m (e.g. "cuda,cuda": send and receive buffers in device memory), empty
+// for host memory. nullopt when perftest is missing or fails.
 std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes,
-                                   int iters, int warmup, int port, std::string* why);
+                                   int iters, int warmup, int port, std::string* why,
+                                   const std::string& memory_types = "");
 
 // Raw blocking TCP over loopback with TCP_NODELAY: ping-pong half round trip (us) and one-way
 // stream (MB/s, 1 MB = 1e6 bytes as ucx_perftest).
