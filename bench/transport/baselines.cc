@@ -27,11 +27,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<char*> make_env(const std::string& tls, std::vector<std::string>& storage) {
+std::vector<char*> make_env(const std::string& tls, const std::vector<std::string>& extra_env,
+                            std::vector<std::string>& storage) {
   storage.clear();
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "UCX_TLS=", 8) != 0) storage.emplace_back(*e);
   }
+  storage.insert(storage.end(), extra_env.begin(), extra_env.end());
   if (!tls.empty())
     storage.push_back("UCX_TLS=" + tls);  // empty: the environment's (or UCX's) choice
   std::vector<char*> env;
@@ -41,9 +43,10 @@ std::vector<char*> make_env(const std::string& tls, std::vector<std::string>& st
   return env;
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& tls, int out_fd) {
+pid_t spawn(const std::vector<std::string>& args, const std::string& tls,
+            const std::vector<std::string>& extra_env, int out_fd) {
   std::vector<std::string> storage;
-  auto env = make_env(tls, storage);
+  auto env = make_env(tls, extra_env, storage);
   std::vector<std::string> a = args;
   std::vector<char*> argv;
   for (auto& s : a)
@@ -142,10 +145,10 @@ std::string ucx_perftest_program() {
 
 std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes,
                                    int iters, int warmup, int port, std::string* why,
-                                   const std::string& memory_types) {
+                                   const PerftestVariant& variant) {
   const std::string program = ucx_perftest_program();
   int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  pid_t server = spawn({program, "-p", std::to_string(port)}, tls, devnull);
+  pid_t server = spawn({program, "-p", std::to_string(port)}, tls, variant.env, devnull);
   if (devnull >= 0) ::close(devnull);
   if (server < 0) {
     if (why) *why = "ucx_perftest not found";
@@ -162,11 +165,8 @@ std::optional<double> ucx_perftest(const std::string& test, const std::string& t
         program, "127.0.0.1",           "-p", std::to_string(port),  "-t", test,
         "-s",    std::to_string(bytes), "-n", std::to_string(iters), "-w", std::to_string(warmup),
         "-f"};
-    if (!memory_types.empty()) {
-      args.push_back("-m");
-      args.push_back(memory_types);
-    }
-    pid_t client = spawn(args, tls, out[1]);
+    args.insert(args.end(), variant.args.begin(), variant.args.end());
+    pid_t client = spawn(args, tls, variant.env, out[1]);
     ::close(out[1]);
     std::string text = read_all(out[0]);
     ::close(out[0]);

@@ -486,7 +486,7 @@ int run_device_cases(const DeviceCaseOptions& options, Reporter& reporter) {
           },
           &why);
       auto base = transport_baselines::ucx_perftest("ucp_am_bw", "", bytes, options.reps, 2, port++,
-                                                    &why, "cuda,cuda");
+                                                    &why, {{"-m", "cuda,cuda"}, {}});
       if (!us || !base) {
         reporter.note("device_direct/{}: skipped: {}", label, why);
       } else {

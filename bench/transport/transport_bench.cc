@@ -296,6 +296,7 @@ struct TransportBenchOptions {
   // The device-tensor cases (transport/device_cases.h), after the host cases.
   std::vector<size_t> device_sizes_mib{4, 64, 256};
   bool device_only = false;
+  bool skip_device = false;
   bool device_peer = false;  // this process is the receiving peer of the device cases
 
   void declare(CLI::App& cli) {
@@ -313,8 +314,8 @@ struct TransportBenchOptions {
             },
             "SIZES"))
         ->capture_default_str();
-    cli.add_option("--device-sizes-mib", device_sizes_mib,
-                   "device-tensor case sizes in MiB (empty: skip the device cases)")
+    cli.add_flag("--skip-device", skip_device, "skip the device-tensor cases");
+    cli.add_option("--device-sizes-mib", device_sizes_mib, "device-tensor case sizes in MiB")
         ->check(CLI::Range(1, 4096))
         ->delimiter(',')
         ->capture_default_str();
@@ -427,6 +428,19 @@ HIVEMIND_BENCH(transport,
       }
       if (!failed)
         reporter.report({case_name, "bandwidth_MBps", mbps, "MB/s", baseline_name, baseline});
+      if (b.scheme != "tcp" && !failed && bytes >= (64 << 10)) {
+        // Our endpoints ask for peer-failure handling, which keeps UCX off cma (no single-copy
+        // rendezvous on one host: posix's copy-in copy-out instead). perftest -e runs that same
+        // endpoint mode: the baseline for what UCX itself achieves under our guarantees.
+        auto v = base::ucx_perftest("ucp_am_bw", b.tls, bytes, n, warm, port++, &why,
+                                    {{"-e"}, {"UCX_MM_ERROR_HANDLING=y"}});
+        if (v) {
+          reporter.report(
+              {case_name, "bandwidth_MBps", mbps, "MB/s", "ucx_perftest_am_bw_peer_errh", *v});
+        } else {
+          reporter.note("{}: no ucx_perftest -e baseline ({})", case_name, why);
+        }
+      }
     }
     if (!options.skip_setup) {
       // Connection setup, keyed next to open, on fresh setups of this backend (same spin).
@@ -475,7 +489,7 @@ HIVEMIND_BENCH(transport,
       }
     }
   }
-  return device.sizes.empty()
+  return options.skip_device
              ? 0
              : hivemind::bench::transport_device::run_device_cases(device, reporter);
 }
