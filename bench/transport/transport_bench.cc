@@ -1,14 +1,17 @@
 // hivemind-bench transport [--json] [--quick] [--backends tcp,ucx_tcp,ucx_posix] [--rpcs N]
+//                          [--sizes B,...] [--skip-setup] [--spin-us N]
+//                          [--device-sizes-mib M,...] [--device-only] [--skip-device]
 //
 // Per backend, at 8 B / 64 KiB / 4 MiB / 64 MiB: RPC echo half round trip and one-way streaming
 // bandwidth (a window of calls to a sink that answers with an empty message), each next to a
 // baseline measured in the same run: ucx_perftest ucp_am_lat / ucp_am_bw with the same UCX_TLS for
-// the UCX backends, a raw blocking TCP ping-pong / stream for the TCP backend. Then N small RPCs
-// over one endpoint with the resident set size after warm-up and at the end. And the connection
-// setup time (connect + first empty call) with a swarm key next to the same without one: what the
-// swarm handshake adds (docs/security.md). Then the device-tensor cases (device_cases.h): staged,
-// direct and CUDA IPC sends of device tensors to a peer process, skipped with the reason where no
-// device is.
+// the UCX backends (and, for bandwidth, ucx_perftest -e: endpoints with peer-failure handling as
+// ours, which UCX keeps off cma), a raw blocking TCP ping-pong / stream for the TCP backend. Then N
+// small RPCs over one endpoint with the resident set size after warm-up and at the end. And the
+// connection setup time (connect + first empty call) with a swarm key next to the same without one:
+// what the swarm handshake adds (docs/security.md). Then the device-tensor cases (device_cases.h):
+// staged, direct and CUDA IPC sends of device tensors to a peer process, skipped with the reason
+// where no device is.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
