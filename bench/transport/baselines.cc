@@ -27,12 +27,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<char*> make_env(const std::string& tls, std::vector<std::string>& storage) {
+std::vector<char*> make_env(const std::string& tls, const std::vector<std::string>& extra_env,
+                            std::vector<std::string>& storage) {
   storage.clear();
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::strncmp(*e, "UCX_TLS=", 8) != 0) storage.emplace_back(*e);
   }
-  storage.push_back("UCX_TLS=" + tls);
+  storage.insert(storage.end(), extra_env.begin(), extra_env.end());
+  if (!tls.empty())
+    storage.push_back("UCX_TLS=" + tls);  // empty: the environment's (or UCX's) choice
   std::vector<char*> env;
   for (auto& s : storage)
     env.push_back(s.data());
@@ -40,9 +43,10 @@ std::vector<char*> make_env(const std::string& tls, std::vector<std::string>& st
   return env;
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& tls, int out_fd) {
+pid_t spawn(const std::vector<std::string>& args, const std::string& tls,
+            const std::vector<std::string>& extra_env, int out_fd) {
   std::vector<std::string> storage;
-  auto env = make_env(tls, storage);
+  auto env = make_env(tls, extra_env, storage);
   std::vector<std::string> a = args;
   std::vector<char*> argv;
   for (auto& s : a)
@@ -140,10 +144,11 @@ std::string ucx_perftest_program() {
 }
 
 std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes,
-                                   int iters, int warmup, int port, std::string* why) {
+                                   int iters, int warmup, int port, std::string* why,
+                                   const PerftestVariant& variant) {
   const std::string program = ucx_perftest_program();
   int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  pid_t server = spawn({program, "-p", std::to_string(port)}, tls, devnull);
+  pid_t server = spawn({program, "-p", std::to_string(port)}, tls, variant.env, devnull);
   if (devnull >= 0) ::close(devnull);
   if (server < 0) {
     if (why) *why = "ucx_perftest not found";
@@ -156,10 +161,12 @@ std::optional<double> ucx_perftest(const std::string& test, const std::string& t
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the server binds its port
     int out[2];
     if (::pipe(out) != 0) break;
-    pid_t client = spawn(
-        {program, "127.0.0.1", "-p", std::to_string(port), "-t", test, "-s", std::to_string(bytes),
-         "-n", std::to_string(iters), "-w", std::to_string(warmup), "-f"},
-        tls, out[1]);
+    std::vector<std::string> args{
+        program, "127.0.0.1",           "-p", std::to_string(port),  "-t", test,
+        "-s",    std::to_string(bytes), "-n", std::to_string(iters), "-w", std::to_string(warmup),
+        "-f"};
+    args.insert(args.end(), variant.args.begin(), variant.args.end());
+    pid_t client = spawn(args, tls, variant.env, out[1]);
     ::close(out[1]);
     std::string text = read_all(out[0]);
     ::close(out[0]);

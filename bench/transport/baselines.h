@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace hivemind::bench::transport_baselines {
 
@@ -13,11 +14,20 @@ namespace hivemind::bench::transport_baselines {
 // use), else "ucx_perftest" from PATH.
 std::string ucx_perftest_program();
 
-// ucx_perftest server + client on 127.0.0.1:port with UCX_TLS=tls. test: "ucp_am_lat" (returns the
-// overall half round trip in us) or "ucp_am_bw" (overall MB/s). nullopt when perftest is missing or
-// fails.
+// What a perftest run adds to the plain one: client arguments (e.g. {"-m", "cuda,cuda"}: buffers
+// in device memory; {"-e"}: endpoints with peer-failure handling, as ours) and environment entries
+// for both sides (e.g. "UCX_MM_ERROR_HANDLING=y", which our Context sets on UCX >= 1.14).
+struct PerftestVariant {
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+};
+
+// ucx_perftest server + client on 127.0.0.1:port with UCX_TLS=tls (empty: the environment's).
+// test: "ucp_am_lat" (returns the overall half round trip in us) or "ucp_am_bw" (overall MB/s).
+// nullopt when perftest is missing or fails.
 std::optional<double> ucx_perftest(const std::string& test, const std::string& tls, size_t bytes,
-                                   int iters, int warmup, int port, std::string* why);
+                                   int iters, int warmup, int port, std::string* why,
+                                   const PerftestVariant& variant = {});
 
 // Raw blocking TCP over loopback with TCP_NODELAY: ping-pong half round trip (us) and one-way
 // stream (MB/s, 1 MB = 1e6 bytes as ucx_perftest).

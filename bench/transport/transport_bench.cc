@@ -1,13 +1,20 @@
 // hivemind-bench transport [--json] [--quick] [--backends tcp,ucx_tcp,ucx_posix] [--rpcs N]
+//                          [--sizes B,...] [--skip-setup] [--spin-us N]
+//                          [--device-sizes-mib M,...] [--device-only] [--skip-device]
 //
 // Per backend, at 8 B / 64 KiB / 4 MiB / 64 MiB: RPC echo half round trip and one-way streaming
 // bandwidth (a window of calls to a sink that answers with an empty message), each next to a
 // baseline measured in the same run: ucx_perftest ucp_am_lat / ucp_am_bw with the same UCX_TLS for
-// the UCX backends, a raw blocking TCP ping-pong / stream for the TCP backend. Then N small RPCs
-// over one endpoint with the resident set size after warm-up and at the end. And the connection
-// setup time (connect + first empty call) with a swarm key next to the same without one: what the
-// swarm handshake adds (docs/security.md).
+// the UCX backends (and, for bandwidth, ucx_perftest -e: endpoints with peer-failure handling as
+// ours, which UCX keeps off cma), a raw blocking TCP ping-pong / stream for the TCP backend. Then N
+// small RPCs over one endpoint with the resident set size after warm-up and at the end. And the
+// connection setup time (connect + first empty call) with a swarm key next to the same without one:
+// what the swarm handshake adds (docs/security.md). Then the device-tensor cases (device_cases.h):
+// staged, direct and CUDA IPC sends of device tensors to a peer process, skipped with the reason
+// where no device is.
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -20,6 +27,7 @@
 
 #include "support/report.h"
 #include "transport/baselines.h"
+#include "transport/device_cases.h"
 
 namespace {
 
@@ -286,9 +294,38 @@ struct TransportBenchOptions {
   // the raw TCP baseline blocks in read(), so the TCP backend sleeps at once (0); ucx_perftest
   // polls all the time, so the UCX backends poll for 100 ms. --spin-us overrides both.
   long long spin_us = -1;
+  std::string sizes = "8,65536,4194304,67108864";
+  bool skip_setup = false;
+  // The device-tensor cases (transport/device_cases.h), after the host cases.
+  std::vector<size_t> device_sizes_mib{4, 64, 256};
+  bool device_only = false;
+  bool skip_device = false;
+  bool device_peer = false;  // this process is the receiving peer of the device cases
 
   void declare(CLI::App& cli) {
     cli.add_flag("--quick", quick, "a tenth of the iterations");
+    cli.add_option("--sizes", sizes, "message sizes in bytes, comma-separated (at most 64 MiB)")
+        ->check(CLI::Validator(
+            [](std::string& value) -> std::string {
+              for (const std::string& item : split_list(value)) {
+                char* end = nullptr;
+                const unsigned long long n = std::strtoull(item.c_str(), &end, 10);
+                if (item.empty() || *end != '\0' || n == 0 || n > (64ull << 20))
+                  return "size '" + item + "' is not a byte count from 1 to 67108864";
+              }
+              return "";
+            },
+            "SIZES"))
+        ->capture_default_str();
+    cli.add_flag("--skip-device", skip_device, "skip the device-tensor cases");
+    cli.add_option("--device-sizes-mib", device_sizes_mib, "device-tensor case sizes in MiB")
+        ->check(CLI::Range(1, 4096))
+        ->delimiter(',')
+        ->capture_default_str();
+    cli.add_flag("--device-only", device_only, "only the device-tensor cases");
+    cli.add_flag("--device-peer", device_peer)->group("");  // the device cases' own re-execution
+    cli.add_flag("--skip-setup", skip_setup,
+                 "skip the connection-setup case (keyed vs open), which takes most of a quick run");
     cli.add_option("--backends", backends,
                    "which backends to measure, of tcp,ucx_tcp,ucx_posix,ucx_sysv")
         ->check(CLI::Validator(
@@ -318,6 +355,13 @@ HIVEMIND_BENCH(transport,
                "RPC half round trip and bandwidth per backend vs ucx_perftest and raw TCP",
                TransportBenchOptions) {
   const bool quick = options.quick;
+  hivemind::bench::transport_device::DeviceCaseOptions device;
+  for (size_t mib : options.device_sizes_mib)
+    device.sizes.push_back(mib << 20);
+  device.reps = quick ? 5 : 20;
+  if (options.device_peer) return hivemind::bench::transport_device::run_device_peer(device);
+  if (options.device_only)
+    return hivemind::bench::transport_device::run_device_cases(device, reporter);
   const std::string& wanted = options.backends;
   const long long rpcs = options.rpcs;
   const long long spin_override = options.spin_us;
@@ -325,7 +369,10 @@ HIVEMIND_BENCH(transport,
                                {"ucx_tcp", "ucx", "tcp"},
                                {"ucx_posix", "ucx", "posix,cma,tcp"},
                                {"ucx_sysv", "ucx", "sysv,cma,tcp"}};
-  std::vector<size_t> sizes{8, 64 << 10, 4 << 20, 64 << 20};
+  std::vector<size_t> sizes;
+  for (const std::string& item : split_list(options.sizes))
+    sizes.push_back(std::strtoull(item.c_str(), nullptr, 10));
+  std::sort(sizes.begin(), sizes.end());
   int port = 20100;
   reporter.note(
       "transport: UCX {} (baseline: {}) | machine shared with parallel builds: figures are noisy",
@@ -384,8 +431,21 @@ HIVEMIND_BENCH(transport,
       }
       if (!failed)
         reporter.report({case_name, "bandwidth_MBps", mbps, "MB/s", baseline_name, baseline});
+      if (b.scheme != "tcp" && !failed && bytes >= (64 << 10)) {
+        // Our endpoints ask for peer-failure handling, which keeps UCX off cma (no single-copy
+        // rendezvous on one host: posix's copy-in copy-out instead). perftest -e runs that same
+        // endpoint mode: the baseline for what UCX itself achieves under our guarantees.
+        auto v = base::ucx_perftest("ucp_am_bw", b.tls, bytes, n, warm, port++, &why,
+                                    {{"-e"}, {"UCX_MM_ERROR_HANDLING=y"}});
+        if (v) {
+          reporter.report(
+              {case_name, "bandwidth_MBps", mbps, "MB/s", "ucx_perftest_am_bw_peer_errh", *v});
+        } else {
+          reporter.note("{}: no ucx_perftest -e baseline ({})", case_name, why);
+        }
+      }
     }
-    {
+    if (!options.skip_setup) {
       // Connection setup, keyed next to open, on fresh setups of this backend (same spin).
       const int n = quick ? 50 : 300;
       bool failed = false;
@@ -432,5 +492,7 @@ HIVEMIND_BENCH(transport,
       }
     }
   }
-  return 0;
+  return options.skip_device
+             ? 0
+             : hivemind::bench::transport_device::run_device_cases(device, reporter);
 }

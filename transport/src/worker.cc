@@ -136,6 +136,7 @@ bool Worker::Impl::post(std::function<void()> fn) {
     std::lock_guard lock(mu);
     if (stop_requested.load()) return false;
     remote_queue.push_back(std::move(fn));
+    remote_pending.store(true, std::memory_order_release);
   }
   // Pairs with the loop's store of `sleeping` before its final queue check: either the loop sees
   // the item or we see it asleep and wake it.
@@ -230,7 +231,9 @@ uint64_t Worker::Impl::add_fd(int fd, uint32_t events, FdHandler* handler) {
   ev.events = events;
   ev.data.u64 = token;
   if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) return 0;
-  fd_handlers.emplace(token, handler);
+  const bool wake_only = handler->wake_only();
+  fd_handlers.emplace(token, FdEntry{handler, wake_only});
+  if (!wake_only) ++work_fds;
   return token;
 }
 
@@ -245,7 +248,10 @@ void Worker::Impl::modify_fd(int fd, uint64_t token, uint32_t events) {
 void Worker::Impl::remove_fd(int fd, uint64_t token) {
   HIVEMIND_ASSERT_IN_LOOP(*this);
   ::epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
-  fd_handlers.erase(token);
+  auto it = fd_handlers.find(token);
+  if (it == fd_handlers.end()) return;
+  if (!it->second.wake_only) --work_fds;
+  fd_handlers.erase(it);
 }
 
 void Worker::Impl::wake() {
@@ -274,9 +280,12 @@ UcxWorker* Worker::Impl::ucx_worker() {
 bool Worker::Impl::run_queues() {
   bool did = false;
   std::vector<std::function<void()>> batch;
-  {
+  // The flag spares the busy-polling loop a lock per turn; a post that lands after the check is
+  // seen on the next turn, or by the locked check before sleeping.
+  if (remote_pending.load(std::memory_order_acquire)) {
     std::lock_guard lock(mu);
     batch.swap(remote_queue);
+    remote_pending.store(false, std::memory_order_relaxed);
   }
   for (auto& fn : batch) {
     fn();
@@ -320,8 +329,8 @@ bool Worker::Impl::poll_fds(int timeout_ms) {
     }
     auto it = fd_handlers.find(token);
     if (it == fd_handlers.end()) continue;
-    FdHandler* handler = it->second;
-    did |= !handler->wake_only();  // read first: the handler may remove and destroy itself
+    FdHandler* handler = it->second.handler;
+    did |= !it->second.wake_only;  // read first: the handler may remove and destroy itself
     handler->on_fd_events(events[i].events);
   }
   return did;
@@ -335,18 +344,27 @@ void Worker::Impl::run() {
     bool did = run_queues();
     auto now = SteadyClock::now();
     did |= run_timers(now);
+    bool progressed = false;
     for (Poller* p : pollers)
-      did |= p->progress();
-    did |= poll_fds(0);
+      progressed |= p->progress();
+    did |= progressed;
+    // What a Poller delivered runs on the next iteration's run_queues(): do not put an epoll_wait
+    // between the two unless sockets could be waiting (the eventfd and UCX's efd matter only to a
+    // sleeping loop, which polls them below).
+    if (work_fds > 0 && (!progressed || ++fd_skips >= kMaxFdSkips)) {
+      fd_skips = 0;
+      did |= poll_fds(0);
+    }
+    // One clock read per turn (the loop's own cost while it busy-polls): the turn's start stands
+    // for its end, which shortens a spin by at most one turn.
     if (did) {
       if (spinning) spin.caught();
       spinning = false;
-      last_work = SteadyClock::now();
+      last_work = now;
       continue;
     }
     if (!local_queue.empty()) continue;
     spinning = true;
-    now = SteadyClock::now();
     if (now - last_work < spin.budget()) continue;
 
     // Sleep: announce it, re-check the queue, arm UCX, then wait for an fd or the next timer.

@@ -66,6 +66,8 @@ struct Worker::Impl {
 
   std::mutex mu;  // guards remote_queue, timers_from_other_threads
   std::vector<std::function<void()>> remote_queue;
+  std::atomic<bool> remote_pending{
+      false};  // remote_queue may be non-empty (set and cleared under mu)
   std::vector<std::function<void()>>
       local_queue;  // posts made on the I/O thread: no lock, no wakeup
 
@@ -77,8 +79,20 @@ struct Worker::Impl {
 
   // epoll tokens -> handlers; a token looked up per event so a handler removed mid-batch is
   // skipped.
-  std::unordered_map<uint64_t, FdHandler*> fd_handlers;
+  struct FdEntry {
+    FdHandler* handler;
+    bool wake_only;  // the handler's wake_only(), read once at add_fd (not from a destructor)
+  };
+  std::unordered_map<uint64_t, FdEntry> fd_handlers;
   uint64_t next_fd_token = 1;
+  // Handlers whose readiness is work (sockets), not a mere wake-up (the eventfd, UCX's efd). With
+  // none, a busy-polling loop has no reason to ask epoll anything until it goes to sleep.
+  size_t work_fds = 0;
+  // Busy-poll iterations since the last epoll_wait(0): one that progressed a Poller skips the
+  // epoll call (a syscall costs more than a shared-memory message here), at most kMaxFdSkips
+  // times in a row so sockets are never starved by a busy Poller.
+  static constexpr int kMaxFdSkips = 16;
+  int fd_skips = 0;
   std::vector<Poller*> pollers;
 
   // Live endpoints and listeners, so they outlive their users until closed; closed at stop().

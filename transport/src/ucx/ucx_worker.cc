@@ -313,10 +313,11 @@ UcxWorkerImpl::~UcxWorkerImpl() {
 }
 
 bool UcxWorkerImpl::progress() {
-  bool did = false;
-  while (ucp_worker_progress(handle_) != 0)
-    did = true;
-  return did;
+  // One call per loop turn, not "until it returns 0": what it delivered was deferred and runs at
+  // the top of the next turn, and the extra call that would only confirm there is nothing more
+  // costs an epoll_wait per tcp interface on client-server endpoints (their wireup lanes keep
+  // UCX's tcp interfaces in the progress list even when the data goes over shared memory).
+  return ucp_worker_progress(handle_) != 0;
 }
 
 bool UcxWorkerImpl::arm() {
