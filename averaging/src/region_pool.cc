@@ -38,18 +38,28 @@ std::shared_ptr<uint8_t> RegionPool::acquire(size_t bytes) {
   }
   if (best != nullptr) return best->region;
   auto region = allocate_region(bytes);
-  if (cached_.size() < max_cached_) {
-    cached_.push_back({region, bytes});
-  } else {
-    // Replace an idle region that is too small, so that a pool warmed on small rounds adapts.
-    for (auto& c : cached_) {
-      if (c.region.use_count() == 1 && c.capacity < bytes) {
-        c = {region, bytes};
-        break;
-      }
+  // Drop idle regions too small for this request while the new one would not fit the limits, so
+  // that a pool warmed on small rounds adapts to larger ones.
+  for (size_t i = 0; i < cached_.size() && (cached_.size() >= max_cached_ ||
+                                            cached_bytes_ + bytes > max_cached_bytes_);) {
+    if (cached_[i].region.use_count() == 1 && cached_[i].capacity < bytes) {
+      cached_bytes_ -= cached_[i].capacity;
+      cached_.erase(cached_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
     }
   }
+  if (cached_.size() < max_cached_ && cached_bytes_ + bytes <= max_cached_bytes_) {
+    cached_.push_back({region, bytes});
+    cached_bytes_ += bytes;
+  }
   return region;
+}
+
+transport::Buffer RegionPool::buffer(size_t bytes) {
+  auto region = acquire(bytes);
+  uint8_t* data = region.get();  // before the move below: argument order is unspecified
+  return transport::Buffer::wrap(data, bytes, transport::MemoryType::kHost, -1, std::move(region));
 }
 
 }  // namespace hivemind::averaging

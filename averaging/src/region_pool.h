@@ -12,16 +12,22 @@
 #include <mutex>
 #include <vector>
 
+#include <hivemind/transport/buffer.h>
+
 namespace hivemind::averaging {
 
 class RegionPool {
  public:
-  // Keeps at most `max_cached` regions for reuse; more can be in use at once.
-  explicit RegionPool(size_t max_cached) : max_cached_(max_cached) {}
+  // Keeps at most `max_cached` regions, of at most `max_cached_bytes` in all, for reuse; more can
+  // be in use at once.
+  RegionPool(size_t max_cached, uint64_t max_cached_bytes)
+      : max_cached_(max_cached), max_cached_bytes_(max_cached_bytes) {}
 
   // A region of at least `bytes` bytes (64-byte aligned, contents undefined). It returns to the
   // pool when every copy of the pointer is gone. Thread-safe.
   std::shared_ptr<uint8_t> acquire(size_t bytes);
+  // The same as a host Buffer of exactly `bytes` bytes.
+  transport::Buffer buffer(size_t bytes);
 
  private:
   struct Cached {
@@ -29,7 +35,9 @@ class RegionPool {
     size_t capacity = 0;
   };
   const size_t max_cached_;
+  const uint64_t max_cached_bytes_;
   std::mutex mu_;
+  uint64_t cached_bytes_ = 0;
   std::vector<Cached> cached_;
 };
 

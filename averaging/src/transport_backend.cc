@@ -1,7 +1,8 @@
 #include <algorithm>
+#include <deque>
 #include <mutex>
-#include <optional>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -38,26 +39,26 @@ struct TransportBackend::Core : std::enable_shared_from_this<TransportBackend::C
   std::shared_ptr<transport::rpc::Client> client;
 
   // Memory reused from round to round (region_pool.h): staging (a spare for replies still being
-  // sent when the next round starts), sums, and blocks that contributions are received into.
-  RegionPool staging_pool{2};
-  RegionPool sum_pool{2};
-  RegionPool receive_pool{64};
+  // sent when the next round starts), sums, and blocks for received contributions and encodings.
+  RegionPool staging_pool{2, UINT64_MAX};
+  RegionPool sum_pool{2, UINT64_MAX};
+  std::shared_ptr<RegionPool> blocks;
 
   std::mutex mu;
   bool closed = false;
   std::shared_ptr<ButterflyRound> current;
   std::vector<Held> held;
   uint64_t held_bytes = 0;
-  // Per key fingerprint: the latest round this member entered. Parts of that round or older that
-  // are not the current round's are late and refused.
-  std::unordered_map<uint64_t, uint64_t> entered;
-  // The last round that finished here and how: its late parts get its outcome as their answer,
-  // so every member learns why the round failed (a mismatch found by one owner, say).
+  // The last rounds that finished here and how: their late parts get the outcome as their answer,
+  // so every member learns why a round failed (a mismatch found by one owner, say). Round numbers
+  // are the leaders' and need not grow from one round to the next, so rounds are recognised by
+  // key, group and number together, never by order.
   struct Finished {
     uint64_t key_hash = 0, group_hash = 0, round = 0;
     Status outcome;
   };
-  std::optional<Finished> last;
+  static constexpr size_t kFinishedKept = 16;
+  std::deque<Finished> finished;
 
   // Under mu. `bytes`: the payload the message brings (for the holding budget).
   Fate fate_locked(const PartHeader& h, uint64_t bytes, Status& why) const {
@@ -66,24 +67,17 @@ struct TransportBackend::Core : std::enable_shared_from_this<TransportBackend::C
       return Fate::kRefuse;
     }
     if (current && current->matches(h)) return Fate::kCurrent;
-    if (last && last->key_hash == h.key_hash && last->group_hash == h.group_hash &&
-        last->round == h.round) {
-      why = last->outcome.is_ok()
+    for (const auto& f : finished) {
+      if (f.key_hash != h.key_hash || f.group_hash != h.group_hash || f.round != h.round) continue;
+      why = f.outcome.is_ok()
                 ? canceled_error(fmt::format("round {} already succeeded here", h.round))
-                : last->outcome.with_context(fmt::format("round {} failed here", h.round));
+                : f.outcome.with_context(fmt::format("round {} failed here", h.round));
       return Fate::kRefuse;
     }
-    auto it = entered.find(h.key_hash);
-    if (it != entered.end() && h.round <= it->second) {
-      why = canceled_error(
-          fmt::format("round {} is over here, or is not this member's round {} (a late part, or "
-                      "another group under the same key)",
-                      h.round, it->second));
-      return Fate::kRefuse;
-    }
-    std::set<std::pair<uint64_t, uint64_t>> rounds{{h.key_hash, h.round}};
+    // A round is held apart from others by key, group and number.
+    std::set<std::tuple<uint64_t, uint64_t, uint64_t>> rounds{{h.key_hash, h.group_hash, h.round}};
     for (const auto& x : held)
-      rounds.emplace(x.header.key_hash, x.header.round);
+      rounds.emplace(x.header.key_hash, x.header.group_hash, x.header.round);
     if (rounds.size() > options.max_early_rounds) {
       why = unavailable_error(fmt::format(
           "round {} has not started here, and parts of {} other rounds are held already", h.round,
@@ -130,21 +124,11 @@ struct TransportBackend::Core : std::enable_shared_from_this<TransportBackend::C
       }
     }
     if (round) HIVEMIND_RETURN_IF_ERROR(round->admit(h));
-    // One block per segment, so every segment is aligned for its dtype. Blocks of the chunk's
-    // fp32 size are reused; anything larger (a compressed chunk never is) is allocated.
-    const uint64_t block = options.chunk_elements * sizeof(float);
+    // One block per segment, so every segment is aligned for its dtype.
     std::vector<Buffer> buffers;
     buffers.reserve(sizes.size());
-    for (uint64_t size : sizes) {
-      if (size > block) {
-        buffers.push_back(Buffer::allocate_host(size));
-        continue;
-      }
-      auto region = receive_pool.acquire(block);
-      uint8_t* data = region.get();  // before the move below: argument order is unspecified
-      buffers.push_back(
-          Buffer::wrap(data, size, transport::MemoryType::kHost, -1, std::move(region)));
-    }
+    for (uint64_t size : sizes)
+      buffers.push_back(blocks->buffer(size));
     return buffers;
   }
 
@@ -217,6 +201,7 @@ Result<std::shared_ptr<TransportBackend>> TransportBackend::create(
                     options.chunk_elements, options.limits.max_chunk_elements));
   auto core = std::make_shared<Core>();
   core->options = options;
+  core->blocks = std::make_shared<RegionPool>(SIZE_MAX, options.max_pooled_bytes);
   core->server = std::move(server);
   core->client = std::move(client);
   std::weak_ptr<Core> weak = core;
@@ -244,6 +229,11 @@ TransportBackend::~TransportBackend() {
 
 void TransportBackend::close() {
   core_->close();
+}
+
+size_t TransportBackend::held_parts() const {
+  std::lock_guard lock(core_->mu);
+  return core_->held.size();
 }
 
 bool TransportBackend::usable_for(std::span<const TensorRef> tensors,
@@ -274,7 +264,7 @@ Status TransportBackend::all_reduce_mean(const Group& group, std::span<const Ten
 
   HIVEMIND_ASSIGN_OR_RETURN(
       auto round, ButterflyRound::create(group, tensors, core_->options, core_->client, deadline,
-                                         core_->staging_pool, core_->sum_pool));
+                                         core_->staging_pool, core_->sum_pool, core_->blocks));
   std::vector<Core::Held> mine, refused;
   {
     std::lock_guard lock(core_->mu);
@@ -282,15 +272,14 @@ Status TransportBackend::all_reduce_mean(const Group& group, std::span<const Ten
     if (core_->current)
       return internal_error("TransportBackend::all_reduce_mean called while a round runs");
     core_->current = round;
-    uint64_t& entered = core_->entered[round->key_hash()];
-    entered = std::max(entered, round->round());
-    // Held parts of this round join it; parts of this key's older rounds, or of another group
-    // with this round number, are late now.
+    // Held parts of this round join it. Those of other rounds under this key are for groups this
+    // member is not in (it takes part in one round of a key at a time, and joins the next one
+    // only after this one): refused now, so their senders fail fast.
     std::vector<Core::Held> keep;
     for (auto& x : core_->held) {
       if (round->matches(x.header)) {
         mine.push_back(std::move(x));
-      } else if (x.header.key_hash == round->key_hash() && x.header.round <= round->round()) {
+      } else if (x.header.key_hash == round->key_hash()) {
         refused.push_back(std::move(x));
       } else {
         keep.push_back(std::move(x));
@@ -302,8 +291,10 @@ Status TransportBackend::all_reduce_mean(const Group& group, std::span<const Ten
       core_->held_bytes += x.bytes;
   }
   for (auto& x : refused)
-    x.responder.reply(canceled_error(
-        fmt::format("round {} is not this member's round {}", x.header.round, round->round())));
+    x.responder.reply(canceled_error(fmt::format(
+        "round {} of that group is not this member's: it is in round {} of another group under "
+        "the same key",
+        x.header.round, round->round())));
   for (auto& x : mine)
     round->contribute(x.header, std::move(x.payload), std::move(x.responder));
 
@@ -312,7 +303,8 @@ Status TransportBackend::all_reduce_mean(const Group& group, std::span<const Ten
   {
     std::lock_guard lock(core_->mu);
     core_->current.reset();
-    core_->last = Core::Finished{round->key_hash(), round->group_hash(), round->round(), outcome};
+    core_->finished.push_back({round->key_hash(), round->group_hash(), round->round(), outcome});
+    if (core_->finished.size() > Core::kFinishedKept) core_->finished.pop_front();
   }
   report.bytes_sent += round->bytes_sent();
   report.bytes_received += round->bytes_received();
