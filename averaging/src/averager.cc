@@ -211,7 +211,7 @@ RoundReport Averager::State::round() {
   const SteadyTime started = SteadyClock::now();
   const Deadline deadline = Deadline::after(options.round_timeout);
   RoundReport report;
-  auto finish = [&](Status status) {
+  auto finish = [&](const Status& status) {
     report.ok = status.is_ok();
     if (!status.is_ok()) report.failure = status.to_string();
     matchmaker->end_round();

@@ -20,6 +20,7 @@ using transport::rpc::Responder;
 
 struct PendingJoin {
   MemberInfo member;
+  uint64_t last_round = 0;
   Responder responder;
   SteadyTime expires;
 };
@@ -67,7 +68,11 @@ struct Matchmaker::State {
   uint64_t round = 0;                   // the last round this member took part in (any leader's)
   std::map<std::string, PendingJoin> joins;
   std::map<std::string, SteadyTime> suspected;  // endpoint -> until
-  std::set<std::string> known;                  // every endpoint that ever joined us
+  // This member passes itself over as the DHT leader until then: its last gather found none of
+  // the other live candidates, so they follow someone else (they suspect it; a stalled leader that
+  // resumed must not average alone while the others average without it).
+  SteadyTime shunned_until{};
+  std::set<std::string> known;  // every endpoint that ever joined us
   std::optional<transport::rpc::CallId> join_call;
 
   void handle_join(Message request, Responder responder);
@@ -140,8 +145,8 @@ void Matchmaker::State::handle_join(Message request, Responder responder) {
       }
       suspected.erase(endpoint);
       known.insert(endpoint);
-      joins.emplace(endpoint,
-                    PendingJoin{std::move(join.member), std::move(responder), now + join.wait});
+      joins.emplace(endpoint, PendingJoin{std::move(join.member), join.last_round,
+                                          std::move(responder), now + join.wait});
       changed.notify_all();
     }
   }
@@ -155,11 +160,14 @@ std::string Matchmaker::State::pick_leader(const Candidates& candidates) {
   if (candidates.leader) return *candidates.leader;
   const SteadyTime now = SteadyClock::now();
   std::lock_guard lock(mutex);
-  std::string best = options.self.endpoint;
+  const std::string& self = options.self.endpoint;
+  std::optional<std::string> best;
+  if (shunned_until <= now) best = self;
   for (const auto& endpoint : candidates.endpoints) {
-    if (endpoint < best && !is_suspected(endpoint, now)) best = endpoint;
+    if (endpoint != self && !is_suspected(endpoint, now) && (!best || endpoint < *best))
+      best = endpoint;
   }
-  return best;
+  return best.value_or(self);  // shunned, but nobody else is left: lead
 }
 
 Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline deadline) {
@@ -171,6 +179,9 @@ Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline dea
   {
     std::unique_lock lock(mutex);
     phase = Phase::kGathering;
+    size_t others = 0;  // live candidates besides this member when the gather starts
+    for (const auto& endpoint : candidates.endpoints)
+      others += endpoint != self && !is_suspected(endpoint, SteadyClock::now()) ? 1 : 0;
     // Complete: every candidate not suspected joined, and (launcher) as many joined as the
     // membership counts, less the members known and suspected.
     auto complete = [&] {
@@ -201,11 +212,20 @@ Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline dea
     std::set<std::string> joined;
     for (const auto& join : taken)
       joined.insert(join.member.endpoint);
-    std::set<std::string> expected(candidates.endpoints.begin(), candidates.endpoints.end());
-    expected.insert(known.begin(), known.end());
-    for (const auto& endpoint : expected) {
-      if (endpoint != self && !joined.contains(endpoint)) suspect(endpoint);
+    if (taken.empty() && others > 0 && !candidates.leader) {
+      // Nobody came although others are alive: they follow another leader (they suspect this one).
+      // Follow them from the next round instead of suspecting all of them.
+      shunned_until = SteadyClock::now() + options.suspect_for;
+    } else {
+      std::set<std::string> expected(candidates.endpoints.begin(), candidates.endpoints.end());
+      expected.insert(known.begin(), known.end());
+      for (const auto& endpoint : expected) {
+        if (endpoint != self && !joined.contains(endpoint)) suspect(endpoint);
+      }
     }
+    // Above every member's last round: a member's backend never sees a round number twice.
+    for (const auto& join : taken)
+      round = std::max(round, join.last_round);
     round += 1;
     phase = Phase::kInRound;
     round_leader = self;
@@ -257,7 +277,7 @@ Result<Group> Matchmaker::State::follow(const std::string& leader, Deadline dead
   {
     std::lock_guard lock(mutex);
     if (closed) return canceled_error("averaging: the averager is closed");
-    JoinRequest join{options.key, options.self, options.shapes, deadline.remaining()};
+    JoinRequest join{options.key, options.self, options.shapes, round, deadline.remaining()};
     join_call = client->call(
         leader, join_method(options.key), Message{encode_join_request(join), {}}, deadline,
         [reply](Result<Message> result) { reply->set_value(std::move(result)); });
@@ -347,8 +367,14 @@ Result<Group> Matchmaker::form_group(GroupSource& source, Deadline deadline) {
     }
     const std::string leader = state_->pick_leader(candidates);
     if (leader == state_->options.self.endpoint) return state_->lead(candidates, deadline);
+    // A DHT leader that does not form its round within two gather windows is taken for stalled,
+    // and the next candidate leads while this round's deadline leaves time; a launcher's fixed
+    // leader is waited for until the deadline.
+    const Deadline patience =
+        candidates.leader ? deadline
+                          : std::min(deadline, Deadline::after(2 * state_->options.gather_window));
     bool answered = false;
-    auto group = state_->follow(leader, deadline, answered);
+    auto group = state_->follow(leader, patience, answered);
     if (group.is_ok()) return group;
     const Status& failure = group.status();
     // A refusal from a live leader (late, mismatch) says nothing against it.
@@ -362,7 +388,8 @@ Result<Group> Matchmaker::form_group(GroupSource& source, Deadline deadline) {
                leader, failure.to_string(), state_->options.suspect_for.count());
     // Another leader may lead this round when this one failed at once and time is left; a fixed
     // (launcher) leader has no replacement.
-    if (candidates.leader || !leader_is_gone(failure) || deadline.expired()) return failure;
+    const bool retry = leader_is_gone(failure) || failure.code() == StatusCode::kTimeout;
+    if (candidates.leader || !retry || deadline.expired()) return failure;
   }
 }
 

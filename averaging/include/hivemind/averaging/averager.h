@@ -44,7 +44,8 @@ struct AveragerOptions {
   // step() returns by then, whatever happens.
   Milliseconds round_timeout{30000};
   // How long a leader waits for the candidates to join before it starts the round without the
-  // missing ones. Must be shorter than round_timeout (the round needs time after it).
+  // missing ones. Must be shorter than round_timeout (the round needs time after it). Doubled, how
+  // long a follower waits for a DHT leader to form the round before the next candidate leads.
   Milliseconds gather_window{3000};
   // How long a DHT declaration lives; refreshed every round. A member that stops stepping drops
   // out of the candidates this long after its last round.
@@ -65,7 +66,8 @@ class Averager {
   struct State;
 
   // Checks the tensors (check_round_tensors) and the options, starts serving the join method and
-  // declares this member. Every error names what is wrong.
+  // declares this member. Every error names what is wrong. The tensors' memory must outlive the
+  // averager: after a failed round the transport may still read it until close().
   static Result<std::unique_ptr<Averager>> create(std::vector<TensorRef> tensors,
                                                   AveragerOptions options);
   ~Averager();  // close()

@@ -9,10 +9,13 @@
 //
 // Failures: a join that reaches the leader after it formed the round is refused "joined late" (the
 // joiner takes part in the next round) — unless the joiner is a member of that round that finished
-// it first, whose join waits for the next round; a leader that cannot be reached is suspected (for
-// `suspect_for`) and the next candidate leads, in this round if the refusal was immediate (a dead
-// process) or from the next round if it stalled until the deadline. A leader suspects the
-// candidates that did not join, so the next round does not wait for them; a join clears that.
+// it first, whose join waits for the next round. A DHT leader that refuses connections (a dead
+// process) or has not formed its round within two gather windows (a stopped one) is suspected for
+// `suspect_for` and the next candidate leads, in the same round while its deadline leaves time; a
+// launcher's fixed leader has no replacement. A leader suspects the candidates that did not join,
+// so the next round does not wait for them (a join clears that); a leader that no other live
+// candidate joined passes itself over for `suspect_for` (the others follow someone else: it follows
+// them too).
 #pragma once
 
 #include <memory>

@@ -64,9 +64,10 @@ class TransportBackend final : public Backend {
   bool usable_for(std::span<const TensorRef> tensors, std::string& device_id) const override;
   // Nothing to set up: returns no bytes.
   Result<std::vector<uint8_t>> leader_setup(const Group& group) override;
-  // Backend's contract. The tensors are sent from their own memory: after a failed round, bytes of
-  // them may still be queued to a stalled member until its connection fails or the client closes,
-  // so their memory must stay valid as long as the client is open.
+  // Backend's contract. The tensors are sent from their own memory (no copy): after a failed
+  // round, contributions from them may still be queued to a stalled member until that connection
+  // fails or the client's worker stops, so their memory must stay valid until then (the Averager
+  // holds its tensors for its whole life; free them only after it closed).
   Status all_reduce_mean(const Group& group, std::span<const TensorRef> tensors, Deadline deadline,
                          RoundReport& report) override;
 
