@@ -25,10 +25,15 @@ uint64_t payload_bytes(const std::vector<Buffer>& buffers) {
   return sum;
 }
 
+// The quant kernels on the calling thread only: a chunk is small, and a round's members already
+// keep every core busy (extra pool threads only contend with them).
+constexpr quant::CpuOptions kOneThread{1};
+
 quant::EncodeOptions encode_options(const TransportBackendOptions& options) {
   quant::EncodeOptions encode;
   encode.scheme = quant::Scheme::kBlockAbsmaxU8;
   encode.block_size = options.compression_block_size;
+  encode.cpu = kOneThread;
   return encode;
 }
 
@@ -95,6 +100,9 @@ Result<std::shared_ptr<ButterflyRound>> ButterflyRound::create(
     at += piece.elements;
   }
   auto staging = staging_pool.acquire(layout.staging_bytes());
+  // Never below one chunk to every other part (see start()).
+  r->window_limit_ = std::max<uint64_t>(options.max_in_flight_bytes,
+                                        uint64_t{r->members_ - 1} * chunk * sizeof(float));
   r->staging_ = Buffer::wrap(staging.get(), layout.staging_bytes(), transport::MemoryType::kHost,
                              -1, staging);
   r->contributions_.assign(r->own_chunks_, 1);
@@ -183,7 +191,7 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
       Status st = quant::decode(
           payload[i].bytes(), quant::DType::kFloat32,
           {reinterpret_cast<uint8_t*>(decoded.data()), decoded.size() * sizeof(float)},
-          segment_limits(segment.elements));
+          segment_limits(segment.elements), kOneThread);
       if (!st.is_ok()) {
         // Summed segments cannot be taken back: the round fails, and the tensors stay untouched.
         st = st.with_context(fmt::format("round {} of '{}': {}'s chunk at element {}", round_, key_,
@@ -226,13 +234,13 @@ void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
       Status st = encoded.status();
       if (st.is_ok())
         st = quant::decode(encoded->bytes(), piece.dtype, staged.bytes(),
-                           segment_limits(piece.elements));
+                           segment_limits(piece.elements), kOneThread);
       if (!st.is_ok()) {
         // Only a non-finite sum gets here (the quant codec refuses Inf/NaN).
         done_ = true;
         failure_ = st.with_context(
             fmt::format("round {} of '{}': the mean at element {}", round_, key_, offset));
-        done_cv_.notify_all();
+        changed_.notify_all();
         return;  // wait_and_finish() answers the waiting senders with the failure
       }
       means.push_back(std::move(encoded).value());
@@ -267,9 +275,26 @@ void ButterflyRound::start() {
       const uint32_t j = (self_ + step) % members_;
       const ElementRange part = part_range(total, members_, j);
       if (k * chunk >= part.size()) continue;
+      const uint64_t offset = part.begin + k * chunk;
+      const uint64_t count = std::min(chunk, part.end - offset);
+      const auto pieces = layout.pieces(offset, count);
+      uint64_t window_bytes = 0;
+      for (const auto& piece : pieces)
+        window_bytes += piece.elements * quant::dtype_size(piece.dtype);
       {
-        std::lock_guard lock(mu_);
+        // The window: at most max_in_flight_bytes of contributions await their means (always
+        // room for one chunk to every part, which is what guarantees progress: chunks go out in
+        // k-major order, so the oldest unanswered chunk of any member can always complete).
+        std::unique_lock lock(mu_);
+        auto room = [&] {
+          return done_ || in_flight_bytes_ == 0 || in_flight_bytes_ + window_bytes <= window_limit_;
+        };
+        if (deadline_.is_never())
+          changed_.wait(lock, room);
+        else if (!changed_.wait_until(lock, deadline_.at(), room))
+          return;           // wait_and_finish() reports the deadline
         if (done_) return;  // failed already: nothing more to send
+        in_flight_bytes_ += window_bytes;
       }
       auto header = std::make_shared<PartHeader>();
       header->kind = PartKind::kContribution;
@@ -283,9 +308,8 @@ void ButterflyRound::start() {
       header->part = j;
       header->total_elements = total;
       header->chunk_elements = chunk;
-      header->offset = part.begin + k * chunk;
-      header->count = std::min(chunk, part.end - header->offset);
-      const auto pieces = layout.pieces(header->offset, header->count);
+      header->offset = offset;
+      header->count = count;
       header->segments = TensorLayout::segments_of(pieces);
 
       Message request;
@@ -315,7 +339,9 @@ void ButterflyRound::start() {
       // wait_and_finish() says who is missing (then cancels the call), rather than one timeout.
       const transport::rpc::CallId id = client_->call(
           endpoints_[j], kPartMethod, std::move(request), call_deadline(),
-          [self, header](Result<Message> reply) { self->on_mean(*header, std::move(reply)); },
+          [self, header, window_bytes](Result<Message> reply) {
+            self->on_mean(*header, window_bytes, std::move(reply));
+          },
           [weak, header](const transport::IncomingFrame& frame) -> Result<std::vector<Buffer>> {
             auto round = weak.lock();
             if (!round) return canceled_error("the averaging round is over");
@@ -361,7 +387,12 @@ Result<std::vector<Buffer>> ButterflyRound::allocate_mean(const PartHeader& sent
   return buffers;
 }
 
-void ButterflyRound::on_mean(const PartHeader& sent, Result<Message> reply) {
+void ButterflyRound::on_mean(const PartHeader& sent, uint64_t window_bytes, Result<Message> reply) {
+  {
+    std::lock_guard lock(mu_);
+    in_flight_bytes_ -= window_bytes;
+    changed_.notify_all();
+  }
   if (!reply.is_ok()) {
     fail(reply.status().with_context(
         fmt::format("round {} of '{}': no mean from {}", round_, key_, member_name(sent.part))));
@@ -380,7 +411,7 @@ void ButterflyRound::on_mean(const PartHeader& sent, Result<Message> reply) {
       Buffer staged = staging.slice(layout_->staging_offset(piece),
                                     piece.elements * quant::dtype_size(piece.dtype));
       Status st = quant::decode(reply->tensors[i].bytes(), piece.dtype, staged.bytes(),
-                                segment_limits(piece.elements));
+                                segment_limits(piece.elements), kOneThread);
       if (!st.is_ok()) {
         fail(st.with_context(fmt::format("round {} of '{}': the mean from {}", round_, key_,
                                          member_name(sent.part))));
@@ -399,7 +430,7 @@ void ButterflyRound::on_mean(const PartHeader& sent, Result<Message> reply) {
 void ButterflyRound::check_done_locked() {
   if (done_ || own_chunks_reduced_ != own_chunks_ || means_missing_total_ != 0) return;
   done_ = true;
-  done_cv_.notify_all();
+  changed_.notify_all();
 }
 
 void ButterflyRound::fail(Status why) {
@@ -407,7 +438,7 @@ void ButterflyRound::fail(Status why) {
   if (done_) return;
   done_ = true;
   failure_ = std::move(why);
-  done_cv_.notify_all();
+  changed_.notify_all();
 }
 
 std::string ButterflyRound::missing_locked() const {
@@ -440,9 +471,9 @@ Status ButterflyRound::wait_and_finish() {
   {
     std::unique_lock lock(mu_);
     if (deadline_.is_never())
-      done_cv_.wait(lock, [&] { return done_; });
+      changed_.wait(lock, [&] { return done_; });
     else
-      done_cv_.wait_until(lock, deadline_.at(), [&] { return done_; });
+      changed_.wait_until(lock, deadline_.at(), [&] { return done_; });
     if (!done_) {
       done_ = true;
       failure_ = timeout_error(

@@ -91,7 +91,7 @@ class ButterflyRound : public std::enable_shared_from_this<ButterflyRound> {
   std::string member_name(uint32_t index) const;
   Result<std::vector<transport::Buffer>> allocate_mean(const PartHeader& sent,
                                                        const transport::IncomingFrame& frame);
-  void on_mean(const PartHeader& sent, Result<transport::Message> reply);
+  void on_mean(const PartHeader& sent, uint64_t window_bytes, Result<transport::Message> reply);
   // Under mu_: the mean of own chunk `chunk` into staging, and the replies to its senders.
   void reduce_chunk_locked(uint64_t chunk);
   void check_done_locked();
@@ -115,10 +115,10 @@ class ButterflyRound : public std::enable_shared_from_this<ButterflyRound> {
 
   mutable std::mutex mu_;
   std::shared_ptr<uint8_t> sum_region_;
-  float* sum_ = nullptr;       // fp32 sums (then means) of this member's part, in sum_region_
-  transport::Buffer staging_;  // every tensor's mean, as TensorLayout places it
-  std::condition_variable done_cv_;
-  bool done_ = false;  // succeeded or failed
+  float* sum_ = nullptr;             // fp32 sums (then means) of this member's part, in sum_region_
+  transport::Buffer staging_;        // every tensor's mean, as TensorLayout places it
+  std::condition_variable changed_;  // done_, or room in the send window
+  bool done_ = false;                // succeeded or failed
   Status failure_;
   std::vector<uint32_t> contributions_;  // per own chunk: members summed in so far (self included)
   std::vector<uint8_t> contributed_;     // [chunk * members + sender]: already summed
@@ -127,6 +127,8 @@ class ButterflyRound : public std::enable_shared_from_this<ButterflyRound> {
   std::vector<uint64_t> means_missing_;  // per member: replies not yet received for its part
   uint64_t means_missing_total_ = 0;
   std::vector<transport::rpc::CallId> calls_;
+  uint64_t window_limit_ = 0;     // contribution bytes that may await their means at once
+  uint64_t in_flight_bytes_ = 0;  // contribution bytes (as the tensors hold them) sent, unanswered
   uint64_t bytes_sent_ = 0;
   uint64_t bytes_received_ = 0;
 };

@@ -17,8 +17,9 @@ std::vector<std::shared_ptr<Backend>> default_backends(const BackendEnvironment&
     backends.push_back(std::move(transport).value());
   } else {
     // The Averager then refuses to start, naming that no backend can average its tensors.
-    logger("averaging")->error("averaging: the transport backend cannot start: {}",
-                               transport.status().to_string());
+    logger("averaging")
+        ->error("averaging: the transport backend cannot start: {}",
+                transport.status().to_string());
   }
   return backends;
 }

@@ -196,6 +196,7 @@ std::vector<uint8_t> encode_join_request(const JoinRequest& request) {
     out.u8(static_cast<uint8_t>(tensor.dtype));
     out.varint(tensor.elements);
   }
+  out.u64(request.last_round);
   out.varint(static_cast<uint64_t>(std::max<int64_t>(0, request.wait.count())));
   return bytes;
 }
@@ -220,6 +221,7 @@ Result<JoinRequest> decode_join_request(std::span<const uint8_t> bytes,
     HIVEMIND_RETURN_IF_ERROR(in.varint("tensor elements", request.tensors[i].elements));
     if (request.tensors[i].elements == 0) return in.error(fmt::format("tensor {} is empty", i));
   }
+  HIVEMIND_RETURN_IF_ERROR(in.u64("last round", request.last_round));
   uint64_t wait_ms = 0;
   HIVEMIND_RETURN_IF_ERROR(in.varint("wait", wait_ms));
   // A day is far beyond any round; more is a broken peer, and would overflow steady time.

@@ -20,6 +20,7 @@ using transport::rpc::Responder;
 
 struct PendingJoin {
   MemberInfo member;
+  uint64_t last_round = 0;
   Responder responder;
   SteadyTime expires;
 };
@@ -140,8 +141,8 @@ void Matchmaker::State::handle_join(Message request, Responder responder) {
       }
       suspected.erase(endpoint);
       known.insert(endpoint);
-      joins.emplace(endpoint,
-                    PendingJoin{std::move(join.member), std::move(responder), now + join.wait});
+      joins.emplace(endpoint, PendingJoin{std::move(join.member), join.last_round,
+                                          std::move(responder), now + join.wait});
       changed.notify_all();
     }
   }
@@ -206,6 +207,9 @@ Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline dea
     for (const auto& endpoint : expected) {
       if (endpoint != self && !joined.contains(endpoint)) suspect(endpoint);
     }
+    // Above every member's last round: a member's backend never sees a round number twice.
+    for (const auto& join : taken)
+      round = std::max(round, join.last_round);
     round += 1;
     phase = Phase::kInRound;
     round_leader = self;
@@ -257,7 +261,7 @@ Result<Group> Matchmaker::State::follow(const std::string& leader, Deadline dead
   {
     std::lock_guard lock(mutex);
     if (closed) return canceled_error("averaging: the averager is closed");
-    JoinRequest join{options.key, options.self, options.shapes, deadline.remaining()};
+    JoinRequest join{options.key, options.self, options.shapes, round, deadline.remaining()};
     join_call = client->call(
         leader, join_method(options.key), Message{encode_join_request(join), {}}, deadline,
         [reply](Result<Message> result) { reply->set_value(std::move(result)); });

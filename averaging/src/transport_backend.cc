@@ -1,7 +1,8 @@
 #include <algorithm>
+#include <deque>
 #include <mutex>
-#include <optional>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -48,16 +49,16 @@ struct TransportBackend::Core : std::enable_shared_from_this<TransportBackend::C
   std::shared_ptr<ButterflyRound> current;
   std::vector<Held> held;
   uint64_t held_bytes = 0;
-  // Per key fingerprint: the latest round this member entered. Parts of that round or older that
-  // are not the current round's are late and refused.
-  std::unordered_map<uint64_t, uint64_t> entered;
-  // The last round that finished here and how: its late parts get its outcome as their answer,
-  // so every member learns why the round failed (a mismatch found by one owner, say).
+  // The last rounds that finished here and how: their late parts get the outcome as their answer,
+  // so every member learns why a round failed (a mismatch found by one owner, say). Round numbers
+  // are the leaders' and need not grow from one round to the next, so rounds are recognised by
+  // key, group and number together, never by order.
   struct Finished {
     uint64_t key_hash = 0, group_hash = 0, round = 0;
     Status outcome;
   };
-  std::optional<Finished> last;
+  static constexpr size_t kFinishedKept = 16;
+  std::deque<Finished> finished;
 
   // Under mu. `bytes`: the payload the message brings (for the holding budget).
   Fate fate_locked(const PartHeader& h, uint64_t bytes, Status& why) const {
@@ -66,24 +67,17 @@ struct TransportBackend::Core : std::enable_shared_from_this<TransportBackend::C
       return Fate::kRefuse;
     }
     if (current && current->matches(h)) return Fate::kCurrent;
-    if (last && last->key_hash == h.key_hash && last->group_hash == h.group_hash &&
-        last->round == h.round) {
-      why = last->outcome.is_ok()
+    for (const auto& f : finished) {
+      if (f.key_hash != h.key_hash || f.group_hash != h.group_hash || f.round != h.round) continue;
+      why = f.outcome.is_ok()
                 ? canceled_error(fmt::format("round {} already succeeded here", h.round))
-                : last->outcome.with_context(fmt::format("round {} failed here", h.round));
+                : f.outcome.with_context(fmt::format("round {} failed here", h.round));
       return Fate::kRefuse;
     }
-    auto it = entered.find(h.key_hash);
-    if (it != entered.end() && h.round <= it->second) {
-      why = canceled_error(
-          fmt::format("round {} is over here, or is not this member's round {} (a late part, or "
-                      "another group under the same key)",
-                      h.round, it->second));
-      return Fate::kRefuse;
-    }
-    std::set<std::pair<uint64_t, uint64_t>> rounds{{h.key_hash, h.round}};
+    // A round is held apart from others by key, group and number.
+    std::set<std::tuple<uint64_t, uint64_t, uint64_t>> rounds{{h.key_hash, h.group_hash, h.round}};
     for (const auto& x : held)
-      rounds.emplace(x.header.key_hash, x.header.round);
+      rounds.emplace(x.header.key_hash, x.header.group_hash, x.header.round);
     if (rounds.size() > options.max_early_rounds) {
       why = unavailable_error(fmt::format(
           "round {} has not started here, and parts of {} other rounds are held already", h.round,
@@ -237,6 +231,11 @@ void TransportBackend::close() {
   core_->close();
 }
 
+size_t TransportBackend::held_parts() const {
+  std::lock_guard lock(core_->mu);
+  return core_->held.size();
+}
+
 bool TransportBackend::usable_for(std::span<const TensorRef> tensors,
                                   std::string& device_id) const {
   device_id.clear();
@@ -273,15 +272,14 @@ Status TransportBackend::all_reduce_mean(const Group& group, std::span<const Ten
     if (core_->current)
       return internal_error("TransportBackend::all_reduce_mean called while a round runs");
     core_->current = round;
-    uint64_t& entered = core_->entered[round->key_hash()];
-    entered = std::max(entered, round->round());
-    // Held parts of this round join it; parts of this key's older rounds, or of another group
-    // with this round number, are late now.
+    // Held parts of this round join it. Those of other rounds under this key are for groups this
+    // member is not in (it takes part in one round of a key at a time, and joins the next one
+    // only after this one): refused now, so their senders fail fast.
     std::vector<Core::Held> keep;
     for (auto& x : core_->held) {
       if (round->matches(x.header)) {
         mine.push_back(std::move(x));
-      } else if (x.header.key_hash == round->key_hash() && x.header.round <= round->round()) {
+      } else if (x.header.key_hash == round->key_hash()) {
         refused.push_back(std::move(x));
       } else {
         keep.push_back(std::move(x));
@@ -293,8 +291,10 @@ Status TransportBackend::all_reduce_mean(const Group& group, std::span<const Ten
       core_->held_bytes += x.bytes;
   }
   for (auto& x : refused)
-    x.responder.reply(canceled_error(
-        fmt::format("round {} is not this member's round {}", x.header.round, round->round())));
+    x.responder.reply(canceled_error(fmt::format(
+        "round {} of that group is not this member's: it is in round {} of another group under "
+        "the same key",
+        x.header.round, round->round())));
   for (auto& x : mine)
     round->contribute(x.header, std::move(x.payload), std::move(x.responder));
 
@@ -303,7 +303,8 @@ Status TransportBackend::all_reduce_mean(const Group& group, std::span<const Ten
   {
     std::lock_guard lock(core_->mu);
     core_->current.reset();
-    core_->last = Core::Finished{round->key_hash(), round->group_hash(), round->round(), outcome};
+    core_->finished.push_back({round->key_hash(), round->group_hash(), round->round(), outcome});
+    if (core_->finished.size() > Core::kFinishedKept) core_->finished.pop_front();
   }
   report.bytes_sent += round->bytes_sent();
   report.bytes_received += round->bytes_received();

@@ -30,6 +30,7 @@ JoinRequest sample_join() {
   return JoinRequest{"run42.dense",
                      member("tcp://10.0.0.2:4000", {"nccl", "transport"}, "GPU-b"),
                      {{quant::DType::kFloat32, 1000}, {quant::DType::kBFloat16, 1}},
+                     41,
                      Milliseconds(2500)};
 }
 
@@ -47,6 +48,7 @@ TEST(GroupWire, JoinRequestRoundTrips) {
   EXPECT_EQ(decoded->key, original.key);
   EXPECT_EQ(decoded->member, original.member);
   EXPECT_EQ(decoded->tensors, original.tensors);
+  EXPECT_EQ(decoded->last_round, 41u);
   EXPECT_EQ(decoded->wait, original.wait);
 }
 

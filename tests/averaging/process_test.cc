@@ -195,7 +195,9 @@ class AveragingProcesses : public ::testing::Test {
       const Report& r = reports.back();
       EXPECT_EQ(r.ok, succeeds) << "rank " << m->rank() << ": " << r.line;
       EXPECT_LE(r.max_rel_err, 1e-6) << "rank " << m->rank() << ": " << r.line;
-      if (succeeds) EXPECT_EQ(r.members, who.size()) << "rank " << m->rank() << ": " << r.line;
+      if (succeeds) {
+        EXPECT_EQ(r.members, who.size()) << "rank " << m->rank() << ": " << r.line;
+      }
     }
     if (succeeds) {
       for (auto* m : who)

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <list>
 #include <random>
 #include <thread>
 
@@ -164,8 +165,17 @@ class TransportBackendTest : public ::testing::Test {
     return out;
   }
 
+  // The tensors a test averages, owned by the fixture: after a failed round, contributions sent
+  // from their memory may still be queued to a stalled member until its connection closes
+  // (TransportBackend's contract), so they must outlive the members, stopped in TearDown.
+  std::vector<Tensors>& own(std::vector<Tensors> tensors) {
+    owned_.push_back(std::move(tensors));
+    return owned_.back();
+  }
+
   std::shared_ptr<transport::Context> context_;
   std::vector<Member> members_;
+  std::list<std::vector<Tensors>> owned_;  // destroyed after TearDown
 };
 
 // |got - mean| allowed: fp32 within 1e-6 relative; fp16/bf16 one unit of their last place (the mean
@@ -213,10 +223,10 @@ TEST_P(ExactMean, EveryMemberHoldsTheMean) {
   TransportBackendOptions options;
   options.chunk_elements = c.chunk_elements;
   start(c.members, options);
-  std::vector<Tensors> before, values;
+  std::vector<Tensors> before;
   for (size_t m = 0; m < c.members; ++m)
     before.push_back(random_tensors(c.shape, 100 + m));
-  values = before;
+  std::vector<Tensors>& values = own(before);
   std::vector<size_t> all(c.members);
   for (size_t i = 0; i < all.size(); ++i)
     all[i] = i;
@@ -250,6 +260,22 @@ INSTANTIATE_TEST_SUITE_P(
                       MeanCase{5, kMixed, 1 << 18},
                       MeanCase{3, Shape{{DType::kFloat32}, {(1u << 18) * 3 + 11}}, 1 << 16}));
 
+// The send window at its smallest (one chunk to every other part): rounds still complete.
+TEST_F(TransportBackendTest, SmallestSendWindowStillCompletes) {
+  TransportBackendOptions options;
+  options.chunk_elements = 64;
+  options.max_in_flight_bytes = 1;
+  start(3, options);
+  std::vector<Tensors> before;
+  for (size_t m = 0; m < 3; ++m)
+    before.push_back(random_tensors(kMixed, 40 + m));
+  std::vector<Tensors>& values = own(before);
+  auto statuses = run(values, {0, 1, 2}, 60s);
+  for (size_t m = 0; m < 3; ++m)
+    ASSERT_TRUE(statuses[m].is_ok()) << statuses[m].to_string();
+  expect_exact_mean(before, values);
+}
+
 // 64 MiB of fp32 over 4 members once (the size of the benchmark).
 TEST_F(TransportBackendTest, SixtyFourMebibytesOverFourMembers) {
   start(4);
@@ -264,7 +290,7 @@ TEST_F(TransportBackendTest, SixtyFourMebibytesOverFourMembers) {
       f[e] = static_cast<float>((e * 7 + m * 13) % 1024);
     before.push_back(std::move(t));
   }
-  std::vector<Tensors> values = before;
+  std::vector<Tensors>& values = own(before);
   const auto started = SteadyClock::now();
   auto statuses = run(values, {0, 1, 2, 3}, 120s);
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
@@ -292,10 +318,10 @@ TEST_F(TransportBackendTest, CompressedMeanWithinTheDocumentedBound) {
   options.chunk_elements = 10000;
   start(3, options);
   const Shape shape{{DType::kFloat32, DType::kBFloat16}, {30011, 4099}};
-  std::vector<Tensors> before, values;
+  std::vector<Tensors> before;
   for (size_t m = 0; m < 3; ++m)
     before.push_back(random_tensors(shape, 7 + m, /*normal=*/true));
-  values = before;
+  std::vector<Tensors>& values = own(before);
   auto statuses = run(values, {0, 1, 2}, 60s);
   for (size_t m = 0; m < 3; ++m)
     ASSERT_TRUE(statuses[m].is_ok()) << statuses[m].to_string();
@@ -318,6 +344,8 @@ TEST_F(TransportBackendTest, CompressedMeanWithinTheDocumentedBound) {
       worst = std::max(worst, std::abs(got - mean) / largest);
     }
     EXPECT_GT(worst, 0.0);  // it did compress
+    std::printf("tensor %zu (%s): largest |error| = %.5f x A (bound 1/126 = %.5f)\n", t,
+                t == 0 ? "float32" : "bfloat16", worst, 1.0 / 126);
   }
   for (size_t m = 1; m < 3; ++m)
     ASSERT_EQ(values[m].storage, values[0].storage);
@@ -341,7 +369,7 @@ TEST_F(TransportBackendTest, MemberWithOtherTensorsIsRefusedAndTheRoundFailsForA
   const Shape shape{{DType::kFloat32}, {1000}};
   std::vector<Tensors> before{random_tensors(shape, 1), random_tensors(shape, 2),
                               random_tensors(Shape{{DType::kFloat32}, {1001}}, 3)};
-  std::vector<Tensors> values = before;
+  std::vector<Tensors>& values = own(before);
   auto statuses = run(values, {0, 1, 2}, 60s);
   // Whoever found the mismatch, every member's failure says what it was (a late part of the
   // failed round is answered with the round's failure).
@@ -352,7 +380,7 @@ TEST_F(TransportBackendTest, MemberWithOtherDtypesIsRefusedAndTheRoundFailsForAl
   start(2);
   std::vector<Tensors> before{random_tensors(Shape{{DType::kFloat32}, {100}}, 1),
                               random_tensors(Shape{{DType::kFloat16}, {100}}, 2)};
-  std::vector<Tensors> values = before;
+  std::vector<Tensors>& values = own(before);
   auto statuses = run(values, {0, 1}, 60s);
   expect_failed_unchanged(statuses, {0, 1}, before, values, "is float");
 }
@@ -362,7 +390,7 @@ TEST_F(TransportBackendTest, MissingMemberFailsEveryOtherByItsDeadline) {
   const Shape shape{{DType::kFloat32}, {5000}};
   std::vector<Tensors> before{random_tensors(shape, 1), random_tensors(shape, 2),
                               random_tensors(shape, 3)};
-  std::vector<Tensors> values = before;
+  std::vector<Tensors>& values = own(before);
   // Member 2 serves but never enters the round: it holds the others' parts and never replies.
   auto statuses = run(values, {0, 1}, 1500ms);
   expect_failed_unchanged(statuses, {0, 1}, before, values, members_[2].server->address());
@@ -390,12 +418,132 @@ TEST_F(TransportBackendTest, VanishedMemberFailsEveryOtherWithItsName) {
   const Shape shape{{DType::kFloat32}, {5000}};
   std::vector<Tensors> before{random_tensors(shape, 1), random_tensors(shape, 2),
                               random_tensors(shape, 3)};
-  std::vector<Tensors> values = before;
+  std::vector<Tensors>& values = own(before);
   const std::string gone = members_[2].server->address();
   std::thread killer([&] { members_[2].stop(); });  // its process is gone, mid-round or before
   auto statuses = run(values, {0, 1}, 30s);
   killer.join();
   expect_failed_unchanged(statuses, {0, 1}, before, values, gone);
+}
+
+// Waits until `backend` holds `n` parts of rounds it has not entered, or 60 s.
+bool wait_held(const TransportBackend& backend, size_t n) {
+  const Deadline deadline = Deadline::after(60s);
+  while (backend.held_parts() < n) {
+    if (deadline.expired()) return false;
+    std::this_thread::sleep_for(1ms);  // polls a condition; the outcome never depends on timing
+  }
+  return true;
+}
+
+TEST_F(TransportBackendTest, PartsThatArriveBeforeTheOwnerEntersAreHeldAndJoinItsRound) {
+  TransportBackendOptions options;
+  options.chunk_elements = 100;
+  start(2, options);
+  const Shape shape{{DType::kFloat32}, {1000}};  // member 1 sends member 0 five chunks
+  std::vector<Tensors> before{random_tensors(shape, 1), random_tensors(shape, 2)};
+  std::vector<Tensors>& values = own(before);
+  Status second;
+  std::thread t([&] {
+    RoundReport report;
+    auto refs = values[1].refs();
+    second = members_[1].backend->all_reduce_mean(group_for(1), refs, Deadline::after(60s), report);
+  });
+  ASSERT_TRUE(wait_held(*members_[0].backend, 5));
+  RoundReport report;
+  auto refs = values[0].refs();
+  Status first =
+      members_[0].backend->all_reduce_mean(group_for(0), refs, Deadline::after(60s), report);
+  t.join();
+  ASSERT_TRUE(first.is_ok()) << first.to_string();
+  ASSERT_TRUE(second.is_ok()) << second.to_string();
+  EXPECT_EQ(members_[0].backend->held_parts(), 0u);
+  expect_exact_mean(before, values);
+}
+
+TEST_F(TransportBackendTest, LatePartsOfAFinishedRoundAreRefused) {
+  start(2);
+  const Shape shape{{DType::kFloat32}, {10}};
+  std::vector<Tensors>& values = own({random_tensors(shape, 1), random_tensors(shape, 2)});
+  auto statuses = run(values, {0, 1}, 60s, /*round=*/3);
+  ASSERT_TRUE(statuses[0].is_ok() && statuses[1].is_ok());
+  auto worker = transport::Worker::create(context_, "late").value();
+  auto client = transport::rpc::Client::create(worker);
+  auto late = [&](uint64_t round) {
+    Group g = group_for(1, round);
+    PartHeader h;
+    h.key_hash = key_fingerprint(g.key);
+    h.group_hash = group_fingerprint(g);
+    h.round = round;
+    h.members = 2;
+    h.sender = 1;
+    h.part = 0;
+    h.total_elements = 10;
+    h.chunk_elements = TransportBackendOptions{}.chunk_elements;
+    h.count = 5;
+    h.segments = {{DType::kFloat32, 5}};
+    transport::Message request;
+    request.metadata = encode_part_header(h);
+    request.tensors.push_back(transport::Buffer::allocate_host(20));
+    return client->call(members_[0].server->address(), kPartMethod, std::move(request),
+                        Deadline::after(60s));
+  };
+  Status st = late(3).get().status();  // the round that just succeeded
+  EXPECT_EQ(st.code(), StatusCode::kCanceled) << st.to_string();
+  EXPECT_NE(st.message().find("already succeeded"), std::string::npos) << st.to_string();
+  // A round this member never entered: held (round numbers are the leaders', in no order) until
+  // the member's next round under the key shows it was another group's.
+  auto other = late(2);
+  ASSERT_TRUE(wait_held(*members_[0].backend, 1));
+  auto next = run(values, {0, 1}, 60s, /*round=*/4);
+  ASSERT_TRUE(next[0].is_ok() && next[1].is_ok());
+  st = other.get().status();
+  EXPECT_EQ(st.code(), StatusCode::kCanceled) << st.to_string();
+  EXPECT_NE(st.message().find("not this member's"), std::string::npos) << st.to_string();
+  EXPECT_EQ(members_[0].backend->held_parts(), 0u);
+  client->close();
+  worker->stop();
+}
+
+TEST_F(TransportBackendTest, MembersThatCompressDifferentlyAreRefused) {
+  start(1);
+  TransportBackendOptions compressed;
+  compressed.compression = quant::Scheme::kBlockAbsmaxU8;
+  start(1, compressed);  // member 1 compresses, member 0 does not
+  const Shape shape{{DType::kFloat32}, {100}};
+  std::vector<Tensors> before{random_tensors(shape, 1), random_tensors(shape, 2)};
+  std::vector<Tensors>& values = own(before);
+  auto statuses = run(values, {0, 1}, 60s);
+  expect_failed_unchanged(statuses, {0, 1}, before, values, "block_absmax_u8");
+}
+
+TEST_F(TransportBackendTest, ARoundPastItsDeadlineFailsAndChangesNothing) {
+  start(2);
+  const Shape shape{{DType::kFloat32}, {100}};
+  std::vector<Tensors> before{random_tensors(shape, 1), random_tensors(shape, 2)};
+  std::vector<Tensors>& values = own(before);
+  RoundReport report;
+  auto refs = values[0].refs();
+  Status st = members_[0].backend->all_reduce_mean(
+      group_for(0), refs, Deadline(SteadyClock::now() - Milliseconds(1)), report);
+  EXPECT_FALSE(st.is_ok());
+  EXPECT_EQ(values[0].storage, before[0].storage);
+}
+
+TEST_F(TransportBackendTest, OptionsItCannotRunAreRefused) {
+  start(1);
+  TransportBackendOptions options;
+  options.compression = quant::Scheme::kBlockAffineU8;
+  auto backend = TransportBackend::create(members_[0].server, members_[0].client, options);
+  ASSERT_FALSE(backend.is_ok());
+  EXPECT_NE(backend.status().message().find("block_absmax_u8 only"), std::string::npos);
+  options = {};
+  options.chunk_elements = 0;
+  EXPECT_FALSE(TransportBackend::create(members_[0].server, members_[0].client, options).is_ok());
+  options = {};
+  options.compression = quant::Scheme::kBlockAbsmaxU8;
+  options.compression_block_size = 100;
+  EXPECT_FALSE(TransportBackend::create(members_[0].server, members_[0].client, options).is_ok());
 }
 
 // Raw rpc calls on a backend's method: what a broken or hostile peer could send.

@@ -83,6 +83,8 @@ int run_member(int index, const Options& o, int from_parent, int to_parent) {
     const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
     write_line(to_parent, std::to_string(seconds) + " " + (st.is_ok() ? "ok" : st.to_string()));
   }
+  // Replies this member owes may still be queued: let them leave before closing.
+  server->wait_idle(Deadline::after(Milliseconds(10000)));
   backend->close();
   client->close();
   server->close();

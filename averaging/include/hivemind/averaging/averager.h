@@ -65,7 +65,8 @@ class Averager {
   struct State;
 
   // Checks the tensors (check_round_tensors) and the options, starts serving the join method and
-  // declares this member. Every error names what is wrong.
+  // declares this member. Every error names what is wrong. The tensors' memory must outlive the
+  // averager: after a failed round the transport may still read it until close().
   static Result<std::unique_ptr<Averager>> create(std::vector<TensorRef> tensors,
                                                   AveragerOptions options);
   ~Averager();  // close()

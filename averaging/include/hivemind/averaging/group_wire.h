@@ -44,6 +44,9 @@ struct JoinRequest {
   std::string key;
   MemberInfo member;
   std::vector<TensorShape> tensors;
+  // The last round the joiner took part in (0: none). The leader numbers its round above every
+  // member's last one, so no member ever sees one round number twice, whoever led before.
+  uint64_t last_round = 0;
   // How long the joiner waits for the group from now; the leader drops the join after that.
   Milliseconds wait{0};
 };

@@ -33,6 +33,9 @@ struct TransportBackendOptions {
   // Elements per part message (1 MiB of fp32 by default). Members must agree: the owner counts
   // contributions chunk by chunk.
   uint64_t chunk_elements = uint64_t{1} << 18;
+  // Contribution bytes (as the tensors hold them) sent and not yet answered with their mean; later
+  // chunks wait for room. Never less than one chunk to every other member.
+  uint64_t max_in_flight_bytes = uint64_t{256} << 20;
   // Contributions that arrive before this member entered their round (the leader sends the group
   // to every member at once) are held, up to this many bytes and this many distinct rounds;
   // beyond, they are refused and the sender's round fails.
@@ -61,15 +64,19 @@ class TransportBackend final : public Backend {
   bool usable_for(std::span<const TensorRef> tensors, std::string& device_id) const override;
   // Nothing to set up: returns no bytes.
   Result<std::vector<uint8_t>> leader_setup(const Group& group) override;
-  // Backend's contract. The tensors are sent from their own memory: after a failed round, bytes of
-  // them may still be queued to a stalled member until its connection fails or the client closes,
-  // so their memory must stay valid as long as the client is open.
+  // Backend's contract. The tensors are sent from their own memory (no copy): after a failed
+  // round, contributions from them may still be queued to a stalled member until that connection
+  // fails or the client's worker stops, so their memory must stay valid until then (the Averager
+  // holds its tensors for its whole life; free them only after it closed).
   Status all_reduce_mean(const Group& group, std::span<const TensorRef> tensors, Deadline deadline,
                          RoundReport& report) override;
 
   // Stops serving: kPartMethod answers kUnavailable, held contributions are refused, a round in
   // progress fails. Idempotent; thread-safe.
   void close();
+
+  // Contributions held for rounds this member has not entered yet (diagnostics, tests).
+  size_t held_parts() const;
 
   struct Core;
 
