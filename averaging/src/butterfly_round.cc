@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <hivemind/common/logging.h>
 #include <hivemind/quant/codec.h>
 
 #include "mean_kernels.h"
@@ -99,12 +100,15 @@ Result<std::shared_ptr<ButterflyRound>> ButterflyRound::create(
                piece.elements);
     at += piece.elements;
   }
-  auto staging = staging_pool.acquire(layout.staging_bytes());
   // Never below one chunk to every other part (see start()).
   r->window_limit_ = std::max<uint64_t>(options.max_in_flight_bytes,
                                         uint64_t{r->members_ - 1} * chunk * sizeof(float));
-  r->staging_ = Buffer::wrap(staging.get(), layout.staging_bytes(), transport::MemoryType::kHost,
-                             -1, staging);
+  if (!options.compression) {
+    auto staging = staging_pool.acquire(layout.staging_bytes());
+    uint8_t* data = staging.get();  // before the move below: argument order is unspecified
+    r->staging_ = Buffer::wrap(data, layout.staging_bytes(), transport::MemoryType::kHost, -1,
+                               std::move(staging));
+  }
   r->contributions_.assign(r->own_chunks_, 1);
   r->contributed_.assign(r->own_chunks_ * r->members_, 0);
   r->waiting_.resize(r->own_chunks_);
@@ -222,19 +226,14 @@ void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
   means.reserve(pieces.size());
   const float* at = mean;
   for (const auto& piece : pieces) {
-    const size_t bytes = piece.elements * quant::dtype_size(piece.dtype);
-    Buffer staged = staging_.slice(layout_->staging_offset(piece), bytes);
     if (!options_.compression) {
+      Buffer staged = staging_.slice(layout_->staging_offset(piece),
+                                     piece.elements * quant::dtype_size(piece.dtype));
       narrow_into(staged.data(), piece.dtype, at, piece.elements);
       means.push_back(std::move(staged));
     } else {
-      // Every member, the owner included, ends with the decoded bytes the others receive, so the
-      // group agrees on its mean exactly.
       auto encoded = encode_segment(at, quant::DType::kFloat32, piece.elements, options_, *blocks_);
       Status st = encoded.status();
-      if (st.is_ok())
-        st = quant::decode(encoded->bytes(), piece.dtype, staged.bytes(),
-                           segment_limits(piece.elements), kOneThread);
       if (!st.is_ok()) {
         // Only a non-finite sum gets here (the quant codec refuses Inf/NaN).
         done_ = true;
@@ -247,6 +246,9 @@ void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
     }
     at += piece.elements;
   }
+  // Compressed, every member, the owner included, decodes the same encodings into its tensors
+  // when the round succeeds, so the group agrees on its mean bit for bit.
+  if (options_.compression) encoded_means_.push_back({offset, count, means});
   const uint64_t bytes = payload_bytes(means);
   for (auto& w : waiting_[chunk]) {
     PartHeader reply = w.header;
@@ -399,19 +401,17 @@ void ButterflyRound::on_mean(const PartHeader& sent, uint64_t window_bytes, Resu
     return;
   }
   if (options_.compression) {
-    Buffer staging;
-    {
-      std::lock_guard lock(mu_);
-      if (done_) return;
-      staging = staging_;
-    }
+    // Kept encoded until the round succeeds, then decoded straight into the tensors (no staging,
+    // no copy). Validated now, so that decoding then cannot fail halfway through the tensors.
     const auto pieces = layout_->pieces(sent.offset, sent.count);
     for (size_t i = 0; i < pieces.size(); ++i) {
-      const auto& piece = pieces[i];
-      Buffer staged = staging.slice(layout_->staging_offset(piece),
-                                    piece.elements * quant::dtype_size(piece.dtype));
-      Status st = quant::decode(reply->tensors[i].bytes(), piece.dtype, staged.bytes(),
-                                segment_limits(piece.elements), kOneThread);
+      auto header =
+          quant::decode_header(reply->tensors[i].bytes(), segment_limits(pieces[i].elements));
+      Status st = header.status();
+      if (st.is_ok() &&
+          (header->numel != pieces[i].elements || !quant::decodable_as(*header, pieces[i].dtype)))
+        st = protocol_error(fmt::format("an encoding of {} elements for a segment of {}",
+                                        header->numel, pieces[i].elements));
       if (!st.is_ok()) {
         fail(st.with_context(fmt::format("round {} of '{}': the mean from {}", round_, key_,
                                          member_name(sent.part))));
@@ -422,6 +422,8 @@ void ButterflyRound::on_mean(const PartHeader& sent, uint64_t window_bytes, Resu
   std::lock_guard lock(mu_);
   if (done_) return;
   bytes_received_ += reply->payload_bytes();
+  if (options_.compression)
+    encoded_means_.push_back({sent.offset, sent.count, std::move(reply->tensors)});
   --means_missing_[sent.part];
   --means_missing_total_;
   check_done_locked();
@@ -497,12 +499,31 @@ Status ButterflyRound::wait_and_finish() {
 }
 
 void ButterflyRound::commit() const {
-  layout_->copy_from_staging(staging_.bytes().data());
+  if (!options_.compression) {
+    layout_->copy_from_staging(staging_.bytes().data());
+    return;
+  }
+  // Every encoding was validated when it arrived (or made here): decoding cannot fail.
+  for (const auto& chunk : encoded_means_) {
+    const auto pieces = layout_->pieces(chunk.offset, chunk.count);
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const auto& piece = pieces[i];
+      std::span<uint8_t> out(static_cast<uint8_t*>(layout_->tensor_address(piece)),
+                             piece.elements * quant::dtype_size(piece.dtype));
+      Status st = quant::decode(chunk.encodings[i].bytes(), piece.dtype, out,
+                                segment_limits(piece.elements), kOneThread);
+      if (!st.is_ok())
+        logger("averaging")
+            ->error("round {} of '{}': a validated mean failed to decode: {}", round_, key_,
+                    st.to_string());
+    }
+  }
 }
 
 void ButterflyRound::release_memory() {
   std::lock_guard lock(mu_);
   staging_ = {};
+  encoded_means_.clear();
   sum_region_.reset();
   sum_ = nullptr;
 }

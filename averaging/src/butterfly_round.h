@@ -115,8 +115,16 @@ class ButterflyRound : public std::enable_shared_from_this<ButterflyRound> {
 
   mutable std::mutex mu_;
   std::shared_ptr<uint8_t> sum_region_;
-  float* sum_ = nullptr;             // fp32 sums (then means) of this member's part, in sum_region_
-  transport::Buffer staging_;        // every tensor's mean, as TensorLayout places it
+  float* sum_ = nullptr;       // fp32 sums (then means) of this member's part, in sum_region_
+  transport::Buffer staging_;  // raw: every tensor's mean, as TensorLayout places it
+  // Compressed: every chunk's mean as its encodings (one per piece), decoded into the tensors by
+  // commit(). Appended under mu_.
+  struct EncodedMean {
+    uint64_t offset = 0;
+    uint64_t count = 0;
+    std::vector<transport::Buffer> encodings;
+  };
+  std::vector<EncodedMean> encoded_means_;
   std::condition_variable changed_;  // done_, or room in the send window
   bool done_ = false;                // succeeded or failed
   Status failure_;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <list>
+#include <ostream>
 #include <random>
 #include <thread>
 
@@ -216,6 +217,24 @@ struct MeanCase {
   uint64_t chunk_elements;
 };
 
+// "3_members_1003_elements_in_1_tensors_chunk_100", for the test's name and its printed parameter
+// (by default gtest prints the bytes, vectors' addresses included: a different CTest name every
+// run).
+std::string describe(const MeanCase& c) {
+  size_t elements = 0;
+  for (size_t n : c.shape.sizes)
+    elements += n;
+  return std::to_string(c.members) + "_members_" + std::to_string(elements) + "_elements_in_" +
+         std::to_string(c.shape.sizes.size()) + "_tensors_chunk_" +
+         std::to_string(c.chunk_elements);
+}
+std::string mean_case_name(const ::testing::TestParamInfo<MeanCase>& info) {
+  return describe(info.param);
+}
+void PrintTo(const MeanCase& c, std::ostream* os) {
+  *os << describe(c);
+}
+
 class ExactMean : public TransportBackendTest, public ::testing::WithParamInterface<MeanCase> {};
 
 TEST_P(ExactMean, EveryMemberHoldsTheMean) {
@@ -258,7 +277,8 @@ INSTANTIATE_TEST_SUITE_P(
                       MeanCase{5, kOneElement, 64}, MeanCase{2, kOdd, 64}, MeanCase{3, kOdd, 100},
                       MeanCase{5, kOdd, 1}, MeanCase{2, kMixed, 50}, MeanCase{3, kMixed, 128},
                       MeanCase{5, kMixed, 1 << 18},
-                      MeanCase{3, Shape{{DType::kFloat32}, {(1u << 18) * 3 + 11}}, 1 << 16}));
+                      MeanCase{3, Shape{{DType::kFloat32}, {(1u << 18) * 3 + 11}}, 1 << 16}),
+    mean_case_name);
 
 // The send window at its smallest (one chunk to every other part): rounds still complete.
 TEST_F(TransportBackendTest, SmallestSendWindowStillCompletes) {
