@@ -241,7 +241,6 @@ RoundReport Averager::State::round() {
   if (chosen == nullptr)
     return finish(internal_error("averaging: the round's backend '" + group.backend +
                                  "' is not one of this member's"));
-  Status status = chosen->all_reduce_mean(group, tensors, deadline, report);
   // An NCCL round that failed is retried over the transport by every member that saw it fail (the
   // same group, so the same parts), while the deadline leaves time.
   Backend* fallback = backend(kTransportBackend);
@@ -250,8 +249,15 @@ RoundReport Averager::State::round() {
         return std::find(m.backends.begin(), m.backends.end(), kTransportBackend) !=
                m.backends.end();
       });
-  if (!status.is_ok() && group.backend != kTransportBackend && fallback != nullptr &&
-      everyone_has_transport && !deadline.expired()) {
+  const bool can_fall_back =
+      group.backend != kTransportBackend && fallback != nullptr && everyone_has_transport;
+  // A stalled NCCL round would otherwise use the whole deadline and leave the retry none: it gets
+  // half of what is left, the transport the rest. (Every member computes the same split from its
+  // own deadline, so they give up on NCCL at about the same time.)
+  const Deadline first_deadline =
+      can_fall_back && !deadline.is_never() ? Deadline::after(deadline.remaining() / 2) : deadline;
+  Status status = chosen->all_reduce_mean(group, tensors, first_deadline, report);
+  if (!status.is_ok() && can_fall_back && !deadline.expired()) {
     report.fallbacks.push_back(group.backend + ": " + status.to_string());
     Group over_transport = group;
     over_transport.backend = kTransportBackend;

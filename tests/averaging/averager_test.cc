@@ -313,6 +313,38 @@ TEST_F(AveragerTest, AFailedNcclRoundFallsBackToTheTransport) {
   EXPECT_EQ(members_[1]->b[0], 1.0f);
 }
 
+TEST_F(AveragerTest, AStalledNcclRoundLeavesTheTransportTimeToRetry) {
+  // Each member's "nccl" posts to a board of its own, so no NCCL round can complete: both stall
+  // until the part of the deadline NCCL gets, and the transport retry must still fit.
+  std::vector<std::unique_ptr<Member>> local;
+  for (int rank = 0; rank < 2; ++rank) {
+    auto m = std::make_unique<Member>();
+    m->a = {static_cast<float>(rank)};
+    m->b = {static_cast<float>(rank) * 2};
+    m->backend = std::make_shared<BoardBackend>(board_);
+    auto stalled = std::make_shared<BoardBackend>(std::make_shared<Board>(), "nccl");
+    stalled->device_id = "GPU-" + std::to_string(rank);
+    AveragerOptions options = launcher_options(rank, 2);
+    options.round_timeout = std::chrono::seconds(4);
+    options.gather_window = std::chrono::seconds(1);
+    options.backends = {stalled, m->backend};
+    auto created = Averager::create(m->refs(), std::move(options));
+    ASSERT_TRUE(created.is_ok()) << created.status().to_string();
+    m->averager = std::move(created).value();
+    members_.push_back(std::move(m));
+  }
+  auto reports = step_all(all());
+  for (const auto& report : reports) {
+    EXPECT_TRUE(report.ok) << report.failure;
+    EXPECT_EQ(report.backend, "transport");
+    ASSERT_EQ(report.fallbacks.size(), 1u);
+    EXPECT_NE(report.fallbacks[0].find("incomplete at the deadline"), std::string::npos)
+        << report.fallbacks[0];
+  }
+  EXPECT_EQ(members_[0]->a[0], 0.5f);
+  EXPECT_EQ(members_[1]->b[0], 1.0f);
+}
+
 TEST_F(AveragerTest, CloseCompletesPendingStepsOnceAndIsIdempotent) {
   AveragerOptions options = launcher_options(0, 2);  // rank 1 never comes
   options.gather_window = std::chrono::seconds(15);
