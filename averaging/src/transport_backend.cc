@@ -177,7 +177,7 @@ struct TransportBackend::Core : std::enable_shared_from_this<TransportBackend::C
     for (auto& x : refused)
       x.responder.reply(unavailable_error("averaging backend closed"));
     if (round) round->fail(canceled_error("averaging backend closed"));
-    server->handle(std::string(kPartMethod), [](Message, Responder responder) {
+    server->handle(std::string(kPartMethod), [](const Message&, Responder responder) {
       responder.reply(unavailable_error("averaging backend closed"));
     });
   }

@@ -71,8 +71,9 @@ int main(int argc, char** argv) {
   // kept heap too.
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::string(argv[i]) == "--keep-freed-memory" && std::string(argv[i + 1]) != "0") {
-      mallopt(M_MMAP_MAX, 0);
-      mallopt(M_TRIM_THRESHOLD, -1);
+      // Single-threaded still: no MPI or other thread exists before MPI_Init.
+      mallopt(M_MMAP_MAX, 0);         // NOLINT(concurrency-mt-unsafe)
+      mallopt(M_TRIM_THRESHOLD, -1);  // NOLINT(concurrency-mt-unsafe)
     }
   }
   MPI_Init(&argc, &argv);
