@@ -93,13 +93,9 @@ Result<std::shared_ptr<ButterflyRound>> ButterflyRound::create(
   r->own_ = part_range(total, r->members_, r->self_);
   r->own_chunks_ = chunk_count(r->own_, chunk);
   r->sum_region_ = sum_pool.acquire(r->own_.size() * sizeof(float));
+  // No pass copies this member's own values into the sums: a chunk's first contribution is added
+  // to them straight from the tensors (contribute()).
   r->sum_ = reinterpret_cast<float*>(r->sum_region_.get());
-  uint64_t at = r->own_.begin;
-  for (const auto& piece : layout.pieces(r->own_.begin, r->own_.size())) {
-    widen_into(r->sum_ + (at - r->own_.begin), layout.tensor_address(piece), piece.dtype,
-               piece.elements);
-    at += piece.elements;
-  }
   // Never below one chunk to every other part (see start()).
   r->window_limit_ = std::max<uint64_t>(options.max_in_flight_bytes,
                                         uint64_t{r->members_ - 1} * chunk * sizeof(float));
@@ -184,18 +180,32 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
     return;
   }
   float* sum = sum_ + (h.offset - own_.begin);
+  // The chunk's first contribution forms its sum with this member's own values, read from the
+  // tensors (fp32 addition commutes, so the order own + first, then the rest, is kept exactly);
+  // later ones are added to that sum. admit() checked that the segments are the own pieces.
+  const bool first = contributions_[chunk] == 1;
+  const auto own = layout_->pieces(h.offset, h.count);
   for (size_t i = 0; i < h.segments.size(); ++i) {
     const PartSegment& segment = h.segments[i];
+    const void* own_values = layout_->tensor_address(own[i]);
     if (h.codec == quant::Scheme::kNone) {
-      add_into(sum, payload[i].data(), segment.dtype, segment.elements);
+      if (first)
+        sum_into(sum, own_values, payload[i].data(), segment.dtype, segment.elements);
+      else
+        add_into(sum, payload[i].data(), segment.dtype, segment.elements);
     } else {
-      // The contribution decodes to fp32 (the sum's type) and is added from there.
+      // The contribution decodes to fp32 (the sum's type): the first straight into the sum, to
+      // which the own values are then added; later ones into a scratch array added from there.
       thread_local std::vector<float> decoded;
-      decoded.resize(segment.elements);
-      Status st = quant::decode(
-          payload[i].bytes(), quant::DType::kFloat32,
-          {reinterpret_cast<uint8_t*>(decoded.data()), decoded.size() * sizeof(float)},
-          segment_limits(segment.elements), kOneThread);
+      float* target = sum;
+      if (!first) {
+        decoded.resize(segment.elements);
+        target = decoded.data();
+      }
+      Status st =
+          quant::decode(payload[i].bytes(), quant::DType::kFloat32,
+                        {reinterpret_cast<uint8_t*>(target), segment.elements * sizeof(float)},
+                        segment_limits(segment.elements), kOneThread);
       if (!st.is_ok()) {
         // Summed segments cannot be taken back: the round fails, and the tensors stay untouched.
         st = st.with_context(fmt::format("round {} of '{}': {}'s chunk at element {}", round_, key_,
@@ -205,7 +215,10 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
         responder.reply(st);
         return;
       }
-      add_into(sum, decoded.data(), quant::DType::kFloat32, segment.elements);
+      if (first)
+        add_into(sum, own_values, segment.dtype, segment.elements);
+      else
+        add_into(sum, decoded.data(), quant::DType::kFloat32, segment.elements);
     }
     sum += segment.elements;
   }
