@@ -1,6 +1,7 @@
 #include "butterfly_round.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -239,7 +240,12 @@ void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
   means.reserve(pieces.size());
   const float* at = mean;
   for (const auto& piece : pieces) {
-    if (!options_.compression) {
+    if (!options_.compression && piece.dtype == quant::DType::kFloat32) {
+      // An fp32 mean is its own bytes: sent from the sums (the replies keep their region alive)
+      // and copied from there by commit(), never through staging.
+      means.push_back(Buffer::wrap(const_cast<float*>(at), piece.elements * sizeof(float),
+                                   transport::MemoryType::kHost, -1, sum_region_));
+    } else if (!options_.compression) {
       Buffer staged = staging_.slice(layout_->staging_offset(piece),
                                      piece.elements * quant::dtype_size(piece.dtype));
       narrow_into(staged.data(), piece.dtype, at, piece.elements);
@@ -513,7 +519,21 @@ Status ButterflyRound::wait_and_finish() {
 
 void ButterflyRound::commit() const {
   if (!options_.compression) {
-    layout_->copy_from_staging(staging_.bytes().data());
+    // The others' parts came back into staging; this member's part is in the sums (fp32 pieces)
+    // or in staging (fp16/bf16 pieces, rounded there by reduce_chunk_locked()).
+    const uint8_t* staging = staging_.bytes().data();
+    const uint64_t total = layout_->total_elements();
+    layout_->copy_from_staging(staging, 0, own_.begin);
+    layout_->copy_from_staging(staging, own_.end, total - own_.end);
+    if (own_.size() == 0) return;
+    const float* mean = sum_;
+    for (const auto& piece : layout_->pieces(own_.begin, own_.size())) {
+      if (piece.dtype == quant::DType::kFloat32)
+        std::memcpy(layout_->tensor_address(piece), mean, piece.elements * sizeof(float));
+      else
+        layout_->copy_from_staging(staging, own_.begin + (mean - sum_), piece.elements);
+      mean += piece.elements;
+    }
     return;
   }
   // Every encoding was validated when it arrived (or made here): decoding cannot fail.
