@@ -96,9 +96,17 @@ struct Averager::State {
     }
     return nullptr;
   }
+  // How long close() lets replies this member owes (the means of its last round's part) leave
+  // before it cuts their connections: a member that finished its round may still be answering
+  // others, who would otherwise see "closed the connection mid-frame" and fail that round.
+  static constexpr Milliseconds kReplyDrain{2000};
+
   void release_transport() {
     if (own_client && client) client->close();
-    if (own_server && server) server->close();
+    if (own_server && server) {
+      server->wait_idle(Deadline::after(kReplyDrain));
+      server->close();
+    }
     if (own_worker && worker) worker->stop();
   }
 };

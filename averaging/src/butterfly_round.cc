@@ -1,6 +1,7 @@
 #include "butterfly_round.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -93,13 +94,9 @@ Result<std::shared_ptr<ButterflyRound>> ButterflyRound::create(
   r->own_ = part_range(total, r->members_, r->self_);
   r->own_chunks_ = chunk_count(r->own_, chunk);
   r->sum_region_ = sum_pool.acquire(r->own_.size() * sizeof(float));
+  // No pass copies this member's own values into the sums: a chunk's first contribution is added
+  // to them straight from the tensors (contribute()).
   r->sum_ = reinterpret_cast<float*>(r->sum_region_.get());
-  uint64_t at = r->own_.begin;
-  for (const auto& piece : layout.pieces(r->own_.begin, r->own_.size())) {
-    widen_into(r->sum_ + (at - r->own_.begin), layout.tensor_address(piece), piece.dtype,
-               piece.elements);
-    at += piece.elements;
-  }
   // Never below one chunk to every other part (see start()).
   r->window_limit_ = std::max<uint64_t>(options.max_in_flight_bytes,
                                         uint64_t{r->members_ - 1} * chunk * sizeof(float));
@@ -184,18 +181,32 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
     return;
   }
   float* sum = sum_ + (h.offset - own_.begin);
+  // The chunk's first contribution forms its sum with this member's own values, read from the
+  // tensors (fp32 addition commutes, so the order own + first, then the rest, is kept exactly);
+  // later ones are added to that sum. admit() checked that the segments are the own pieces.
+  const bool first = contributions_[chunk] == 1;
+  const auto own = layout_->pieces(h.offset, h.count);
   for (size_t i = 0; i < h.segments.size(); ++i) {
     const PartSegment& segment = h.segments[i];
+    const void* own_values = layout_->tensor_address(own[i]);
     if (h.codec == quant::Scheme::kNone) {
-      add_into(sum, payload[i].data(), segment.dtype, segment.elements);
+      if (first)
+        sum_into(sum, own_values, payload[i].data(), segment.dtype, segment.elements);
+      else
+        add_into(sum, payload[i].data(), segment.dtype, segment.elements);
     } else {
-      // The contribution decodes to fp32 (the sum's type) and is added from there.
+      // The contribution decodes to fp32 (the sum's type): the first straight into the sum, to
+      // which the own values are then added; later ones into a scratch array added from there.
       thread_local std::vector<float> decoded;
-      decoded.resize(segment.elements);
-      Status st = quant::decode(
-          payload[i].bytes(), quant::DType::kFloat32,
-          {reinterpret_cast<uint8_t*>(decoded.data()), decoded.size() * sizeof(float)},
-          segment_limits(segment.elements), kOneThread);
+      float* target = sum;
+      if (!first) {
+        decoded.resize(segment.elements);
+        target = decoded.data();
+      }
+      Status st =
+          quant::decode(payload[i].bytes(), quant::DType::kFloat32,
+                        {reinterpret_cast<uint8_t*>(target), segment.elements * sizeof(float)},
+                        segment_limits(segment.elements), kOneThread);
       if (!st.is_ok()) {
         // Summed segments cannot be taken back: the round fails, and the tensors stay untouched.
         st = st.with_context(fmt::format("round {} of '{}': {}'s chunk at element {}", round_, key_,
@@ -205,7 +216,10 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
         responder.reply(st);
         return;
       }
-      add_into(sum, decoded.data(), quant::DType::kFloat32, segment.elements);
+      if (first)
+        add_into(sum, own_values, segment.dtype, segment.elements);
+      else
+        add_into(sum, decoded.data(), quant::DType::kFloat32, segment.elements);
     }
     sum += segment.elements;
   }
@@ -226,7 +240,12 @@ void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
   means.reserve(pieces.size());
   const float* at = mean;
   for (const auto& piece : pieces) {
-    if (!options_.compression) {
+    if (!options_.compression && piece.dtype == quant::DType::kFloat32) {
+      // An fp32 mean is its own bytes: sent from the sums (the replies keep their region alive)
+      // and copied from there by commit(), never through staging.
+      means.push_back(Buffer::wrap(const_cast<float*>(at), piece.elements * sizeof(float),
+                                   transport::MemoryType::kHost, -1, sum_region_));
+    } else if (!options_.compression) {
       Buffer staged = staging_.slice(layout_->staging_offset(piece),
                                      piece.elements * quant::dtype_size(piece.dtype));
       narrow_into(staged.data(), piece.dtype, at, piece.elements);
@@ -500,7 +519,21 @@ Status ButterflyRound::wait_and_finish() {
 
 void ButterflyRound::commit() const {
   if (!options_.compression) {
-    layout_->copy_from_staging(staging_.bytes().data());
+    // The others' parts came back into staging; this member's part is in the sums (fp32 pieces)
+    // or in staging (fp16/bf16 pieces, rounded there by reduce_chunk_locked()).
+    const uint8_t* staging = staging_.bytes().data();
+    const uint64_t total = layout_->total_elements();
+    layout_->copy_from_staging(staging, 0, own_.begin);
+    layout_->copy_from_staging(staging, own_.end, total - own_.end);
+    if (own_.size() == 0) return;
+    const float* mean = sum_;
+    for (const auto& piece : layout_->pieces(own_.begin, own_.size())) {
+      if (piece.dtype == quant::DType::kFloat32)
+        std::memcpy(layout_->tensor_address(piece), mean, piece.elements * sizeof(float));
+      else
+        layout_->copy_from_staging(staging, own_.begin + (mean - sum_), piece.elements);
+      mean += piece.elements;
+    }
     return;
   }
   // Every encoding was validated when it arrived (or made here): decoding cannot fail.

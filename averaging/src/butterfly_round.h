@@ -33,8 +33,8 @@ namespace hivemind::averaging {
 
 class ButterflyRound : public std::enable_shared_from_this<ButterflyRound> {
  public:
-  // Sizes everything and sums this member's own contribution into its part (before any other
-  // member's can arrive, since the round is not registered yet).
+  // Sizes everything. This member's own values join its part's sums with each chunk's first
+  // contribution (contribute()), read from the tensors, which stay untouched until commit().
   static Result<std::shared_ptr<ButterflyRound>> create(
       const Group& group, std::span<const TensorRef> tensors,
       const TransportBackendOptions& options, std::shared_ptr<transport::rpc::Client> client,

@@ -9,21 +9,27 @@ namespace hivemind::averaging {
 // Plain loops over __restrict pointers: the compiler vectorizes the fp32 ones; the fp16/bf16
 // conversions are the quant module's numeric-spec functions (exact widening, RNE narrowing).
 
-void widen_into(float* __restrict sum, const void* values, quant::DType dtype, uint64_t n) {
+void sum_into(float* __restrict sum, const void* a, const void* b, quant::DType dtype, uint64_t n) {
   switch (dtype) {
-    case quant::DType::kFloat32:
-      std::memcpy(sum, values, n * sizeof(float));
-      return;
-    case quant::DType::kFloat16: {
-      const auto* v = static_cast<const uint16_t*>(values);
+    case quant::DType::kFloat32: {
+      const auto* __restrict x = static_cast<const float*>(a);
+      const auto* __restrict y = static_cast<const float*>(b);
       for (uint64_t i = 0; i < n; ++i)
-        sum[i] = quant::spec::f16_to_f32(v[i]);
+        sum[i] = x[i] + y[i];
+      return;
+    }
+    case quant::DType::kFloat16: {
+      const auto* x = static_cast<const uint16_t*>(a);
+      const auto* y = static_cast<const uint16_t*>(b);
+      for (uint64_t i = 0; i < n; ++i)
+        sum[i] = quant::spec::f16_to_f32(x[i]) + quant::spec::f16_to_f32(y[i]);
       return;
     }
     case quant::DType::kBFloat16: {
-      const auto* v = static_cast<const uint16_t*>(values);
+      const auto* x = static_cast<const uint16_t*>(a);
+      const auto* y = static_cast<const uint16_t*>(b);
       for (uint64_t i = 0; i < n; ++i)
-        sum[i] = quant::spec::bf16_to_f32(v[i]);
+        sum[i] = quant::spec::bf16_to_f32(x[i]) + quant::spec::bf16_to_f32(y[i]);
       return;
     }
     default:

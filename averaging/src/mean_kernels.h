@@ -8,8 +8,9 @@
 
 namespace hivemind::averaging {
 
-// sum[i] = float(values[i]) for i < n.
-void widen_into(float* sum, const void* values, quant::DType dtype, uint64_t n);
+// sum[i] = float(a[i]) + float(b[i]) for i < n: a chunk's first sum, formed straight from this
+// member's values and the first contribution (no pass that only copies the own values).
+void sum_into(float* sum, const void* a, const void* b, quant::DType dtype, uint64_t n);
 // sum[i] += float(values[i]).
 void add_into(float* sum, const void* values, quant::DType dtype, uint64_t n);
 // sum[i] /= members: the fp32 mean, in place.

@@ -81,9 +81,12 @@ Status TensorLayout::check_segments(uint64_t offset, std::span<const PartSegment
   return Status::ok();
 }
 
-void TensorLayout::copy_from_staging(const uint8_t* staging) const {
-  for (size_t t = 0; t < tensors_.size(); ++t)
-    std::memcpy(tensors_[t].data, staging + staging_offset_[t], tensors_[t].bytes());
+void TensorLayout::copy_from_staging(const uint8_t* staging, uint64_t offset,
+                                     uint64_t count) const {
+  if (count == 0) return;
+  for (const auto& piece : pieces(offset, count))
+    std::memcpy(tensor_address(piece), staging + staging_offset(piece),
+                piece.elements * quant::dtype_size(piece.dtype));
 }
 
 }  // namespace hivemind::averaging

@@ -45,8 +45,8 @@ class TensorLayout {
   // error names the first difference (dtype or tensor boundary) by element index.
   Status check_segments(uint64_t offset, std::span<const PartSegment> segments) const;
 
-  // Copies every tensor's bytes from `staging` into the tensors.
-  void copy_from_staging(const uint8_t* staging) const;
+  // Copies the bytes of elements [offset, offset + count) from `staging` into the tensors.
+  void copy_from_staging(const uint8_t* staging, uint64_t offset, uint64_t count) const;
 
  private:
   std::vector<TensorRef> tensors_;

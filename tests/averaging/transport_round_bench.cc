@@ -5,7 +5,7 @@
 // endpoints, then starts every round at once (a barrier through pipes) and reports the slowest
 // member's time and the bus bandwidth 2(n-1)/n x bytes / time.
 //
-//   averaging_transport_bench [--members 4] [--mib 64] [--rounds 5] [--chunk-elements 262144]
+//   averaging_transport_bench [--members 4] [--mib 64] [--rounds 5] [--chunk-elements 524288]
 //                             [--compress] [--listen tcp://127.0.0.1:0]
 #include <algorithm>
 #include <chrono>
