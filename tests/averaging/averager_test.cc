@@ -3,6 +3,7 @@
 // the failures the control plane owns (late joins, a leader gone, mismatched tensors, close).
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <latch>
 #include <numeric>
@@ -116,6 +117,38 @@ class AveragerTest : public ::testing::Test {
         EXPECT_NEAR(m->a[i], mean + static_cast<double>(i), 1e-5);
       EXPECT_NEAR(m->b[0], mean * 2, 1e-5);
     }
+  }
+
+  // Two launcher members that prefer an "nccl" backend made by `make_nccl(rank)`, with the board as
+  // their transport: the NCCL round must fail, every member end on the transport with `reason` in
+  // its one fallback, and both hold the mean.
+  void expect_transport_fallback(const std::function<std::shared_ptr<BoardBackend>(int)>& make_nccl,
+                                 const std::function<void(AveragerOptions&)>& adjust,
+                                 std::string_view reason) {
+    for (int rank = 0; rank < 2; ++rank) {
+      auto m = std::make_unique<Member>();
+      m->a = {static_cast<float>(rank)};
+      m->b = {static_cast<float>(rank) * 2};
+      m->backend = std::make_shared<BoardBackend>(board_);
+      auto nccl = make_nccl(rank);
+      nccl->device_id = "GPU-" + std::to_string(rank);
+      AveragerOptions options = launcher_options(rank, 2);
+      adjust(options);
+      options.backends = {nccl, m->backend};
+      auto created = Averager::create(m->refs(), std::move(options));
+      ASSERT_TRUE(created.is_ok()) << created.status().to_string();
+      m->averager = std::move(created).value();
+      members_.push_back(std::move(m));
+    }
+    auto reports = step_all(all());
+    for (const auto& report : reports) {
+      EXPECT_TRUE(report.ok) << report.failure;
+      EXPECT_EQ(report.backend, "transport");
+      ASSERT_EQ(report.fallbacks.size(), 1u);
+      EXPECT_NE(report.fallbacks[0].find(reason), std::string::npos) << report.fallbacks[0];
+    }
+    EXPECT_EQ(members_[0]->a[0], 0.5f);
+    EXPECT_EQ(members_[1]->b[0], 1.0f);
   }
 
   std::string dir_;
@@ -285,64 +318,25 @@ TEST_F(AveragerTest, ALeaderThatIsGoneIsSkippedInTheSameRound) {
 }
 
 TEST_F(AveragerTest, AFailedNcclRoundFallsBackToTheTransport) {
-  std::vector<std::unique_ptr<Member>> local;
-  for (int rank = 0; rank < 2; ++rank) {
-    auto m = std::make_unique<Member>();
-    m->a = {static_cast<float>(rank)};
-    m->b = {static_cast<float>(rank) * 2};
-    m->backend = std::make_shared<BoardBackend>(board_);
-    auto nccl = std::make_shared<BoardBackend>(board_, "nccl");
-    nccl->device_id = "GPU-" + std::to_string(rank);
-    nccl->fail_with = internal_error("ncclCommInitRank: unhandled system error");
-    AveragerOptions options = launcher_options(rank, 2);
-    options.backends = {nccl, m->backend};
-    auto created = Averager::create(m->refs(), std::move(options));
-    ASSERT_TRUE(created.is_ok()) << created.status().to_string();
-    m->averager = std::move(created).value();
-    members_.push_back(std::move(m));
-  }
-  auto reports = step_all(all());
-  for (const auto& report : reports) {
-    EXPECT_TRUE(report.ok) << report.failure;
-    EXPECT_EQ(report.backend, "transport");
-    ASSERT_EQ(report.fallbacks.size(), 1u);
-    EXPECT_NE(report.fallbacks[0].find("nccl: Internal: ncclCommInitRank"), std::string::npos)
-        << report.fallbacks[0];
-  }
-  EXPECT_EQ(members_[0]->a[0], 0.5f);
-  EXPECT_EQ(members_[1]->b[0], 1.0f);
+  expect_transport_fallback(
+      [&](int) {
+        auto nccl = std::make_shared<BoardBackend>(board_, "nccl");
+        nccl->fail_with = internal_error("ncclCommInitRank: unhandled system error");
+        return nccl;
+      },
+      [](AveragerOptions&) {}, "nccl: Internal: ncclCommInitRank");
 }
 
 TEST_F(AveragerTest, AStalledNcclRoundLeavesTheTransportTimeToRetry) {
   // Each member's "nccl" posts to a board of its own, so no NCCL round can complete: both stall
   // until the part of the deadline NCCL gets, and the transport retry must still fit.
-  std::vector<std::unique_ptr<Member>> local;
-  for (int rank = 0; rank < 2; ++rank) {
-    auto m = std::make_unique<Member>();
-    m->a = {static_cast<float>(rank)};
-    m->b = {static_cast<float>(rank) * 2};
-    m->backend = std::make_shared<BoardBackend>(board_);
-    auto stalled = std::make_shared<BoardBackend>(std::make_shared<Board>(), "nccl");
-    stalled->device_id = "GPU-" + std::to_string(rank);
-    AveragerOptions options = launcher_options(rank, 2);
-    options.round_timeout = std::chrono::seconds(4);
-    options.gather_window = std::chrono::seconds(1);
-    options.backends = {stalled, m->backend};
-    auto created = Averager::create(m->refs(), std::move(options));
-    ASSERT_TRUE(created.is_ok()) << created.status().to_string();
-    m->averager = std::move(created).value();
-    members_.push_back(std::move(m));
-  }
-  auto reports = step_all(all());
-  for (const auto& report : reports) {
-    EXPECT_TRUE(report.ok) << report.failure;
-    EXPECT_EQ(report.backend, "transport");
-    ASSERT_EQ(report.fallbacks.size(), 1u);
-    EXPECT_NE(report.fallbacks[0].find("incomplete at the deadline"), std::string::npos)
-        << report.fallbacks[0];
-  }
-  EXPECT_EQ(members_[0]->a[0], 0.5f);
-  EXPECT_EQ(members_[1]->b[0], 1.0f);
+  expect_transport_fallback(
+      [](int) { return std::make_shared<BoardBackend>(std::make_shared<Board>(), "nccl"); },
+      [](AveragerOptions& options) {
+        options.round_timeout = std::chrono::seconds(4);
+        options.gather_window = std::chrono::seconds(1);
+      },
+      "incomplete at the deadline");
 }
 
 TEST_F(AveragerTest, CloseCompletesPendingStepsOnceAndIsIdempotent) {
