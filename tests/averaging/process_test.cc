@@ -218,6 +218,31 @@ class AveragingProcesses : public ::testing::Test {
                              [](Member* a, Member* b) { return a->endpoint() < b->endpoint(); });
   }
 
+  // Holds `victim` inside a round every member entered, then sends it `signal` (SIGKILL: dead;
+  // SIGSTOP: stalled). The others' round must fail with their tensors unchanged, and the next two
+  // rounds must succeed without the victim.
+  void signal_mid_round(Member* victim, int signal) {
+    std::vector<Member*> survivors;
+    for (auto* m : all())
+      if (m != victim) survivors.push_back(m);
+    victim->send("stall");
+    victim->send("step " + format_weights(weights_[victim->rank()]));
+    for (auto* m : survivors)
+      m->send("step " + format_weights(weights_[m->rank()]));
+    // Signalled once every member holds the group (else the others re-form the round without it).
+    ASSERT_TRUE(victim->in_round());
+    for (auto* m : survivors)
+      ASSERT_TRUE(m->entered_round());
+    victim->signal(signal);
+    for (auto* m : survivors) {
+      Report r = m->report();
+      EXPECT_FALSE(r.ok) << r.line;
+      EXPECT_LE(r.max_rel_err, 1e-6) << "a failed round changed the tensors: " << r.line;
+    }
+    round(survivors, true);
+    round(survivors, true);
+  }
+
   std::string dir_;
   std::unique_ptr<dht::Dht> dht_;
   std::vector<std::unique_ptr<Member>> members_;
@@ -258,28 +283,8 @@ TEST_F(AveragingProcesses, ALeaderKilledMidRoundFailsTheRoundAndTheNextFormsWith
   start_dht_members(3, 1001);
   wait_ready();
   round(all(), true);
-  Member* victim = dht_leader(all());
-  std::vector<Member*> survivors;
-  for (auto* m : all())
-    if (m != victim) survivors.push_back(m);
-
-  victim->send("stall");
-  victim->send("step " + format_weights(weights_[victim->rank()]));
-  for (auto* m : survivors)
-    m->send("step " + format_weights(weights_[m->rank()]));
-  // Killed once every member holds the group (else the others re-form the round without it).
-  ASSERT_TRUE(victim->in_round());
-  for (auto* m : survivors)
-    ASSERT_TRUE(m->entered_round());
-  victim->signal(SIGKILL);
-  for (auto* m : survivors) {
-    Report r = m->report();
-    EXPECT_FALSE(r.ok) << r.line;
-    EXPECT_LE(r.max_rel_err, 1e-6) << "a failed round changed the tensors: " << r.line;
-  }
   // The dead leader's declaration is still in the DHT: the survivors find it gone and skip it.
-  round(survivors, true);
-  round(survivors, true);
+  signal_mid_round(dht_leader(all()), SIGKILL);
 }
 
 TEST_F(AveragingProcesses, AMemberStoppedMidRoundFailsTheRoundAndTheNextFormsWithoutIt) {
@@ -288,56 +293,19 @@ TEST_F(AveragingProcesses, AMemberStoppedMidRoundFailsTheRoundAndTheNextFormsWit
   round(all(), true);
   Member* leader = dht_leader(all());
   Member* victim = nullptr;
-  std::vector<Member*> survivors;
-  for (auto* m : all()) {
-    if (m != leader && victim == nullptr) {
-      victim = m;
-    } else {
-      survivors.push_back(m);
-    }
-  }
-  victim->send("stall");
-  victim->send("step " + format_weights(weights_[victim->rank()]));
-  for (auto* m : survivors)
-    m->send("step " + format_weights(weights_[m->rank()]));
-  ASSERT_TRUE(victim->in_round());
-  for (auto* m : survivors)
-    ASSERT_TRUE(m->entered_round());
-  victim->signal(SIGSTOP);
-  for (auto* m : survivors) {
-    Report r = m->report();  // by the round's deadline: the stopped member never sends its part
-    EXPECT_FALSE(r.ok) << r.line;
-    EXPECT_LE(r.max_rel_err, 1e-6) << "a failed round changed the tensors: " << r.line;
-  }
-  round(survivors, true);
-  round(survivors, true);
+  for (auto* m : all())
+    if (m != leader && victim == nullptr) victim = m;
+  // The stopped member never sends its part: the others' round ends at its deadline.
+  signal_mid_round(victim, SIGSTOP);
 }
 
 TEST_F(AveragingProcesses, ALeaderStoppedMidRoundFailsTheRoundAndTheNextFormsWithoutIt) {
   start_dht_members(3, 1001);
   wait_ready();
   round(all(), true);
-  Member* victim = dht_leader(all());
-  std::vector<Member*> survivors;
-  for (auto* m : all())
-    if (m != victim) survivors.push_back(m);
-  victim->send("stall");
-  victim->send("step " + format_weights(weights_[victim->rank()]));
-  for (auto* m : survivors)
-    m->send("step " + format_weights(weights_[m->rank()]));
-  ASSERT_TRUE(victim->in_round());
-  for (auto* m : survivors)
-    ASSERT_TRUE(m->entered_round());
-  victim->signal(SIGSTOP);
-  for (auto* m : survivors) {
-    Report r = m->report();
-    EXPECT_FALSE(r.ok) << r.line;
-    EXPECT_LE(r.max_rel_err, 1e-6) << "a failed round changed the tensors: " << r.line;
-  }
   // The stopped leader still holds its connections and its declaration: the survivors' joins wait
   // for it two gather windows, then the next candidate leads within the same round.
-  round(survivors, true);
-  round(survivors, true);
+  signal_mid_round(dht_leader(all()), SIGSTOP);
 }
 
 TEST_F(AveragingProcesses, AMemberArrivingLaterTakesPartFromTheNextRound) {
