@@ -183,30 +183,35 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
   float* sum = sum_ + (h.offset - own_.begin);
   // The chunk's first contribution forms its sum with this member's own values, read from the
   // tensors (fp32 addition commutes, so the order own + first, then the rest, is kept exactly);
-  // later ones are added to that sum. admit() checked that the segments are the own pieces.
+  // later ones are added to that sum, and the last one leaves the mean (mean_kernels.h).
+  // admit() checked that the segments are the own pieces.
   const bool first = contributions_[chunk] == 1;
+  const bool last = contributions_[chunk] + 1 == members_;
   const auto own = layout_->pieces(h.offset, h.count);
   for (size_t i = 0; i < h.segments.size(); ++i) {
     const PartSegment& segment = h.segments[i];
     const void* own_values = layout_->tensor_address(own[i]);
+    const uint64_t n = segment.elements;
     if (h.codec == quant::Scheme::kNone) {
-      if (first)
-        sum_into(sum, own_values, payload[i].data(), segment.dtype, segment.elements);
+      const void* values = payload[i].data();
+      if (first && last)
+        sum_into_mean(sum, own_values, values, segment.dtype, n, members_);
+      else if (first)
+        sum_into(sum, own_values, values, segment.dtype, n);
+      else if (last)
+        add_into_mean(sum, values, segment.dtype, n, members_);
       else
-        add_into(sum, payload[i].data(), segment.dtype, segment.elements);
+        add_into(sum, values, segment.dtype, n);
     } else {
       // The contribution decodes to fp32 (the sum's type): the first straight into the sum, to
-      // which the own values are then added; later ones into a scratch array added from there.
-      thread_local std::vector<float> decoded;
-      float* target = sum;
-      if (!first) {
-        decoded.resize(segment.elements);
-        target = decoded.data();
-      }
-      Status st =
-          quant::decode(payload[i].bytes(), quant::DType::kFloat32,
-                        {reinterpret_cast<uint8_t*>(target), segment.elements * sizeof(float)},
-                        segment_limits(segment.elements), kOneThread);
+      // which the own values are then added; later ones are added as they decode (one pass, no
+      // scratch array).
+      std::span<float> target(sum, n);
+      Status st = first ? quant::decode(payload[i].bytes(), quant::DType::kFloat32,
+                                        {reinterpret_cast<uint8_t*>(sum), n * sizeof(float)},
+                                        segment_limits(n), kOneThread)
+                        : quant::decode_accumulate(payload[i].bytes(), target, segment_limits(n),
+                                                   kOneThread);
       if (!st.is_ok()) {
         // Summed segments cannot be taken back: the round fails, and the tensors stay untouched.
         st = st.with_context(fmt::format("round {} of '{}': {}'s chunk at element {}", round_, key_,
@@ -216,12 +221,14 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
         responder.reply(st);
         return;
       }
-      if (first)
-        add_into(sum, own_values, segment.dtype, segment.elements);
-      else
-        add_into(sum, decoded.data(), quant::DType::kFloat32, segment.elements);
+      if (first && last)
+        add_into_mean(sum, own_values, segment.dtype, n, members_);
+      else if (first)
+        add_into(sum, own_values, segment.dtype, n);
+      else if (last)
+        divide_in_place(sum, n, members_);
     }
-    sum += segment.elements;
+    sum += n;
   }
   seen = 1;
   bytes_received_ += payload_bytes(payload);
@@ -233,8 +240,8 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
 void ButterflyRound::reduce_chunk_locked(uint64_t chunk) {
   const uint64_t offset = own_.begin + chunk * options_.chunk_elements;
   const uint64_t count = std::min(options_.chunk_elements, own_.end - offset);
-  float* mean = sum_ + (offset - own_.begin);
-  divide_in_place(mean, count, members_);
+  // The last contribution left the chunk's mean in the sums (contribute()).
+  const float* mean = sum_ + (offset - own_.begin);
   const auto pieces = layout_->pieces(offset, count);
   std::vector<Buffer> means;
   means.reserve(pieces.size());

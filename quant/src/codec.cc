@@ -441,4 +441,70 @@ Status decode(std::span<const uint8_t> encoded, DType out_dtype, std::span<uint8
   return decode(h, encoded, out_dtype, out, cpu);
 }
 
+namespace {
+
+// The passthrough schemes' payload widened and added (rare on the summing path: the transport
+// backend sums u8 parts; these keep decode_accumulate() total over what decode() accepts).
+void widen_accumulate(const uint8_t* payload, DType dtype, uint64_t n, float* acc) {
+  for (uint64_t i = 0; i < n; ++i) {
+    float x;
+    if (dtype == DType::kFloat32) {
+      std::memcpy(&x, payload + 4 * i, 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, payload + 2 * i, 2);
+      x = dtype == DType::kBFloat16 ? spec::bf16_to_f32(h) : spec::f16_to_f32(h);
+    }
+    acc[i] += x;
+  }
+}
+
+}  // namespace
+
+Status decode_accumulate(const DecodedHeader& h, std::span<const uint8_t> encoded,
+                         std::span<float> acc, const CpuOptions& cpu) {
+  if (!decodable_as(h, DType::kFloat32)) {
+    return invalid_argument_error(fmt::format(
+        "quant: a {} tensor cannot be added to a float32 accumulator", dtype_name(h.src_dtype)));
+  }
+  if (encoded.size() != h.total_bytes)
+    return invalid_argument_error("quant: header does not match these bytes");
+  if (acc.size() != h.numel) {
+    return invalid_argument_error(fmt::format(
+        "quant: the accumulator holds {} elements, the tensor has {}", acc.size(), h.numel));
+  }
+  if (h.numel == 0) return Status::ok();
+  const uint8_t* payload = encoded.data() + h.payload_offset;
+  switch (h.scheme) {
+    case Scheme::kNone:
+      widen_accumulate(payload, h.src_dtype, h.numel, acc.data());
+      return Status::ok();
+    case Scheme::kFloat16:
+      widen_accumulate(payload, DType::kFloat16, h.numel, acc.data());
+      return Status::ok();
+    case Scheme::kBFloat16:
+      widen_accumulate(payload, DType::kBFloat16, h.numel, acc.data());
+      return Status::ok();
+    default: {
+      const uint8_t* zps =
+          h.scheme == Scheme::kBlockAffineU8 ? encoded.data() + h.zero_points_offset : nullptr;
+      const uint8_t* scales_ptr = encoded.data() + h.scales_offset;
+      if (reinterpret_cast<uintptr_t>(scales_ptr) % alignof(float) == 0) {
+        return dequantize_accumulate_cpu(payload, reinterpret_cast<const float*>(scales_ptr), zps,
+                                         h.numel, h.scheme, h.block_size, acc.data(), cpu);
+      }
+      std::vector<float> scales(h.num_blocks);
+      std::memcpy(scales.data(), scales_ptr, 4 * h.num_blocks);
+      return dequantize_accumulate_cpu(payload, scales.data(), zps, h.numel, h.scheme,
+                                       h.block_size, acc.data(), cpu);
+    }
+  }
+}
+
+Status decode_accumulate(std::span<const uint8_t> encoded, std::span<float> acc,
+                         const DecodeLimits& limits, const CpuOptions& cpu) {
+  HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h, decode_header(encoded, limits));
+  return decode_accumulate(h, encoded, acc, cpu);
+}
+
 }  // namespace hivemind::quant

@@ -27,6 +27,10 @@ struct IsaKernels {
   // out[i] = float(codes[i] - offset) * scale, stored as out_dtype.
   void (*dequantize_linear)(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
                             void* out, DType out_dtype);
+  // acc[i] += float(codes[i] - offset) * scale: the decoded value rounded to fp32 first, then one
+  // fp32 addition, so the result equals dequantize_linear into fp32 followed by an add.
+  void (*dequantize_accumulate)(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
+                                float* acc);
   // Float conversion (numeric_spec.h, section 3).
   void (*convert)(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
                   bool clamp_f16);

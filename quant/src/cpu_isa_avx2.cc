@@ -232,6 +232,29 @@ void dequantize_linear(const uint8_t* codes, uint64_t n, float scale, int32_t of
   }
 }
 
+void dequantize_accumulate(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
+                           float* acc) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  const __m256i voff = _mm256_set1_epi32(offset);
+  auto decoded8 = [&](__m128i eight_codes) {
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(eight_codes), voff)),
+                         vs);
+  };
+  uint64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i));
+    __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
+    _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), decoded8(lo)));
+    _mm256_storeu_ps(acc + i + 8,
+                     _mm256_add_ps(_mm256_loadu_ps(acc + i + 8), decoded8(_mm_srli_si128(lo, 8))));
+    _mm256_storeu_ps(acc + i + 16, _mm256_add_ps(_mm256_loadu_ps(acc + i + 16), decoded8(hi)));
+    _mm256_storeu_ps(acc + i + 24,
+                     _mm256_add_ps(_mm256_loadu_ps(acc + i + 24), decoded8(_mm_srli_si128(hi, 8))));
+  }
+  for (; i < n; ++i)
+    acc[i] += static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale;
+}
+
 inline __m256 clamp_f16_8(__m256 x) {
   __m256i b = _mm256_castps_si256(x);
   __m256i abs = _mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(kAbsMask)));
@@ -269,7 +292,8 @@ void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dt
 
 const IsaKernels* avx2_kernels() {
   static const IsaKernels kernels{"avx2",          max_abs_bits,      minmax_keys,
-                                  quantize_linear, dequantize_linear, convert};
+                                  quantize_linear, dequantize_linear, dequantize_accumulate,
+                                  convert};
   return &kernels;
 }
 

@@ -105,6 +105,12 @@ void dequantize_linear(const uint8_t* codes, uint64_t n, float scale, int32_t of
   }
 }
 
+void dequantize_accumulate(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
+                           float* acc) {
+  for (uint64_t i = 0; i < n; ++i)
+    acc[i] += static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale;
+}
+
 void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
              bool clamp_f16) {
   for (uint64_t i = 0; i < n; ++i) {
@@ -118,7 +124,8 @@ void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dt
 
 const IsaKernels& portable_kernels() {
   static const IsaKernels kernels{"portable",      max_abs_bits,      minmax_keys,
-                                  quantize_linear, dequantize_linear, convert};
+                                  quantize_linear, dequantize_linear, dequantize_accumulate,
+                                  convert};
   return kernels;
 }
 

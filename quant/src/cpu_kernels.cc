@@ -341,6 +341,32 @@ Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* 
   return Status::ok();
 }
 
+Status dequantize_accumulate_cpu(const uint8_t* codes, const float* scales,
+                                 const uint8_t* zero_points, uint64_t n, Scheme scheme,
+                                 uint32_t block_size, float* acc, const CpuOptions& options) {
+  HIVEMIND_RETURN_IF_ERROR(check_u8_layout(scheme, block_size, zero_points, n));
+  if (n == 0) return Status::ok();
+  const IsaKernels& k = kernels();
+  if (scheme == Scheme::kPerTensorAbsmaxU8) {
+    float s = scales[0];
+    for_chunks(n, 64, options, [&](uint64_t first, uint64_t count) {
+      k.dequantize_accumulate(codes + first, count, s, spec::kSymmetricOffset, acc + first);
+    });
+    return Status::ok();
+  }
+  const bool affine = scheme == Scheme::kBlockAffineU8;
+  for_chunks(n, block_size, options, [&](uint64_t first, uint64_t count) {
+    for (uint64_t off = 0; off < count; off += block_size) {
+      uint64_t start = first + off;
+      uint64_t len = std::min<uint64_t>(block_size, n - start);
+      uint64_t b = start / block_size;
+      int32_t offset = affine ? zero_points[b] : spec::kSymmetricOffset;
+      k.dequantize_accumulate(codes + start, len, scales[b], offset, acc + start);
+    }
+  });
+  return Status::ok();
+}
+
 Status convert_cpu(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
                    bool clamp_f16, const CpuOptions& options) {
   HIVEMIND_RETURN_IF_ERROR(check_float(in_dtype, "input"));

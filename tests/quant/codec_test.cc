@@ -1,5 +1,6 @@
 // The wire codec: round trips for every scheme and dtype, header validation of malformed bytes,
 // in-place vs copying encodes, and the documented layout.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -109,6 +110,62 @@ TEST(QuantCodec, RoundTripsEverySchemeAndDtype) {
       }
     }
   }
+}
+
+// decode_accumulate() is decode() into fp32 plus an fp32 add, bit for bit, on both loop sets, for
+// every scheme and float source, over lengths ragged against the blocks and the vector width.
+TEST(QuantCodec, DecodeAccumulateEqualsDecodeThenAdd) {
+  const uint64_t n = 4515;
+  const int64_t shape[1] = {static_cast<int64_t>(n)};
+  auto start = random_tensor(DType::kFloat32, n, 5, 0.25f);
+  for (const char* isa : {"avx2", "portable"}) {
+    if (!select_cpu_isa(isa).is_ok()) continue;  // no AVX2 on this CPU
+    for (Scheme s : kAllSchemes) {
+      for (DType dt : kFloatTypes) {
+        auto input = random_tensor(dt, n, 17, -0.5f);
+        auto enc = encode_to_vector(TensorView{input.data(), dt, shape, false}, {s, 256});
+        ASSERT_TRUE(enc.is_ok()) << enc.status().to_string();
+        std::vector<float> decoded(n), expected(n), acc(n);
+        ASSERT_TRUE(decode(*enc, DType::kFloat32,
+                           {reinterpret_cast<uint8_t*>(decoded.data()), n * sizeof(float)})
+                        .is_ok());
+        std::memcpy(expected.data(), start.data(), n * sizeof(float));
+        std::memcpy(acc.data(), start.data(), n * sizeof(float));
+        for (uint64_t i = 0; i < n; ++i)
+          expected[i] += decoded[i];
+        ASSERT_TRUE(decode_accumulate(*enc, acc).is_ok());
+        EXPECT_EQ(0, std::memcmp(acc.data(), expected.data(), n * sizeof(float)))
+            << isa << " " << scheme_name(s) << " " << dtype_name(dt);
+      }
+    }
+  }
+  ASSERT_TRUE(select_cpu_isa("auto").is_ok());
+}
+
+TEST(QuantCodec, DecodeAccumulateRefusesWhatItCannotAddAndLeavesTheAccumulator) {
+  const int64_t shape[1] = {100};
+  auto floats = random_tensor(DType::kFloat32, 100, 3);
+  auto enc = encode_to_vector(TensorView{floats.data(), DType::kFloat32, shape, false},
+                              {Scheme::kBlockAbsmaxU8, 64});
+  ASSERT_TRUE(enc.is_ok());
+  std::vector<float> acc(99, 1.0f);
+  Status st = decode_accumulate(*enc, acc);
+  EXPECT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("99 elements"), std::string::npos) << st.message();
+  EXPECT_TRUE(std::all_of(acc.begin(), acc.end(), [](float x) { return x == 1.0f; }));
+
+  auto ints = random_tensor(DType::kInt32, 100, 3);
+  auto raw = encode_to_vector(TensorView{ints.data(), DType::kInt32, shape, false},
+                              {Scheme::kNone, 64});
+  ASSERT_TRUE(raw.is_ok());
+  acc.assign(100, 1.0f);
+  st = decode_accumulate(*raw, acc);
+  EXPECT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("int32"), std::string::npos) << st.message();
+  EXPECT_TRUE(std::all_of(acc.begin(), acc.end(), [](float x) { return x == 1.0f; }));
+
+  std::vector<uint8_t> truncated(enc->begin(), enc->end() - 1);
+  EXPECT_FALSE(decode_accumulate(truncated, acc).is_ok());
 }
 
 TEST(QuantCodec, RawTypesPassThroughUnderNone) {

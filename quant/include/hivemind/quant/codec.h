@@ -93,6 +93,16 @@ Status decode(std::span<const uint8_t> encoded, DType out_dtype, std::span<uint8
 Status decode(const DecodedHeader& header, std::span<const uint8_t> encoded, DType out_dtype,
               std::span<uint8_t> out, const CpuOptions& cpu = {});
 
+// Adds the decoded values to an fp32 accumulator (exactly numel floats): acc[i] += decoded[i],
+// bit for bit what decode() into fp32 followed by an fp32 add gives, in one pass and without a
+// scratch array. Refused (before touching acc) where decode() into kFloat32 would be: a source
+// that is not a float, or bytes that do not match the header.
+Status decode_accumulate(std::span<const uint8_t> encoded, std::span<float> acc,
+                         const DecodeLimits& limits = {}, const CpuOptions& cpu = {});
+// Same with a header already returned by decode_header() for these bytes.
+Status decode_accumulate(const DecodedHeader& header, std::span<const uint8_t> encoded,
+                         std::span<float> acc, const CpuOptions& cpu = {});
+
 // Writes just the header (kFixedHeaderBytes + 8 * ndim bytes, zero padding up to scales_offset).
 // For encoders that produce scales and payload elsewhere (the CUDA path).
 Status write_header(DType dtype, std::span<const int64_t> shape, bool requires_grad,
