@@ -3,6 +3,7 @@
 #include <hivemind/common/env.h>
 #include <hivemind/common/logging.h>
 #include <hivemind/transport/context.h>
+#include <hivemind/transport/same_host_copy.h>
 
 #include "ucx/ucx_backend.h"
 
@@ -20,6 +21,12 @@ Result<ContextOptions> ContextOptions::from_env() {
     if (*rndv < 0)
       return invalid_argument_error("HIVEMIND_UCX_RNDV_THRESHOLD must not be negative");
     o.ucx_rndv_threshold = static_cast<uint64_t>(*rndv);
+  }
+  HIVEMIND_ASSIGN_OR_RETURN(auto same_host, env_int("HIVEMIND_UCX_SAME_HOST_COPY_THRESHOLD"));
+  if (same_host) {
+    if (*same_host < 0)
+      return invalid_argument_error("HIVEMIND_UCX_SAME_HOST_COPY_THRESHOLD must not be negative");
+    o.ucx_same_host_copy_threshold = static_cast<uint64_t>(*same_host);
   }
   HIVEMIND_ASSIGN_OR_RETURN(auto max_msg, env_int("HIVEMIND_MAX_MESSAGE_BYTES"));
   if (max_msg) {
@@ -77,6 +84,8 @@ Result<std::shared_ptr<Context>> Context::create(ContextOptions options) {
   auto ucx = detail::create_ucx_context(ctx->options_);
   if (ucx.is_ok()) {
     ctx->ucx_ = std::move(ucx).value();
+    // Same-host peers read large payloads from this process (same_host_copy.h).
+    if (ctx->options_.ucx_same_host_copy_threshold > 0) allow_same_host_reads();
   } else {
     ctx->ucx_reason_ = ucx.status().to_string();
     logger("transport")->info("UCX unavailable, TCP only: {}", ctx->ucx_reason_);

@@ -6,9 +6,13 @@
 #include <cstring>
 #include <set>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <hivemind/common/byte_order.h>
+#include <hivemind/common/errno_text.h>
+#include <hivemind/common/logging.h>
 
 #include "ucx/ucx_worker_impl.h"
 
@@ -20,6 +24,13 @@ void send_cb(void* request, ucs_status_t status, void* user_data) {
   auto* op = static_cast<UcxEndpoint::SendOp*>(user_data);
   ucp_request_free(request);
   op->ep->send_done(op, status);
+}
+
+void control_cb(void* request, ucs_status_t, void* user_data) {
+  auto* op = static_cast<UcxEndpoint::ControlOp*>(user_data);
+  ucp_request_free(request);
+  auto ep = op->ep;  // control_done() destroys op
+  ep->control_done(op);
 }
 
 void recv_cb(void* request, ucs_status_t status, size_t, void* user_data) {
@@ -90,54 +101,91 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   }
   sends_.emplace(op, std::move(owned_send));
 
-  auto issue = [&](unsigned id, const void* header, size_t header_len, const void* buffer,
-                   size_t count, bool iov, uint32_t flags) {
-    ucp_request_param_t param{};
-    param.op_attr_mask =
-        UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-    param.cb.send = send_cb;
-    param.user_data = op;
-    param.flags = flags;
-    if (iov) {
-      param.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
-      param.datatype = ucp_dt_make_iov();
-    }
-    if (mem == MemoryType::kCuda) {
-      param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
-      param.memory_type = UCS_MEMORY_TYPE_CUDA;
-    }
-    ++op->outstanding;
-    ucs_status_ptr_t r = ucp_am_send_nbx(ep_, id, header, header_len, buffer, count, &param);
-    if (r == nullptr) {
-      --op->outstanding;
-    } else if (UCS_PTR_IS_ERR(r)) {
-      --op->outstanding;
-      if (op->status.is_ok())
-        op->status = ucs_to_status(UCS_PTR_STATUS(r), "ucp_am_send_nbx to " + peer_);
-    }
-  };
-
   if (split) {
     // Forced eager: the metadata is small enough and must not need an allocation round of its own.
     op->metadata_header.resize(8);
     store_le<uint64_t>(op->metadata_header.data(), seq);
-    issue(kAmMetadata, op->metadata_header.data(), 8, op->message.metadata.data(),
-          op->message.metadata.size(), false, UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER);
+    issue(op, kAmMetadata, op->metadata_header.data(), 8, op->message.metadata.data(),
+          op->message.metadata.size(), false, UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER,
+          MemoryType::kHost);
   }
-  uint32_t flags = UCP_AM_SEND_FLAG_REPLY;
-  if (h.payload_len > 0) {
-    flags |= h.payload_len >= worker_.context->options().ucx_rndv_threshold
-                 ? UCP_AM_SEND_FLAG_RNDV
-                 : UCP_AM_SEND_FLAG_EAGER;
-  }
-  if (op->iov.size() == 1) {
-    issue(kAmFrame, op->header.data(), op->header.size(), op->iov[0].buffer, op->iov[0].length,
-          false, flags);
+  op->frame_header_len = op->header.size();
+  const uint64_t same_host_threshold = worker_.context->options().ucx_same_host_copy_threshold;
+  const bool same_host = !split && !same_host_unreachable_ && mem == MemoryType::kHost &&
+                         same_host_threshold > 0 && h.payload_len >= same_host_threshold &&
+                         op->header.size() + same_host_trailer_size(h.tensor_count) <=
+                             ucx_.am_header_budget();
+  if (same_host) {
+    // The receiver reads the payload from here (same_host_copy.h); the send completes once it
+    // replied (and, after a read, once our confirmation is out).
+    SameHostTrailer trailer;
+    trailer.token = next_same_host_token_++;
+    trailer.pid = static_cast<uint32_t>(::getpid());
+    trailer.host = this_host();
+    trailer.addresses.reserve(op->message.tensors.size());
+    for (const auto& t : op->message.tensors)
+      trailer.addresses.push_back(reinterpret_cast<uintptr_t>(t.data()));
+    append_same_host_trailer(trailer, op->header);
+    op->same_host_token = trailer.token;
+    op->awaiting_same_host_reply = true;
+    ++op->outstanding;
+    same_host_sends_.emplace(trailer.token, op);
+    issue(op, kAmSameHostFrame, op->header.data(), op->header.size(), nullptr, 0, false,
+          UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER, MemoryType::kHost);
+    if (!op->status.is_ok()) {
+      // Not sent: no reply will come.
+      same_host_sends_.erase(trailer.token);
+      op->awaiting_same_host_reply = false;
+      --op->outstanding;
+    }
   } else {
-    issue(kAmFrame, op->header.data(), op->header.size(),
-          op->iov.empty() ? nullptr : op->iov.data(), op->iov.size(), !op->iov.empty(), flags);
+    issue_frame(op, h.payload_len, mem);
   }
   if (op->outstanding == 0) send_done(op, UCS_OK);
+}
+
+void UcxEndpoint::issue(SendOp* op, unsigned id, const void* header, size_t header_len,
+                        const void* buffer, size_t count, bool iov, uint32_t flags,
+                        MemoryType mem) {
+  ucp_request_param_t param{};
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  param.cb.send = send_cb;
+  param.user_data = op;
+  param.flags = flags;
+  if (iov) {
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
+    param.datatype = ucp_dt_make_iov();
+  }
+  if (mem == MemoryType::kCuda) {
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+    param.memory_type = UCS_MEMORY_TYPE_CUDA;
+  }
+  ++op->outstanding;
+  ucs_status_ptr_t r = ucp_am_send_nbx(ep_, id, header, header_len, buffer, count, &param);
+  if (r == nullptr) {
+    --op->outstanding;
+  } else if (UCS_PTR_IS_ERR(r)) {
+    --op->outstanding;
+    if (op->status.is_ok())
+      op->status = ucs_to_status(UCS_PTR_STATUS(r), "ucp_am_send_nbx to " + peer_);
+  }
+}
+
+void UcxEndpoint::issue_frame(SendOp* op, uint64_t payload_len, MemoryType mem) {
+  uint32_t flags = UCP_AM_SEND_FLAG_REPLY;
+  if (payload_len > 0) {
+    flags |= payload_len >= worker_.context->options().ucx_rndv_threshold ? UCP_AM_SEND_FLAG_RNDV
+                                                                          : UCP_AM_SEND_FLAG_EAGER;
+  }
+  if (op->iov.size() == 1) {
+    issue(op, kAmFrame, op->header.data(), op->frame_header_len, op->iov[0].buffer,
+          op->iov[0].length, false, flags, mem);
+  } else {
+    issue(op, kAmFrame, op->header.data(), op->frame_header_len,
+          op->iov.empty() ? nullptr : op->iov.data(), op->iov.size(), !op->iov.empty(), flags,
+          mem);
+  }
 }
 
 void UcxEndpoint::send_done(SendOp* op, ucs_status_t status) {
@@ -155,15 +203,20 @@ void UcxEndpoint::send_done(SendOp* op, ucs_status_t status) {
 void UcxEndpoint::cancel_unfinished_sends() {
   HIVEMIND_ASSERT_IN_LOOP(worker_);
   auto self = shared_from_this();  // each op holds a reference; the last may be among them
+  same_host_sends_.clear();
   std::vector<SendOp*> unfinished;
   unfinished.reserve(sends_.size());
   for (const auto& [op, owned] : sends_)
     unfinished.push_back(op);
   for (SendOp* op : unfinished) {
     op->outstanding = 0;
+    op->awaiting_same_host_reply = false;
     send_done(op, UCS_ERR_CANCELED);
   }
+  controls_.clear();  // their requests die with the worker too
 }
+
+void UcxEndpoint::control_done(ControlOp* op) { controls_.erase(op); }
 
 ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, void* data,
                                       size_t length, const ucp_am_recv_param_t* param) {
@@ -261,27 +314,194 @@ ucs_status_t UcxEndpoint::on_metadata_am(const void* header, size_t header_lengt
   return UCS_OK;
 }
 
+ucs_status_t UcxEndpoint::on_same_host_frame_am(const void* header, size_t header_length,
+                                                size_t length, const ucp_am_recv_param_t* param) {
+  if (failed_) return UCS_OK;
+  std::span<const uint8_t> bytes(static_cast<const uint8_t*>(header), header_length);
+  auto decoded = decode_header(bytes, worker_.context->options().limits);
+  if (!decoded.is_ok()) {
+    fail(decoded.status().with_context("malformed same-host frame from " + peer_));
+    return UCS_OK;
+  }
+  const FrameHeader& h = *decoded;
+  // Before the swarm handshake nothing beyond a small frame is accepted, and this is not one.
+  if (!admit_header(h)) return UCS_OK;
+  if (!peer_authenticated()) {
+    fail(protocol_error("a same-host frame before the swarm handshake from " + peer_));
+    return UCS_OK;
+  }
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 ||
+      length != 0 || (h.flags & kFrameFlagSplitMetadata) != 0 ||
+      header_length != h.prefix_and_metadata_len() + same_host_trailer_size(h.tensor_count)) {
+    fail(protocol_error("malformed same-host frame from " + peer_));
+    return UCS_OK;
+  }
+  auto trailer = decode_same_host_trailer(bytes.subspan(h.prefix_and_metadata_len()),
+                                          h.tensor_count);
+  ReceivedFrame frame;
+  Status st = trailer.status();
+  if (st.is_ok())
+    st = parse_frame(h, bytes.first(h.prefix_len()),
+                     bytes.subspan(h.prefix_len(), h.metadata_len), h.payload_len, frame);
+  if (st.is_ok() && same_host_read_.count(trailer->token) != 0)
+    st = protocol_error(fmt::format("same-host frame token {} reused", trailer->token));
+  if (!st.is_ok()) {
+    fail(st.with_context("malformed same-host frame from " + peer_));
+    return UCS_OK;
+  }
+  SameHostReply reply;
+  reply.token = trailer->token;
+  if (!(trailer->host == this_host())) {
+    // Another host (or container): the sender sends it again the ordinary way.
+    reply.outcome = SameHostOutcome::kUnreachable;
+    send_same_host_reply(reply);
+    return UCS_OK;
+  }
+  auto buffers = allocate(h, frame, descriptors_);
+  if (!buffers.is_ok()) {
+    frame.refused = buffers.status();
+    deliver(std::move(frame));
+    reply.outcome = SameHostOutcome::kReleased;
+    send_same_host_reply(reply);
+    return UCS_OK;
+  }
+  std::vector<std::span<uint8_t>> local;
+  local.reserve(buffers->size());
+  for (const Buffer& b : *buffers) {
+    if (b.size() > 0 && !b.is_host()) {
+      // Device memory is not ours to read into: UCX moves it (rendezvous) when sent again.
+      reply.outcome = SameHostOutcome::kUnreachable;
+      send_same_host_reply(reply);
+      return UCS_OK;
+    }
+    local.emplace_back(static_cast<uint8_t*>(b.data()), b.size());
+  }
+  const int err = read_from_process(trailer->pid, trailer->addresses, local);
+  if (err != 0) {
+    reply.outcome = SameHostOutcome::kUnreachable;
+    reply.error = static_cast<uint32_t>(err);
+    send_same_host_reply(reply);
+    return UCS_OK;
+  }
+  // Delivered only once the sender confirms that it still held these bytes when it answered:
+  // until then they may be another message's (a send canceled meanwhile).
+  frame.message.tensors = std::move(buffers).value();
+  same_host_used_ = true;
+  same_host_read_.emplace(reply.token, std::move(frame));
+  reply.outcome = SameHostOutcome::kRead;
+  send_same_host_reply(reply);
+  return UCS_OK;
+}
+
+ucs_status_t UcxEndpoint::on_same_host_reply_am(const void* header, size_t header_length,
+                                                size_t length, const ucp_am_recv_param_t* param) {
+  if (failed_) return UCS_OK;
+  auto reply = decode_same_host_reply({static_cast<const uint8_t*>(header), header_length});
+  Status st = reply.status();
+  if (st.is_ok() && (length != 0 || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0))
+    st = protocol_error("a same-host reply carries data");
+  auto awaiting = st.is_ok() ? same_host_sends_.find(reply->token) : same_host_sends_.end();
+  if (st.is_ok() && awaiting == same_host_sends_.end())
+    st = protocol_error(fmt::format("same-host reply for unknown token {}", reply->token));
+  if (!st.is_ok()) {
+    fail(st.with_context("malformed same-host reply from " + peer_));
+    return UCS_OK;
+  }
+  SendOp* op = awaiting->second;
+  same_host_sends_.erase(awaiting);
+  op->awaiting_same_host_reply = false;
+  switch (reply->outcome) {
+    case SameHostOutcome::kRead:
+      same_host_used_ = true;
+      // We still hold the message (its op is alive): the bytes the peer read were its own.
+      op->confirm = encode_same_host_confirm(reply->token);
+      issue(op, kAmSameHostConfirm, op->confirm.data(), op->confirm.size(), nullptr, 0, false,
+            UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER, MemoryType::kHost);
+      break;
+    case SameHostOutcome::kReleased:
+      break;
+    case SameHostOutcome::kUnreachable:
+      if (!same_host_unreachable_) {
+        logger("transport")
+            ->debug("{} cannot read from this process ({}): large payloads to it go through UCX",
+                    peer_, reply->error == 0 ? "another host" : errno_text(static_cast<int>(reply->error)));
+      }
+      same_host_unreachable_ = true;
+      issue_frame(op, op->message.payload_bytes(), MemoryType::kHost);
+      break;
+  }
+  send_done(op, UCS_OK);  // the reply's share of the op
+  return UCS_OK;
+}
+
+ucs_status_t UcxEndpoint::on_same_host_confirm_am(const void* header, size_t header_length,
+                                                  size_t length,
+                                                  const ucp_am_recv_param_t* param) {
+  if (failed_) return UCS_OK;
+  auto token = decode_same_host_confirm({static_cast<const uint8_t*>(header), header_length});
+  Status st = token.status();
+  if (st.is_ok() && (length != 0 || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0))
+    st = protocol_error("a same-host confirmation carries data");
+  auto read = st.is_ok() ? same_host_read_.find(*token) : same_host_read_.end();
+  if (st.is_ok() && read == same_host_read_.end())
+    st = protocol_error(fmt::format("same-host confirmation for unknown token {}", *token));
+  if (!st.is_ok()) {
+    fail(st.with_context("malformed same-host confirmation from " + peer_));
+    return UCS_OK;
+  }
+  ReceivedFrame frame = std::move(read->second);
+  same_host_read_.erase(read);
+  deliver(std::move(frame));
+  return UCS_OK;
+}
+
+void UcxEndpoint::send_same_host_reply(const SameHostReply& reply) {
+  auto owned = std::make_unique<ControlOp>();
+  ControlOp* op = owned.get();
+  op->ep = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
+  op->header = encode_same_host_reply(reply);
+  ucp_request_param_t param{};
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  param.cb.send = control_cb;
+  param.user_data = op;
+  param.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
+  ucs_status_ptr_t r = ucp_am_send_nbx(ep_, kAmSameHostReply, op->header.data(),
+                                       op->header.size(), nullptr, 0, &param);
+  if (r == nullptr) return;  // sent; `owned` frees it
+  if (UCS_PTR_IS_ERR(r)) {
+    // The endpoint is failing: its error handler reports it; the sender's send ends with it.
+    return;
+  }
+  controls_.emplace(op, std::move(owned));
+}
+
+Status UcxEndpoint::parse_frame(const FrameHeader& h, std::span<const uint8_t> prefix,
+                                std::span<const uint8_t> metadata, size_t length,
+                                ReceivedFrame& frame) {
+  const Limits& limits = worker_.context->options().limits;
+  std::string_view method(reinterpret_cast<const char*>(prefix.data() + kFrameHeaderSize),
+                          h.method_len);
+  HIVEMIND_RETURN_IF_ERROR(validate_method(method));
+  HIVEMIND_RETURN_IF_ERROR(
+      decode_descriptors(prefix.subspan(kFrameHeaderSize + h.method_len), h, limits, descriptors_));
+  if (length != h.payload_len) return protocol_error("payload length mismatch");
+  frame.header = h;
+  frame.method.assign(method);
+  frame.message.metadata.assign(metadata.begin(), metadata.end());
+  return Status::ok();
+}
+
 ucs_status_t UcxEndpoint::process(const FrameHeader& h, std::span<const uint8_t> prefix,
                                   std::span<const uint8_t> metadata, void* data, size_t length,
                                   bool rndv) {
   recvs_started_last_ = false;
-  const Limits& limits = worker_.context->options().limits;
-  std::string_view method(reinterpret_cast<const char*>(prefix.data() + kFrameHeaderSize),
-                          h.method_len);
-  Status st = validate_method(method);
-  if (st.is_ok()) {
-    st = decode_descriptors(prefix.subspan(kFrameHeaderSize + h.method_len), h, limits,
-                            descriptors_);
-  }
-  if (st.is_ok() && length != h.payload_len) st = protocol_error("payload length mismatch");
+  ReceivedFrame frame;
+  Status st = parse_frame(h, prefix, metadata, length, frame);
   if (!st.is_ok()) {
     fail(st.with_context("malformed frame from " + peer_));
     return UCS_OK;
   }
-  ReceivedFrame frame;
-  frame.header = h;
-  frame.method.assign(method);
-  frame.message.metadata.assign(metadata.begin(), metadata.end());
   auto buffers = allocate(h, frame, descriptors_);
   MemoryType dst_mem = MemoryType::kHost;
   Status refusal = buffers.status();
@@ -368,6 +588,18 @@ void UcxEndpoint::on_peer_error(ucs_status_t status) {
 
 void UcxEndpoint::on_failed(const Status& status) {
   HIVEMIND_ASSERT_IN_LOOP(worker_);
+  // Frames read but never confirmed are dropped: their memory may have been reused meanwhile.
+  same_host_read_.clear();
+  // Sends awaiting a same-host reply that will not come now end with the endpoint's error (their
+  // frame's own active message, if UCX still holds it, completes as the endpoint closes).
+  std::vector<SendOp*> awaiting;
+  for (const auto& [token, op] : same_host_sends_)
+    awaiting.push_back(op);
+  same_host_sends_.clear();
+  for (SendOp* op : awaiting) {
+    op->awaiting_same_host_reply = false;
+    send_done(op, UCS_ERR_CONNECTION_RESET);
+  }
   for (auto& [seq, held] : held_) {
     if (held.rndv) ucp_am_data_release(ucx_.handle(), held.data);
   }
@@ -420,6 +652,7 @@ std::vector<std::string> UcxEndpoint::lanes() const {
     std::string lane = token.substr(index_colon + 1, dot - index_colon - 1);
     if (seen.insert(lane).second) out.push_back(std::move(lane));
   }
+  if (same_host_used_) out.push_back(std::string(kSameHostCopyLane));
   return out;
 }
 

@@ -1,12 +1,15 @@
 // UCX backend internals (private): context, worker, endpoint, listener.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include <ucp/api/ucp.h>
+
+#include <hivemind/transport/same_host_copy.h>
 
 #include "endpoint_base.h"
 #include "ucx/ucx_backend.h"
@@ -25,6 +28,12 @@ struct UcxContext {
 
 inline constexpr unsigned kAmFrame = 17;  // one frame: header = prefix (+ metadata), data = tensors
 inline constexpr unsigned kAmMetadata = 18;  // metadata too large for the frame's AM header
+// Same-host copy (same_host_copy.h): a frame whose payload the receiver reads from the sender's
+// memory (header = prefix + metadata + trailer, no data), the receiver's reply, and the sender's
+// confirmation that the memory was still the message's.
+inline constexpr unsigned kAmSameHostFrame = 19;
+inline constexpr unsigned kAmSameHostReply = 20;
+inline constexpr unsigned kAmSameHostConfirm = 21;
 
 Status ucs_to_status(ucs_status_t status, const std::string& what);
 
@@ -44,6 +53,12 @@ class UcxEndpoint final : public EndpointBase {
                            const ucp_am_recv_param_t* param);
   ucs_status_t on_metadata_am(const void* header, size_t header_length, void* data, size_t length,
                               const ucp_am_recv_param_t* param);
+  ucs_status_t on_same_host_frame_am(const void* header, size_t header_length, size_t length,
+                                     const ucp_am_recv_param_t* param);
+  ucs_status_t on_same_host_reply_am(const void* header, size_t header_length, size_t length,
+                                     const ucp_am_recv_param_t* param);
+  ucs_status_t on_same_host_confirm_am(const void* header, size_t header_length, size_t length,
+                                       const ucp_am_recv_param_t* param);
   void on_peer_error(ucs_status_t status);
   void mark_established() { established_ = true; }
 
@@ -56,6 +71,9 @@ class UcxEndpoint final : public EndpointBase {
   // Worker shutdown: completes, with kCanceled, every send UCX will never complete now (its
   // requests die with the worker), so each callback still fires exactly once.
   void cancel_unfinished_sends();
+  // A reply of the receiver side (same-host copy): its header lives here until UCX is done.
+  struct ControlOp;
+  void control_done(ControlOp* op);
 
  private:
   struct HeldFrame {
@@ -69,6 +87,15 @@ class UcxEndpoint final : public EndpointBase {
 
   void send_on_loop(OutgoingFrame frame, SendCallback done) override;
   void on_failed(const Status& status) override;
+  // One active message of `op`; counted in op->outstanding until its callback.
+  void issue(SendOp* op, unsigned id, const void* header, size_t header_len, const void* buffer,
+             size_t count, bool iov, uint32_t flags, MemoryType mem);
+  // The frame's payload the ordinary way (eager or UCX rendezvous), header = op->header.
+  void issue_frame(SendOp* op, uint64_t payload_len, MemoryType mem);
+  void send_same_host_reply(const SameHostReply& reply);
+  // Validates a frame's method, descriptors and payload length into `frame` (before allocating).
+  Status parse_frame(const FrameHeader& h, std::span<const uint8_t> prefix,
+                     std::span<const uint8_t> metadata, size_t length, ReceivedFrame& frame);
   // Validates the prefix, allocates, then copies (eager) or starts the rendezvous receive.
   ucs_status_t process(const FrameHeader& header, std::span<const uint8_t> prefix,
                        std::span<const uint8_t> metadata, void* data, size_t length, bool rndv);
@@ -82,6 +109,14 @@ class UcxEndpoint final : public EndpointBase {
   std::unordered_map<uint64_t, HeldFrame> held_;
   std::unordered_map<SendOp*, std::unique_ptr<SendOp>> sends_;
   std::unordered_map<RecvOp*, std::unique_ptr<RecvOp>> recvs_;
+  // Same-host copy. Sender: sends awaiting the receiver's reply, by token. Receiver: frames read
+  // and awaiting the sender's confirmation; replies UCX still holds.
+  uint64_t next_same_host_token_ = 1;
+  bool same_host_unreachable_ = false;  // the peer could not read from us: stop offering
+  bool same_host_used_ = false;         // a payload moved this way (lanes() says so)
+  std::unordered_map<uint64_t, SendOp*> same_host_sends_;
+  std::unordered_map<uint64_t, ReceivedFrame> same_host_read_;
+  std::unordered_map<ControlOp*, std::unique_ptr<ControlOp>> controls_;
   std::vector<TensorDescriptor> descriptors_;
 };
 
@@ -94,6 +129,17 @@ struct UcxEndpoint::SendOp {
   SendCallback done;
   int outstanding = 0;
   Status status;
+  // Same-host copy: the prefix + metadata length within `header` (the trailer follows), whether
+  // the receiver's reply is awaited (counted in outstanding), and the confirmation's bytes.
+  size_t frame_header_len = 0;
+  uint64_t same_host_token = 0;
+  bool awaiting_same_host_reply = false;
+  std::array<uint8_t, kSameHostConfirmBytes> confirm{};
+};
+
+struct UcxEndpoint::ControlOp {
+  std::shared_ptr<UcxEndpoint> ep;
+  std::array<uint8_t, kSameHostReplyBytes> header{};
 };
 
 struct UcxEndpoint::RecvOp {

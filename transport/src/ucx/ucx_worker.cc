@@ -171,6 +171,13 @@ ucs_status_t metadata_am_cb(void* arg, const void* header, size_t header_length,
                                                        length, param);
 }
 
+template <unsigned kId>
+ucs_status_t same_host_am_cb(void* arg, const void* header, size_t header_length, void* data,
+                             size_t length, const ucp_am_recv_param_t* param) {
+  return static_cast<UcxWorkerImpl*>(arg)->dispatch_am(kId, header, header_length, data, length,
+                                                       param);
+}
+
 void ep_error_cb(void* arg, ucp_ep_h ep, ucs_status_t status) {
   static_cast<UcxWorkerImpl*>(arg)->on_ep_error(ep, status);
 }
@@ -286,13 +293,19 @@ Status UcxWorkerImpl::init() {
   am_header_budget_ =
       std::min<size_t>(max_am_header_, worker_.context->options().ucx_max_am_header);
 
-  for (unsigned id : {kAmFrame, kAmMetadata}) {
+  const std::pair<unsigned, ucp_am_recv_callback_t> handlers[] = {
+      {kAmFrame, frame_am_cb},
+      {kAmMetadata, metadata_am_cb},
+      {kAmSameHostFrame, same_host_am_cb<kAmSameHostFrame>},
+      {kAmSameHostReply, same_host_am_cb<kAmSameHostReply>},
+      {kAmSameHostConfirm, same_host_am_cb<kAmSameHostConfirm>}};
+  for (const auto& [id, cb] : handlers) {
     ucp_am_handler_param_t hp{};
     hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
                     UCP_AM_HANDLER_PARAM_FIELD_ARG | UCP_AM_HANDLER_PARAM_FIELD_FLAGS;
     hp.id = id;
     hp.flags = UCP_AM_FLAG_WHOLE_MSG;
-    hp.cb = id == kAmFrame ? frame_am_cb : metadata_am_cb;
+    hp.cb = cb;
     hp.arg = this;
     st = ucp_worker_set_am_recv_handler(handle_, &hp);
     if (st != UCS_OK) return ucs_to_status(st, "ucp_worker_set_am_recv_handler");
@@ -378,8 +391,18 @@ ucs_status_t UcxWorkerImpl::dispatch_am(unsigned id, const void* header, size_t 
   }
   auto keep = ep->shared_from_this();
   ep->mark_established();
-  return id == kAmFrame ? ep->on_frame_am(header, header_length, data, length, param)
-                        : ep->on_metadata_am(header, header_length, data, length, param);
+  switch (id) {
+    case kAmFrame:
+      return ep->on_frame_am(header, header_length, data, length, param);
+    case kAmMetadata:
+      return ep->on_metadata_am(header, header_length, data, length, param);
+    case kAmSameHostFrame:
+      return ep->on_same_host_frame_am(header, header_length, length, param);
+    case kAmSameHostReply:
+      return ep->on_same_host_reply_am(header, header_length, length, param);
+    default:
+      return ep->on_same_host_confirm_am(header, header_length, length, param);
+  }
 }
 
 void UcxWorkerImpl::on_ep_error(ucp_ep_h handle, ucs_status_t status) {

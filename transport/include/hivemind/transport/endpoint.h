@@ -66,7 +66,8 @@ class Endpoint {
   virtual std::string_view backend() const = 0;  // "tcp" or "ucx"
   // The transports that carry this endpoint's data, for diagnostics and tests: {"tcp"} for the TCP
   // backend; for UCX the "<transport>/<device>" of each lane once connected ("posix/memory",
-  // "tcp/lo"). I/O thread only (run it through Worker::run_sync).
+  // "tcp/lo"), plus "same-host-copy" once a payload was read straight from the sender's memory
+  // (same_host_copy.h). I/O thread only (run it through Worker::run_sync).
   virtual std::vector<std::string> lanes() const { return {std::string(backend())}; }
 };
 
