@@ -38,6 +38,7 @@
 
 #include <hivemind/averaging/averager.h>
 #include <hivemind/harness/child_process.h>
+#include <hivemind/transport/swarm_key.h>
 
 #include "support/report.h"
 
@@ -196,6 +197,22 @@ Result<std::vector<double>> run_members(const AllreduceOptions& o, const std::st
   std::string bootstrap = fmt::format("/tmp/hivemind-bench-allreduce-{}-{}-{}", ::getpid(), link,
                                       compress ? "u8" : "raw");
   std::filesystem::remove(bootstrap);
+  // The members share a swarm key, as a deployment's trainers would: their connections are
+  // authenticated, which also lets same-host UCX peers read large parts straight from each other's
+  // memory (transport/same_host_copy.h). A user's own HIVEMIND_SWARM_KEY_FILE wins.
+  const std::string key_file = bootstrap + ".key";
+  std::filesystem::remove(key_file);
+  if (std::getenv("HIVEMIND_SWARM_KEY_FILE") == nullptr) {
+    HIVEMIND_ASSIGN_OR_RETURN(transport::SwarmKey key, transport::SwarmKey::generate());
+    HIVEMIND_RETURN_IF_ERROR(key.write_new(key_file));
+  }
+  struct RemoveKey {
+    std::string path;
+    ~RemoveKey() {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+    }
+  } remove_key{key_file};
   std::vector<ChildProcess> members;
   for (int r = 0; r < o.processes; ++r) {
     std::vector<std::string> argv = {self_dir() + "/hivemind-bench",
@@ -223,6 +240,8 @@ Result<std::vector<double>> run_members(const AllreduceOptions& o, const std::st
     // parent's summary is what a reader wants, and a member that fails says why on its stdout
     // line, so members log errors only unless the caller asked for a level.
     if (std::getenv("HIVEMIND_LOG_LEVEL") == nullptr) child.env = {{"HIVEMIND_LOG_LEVEL", "error"}};
+    if (std::getenv("HIVEMIND_SWARM_KEY_FILE") == nullptr)
+      child.env.emplace_back("HIVEMIND_SWARM_KEY_FILE", key_file);
     HIVEMIND_ASSIGN_OR_RETURN(ChildProcess member, ChildProcess::spawn(std::move(child)));
     members.push_back(std::move(member));
   }

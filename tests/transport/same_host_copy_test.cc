@@ -110,8 +110,9 @@ TEST(SameHostRead, ReadsEverySegmentAndNamesWhatFailed) {
 // shows how it went.
 class SameHostOverUcx : public ::testing::Test {
  protected:
-  void start(uint64_t threshold, FrameAllocator allocate = nullptr) {
+  void start(uint64_t threshold, FrameAllocator allocate = nullptr, bool keyed = true) {
     ContextOptions o;
+    if (keyed) o.auth.swarm_key = testing::test_swarm_key();
     o.spin = 0us;
     o.ucx_config = {{"TLS", "tcp"}};  // no UCX shared memory: only our copy can be same-host
     o.ucx_same_host_copy_threshold = threshold;
@@ -188,6 +189,14 @@ TEST_F(SameHostOverUcx, LargePayloadsAreReadFromTheSender) {
 TEST_F(SameHostOverUcx, ThresholdZeroLeavesEveryPayloadToUcx) {
   start(0);
   auto a = testing::pattern_buffer(2 << 20, 5);
+  ReceivedFrame f = round_trip({a});
+  EXPECT_TRUE(testing::same_bytes(f.message.tensors.at(0), a));
+  EXPECT_FALSE(sender_used_same_host());
+}
+
+TEST_F(SameHostOverUcx, WithoutASwarmKeyNoPeerNamesWhatIsRead) {
+  start(256 * 1024, nullptr, /*keyed=*/false);
+  auto a = testing::pattern_buffer(2 << 20, 8);
   ReceivedFrame f = round_trip({a});
   EXPECT_TRUE(testing::same_bytes(f.message.tensors.at(0), a));
   EXPECT_FALSE(sender_used_same_host());

@@ -85,7 +85,8 @@ Result<std::shared_ptr<Context>> Context::create(ContextOptions options) {
   if (ucx.is_ok()) {
     ctx->ucx_ = std::move(ucx).value();
     // Same-host peers read large payloads from this process (same_host_copy.h).
-    if (ctx->options_.ucx_same_host_copy_threshold > 0) allow_same_host_reads();
+    if (ctx->options_.ucx_same_host_copy_threshold > 0 && ctx->options_.auth.swarm_key)
+      allow_same_host_reads();
   } else {
     ctx->ucx_reason_ = ucx.status().to_string();
     logger("transport")->info("UCX unavailable, TCP only: {}", ctx->ucx_reason_);

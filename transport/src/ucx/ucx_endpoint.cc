@@ -110,9 +110,13 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
           MemoryType::kHost);
   }
   op->frame_header_len = op->header.size();
-  const uint64_t same_host_threshold = worker_.context->options().ucx_same_host_copy_threshold;
-  const bool same_host = !split && !same_host_unreachable_ && mem == MemoryType::kHost &&
-                         same_host_threshold > 0 && h.payload_len >= same_host_threshold &&
+  const ContextOptions& options = worker_.context->options();
+  const uint64_t same_host_threshold = options.ucx_same_host_copy_threshold;
+  // Only between members of a swarm (same_host_copy.h): the receiver reads the process the sender
+  // names, which an anonymous peer must not be able to choose.
+  const bool same_host = options.auth.swarm_key != nullptr && !split && !same_host_unreachable_ &&
+                         mem == MemoryType::kHost && same_host_threshold > 0 &&
+                         h.payload_len >= same_host_threshold &&
                          op->header.size() + same_host_trailer_size(h.tensor_count) <=
                              ucx_.am_header_budget();
   if (same_host) {
@@ -351,8 +355,10 @@ ucs_status_t UcxEndpoint::on_same_host_frame_am(const void* header, size_t heade
   }
   SameHostReply reply;
   reply.token = trailer->token;
-  if (!(trailer->host == this_host())) {
-    // Another host (or container): the sender sends it again the ordinary way.
+  if (!(trailer->host == this_host()) || worker_.context->options().auth.swarm_key == nullptr ||
+      worker_.context->options().ucx_same_host_copy_threshold == 0) {
+    // Another host (or container), or this process does not read on a peer's word (no swarm key,
+    // or turned off): the sender sends it again the ordinary way.
     reply.outcome = SameHostOutcome::kUnreachable;
     send_same_host_reply(reply);
     return UCS_OK;

@@ -35,8 +35,9 @@ struct ContextOptions {
   uint32_t ucx_max_am_header = 4096;
   // Host payloads of at least this many bytes to a UCX peer on the same host are read by the
   // receiver straight from the sender's memory (same_host_copy.h: one copy, where UCX's
-  // shared-memory path with peer-failure handling makes two). Such a process lets same-user
-  // processes read its memory (PR_SET_PTRACER, as UCX's cma does). 0 turns it off.
+  // shared-memory path with peer-failure handling makes two). Only with a swarm key (auth): the
+  // receiver reads the process a peer names. Such a process lets same-user processes read its
+  // memory (PR_SET_PTRACER, as UCX's cma does). 0 turns it off.
   // HIVEMIND_UCX_SAME_HOST_COPY_THRESHOLD.
   uint64_t ucx_same_host_copy_threshold = 256 * 1024;
   // Busy-poll at most this long after the last event before arming and sleeping (a cross-core

@@ -9,6 +9,10 @@
 // invalidating: the receiver reads, asks the sender, and delivers only if the sender still held the
 // message's memory when it answered (docs/wire-formats.md, "UCX same-host copy").
 //
+// Only between processes that proved the swarm key: the receiver reads whatever process and
+// addresses the frame names (of its own user, as the kernel allows), so an anonymous peer must not
+// be the one naming them. Without a swarm key payloads go the ordinary way.
+//
 // This header holds the wire messages (validated before anything is allocated; fuzz target
 // `transport_same_host_copy`) and the host identity that decides whether a peer is on this host.
 #pragma once
