@@ -495,8 +495,8 @@ Status decode_accumulate(const DecodedHeader& h, std::span<const uint8_t> encode
       }
       std::vector<float> scales(h.num_blocks);
       std::memcpy(scales.data(), scales_ptr, 4 * h.num_blocks);
-      return dequantize_accumulate_cpu(payload, scales.data(), zps, h.numel, h.scheme,
-                                       h.block_size, acc.data(), cpu);
+      return dequantize_accumulate_cpu(payload, scales.data(), zps, h.numel, h.scheme, h.block_size,
+                                       acc.data(), cpu);
     }
   }
 }

@@ -237,8 +237,8 @@ void dequantize_accumulate(const uint8_t* codes, uint64_t n, float scale, int32_
   const __m256 vs = _mm256_set1_ps(scale);
   const __m256i voff = _mm256_set1_epi32(offset);
   auto decoded8 = [&](__m128i eight_codes) {
-    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(eight_codes), voff)),
-                         vs);
+    return _mm256_mul_ps(
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(eight_codes), voff)), vs);
   };
   uint64_t i = 0;
   for (; i + 32 <= n; i += 32) {

@@ -155,8 +155,8 @@ TEST(QuantCodec, DecodeAccumulateRefusesWhatItCannotAddAndLeavesTheAccumulator) 
   EXPECT_TRUE(std::all_of(acc.begin(), acc.end(), [](float x) { return x == 1.0f; }));
 
   auto ints = random_tensor(DType::kInt32, 100, 3);
-  auto raw = encode_to_vector(TensorView{ints.data(), DType::kInt32, shape, false},
-                              {Scheme::kNone, 64});
+  auto raw =
+      encode_to_vector(TensorView{ints.data(), DType::kInt32, shape, false}, {Scheme::kNone, 64});
   ASSERT_TRUE(raw.is_ok());
   acc.assign(100, 1.0f);
   st = decode_accumulate(*raw, acc);

@@ -119,14 +119,16 @@ class SameHostOverUcx : public ::testing::Test {
     ctx_ = Context::create(o).value();
     receiver_ = Worker::create(ctx_).value();
     sender_ = Worker::create(ctx_).value();
-    auto listener = receiver_->listen("ucx://127.0.0.1:0", [this, allocate](
-                                                              const std::shared_ptr<Endpoint>& ep) {
-      accepted_ = ep;
-      EndpointCallbacks cb;
-      cb.allocate = allocate;
-      cb.on_frame = [this](ReceivedFrame f) { frames_.at(next_frame_++).set_value(std::move(f)); };
-      return cb;
-    });
+    auto listener = receiver_->listen("ucx://127.0.0.1:0",
+                                      [this, allocate](const std::shared_ptr<Endpoint>& ep) {
+                                        accepted_ = ep;
+                                        EndpointCallbacks cb;
+                                        cb.allocate = allocate;
+                                        cb.on_frame = [this](ReceivedFrame f) {
+                                          frames_.at(next_frame_++).set_value(std::move(f));
+                                        };
+                                        return cb;
+                                      });
     ASSERT_TRUE(listener.is_ok()) << listener.status().to_string();
     listener_ = *listener;
     ep_ = sender_->connect(listener_->address(), {}).value();
@@ -208,21 +210,21 @@ TEST_F(SameHostOverUcx, AReceiverThatCannotReadGetsThePayloadThroughUcx) {
   // afresh (host memory now). The sender then stops offering same-host frames on this endpoint:
   // the next frame takes one allocation, through UCX.
   int calls = 0;
-  start(256 * 1024, [&calls](const FrameHeader&, const IncomingFrame& frame)
-                        -> Result<std::vector<Buffer>> {
-    std::vector<Buffer> out;
-    for (uint64_t size : frame.tensor_sizes) {
-      if (calls == 0) {
-        // Host bytes labelled as device memory: nobody may touch them as host memory.
-        auto storage = std::make_shared<std::vector<uint8_t>>(size);
-        out.push_back(Buffer::wrap(storage->data(), size, MemoryType::kCuda, 0, storage));
-      } else {
-        out.push_back(Buffer::allocate_host(size));
-      }
-    }
-    ++calls;
-    return out;
-  });
+  start(256 * 1024,
+        [&calls](const FrameHeader&, const IncomingFrame& frame) -> Result<std::vector<Buffer>> {
+          std::vector<Buffer> out;
+          for (uint64_t size : frame.tensor_sizes) {
+            if (calls == 0) {
+              // Host bytes labelled as device memory: nobody may touch them as host memory.
+              auto storage = std::make_shared<std::vector<uint8_t>>(size);
+              out.push_back(Buffer::wrap(storage->data(), size, MemoryType::kCuda, 0, storage));
+            } else {
+              out.push_back(Buffer::allocate_host(size));
+            }
+          }
+          ++calls;
+          return out;
+        });
   auto a = testing::pattern_buffer(1 << 20, 6);
   ReceivedFrame f = round_trip({a});
   ASSERT_TRUE(f.refused.is_ok()) << f.refused.to_string();

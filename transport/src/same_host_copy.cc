@@ -1,18 +1,16 @@
-#include <hivemind/transport/same_host_copy.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
+#include <fmt/format.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <fmt/format.h>
-
 #include <hivemind/common/byte_order.h>
+#include <hivemind/transport/same_host_copy.h>
 
 namespace hivemind::transport {
 namespace {
@@ -44,7 +42,7 @@ std::array<uint8_t, 16> read_boot_id() {
 HostIdentity read_identity() {
   HostIdentity h;
   h.boot_id = read_boot_id();
-  struct stat st{};
+  struct stat st {};
   if (::stat("/proc/self/ns/pid", &st) == 0) h.pid_namespace = static_cast<uint64_t>(st.st_ino);
   if (h.pid_namespace == 0) h.boot_id = {};  // half an identity would match wrongly
   return h;
@@ -79,8 +77,7 @@ std::vector<uint8_t> encode_same_host_trailer(const SameHostTrailer& trailer) {
   return out;
 }
 
-Result<SameHostTrailer> decode_same_host_trailer(std::span<const uint8_t> bytes,
-                                                 uint64_t tensors) {
+Result<SameHostTrailer> decode_same_host_trailer(std::span<const uint8_t> bytes, uint64_t tensors) {
   // The tensor count comes from a frame header already validated against the limits, so the
   // expected size cannot overflow; compare before reserving anything.
   if (tensors > (SIZE_MAX - kSameHostTrailerFixedBytes) / 8 ||
@@ -152,7 +149,9 @@ int read_from_process(uint32_t pid, std::span<const uint64_t> remote_addresses,
       const size_t length = local[i].size() - skip;
       if (length == 0) continue;
       mine[count] = {local[i].data() + skip, length};
-      theirs[count] = {reinterpret_cast<void*>(static_cast<uintptr_t>(remote_addresses[i] + skip)),
+      // An address in the other process, never dereferenced here.
+      const uintptr_t theirs_at = static_cast<uintptr_t>(remote_addresses[i] + skip);
+      theirs[count] = {reinterpret_cast<void*>(theirs_at),  // NOLINT(performance-no-int-to-ptr)
                        length};
       ++count;
     }

@@ -1,6 +1,6 @@
 // Fuzz target for the same-host copy messages (same_host_copy.h): any bytes decode to a valid
-// trailer, reply or confirmation or to a clean error, and what decodes re-encodes to the same bytes.
-// The first byte picks the tensor count a trailer is decoded for.
+// trailer, reply or confirmation or to a clean error, and what decodes re-encodes to the same
+// bytes. The first byte picks the tensor count a trailer is decoded for.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>

@@ -6,9 +6,8 @@
 #include <cstring>
 #include <set>
 
-#include <unistd.h>
-
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <hivemind/common/byte_order.h>
 #include <hivemind/common/errno_text.h>
@@ -114,11 +113,10 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   const uint64_t same_host_threshold = options.ucx_same_host_copy_threshold;
   // Only between members of a swarm (same_host_copy.h): the receiver reads the process the sender
   // names, which an anonymous peer must not be able to choose.
-  const bool same_host = options.auth.swarm_key != nullptr && !split && !same_host_unreachable_ &&
-                         mem == MemoryType::kHost && same_host_threshold > 0 &&
-                         h.payload_len >= same_host_threshold &&
-                         op->header.size() + same_host_trailer_size(h.tensor_count) <=
-                             ucx_.am_header_budget();
+  const bool same_host =
+      options.auth.swarm_key != nullptr && !split && !same_host_unreachable_ &&
+      mem == MemoryType::kHost && same_host_threshold > 0 && h.payload_len >= same_host_threshold &&
+      op->header.size() + same_host_trailer_size(h.tensor_count) <= ucx_.am_header_budget();
   if (same_host) {
     // The receiver reads the payload from here (same_host_copy.h); the send completes once it
     // replied (and, after a read, once our confirmation is out).
@@ -187,8 +185,7 @@ void UcxEndpoint::issue_frame(SendOp* op, uint64_t payload_len, MemoryType mem) 
           op->iov[0].length, false, flags, mem);
   } else {
     issue(op, kAmFrame, op->header.data(), op->frame_header_len,
-          op->iov.empty() ? nullptr : op->iov.data(), op->iov.size(), !op->iov.empty(), flags,
-          mem);
+          op->iov.empty() ? nullptr : op->iov.data(), op->iov.size(), !op->iov.empty(), flags, mem);
   }
 }
 
@@ -220,7 +217,9 @@ void UcxEndpoint::cancel_unfinished_sends() {
   controls_.clear();  // their requests die with the worker too
 }
 
-void UcxEndpoint::control_done(ControlOp* op) { controls_.erase(op); }
+void UcxEndpoint::control_done(ControlOp* op) {
+  controls_.erase(op);
+}
 
 ucs_status_t UcxEndpoint::on_frame_am(const void* header, size_t header_length, void* data,
                                       size_t length, const ucp_am_recv_param_t* param) {
@@ -334,19 +333,19 @@ ucs_status_t UcxEndpoint::on_same_host_frame_am(const void* header, size_t heade
     fail(protocol_error("a same-host frame before the swarm handshake from " + peer_));
     return UCS_OK;
   }
-  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 ||
-      length != 0 || (h.flags & kFrameFlagSplitMetadata) != 0 ||
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0 || length != 0 ||
+      (h.flags & kFrameFlagSplitMetadata) != 0 ||
       header_length != h.prefix_and_metadata_len() + same_host_trailer_size(h.tensor_count)) {
     fail(protocol_error("malformed same-host frame from " + peer_));
     return UCS_OK;
   }
-  auto trailer = decode_same_host_trailer(bytes.subspan(h.prefix_and_metadata_len()),
-                                          h.tensor_count);
+  auto trailer =
+      decode_same_host_trailer(bytes.subspan(h.prefix_and_metadata_len()), h.tensor_count);
   ReceivedFrame frame;
   Status st = trailer.status();
   if (st.is_ok())
-    st = parse_frame(h, bytes.first(h.prefix_len()),
-                     bytes.subspan(h.prefix_len(), h.metadata_len), h.payload_len, frame);
+    st = parse_frame(h, bytes.first(h.prefix_len()), bytes.subspan(h.prefix_len(), h.metadata_len),
+                     h.payload_len, frame);
   if (st.is_ok() && same_host_read_.count(trailer->token) != 0)
     st = protocol_error(fmt::format("same-host frame token {} reused", trailer->token));
   if (!st.is_ok()) {
@@ -429,8 +428,9 @@ ucs_status_t UcxEndpoint::on_same_host_reply_am(const void* header, size_t heade
     case SameHostOutcome::kUnreachable:
       if (!same_host_unreachable_) {
         logger("transport")
-            ->debug("{} cannot read from this process ({}): large payloads to it go through UCX",
-                    peer_, reply->error == 0 ? "another host" : errno_text(static_cast<int>(reply->error)));
+            ->debug(
+                "{} cannot read from this process ({}): large payloads to it go through UCX", peer_,
+                reply->error == 0 ? "another host" : errno_text(static_cast<int>(reply->error)));
       }
       same_host_unreachable_ = true;
       issue_frame(op, op->message.payload_bytes(), MemoryType::kHost);
@@ -441,8 +441,7 @@ ucs_status_t UcxEndpoint::on_same_host_reply_am(const void* header, size_t heade
 }
 
 ucs_status_t UcxEndpoint::on_same_host_confirm_am(const void* header, size_t header_length,
-                                                  size_t length,
-                                                  const ucp_am_recv_param_t* param) {
+                                                  size_t length, const ucp_am_recv_param_t* param) {
   if (failed_) return UCS_OK;
   auto token = decode_same_host_confirm({static_cast<const uint8_t*>(header), header_length});
   Status st = token.status();
@@ -472,8 +471,8 @@ void UcxEndpoint::send_same_host_reply(const SameHostReply& reply) {
   param.cb.send = control_cb;
   param.user_data = op;
   param.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
-  ucs_status_ptr_t r = ucp_am_send_nbx(ep_, kAmSameHostReply, op->header.data(),
-                                       op->header.size(), nullptr, 0, &param);
+  ucs_status_ptr_t r = ucp_am_send_nbx(ep_, kAmSameHostReply, op->header.data(), op->header.size(),
+                                       nullptr, 0, &param);
   if (r == nullptr) return;  // sent; `owned` frees it
   if (UCS_PTR_IS_ERR(r)) {
     // The endpoint is failing: its error handler reports it; the sender's send ends with it.

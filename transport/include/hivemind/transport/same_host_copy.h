@@ -1,6 +1,6 @@
 // Same-host copy: the receiver reads a large payload straight out of the sender's memory
-// (process_vm_readv, Linux "cross-memory attach"), one copy instead of a copy into shared memory and
-// one out of it.
+// (process_vm_readv, Linux "cross-memory attach"), one copy instead of a copy into shared memory
+// and one out of it.
 //
 // Why here and not in UCX: UCX does this itself (its cma transport), but not on endpoints that ask
 // for peer-failure handling, which ours must: UCX then requires memory invalidation of every
