@@ -296,6 +296,9 @@ struct TransportBenchOptions {
   long long spin_us = -1;
   std::string sizes = "8,65536,4194304,67108864";
   bool skip_setup = false;
+  // Every case with a swarm key (connections authenticated); UCX cases then move host payloads of
+  // at least ContextOptions::ucx_same_host_copy_threshold by same-host copy. Case names get "+key".
+  bool swarm_key = false;
   // The device-tensor cases (transport/device_cases.h), after the host cases.
   std::vector<size_t> device_sizes_mib{4, 64, 256};
   bool device_only = false;
@@ -324,6 +327,9 @@ struct TransportBenchOptions {
         ->capture_default_str();
     cli.add_flag("--device-only", device_only, "only the device-tensor cases");
     cli.add_flag("--device-peer", device_peer)->group("");  // the device cases' own re-execution
+    cli.add_flag("--swarm-key", swarm_key,
+                 "measure with a swarm key: authenticated connections, and UCX's same-host copy of "
+                 "large payloads (transport/same_host_copy.h); case names get '+key'");
     cli.add_flag("--skip-setup", skip_setup,
                  "skip the connection-setup case (keyed vs open), which takes most of a quick run");
     cli.add_option("--backends", backends,
@@ -378,10 +384,16 @@ HIVEMIND_BENCH(transport,
       "transport: UCX {} (baseline: {}) | machine shared with parallel builds: figures are noisy",
       Context::ucx_version().empty() ? std::string("absent") : Context::ucx_version(),
       base::ucx_perftest_program());
-  for (const auto& b : all) {
-    if (("," + wanted + ",").find("," + b.name + ",") == std::string::npos) continue;
+  for (const auto& listed : all) {
+    if (("," + wanted + ",").find("," + listed.name + ",") == std::string::npos) continue;
+    BackendSpec b = listed;
+    std::shared_ptr<const SwarmKey> key;
+    if (options.swarm_key) {
+      key = std::make_shared<const SwarmKey>(SwarmKey::generate().value());
+      b.name += "+key";
+    }
     long long spin_us = spin_override >= 0 ? spin_override : (b.scheme == "tcp" ? 0 : 100000);
-    auto setup = make_setup(b, sizes.back(), std::chrono::microseconds(spin_us));
+    auto setup = make_setup(b, sizes.back(), std::chrono::microseconds(spin_us), key);
     if (!setup) {
       reporter.note("{}: unavailable in this build or on this machine, skipped", b.name);
       continue;
@@ -471,7 +483,7 @@ HIVEMIND_BENCH(transport,
         }
       }
     }
-    if (rpcs > 0 && (b.name == "tcp" || b.name == "ucx_posix")) {
+    if (rpcs > 0 && (listed.name == "tcp" || listed.name == "ucx_posix")) {
       // Resident memory over many small RPCs on one endpoint: flat after warm-up means no
       // per-message growth. 64 calls in flight, 8-byte tensors, fresh host allocations for every
       // response.
