@@ -15,10 +15,10 @@ namespace hivemind::transport {
 // request's tensors are allocated, and exits when its stdin closes. Killed and reaped at the end.
 class ChildServer {
  public:
-  bool start(const std::string& address, const std::string& tls) {
+  bool start(const std::string& address, const std::string& tls, bool keyed = false) {
     std::vector<std::string> argv{hivemind::testing::build_dir() + "/tests/transport_test_server",
-                                  address};
-    if (!tls.empty()) argv.push_back(tls);
+                                  address, tls};
+    if (keyed) argv.push_back("keyed");
     auto child = ChildProcess::spawn(std::move(argv));
     if (!child.is_ok()) return false;
     child_ = std::move(*child);

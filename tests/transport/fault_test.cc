@@ -1,5 +1,5 @@
-// Faults over every backend: a server process killed (SIGKILL) mid-64 MiB, a frozen (SIGSTOP)
-// server; and, over TCP, raw malformed byte streams.
+// Faults over every backend, with and without a swarm key: a server process killed (SIGKILL)
+// mid-64 MiB, a frozen (SIGSTOP) server; and, over TCP, raw malformed byte streams.
 #include <future>
 #include <random>
 
@@ -35,6 +35,7 @@ class FaultTest : public ::testing::TestWithParam<BackendParam> {
     ContextOptions o;
     o.ucx_config = GetParam().ucx_config;
     o.spin = 0us;
+    if (GetParam().keyed) o.auth.swarm_key = testing::test_swarm_key();
     context_ = Context::create(o).value();
     worker_ = Worker::create(context_).value();
     client_ = rpc::Client::create(worker_);
@@ -42,7 +43,7 @@ class FaultTest : public ::testing::TestWithParam<BackendParam> {
     for (auto& [k, v] : GetParam().ucx_config) {
       if (k == "TLS") tls = v;
     }
-    ASSERT_TRUE(child_.start(GetParam().scheme + "://127.0.0.1:0", tls));
+    ASSERT_TRUE(child_.start(GetParam().scheme + "://127.0.0.1:0", tls, GetParam().keyed));
     address_ = child_.wait_line("ADDR ", 20s);
     ASSERT_FALSE(address_.empty()) << "the test server did not start";
   }
@@ -90,6 +91,10 @@ TEST_P(FaultTest, StoppedServerGivesTimeoutAtTheDeadline) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FaultTest, ::testing::ValuesIn(testing::all_backends()),
+                         testing::param_name);
+// Keyed: over UCX the 64 MiB and 1 MiB payloads then go by same-host copy (same_host_copy.h), read
+// by the server from this process's memory and the reply read back from the server's.
+INSTANTIATE_TEST_SUITE_P(KeyedBackends, FaultTest, ::testing::ValuesIn(testing::keyed_backends()),
                          testing::param_name);
 
 // ---- raw malformed TCP byte streams ----

@@ -1,15 +1,18 @@
-// transport_test_server <listen-address> [UCX_TLS]: an echo rpc server in its own process, for the
-// fault tests (SIGKILL, SIGSTOP). Prints "ADDR <address>" when listening and "ALLOC <bytes>" when a
-// request's tensors are being allocated (before its payload lands). Exits when stdin closes, so it
-// never outlives a crashed test.
+// transport_test_server <listen-address> [UCX_TLS] [keyed]: an echo rpc server in its own process,
+// for the fault tests (SIGKILL, SIGSTOP); "keyed" gives it the tests' swarm key (a UCX client of
+// the same key then moves large payloads by same-host copy). Prints "ADDR <address>" when listening
+// and "ALLOC <bytes>" when a request's tensors are being allocated (before its payload lands).
+// Exits when stdin closes, so it never outlives a crashed test.
 #include <algorithm>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <unistd.h>
 
 #include <hivemind/transport/rpc/server.h>
 #include <hivemind/transport/staging.h>
+#include <hivemind/transport/swarm_key.h>
 #include <hivemind/transport/worker.h>
 
 using namespace hivemind;
@@ -17,12 +20,17 @@ using namespace hivemind::transport;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: transport_test_server <listen-address> [UCX_TLS]\n");
+    std::fprintf(stderr, "usage: transport_test_server <listen-address> [UCX_TLS] [keyed]\n");
     return 2;
   }
   ContextOptions options;
   options.spin = std::chrono::microseconds(0);
-  if (argc > 2) options.ucx_config.push_back({"TLS", argv[2]});
+  if (argc > 2 && argv[2][0] != '\0') options.ucx_config.push_back({"TLS", argv[2]});
+  if (argc > 3 && std::string(argv[3]) == "keyed") {
+    // The key of tests/transport/transport_test_util.h's keyed configurations.
+    options.auth.swarm_key = std::make_shared<const SwarmKey>(
+        SwarmKey::from_bytes(std::vector<uint8_t>(32, 0x5a)).value());
+  }
   auto context = Context::create(options).value();
   auto worker = Worker::create(context).value();
   auto server = rpc::Server::create(worker, argv[1]);
