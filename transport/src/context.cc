@@ -22,6 +22,12 @@ Result<ContextOptions> ContextOptions::from_env() {
       return invalid_argument_error("HIVEMIND_UCX_RNDV_THRESHOLD must not be negative");
     o.ucx_rndv_threshold = static_cast<uint64_t>(*rndv);
   }
+  HIVEMIND_ASSIGN_OR_RETURN(auto copy_lanes, env_int("HIVEMIND_UCX_COPY_LANES_RNDV_THRESHOLD"));
+  if (copy_lanes) {
+    if (*copy_lanes < 0)
+      return invalid_argument_error("HIVEMIND_UCX_COPY_LANES_RNDV_THRESHOLD must not be negative");
+    o.ucx_copy_lanes_rndv_threshold = static_cast<uint64_t>(*copy_lanes);
+  }
   HIVEMIND_ASSIGN_OR_RETURN(auto same_host, env_int("HIVEMIND_UCX_SAME_HOST_COPY_THRESHOLD"));
   if (same_host) {
     if (*same_host < 0)

@@ -1,6 +1,7 @@
 // UCX endpoint: one active message per frame; the receiver allocates before the payload lands.
 #include "ucx/ucx_endpoint.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -174,11 +175,33 @@ void UcxEndpoint::issue(SendOp* op, unsigned id, const void* header, size_t head
   }
 }
 
+uint64_t UcxEndpoint::rndv_threshold(MemoryType mem) {
+  const ContextOptions& options = worker_.context->options();
+  if (mem != MemoryType::kHost) return options.ucx_rndv_threshold;
+  if (!lanes_classified_ && established_) {
+    // Known once a frame went through (the wireup is over). Transports that copy on both sides
+    // anyway; anything else (RDMA, GPU, xpmem) keeps the zero-copy rendezvous from 16 KiB.
+    static constexpr std::string_view kCopying[] = {"posix/", "sysv/", "cma/", "tcp/", "self/"};
+    lanes_classified_ = true;
+    const std::vector<std::string> in_use = lanes();
+    bool copying = false;
+    for (const std::string& lane : in_use) {
+      if (lane == kSameHostCopyLane) continue;
+      copying = std::any_of(std::begin(kCopying), std::end(kCopying),
+                            [&](std::string_view t) { return lane.compare(0, t.size(), t) == 0; });
+      if (!copying) break;
+    }
+    host_rndv_threshold_ =
+        copying ? std::max(options.ucx_rndv_threshold, options.ucx_copy_lanes_rndv_threshold)
+                : options.ucx_rndv_threshold;
+  }
+  return lanes_classified_ ? host_rndv_threshold_ : options.ucx_rndv_threshold;
+}
+
 void UcxEndpoint::issue_frame(SendOp* op, uint64_t payload_len, MemoryType mem) {
   uint32_t flags = UCP_AM_SEND_FLAG_REPLY;
   if (payload_len > 0) {
-    flags |= payload_len >= worker_.context->options().ucx_rndv_threshold ? UCP_AM_SEND_FLAG_RNDV
-                                                                          : UCP_AM_SEND_FLAG_EAGER;
+    flags |= payload_len >= rndv_threshold(mem) ? UCP_AM_SEND_FLAG_RNDV : UCP_AM_SEND_FLAG_EAGER;
   }
   if (op->iov.size() == 1) {
     issue(op, kAmFrame, op->header.data(), op->frame_header_len, op->iov[0].buffer,

@@ -114,6 +114,11 @@ class UcxEndpoint final : public EndpointBase {
   uint64_t next_same_host_token_ = 1;
   bool same_host_unreachable_ = false;  // the peer could not read from us: stop offering
   bool same_host_used_ = false;         // a payload moved this way (lanes() says so)
+  // The rendezvous threshold of host payloads: ucx_rndv_threshold until the lanes are known (the
+  // first frame completed), then ucx_copy_lanes_rndv_threshold where every lane copies anyway.
+  uint64_t host_rndv_threshold_ = 0;
+  bool lanes_classified_ = false;
+  uint64_t rndv_threshold(MemoryType mem);
   std::unordered_map<uint64_t, SendOp*> same_host_sends_;
   std::unordered_map<uint64_t, ReceivedFrame> same_host_read_;
   std::unordered_map<ControlOp*, std::unique_ptr<ControlOp>> controls_;
