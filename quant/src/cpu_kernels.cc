@@ -312,6 +312,33 @@ Status quantize_cpu_placed(const void* in, DType in_dtype, uint64_t n, Scheme sc
   return bad == UINT64_MAX ? Status::ok() : nonfinite_error(bad, blocks);
 }
 
+namespace {
+
+// Runs run(start, len, scale, offset) over the elements' runs of one scale and offset: the whole
+// tensor in parallel chunks for the per-tensor scheme, each block otherwise. What decoding and
+// decode-accumulating share; the layout was checked by the caller.
+template <class Run>
+void for_each_scaled_run(uint64_t n, Scheme scheme, uint32_t block_size, const float* scales,
+                         const uint8_t* zero_points, const CpuOptions& options, Run&& run) {
+  if (scheme == Scheme::kPerTensorAbsmaxU8) {
+    for_chunks(n, 64, options, [&](uint64_t first, uint64_t count) {
+      run(first, count, scales[0], spec::kSymmetricOffset);
+    });
+    return;
+  }
+  const bool affine = scheme == Scheme::kBlockAffineU8;
+  for_chunks(n, block_size, options, [&](uint64_t first, uint64_t count) {
+    for (uint64_t off = 0; off < count; off += block_size) {
+      uint64_t start = first + off;
+      uint64_t b = start / block_size;
+      run(start, std::min<uint64_t>(block_size, n - start), scales[b],
+          affine ? static_cast<int32_t>(zero_points[b]) : spec::kSymmetricOffset);
+    }
+  });
+}
+
+}  // namespace
+
 Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* zero_points,
                       uint64_t n, Scheme scheme, uint32_t block_size, void* out, DType out_dtype,
                       const CpuOptions& options) {
@@ -319,25 +346,11 @@ Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* 
   HIVEMIND_RETURN_IF_ERROR(check_u8_layout(scheme, block_size, zero_points, n));
   if (n == 0) return Status::ok();
   const IsaKernels& k = kernels();
-  if (scheme == Scheme::kPerTensorAbsmaxU8) {
-    float s = scales[0];
-    for_chunks(n, 64, options, [&](uint64_t first, uint64_t count) {
-      k.dequantize_linear(codes + first, count, s, spec::kSymmetricOffset,
-                          offset_ptr(out, out_dtype, first), out_dtype);
-    });
-    return Status::ok();
-  }
-  const bool affine = scheme == Scheme::kBlockAffineU8;
-  for_chunks(n, block_size, options, [&](uint64_t first, uint64_t count) {
-    for (uint64_t off = 0; off < count; off += block_size) {
-      uint64_t start = first + off;
-      uint64_t len = std::min<uint64_t>(block_size, n - start);
-      uint64_t b = start / block_size;
-      int32_t offset = affine ? zero_points[b] : spec::kSymmetricOffset;
-      k.dequantize_linear(codes + start, len, scales[b], offset, offset_ptr(out, out_dtype, start),
-                          out_dtype);
-    }
-  });
+  for_each_scaled_run(n, scheme, block_size, scales, zero_points, options,
+                      [&](uint64_t start, uint64_t len, float scale, int32_t offset) {
+                        k.dequantize_linear(codes + start, len, scale, offset,
+                                            offset_ptr(out, out_dtype, start), out_dtype);
+                      });
   return Status::ok();
 }
 
@@ -347,23 +360,10 @@ Status dequantize_accumulate_cpu(const uint8_t* codes, const float* scales,
   HIVEMIND_RETURN_IF_ERROR(check_u8_layout(scheme, block_size, zero_points, n));
   if (n == 0) return Status::ok();
   const IsaKernels& k = kernels();
-  if (scheme == Scheme::kPerTensorAbsmaxU8) {
-    float s = scales[0];
-    for_chunks(n, 64, options, [&](uint64_t first, uint64_t count) {
-      k.dequantize_accumulate(codes + first, count, s, spec::kSymmetricOffset, acc + first);
-    });
-    return Status::ok();
-  }
-  const bool affine = scheme == Scheme::kBlockAffineU8;
-  for_chunks(n, block_size, options, [&](uint64_t first, uint64_t count) {
-    for (uint64_t off = 0; off < count; off += block_size) {
-      uint64_t start = first + off;
-      uint64_t len = std::min<uint64_t>(block_size, n - start);
-      uint64_t b = start / block_size;
-      int32_t offset = affine ? zero_points[b] : spec::kSymmetricOffset;
-      k.dequantize_accumulate(codes + start, len, scales[b], offset, acc + start);
-    }
-  });
+  for_each_scaled_run(n, scheme, block_size, scales, zero_points, options,
+                      [&](uint64_t start, uint64_t len, float scale, int32_t offset) {
+                        k.dequantize_accumulate(codes + start, len, scale, offset, acc + start);
+                      });
   return Status::ok();
 }
 
