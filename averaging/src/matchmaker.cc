@@ -5,6 +5,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -74,11 +75,25 @@ struct Matchmaker::State {
   SteadyTime shunned_until{};
   std::set<std::string> known;  // every endpoint that ever joined us
   std::optional<transport::rpc::CallId> join_call;
+  std::string following;      // the leader this member's join_call waits on
+  bool lead_instead = false;  // join_call was canceled because `following` follows this member
+
+  struct FollowOutcome {
+    bool answered = false;      // the leader is alive and replied (a group or a refusal)
+    bool lead_instead = false;  // the leader follows this member: this member leads the round
+  };
 
   void handle_join(Message request, Responder responder);
   Result<Group> lead(const Candidates& candidates, Deadline deadline);
-  // `answered`: the leader is alive and replied (a group or a refusal), so it is not suspected.
-  Result<Group> follow(const std::string& leader, Deadline deadline, bool& answered);
+  Result<Group> follow(const std::string& leader, Deadline deadline, FollowOutcome& outcome);
+  // Two members that each picked the other (one of them passed itself over, see shunned_until)
+  // would wait on each other until both gave up and averaged alone. The smaller endpoint of such a
+  // pair leads: it sees the other's join queued here, either before it sends its own or while its
+  // own waits. The larger always keeps following, so exactly one of the two leads. Under `mutex`.
+  bool is_followed_by_own_leader(const std::string& leader) const {
+    return options.self.endpoint < leader && joins.contains(leader) &&
+           joins.at(leader).expires > SteadyClock::now();
+  }
   std::string pick_leader(const Candidates& candidates);
   bool is_suspected(const std::string& endpoint, SteadyTime now) const {
     auto it = suspected.find(endpoint);
@@ -147,6 +162,11 @@ void Matchmaker::State::handle_join(Message request, Responder responder) {
       known.insert(endpoint);
       joins.emplace(endpoint, PendingJoin{std::move(join.member), join.last_round,
                                           std::move(responder), now + join.wait});
+      if (join_call && !lead_instead && endpoint == following &&
+          is_followed_by_own_leader(following)) {
+        lead_instead = true;
+        client->cancel(*join_call);
+      }
       changed.notify_all();
     }
   }
@@ -217,6 +237,7 @@ Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline dea
       // Follow them from the next round instead of suspecting all of them.
       shunned_until = SteadyClock::now() + options.suspect_for;
     } else {
+      if (!taken.empty()) shunned_until = {};  // others follow this member again
       std::set<std::string> expected(candidates.endpoints.begin(), candidates.endpoints.end());
       expected.insert(known.begin(), known.end());
       for (const auto& endpoint : expected) {
@@ -269,14 +290,20 @@ Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline dea
 }
 
 Result<Group> Matchmaker::State::follow(const std::string& leader, Deadline deadline,
-                                        bool& answered) {
-  answered = false;
+                                        FollowOutcome& outcome) {
+  outcome = FollowOutcome{};
   const std::string& self = options.self.endpoint;
   auto reply = std::make_shared<std::promise<Result<Message>>>();
   auto future = reply->get_future();
   {
     std::lock_guard lock(mutex);
     if (closed) return canceled_error("averaging: the averager is closed");
+    if (is_followed_by_own_leader(leader)) {
+      outcome.lead_instead = true;
+      return unavailable_error("averaging: " + leader + " follows this member");
+    }
+    following = leader;
+    lead_instead = false;
     JoinRequest join{options.key, options.self, options.shapes, round, deadline.remaining()};
     join_call = client->call(
         leader, join_method(options.key), Message{encode_join_request(join), {}}, deadline,
@@ -288,6 +315,13 @@ Result<Group> Matchmaker::State::follow(const std::string& leader, Deadline dead
   {
     std::lock_guard lock(mutex);
     join_call.reset();
+    following.clear();
+    // A group that arrived before the cancel took effect still stands; only a canceled call leads.
+    if (std::exchange(lead_instead, false) && !result.is_ok() &&
+        result.status().code() == StatusCode::kCanceled && !closed) {
+      outcome.lead_instead = true;
+      return unavailable_error("averaging: " + leader + " follows this member");
+    }
     if (!result.is_ok())
       return result.status().with_context("averaging: joining the round of leader " + leader);
     auto decoded = decode_join_reply(result->metadata);
@@ -295,7 +329,7 @@ Result<Group> Matchmaker::State::follow(const std::string& leader, Deadline dead
       return decoded.status().with_context("averaging: the reply of leader " + leader);
     if (auto* refusal = std::get_if<JoinRefusal>(&*decoded)) {
       // A leader that is closing is as good as gone: the next candidate may lead.
-      answered = refusal->reason != JoinRefusal::Reason::kClosed;
+      outcome.answered = refusal->reason != JoinRefusal::Reason::kClosed;
       switch (refusal->reason) {
         case JoinRefusal::Reason::kMismatch:
           return invalid_argument_error("averaging: leader " + leader +
@@ -306,7 +340,7 @@ Result<Group> Matchmaker::State::follow(const std::string& leader, Deadline dead
           return unavailable_error("averaging: leader " + leader + ": " + refusal->message);
       }
     }
-    answered = true;
+    outcome.answered = true;
     Group group = std::get<Group>(std::move(*decoded));
     if (group.key != options.key || group.members[group.self].endpoint != self ||
         group.members.front().endpoint != leader) {
@@ -373,12 +407,13 @@ Result<Group> Matchmaker::form_group(GroupSource& source, Deadline deadline) {
     const Deadline patience =
         candidates.leader ? deadline
                           : std::min(deadline, Deadline::after(2 * state_->options.gather_window));
-    bool answered = false;
-    auto group = state_->follow(leader, patience, answered);
+    State::FollowOutcome outcome;
+    auto group = state_->follow(leader, patience, outcome);
     if (group.is_ok()) return group;
+    if (outcome.lead_instead) return state_->lead(candidates, deadline);
     const Status& failure = group.status();
     // A refusal from a live leader (late, mismatch) says nothing against it.
-    if (answered || failure.code() == StatusCode::kCanceled) return failure;
+    if (outcome.answered || failure.code() == StatusCode::kCanceled) return failure;
     if (failure.code() == StatusCode::kTimeout || leader_is_gone(failure)) {
       std::lock_guard lock(state_->mutex);
       state_->suspect(leader);

@@ -317,6 +317,36 @@ TEST_F(AveragerTest, ALeaderThatIsGoneIsSkippedInTheSameRound) {
   EXPECT_EQ(by_endpoint[1]->b, by_endpoint[2]->b);
 }
 
+// A member that led a round nobody joined passes itself over as the leader; the other member picks
+// it all the same (it is the smaller endpoint). Each then follows the other: the pair must resolve
+// that into one group instead of both waiting out their patience and averaging alone.
+TEST_F(AveragerTest, TwoMembersThatPickEachOtherAverageTogether) {
+  AveragerOptions first = dht_options();
+  first.gather_window = std::chrono::seconds(1);
+  AveragerOptions second = dht_options();
+  second.gather_window = std::chrono::seconds(1);
+  Member& x = add(std::move(first), 1);
+  Member& y = add(std::move(second), 3);
+  Member& smaller = x.averager->endpoint() < y.averager->endpoint() ? x : y;
+  Member& larger = &smaller == &x ? y : x;
+
+  // The smaller leads alone while the larger is declared but not averaging: it passes itself over.
+  RoundReport alone = smaller.averager->step();
+  ASSERT_TRUE(alone.ok) << alone.failure;
+  ASSERT_EQ(alone.members.size(), 1u);
+
+  for (int round = 0; round < 2; ++round) {
+    auto reports = step_all({&smaller, &larger});
+    for (const auto& report : reports) {
+      EXPECT_TRUE(report.ok) << report.failure;
+      EXPECT_EQ(report.members, (std::vector<std::string>{smaller.averager->endpoint(),
+                                                          larger.averager->endpoint()}));
+    }
+  }
+  EXPECT_EQ(x.a, y.a);
+  EXPECT_EQ(x.b, y.b);
+}
+
 TEST_F(AveragerTest, AFailedNcclRoundFallsBackToTheTransport) {
   expect_transport_fallback(
       [&](int) {

@@ -15,7 +15,9 @@
 // launcher's fixed leader has no replacement. A leader suspects the candidates that did not join,
 // so the next round does not wait for them (a join clears that); a leader that no other live
 // candidate joined passes itself over for `suspect_for` (the others follow someone else: it follows
-// them too).
+// them too) until a round it leads is joined again. Because passing over is this member's own
+// knowledge, two members can pick each other (the leader they shared died): the smaller endpoint of
+// such a pair leads as soon as it holds the other's join, and the larger keeps following.
 #pragma once
 
 #include <memory>
