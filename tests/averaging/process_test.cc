@@ -138,8 +138,11 @@ class AveragingProcesses : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(std::filesystem::exists(member_program())) << member_program();
-    dir_ = ::testing::TempDir() + "/averaging-mp-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    // A parameterized test's name ("ExactMean/2") would make a nested folder that TearDown's
+    // remove_all leaves behind.
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '.');
+    dir_ = ::testing::TempDir() + "/averaging-mp-" + std::to_string(::getpid()) + "-" + name;
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override {
