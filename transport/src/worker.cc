@@ -340,9 +340,14 @@ void Worker::Impl::run() {
   auto last_work = SteadyClock::now();
   detail::AdaptiveSpin spin(context->options().spin);
   bool spinning = false;  // an iteration since the last work found nothing
+  SteadyTime now = last_work;
+  int turns_since_clock = 0;
   while (!stop_requested.load(std::memory_order_relaxed)) {
     bool did = run_queues();
-    auto now = SteadyClock::now();
+    if (did || !spinning || ++turns_since_clock >= kClockEvery) {
+      now = SteadyClock::now();
+      turns_since_clock = 0;
+    }
     did |= run_timers(now);
     bool progressed = false;
     for (Poller* p : pollers)
@@ -355,8 +360,8 @@ void Worker::Impl::run() {
       fd_skips = 0;
       did |= poll_fds(0);
     }
-    // One clock read per turn (the loop's own cost while it busy-polls): the turn's start stands
-    // for its end, which shortens a spin by at most one turn.
+    // The turn's start (or, while idle, the last of every kClockEvery turns' clock reads) stands
+    // for its end, which moves a spin's end by at most that many turns.
     if (did) {
       if (spinning) spin.caught();
       spinning = false;
