@@ -77,8 +77,7 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
     descriptors_.push_back({t.size(), t.memory_type()});
     h.payload_len += t.size();
   }
-  auto owned_send = std::make_unique<SendOp>();
-  SendOp* op = owned_send.get();
+  SendOp* op = new_send_op();
   op->ep = std::static_pointer_cast<UcxEndpoint>(shared_from_this());
   op->done = std::move(done);
   bool split = h.prefix_and_metadata_len() > ucx_.am_header_budget();
@@ -99,7 +98,6 @@ void UcxEndpoint::send_on_loop(OutgoingFrame frame, SendCallback done) {
   for (const auto& t : op->message.tensors) {
     if (t.size() > 0) op->iov.push_back({t.data(), t.size()});
   }
-  sends_.emplace(op, std::move(owned_send));
 
   if (split) {
     // Forced eager: the metadata is small enough and must not need an allocation round of its own.
@@ -218,10 +216,55 @@ void UcxEndpoint::send_done(SendOp* op, ucs_status_t status) {
   if (status == UCS_OK) established_ = true;
   // A split frame is two active messages: the op completes with the second of them.
   if (op->outstanding > 0 && --op->outstanding > 0) return;
-  std::unique_ptr<SendOp> done = std::move(sends_.extract(op).mapped());
-  Status st = done->status;
+  std::unique_ptr<SendOp> finished = take_send_op(op);
+  // The op's reference may be the endpoint's last: it lives until this function returns.
+  const std::shared_ptr<UcxEndpoint> self = std::move(finished->ep);
+  Status st = std::move(finished->status);
   if (!st.is_ok() && failed_) st = error();
-  complete_send(done->done, st);
+  SendCallback done = std::move(finished->done);
+  recycle_send_op(std::move(finished));
+  complete_send(done, std::move(st));
+}
+
+UcxEndpoint::SendOp* UcxEndpoint::new_send_op() {
+  std::unique_ptr<SendOp> op;
+  if (spare_sends_.empty()) {
+    op = std::make_unique<SendOp>();
+  } else {
+    op = std::move(spare_sends_.back());
+    spare_sends_.pop_back();
+  }
+  op->slot = sends_.size();
+  sends_.push_back(std::move(op));
+  return sends_.back().get();
+}
+
+std::unique_ptr<UcxEndpoint::SendOp> UcxEndpoint::take_send_op(SendOp* op) {
+  const size_t slot = op->slot;
+  std::unique_ptr<SendOp> taken = std::move(sends_[slot]);
+  if (slot + 1 != sends_.size()) {
+    sends_[slot] = std::move(sends_.back());
+    sends_[slot]->slot = slot;
+  }
+  sends_.pop_back();
+  return taken;
+}
+
+void UcxEndpoint::recycle_send_op(std::unique_ptr<SendOp> op) {
+  if (spare_sends_.size() >= kMaxSpareSends) return;
+  // Back to a fresh op, keeping the vectors' capacity; the payload's buffers are released now.
+  op->header.clear();
+  op->metadata_header.clear();
+  op->message.metadata.clear();
+  op->message.tensors.clear();
+  op->iov.clear();
+  op->done = nullptr;
+  op->outstanding = 0;
+  op->status = Status();
+  op->frame_header_len = 0;
+  op->same_host_token = 0;
+  op->awaiting_same_host_reply = false;
+  spare_sends_.push_back(std::move(op));
 }
 
 void UcxEndpoint::cancel_unfinished_sends() {
@@ -230,8 +273,8 @@ void UcxEndpoint::cancel_unfinished_sends() {
   same_host_sends_.clear();
   std::vector<SendOp*> unfinished;
   unfinished.reserve(sends_.size());
-  for (const auto& [op, owned] : sends_)
-    unfinished.push_back(op);
+  for (const auto& op : sends_)
+    unfinished.push_back(op.get());
   for (SendOp* op : unfinished) {
     op->outstanding = 0;
     op->awaiting_same_host_reply = false;

@@ -107,7 +107,15 @@ class UcxEndpoint final : public EndpointBase {
   uint64_t next_split_seq_ = 1;
   std::unordered_map<uint64_t, std::vector<uint8_t>> split_metadata_;
   std::unordered_map<uint64_t, HeldFrame> held_;
-  std::unordered_map<SendOp*, std::unique_ptr<SendOp>> sends_;
+  // Sends in flight, each at its `slot` (removal swaps the last one in); finished ops wait in
+  // spare_sends_ with their buffers' capacity for the next send, so a small send allocates nothing
+  // here (a malloc/free pair costs a noticeable part of an 8-byte hop).
+  std::vector<std::unique_ptr<SendOp>> sends_;
+  std::vector<std::unique_ptr<SendOp>> spare_sends_;
+  static constexpr size_t kMaxSpareSends = 32;
+  SendOp* new_send_op();
+  std::unique_ptr<SendOp> take_send_op(SendOp* op);  // removes it from sends_
+  void recycle_send_op(std::unique_ptr<SendOp> op);
   std::unordered_map<RecvOp*, std::unique_ptr<RecvOp>> recvs_;
   // Same-host copy. Sender: sends awaiting the receiver's reply, by token. Receiver: frames read
   // and awaiting the sender's confirmation; replies UCX still holds.
@@ -126,6 +134,7 @@ class UcxEndpoint final : public EndpointBase {
 };
 
 struct UcxEndpoint::SendOp {
+  size_t slot = 0;  // index in sends_
   std::shared_ptr<UcxEndpoint> ep;
   std::vector<uint8_t> header;           // UCX 1.13 has no COPY_HEADER: must live until completion
   std::vector<uint8_t> metadata_header;  // split metadata AM: its 8-byte sequence number
