@@ -279,24 +279,25 @@ UcxWorker* Worker::Impl::ucx_worker() {
 
 bool Worker::Impl::run_queues() {
   bool did = false;
-  std::vector<std::function<void()>> batch;
   // The flag spares the busy-polling loop a lock per turn; a post that lands after the check is
   // seen on the next turn, or by the locked check before sleeping.
   if (remote_pending.load(std::memory_order_acquire)) {
-    std::lock_guard lock(mu);
-    batch.swap(remote_queue);
-    remote_pending.store(false, std::memory_order_relaxed);
-  }
-  for (auto& fn : batch) {
-    fn();
-    did = true;
+    {
+      std::lock_guard lock(mu);
+      running_remote.swap(remote_queue);
+      remote_pending.store(false, std::memory_order_relaxed);
+    }
+    for (auto& fn : running_remote)
+      fn();
+    did = !running_remote.empty();
+    running_remote.clear();
   }
   // Local posts may add more local posts; run them in rounds so a long chain cannot starve I/O.
   for (int round = 0; round < 4 && !local_queue.empty(); ++round) {
-    std::vector<std::function<void()>> local;
-    local.swap(local_queue);
-    for (auto& fn : local)
+    running_local.swap(local_queue);
+    for (auto& fn : running_local)
       fn();
+    running_local.clear();
     did = true;
   }
   return did;

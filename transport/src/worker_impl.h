@@ -70,6 +70,9 @@ struct Worker::Impl {
       false};  // remote_queue may be non-empty (set and cleared under mu)
   std::vector<std::function<void()>>
       local_queue;  // posts made on the I/O thread: no lock, no wakeup
+  // What run_queues() is running: swapped with a queue, run, then cleared, so both vectors keep
+  // their capacity (a fresh vector per turn cost a reallocation per post).
+  std::vector<std::function<void()>> running_remote, running_local;
 
   // Timers: keyed by (time, id) so equal times keep insertion order. Touched on the I/O thread
   // only; other threads go through post().
