@@ -143,6 +143,10 @@ std::string join_method(std::string_view key) {
   return fmt::format("averaging.join:{}", key);
 }
 
+std::string alive_method(std::string_view key) {
+  return fmt::format("averaging.alive:{}", key);
+}
+
 std::vector<TensorShape> tensor_shapes(std::span<const TensorRef> tensors) {
   std::vector<TensorShape> shapes;
   shapes.reserve(tensors.size());

@@ -52,6 +52,23 @@ bool leader_is_gone(const Status& status) {
   }
 }
 
+// How long a leader's gather waits before probing the candidates that have not joined.
+constexpr Milliseconds kProbeGrace{200};
+
+// A probe's failure that means nobody averages this key at that address any more (a refused
+// connection is kUnavailable; the probe is too small to meet the client's queue limit).
+bool candidate_is_gone(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kPeerClosed:
+    case StatusCode::kIoError:
+    case StatusCode::kUnavailable:
+    case StatusCode::kNotFound:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 struct Matchmaker::State {
@@ -75,6 +92,7 @@ struct Matchmaker::State {
   SteadyTime shunned_until{};
   std::set<std::string> known;  // every endpoint that ever joined us
   std::optional<transport::rpc::CallId> join_call;
+  std::weak_ptr<State> weak_self;
   std::string following;      // the leader this member's join_call waits on
   bool lead_instead = false;  // join_call was canceled because `following` follows this member
 
@@ -84,6 +102,10 @@ struct Matchmaker::State {
   };
 
   void handle_join(Message request, Responder responder);
+  // Asks `endpoint` (a candidate that has not joined) whether it still averages this key, by
+  // `deadline`; one that is gone (refused connection, or no averager of the key) is suspected at
+  // once, which ends a gather that waited only for it. Not under `mutex`.
+  void probe(const std::string& endpoint, Deadline deadline);
   Result<Group> lead(const Candidates& candidates, Deadline deadline);
   Result<Group> follow(const std::string& leader, Deadline deadline, FollowOutcome& outcome);
   // Two members that each picked the other (one of them passed itself over, see shunned_until)
@@ -176,6 +198,22 @@ void Matchmaker::State::handle_join(Message request, Responder responder) {
            "this join expired or was superseded by a newer one of the same member");
 }
 
+void Matchmaker::State::probe(const std::string& endpoint, Deadline deadline) {
+  client->call(endpoint, alive_method(options.key), Message{}, deadline,
+               [weak = weak_self, endpoint](Result<Message> reply) {
+                 if (reply.is_ok() || !candidate_is_gone(reply.status())) return;
+                 auto state = weak.lock();
+                 if (!state) return;
+                 std::lock_guard lock(state->mutex);
+                 if (state->joins.contains(endpoint)) return;  // it joined meanwhile: alive
+                 state->suspect(endpoint);
+                 logger("averaging")
+                     ->info("averaging '{}': candidate {} is gone ({}); not waiting for it",
+                            state->options.key, endpoint, reply.status().to_string());
+                 state->changed.notify_all();
+               });
+}
+
 std::string Matchmaker::State::pick_leader(const Candidates& candidates) {
   if (candidates.leader) return *candidates.leader;
   const SteadyTime now = SteadyClock::now();
@@ -219,6 +257,26 @@ Result<Group> Matchmaker::State::lead(const Candidates& candidates, Deadline dea
           candidates.expected > 1 + suspected_known ? candidates.expected - 1 - suspected_known : 0;
       return joins.size() >= needed;
     };
+    // A candidate killed since it declared itself stays in the DHT until its declaration expires,
+    // and would cost the whole gather window. Those that have not joined after a short grace (the
+    // others usually join within it) are probed; a stopped process accepts the connection and
+    // never answers, so it is still waited for until the window ends.
+    const SteadyTime probe_at = std::min(
+        gather_end, SteadyClock::now() + std::min(options.gather_window / 10, kProbeGrace));
+    if (!changed.wait_until(lock, probe_at, [&] { return closed || complete(); })) {
+      std::vector<std::string> missing;
+      const SteadyTime now = SteadyClock::now();
+      for (const auto& endpoint : candidates.endpoints) {
+        if (endpoint != self && !is_suspected(endpoint, now) && !joins.contains(endpoint))
+          missing.push_back(endpoint);
+      }
+      // Unlocked: a call whose I/O thread is gone completes on this thread, and its callback
+      // takes the lock.
+      lock.unlock();
+      for (const auto& endpoint : missing)
+        probe(endpoint, Deadline(gather_end));
+      lock.lock();
+    }
     changed.wait_until(lock, gather_end, [&] { return closed || complete(); });
     if (closed) {
       phase = Phase::kQueueing;
@@ -376,6 +434,17 @@ std::shared_ptr<Matchmaker> Matchmaker::create(MatchmakerOptions options,
   state->client = std::move(client);
   state->backends = std::move(backends);
   std::weak_ptr<State> weak = state;
+  state->weak_self = weak;
+  state->server->handle(alive_method(state->options.key), [weak](Message, Responder responder) {
+    auto self = weak.lock();
+    bool open = false;
+    if (self) {
+      std::lock_guard lock(self->mutex);
+      open = !self->closed;
+    }
+    responder.reply(open ? Result<Message>(Message{})
+                         : Result<Message>(not_found_error("no open averager of this key here")));
+  });
   state->server->handle(
       join_method(state->options.key), [weak](Message request, Responder responder) {
         if (auto self = weak.lock()) {

@@ -317,6 +317,30 @@ TEST_F(AveragerTest, ALeaderThatIsGoneIsSkippedInTheSameRound) {
   EXPECT_EQ(by_endpoint[1]->b, by_endpoint[2]->b);
 }
 
+// A candidate whose process is gone (here: its averager closed, its DHT declaration still live)
+// is not waited for: the leader probes the candidates that have not joined and forms the round as
+// soon as the gone one is found out. The gather window is ten minutes, so a leader that waited for
+// it would not finish within this test's timeout.
+TEST_F(AveragerTest, ACandidateThatIsGoneIsNotWaitedFor) {
+  for (float base : {1.0f, 2.0f, 4.0f}) {
+    AveragerOptions options = dht_options();
+    options.gather_window = std::chrono::minutes(10);
+    options.round_timeout = std::chrono::minutes(20);
+    add(std::move(options), base);
+  }
+  auto by_endpoint = all();
+  std::sort(by_endpoint.begin(), by_endpoint.end(),
+            [](Member* x, Member* y) { return x->averager->endpoint() < y->averager->endpoint(); });
+  by_endpoint[2]->averager->close();  // not the leader: the smallest endpoint leads
+  auto reports = step_all({by_endpoint[0], by_endpoint[1]});
+  for (const auto& report : reports) {
+    EXPECT_TRUE(report.ok) << report.failure;
+    EXPECT_EQ(report.members, (std::vector<std::string>{by_endpoint[0]->averager->endpoint(),
+                                                        by_endpoint[1]->averager->endpoint()}));
+  }
+  EXPECT_EQ(by_endpoint[0]->a, by_endpoint[1]->a);
+}
+
 // A member that led a round nobody joined passes itself over as the leader; the other member picks
 // it all the same (it is the smaller endpoint). Each then follows the other: the pair must resolve
 // that into one group instead of both waiting out their patience and averaging alone.

@@ -25,6 +25,9 @@ namespace hivemind::averaging {
 // The rpc method a leader serves joins of `key` on. One method per key, so averagers of several
 // keys can share one rpc server.
 std::string join_method(std::string_view key);
+// The method an averager of `key` answers with an empty message while it is open: a leader asks the
+// candidates that have not joined yet whether anyone still averages there.
+std::string alive_method(std::string_view key);
 
 // What one tensor of a member looks like; every member of a group must bring the same list.
 struct TensorShape {

@@ -12,7 +12,9 @@
 // it first, whose join waits for the next round. A DHT leader that refuses connections (a dead
 // process) or has not formed its round within two gather windows (a stopped one) is suspected for
 // `suspect_for` and the next candidate leads, in the same round while its deadline leaves time; a
-// launcher's fixed leader has no replacement. A leader suspects the candidates that did not join,
+// launcher's fixed leader has no replacement. Candidates still missing from a gather after a short
+// grace are probed (alive_method(key)); one that is gone (connection refused, averager closed) is
+// suspected at once instead of waited for. A leader suspects the candidates that did not join,
 // so the next round does not wait for them (a join clears that); a leader that no other live
 // candidate joined passes itself over for `suspect_for` (the others follow someone else: it follows
 // them too) until a round it leads is joined again. Because passing over is this member's own
