@@ -57,7 +57,7 @@ void UcxEndpointRegistry::start_close(Entry& entry) {
   if (entry.state == UcxEndpointState::kFlushing)
     start_flush(entry);
   else if (entry.state == UcxEndpointState::kClosing && entry.close_request == nullptr)
-    issue_close(entry, true);
+    issue_close(entry, entry.force_close);
 }
 
 void UcxEndpointRegistry::start_flush(Entry& entry) {
@@ -81,11 +81,19 @@ void UcxEndpointRegistry::flush_done_cb(void* request, ucs_status_t status, void
 }
 
 void UcxEndpointRegistry::flush_done(Entry& entry, ucs_status_t status) {
-  if (entry.state == UcxEndpointState::kFlushing) {
-    issue_close(entry, status != UCS_OK);
-  } else {
+  if (entry.state != UcxEndpointState::kFlushing) {
     erase_if_done(entry);  // abandoned at shutdown and force-closed already
+    return;
   }
+  // Usually inside UCX: the flush's completion callback, which UCX also runs while it discards
+  // the endpoint's lanes after the peer went away. Closing the handle there destroys it under
+  // UCX, which then reads the freed endpoint (UCX 1.18 crashed so when a client closed while the
+  // server's graceful close still waited for wireup). Close on the next loop turn instead.
+  entry.state = UcxEndpointState::kClosing;
+  entry.force_close = status != UCS_OK;
+  worker_.defer([this, handle = entry.handle] {
+    if (Entry* pending = find(handle)) start_close(*pending);
+  });
 }
 
 void UcxEndpointRegistry::issue_close(Entry& entry, bool force) {

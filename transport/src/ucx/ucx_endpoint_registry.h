@@ -73,6 +73,7 @@ class UcxEndpointRegistry {
     UcxEndpointState state = UcxEndpointState::kOpen;
     void* flush_request = nullptr;  // in flight, owned by UCX until its callback frees it
     void* close_request = nullptr;
+    bool force_close = true;  // how a kClosing entry closes: false after a successful flush
   };
 
   static void flush_done_cb(void* request, ucs_status_t status, void* user_data);
