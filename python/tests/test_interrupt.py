@@ -16,8 +16,11 @@ def test_sigint_interrupts_a_forward_waiting_on_the_network():
     with hivemind.Server.create(**server_kwargs(expert_uids=["ffn.0"], min_batch_size=64,
                                                 batch_timeout=3600, grace_period=0.5)) as s:
         trainer = textwrap.dedent(f"""
-            import sys, torch
+            import signal, sys, torch
             import hivemind_cpp as hivemind
+            # Python leaves SIGINT ignored when its parent ignored it (a shell's background job
+            # does): the test needs Python's own handler, whatever started the suite.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             expert = hivemind.RemoteExpert("ffn.0", {s.endpoint!r}, forward_timeout=3600)
             try:
                 expert(torch.randn(2, {HIDDEN}))
@@ -66,8 +69,9 @@ def test_sigint_interrupts_a_backward_waiting_on_the_network(child_servers):
     server = child_servers(**server_kwargs(expert_uids=["ffn.0"]))
     port = int(server.endpoint.rsplit(":", 1)[1])
     trainer = textwrap.dedent(f"""
-        import sys, torch
+        import signal, sys, torch
         import hivemind_cpp as hivemind
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the test above
         expert = hivemind.RemoteExpert("ffn.0", {server.endpoint!r}, backward_timeout=3600)
         out = expert(torch.randn(2, {HIDDEN}, requires_grad=True))
         print("FORWARD", flush=True)
