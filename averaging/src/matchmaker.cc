@@ -200,7 +200,7 @@ void Matchmaker::State::handle_join(Message request, Responder responder) {
 
 void Matchmaker::State::probe(const std::string& endpoint, Deadline deadline) {
   client->call(endpoint, alive_method(options.key), Message{}, deadline,
-               [weak = weak_self, endpoint](Result<Message> reply) {
+               [weak = weak_self, endpoint](const Result<Message>& reply) {
                  if (reply.is_ok() || !candidate_is_gone(reply.status())) return;
                  auto state = weak.lock();
                  if (!state) return;
@@ -435,7 +435,8 @@ std::shared_ptr<Matchmaker> Matchmaker::create(MatchmakerOptions options,
   state->backends = std::move(backends);
   std::weak_ptr<State> weak = state;
   state->weak_self = weak;
-  state->server->handle(alive_method(state->options.key), [weak](Message, Responder responder) {
+  state->server->handle(alive_method(state->options.key), [weak](const Message&,
+                                                                 Responder responder) {
     auto self = weak.lock();
     bool open = false;
     if (self) {
