@@ -109,6 +109,15 @@ class AveragerTest : public ::testing::Test {
     return result;
   }
 
+  // Every member, smallest endpoint first (the DHT leader's order).
+  std::vector<Member*> all_by_endpoint() {
+    std::vector<Member*> result = all();
+    std::sort(result.begin(), result.end(), [](Member* x, Member* y) {
+      return x->averager->endpoint() < y->averager->endpoint();
+    });
+    return result;
+  }
+
   // Every member's tensors hold the mean of the bases given.
   void expect_mean_of(const std::vector<Member*>& who, const std::vector<float>& bases) {
     const double mean = std::accumulate(bases.begin(), bases.end(), 0.0) / bases.size();
@@ -302,9 +311,7 @@ TEST_F(AveragerTest, AMemberJoiningDuringARoundTakesPartFromTheNextRound) {
 TEST_F(AveragerTest, ALeaderThatIsGoneIsSkippedInTheSameRound) {
   for (float base : {1.0f, 2.0f, 4.0f})
     add(dht_options(), base);
-  auto by_endpoint = all();
-  std::sort(by_endpoint.begin(), by_endpoint.end(),
-            [](Member* x, Member* y) { return x->averager->endpoint() < y->averager->endpoint(); });
+  auto by_endpoint = all_by_endpoint();
   // The would-be leader closes (its rpc server with it); its DHT declaration is still live.
   by_endpoint[0]->averager->close();
   auto reports = step_all({by_endpoint[1], by_endpoint[2]});
@@ -328,9 +335,7 @@ TEST_F(AveragerTest, ACandidateThatIsGoneIsNotWaitedFor) {
     options.round_timeout = std::chrono::minutes(20);
     add(std::move(options), base);
   }
-  auto by_endpoint = all();
-  std::sort(by_endpoint.begin(), by_endpoint.end(),
-            [](Member* x, Member* y) { return x->averager->endpoint() < y->averager->endpoint(); });
+  auto by_endpoint = all_by_endpoint();
   by_endpoint[2]->averager->close();  // not the leader: the smallest endpoint leads
   auto reports = step_all({by_endpoint[0], by_endpoint[1]});
   for (const auto& report : reports) {
