@@ -118,6 +118,17 @@ class AveragerTest : public ::testing::Test {
     return result;
   }
 
+  // Every report succeeded with exactly `who` as members, in that order (the leader first).
+  void expect_rounds_of(const std::vector<RoundReport>& reports, const std::vector<Member*>& who) {
+    std::vector<std::string> endpoints;
+    for (auto* m : who)
+      endpoints.push_back(m->averager->endpoint());
+    for (const auto& report : reports) {
+      EXPECT_TRUE(report.ok) << report.failure;
+      EXPECT_EQ(report.members, endpoints);
+    }
+  }
+
   // Every member's tensors hold the mean of the bases given.
   void expect_mean_of(const std::vector<Member*>& who, const std::vector<float>& bases) {
     const double mean = std::accumulate(bases.begin(), bases.end(), 0.0) / bases.size();
@@ -315,11 +326,7 @@ TEST_F(AveragerTest, ALeaderThatIsGoneIsSkippedInTheSameRound) {
   // The would-be leader closes (its rpc server with it); its DHT declaration is still live.
   by_endpoint[0]->averager->close();
   auto reports = step_all({by_endpoint[1], by_endpoint[2]});
-  for (const auto& report : reports) {
-    EXPECT_TRUE(report.ok) << report.failure;
-    EXPECT_EQ(report.members, (std::vector<std::string>{by_endpoint[1]->averager->endpoint(),
-                                                        by_endpoint[2]->averager->endpoint()}));
-  }
+  expect_rounds_of(reports, {by_endpoint[1], by_endpoint[2]});
   EXPECT_EQ(by_endpoint[1]->a, by_endpoint[2]->a);
   EXPECT_EQ(by_endpoint[1]->b, by_endpoint[2]->b);
 }
@@ -338,11 +345,7 @@ TEST_F(AveragerTest, ACandidateThatIsGoneIsNotWaitedFor) {
   auto by_endpoint = all_by_endpoint();
   by_endpoint[2]->averager->close();  // not the leader: the smallest endpoint leads
   auto reports = step_all({by_endpoint[0], by_endpoint[1]});
-  for (const auto& report : reports) {
-    EXPECT_TRUE(report.ok) << report.failure;
-    EXPECT_EQ(report.members, (std::vector<std::string>{by_endpoint[0]->averager->endpoint(),
-                                                        by_endpoint[1]->averager->endpoint()}));
-  }
+  expect_rounds_of(reports, {by_endpoint[0], by_endpoint[1]});
   EXPECT_EQ(by_endpoint[0]->a, by_endpoint[1]->a);
 }
 
@@ -365,12 +368,7 @@ TEST_F(AveragerTest, TwoMembersThatPickEachOtherAverageTogether) {
   ASSERT_EQ(alone.members.size(), 1u);
 
   for (int round = 0; round < 2; ++round) {
-    auto reports = step_all({&smaller, &larger});
-    for (const auto& report : reports) {
-      EXPECT_TRUE(report.ok) << report.failure;
-      EXPECT_EQ(report.members, (std::vector<std::string>{smaller.averager->endpoint(),
-                                                          larger.averager->endpoint()}));
-    }
+    expect_rounds_of(step_all({&smaller, &larger}), {&smaller, &larger});
   }
   EXPECT_EQ(x.a, y.a);
   EXPECT_EQ(x.b, y.b);
