@@ -112,7 +112,8 @@ Result<std::vector<double>> parse_seconds(const std::string& line,
   if (at == std::string::npos)
     return protocol_error(fmt::format("no {}= in the line '{}'", name, line));
   std::vector<double> values;
-  std::stringstream list(line.substr(at + field.size(), line.find(' ', at + 1) - at - field.size()));
+  std::stringstream list(
+      line.substr(at + field.size(), line.find(' ', at + 1) - at - field.size()));
   std::string item;
   while (std::getline(list, item, ',')) {
     char* end = nullptr;
@@ -203,8 +204,8 @@ int run_member(const AllreduceOptions& o) {
     }
   }
   std::string line = fmt::format("member rank={} backend=transport", o.member_rank);
-  for (const auto& [name, values] : {std::pair{"seconds", &seconds}, std::pair{"starts", &starts},
-                                     std::pair{"ends", &ends}}) {
+  for (const auto& [name, values] :
+       {std::pair{"seconds", &seconds}, std::pair{"starts", &starts}, std::pair{"ends", &ends}}) {
     line += fmt::format(" {}=", name);
     for (size_t i = 0; i < values->size(); ++i)
       line += fmt::format("{}{:.9f}", i ? "," : "", (*values)[i]);
@@ -217,8 +218,8 @@ int run_member(const AllreduceOptions& o) {
 // ---------------- the parent ----------------
 
 // Runs --processes members over `link`; the per-iteration slowest step() times.
-Result<MemberRounds> run_members(const AllreduceOptions& o, const std::string& link,
-                                        bool compress, Reporter& reporter) {
+Result<MemberRounds> run_members(const AllreduceOptions& o, const std::string& link, bool compress,
+                                 Reporter& reporter) {
   std::string bootstrap = fmt::format("/tmp/hivemind-bench-allreduce-{}-{}-{}", ::getpid(), link,
                                       compress ? "u8" : "raw");
   std::filesystem::remove(bootstrap);
