@@ -5,8 +5,9 @@
 // Per backend, at 8 B / 64 KiB / 4 MiB / 64 MiB: RPC echo half round trip and one-way streaming
 // bandwidth (a window of calls to a sink that answers with an empty message), each next to a
 // baseline measured in the same run: ucx_perftest ucp_am_lat / ucp_am_bw with the same UCX_TLS for
-// the UCX backends (and, for bandwidth, ucx_perftest -e: endpoints with peer-failure handling as
-// ours, which UCX keeps off cma), a raw blocking TCP ping-pong / stream for the TCP backend. Then N
+// the UCX backends (and ucx_perftest -e: endpoints with peer-failure handling as ours, which UCX
+// keeps off cma; for latency at every size, for bandwidth from 64 KiB), a raw blocking TCP
+// ping-pong / stream for the TCP backend. Then N
 // small RPCs over one endpoint with the resident set size after warm-up and at the end. And the
 // connection setup time (connect + first empty call) with a swarm key next to the same without one:
 // what the swarm handshake adds (docs/security.md). Then the device-tensor cases (device_cases.h):
@@ -399,6 +400,20 @@ HIVEMIND_BENCH(transport,
       continue;
     }
     reporter.note("{}: server {}, I/O threads spin {} us", b.name, setup->address, spin_us);
+    // perftest -e runs our endpoints' peer-failure mode: the baseline for what UCX itself
+    // achieves under our guarantees, reported next to the plain perftest one.
+    auto report_against_peer_failure_perftest =
+        [&](const std::string& case_name, const std::string& test, const std::string& metric,
+            double ours, const std::string& unit, size_t bytes, int n, int warm) {
+          std::string why;
+          auto v = base::ucx_perftest(test, b.tls, bytes, n, warm, port++, &why,
+                                      {{"-e"}, {"UCX_MM_ERROR_HANDLING=y"}});
+          if (v)
+            reporter.report({case_name, metric, ours, unit,
+                             "ucx_perftest_" + test.substr(4) + "_peer_errh", *v});
+          else
+            reporter.note("{}: no ucx_perftest -e baseline ({})", case_name, why);
+        };
     Buffer source = Buffer::allocate_host(sizes.back());
     std::memset(source.data(), 3, sizes.back());
     for (size_t bytes : sizes) {
@@ -426,6 +441,12 @@ HIVEMIND_BENCH(transport,
       }
       if (!failed)
         reporter.report({case_name, "half_rtt_us", half_rtt, "us", baseline_name, baseline});
+      // perftest's endpoints in our endpoints' peer-failure mode (UCX adds keepalive to their
+      // posix lane). They are dialed by worker address, so they lack the tcp lane that UCX's
+      // connection manager puts on ours and polls on every progress call.
+      if (b.scheme != "tcp" && !failed)
+        report_against_peer_failure_perftest(case_name, "ucp_am_lat", "half_rtt_us", half_rtt, "us",
+                                             bytes, n, warm);
       // Bandwidth: one-way streaming of frames carrying `bytes` on the message layer.
       n = iterations(bytes, false, quick);
       warm = std::max(1, n / 20);
@@ -443,19 +464,11 @@ HIVEMIND_BENCH(transport,
       }
       if (!failed)
         reporter.report({case_name, "bandwidth_MBps", mbps, "MB/s", baseline_name, baseline});
-      if (b.scheme != "tcp" && !failed && bytes >= (64 << 10)) {
-        // Our endpoints ask for peer-failure handling, which keeps UCX off cma (no single-copy
-        // rendezvous on one host: posix's copy-in copy-out instead). perftest -e runs that same
-        // endpoint mode: the baseline for what UCX itself achieves under our guarantees.
-        auto v = base::ucx_perftest("ucp_am_bw", b.tls, bytes, n, warm, port++, &why,
-                                    {{"-e"}, {"UCX_MM_ERROR_HANDLING=y"}});
-        if (v) {
-          reporter.report(
-              {case_name, "bandwidth_MBps", mbps, "MB/s", "ucx_perftest_am_bw_peer_errh", *v});
-        } else {
-          reporter.note("{}: no ucx_perftest -e baseline ({})", case_name, why);
-        }
-      }
+      // Our endpoints ask for peer-failure handling, which keeps UCX off cma (no single-copy
+      // rendezvous on one host: posix's copy-in copy-out instead).
+      if (b.scheme != "tcp" && !failed && bytes >= (64 << 10))
+        report_against_peer_failure_perftest(case_name, "ucp_am_bw", "bandwidth_MBps", mbps, "MB/s",
+                                             bytes, n, warm);
     }
     if (!options.skip_setup) {
       // Connection setup, keyed next to open, on fresh setups of this backend (same spin).
