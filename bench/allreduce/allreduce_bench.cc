@@ -217,7 +217,7 @@ int run_member(const AllreduceOptions& o) {
 
 // ---------------- the parent ----------------
 
-// Runs --processes members over `link`; the per-iteration slowest step() times.
+// Runs --processes members over `link`; each iteration's round time and slowest step().
 Result<MemberRounds> run_members(const AllreduceOptions& o, const std::string& link, bool compress,
                                  Reporter& reporter) {
   std::string bootstrap = fmt::format("/tmp/hivemind-bench-allreduce-{}-{}-{}", ::getpid(), link,
