@@ -71,7 +71,7 @@ bool candidate_is_gone(const Status& status) {
 
 }  // namespace
 
-struct Matchmaker::State {
+struct Matchmaker::State : std::enable_shared_from_this<Matchmaker::State> {
   MatchmakerOptions options;
   std::shared_ptr<transport::rpc::Server> server;
   std::shared_ptr<transport::rpc::Client> client;
@@ -92,7 +92,6 @@ struct Matchmaker::State {
   SteadyTime shunned_until{};
   std::set<std::string> known;  // every endpoint that ever joined us
   std::optional<transport::rpc::CallId> join_call;
-  std::weak_ptr<State> weak_self;
   std::string following;      // the leader this member's join_call waits on
   bool lead_instead = false;  // join_call was canceled because `following` follows this member
 
@@ -200,7 +199,7 @@ void Matchmaker::State::handle_join(Message request, Responder responder) {
 
 void Matchmaker::State::probe(const std::string& endpoint, Deadline deadline) {
   client->call(endpoint, alive_method(options.key), Message{}, deadline,
-               [weak = weak_self, endpoint](const Result<Message>& reply) {
+               [weak = weak_from_this(), endpoint](const Result<Message>& reply) {
                  if (reply.is_ok() || !candidate_is_gone(reply.status())) return;
                  auto state = weak.lock();
                  if (!state) return;
@@ -434,7 +433,6 @@ std::shared_ptr<Matchmaker> Matchmaker::create(MatchmakerOptions options,
   state->client = std::move(client);
   state->backends = std::move(backends);
   std::weak_ptr<State> weak = state;
-  state->weak_self = weak;
   state->server->handle(alive_method(state->options.key), [weak](const Message&,
                                                                  Responder responder) {
     auto self = weak.lock();
