@@ -16,13 +16,11 @@
 // CPU time and minor page faults are reported: on a shared machine they show what the runtime adds
 // when the wall-time ratio is scheduling noise.
 #include <condition_variable>
-#include <ctime>
 #include <mutex>
 #include <random>
 #include <thread>
 
 #include <fmt/format.h>
-#include <sys/resource.h>
 #include <torch/types.h>
 #include <torch/utils.h>
 
@@ -31,6 +29,7 @@
 #include <hivemind/runtime/host_memory.h>
 #include <hivemind/runtime/runtime.h>
 
+#include "support/process_cost.h"
 #include "support/report.h"
 
 namespace hivemind::bench {
@@ -86,37 +85,6 @@ std::shared_ptr<ExpertBackend> backend_for(const RuntimeBenchOptions& s) {
              "bench.0", runtime::make_expert(s.expert, s.hidden, "bench.0", 1).value(), options)
       .value();
 }
-
-// What one side cost the whole process: wall time, CPU time of all its threads, and minor page
-// faults. On a machine shared with other jobs the wall time of either side depends on how much of
-// the CPU the scheduler gave it; CPU time and page faults do not, so they show what the runtime
-// itself adds even when the wall-time ratio is noise.
-struct Cost {
-  double wall_s = 0;
-  double cpu_s = 0;
-  int64_t minor_faults = 0;
-};
-
-class CostMeter {
- public:
-  CostMeter() : wall_(std::chrono::steady_clock::now()), cpu_(process_cpu_s()), faults_(faults()) {}
-  Cost stop() const { return {seconds_since(wall_), process_cpu_s() - cpu_, faults() - faults_}; }
-
- private:
-  static double process_cpu_s() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-  }
-  static int64_t faults() {
-    rusage usage{};
-    ::getrusage(RUSAGE_SELF, &usage);
-    return usage.ru_minflt;
-  }
-  std::chrono::steady_clock::time_point wall_;
-  double cpu_;
-  int64_t faults_;
-};
 
 struct RuntimeRun {
   Cost cost;

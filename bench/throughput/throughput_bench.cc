@@ -60,6 +60,7 @@
 #include <hivemind/transport/swarm_key.h>
 #include <hivemind/transport/worker.h>
 
+#include "support/process_cost.h"
 #include "support/report.h"
 
 namespace hivemind::bench {
@@ -307,7 +308,7 @@ int run_client(const ThroughputBenchOptions& options) {
     std::fflush(stdout);
     char go = 0;
     if (::read(0, &go, 1) != 1) return 1;  // the parent went away
-    const auto start = Clock::now();
+    const CostMeter meter;
     for (int b = 0; b < c.num_batches_per_client; ++b) {
       client::RemoteExpert& expert = experts[rng() % experts.size()];
       torch::Tensor out = expert->forward(batch);
@@ -317,7 +318,9 @@ int run_client(const ThroughputBenchOptions& options) {
       }
     }
     if (device.is_cuda()) torch::cuda::synchronize();
-    std::printf("done %.6f\n", seconds_since(start));
+    const Cost cost = meter.stop();
+    std::printf("done %.6f %.6f %lld\n", cost.wall_s, cost.cpu_s,
+                static_cast<long long>(cost.minor_faults));
     std::fflush(stdout);
     worker.reset();
     return 0;
@@ -399,7 +402,36 @@ Result<std::string> parse_ready_address(const std::string& line) {
 struct RemoteRun {
   double seconds = 0;
   std::string address;
+  // What the timed window cost: the server (from /proc; unset if it could not be read) and the
+  // clients together (each measured itself over its own loop).
+  std::optional<Cost> server;
+  Cost clients;
 };
+
+// A client's last line, "done <wall s> <cpu s> <minor faults>": its loop's own cost.
+Result<Cost> parse_done_line(const std::string& line) {
+  Cost cost;
+  long long faults = 0;
+  char rest = 0;
+  if (std::sscanf(line.c_str(), "done %lf %lf %lld%c", &cost.wall_s, &cost.cpu_s, &faults, &rest) !=
+          3 ||
+      faults < 0)
+    return protocol_error(
+        fmt::format("a client's last line is not 'done <wall> <cpu> <faults>': '{}'", line));
+  cost.minor_faults = faults;
+  return cost;
+}
+
+// CPU and minor page faults of the timed window, server and clients apart: where a transport's
+// start-up costs show (a shared-memory transport faults in every peer's segments as it first
+// writes them; on a virtual machine each such fault costs microseconds).
+void note_window_cost(const RemoteRun& run, Reporter& reporter) {
+  const std::string server = run.server ? fmt::format("server {:.2f} s CPU, {} minor page faults",
+                                                      run.server->cpu_s, run.server->minor_faults)
+                                        : std::string("server not measured (/proc unreadable)");
+  reporter.note("  (timed window: {}; clients {:.2f} s CPU, {} minor page faults)", server,
+                run.clients.cpu_s, run.clients.minor_faults);
+}
 
 // `swarm_key_file` non-empty: the server gets --swarm_key_file and the clients
 // HIVEMIND_SWARM_KEY_FILE, so every connection runs the swarm handshake.
@@ -479,6 +511,8 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
     if (line != "ready")
       return protocol_error(fmt::format("client {}: unexpected line '{}'", client.pid(), line));
   }
+  RemoteRun run;
+  const auto server_before = counters_of(server.pid());
   const auto start = Clock::now();
   for (auto& client : clients)
     HIVEMIND_RETURN_IF_ERROR(client.write("g"));
@@ -488,9 +522,15 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
       return internal_error(fmt::format("a client failed (pid {}): {}", client.pid(),
                                         line.is_ok() ? *line : line.status().to_string()));
     }
+    HIVEMIND_ASSIGN_OR_RETURN(Cost cost, parse_done_line(*line));
+    run.clients.cpu_s += cost.cpu_s;
+    run.clients.minor_faults += cost.minor_faults;
   }
-  RemoteRun run;
   run.seconds = seconds_since(start);
+  run.clients.wall_s = run.seconds;
+  const auto server_after = counters_of(server.pid());
+  if (server_before.is_ok() && server_after.is_ok())
+    run.server = cost_between(*server_before, *server_after, run.seconds);
   run.address = address;
   for (auto& client : clients) {
     const pid_t pid = client.pid();
@@ -617,6 +657,7 @@ HIVEMIND_BENCH(throughput,
   reporter.note("Throughput for {} passes: {:.3f} samples / s.",
                 c.backprop ? "forward + backward" : "forward", remote_rate);
   reporter.note("  ({} samples in {:.3f} s through {})", samples, remote->seconds, remote->address);
+  note_window_cost(*remote, reporter);
 
   if (options.compare_swarm_key) {
     // Same run again, every connection keyed: what the swarm handshake costs a member.
