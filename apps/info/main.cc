@@ -2,6 +2,7 @@
 // at a glance why a transport, a GPU path or fast BLAS is (not) in use. Exits non-zero when the
 // machine is misconfigured in a way that would silently cost performance (reference BLAS).
 #include <cstdio>
+#include <fstream>
 #include <string>
 
 #include <hivemind/averaging/nccl_backend.h>
@@ -29,6 +30,50 @@
 
 namespace {
 
+#ifdef HIVEMIND_INFO_HAVE_UCX
+// The number after `key` in a "key: value" file such as /proc/meminfo, or -1.
+long proc_value(const char* path, const std::string& key) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) != 0) continue;
+    try {
+      return std::stol(line.substr(key.size()));
+    } catch (const std::exception&) {
+      return -1;
+    }
+  }
+  return -1;
+}
+
+// UCX puts its shared-memory segments in huge pages where the kernel has them
+// (UCX_SYSV_HUGETLB_MODE and UCX_POSIX_HUGETLB_MODE are "try" by default). Without them each
+// process faults every same-host peer's segments in 4 KiB at a time, which costs the first messages
+// to each peer (docs/hosting.md, "Huge pages for UCX's shared memory").
+void print_huge_pages() {
+  const long total = proc_value("/proc/meminfo", "HugePages_Total:");
+  const long free = proc_value("/proc/meminfo", "HugePages_Free:");
+  const long page_kb = proc_value("/proc/meminfo", "Hugepagesize:");
+  const long overcommit = proc_value("/proc/sys/vm/nr_overcommit_hugepages", "");
+  if (total < 0 || free < 0 || overcommit < 0) {
+    std::printf(
+        "            huge pages: unknown (/proc/meminfo or vm.nr_overcommit_hugepages "
+        "unreadable)\n");
+  } else if (total == 0 && overcommit == 0) {
+    std::printf(
+        "            huge pages: none (vm.nr_hugepages and vm.nr_overcommit_hugepages are 0): "
+        "UCX's "
+        "shared memory is faulted in 4 KiB pages, which slows the first messages to each same-host "
+        "peer (docs/hosting.md)\n");
+  } else {
+    std::printf(
+        "            huge pages: %ld of %ld free, up to %ld more on demand (%ld kB each): UCX's "
+        "shared memory uses them\n",
+        free, total, overcommit, page_kb);
+  }
+}
+#endif
+
 void print_ucx() {
 #ifdef HIVEMIND_INFO_HAVE_UCX
   std::printf("ucx:        %s\n", ucp_get_version_string());
@@ -51,6 +96,16 @@ void print_ucx() {
     std::printf("            ucp_init failed: the transport will fall back to TCP\n");
   }
   if (config) ucp_config_release(config);
+  // The transport turns on UCX's shared-memory peer-failure handling from 1.14 only (earlier
+  // releases abort with it), so same-host peers of a 1.13 build talk over tcp/lo.
+  unsigned major = 0, minor = 0, release = 0;
+  ucp_get_version(&major, &minor, &release);
+  if (major > 1 || (major == 1 && minor >= 14)) {
+    std::printf("            same host: shared memory (posix, sysv)\n");
+    print_huge_pages();
+  } else {
+    std::printf("            same host: tcp over loopback (UCX < 1.14; docs/hosting.md)\n");
+  }
 #else
   std::printf("ucx:        not built in (TCP transport only)\n");
 #endif
