@@ -203,15 +203,21 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
       else
         add_into(sum, values, segment.dtype, n);
     } else {
-      // The contribution decodes to fp32 (the sum's type): the first straight into the sum, to
-      // which the own values are then added; later ones are added as they decode (one pass, no
-      // scratch array).
+      // The contribution decodes to fp32 (the sum's type) and is added as it decodes: to the own
+      // values for the chunk's first sum, to the sum after that, divided into the mean when it is
+      // the last (one pass each, no scratch array). Own values of another dtype are added in a pass
+      // of their own, after the first contribution decoded straight into the sum.
       std::span<float> target(sum, n);
-      Status st = first ? quant::decode(payload[i].bytes(), quant::DType::kFloat32,
-                                        {reinterpret_cast<uint8_t*>(sum), n * sizeof(float)},
-                                        segment_limits(n), kOneThread)
-                        : quant::decode_accumulate(payload[i].bytes(), target, segment_limits(n),
-                                                   kOneThread);
+      const bool own_fp32 = segment.dtype == quant::DType::kFloat32;
+      const float divisor = last ? static_cast<float>(members_) : 1.0f;
+      std::span<const float> base = target;
+      if (first && own_fp32) base = {static_cast<const float*>(own_values), n};
+      Status st = first && !own_fp32
+                      ? quant::decode(payload[i].bytes(), quant::DType::kFloat32,
+                                      {reinterpret_cast<uint8_t*>(sum), n * sizeof(float)},
+                                      segment_limits(n), kOneThread)
+                      : quant::decode_add(payload[i].bytes(), base, target, divisor,
+                                          segment_limits(n), kOneThread);
       if (!st.is_ok()) {
         // Summed segments cannot be taken back: the round fails, and the tensors stay untouched.
         st = st.with_context(fmt::format("round {} of '{}': {}'s chunk at element {}", round_, key_,
@@ -221,12 +227,12 @@ void ButterflyRound::contribute(const PartHeader& h, std::vector<Buffer> payload
         responder.reply(st);
         return;
       }
-      if (first && last)
-        add_into_mean(sum, own_values, segment.dtype, n, members_);
-      else if (first)
-        add_into(sum, own_values, segment.dtype, n);
-      else if (last)
-        divide_in_place(sum, n, members_);
+      if (first && !own_fp32) {
+        if (last)
+          add_into_mean(sum, own_values, segment.dtype, n, members_);
+        else
+          add_into(sum, own_values, segment.dtype, n);
+      }
     }
     sum += n;
   }

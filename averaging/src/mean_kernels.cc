@@ -78,12 +78,6 @@ void add_into_mean(float* __restrict sum, const void* values, quant::DType dtype
   });
 }
 
-void divide_in_place(float* __restrict sum, uint64_t n, uint32_t members) {
-  const float d = static_cast<float>(members);
-  for (uint64_t i = 0; i < n; ++i)
-    sum[i] /= d;
-}
-
 void narrow_into(void* out, quant::DType dtype, const float* __restrict mean, uint64_t n) {
   switch (dtype) {
     case quant::DType::kFloat32:

@@ -22,8 +22,6 @@ void add_into(float* sum, const void* values, quant::DType dtype, uint64_t n);
 // sum[i] = (sum[i] + float(values[i])) / members: the last contribution, and the mean.
 void add_into_mean(float* sum, const void* values, quant::DType dtype, uint64_t n,
                    uint32_t members);
-// sum[i] /= members: the fp32 mean, in place (where the last addend came through another path).
-void divide_in_place(float* sum, uint64_t n, uint32_t members);
 // out[i] = mean[i] as `dtype` (round to nearest even for fp16/bf16).
 void narrow_into(void* out, quant::DType dtype, const float* mean, uint64_t n);
 

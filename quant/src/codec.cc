@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -443,9 +444,10 @@ Status decode(std::span<const uint8_t> encoded, DType out_dtype, std::span<uint8
 
 namespace {
 
-// The passthrough schemes' payload widened and added (rare on the summing path: the transport
-// backend sums u8 parts; these keep decode_accumulate() total over what decode() accepts).
-void widen_accumulate(const uint8_t* payload, DType dtype, uint64_t n, float* acc) {
+// The passthrough schemes' payload widened, added and divided (rare on the summing path: the
+// transport backend sums u8 parts; these keep decode_add() total over what decode() accepts).
+void widen_add(const uint8_t* payload, DType dtype, uint64_t n, const float* base, float* out,
+               float divisor) {
   for (uint64_t i = 0; i < n; ++i) {
     float x;
     if (dtype == DType::kFloat32) {
@@ -455,50 +457,70 @@ void widen_accumulate(const uint8_t* payload, DType dtype, uint64_t n, float* ac
       std::memcpy(&h, payload + 2 * i, 2);
       x = dtype == DType::kBFloat16 ? spec::bf16_to_f32(h) : spec::f16_to_f32(h);
     }
-    acc[i] += x;
+    const float sum = base[i] + x;
+    out[i] = divisor == 1.0f ? sum : sum / divisor;
   }
 }
 
 }  // namespace
 
-Status decode_accumulate(const DecodedHeader& h, std::span<const uint8_t> encoded,
-                         std::span<float> acc, const CpuOptions& cpu) {
+Status decode_add(const DecodedHeader& h, std::span<const uint8_t> encoded,
+                  std::span<const float> base, std::span<float> out, float divisor,
+                  const CpuOptions& cpu) {
   if (!decodable_as(h, DType::kFloat32)) {
     return invalid_argument_error(fmt::format(
         "quant: a {} tensor cannot be added to a float32 accumulator", dtype_name(h.src_dtype)));
   }
   if (encoded.size() != h.total_bytes)
     return invalid_argument_error("quant: header does not match these bytes");
-  if (acc.size() != h.numel) {
+  if (out.size() != h.numel) {
     return invalid_argument_error(fmt::format(
-        "quant: the accumulator holds {} elements, the tensor has {}", acc.size(), h.numel));
+        "quant: the accumulator holds {} elements, the tensor has {}", out.size(), h.numel));
   }
+  if (base.size() != out.size()) {
+    return invalid_argument_error(
+        fmt::format("quant: {} values to add to, {} to write", base.size(), out.size()));
+  }
+  if (!std::isfinite(divisor) || divisor == 0.0f)
+    return invalid_argument_error(fmt::format("quant: cannot divide the sums by {}", divisor));
   if (h.numel == 0) return Status::ok();
   const uint8_t* payload = encoded.data() + h.payload_offset;
   switch (h.scheme) {
     case Scheme::kNone:
-      widen_accumulate(payload, h.src_dtype, h.numel, acc.data());
+      widen_add(payload, h.src_dtype, h.numel, base.data(), out.data(), divisor);
       return Status::ok();
     case Scheme::kFloat16:
-      widen_accumulate(payload, DType::kFloat16, h.numel, acc.data());
+      widen_add(payload, DType::kFloat16, h.numel, base.data(), out.data(), divisor);
       return Status::ok();
     case Scheme::kBFloat16:
-      widen_accumulate(payload, DType::kBFloat16, h.numel, acc.data());
+      widen_add(payload, DType::kBFloat16, h.numel, base.data(), out.data(), divisor);
       return Status::ok();
     default: {
       const uint8_t* zps =
           h.scheme == Scheme::kBlockAffineU8 ? encoded.data() + h.zero_points_offset : nullptr;
       const uint8_t* scales_ptr = encoded.data() + h.scales_offset;
       if (reinterpret_cast<uintptr_t>(scales_ptr) % alignof(float) == 0) {
-        return dequantize_accumulate_cpu(payload, reinterpret_cast<const float*>(scales_ptr), zps,
-                                         h.numel, h.scheme, h.block_size, acc.data(), cpu);
+        return dequantize_add_cpu(payload, reinterpret_cast<const float*>(scales_ptr), zps, h.numel,
+                                  h.scheme, h.block_size, base.data(), out.data(), divisor, cpu);
       }
       std::vector<float> scales(h.num_blocks);
       std::memcpy(scales.data(), scales_ptr, 4 * h.num_blocks);
-      return dequantize_accumulate_cpu(payload, scales.data(), zps, h.numel, h.scheme, h.block_size,
-                                       acc.data(), cpu);
+      return dequantize_add_cpu(payload, scales.data(), zps, h.numel, h.scheme, h.block_size,
+                                base.data(), out.data(), divisor, cpu);
     }
   }
+}
+
+Status decode_add(std::span<const uint8_t> encoded, std::span<const float> base,
+                  std::span<float> out, float divisor, const DecodeLimits& limits,
+                  const CpuOptions& cpu) {
+  HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h, decode_header(encoded, limits));
+  return decode_add(h, encoded, base, out, divisor, cpu);
+}
+
+Status decode_accumulate(const DecodedHeader& h, std::span<const uint8_t> encoded,
+                         std::span<float> acc, const CpuOptions& cpu) {
+  return decode_add(h, encoded, acc, acc, 1.0f, cpu);
 }
 
 Status decode_accumulate(std::span<const uint8_t> encoded, std::span<float> acc,

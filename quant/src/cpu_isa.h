@@ -27,10 +27,11 @@ struct IsaKernels {
   // out[i] = float(codes[i] - offset) * scale, stored as out_dtype.
   void (*dequantize_linear)(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
                             void* out, DType out_dtype);
-  // acc[i] += float(codes[i] - offset) * scale: the decoded value rounded to fp32 first, then one
-  // fp32 addition, so the result equals dequantize_linear into fp32 followed by an add.
-  void (*dequantize_accumulate)(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
-                                float* acc);
+  // out[i] = (base[i] + float(codes[i] - offset) * scale) / divisor: the decoded value rounded to
+  // fp32 first, then one fp32 addition and, unless divisor is 1, one fp32 division, so the result
+  // equals dequantize_linear into fp32 followed by an add and a division. base may equal out.
+  void (*dequantize_add)(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
+                         const float* base, float* out, float divisor);
   // Float conversion (numeric_spec.h, section 3).
   void (*convert)(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
                   bool clamp_f16);

@@ -232,27 +232,44 @@ void dequantize_linear(const uint8_t* codes, uint64_t n, float scale, int32_t of
   }
 }
 
-void dequantize_accumulate(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
-                           float* acc) {
+// The loop of dequantize_add, with or without the division (a compile-time choice, so the common
+// undivided sum pays nothing for it).
+template <bool kDivide>
+void dequantize_add_loop(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
+                         const float* base, float* out, float divisor) {
   const __m256 vs = _mm256_set1_ps(scale);
+  const __m256 vd = _mm256_set1_ps(divisor);
   const __m256i voff = _mm256_set1_epi32(offset);
   auto decoded8 = [&](__m128i eight_codes) {
     return _mm256_mul_ps(
         _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(eight_codes), voff)), vs);
   };
+  auto store = [&](uint64_t at, __m128i eight_codes) {
+    __m256 sum = _mm256_add_ps(_mm256_loadu_ps(base + at), decoded8(eight_codes));
+    if constexpr (kDivide) sum = _mm256_div_ps(sum, vd);
+    _mm256_storeu_ps(out + at, sum);
+  };
   uint64_t i = 0;
   for (; i + 32 <= n; i += 32) {
     __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i));
     __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
-    _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), decoded8(lo)));
-    _mm256_storeu_ps(acc + i + 8,
-                     _mm256_add_ps(_mm256_loadu_ps(acc + i + 8), decoded8(_mm_srli_si128(lo, 8))));
-    _mm256_storeu_ps(acc + i + 16, _mm256_add_ps(_mm256_loadu_ps(acc + i + 16), decoded8(hi)));
-    _mm256_storeu_ps(acc + i + 24,
-                     _mm256_add_ps(_mm256_loadu_ps(acc + i + 24), decoded8(_mm_srli_si128(hi, 8))));
+    store(i, lo);
+    store(i + 8, _mm_srli_si128(lo, 8));
+    store(i + 16, hi);
+    store(i + 24, _mm_srli_si128(hi, 8));
   }
-  for (; i < n; ++i)
-    acc[i] += static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale;
+  for (; i < n; ++i) {
+    float sum = base[i] + static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale;
+    out[i] = kDivide ? sum / divisor : sum;
+  }
+}
+
+void dequantize_add(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
+                    const float* base, float* out, float divisor) {
+  if (divisor == 1.0f)
+    dequantize_add_loop<false>(codes, n, scale, offset, base, out, divisor);
+  else
+    dequantize_add_loop<true>(codes, n, scale, offset, base, out, divisor);
 }
 
 inline __m256 clamp_f16_8(__m256 x) {
@@ -292,7 +309,7 @@ void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dt
 
 const IsaKernels* avx2_kernels() {
   static const IsaKernels kernels{"avx2",          max_abs_bits,      minmax_keys,
-                                  quantize_linear, dequantize_linear, dequantize_accumulate,
+                                  quantize_linear, dequantize_linear, dequantize_add,
                                   convert};
   return &kernels;
 }

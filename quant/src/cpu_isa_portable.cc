@@ -105,10 +105,16 @@ void dequantize_linear(const uint8_t* codes, uint64_t n, float scale, int32_t of
   }
 }
 
-void dequantize_accumulate(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
-                           float* acc) {
+void dequantize_add(const uint8_t* codes, uint64_t n, float scale, int32_t offset,
+                    const float* base, float* out, float divisor) {
+  if (divisor == 1.0f) {
+    for (uint64_t i = 0; i < n; ++i)
+      out[i] = base[i] + static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale;
+    return;
+  }
   for (uint64_t i = 0; i < n; ++i)
-    acc[i] += static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale;
+    out[i] =
+        (base[i] + static_cast<float>(static_cast<int32_t>(codes[i]) - offset) * scale) / divisor;
 }
 
 void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dtype,
@@ -123,9 +129,8 @@ void convert(const void* in, DType in_dtype, uint64_t n, void* out, DType out_dt
 }  // namespace
 
 const IsaKernels& portable_kernels() {
-  static const IsaKernels kernels{"portable",      max_abs_bits,      minmax_keys,
-                                  quantize_linear, dequantize_linear, dequantize_accumulate,
-                                  convert};
+  static const IsaKernels kernels{"portable",        max_abs_bits,   minmax_keys, quantize_linear,
+                                  dequantize_linear, dequantize_add, convert};
   return kernels;
 }
 

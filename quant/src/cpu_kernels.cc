@@ -354,15 +354,16 @@ Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* 
   return Status::ok();
 }
 
-Status dequantize_accumulate_cpu(const uint8_t* codes, const float* scales,
-                                 const uint8_t* zero_points, uint64_t n, Scheme scheme,
-                                 uint32_t block_size, float* acc, const CpuOptions& options) {
+Status dequantize_add_cpu(const uint8_t* codes, const float* scales, const uint8_t* zero_points,
+                          uint64_t n, Scheme scheme, uint32_t block_size, const float* base,
+                          float* out, float divisor, const CpuOptions& options) {
   HIVEMIND_RETURN_IF_ERROR(check_u8_layout(scheme, block_size, zero_points, n));
   if (n == 0) return Status::ok();
   const IsaKernels& k = kernels();
   for_each_scaled_run(n, scheme, block_size, scales, zero_points, options,
                       [&](uint64_t start, uint64_t len, float scale, int32_t offset) {
-                        k.dequantize_accumulate(codes + start, len, scale, offset, acc + start);
+                        k.dequantize_add(codes + start, len, scale, offset, base + start,
+                                         out + start, divisor);
                       });
   return Status::ok();
 }

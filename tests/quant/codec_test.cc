@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -140,6 +141,66 @@ TEST(QuantCodec, DecodeAccumulateEqualsDecodeThenAdd) {
     }
   }
   ASSERT_TRUE(select_cpu_isa("auto").is_ok());
+}
+
+// decode_add() is decode() into fp32, an fp32 add and an fp32 division, bit for bit, on both loop
+// sets: from separate values and in place, with and without the division.
+TEST(QuantCodec, DecodeAddEqualsDecodeThenAddThenDivide) {
+  const uint64_t n = 4515;
+  const int64_t shape[1] = {static_cast<int64_t>(n)};
+  auto base_bytes = random_tensor(DType::kFloat32, n, 5, 0.25f);
+  std::vector<float> base(n);
+  std::memcpy(base.data(), base_bytes.data(), n * sizeof(float));
+  for (const char* isa : {"avx2", "portable"}) {
+    if (!select_cpu_isa(isa).is_ok()) continue;  // no AVX2 on this CPU
+    for (Scheme s : kAllSchemes) {
+      for (DType dt : kFloatTypes) {
+        auto input = random_tensor(dt, n, 17, -0.5f);
+        auto enc = encode_to_vector(TensorView{input.data(), dt, shape, false}, {s, 256});
+        ASSERT_TRUE(enc.is_ok()) << enc.status().to_string();
+        std::vector<float> decoded(n);
+        ASSERT_TRUE(decode(*enc, DType::kFloat32,
+                           {reinterpret_cast<uint8_t*>(decoded.data()), n * sizeof(float)})
+                        .is_ok());
+        for (float divisor : {1.0f, 3.0f, 7.0f}) {
+          std::vector<float> expected(n);
+          for (uint64_t i = 0; i < n; ++i) {
+            float sum = base[i] + decoded[i];
+            expected[i] = divisor == 1.0f ? sum : sum / divisor;
+          }
+          std::vector<float> out(n, -1.0f);
+          ASSERT_TRUE(decode_add(*enc, base, out, divisor).is_ok());
+          EXPECT_EQ(0, std::memcmp(out.data(), expected.data(), n * sizeof(float)))
+              << isa << " " << scheme_name(s) << " " << dtype_name(dt) << " / " << divisor;
+          std::vector<float> in_place = base;
+          ASSERT_TRUE(decode_add(*enc, in_place, in_place, divisor).is_ok());
+          EXPECT_EQ(0, std::memcmp(in_place.data(), expected.data(), n * sizeof(float)))
+              << isa << " in place " << scheme_name(s) << " " << dtype_name(dt) << " / " << divisor;
+        }
+      }
+    }
+  }
+  ASSERT_TRUE(select_cpu_isa("auto").is_ok());
+}
+
+TEST(QuantCodec, DecodeAddRefusesMismatchedLengthsAndBadDivisorsAndLeavesTheOutput) {
+  const int64_t shape[1] = {100};
+  auto floats = random_tensor(DType::kFloat32, 100, 3);
+  auto enc = encode_to_vector(TensorView{floats.data(), DType::kFloat32, shape, false},
+                              {Scheme::kBlockAbsmaxU8, 64});
+  ASSERT_TRUE(enc.is_ok());
+  std::vector<float> base(99, 2.0f), out(100, 1.0f);
+  Status st = decode_add(*enc, base, out);
+  EXPECT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("99 values"), std::string::npos) << st.message();
+  base.assign(100, 2.0f);
+  for (float divisor :
+       {0.0f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    st = decode_add(*enc, base, out, divisor);
+    EXPECT_FALSE(st.is_ok()) << divisor;
+    EXPECT_NE(st.message().find("divide"), std::string::npos) << st.message();
+  }
+  EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](float x) { return x == 1.0f; }));
 }
 
 TEST(QuantCodec, DecodeAccumulateRefusesWhatItCannotAddAndLeavesTheAccumulator) {

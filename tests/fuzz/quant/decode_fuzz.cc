@@ -1,6 +1,7 @@
 // Fuzz target of the quant wire decoder: any bytes either parse into a header whose every offset
 // lies inside the buffer, or are refused with an error; decoding a parsed buffer into every
-// accepted dtype never reads or writes out of bounds (ASan) and never hangs.
+// accepted dtype, or adding it to fp32 values, never reads or writes out of bounds (ASan) and never
+// hangs.
 #include <cstdint>
 #include <cstdlib>
 #include <span>
@@ -28,6 +29,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<uint8_t> buffer(h.numel * dtype_size(out));
     if (!decode(h, bytes, out, buffer, CpuOptions{1}).is_ok())
       std::abort();  // a valid header always decodes
+  }
+  // The summing decoder an averaging owner runs on every contribution: from other values, divided.
+  if (decodable_as(h, DType::kFloat32)) {
+    std::vector<float> base(h.numel, 1.0f), out(h.numel);
+    if (!decode_add(h, bytes, base, out, 3.0f, CpuOptions{1}).is_ok()) std::abort();
   }
   return 0;
 }

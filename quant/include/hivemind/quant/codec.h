@@ -103,6 +103,21 @@ Status decode_accumulate(std::span<const uint8_t> encoded, std::span<float> acc,
 Status decode_accumulate(const DecodedHeader& header, std::span<const uint8_t> encoded,
                          std::span<float> acc, const CpuOptions& cpu = {});
 
+// out[i] = (base[i] + decoded[i]) / divisor: decode_accumulate from other values, with the sums
+// divided in the same pass, bit for bit what decode() into fp32, an fp32 add and an fp32 division
+// give (a divisor of 1 divides nothing). base may be out itself; otherwise the two must not
+// overlap. This is how an averaging round forms a chunk's first sum from its own values and turns
+// the last sum into the mean without passes of their own. Refused (before touching out) where
+// decode_accumulate would be, when base and out differ in length, or for a divisor that is zero or
+// not finite.
+Status decode_add(std::span<const uint8_t> encoded, std::span<const float> base,
+                  std::span<float> out, float divisor = 1.0f, const DecodeLimits& limits = {},
+                  const CpuOptions& cpu = {});
+// Same with a header already returned by decode_header() for these bytes.
+Status decode_add(const DecodedHeader& header, std::span<const uint8_t> encoded,
+                  std::span<const float> base, std::span<float> out, float divisor = 1.0f,
+                  const CpuOptions& cpu = {});
+
 // Writes just the header (kFixedHeaderBytes + 8 * ndim bytes, zero padding up to scales_offset).
 // For encoders that produce scales and payload elsewhere (the CUDA path).
 Status write_header(DType dtype, std::span<const int64_t> shape, bool requires_grad,

@@ -36,12 +36,14 @@ Status dequantize_cpu(const uint8_t* codes, const float* scales, const uint8_t* 
                       uint64_t n, Scheme scheme, uint32_t block_size, void* out, DType out_dtype,
                       const CpuOptions& options = {});
 
-// acc[i] += float(code - offset) * scale per block: dequantize_cpu into fp32 and an fp32 add in one
-// pass, bit for bit the same as the two (the decoded value is rounded to fp32 before the add).
-// For summing encoded contributions without a scratch array.
-Status dequantize_accumulate_cpu(const uint8_t* codes, const float* scales,
-                                 const uint8_t* zero_points, uint64_t n, Scheme scheme,
-                                 uint32_t block_size, float* acc, const CpuOptions& options = {});
+// out[i] = (base[i] + float(code - offset) * scale) / divisor per block: dequantize_cpu into fp32,
+// an fp32 add and (unless divisor is 1) an fp32 division in one pass, bit for bit the same as the
+// three (the decoded value is rounded to fp32 before the add). base may be out itself (a running
+// sum); otherwise the two must not overlap. For summing encoded contributions, and turning the last
+// sum into a mean, without a scratch array or a pass of its own.
+Status dequantize_add_cpu(const uint8_t* codes, const float* scales, const uint8_t* zero_points,
+                          uint64_t n, Scheme scheme, uint32_t block_size, const float* base,
+                          float* out, float divisor = 1.0f, const CpuOptions& options = {});
 
 // Elementwise float conversion between kFloat32, kFloat16 and kBFloat16 (passthrough schemes).
 // clamp_f16: saturate finite values to +-65504 first (Scheme::kFloat16's rule).
