@@ -9,8 +9,9 @@
 // every sample counted once for fwd+bwd.
 //
 // Timing: clients connect and fetch every expert's info first, then wait at a barrier (a byte on
-// their stdin); the clock runs from the release until the last client is done. hivemind's clock
-// started at "server ready" and so also counted the clients' process start-up.
+// their stdin); the clock runs from the release until the last client is done, and a client that is
+// done waits for a second byte before it shuts down, so no client's exit runs inside the window.
+// hivemind's clock started at "server ready" and so also counted the clients' process start-up.
 //
 // Baseline, in the same run after the server is gone: the same experts rebuilt with the zoo from
 // the same seed (bit-identical weights), wrapped in ExpertBackend (module + the same optimizer, no
@@ -322,6 +323,10 @@ int run_client(const ThroughputBenchOptions& options) {
     std::printf("done %.6f %.6f %lld\n", cost.wall_s, cost.cpu_s,
                 static_cast<long long>(cost.minor_faults));
     std::fflush(stdout);
+    // Stay (idle) until every client is done: a client that finished early would otherwise tear
+    // down its worker and LibTorch's statics on the cores the others still measure on.
+    char leave = 0;
+    (void)::read(0, &leave, 1);  // the parent's word, or its end
     worker.reset();
     return 0;
   } catch (const std::exception& e) {
@@ -532,6 +537,8 @@ Result<RemoteRun> run_remote(const Config& c, const std::string& server_bin, Rep
   if (server_before.is_ok() && server_after.is_ok())
     run.server = cost_between(*server_before, *server_after, run.seconds);
   run.address = address;
+  for (auto& client : clients)
+    HIVEMIND_RETURN_IF_ERROR(client.write("x"));  // the window is over: the clients may leave
   for (auto& client : clients) {
     const pid_t pid = client.pid();
     HIVEMIND_ASSIGN_OR_RETURN(int code, client.wait(Deadline::after(std::chrono::seconds(30))));
