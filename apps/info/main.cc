@@ -68,7 +68,7 @@ void print_huge_pages() {
   } else {
     std::printf(
         "            huge pages: %ld of %ld free, up to %ld more on demand (%ld kB each): UCX's "
-        "shared memory uses them\n",
+        "shared memory takes them while any are left\n",
         free, total, overcommit, page_kb);
   }
 }
@@ -101,7 +101,8 @@ void print_ucx() {
   unsigned major = 0, minor = 0, release = 0;
   ucp_get_version(&major, &minor, &release);
   if (major > 1 || (major == 1 && minor >= 14)) {
-    std::printf("            same host: shared memory (posix, sysv)\n");
+    std::printf(
+        "            same host: shared memory (posix, sysv; unless UCX_TLS leaves them out)\n");
     print_huge_pages();
   } else {
     std::printf("            same host: tcp over loopback (UCX < 1.14; docs/hosting.md)\n");
