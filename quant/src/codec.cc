@@ -525,8 +525,7 @@ Status decode_accumulate(const DecodedHeader& h, std::span<const uint8_t> encode
 
 Status decode_accumulate(std::span<const uint8_t> encoded, std::span<float> acc,
                          const DecodeLimits& limits, const CpuOptions& cpu) {
-  HIVEMIND_ASSIGN_OR_RETURN(DecodedHeader h, decode_header(encoded, limits));
-  return decode_accumulate(h, encoded, acc, cpu);
+  return decode_add(encoded, acc, acc, 1.0f, limits, cpu);
 }
 
 }  // namespace hivemind::quant
