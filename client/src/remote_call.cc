@@ -193,6 +193,11 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
   throw std::logic_error("unreachable");
 }
 
+// "the input" when there is one, "input 1" (counting from 0) among several: how errors name one.
+std::string input_name(size_t index, size_t count) {
+  return count == 1 ? "the input" : "input " + std::to_string(index);
+}
+
 bool all_finite(const torch::Tensor& t) {
   return !t.is_floating_point() || t.isfinite().all().item<bool>();
 }
@@ -206,25 +211,40 @@ struct AnswerKind {
 constexpr AnswerKind kForwardAnswer{"output", "outputs", "values"};
 constexpr AnswerKind kBackwardAnswer{"input gradient", "input gradients", "gradients"};
 
-// The one check of an expert's answer, forward or backward: exactly one tensor, of shape `want`,
-// and finite when detect_anomalies is on.
-Status check_answer(const std::vector<torch::Tensor>& answer, const std::vector<int64_t>& want,
-                    const AnswerKind& kind, bool detect_anomalies) {
-  if (answer.size() != 1) {
+// The one check of an expert's answer, forward or backward: one tensor per expected shape, each of
+// that shape, and finite when detect_anomalies is on.
+Status check_answer(const std::vector<torch::Tensor>& answer,
+                    const std::vector<std::vector<int64_t>>& want, const AnswerKind& kind,
+                    bool detect_anomalies) {
+  if (answer.size() != want.size()) {
     return protocol_error("returned " + std::to_string(answer.size()) + " " + kind.many +
-                          ", expected 1");
+                          ", expected " + std::to_string(want.size()));
   }
-  const torch::Tensor& tensor = answer[0];
-  if (!tensor.defined() || tensor.sizes() != torch::IntArrayRef(want)) {
-    return protocol_error(std::string("returned an ") + kind.one + " of shape " +
-                          (tensor.defined() ? shape_string(tensor.sizes()) : "<undefined>") +
-                          ", expected " + shape_string(want));
-  }
-  if (detect_anomalies && !all_finite(tensor)) {
-    return protocol_error(std::string("returned NaN or Inf ") + kind.values +
-                          " (detect_anomalies)");
+  for (size_t i = 0; i < answer.size(); ++i) {
+    const torch::Tensor& tensor = answer[i];
+    const std::string which = want.size() == 1 ? "" : " " + std::to_string(i);
+    if (!tensor.defined() || tensor.sizes() != torch::IntArrayRef(want[i])) {
+      return protocol_error(std::string("returned ") + kind.one + which + " of shape " +
+                            (tensor.defined() ? shape_string(tensor.sizes()) : "<undefined>") +
+                            ", expected " + shape_string(want[i]));
+    }
+    if (detect_anomalies && !all_finite(tensor)) {
+      return protocol_error(std::string("returned NaN or Inf ") + kind.values + which +
+                            " (detect_anomalies)");
+    }
   }
   return Status::ok();
+}
+
+// The rows of every input that one task sends: the inputs themselves for a whole batch.
+std::vector<torch::Tensor> rows_of(const std::vector<torch::Tensor>& inputs, bool whole_batch,
+                                   const torch::Tensor& samples) {
+  std::vector<torch::Tensor> rows;
+  rows.reserve(inputs.size());
+  for (const torch::Tensor& input : inputs) {
+    rows.push_back(whole_batch ? input.detach() : input.index_select(0, samples));
+  }
+  return rows;
 }
 
 // One task that takes every sample, in order, into the only slot (RemoteExpert, or an MoE batch
@@ -254,16 +274,20 @@ struct CallState : torch::CustomClassHolder {
 
 class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
  public:
-  // `dummy` requires grad (hivemind's DUMMY): the call is recorded by autograd even when `input`
-  // does not, so the experts' backward runs and their optimizers step also when the remote layer
-  // is the first of the model.
-  static variable_list forward(AutogradContext* ctx, const torch::Tensor& input,
+  // `dummy` requires grad (hivemind's DUMMY): the call is recorded by autograd even when no input
+  // does, so the experts' backward runs and their optimizers step also when the remote layer is
+  // the first of the model.
+  static variable_list forward(AutogradContext* ctx, at::TensorList input_list,
                                const torch::Tensor& dummy, c10::intrusive_ptr<CallState> state) {
     const CallPlan& plan = *state->plan;
     const CallPolicy& policy = *state->policy;
-    if (policy.detect_anomalies && !all_finite(input)) {
-      throw std::invalid_argument(policy.layer +
-                                  ": the input has NaN or Inf values (detect_anomalies)");
+    const std::vector<torch::Tensor> inputs = input_list.vec();
+    const torch::Tensor& input = inputs.front();  // sets the output's dtype, device and shape
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (policy.detect_anomalies && !all_finite(inputs[i])) {
+        throw std::invalid_argument(policy.layer + ": " + input_name(i, inputs.size()) +
+                                    " has NaN or Inf values (detect_anomalies)");
+      }
     }
     const auto in_shape = input.sizes().slice(1);
     std::vector<int64_t> out_shape = policy.output_shape.value_or(in_shape.vec());
@@ -281,14 +305,15 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       all[t] = t;
 
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
-      torch::Tensor rows =
-          state->whole_batch ? input.detach() : input.index_select(0, state->sample_index[t]);
-      state->caller->forward(plan.tasks[t].expert, {std::move(rows)}, deadline, std::move(done));
+      state->caller->forward(plan.tasks[t].expert,
+                             rows_of(inputs, state->whole_batch,
+                                     state->whole_batch ? torch::Tensor() : state->sample_index[t]),
+                             deadline, std::move(done));
     };
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
       std::vector<int64_t> want{static_cast<int64_t>(plan.tasks[t].samples.size())};
       want.insert(want.end(), out_shape.begin(), out_shape.end());
-      return check_answer(answer, want, kForwardAnswer, policy.detect_anomalies);
+      return check_answer(answer, {want}, kForwardAnswer, policy.detect_anomalies);
     };
     const std::vector<int64_t> required(plan.batch_size, policy.k_min);
     Collected got = dispatch_and_collect(plan, all, required, policy.forward_timeout,
@@ -331,16 +356,18 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       }
     }
 
-    ctx->save_for_backward({input});
+    ctx->save_for_backward(inputs);
     ctx->saved_data["state"] = c10::IValue::make_capsule(state);
     ctx->mark_non_differentiable({mask});
     return {outputs, mask};
   }
 
+  // One gradient per forward argument: each input's, then none for `dummy` and `state`.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const std::vector<torch::Tensor> inputs = ctx->get_saved_variables();
     const torch::Tensor grad = grads[0];
-    if (!grad.defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor()};
-    const torch::Tensor input = ctx->get_saved_variables()[0];
+    variable_list grad_inputs(inputs.size() + 2);
+    if (!grad.defined()) return grad_inputs;
     auto state =
         c10::static_intrusive_pointer_cast<CallState>(ctx->saved_data["state"].toCapsule());
     const CallPlan& plan = *state->plan;
@@ -354,17 +381,20 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     // sum did exactly that to `grad`.
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
       if (state->whole_batch) {
-        state->caller->backward(plan.tasks[t].expert, {input}, {grad.select(1, 0)}, deadline,
+        state->caller->backward(plan.tasks[t].expert, inputs, {grad.select(1, 0)}, deadline,
                                 std::move(done));
         return;
       }
-      state->caller->backward(plan.tasks[t].expert, {input.index_select(0, state->sample_index[t])},
+      state->caller->backward(plan.tasks[t].expert, rows_of(inputs, false, state->sample_index[t]),
                               {grad.index({state->sample_index[t], state->slot_index[t]})},
                               deadline, std::move(done));
     };
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
-      std::vector<int64_t> want = input.sizes().vec();
-      want[0] = static_cast<int64_t>(plan.tasks[t].samples.size());
+      std::vector<std::vector<int64_t>> want;
+      for (const torch::Tensor& input : inputs) {
+        want.push_back(input.sizes().vec());
+        want.back()[0] = static_cast<int64_t>(plan.tasks[t].samples.size());
+      }
       return check_answer(answer, want, kBackwardAnswer, policy.detect_anomalies);
     };
     // backward_k_min counts among the experts that answered forward: a sample that kept one expert
@@ -383,16 +413,21 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     }
 
     // Experts that failed backward (or forward) count as constants: they add nothing.
-    if (state->whole_batch) {
-      if (!got.outputs[0]) return {torch::zeros_like(input), torch::Tensor(), torch::Tensor()};
-      return {(*got.outputs[0])[0].detach().to(input.options()), torch::Tensor(), torch::Tensor()};
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const torch::Tensor& input = inputs[i];
+      if (state->whole_batch) {
+        grad_inputs[i] = got.outputs[0] ? (*got.outputs[0])[i].detach().to(input.options())
+                                        : torch::zeros_like(input);
+        continue;
+      }
+      grad_inputs[i] = torch::zeros_like(input);
+      for (size_t t : state->alive) {
+        if (!got.outputs[t]) continue;
+        grad_inputs[i].index_add_(0, state->sample_index[t],
+                                  (*got.outputs[t])[i].to(input.options()));
+      }
     }
-    torch::Tensor grad_input = torch::zeros_like(input);
-    for (size_t t : state->alive) {
-      if (!got.outputs[t]) continue;
-      grad_input.index_add_(0, state->sample_index[t], (*got.outputs[t])[0].to(input.options()));
-    }
-    return {grad_input, torch::Tensor(), torch::Tensor()};
+    return grad_inputs;
   }
 };
 
@@ -424,19 +459,34 @@ CallPlan plan_calls(const std::vector<std::vector<ChosenExpert>>& chosen) {
   return plan;
 }
 
-std::pair<torch::Tensor, torch::Tensor> call_experts(const torch::Tensor& input,
+std::pair<torch::Tensor, torch::Tensor> call_experts(const std::vector<torch::Tensor>& inputs,
                                                      std::shared_ptr<const CallPlan> plan,
                                                      std::shared_ptr<ExpertCaller> caller,
                                                      std::shared_ptr<const CallPolicy> policy) {
-  if (input.dim() < 1 || input.size(0) != plan->batch_size) {
-    throw std::invalid_argument(policy->layer +
-                                ": the input's batch size does not match the routing");
+  if (inputs.empty()) throw std::invalid_argument(policy->layer + ": no input");
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const torch::Tensor& input = inputs[i];
+    const std::string name = input_name(i, inputs.size());
+    if (!input.defined())
+      throw std::invalid_argument(policy->layer + ": " + name + " is undefined");
+    if (input.dim() < 1 || input.size(0) != plan->batch_size) {
+      throw std::invalid_argument(
+          policy->layer + ": " + name +
+          (input.dim() < 1 ? " is a scalar" : " has batch size " + std::to_string(input.size(0))) +
+          ", the routing has " + std::to_string(plan->batch_size) + " samples");
+    }
+    if (input.device() != inputs.front().device()) {
+      throw std::invalid_argument(policy->layer + ": " + name + " is on " + input.device().str() +
+                                  ", the first input on " + inputs.front().device().str() +
+                                  ": every input must be on one device");
+    }
   }
   auto state = c10::make_intrusive<CallState>();
   state->plan = std::move(plan);
   state->caller = std::move(caller);
   state->policy = std::move(policy);
-  variable_list out = RemoteCallMany::apply(input, dummy_requiring_grad(), std::move(state));
+  variable_list out =
+      RemoteCallMany::apply(at::TensorList(inputs), dummy_requiring_grad(), std::move(state));
   return {out[0], out[1]};
 }
 

@@ -28,7 +28,7 @@ struct CallPolicy {
   bool detect_anomalies = false;
   bool allow_zero_outputs = false;
   std::optional<std::vector<int64_t>>
-      output_shape;  // per sample; nullopt: the input's per-sample shape
+      output_shape;  // per sample; nullopt: the first input's per-sample shape
 };
 
 // One request per expert: the batch rows routed to it and, for each row, the expert's slot among
@@ -48,11 +48,14 @@ struct CallPlan {
 
 CallPlan plan_calls(const std::vector<std::vector<ChosenExpert>>& chosen);
 
-// Calls the planned experts on `input` ([batch, ...]). Returns {outputs [batch, K, *output_shape]
-// with zeros where an expert failed, mask [batch, K] bool: true where an expert answered}.
-// Differentiable with respect to `input` through the experts' backward. Throws (std::runtime_error)
-// by the k_min rules.
-std::pair<torch::Tensor, torch::Tensor> call_experts(const torch::Tensor& input,
+// Calls the planned experts on `inputs` (the expert's inputs in order, each [batch, ...] with the
+// routing's batch size, all on one device). Returns {outputs [batch, K, *output_shape] with zeros
+// where an expert failed, mask [batch, K] bool: true where an expert answered}; the output takes
+// the first input's dtype and device, and its per-sample shape unless the policy names one.
+// Differentiable with respect to every input through the experts' backward, which answers one
+// gradient per input. Throws std::invalid_argument on inputs that do not fit the routing, and
+// (std::runtime_error) by the k_min rules.
+std::pair<torch::Tensor, torch::Tensor> call_experts(const std::vector<torch::Tensor>& inputs,
                                                      std::shared_ptr<const CallPlan> plan,
                                                      std::shared_ptr<ExpertCaller> caller,
                                                      std::shared_ptr<const CallPolicy> policy);

@@ -18,13 +18,19 @@ RemoteExpertImpl::RemoteExpertImpl(ExpertAddress expert, std::shared_ptr<ExpertC
 }
 
 torch::Tensor RemoteExpertImpl::forward(const torch::Tensor& input) {
-  if (input.dim() < 1 || input.size(0) == 0) {
+  return forward_all({input});
+}
+
+torch::Tensor RemoteExpertImpl::forward_all(const std::vector<torch::Tensor>& inputs) {
+  if (inputs.empty()) throw std::invalid_argument("RemoteExpert '" + expert_.uid + "': no input");
+  const torch::Tensor& first = inputs.front();
+  if (!first.defined() || first.dim() < 1 || first.size(0) == 0) {
     throw std::invalid_argument("RemoteExpert '" + expert_.uid +
                                 "': input needs a non-empty batch dimension");
   }
   // One expert chosen by every sample: the MoE fan-out with a single task, so RemoteExpert and the
   // MoE layers share one implementation of requests, deadlines, anomaly checks and autograd.
-  std::vector<std::vector<ChosenExpert>> chosen(static_cast<size_t>(input.size(0)),
+  std::vector<std::vector<ChosenExpert>> chosen(static_cast<size_t>(first.size(0)),
                                                 {ChosenExpert{expert_, {}, 0.0}});
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
   auto policy = std::make_shared<detail::CallPolicy>();
@@ -37,8 +43,8 @@ torch::Tensor RemoteExpertImpl::forward(const torch::Tensor& input) {
   policy->detect_anomalies = options_.detect_anomalies;
   policy->allow_zero_outputs = false;
   policy->output_shape = options_.output_shape;
-  auto [outputs, mask] =
-      detail::call_experts(input, plan, caller_, std::shared_ptr<const detail::CallPolicy>(policy));
+  auto [outputs, mask] = detail::call_experts(inputs, plan, caller_,
+                                              std::shared_ptr<const detail::CallPolicy>(policy));
   return outputs.select(1, 0);
 }
 

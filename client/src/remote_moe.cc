@@ -34,6 +34,12 @@ RemoteMixtureOfExpertsImpl::RemoteMixtureOfExpertsImpl(RemoteMixtureOfExpertsOpt
 }
 
 torch::Tensor RemoteMixtureOfExpertsImpl::forward(const torch::Tensor& input) {
+  return forward_all({input});
+}
+
+torch::Tensor RemoteMixtureOfExpertsImpl::forward_all(const std::vector<torch::Tensor>& inputs) {
+  if (inputs.empty()) throw std::invalid_argument(kLayer + ": no input");
+  const torch::Tensor& input = inputs.front();
   const torch::Tensor gate_in = detail::gating_input(input, options_.in_features, kLayer);
   const std::vector<torch::Tensor> grid =
       proj->forward(gate_in).split_with_sizes(options_.grid_size, -1);
@@ -42,7 +48,7 @@ torch::Tensor RemoteMixtureOfExpertsImpl::forward(const torch::Tensor& input) {
       detail::find_experts(searcher_, grid, options_.k_best, options_.search_timeout, kLayer);
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
   auto [outputs, mask] =
-      detail::call_experts(input, plan, caller_, detail::make_policy(options_, kLayer));
+      detail::call_experts(inputs, plan, caller_, detail::make_policy(options_, kLayer));
 
   const detail::FlatRouting routing = detail::flatten_routing(chosen, grid.size(), input.device());
   const torch::Tensor logits = detail::expert_scores(grid, routing, detail::Combine::kSum,

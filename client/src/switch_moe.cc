@@ -47,6 +47,13 @@ RemoteSwitchMixtureOfExpertsImpl::RemoteSwitchMixtureOfExpertsImpl(
 
 std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forward(
     const torch::Tensor& input) {
+  return forward_all({input});
+}
+
+std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forward_all(
+    const std::vector<torch::Tensor>& inputs) {
+  if (inputs.empty()) throw std::invalid_argument(kLayer + ": no input");
+  const torch::Tensor& input = inputs.front();
   const RemoteMixtureOfExpertsOptions& moe = options_.moe;
   if (moe.output_shape && torch::IntArrayRef(*moe.output_shape) != input.sizes().slice(1)) {
     throw std::invalid_argument(
@@ -77,7 +84,7 @@ std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forwar
       detail::find_experts(searcher_, grid, moe.k_best, moe.search_timeout, kLayer);
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
   auto policy = detail::make_policy(moe, kLayer);
-  auto [outputs, mask] = detail::call_experts(input, plan, caller_, policy);
+  auto [outputs, mask] = detail::call_experts(inputs, plan, caller_, policy);
   const detail::FlatRouting routing = detail::flatten_routing(chosen, grid.size(), input.device());
 
   if (is_training()) {

@@ -49,15 +49,20 @@ class RemoteExpert(nn.Module):
             self._info = self._impl.info(10.0)
         return self._info
 
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        if kwargs or len(args) != 1:
-            raise TypeError("RemoteExpert.forward takes one batch-first tensor (the experts of "
-                            f"hivemind-cpp have one input); got {len(args)} positional and "
-                            f"{len(kwargs)} keyword argument(s)")
-        (x,) = args
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"RemoteExpert.forward: expected a torch.Tensor, got {type(x).__name__}")
-        return self._impl.forward(x)
+    def forward(self, *args: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``forward(x)``, or ``forward(x, mask, ...)`` for an expert of several inputs: batch-first
+        tensors with one batch size, in the order of the expert's ``forward_schema``.
+        Differentiable with respect to every input. The output's shape is the expert's
+        ``outputs_schema`` (read from ``info`` before the first call)."""
+        if kwargs or not args:
+            raise TypeError("RemoteExpert.forward takes the expert's inputs as batch-first tensors, "
+                            f"positionally; got {len(args)} positional and {len(kwargs)} keyword "
+                            "argument(s)")
+        for i, x in enumerate(args):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"RemoteExpert.forward: input {i} is a {type(x).__name__}, "
+                                "expected a torch.Tensor")
+        return self._impl.forward(list(args))
 
     def extra_repr(self) -> str:
         return f"uid={self.uid!r}, endpoint={self.endpoint!r}"

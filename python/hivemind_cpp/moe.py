@@ -85,20 +85,34 @@ class _MoEBase(nn.Module):
             output_shape=None if output_shape is None else [int(d) for d in output_shape])
 
     def _check_input(self, input, args, kwargs):
-        if args or kwargs:
-            raise TypeError(f"{type(self).__name__}.forward takes one batch-first tensor (the "
-                            "experts of hivemind-cpp have one input)")
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.forward takes the experts' inputs positionally; "
+                            f"got keyword argument(s) {sorted(kwargs)}")
         if not isinstance(input, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(input).__name__}")
         if input.dim() < 2 or input.shape[-1] != self.proj.in_features:
             raise ValueError(f"{type(self).__name__}: input must be [batch, ..., "
                              f"{self.proj.in_features}], got {list(input.shape)}")
+        for i, arg in enumerate(args, start=1):
+            if not isinstance(arg, torch.Tensor):
+                raise TypeError(f"{type(self).__name__}.forward: input {i} is a "
+                                f"{type(arg).__name__}, expected a torch.Tensor")
 
-    def _flatten(self, input):
-        # hivemind's allow_broadcasting: every position of [*, in_features] is routed on its own.
-        if self.allow_broadcasting and input.dim() > 2:
-            return input.reshape(-1, input.shape[-1]), input.shape[:-1]
-        return input, None
+    def _flatten(self, input, args=()):
+        """The gated input and the experts' other inputs as [batch, ...] tensors. hivemind's
+        allow_broadcasting: every position of [*, in_features] is routed on its own, so every other
+        input must have the same leading dimensions, flattened alike."""
+        if not (self.allow_broadcasting and input.dim() > 2):
+            return [input, *args], None
+        leading = input.shape[:-1]
+        flat = [input.reshape(-1, input.shape[-1])]
+        for i, arg in enumerate(args, start=1):
+            if arg.shape[:len(leading)] != leading:
+                raise ValueError(f"{type(self).__name__}: input {i} has shape {list(arg.shape)}; "
+                                 f"it must start with the gated input's leading dimensions "
+                                 f"{list(leading)}")
+            flat.append(arg.reshape(-1, *arg.shape[len(leading):]))
+        return flat, leading
 
     @staticmethod
     def _unflatten(output, leading):
@@ -136,9 +150,11 @@ class RemoteMixtureOfExperts(_MoEBase):
         with torch.random.fork_rng(devices=[]):
             self._impl = _C._MixtureOfExperts(dht._handle, self._options)
 
-    def forward(self, input: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, *args: torch.Tensor, **kwargs) -> torch.Tensor:
+        """``input`` [batch, ..., in_features] is gated; the chosen experts get it and ``args``
+        (their other inputs, each with ``input``'s leading dimensions), in this order."""
         self._check_input(input, args, kwargs)
-        flat, leading = self._flatten(input)
+        flat, leading = self._flatten(input, args)
         output = self._impl.forward(flat, self.proj.weight, self.proj.bias)
         return self._unflatten(output, leading)
 
@@ -172,9 +188,11 @@ class RemoteSwitchMixtureOfExperts(_MoEBase):
                 grid_dropout=float(grid_dropout), jitter_eps=float(jitter_eps))
         self.register_buffer("grid_utilization", self._impl.initial_grid_utilization())
 
-    def forward(self, input: torch.Tensor, *args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input: torch.Tensor, *args: torch.Tensor,
+                **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`RemoteMixtureOfExperts.forward`; the residual is ``input``."""
         self._check_input(input, args, kwargs)
-        flat, leading = self._flatten(input)
+        flat, leading = self._flatten(input, args)
         output, loss = self._impl.forward(flat, self.proj.weight, self.proj.bias,
                                           self.grid_utilization, self.training)
         return self._unflatten(output, leading), loss

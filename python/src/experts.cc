@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -40,21 +41,30 @@ py::list schema_list(const std::vector<protocol::TensorSchema>& schemas) {
   return out;
 }
 
+// hivemind's RemoteExpert learns its output's shape from the expert's `info`; so does this one,
+// before its first forward (the transport's caller fetches and caches `info` for every call anyway,
+// so this costs no extra request).
 class PyRemoteExpert {
  public:
   PyRemoteExpert(std::string uid, const std::string& endpoint, double forward_timeout,
                  double backward_timeout, bool detect_anomalies)
       : address_{std::move(uid), normalize_endpoint(endpoint)} {
-    client::RemoteExpertOptions options;
-    options.forward_timeout = seconds_to_ms(forward_timeout, "forward_timeout");
-    options.backward_timeout = seconds_to_ms(backward_timeout, "backward_timeout");
-    options.detect_anomalies = detect_anomalies;
-    module_ = client::RemoteExpert(address_, ClientTransport::instance().caller(), options);
+    options_.forward_timeout = seconds_to_ms(forward_timeout, "forward_timeout");
+    options_.backward_timeout = seconds_to_ms(backward_timeout, "backward_timeout");
+    options_.detect_anomalies = detect_anomalies;
   }
 
-  torch::Tensor forward(const torch::Tensor& input) {
+  // `inputs`: the expert's inputs in the order of its forward_schema.
+  torch::Tensor forward(const std::vector<torch::Tensor>& inputs) {
     py::gil_scoped_release no_gil;
-    return module_->forward(input);
+    client::RemoteExpert remote = module();
+    if (inputs.size() != num_inputs_) {
+      // Python's own rule for a call with the wrong number of arguments.
+      throw py::type_error("RemoteExpert '" + address_.uid + "' takes " +
+                           std::to_string(num_inputs_) + " input(s) (its forward_schema), got " +
+                           std::to_string(inputs.size()));
+    }
+    return remote->forward_all(inputs);
   }
 
   py::dict info(double timeout) {
@@ -77,7 +87,31 @@ class PyRemoteExpert {
   const std::string& endpoint() const { return address_.endpoint; }
 
  private:
+  // Built once the expert's info is known; a failed fetch is retried by the next forward.
+  client::RemoteExpert module() {
+    std::lock_guard lock(mu_);
+    if (module_) return module_;
+    const protocol::ExpertInfo info =
+        ClientTransport::instance()
+            .caller()
+            ->info(address_, Deadline::after(options_.forward_timeout))
+            .value_or_throw();
+    if (info.outputs.size() != 1) {
+      throw std::invalid_argument("RemoteExpert '" + address_.uid + "' has " +
+                                  std::to_string(info.outputs.size()) +
+                                  " outputs: hivemind_cpp calls experts of one output");
+    }
+    num_inputs_ = info.inputs.size();
+    client::RemoteExpertOptions options = options_;
+    options.output_shape = info.outputs.front().shape;
+    module_ = client::RemoteExpert(address_, ClientTransport::instance().caller(), options);
+    return module_;
+  }
+
   client::ExpertAddress address_;
+  client::RemoteExpertOptions options_;
+  std::mutex mu_;
+  size_t num_inputs_ = 0;  // from info, with module_
   client::RemoteExpert module_{nullptr};
 };
 
@@ -103,12 +137,13 @@ class PyMixtureOfExperts {
   PyMixtureOfExperts(const PyDht& dht, client::RemoteMixtureOfExpertsOptions options)
       : module_(std::move(options), directory_of(dht), ClientTransport::instance().caller()) {}
 
-  torch::Tensor forward(const torch::Tensor& input, const torch::Tensor& weight,
+  // `inputs`: the gated input first, then the experts' other inputs, flattened alike.
+  torch::Tensor forward(const std::vector<torch::Tensor>& inputs, const torch::Tensor& weight,
                         const torch::Tensor& bias) {
     py::gil_scoped_release no_gil;
     module_->proj->weight = weight;
     module_->proj->bias = bias;
-    return module_->forward(input);
+    return module_->forward_all(inputs);
   }
   py::tuple routing() const { return routing_of(module_->last_routing()); }
 
@@ -121,7 +156,7 @@ class PySwitchMixtureOfExperts {
   PySwitchMixtureOfExperts(const PyDht& dht, client::RemoteSwitchMixtureOfExpertsOptions options)
       : module_(std::move(options), directory_of(dht), ClientTransport::instance().caller()) {}
 
-  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& input,
+  std::pair<torch::Tensor, torch::Tensor> forward(const std::vector<torch::Tensor>& inputs,
                                                   const torch::Tensor& weight,
                                                   const torch::Tensor& bias,
                                                   const torch::Tensor& grid_utilization,
@@ -131,7 +166,7 @@ class PySwitchMixtureOfExperts {
     module_->proj->bias = bias;
     module_->grid_utilization = grid_utilization;  // updated in place in training mode
     module_->train(training);
-    return module_->forward(input);
+    return module_->forward_all(inputs);
   }
   torch::Tensor initial_grid_utilization() const { return module_->grid_utilization.clone(); }
   py::tuple routing() const { return routing_of(module_->last_routing()); }

@@ -101,6 +101,56 @@ def test_served_expert_trains(tmp_path):
     assert losses[-1] < 0.9 * losses[0], losses
 
 
+CONTEXT, OUT = 3, 5
+
+
+class ContextGated(nn.Module):
+    """An expert of two inputs whose output has a width of its own: a projection of x, gated by a
+    per-sample context c."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Linear(HIDDEN, OUT)
+        self.gate = nn.Linear(CONTEXT, OUT)
+
+    def forward(self, x, c):
+        return self.down(x) * torch.sigmoid(self.gate(c))
+
+
+def save_context_gated(path):
+    torch.manual_seed(4)
+    module = ContextGated()
+    sample = (torch.randn(3, HIDDEN), torch.randn(3, CONTEXT))
+    return module, hivemind.save_expert_module(module, sample, path)
+
+
+def test_expert_of_two_inputs_gets_both_and_returns_both_gradients(tmp_path):
+    module, path = save_context_gated(tmp_path / "context_gated.pt")
+    kwargs = server_kwargs(expert_cls="torchscript", module_path=str(path), expert_uids=["ctx.0"])
+    with hivemind.Server.create(**kwargs) as server:
+        remote = hivemind.RemoteExpert("ctx.0", server.endpoint)
+        schema = [tuple(t["shape"]) for t in remote.info["forward_schema"]]
+        assert schema == [(HIDDEN,), (CONTEXT,)]
+        x, c = torch.randn(6, HIDDEN), torch.randn(6, CONTEXT)
+        x_remote, c_remote = x.clone().requires_grad_(True), c.clone().requires_grad_(True)
+        x_local, c_local = x.clone().requires_grad_(True), c.clone().requires_grad_(True)
+        out_remote, out_local = remote(x_remote, c_remote), module(x_local, c_local)
+        assert out_remote.shape == (6, OUT), "the output's shape is the expert's outputs_schema"
+        torch.testing.assert_close(out_remote, out_local, rtol=0, atol=1e-5)
+        grad = torch.randn_like(out_local)
+        out_remote.backward(grad)
+        out_local.backward(grad)
+        torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=0, atol=1e-5)
+        torch.testing.assert_close(c_remote.grad, c_local.grad, rtol=0, atol=1e-5)
+
+        with pytest.raises(TypeError, match="takes 2 input"):
+            remote(x)
+        with pytest.raises(TypeError, match="input 1 is a list"):
+            remote(x, [1.0, 2.0])
+        with pytest.raises(ValueError, match="input 1 has batch size 4"):
+            remote(x, torch.randn(4, CONTEXT))
+
+
 def test_custom_module_path_registers_the_files_classes(tmp_path):
     source = tmp_path / "my_experts.py"
     source.write_text(textwrap.dedent("""

@@ -115,3 +115,39 @@ def test_bad_arguments(swarm):
     moe = make_moe(dht)
     with pytest.raises(ValueError, match="input must be"):
         moe(torch.randn(4, HIDDEN + 1))
+
+
+def test_experts_of_two_inputs_get_every_input_flattened_alike(child_servers, tmp_path):
+    """Every expert of the grid is the same two-input module (no reinit): the softmax-weighted
+    average of identical answers is the module's own answer, and so are its input gradients (the
+    gate's weights sum to one, so the gate adds nothing to them)."""
+    from test_custom_expert import CONTEXT, OUT, save_context_gated
+    module, path = save_context_gated(tmp_path / "context_gated.pt")
+    uids = ["ctx.0.0", "ctx.0.1", "ctx.1.0", "ctx.1.1"]
+    server = child_servers(**server_kwargs(expert_cls="torchscript", module_path=str(path),
+                                           expert_uids=uids))
+    dht = hivemind.DHT(initial_peers=[server.dht_address], listen_on="127.0.0.1:*",
+                       client_mode=True)
+    try:
+        layer = make_moe(dht, uid_prefix="ctx.", k_best=3, output_shape=(OUT,))
+        x, c = torch.randn(2, 3, HIDDEN), torch.randn(2, 3, CONTEXT)  # [batch, seq, ...]
+        x_remote, c_remote = x.clone().requires_grad_(True), c.clone().requires_grad_(True)
+        x_local, c_local = x.clone().requires_grad_(True), c.clone().requires_grad_(True)
+        out_remote, out_local = layer(x_remote, c_remote), module(x_local, c_local)
+        assert out_remote.shape == (2, 3, OUT)
+        torch.testing.assert_close(out_remote, out_local, rtol=0, atol=1e-5)
+        grad = torch.randn_like(out_local)
+        out_remote.backward(grad)
+        out_local.backward(grad)
+        torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(c_remote.grad, c_local.grad, rtol=1e-4, atol=1e-5)
+        assert layer.last_routing()[1].all()
+
+        with pytest.raises(ValueError, match="leading dimensions"):
+            layer(x, torch.randn(3, 2, CONTEXT))
+        with pytest.raises(TypeError, match="input 1 is a float"):
+            layer(x, 1.0)
+        with pytest.raises(TypeError, match="keyword"):
+            layer(x, context=c)
+    finally:
+        dht.shutdown()

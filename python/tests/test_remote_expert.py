@@ -59,8 +59,10 @@ def test_bad_arguments_are_caught_before_sending(server):
     with pytest.raises(ValueError, match="not host:port"):
         hivemind.RemoteExpert("ffn.0", "no-port-here")
     expert = hivemind.RemoteExpert("ffn.0", server.endpoint)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="takes 1 input"):
         expert(torch.randn(2, HIDDEN), torch.randn(2, HIDDEN))
+    with pytest.raises(TypeError, match="keyword"):
+        expert(x=torch.randn(2, HIDDEN))
     with pytest.raises(TypeError):
         expert([1.0, 2.0])
     with pytest.raises(ValueError):

@@ -112,6 +112,12 @@ FakeCaller::~FakeCaller() {
 }
 
 void FakeCaller::add_expert(const std::string& uid, Module module) {
+  add_multi_input_expert(uid, [module = std::move(module)](const std::vector<torch::Tensor>& x) {
+    return module(x.at(0));
+  });
+}
+
+void FakeCaller::add_multi_input_expert(const std::string& uid, MultiInputModule module) {
   std::lock_guard lock(mu_);
   modules_[uid] = std::move(module);
 }
@@ -157,7 +163,7 @@ void FakeCaller::release_held() {
 
 void FakeCaller::forward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs, Deadline,
                          ExpertCallback done) {
-  Module module;
+  MultiInputModule module;
   Behavior b;
   {
     std::lock_guard lock(mu_);
@@ -173,7 +179,7 @@ void FakeCaller::forward(const ExpertAddress& expert, std::vector<torch::Tensor>
   auto answer = [module, inputs, done, b]() mutable {
     if (b == Behavior::kFail) return done(unavailable_error("injected forward failure"));
     torch::NoGradGuard no_grad;
-    torch::Tensor out = module(inputs[0]);
+    torch::Tensor out = module(inputs);
     if (b == Behavior::kNaN) out = torch::full_like(out, std::numeric_limits<float>::quiet_NaN());
     if (b == Behavior::kWrongShape) out = torch::zeros({out.size(0) + 1, 1});
     done(std::vector<torch::Tensor>{out});
@@ -191,7 +197,7 @@ void FakeCaller::forward(const ExpertAddress& expert, std::vector<torch::Tensor>
 
 void FakeCaller::backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                           std::vector<torch::Tensor> grad_outputs, Deadline, ExpertCallback done) {
-  Module module;
+  MultiInputModule module;
   Behavior b;
   {
     std::lock_guard lock(mu_);
@@ -207,12 +213,22 @@ void FakeCaller::backward(const ExpertAddress& expert, std::vector<torch::Tensor
   auto answer = [module, inputs, grad_outputs, done, b]() mutable {
     if (b == Behavior::kFail) return done(unavailable_error("injected backward failure"));
     torch::AutoGradMode grad_mode(true);  // the autograd engine runs backward with grad mode off
-    torch::Tensor x = inputs[0].detach().requires_grad_(true);
+    std::vector<torch::Tensor> x;
+    for (const torch::Tensor& input : inputs)
+      x.push_back(input.detach().requires_grad_(true));
     torch::Tensor y = module(x);
-    torch::Tensor gx = torch::autograd::grad({y}, {x}, {grad_outputs[0]})[0];
-    if (b == Behavior::kNaN) gx = torch::full_like(gx, std::numeric_limits<float>::quiet_NaN());
-    if (b == Behavior::kWrongShape) gx = torch::zeros({gx.size(0), 1});
-    done(std::vector<torch::Tensor>{gx});
+    // An input the expert ignores gets a zero gradient, as a server's backward answers.
+    std::vector<torch::Tensor> gx = torch::autograd::grad({y}, x, {grad_outputs[0]},
+                                                          /*retain_graph=*/c10::nullopt,
+                                                          /*create_graph=*/false,
+                                                          /*allow_unused=*/true);
+    for (size_t i = 0; i < gx.size(); ++i) {
+      if (!gx[i].defined()) gx[i] = torch::zeros_like(x[i]);
+      if (b == Behavior::kNaN)
+        gx[i] = torch::full_like(gx[i], std::numeric_limits<float>::quiet_NaN());
+      if (b == Behavior::kWrongShape) gx[i] = torch::zeros({gx[i].size(0), 1});
+    }
+    done(std::move(gx));
   };
   if (b == Behavior::kHold) {
     std::lock_guard lock(mu_);

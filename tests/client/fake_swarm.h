@@ -74,12 +74,15 @@ enum class Behavior {
 class FakeCaller final : public ExpertCaller {
  public:
   using Module = std::function<torch::Tensor(const torch::Tensor&)>;
+  // An expert of several inputs; its backward answers one gradient per input.
+  using MultiInputModule = std::function<torch::Tensor(const std::vector<torch::Tensor>&)>;
 
   // threads = 0: answers run inline on the calling thread.
   explicit FakeCaller(int threads = 0);
   ~FakeCaller() override;
 
   void add_expert(const std::string& uid, Module module);
+  void add_multi_input_expert(const std::string& uid, MultiInputModule module);
   void set_forward(const std::string& uid, Behavior b);
   void set_backward(const std::string& uid, Behavior b);
 
@@ -104,7 +107,7 @@ class FakeCaller final : public ExpertCaller {
   Behavior behavior(const std::string& uid, bool backward) const;
 
   mutable std::mutex mu_;
-  std::map<std::string, Module> modules_;
+  std::map<std::string, MultiInputModule> modules_;
   std::map<std::string, Behavior> forward_behavior_, backward_behavior_;
   std::vector<std::function<void()>> held_;
   std::vector<Call> calls_;

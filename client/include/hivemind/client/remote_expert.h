@@ -1,7 +1,7 @@
 // RemoteExpert: one remote expert as a LibTorch module with autograd (hivemind's RemoteExpert).
 //
 // forward(x) sends the whole batch in one request and returns the expert's output; backward sends
-// the inputs with the output gradient and returns the input gradient, so the expert's server
+// the inputs with the output gradient and returns the inputs' gradients, so the expert's server
 // applies its optimizer step. Failures and deadlines become exceptions that name the expert and the
 // reason.
 #pragma once
@@ -22,8 +22,8 @@ namespace hivemind::client {
 struct RemoteExpertOptions {
   Milliseconds forward_timeout{30'000};
   Milliseconds backward_timeout{30'000};
-  // Per-sample output shape; nullopt: the same as the input's (true of every block in the expert
-  // zoo).
+  // Per-sample output shape; nullopt: the same as the (first) input's (true of every block in the
+  // expert zoo).
   std::optional<std::vector<int64_t>> output_shape;
   bool detect_anomalies = false;  // NaN/Inf in the input or in the expert's answer raise
 };
@@ -35,6 +35,13 @@ class RemoteExpertImpl : public torch::nn::Module {
 
   // input: [batch, ...]. Differentiable with respect to `input`.
   torch::Tensor forward(const torch::Tensor& input);
+
+  // An expert of several inputs (a TorchScript expert's forward(x, mask), say): `inputs` in the
+  // order its forward takes them, each [batch, ...] with one batch size, on one device. Returns
+  // its one output, of the first input's dtype and device. Differentiable with respect to every
+  // input. (A separate name, not an overload of forward: torch::nn::Sequential and AnyModule need
+  // a module's forward to be unique.)
+  torch::Tensor forward_all(const std::vector<torch::Tensor>& inputs);
 
   const ExpertAddress& expert() const { return expert_; }
 

@@ -10,7 +10,7 @@
 //                softmax runs over the survivors; the output is the weighted sum of their outputs.
 //   backward:    each forward survivor gets one request with its samples' inputs and its output
 //                gradients (already scaled by its weight); same waiting rules with backward_k_min
-//                and backward_timeout; the input gradient is the sum over the backward survivors
+//                and backward_timeout; each input's gradient is the sum over the backward survivors
 //                (failures add nothing). The gating network gets its gradient through the softmax
 //                by ordinary autograd.
 //
@@ -65,7 +65,7 @@ struct RemoteMixtureOfExpertsOptions {
   // Deadline for the whole beam search (all directory rounds of one forward).
   Milliseconds search_timeout{10'000};
   // Per-sample output shape of the experts (without the batch dimension); nullopt: the same as the
-  // input's. Answers of another shape count as failures.
+  // (first) input's. Answers of another shape count as failures.
   std::optional<std::vector<int64_t>> output_shape;
 };
 
@@ -85,6 +85,12 @@ class RemoteMixtureOfExpertsImpl : public torch::nn::Module {
   // input: [batch, ..., in_features]; inputs with more than two dimensions are averaged over the
   // middle ones for gating (hivemind's rule). Returns [batch, *output_shape].
   torch::Tensor forward(const torch::Tensor& input);
+
+  // Experts of several inputs (hivemind's forward(input, *args)): inputs[0] is gated as forward's
+  // `input` and every chosen expert gets all of them, its samples' rows of each, in this order.
+  // Each input is [batch, ...] with the first's batch size, on its device. A separate name, not an
+  // overload of forward, so the module still fits torch::nn::Sequential and AnyModule.
+  torch::Tensor forward_all(const std::vector<torch::Tensor>& inputs);
 
   const RemoteMixtureOfExpertsOptions& options() const { return options_; }
   const MoEBeamSearcher& beam_search() const { return searcher_; }

@@ -55,6 +55,10 @@ class RemoteSwitchMixtureOfExpertsImpl : public torch::nn::Module {
   // Returns {output (same shape as input), balancing_loss (scalar)}.
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& input);
 
+  // Experts of several inputs, as RemoteMixtureOfExpertsImpl::forward_all: inputs[0] is gated and
+  // is the residual (the output has its shape); every chosen expert gets all of them.
+  std::pair<torch::Tensor, torch::Tensor> forward_all(const std::vector<torch::Tensor>& inputs);
+
   const RemoteSwitchMixtureOfExpertsOptions& options() const { return options_; }
   const MoEBeamSearcher& beam_search() const { return searcher_; }
   const MoERouting& last_routing() const { return last_routing_; }
