@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <hivemind/client/rpc_expert_caller.h>
+#include <hivemind/common/wait_interrupt.h>
 #include <hivemind/quant/torch_codec.h>
 
 namespace hivemind::client {
@@ -85,10 +86,17 @@ Result<protocol::ExpertInfo> RpcExpertCaller::info(const ExpertAddress& expert, 
   info(expert, deadline,
        [promise](Result<protocol::ExpertInfo> r) { promise->set_value(std::move(r)); });
   // The RPC layer completes every call by its deadline; the extra second only covers scheduling.
-  if (!deadline.is_never() &&
-      future.wait_until(deadline.at() + std::chrono::seconds(1)) != std::future_status::ready) {
-    return timeout_error("info of " + describe(expert) + " did not complete");
-  }
+  // The promise is shared with the callback, so a wait the interrupt hook abandons is safe.
+  const SteadyTime give_up =
+      deadline.is_never() ? SteadyTime::max() : deadline.at() + std::chrono::seconds(1);
+  const bool ready = wait_polling_interrupt(give_up, [&](SteadyTime until) {
+    if (until == SteadyTime::max()) {
+      future.wait();
+      return true;
+    }
+    return future.wait_until(until) == std::future_status::ready;
+  });
+  if (!ready) return timeout_error("info of " + describe(expert) + " did not complete");
   return future.get();
 }
 

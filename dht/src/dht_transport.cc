@@ -5,6 +5,7 @@
 
 #include <hivemind/common/bootstrap_file.h>
 #include <hivemind/common/logging.h>
+#include <hivemind/common/wait_interrupt.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/transport/context.h>
 
@@ -130,7 +131,12 @@ class TransportHost final : public DhtHost {
       self->reschedule();
     });
   }
-  bool wait(Signal& signal, Deadline deadline) override { return signal.wait_until(deadline.at()); }
+  // Polls the wait-interrupt hook (Ctrl-C in Python): `call` shares the signal and the result with
+  // the node's callback, so an abandoned wait leaves nothing dangling.
+  bool wait(Signal& signal, Deadline deadline) override {
+    return wait_polling_interrupt(deadline.at(),
+                                  [&](SteadyTime until) { return signal.wait_until(until); });
+  }
   const Clock& clock() const override { return *state_->clock; }
   std::string address() const override { return state_->address; }
   NodeId node_id() const override { return state_->id; }

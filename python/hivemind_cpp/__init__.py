@@ -7,6 +7,7 @@ released; see docs/python.md.
 """
 
 import atexit as _atexit
+import threading as _threading
 
 import torch as _torch  # loads LibTorch (and libtorch_python) before the extension
 
@@ -35,7 +36,7 @@ def use_swarm_key_file(path: str) -> None:
 
 # Ctrl-C interrupts a wait on the network within 50 ms; at exit the hook goes first, then the
 # client transport's thread.
-_C._install_interrupt_hook()
+_C._install_interrupt_hook(_threading.main_thread().ident)
 _atexit.register(_C._shutdown)
 
 __all__ = ["DHT", "RemoteExpert", "RemoteMixtureOfExperts", "RemoteSwitchMixtureOfExperts",

@@ -109,3 +109,78 @@ def test_sigint_interrupts_a_backward_waiting_on_the_network(child_servers):
             child.wait()
     assert child.returncode == 0, out
     assert out.strip() == "INTERRUPTED"
+
+
+def interrupt_once_waiting(child, port: int) -> str:
+    """Tells `child` (blocked on its stdin after printing READY) to go on, waits until its request
+    sits unread in the frozen peer's socket on `port` (the child is then inside the wait), sends
+    SIGINT, and returns what the child printed after READY."""
+    assert child.stdout.readline().strip() == "READY"
+    queued_before = bytes_queued_at(port)
+    child.stdin.write("go\n")
+    child.stdin.flush()
+    give_up = time.monotonic() + 120
+    while bytes_queued_at(port) <= queued_before and child.poll() is None:
+        assert time.monotonic() < give_up, "the request never reached the frozen peer"
+        time.sleep(0.01)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=60)  # an uninterruptible wait would outlast this
+    return out.strip()
+
+
+WAIT_THEN_REPORT = """
+import signal, sys, torch
+import hivemind_cpp as hivemind
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the tests above
+{setup}
+print("READY", flush=True)
+sys.stdin.readline()
+try:
+    {wait}
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+    sys.exit(0)
+except BaseException as e:
+    print("RAISED", type(e).__name__, e, flush=True)
+    sys.exit(1)
+print("RETURNED", flush=True)
+sys.exit(1)
+"""
+
+
+def run_waiting_child(setup: str, wait: str, server, port: int) -> str:
+    script = WAIT_THEN_REPORT.format(setup=setup, wait=wait)
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, HIVEMIND_SPIN_US="0"))
+    try:
+        if setup:  # the child first talks to the live server, then it is frozen
+            assert child.stdout.readline().strip() == "CONNECTED"
+        server.process.send_signal(signal.SIGSTOP)
+        return interrupt_once_waiting(child, port)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_sigint_interrupts_joining_a_dht_whose_peer_does_not_answer(child_servers):
+    # Joining retries a silent peer until bootstrap_timeout (an hour here).
+    server = child_servers(**server_kwargs(expert_uids=["ffn.0"]))
+    port = int(server.dht_address.rsplit(":", 1)[1])
+    wait = (f"hivemind.DHT(initial_peers=[{server.dht_address!r}], listen_on='127.0.0.1:*', "
+            f"bootstrap_timeout=3600, request_timeout=3600)")
+    assert run_waiting_child("", wait, server, port) == "INTERRUPTED"
+
+
+def test_sigint_interrupts_fetching_an_experts_info(child_servers):
+    # A RemoteExpert's first forward fetches the expert's info; the server answers another
+    # expert's first (so the connection is up), then it is frozen.
+    server = child_servers(**server_kwargs(expert_uids=["ffn.0", "ffn.1"]))
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    setup = (f"hivemind.RemoteExpert('ffn.1', {server.endpoint!r}).info\n"
+             f"print('CONNECTED', flush=True)")
+    wait = (f"hivemind.RemoteExpert('ffn.0', {server.endpoint!r}, forward_timeout=3600)"
+            f"(torch.randn(2, {HIDDEN}))")
+    assert run_waiting_child(setup, wait, server, port) == "INTERRUPTED"

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <hivemind/common/wait_interrupt.h>
 #include <hivemind/dht/dht.h>
 #include <hivemind/dht/expert_registry.h>
 #include <hivemind/transport/context.h>
@@ -130,6 +131,33 @@ TEST(DhtTransport, BootstrapWithNoReachablePeerFailsByTheDeadline) {
       << result.status().message();
   EXPECT_NE(result.status().message().find(silent_address), std::string::npos);
   EXPECT_LT(took, std::chrono::seconds(4));
+}
+
+TEST(DhtTransport, WaitInterruptHookAbandonsABootstrapThatWouldWaitAnHour) {
+  // What Ctrl-C does in Python: a node joining through a peer that accepts connections but never
+  // answers would retry until its hour-long bootstrap deadline; the hook throws at its first poll
+  // and the exception reaches the caller, whose half-started node is torn down on the way out.
+  struct Interrupted {};
+  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(silent, 16), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+  DhtOptions options = loopback({"tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port))});
+  options.node.request_timeout = std::chrono::hours(1);
+  options.bootstrap_timeout = std::chrono::hours(1);
+  int polls = 0;
+  set_wait_interrupt_hook([&polls] {
+    ++polls;
+    throw Interrupted{};
+  });
+  EXPECT_THROW((void)Dht::start(options), Interrupted);
+  set_wait_interrupt_hook({});
+  ::close(silent);
+  EXPECT_EQ(polls, 1);
 }
 
 TEST(DhtTransport, SharesAnExpertServersTransport) {

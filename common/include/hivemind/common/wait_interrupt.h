@@ -30,4 +30,18 @@ void poll_wait_interrupt();
 // period from now.
 SteadyTime next_wait_interrupt_poll(SteadyTime deadline);
 
+// The polling wait itself: calls `wait_until(SteadyTime) -> bool` (true once what it waits for has
+// happened) in slices of at most one poll period, running the hook between slices, until it returns
+// true (then true) or `deadline` passes (then false). The hook's exception propagates; the
+// waited-for state must outlive an abandoned wait (shared with whoever completes it).
+template <typename WaitUntil>
+bool wait_polling_interrupt(SteadyTime deadline, WaitUntil&& wait_until) {
+  while (true) {
+    const SteadyTime until = next_wait_interrupt_poll(deadline);
+    if (wait_until(until)) return true;
+    if (until >= deadline) return false;
+    poll_wait_interrupt();
+  }
+}
+
 }  // namespace hivemind
