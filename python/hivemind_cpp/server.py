@@ -76,9 +76,13 @@ def _optimizer_options(optim_cls) -> dict:
                              "C++ server")
     else:
         betas, eps = values.get("betas", (0.9, 0.999)), values.get("eps", 1e-8)
-        if tuple(betas) != (0.9, 0.999) or eps != 1e-8:
-            raise ValueError(f"optim_cls: {cls.__name__} with betas={tuple(betas)}, eps={eps} is "
-                             "not supported by the C++ server yet (it uses (0.9, 0.999), 1e-8)")
+        try:
+            beta1, beta2 = (float(b) for b in betas)
+            eps = float(eps)
+        except (TypeError, ValueError):
+            raise ValueError(f"optim_cls: {cls.__name__} needs betas as two numbers and eps as a "
+                             f"number, got betas={betas!r}, eps={eps!r}") from None
+        options.update(beta1=beta1, beta2=beta2, eps=eps)  # the C++ server checks their ranges
     return options
 
 
@@ -150,7 +154,7 @@ class Server:
           off for ``torchscript``) and ``sample_input_shape`` (the per-sample input shape(s),
           overriding the file's);
         * ``optim_cls``: torch.optim.SGD / Adam / AdamW or a functools.partial of one (lr,
-          weight_decay, SGD's momentum); None: no optimizer;
+          weight_decay, SGD's momentum, Adam's and AdamW's betas and eps); None: no optimizer;
         * ``scheduler``: ``"none"`` or ``"linear"`` (warm-up over ``num_warmup_steps``, linear
           decay to 0 at ``num_training_steps``);
         * ``compression``: wire compression of activations and gradients (none, float16,

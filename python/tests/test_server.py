@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hivemind_cpp as hivemind
-from conftest import HIDDEN, server_kwargs
+from conftest import HIDDEN, local_expert, server_kwargs
 
 
 # LibTorch's own pools start threads lazily and keep them (how many depends on timing): not ours.
@@ -93,6 +93,31 @@ def test_supported_optimizers(optim_cls):
         out.sum().backward()
 
 
+@pytest.mark.parametrize("optim", [torch.optim.Adam, torch.optim.AdamW])
+def test_adams_betas_and_eps_reach_the_servers_optimizer(optim):
+    # Two steps (betas only matter from the second) with hyperparameters far from the defaults:
+    # the served expert's weights follow torch.optim's own step on an identical local expert.
+    hyper = dict(lr=0.05, betas=(0.5, 0.8), eps=1e-2, weight_decay=0.1)
+    kwargs = server_kwargs(expert_uids=["ffn.0"], optim_cls=functools.partial(optim, **hyper))
+    local = local_expert("ffn.0")
+    local_optimizer = optim(local.parameters(), **hyper)
+    torch.manual_seed(5)
+    with hivemind.Server.create(**kwargs) as s:
+        expert = hivemind.RemoteExpert("ffn.0", s.endpoint)
+        for _ in range(2):
+            x, grad = torch.randn(4, HIDDEN), torch.randn(4, HIDDEN)
+            expert(x.clone().requires_grad_(True)).backward(grad)
+            local_optimizer.zero_grad()
+            local.forward(x.clone().requires_grad_(True)).backward(grad)
+            local_optimizer.step()
+        probe = torch.randn(3, HIDDEN)
+        with torch.no_grad():
+            torch.testing.assert_close(expert(probe), local.forward(probe), rtol=1e-4, atol=1e-5)
+            default = local_expert("ffn.0")
+            assert not torch.allclose(expert(probe), default.forward(probe), atol=1e-3), \
+                "two steps with lr=0.05 must move the weights"
+
+
 def test_bad_arguments_name_what_is_wrong():
     with pytest.raises(TypeError):
         hivemind.Server.create(**server_kwargs(expert_uids=["ffn.0"], no_such_option=1))
@@ -101,9 +126,18 @@ def test_bad_arguments_name_what_is_wrong():
     with pytest.raises(ValueError, match="RMSprop"):
         hivemind.Server.create(**server_kwargs(expert_uids=["ffn.0"],
                                                optim_cls=torch.optim.RMSprop))
-    with pytest.raises(ValueError, match="betas"):
+    with pytest.raises(ValueError, match="beta1"):
         hivemind.Server.create(**server_kwargs(
-            expert_uids=["ffn.0"], optim_cls=functools.partial(torch.optim.Adam, betas=(0.5, 0.9))))
+            expert_uids=["ffn.0"], optim_cls=functools.partial(torch.optim.Adam, betas=(1.5, 0.9))))
+    with pytest.raises(ValueError, match="eps"):
+        hivemind.Server.create(**server_kwargs(
+            expert_uids=["ffn.0"], optim_cls=functools.partial(torch.optim.AdamW, eps=0.0)))
+    with pytest.raises(ValueError, match="betas as two numbers"):
+        hivemind.Server.create(**server_kwargs(
+            expert_uids=["ffn.0"], optim_cls=functools.partial(torch.optim.Adam, betas=0.9)))
+    with pytest.raises(ValueError, match="amsgrad"):
+        hivemind.Server.create(**server_kwargs(
+            expert_uids=["ffn.0"], optim_cls=functools.partial(torch.optim.Adam, amsgrad=True)))
     with pytest.raises(ValueError, match="max_batch_size"):
         hivemind.Server.create(**server_kwargs(expert_uids=["ffn.0"], min_batch_size=64,
                                                max_batch_size=8))

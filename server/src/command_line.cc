@@ -190,6 +190,9 @@ ParsedCommandLine parse_command_line(
       ->check(CLI::IsMember({"sgd", "adam", "adamw", "none"}));
   add("lr", o.lr, "learning rate")->check(CLI::NonNegativeNumber);
   add("momentum", o.momentum, "SGD momentum")->check(CLI::NonNegativeNumber);
+  add("beta1", o.beta1, "Adam/AdamW: decay of the gradient's running mean (torch's betas[0])");
+  add("beta2", o.beta2, "Adam/AdamW: decay of the squared gradient's running mean (betas[1])");
+  add("eps", o.eps, "Adam/AdamW: term added to the denominator");
   add("weight_decay", o.weight_decay, "weight decay")->check(CLI::NonNegativeNumber);
   add("clip_grad_norm", o.clip_grad_norm, "clip the gradient norm before each step (0: off)")
       ->check(CLI::NonNegativeNumber);

@@ -25,6 +25,9 @@ Result<std::unique_ptr<HostedExperts>> HostedExperts::create(const ServerOptions
   opt.name = o.optimizer;
   opt.lr = o.lr;
   opt.momentum = o.momentum;
+  opt.beta1 = o.beta1;
+  opt.beta2 = o.beta2;
+  opt.eps = o.eps;
   opt.weight_decay = o.weight_decay;
   opt.clip_grad_norm = o.clip_grad_norm;
   if (o.scheduler == "linear" && (o.warmup_steps > 0 || o.total_steps > 0))

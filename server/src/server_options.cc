@@ -159,6 +159,10 @@ Status validate(const ServerOptions& o) {
        fmt::format("--lr ({}) must be a finite number >= 0", o.lr));
   need(o.momentum >= 0 && o.weight_decay >= 0 && o.clip_grad_norm >= 0,
        "--momentum, --weight_decay and --clip_grad_norm must be >= 0");
+  need(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+       fmt::format("--beta1 ({}) and --beta2 ({}) must be in [0, 1)", o.beta1, o.beta2));
+  need(std::isfinite(o.eps) && o.eps > 0,
+       fmt::format("--eps ({}) must be a finite number > 0", o.eps));
   need(o.scheduler == "linear" || o.scheduler == "none",
        fmt::format("--scheduler '{}' is unknown; use linear (warm-up and decay by --warmup_steps "
                    "and --total_steps) or none (constant lr)",

@@ -154,6 +154,29 @@ TEST(ServerCliTest, BadInputFailsWithWhatToFix) {
   }
 }
 
+TEST(ServerCliTest, AdamsBetasAndEpsAreTakenAndChecked) {
+  ParsedCommandLine set = parse_command_line({"--expert_pattern", "e.[0:2]", "--optimizer", "adamw",
+                                              "--beta1", "0.5", "--beta2", "0.8", "--eps", "1e-3"},
+                                             Env{});
+  ASSERT_FALSE(set.exit_now) << set.output;
+  EXPECT_EQ(set.options.beta1, 0.5);
+  EXPECT_EQ(set.options.beta2, 0.8);
+  EXPECT_EQ(set.options.eps, 1e-3);
+  ParsedCommandLine defaults = parse_command_line({"--expert_pattern", "e.[0:2]"}, Env{});
+  EXPECT_EQ(defaults.options.beta1, 0.9);
+  EXPECT_EQ(defaults.options.beta2, 0.999);
+  EXPECT_EQ(defaults.options.eps, 1e-8);
+
+  ParsedCommandLine beta =
+      parse_command_line({"--expert_pattern", "e.[0:2]", "--beta2", "1"}, Env{});
+  EXPECT_EQ(beta.exit_code, 2);
+  EXPECT_NE(beta.output.find("--beta2 (1) must be in [0, 1)"), std::string::npos) << beta.output;
+  ParsedCommandLine eps = parse_command_line({"--expert_pattern", "e.[0:2]", "--eps", "0"}, Env{});
+  EXPECT_EQ(eps.exit_code, 2);
+  EXPECT_NE(eps.output.find("--eps (0) must be a finite number > 0"), std::string::npos)
+      << eps.output;
+}
+
 // A program that registers its own class before parsing gets it from the flag, the environment and
 // the config file, and listed in --help; an unknown class is refused with the registered ones.
 TEST(ServerCliTest, ExpertClassesRegisteredBeforeParsingAreAccepted) {

@@ -51,7 +51,8 @@ struct ServerOptions {
   std::string device = "cpu";
   std::string optimizer = "adam";  // sgd | adam | adamw | none
   double lr = 1e-3;
-  double momentum = 0.0;  // sgd
+  double momentum = 0.0;                          // sgd
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, adamw (torch.optim's betas and eps)
   double weight_decay = 0.0;
   double clip_grad_norm = 0.0;  // 0: off
   // linear: warm up over warmup_steps, then decay linearly to 0 at total_steps (both 0: constant
