@@ -236,13 +236,14 @@ Status check_answer(const std::vector<torch::Tensor>& answer,
   return Status::ok();
 }
 
-// The rows of every input that one task sends: the inputs themselves for a whole batch.
-std::vector<torch::Tensor> rows_of(const std::vector<torch::Tensor>& inputs, bool whole_batch,
+// The rows `samples` of every input, for one task's request; an undefined `samples` (a whole
+// batch) sends the inputs themselves.
+std::vector<torch::Tensor> rows_of(const std::vector<torch::Tensor>& inputs,
                                    const torch::Tensor& samples) {
   std::vector<torch::Tensor> rows;
   rows.reserve(inputs.size());
   for (const torch::Tensor& input : inputs) {
-    rows.push_back(whole_batch ? input.detach() : input.index_select(0, samples));
+    rows.push_back(samples.defined() ? input.index_select(0, samples) : input.detach());
   }
   return rows;
 }
@@ -305,10 +306,9 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       all[t] = t;
 
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
-      state->caller->forward(plan.tasks[t].expert,
-                             rows_of(inputs, state->whole_batch,
-                                     state->whole_batch ? torch::Tensor() : state->sample_index[t]),
-                             deadline, std::move(done));
+      const torch::Tensor samples = state->whole_batch ? torch::Tensor() : state->sample_index[t];
+      state->caller->forward(plan.tasks[t].expert, rows_of(inputs, samples), deadline,
+                             std::move(done));
     };
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
       std::vector<int64_t> want{static_cast<int64_t>(plan.tasks[t].samples.size())};
@@ -385,7 +385,7 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
                                 std::move(done));
         return;
       }
-      state->caller->backward(plan.tasks[t].expert, rows_of(inputs, false, state->sample_index[t]),
+      state->caller->backward(plan.tasks[t].expert, rows_of(inputs, state->sample_index[t]),
                               {grad.index({state->sample_index[t], state->slot_index[t]})},
                               deadline, std::move(done));
     };
