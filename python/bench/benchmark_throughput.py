@@ -297,6 +297,10 @@ def client_main(rank, endpoint, config_json):
     if batch.device.type == "cuda":
         torch.cuda.synchronize()
     print(f"done {time.perf_counter() - start:.6f}", flush=True)
+    # Stay until the parent closes stdin (after the last client is done): a client that exited now
+    # would tear its interpreter and LibTorch down inside the others' timed window, as the C++
+    # bench's clients no longer do.
+    sys.stdin.buffer.read()
     return 0
 
 
