@@ -184,3 +184,13 @@ def test_sigint_interrupts_fetching_an_experts_info(child_servers):
     wait = (f"hivemind.RemoteExpert('ffn.0', {server.endpoint!r}, forward_timeout=3600)"
             f"(torch.randn(2, {HIDDEN}))")
     assert run_waiting_child(setup, wait, server, port) == "INTERRUPTED"
+
+
+def test_sigint_interrupts_a_server_joining_the_dht_through_a_frozen_peer(child_servers):
+    # Server.create joins the DHT before it serves; its peer is frozen, so the join waits (30 s
+    # by default) and SIGINT must end it at once, leaving nothing of the half-built server behind.
+    server = child_servers(**server_kwargs(expert_uids=["ffn.0"]))
+    port = int(server.dht_address.rsplit(":", 1)[1])
+    kwargs = server_kwargs(expert_uids=["late.0"], initial_peers=[server.dht_address])
+    wait = f"hivemind.Server.create(**{kwargs!r})"
+    assert run_waiting_child("", wait, server, port) == "INTERRUPTED"
