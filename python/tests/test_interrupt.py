@@ -61,77 +61,12 @@ def bytes_queued_at(port: int) -> int:
     return total
 
 
-def test_sigint_interrupts_a_backward_waiting_on_the_network(child_servers):
-    # The trainer's forward is answered; then the server is frozen (SIGSTOP), so the backward
-    # waits. Once its request sits unread in the frozen server's socket, the trainer is inside
-    # loss.backward()'s wait: SIGINT must come out of it as KeyboardInterrupt, through PyTorch's
-    # autograd engine.
-    server = child_servers(**server_kwargs(expert_uids=["ffn.0"]))
-    port = int(server.endpoint.rsplit(":", 1)[1])
-    trainer = textwrap.dedent(f"""
-        import signal, sys, torch
-        import hivemind_cpp as hivemind
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the test above
-        expert = hivemind.RemoteExpert("ffn.0", {server.endpoint!r}, backward_timeout=3600)
-        out = expert(torch.randn(2, {HIDDEN}, requires_grad=True))
-        print("FORWARD", flush=True)
-        sys.stdin.readline()
-        try:
-            out.sum().backward()
-        except KeyboardInterrupt:
-            print("INTERRUPTED", flush=True)
-            sys.exit(0)
-        except BaseException as e:
-            print("RAISED", type(e).__name__, e, flush=True)
-            sys.exit(1)
-        print("RETURNED", flush=True)
-        sys.exit(1)
-    """)
-    child = subprocess.Popen([sys.executable, "-c", trainer], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True,
-                             env=dict(os.environ, HIVEMIND_SPIN_US="0"))
-    try:
-        assert child.stdout.readline().strip() == "FORWARD"
-        server.process.send_signal(signal.SIGSTOP)
-        queued_before = bytes_queued_at(port)
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        give_up = time.monotonic() + 120
-        while bytes_queued_at(port) <= queued_before and child.poll() is None:
-            assert time.monotonic() < give_up, "the backward request never reached the server"
-            time.sleep(0.01)
-        child.send_signal(signal.SIGINT)
-        out, _ = child.communicate(timeout=60)
-    finally:
-        server.process.send_signal(signal.SIGCONT)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, out
-    assert out.strip() == "INTERRUPTED"
-
-
-def interrupt_once_waiting(child, port: int) -> str:
-    """Tells `child` (blocked on its stdin after printing READY) to go on, waits until its request
-    sits unread in the frozen peer's socket on `port` (the child is then inside the wait), sends
-    SIGINT, and returns what the child printed after READY."""
-    assert child.stdout.readline().strip() == "READY"
-    queued_before = bytes_queued_at(port)
-    child.stdin.write("go\n")
-    child.stdin.flush()
-    give_up = time.monotonic() + 120
-    while bytes_queued_at(port) <= queued_before and child.poll() is None:
-        assert time.monotonic() < give_up, "the request never reached the frozen peer"
-        time.sleep(0.01)
-    child.send_signal(signal.SIGINT)
-    out, _ = child.communicate(timeout=60)  # an uninterruptible wait would outlast this
-    return out.strip()
-
-
 WAIT_THEN_REPORT = """
 import signal, sys, torch
 import hivemind_cpp as hivemind
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as in the tests above
+# Python leaves SIGINT ignored when its parent ignored it (a shell's background job does): the
+# test needs Python's own handler, whatever started the suite.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 {setup}
 print("READY", flush=True)
 sys.stdin.readline()
@@ -148,21 +83,43 @@ sys.exit(1)
 """
 
 
-def run_waiting_child(setup: str, wait: str, server, port: int) -> str:
+def interrupt_a_wait(setup: str, wait: str, server, port: int) -> str:
+    """Runs `setup` in a child trainer while `server` (a ChildServer) is alive, freezes the server
+    (SIGSTOP), lets the child run `wait`, waits until the child's request sits unread in the frozen
+    server's socket on `port` (the child is then inside the wait), sends SIGINT, and returns what
+    the child printed: INTERRUPTED, RAISED ... or RETURNED."""
     script = WAIT_THEN_REPORT.format(setup=setup, wait=wait)
     child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True,
                              env=dict(os.environ, HIVEMIND_SPIN_US="0"))
     try:
-        if setup:  # the child first talks to the live server, then it is frozen
-            assert child.stdout.readline().strip() == "CONNECTED"
+        assert child.stdout.readline().strip() == "READY"
         server.process.send_signal(signal.SIGSTOP)
-        return interrupt_once_waiting(child, port)
+        queued_before = bytes_queued_at(port)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        give_up = time.monotonic() + 120
+        while bytes_queued_at(port) <= queued_before and child.poll() is None:
+            assert time.monotonic() < give_up, "the request never reached the frozen server"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=60)  # an uninterruptible wait would outlast this
+        return out.strip()
     finally:
         server.process.send_signal(signal.SIGCONT)
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_sigint_interrupts_a_backward_waiting_on_the_network(child_servers):
+    # The trainer's forward is answered; then the server is frozen, so the backward waits: SIGINT
+    # must come out of loss.backward() as KeyboardInterrupt, through PyTorch's autograd engine.
+    server = child_servers(**server_kwargs(expert_uids=["ffn.0"]))
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    setup = (f"expert = hivemind.RemoteExpert('ffn.0', {server.endpoint!r}, backward_timeout=3600)\n"
+             f"out = expert(torch.randn(2, {HIDDEN}, requires_grad=True))")
+    assert interrupt_a_wait(setup, "out.sum().backward()", server, port) == "INTERRUPTED"
 
 
 def test_sigint_interrupts_joining_a_dht_whose_peer_does_not_answer(child_servers):
@@ -171,7 +128,7 @@ def test_sigint_interrupts_joining_a_dht_whose_peer_does_not_answer(child_server
     port = int(server.dht_address.rsplit(":", 1)[1])
     wait = (f"hivemind.DHT(initial_peers=[{server.dht_address!r}], listen_on='127.0.0.1:*', "
             f"bootstrap_timeout=3600, request_timeout=3600)")
-    assert run_waiting_child("", wait, server, port) == "INTERRUPTED"
+    assert interrupt_a_wait("", wait, server, port) == "INTERRUPTED"
 
 
 def test_sigint_interrupts_fetching_an_experts_info(child_servers):
@@ -179,11 +136,10 @@ def test_sigint_interrupts_fetching_an_experts_info(child_servers):
     # expert's first (so the connection is up), then it is frozen.
     server = child_servers(**server_kwargs(expert_uids=["ffn.0", "ffn.1"]))
     port = int(server.endpoint.rsplit(":", 1)[1])
-    setup = (f"hivemind.RemoteExpert('ffn.1', {server.endpoint!r}).info\n"
-             f"print('CONNECTED', flush=True)")
+    setup = f"hivemind.RemoteExpert('ffn.1', {server.endpoint!r}).info"
     wait = (f"hivemind.RemoteExpert('ffn.0', {server.endpoint!r}, forward_timeout=3600)"
             f"(torch.randn(2, {HIDDEN}))")
-    assert run_waiting_child(setup, wait, server, port) == "INTERRUPTED"
+    assert interrupt_a_wait(setup, wait, server, port) == "INTERRUPTED"
 
 
 def test_sigint_interrupts_a_server_joining_the_dht_through_a_frozen_peer(child_servers):
@@ -193,4 +149,4 @@ def test_sigint_interrupts_a_server_joining_the_dht_through_a_frozen_peer(child_
     port = int(server.dht_address.rsplit(":", 1)[1])
     kwargs = server_kwargs(expert_uids=["late.0"], initial_peers=[server.dht_address])
     wait = f"hivemind.Server.create(**{kwargs!r})"
-    assert run_waiting_child("", wait, server, port) == "INTERRUPTED"
+    assert interrupt_a_wait("", wait, server, port) == "INTERRUPTED"

@@ -288,4 +288,41 @@ torch::Tensor gating_input(const torch::Tensor& x) {
   return x.mean(middle);
 }
 
+RemoteMixtureOfExpertsOptions moe_options(const Swarm& swarm, int64_t in_features, int64_t k_best) {
+  RemoteMixtureOfExpertsOptions o;
+  o.in_features = in_features;
+  o.grid_size = swarm.grid;
+  o.uid_prefix = swarm.prefix;
+  o.k_best = k_best;
+  return o;
+}
+
+torch::Tensor reference_mixture(const std::vector<torch::Tensor>& grid,
+                                const std::vector<std::vector<ChosenExpert>>& chosen,
+                                const ExpertOutput& output, const torch::Tensor& empty_row) {
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = 0; i < static_cast<int64_t>(chosen.size()); ++i) {
+    std::vector<torch::Tensor> logits, outs;
+    for (const ChosenExpert& e : chosen[i]) {
+      std::optional<torch::Tensor> out = output(i, e);
+      if (!out) continue;
+      torch::Tensor logit = grid[0].index({i, e.coords[0]});
+      for (size_t d = 1; d < grid.size(); ++d)
+        logit = logit + grid[d].index({i, e.coords[d]});
+      logits.push_back(logit);
+      outs.push_back(*out);
+    }
+    if (logits.empty()) {
+      rows.push_back(empty_row);
+      continue;
+    }
+    const torch::Tensor w = torch::softmax(torch::stack(logits), 0);
+    torch::Tensor row = w[0] * outs[0];
+    for (size_t j = 1; j < outs.size(); ++j)
+      row = row + w[j] * outs[j];
+    rows.push_back(row);
+  }
+  return torch::stack(rows);
+}
+
 }  // namespace hivemind::client::testing

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include <hivemind/client/beam_search.h>
 #include <hivemind/client/expert_caller.h>
 #include <hivemind/client/expert_directory.h>
+#include <hivemind/client/remote_moe.h>
 
 namespace hivemind::client::testing {
 
@@ -135,5 +137,20 @@ Swarm make_swarm(const std::string& prefix, const std::vector<int64_t>& grid, in
 
 // hivemind's gating input: inputs with more than two dimensions averaged over the middle ones.
 torch::Tensor gating_input(const torch::Tensor& x);
+
+// A RemoteMixtureOfExperts over `swarm`'s grid: its prefix, in_features, k_best, the rest default.
+RemoteMixtureOfExpertsOptions moe_options(const Swarm& swarm, int64_t in_features, int64_t k_best);
+
+// One expert's output for one sample in a hand-computed MoE; nullopt: the expert failed, and leaves
+// the softmax.
+using ExpertOutput =
+    std::function<std::optional<torch::Tensor>(int64_t sample, const ChosenExpert& expert)>;
+
+// hivemind's RemoteMixtureOfExperts computed by hand, sample by sample, with autograd: each
+// sample's chosen experts that answered, weighted by the softmax of their summed grid logits
+// (`grid`: one [batch, grid_size[d]] tensor per dimension); `empty_row` for a sample none answered.
+torch::Tensor reference_mixture(const std::vector<torch::Tensor>& grid,
+                                const std::vector<std::vector<ChosenExpert>>& chosen,
+                                const ExpertOutput& output, const torch::Tensor& empty_row);
 
 }  // namespace hivemind::client::testing

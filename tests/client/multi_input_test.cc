@@ -2,6 +2,7 @@
 // layers: every input's rows reach the chosen experts in order, every input gets its gradient, and
 // inputs or answers that do not fit are refused with errors that name them.
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,6 +40,16 @@ struct GatedExpert {
     return ffn->forward(x) * torch::sigmoid(gate->forward(c));
   }
 };
+
+// A FakeCaller serving `expert` as "expert.0".
+std::shared_ptr<testing::FakeCaller> caller_serving(GatedExpert expert) {
+  auto caller = std::make_shared<testing::FakeCaller>();
+  caller->add_multi_input_expert("expert.0",
+                                 [expert](const std::vector<torch::Tensor>& in) mutable {
+                                   return expert(in.at(0), in.at(1));
+                                 });
+  return caller;
+}
 
 // The swarm's live experts, each replaced in its FakeCaller by a GatedExpert.
 std::map<std::string, GatedExpert> make_gated(Swarm& swarm) {
@@ -99,11 +110,8 @@ void expect_throws_with(F f, const std::string& needle) {
 }
 
 TEST(MultiInputExperts, RemoteExpertSendsEveryInputAndReturnsEveryGradient) {
-  auto caller = std::make_shared<testing::FakeCaller>();
   GatedExpert local(5);
-  caller->add_multi_input_expert("expert.0", [local](const std::vector<torch::Tensor>& in) mutable {
-    return local(in[0], in[1]);
-  });
+  auto caller = caller_serving(local);
   RemoteExpert remote(ExpertAddress{"expert.0", "fake://0"}, caller);
   torch::manual_seed(1);
   const torch::Tensor x = torch::randn({5, kHidden}), c = torch::randn({5, kContext});
@@ -121,12 +129,8 @@ TEST(MultiInputExperts, RemoteExpertSendsEveryInputAndReturnsEveryGradient) {
 TEST(MultiInputExperts, MixtureOfExpertsMatchesLocalReference) {
   Swarm swarm = testing::make_swarm("expert.", {4, 4}, kHidden, 0.6, 21, /*threads=*/2);
   auto experts = make_gated(swarm);
-  RemoteMixtureOfExpertsOptions o;
-  o.in_features = kHidden;
-  o.grid_size = swarm.grid;
-  o.uid_prefix = swarm.prefix;
-  o.k_best = 3;
-  RemoteMixtureOfExperts moe(o, swarm.directory, swarm.caller);
+  RemoteMixtureOfExperts moe(testing::moe_options(swarm, kHidden, 3), swarm.directory,
+                             swarm.caller);
   torch::manual_seed(2);
   const torch::Tensor x = torch::randn({6, kHidden}), c = torch::randn({6, kContext});
   const torch::Tensor cotangent = torch::randn({6, kHidden});
@@ -137,21 +141,13 @@ TEST(MultiInputExperts, MixtureOfExpertsMatchesLocalReference) {
     const auto grid = moe->proj->forward(xi).split_with_sizes(swarm.grid, -1);
     const auto chosen = testing::oracle_best_experts(swarm.directory->live(), swarm.prefix,
                                                      swarm.grid, GridScores::from_tensors(grid), 3);
-    std::vector<torch::Tensor> rows;
-    for (int64_t i = 0; i < xi.size(0); ++i) {
-      std::vector<torch::Tensor> logits, outs;
-      for (const ChosenExpert& e : chosen[i]) {
-        logits.push_back(grid[0].index({i, e.coords[0]}) + grid[1].index({i, e.coords[1]}));
-        outs.push_back(
-            experts.at(e.expert.uid)(xi.index({i}).unsqueeze(0), ci.index({i}).unsqueeze(0))[0]);
-      }
-      const torch::Tensor w = torch::softmax(torch::stack(logits), 0);
-      torch::Tensor row = w[0] * outs[0];
-      for (size_t j = 1; j < outs.size(); ++j)
-        row = row + w[j] * outs[j];
-      rows.push_back(row);
-    }
-    return torch::stack(rows);
+    return testing::reference_mixture(
+        grid, chosen,
+        [&](int64_t i, const ChosenExpert& e) -> std::optional<torch::Tensor> {
+          return experts.at(e.expert.uid)(xi.index({i}).unsqueeze(0),
+                                          ci.index({i}).unsqueeze(0))[0];
+        },
+        torch::Tensor());
   };
   const Result2 got = run(x, c, cotangent, moe->proj->weight,
                           [&](const torch::Tensor& xi, const torch::Tensor& ci) {
@@ -202,12 +198,8 @@ TEST(MultiInputExperts, SwitchLayerGatesAndAddsTheFirstInput) {
 TEST(MultiInputExperts, InputsThatDoNotFitTheBatchAreRefusedByName) {
   Swarm swarm = testing::make_swarm("expert.", {4, 4}, kHidden, 1.0, 23, 0);
   make_gated(swarm);
-  RemoteMixtureOfExpertsOptions o;
-  o.in_features = kHidden;
-  o.grid_size = swarm.grid;
-  o.uid_prefix = swarm.prefix;
-  o.k_best = 2;
-  RemoteMixtureOfExperts moe(o, swarm.directory, swarm.caller);
+  RemoteMixtureOfExperts moe(testing::moe_options(swarm, kHidden, 2), swarm.directory,
+                             swarm.caller);
   RemoteExpert remote(ExpertAddress{"expert.0.0", "fake://0"}, swarm.caller);
   const torch::Tensor x = torch::randn({6, kHidden});
 
@@ -258,12 +250,8 @@ TEST(MultiInputExperts, AnAnswerWithoutEveryInputsGradientIsAFailure) {
 }
 
 TEST(MultiInputExperts, AnInputThatNeedsNoGradientStillReachesTheExpert) {
-  auto caller = std::make_shared<testing::FakeCaller>();
   GatedExpert local(6);
-  caller->add_multi_input_expert("expert.0", [local](const std::vector<torch::Tensor>& in) mutable {
-    return local(in[0], in[1]);
-  });
-  RemoteExpert remote(ExpertAddress{"expert.0", "fake://0"}, caller);
+  RemoteExpert remote(ExpertAddress{"expert.0", "fake://0"}, caller_serving(local));
   const torch::Tensor x = torch::randn({3, kHidden}).requires_grad_(true);
   const torch::Tensor c = torch::randn({3, kContext});  // data, not a parameter's function
   remote->forward_all({x, c}).sum().backward();

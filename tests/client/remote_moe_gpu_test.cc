@@ -23,11 +23,7 @@ TEST(RemoteMoEGpu, CudaMatchesCpu) {
       return m->forward(x.cpu()).to(x.device());
     });
   }
-  RemoteMixtureOfExpertsOptions o;
-  o.in_features = kHidden;
-  o.grid_size = swarm.grid;
-  o.uid_prefix = swarm.prefix;
-  o.k_best = 3;
+  const RemoteMixtureOfExpertsOptions o = testing::moe_options(swarm, kHidden, 3);
   RemoteMixtureOfExperts cpu(o, swarm.directory, swarm.caller);
   RemoteMixtureOfExperts gpu(o, swarm.directory, swarm.caller);
   {

@@ -24,40 +24,16 @@ torch::Tensor reference_moe(torch::nn::Linear proj, const Swarm& swarm, const to
       proj->forward(testing::gating_input(x)).split_with_sizes(swarm.grid, -1);
   const auto chosen = testing::oracle_best_experts(swarm.directory->live(), swarm.prefix,
                                                    swarm.grid, GridScores::from_tensors(grid), k);
-  std::vector<torch::Tensor> rows;
-  for (int64_t i = 0; i < x.size(0); ++i) {
-    std::vector<torch::Tensor> logits, outs;
-    for (const ChosenExpert& e : chosen[i]) {
-      if (dead_forward.count(e.expert.uid)) continue;
-      torch::Tensor logit = grid[0].index({i, e.coords[0]});
-      for (size_t d = 1; d < grid.size(); ++d)
-        logit = logit + grid[d].index({i, e.coords[d]});
-      logits.push_back(logit);
-      torch::Tensor xi = x.index({i}).unsqueeze(0);
-      if (dead_backward.count(e.expert.uid)) xi = xi.detach();
-      torch::nn::Sequential expert = swarm.experts.at(e.expert.uid);
-      outs.push_back(expert->forward(xi)[0]);
-    }
-    if (logits.empty()) {
-      rows.push_back(torch::zeros_like(x.index({i})));
-      continue;
-    }
-    const torch::Tensor w = torch::softmax(torch::stack(logits), 0);
-    torch::Tensor row = w[0] * outs[0];
-    for (size_t j = 1; j < outs.size(); ++j)
-      row = row + w[j] * outs[j];
-    rows.push_back(row);
-  }
-  return torch::stack(rows);
-}
-
-RemoteMixtureOfExpertsOptions options_for(const Swarm& swarm, int64_t hidden, int64_t k_best) {
-  RemoteMixtureOfExpertsOptions o;
-  o.in_features = hidden;
-  o.grid_size = swarm.grid;
-  o.uid_prefix = swarm.prefix;
-  o.k_best = k_best;
-  return o;
+  return testing::reference_mixture(
+      grid, chosen,
+      [&](int64_t i, const ChosenExpert& e) -> std::optional<torch::Tensor> {
+        if (dead_forward.count(e.expert.uid)) return std::nullopt;
+        torch::Tensor xi = x.index({i}).unsqueeze(0);
+        if (dead_backward.count(e.expert.uid)) xi = xi.detach();
+        torch::nn::Sequential expert = swarm.experts.at(e.expert.uid);
+        return expert->forward(xi)[0];
+      },
+      torch::zeros_like(x.index({0})));
 }
 
 struct Grads {
@@ -94,7 +70,7 @@ struct Fixture {
   Fixture(std::vector<int64_t> grid, double density, int64_t k_best, int threads, uint32_t seed,
           std::vector<int64_t> x_shape = {6, kHidden}) {
     swarm = testing::make_swarm("expert.", grid, kHidden, density, seed, threads);
-    auto o = options_for(swarm, kHidden, k_best);
+    auto o = testing::moe_options(swarm, kHidden, k_best);
     o.forward_timeout = o.backward_timeout = Milliseconds{60'000};
     moe = RemoteMixtureOfExperts(o, swarm.directory, swarm.caller);
     torch::manual_seed(seed);
@@ -434,7 +410,7 @@ TEST(RemoteMoE, DirectoryFailureThrows) {
 TEST(RemoteMoE, RejectsBadOptions) {
   Swarm swarm = testing::make_swarm("e.", {2, 2}, 4, 1.0, 1, 0);
   auto make = [&](auto edit) {
-    auto o = options_for(swarm, 4, 2);
+    auto o = testing::moe_options(swarm, 4, 2);
     edit(o);
     return RemoteMixtureOfExperts(o, swarm.directory, swarm.caller);
   };

@@ -25,6 +25,30 @@ DhtOptions loopback(std::vector<std::string> peers = {}) {
   return options;
 }
 
+// A loopback port whose kernel accepts connections that nothing ever reads or answers: a DHT peer
+// that is there but silent.
+class SilentPeer {
+ public:
+  SilentPeer() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentPeer() { ::close(fd_); }
+  SilentPeer(const SilentPeer&) = delete;
+  SilentPeer& operator=(const SilentPeer&) = delete;
+  std::string address() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  uint16_t port_ = 0;
+};
+
 class Swarm : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -107,15 +131,8 @@ TEST_F(Swarm, AStoppedNodeIsRoutedAround) {
 TEST(DhtTransport, BootstrapWithNoReachablePeerFailsByTheDeadline) {
   // A refused port fails fast; a peer that accepts connections but never answers fails at the
   // deadline.
-  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(silent, 16), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::string silent_address = "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  SilentPeer silent;
+  const std::string silent_address = silent.address();
 
   DhtOptions options = loopback({silent_address, "tcp://127.0.0.1:1"});
   options.node.request_timeout = std::chrono::milliseconds(500);
@@ -123,7 +140,6 @@ TEST(DhtTransport, BootstrapWithNoReachablePeerFailsByTheDeadline) {
   auto started = SteadyClock::now();
   auto result = Dht::start(options);
   auto took = SteadyClock::now() - started;
-  ::close(silent);
   ASSERT_FALSE(result.is_ok());
   EXPECT_EQ(result.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(result.status().message().find("none of the 2 initial peer(s) answered"),
@@ -138,15 +154,8 @@ TEST(DhtTransport, WaitInterruptHookAbandonsABootstrapThatWouldWaitAnHour) {
   // answers would retry until its hour-long bootstrap deadline; the hook throws at its first poll
   // and the exception reaches the caller, whose half-started node is torn down on the way out.
   struct Interrupted {};
-  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(silent, 16), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
-  DhtOptions options = loopback({"tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port))});
+  SilentPeer silent;
+  DhtOptions options = loopback({silent.address()});
   options.node.request_timeout = std::chrono::hours(1);
   options.bootstrap_timeout = std::chrono::hours(1);
   int polls = 0;
@@ -156,7 +165,6 @@ TEST(DhtTransport, WaitInterruptHookAbandonsABootstrapThatWouldWaitAnHour) {
   });
   EXPECT_THROW((void)Dht::start(options), Interrupted);
   set_wait_interrupt_hook({});
-  ::close(silent);
   EXPECT_EQ(polls, 1);
 }
 
