@@ -65,15 +65,12 @@ class Inbox {
   // passed. Polls the wait-interrupt hook (which may throw: the callbacks only hold the inbox, so
   // abandoning the wait is safe) while it blocks.
   std::deque<Completion> wait(Deadline deadline) {
-    std::unique_lock lock(mu_);
-    while (queue_.empty()) {
-      const SteadyTime until = next_wait_interrupt_poll(deadline.at());
-      if (cv_.wait_until(lock, until, [&] { return !queue_.empty(); })) break;
-      if (until >= deadline.at()) break;
-      lock.unlock();
-      poll_wait_interrupt();
-      lock.lock();
-    }
+    // The lock is held only inside each slice: the hook runs without it.
+    wait_polling_interrupt(deadline.at(), [&](SteadyTime until) {
+      std::unique_lock lock(mu_);
+      return cv_.wait_until(lock, until, [&] { return !queue_.empty(); });
+    });
+    std::lock_guard lock(mu_);
     return std::exchange(queue_, {});
   }
 
