@@ -31,7 +31,8 @@ void validate_options(const RemoteMixtureOfExpertsOptions& o, const std::string&
 }
 
 std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOptions& o,
-                                              std::string layer) {
+                                              std::string layer,
+                                              std::shared_ptr<LearnedOutputShapes> learned) {
   auto p = std::make_shared<CallPolicy>();
   p->layer = std::move(layer);
   p->k_min = o.k_min;
@@ -42,6 +43,7 @@ std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOption
   p->detect_anomalies = o.detect_anomalies;
   p->allow_zero_outputs = o.allow_zero_outputs;
   p->output_shape = o.output_shape;
+  p->learned_output_shapes = std::move(learned);
   return p;
 }
 

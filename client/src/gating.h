@@ -19,8 +19,11 @@ namespace hivemind::client::detail {
 // Throws std::invalid_argument naming the layer and the bad option.
 void validate_options(const RemoteMixtureOfExpertsOptions& options, const std::string& layer);
 
+// `learned`: where the layer keeps the output shapes it learns from its experts' descriptions when
+// options.output_shape is unset; null: one output of the input's shape.
 std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOptions& options,
-                                              std::string layer);
+                                              std::string layer,
+                                              std::shared_ptr<LearnedOutputShapes> learned);
 
 // hivemind: inputs with more than two dimensions are averaged over the middle ones for gating.
 torch::Tensor gating_input(const torch::Tensor& input, int64_t in_features,

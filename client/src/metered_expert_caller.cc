@@ -37,4 +37,8 @@ void MeteredExpertCaller::backward(const ExpertAddress& expert, std::vector<torc
                    metered(CallMethod::kBackward, std::move(done)));
 }
 
+void MeteredExpertCaller::info(const ExpertAddress& expert, Deadline deadline, InfoCallback done) {
+  inner_->info(expert, deadline, std::move(done));
+}
+
 }  // namespace hivemind::client

@@ -91,10 +91,10 @@ using Dispatch = std::function<void(size_t task, Deadline, ExpertCallback)>;
 using Validate = std::function<Status(size_t task, const std::vector<torch::Tensor>&)>;
 
 // hivemind's _collect_responses, batched per expert: wait until every sample has `required[s]`
-// successes, then at most `after_k_min` more, never past `total`; whatever has not answered by then
+// successes, then at most `after_k_min` more, never past `hard`; whatever has not answered by then
 // counts as failed. A success of a task counts once for each of its samples.
 Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& tasks,
-                               const std::vector<int64_t>& required, Milliseconds total,
+                               const std::vector<int64_t>& required, Deadline hard,
                                std::optional<Milliseconds> after_k_min, const Dispatch& dispatch,
                                const Validate& validate, const char* pass) {
   Collected out;
@@ -102,7 +102,6 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
   out.failures.resize(plan.tasks.size());
   out.successes.assign(plan.batch_size, 0);
 
-  const Deadline hard = deadline_after(total);
   Deadline current = hard;
   int64_t pending_samples = 0;
   for (int64_t r : required)
@@ -259,6 +258,27 @@ bool routes_whole_batch_to_one_task(const CallPlan& plan) {
   return true;
 }
 
+// The per-sample shapes of the experts' outputs in this call: the policy's one, else the ones its
+// layer learned from the experts' descriptions, else one of the first input's shape.
+Shapes output_shapes(const CallPlan& plan, const CallPolicy& policy, ExpertCaller& caller,
+                     Deadline deadline, const torch::Tensor& input) {
+  if (policy.output_shape) return {*policy.output_shape};
+  if (policy.learned_output_shapes) {
+    std::vector<ExpertAddress> experts;
+    experts.reserve(plan.tasks.size());
+    for (const ExpertTask& task : plan.tasks)
+      experts.push_back(task.expert);
+    if (auto shapes = policy.learned_output_shapes->resolve(experts, caller, deadline)) {
+      if (shapes->empty()) {
+        throw std::invalid_argument(policy.layer +
+                                    ": the experts describe no output (outputs_schema is empty)");
+      }
+      return *shapes;
+    }
+  }
+  return {input.sizes().slice(1).vec()};
+}
+
 struct CallState : torch::CustomClassHolder {
   std::shared_ptr<const CallPlan> plan;
   std::shared_ptr<ExpertCaller> caller;
@@ -268,6 +288,9 @@ struct CallState : torch::CustomClassHolder {
   std::vector<torch::Tensor> slot_index;
   std::vector<size_t> alive;               // tasks that answered forward
   std::vector<int64_t> forward_successes;  // per sample
+  // Per output, zeros of its shape (one expanded scalar): the gradient of an output the loss
+  // did not use.
+  std::vector<torch::Tensor> output_like;
 };
 
 class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
@@ -287,8 +310,9 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
                                     " has NaN or Inf values (detect_anomalies)");
       }
     }
-    const auto in_shape = input.sizes().slice(1);
-    std::vector<int64_t> out_shape = policy.output_shape.value_or(in_shape.vec());
+    // One deadline for the whole pass, the experts' descriptions included.
+    const Deadline hard = deadline_after(policy.forward_timeout);
+    const Shapes out_shapes = output_shapes(plan, policy, *state->caller, hard, input);
 
     const torch::Device device = input.device();
     state->whole_batch = routes_whole_batch_to_one_task(plan);
@@ -308,13 +332,16 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
                              std::move(done));
     };
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
-      std::vector<int64_t> want{static_cast<int64_t>(plan.tasks[t].samples.size())};
-      want.insert(want.end(), out_shape.begin(), out_shape.end());
-      return check_answer(answer, {want}, kForwardAnswer, policy.detect_anomalies);
+      std::vector<std::vector<int64_t>> want;
+      for (const std::vector<int64_t>& shape : out_shapes) {
+        want.push_back({static_cast<int64_t>(plan.tasks[t].samples.size())});
+        want.back().insert(want.back().end(), shape.begin(), shape.end());
+      }
+      return check_answer(answer, want, kForwardAnswer, policy.detect_anomalies);
     };
     const std::vector<int64_t> required(plan.batch_size, policy.k_min);
-    Collected got = dispatch_and_collect(plan, all, required, policy.forward_timeout,
-                                         policy.timeout_after_k_min, dispatch, validate, "forward");
+    Collected got = dispatch_and_collect(plan, all, required, hard, policy.timeout_after_k_min,
+                                         dispatch, validate, "forward");
 
     int64_t total = 0;
     for (int64_t s = 0; s < plan.batch_size; ++s) {
@@ -330,61 +357,80 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     }
 
     state->forward_successes = std::move(got.successes);
-    torch::Tensor outputs, mask;
+    variable_list outputs;  // then the mask
+    torch::Tensor mask;
     if (state->whole_batch && got.outputs[0]) {
       state->alive.push_back(0);
       // Detached: the answer's wire header may carry the expert's requires_grad; autograd's history
       // for it is this Function's.
-      outputs = (*got.outputs[0])[0].detach().to(input.options()).unsqueeze(1);
+      for (const torch::Tensor& out : *got.outputs[0])
+        outputs.push_back(out.detach().to(input.options()).unsqueeze(1));
       mask = torch::ones({plan.batch_size, 1}, input.options().dtype(torch::kBool));
     } else {
       // Zeros and mask false where an expert failed (for a whole batch, allow_zero_outputs let it
       // through).
-      std::vector<int64_t> full{plan.batch_size, plan.max_experts};
-      full.insert(full.end(), out_shape.begin(), out_shape.end());
-      outputs = torch::zeros(full, input.options());
+      for (const std::vector<int64_t>& shape : out_shapes) {
+        std::vector<int64_t> full{plan.batch_size, plan.max_experts};
+        full.insert(full.end(), shape.begin(), shape.end());
+        outputs.push_back(torch::zeros(full, input.options()));
+      }
       mask = torch::zeros({plan.batch_size, plan.max_experts}, input.options().dtype(torch::kBool));
       for (size_t t = 0; t < plan.tasks.size(); ++t) {
         if (!got.outputs[t]) continue;
         state->alive.push_back(t);
-        const torch::Tensor& out = (*got.outputs[t])[0];
-        outputs.index_put_({state->sample_index[t], state->slot_index[t]}, out.to(input.options()));
+        for (size_t j = 0; j < outputs.size(); ++j) {
+          outputs[j].index_put_({state->sample_index[t], state->slot_index[t]},
+                                (*got.outputs[t])[j].to(input.options()));
+        }
         mask.index_put_({state->sample_index[t], state->slot_index[t]}, true);
       }
     }
+    for (const torch::Tensor& out : outputs)
+      state->output_like.push_back(torch::zeros({}, out.options()).expand(out.sizes()));
 
     ctx->save_for_backward(inputs);
     ctx->saved_data["state"] = c10::IValue::make_capsule(state);
     ctx->mark_non_differentiable({mask});
-    return {outputs, mask};
+    outputs.push_back(mask);
+    return outputs;
   }
 
-  // One gradient per forward argument: each input's, then none for `dummy` and `state`.
+  // One gradient per forward argument: each input's, then none for `dummy` and `state`. `grads`
+  // holds one per output, then the mask's.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const std::vector<torch::Tensor> inputs = ctx->get_saved_variables();
-    const torch::Tensor grad = grads[0];
     variable_list grad_inputs(inputs.size() + 2);
-    if (!grad.defined()) return grad_inputs;
     auto state =
         c10::static_intrusive_pointer_cast<CallState>(ctx->saved_data["state"].toCapsule());
+    const size_t num_outputs = state->output_like.size();
+    if (std::none_of(grads.begin(), grads.begin() + static_cast<std::ptrdiff_t>(num_outputs),
+                     [](const torch::Tensor& g) { return g.defined(); })) {
+      return grad_inputs;
+    }
     const CallPlan& plan = *state->plan;
     const CallPolicy& policy = *state->policy;
-    if (policy.detect_anomalies && !all_finite(grad)) {
-      throw std::invalid_argument(
-          policy.layer + ": the output gradients have NaN or Inf values (detect_anomalies)");
+    std::vector<torch::Tensor> grad_outputs(num_outputs);
+    for (size_t j = 0; j < num_outputs; ++j) {
+      grad_outputs[j] = grads[j].defined() ? grads[j] : state->output_like[j];
+      if (policy.detect_anomalies && !all_finite(grad_outputs[j])) {
+        throw std::invalid_argument(
+            policy.layer + ": the output gradients have NaN or Inf values (detect_anomalies)");
+      }
     }
 
     // hivemind sends grad_outputs already scaled by each expert's weight: autograd of the weighted
     // sum did exactly that to `grad`.
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
-      if (state->whole_batch) {
-        state->caller->backward(plan.tasks[t].expert, inputs, {grad.select(1, 0)}, deadline,
-                                std::move(done));
-        return;
+      std::vector<torch::Tensor> expert_grads;
+      expert_grads.reserve(num_outputs);
+      for (const torch::Tensor& g : grad_outputs) {
+        expert_grads.push_back(state->whole_batch
+                                   ? g.select(1, 0)
+                                   : g.index({state->sample_index[t], state->slot_index[t]}));
       }
-      state->caller->backward(plan.tasks[t].expert, rows_of(inputs, state->sample_index[t]),
-                              {grad.index({state->sample_index[t], state->slot_index[t]})},
-                              deadline, std::move(done));
+      state->caller->backward(plan.tasks[t].expert,
+                              state->whole_batch ? inputs : rows_of(inputs, state->sample_index[t]),
+                              std::move(expert_grads), deadline, std::move(done));
     };
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
       std::vector<std::vector<int64_t>> want;
@@ -401,7 +447,7 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       required[s] = std::min(policy.backward_k_min, state->forward_successes[s]);
     }
     Collected got =
-        dispatch_and_collect(plan, state->alive, required, policy.backward_timeout,
+        dispatch_and_collect(plan, state->alive, required, deadline_after(policy.backward_timeout),
                              policy.timeout_after_k_min, dispatch, validate, "backward");
     for (int64_t s = 0; s < plan.batch_size; ++s) {
       if (got.successes[s] < required[s] && !policy.allow_zero_outputs) {
@@ -456,10 +502,9 @@ CallPlan plan_calls(const std::vector<std::vector<ChosenExpert>>& chosen) {
   return plan;
 }
 
-std::pair<torch::Tensor, torch::Tensor> call_experts(const std::vector<torch::Tensor>& inputs,
-                                                     std::shared_ptr<const CallPlan> plan,
-                                                     std::shared_ptr<ExpertCaller> caller,
-                                                     std::shared_ptr<const CallPolicy> policy) {
+CallResult call_experts(const std::vector<torch::Tensor>& inputs,
+                        std::shared_ptr<const CallPlan> plan, std::shared_ptr<ExpertCaller> caller,
+                        std::shared_ptr<const CallPolicy> policy) {
   if (inputs.empty()) throw std::invalid_argument(policy->layer + ": no input");
   for (size_t i = 0; i < inputs.size(); ++i) {
     const torch::Tensor& input = inputs[i];
@@ -484,7 +529,11 @@ std::pair<torch::Tensor, torch::Tensor> call_experts(const std::vector<torch::Te
   state->policy = std::move(policy);
   variable_list out =
       RemoteCallMany::apply(at::TensorList(inputs), dummy_requiring_grad(), std::move(state));
-  return {out[0], out[1]};
+  CallResult result;
+  result.mask = out.back();
+  out.pop_back();
+  result.outputs = std::move(out);
+  return result;
 }
 
 }  // namespace hivemind::client::detail

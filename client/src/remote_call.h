@@ -16,6 +16,8 @@
 #include <hivemind/client/expert_caller.h>
 #include <hivemind/common/clock.h>
 
+#include "learned_output_shapes.h"
+
 namespace hivemind::client::detail {
 
 struct CallPolicy {
@@ -27,8 +29,11 @@ struct CallPolicy {
   std::optional<Milliseconds> timeout_after_k_min;
   bool detect_anomalies = false;
   bool allow_zero_outputs = false;
-  std::optional<std::vector<int64_t>>
-      output_shape;  // per sample; nullopt: the first input's per-sample shape
+  // The experts' one output's per-sample shape. nullopt: their outputs' shapes as learned from
+  // their descriptions, where `learned_output_shapes` is set and one of them describes itself,
+  // else one output of the first input's per-sample shape.
+  std::optional<std::vector<int64_t>> output_shape;
+  std::shared_ptr<LearnedOutputShapes> learned_output_shapes;  // the layer's, shared by its calls
 };
 
 // One request per expert: the batch rows routed to it and, for each row, the expert's slot among
@@ -48,16 +53,21 @@ struct CallPlan {
 
 CallPlan plan_calls(const std::vector<std::vector<ChosenExpert>>& chosen);
 
+struct CallResult {
+  // One per expert output, in the expert's order: [batch, K, *that output's per-sample shape],
+  // zeros where an expert failed. They take the first input's dtype and device.
+  std::vector<torch::Tensor> outputs;
+  torch::Tensor mask;  // [batch, K] bool: true where an expert answered
+};
+
 // Calls the planned experts on `inputs` (the expert's inputs in order, each [batch, ...] with the
-// routing's batch size, all on one device). Returns {outputs [batch, K, *output_shape] with zeros
-// where an expert failed, mask [batch, K] bool: true where an expert answered}; the output takes
-// the first input's dtype and device, and its per-sample shape unless the policy names one.
-// Differentiable with respect to every input through the experts' backward, which answers one
-// gradient per input. Throws std::invalid_argument on inputs that do not fit the routing, and
-// (std::runtime_error) by the k_min rules.
-std::pair<torch::Tensor, torch::Tensor> call_experts(const std::vector<torch::Tensor>& inputs,
-                                                     std::shared_ptr<const CallPlan> plan,
-                                                     std::shared_ptr<ExpertCaller> caller,
-                                                     std::shared_ptr<const CallPolicy> policy);
+// routing's batch size, all on one device); the outputs' number and per-sample shapes follow
+// CallPolicy::output_shape's rule. Differentiable with respect to every input through the experts'
+// backward, which takes one gradient per output and answers one per input. Throws
+// std::invalid_argument on inputs that do not fit the routing or experts that describe no output,
+// and (std::runtime_error) by the k_min rules.
+CallResult call_experts(const std::vector<torch::Tensor>& inputs,
+                        std::shared_ptr<const CallPlan> plan, std::shared_ptr<ExpertCaller> caller,
+                        std::shared_ptr<const CallPolicy> policy);
 
 }  // namespace hivemind::client::detail

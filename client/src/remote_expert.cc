@@ -10,11 +10,19 @@ namespace hivemind::client {
 
 RemoteExpertImpl::RemoteExpertImpl(ExpertAddress expert, std::shared_ptr<ExpertCaller> caller,
                                    RemoteExpertOptions options)
-    : expert_(std::move(expert)), caller_(std::move(caller)), options_(std::move(options)) {
+    : expert_(std::move(expert)),
+      caller_(std::move(caller)),
+      options_(std::move(options)),
+      learned_output_shapes_(std::make_shared<detail::LearnedOutputShapes>()) {
   if (!caller_) throw std::invalid_argument("RemoteExpert: caller is null");
   if (expert_.uid.empty() || expert_.endpoint.empty()) {
     throw std::invalid_argument("RemoteExpert: the expert needs a uid and an endpoint");
   }
+}
+
+std::optional<std::vector<std::vector<int64_t>>> RemoteExpertImpl::output_shapes() const {
+  if (options_.output_shape) return std::vector<std::vector<int64_t>>{*options_.output_shape};
+  return learned_output_shapes_->known();
 }
 
 torch::Tensor RemoteExpertImpl::forward(const torch::Tensor& input) {
@@ -22,6 +30,16 @@ torch::Tensor RemoteExpertImpl::forward(const torch::Tensor& input) {
 }
 
 torch::Tensor RemoteExpertImpl::forward_all(const std::vector<torch::Tensor>& inputs) {
+  std::vector<torch::Tensor> outputs = forward_outputs(inputs);
+  if (outputs.size() != 1) {
+    throw std::invalid_argument("RemoteExpert '" + expert_.uid + "' has " +
+                                std::to_string(outputs.size()) + " outputs; call forward_outputs");
+  }
+  return std::move(outputs.front());
+}
+
+std::vector<torch::Tensor> RemoteExpertImpl::forward_outputs(
+    const std::vector<torch::Tensor>& inputs) {
   if (inputs.empty()) throw std::invalid_argument("RemoteExpert '" + expert_.uid + "': no input");
   const torch::Tensor& first = inputs.front();
   if (!first.defined() || first.dim() < 1 || first.size(0) == 0) {
@@ -43,9 +61,14 @@ torch::Tensor RemoteExpertImpl::forward_all(const std::vector<torch::Tensor>& in
   policy->detect_anomalies = options_.detect_anomalies;
   policy->allow_zero_outputs = false;
   policy->output_shape = options_.output_shape;
-  auto [outputs, mask] = detail::call_experts(inputs, plan, caller_,
-                                              std::shared_ptr<const detail::CallPolicy>(policy));
-  return outputs.select(1, 0);
+  policy->learned_output_shapes = learned_output_shapes_;
+  detail::CallResult call = detail::call_experts(inputs, plan, caller_,
+                                                 std::shared_ptr<const detail::CallPolicy>(policy));
+  std::vector<torch::Tensor> outputs;
+  outputs.reserve(call.outputs.size());
+  for (const torch::Tensor& out : call.outputs)
+    outputs.push_back(out.select(1, 0));
+  return outputs;
 }
 
 }  // namespace hivemind::client

@@ -25,7 +25,8 @@ RemoteMixtureOfExpertsImpl::RemoteMixtureOfExpertsImpl(RemoteMixtureOfExpertsOpt
                                                        std::shared_ptr<ExpertCaller> caller)
     : options_(checked(options)),
       searcher_(std::move(directory), options_.uid_prefix, options_.grid_size),
-      caller_(std::move(caller)) {
+      caller_(std::move(caller)),
+      learned_output_shapes_(std::make_shared<detail::LearnedOutputShapes>()) {
   if (!caller_) throw std::invalid_argument(kLayer + ": no ExpertCaller");
   int64_t total = 0;
   for (int64_t g : options_.grid_size)
@@ -33,11 +34,26 @@ RemoteMixtureOfExpertsImpl::RemoteMixtureOfExpertsImpl(RemoteMixtureOfExpertsOpt
   proj = register_module("proj", torch::nn::Linear(options_.in_features, total));
 }
 
+std::optional<std::vector<std::vector<int64_t>>> RemoteMixtureOfExpertsImpl::output_shapes() const {
+  if (options_.output_shape) return std::vector<std::vector<int64_t>>{*options_.output_shape};
+  return learned_output_shapes_->known();
+}
+
 torch::Tensor RemoteMixtureOfExpertsImpl::forward(const torch::Tensor& input) {
   return forward_all({input});
 }
 
 torch::Tensor RemoteMixtureOfExpertsImpl::forward_all(const std::vector<torch::Tensor>& inputs) {
+  std::vector<torch::Tensor> outputs = forward_outputs(inputs);
+  if (outputs.size() != 1) {
+    throw std::invalid_argument(kLayer + ": the experts have " + std::to_string(outputs.size()) +
+                                " outputs; call forward_outputs");
+  }
+  return std::move(outputs.front());
+}
+
+std::vector<torch::Tensor> RemoteMixtureOfExpertsImpl::forward_outputs(
+    const std::vector<torch::Tensor>& inputs) {
   if (inputs.empty()) throw std::invalid_argument(kLayer + ": no input");
   const torch::Tensor& input = inputs.front();
   const torch::Tensor gate_in = detail::gating_input(input, options_.in_features, kLayer);
@@ -47,30 +63,35 @@ torch::Tensor RemoteMixtureOfExpertsImpl::forward_all(const std::vector<torch::T
   std::vector<std::vector<ChosenExpert>> chosen =
       detail::find_experts(searcher_, grid, options_.k_best, options_.search_timeout, kLayer);
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
-  auto [outputs, mask] =
-      detail::call_experts(inputs, plan, caller_, detail::make_policy(options_, kLayer));
+  detail::CallResult call = detail::call_experts(
+      inputs, plan, caller_, detail::make_policy(options_, kLayer, learned_output_shapes_));
 
   const detail::FlatRouting routing = detail::flatten_routing(chosen, grid.size(), input.device());
   const torch::Tensor logits = detail::expert_scores(grid, routing, detail::Combine::kSum,
                                                      -std::numeric_limits<double>::infinity());
   // Failed experts leave the softmax; a sample with no survivor gets zero weights rather than the
   // NaN of a softmax over nothing.
+  const torch::Tensor& mask = call.mask;
   torch::Tensor masked = torch::where(
       mask, logits, torch::full_like(logits, -std::numeric_limits<double>::infinity()));
   masked = torch::where(mask.any(1, /*keepdim=*/true), masked, torch::zeros_like(masked));
   const torch::Tensor weights = torch::softmax(masked, 1) * mask.to(masked.scalar_type());
 
+  // Each output is the same weighted average of the experts that answered.
   const int64_t batch = input.size(0);
-  std::vector<int64_t> out_shape{batch};
-  const auto per_sample = outputs.sizes().slice(2);
-  out_shape.insert(out_shape.end(), per_sample.begin(), per_sample.end());
-  const torch::Tensor flat =
-      outputs.reshape({batch, outputs.size(1), c10::multiply_integers(per_sample)});
-  torch::Tensor result =
-      (weights.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(out_shape);
+  std::vector<torch::Tensor> results;
+  results.reserve(call.outputs.size());
+  for (const torch::Tensor& outputs : call.outputs) {
+    std::vector<int64_t> out_shape{batch};
+    const auto per_sample = outputs.sizes().slice(2);
+    out_shape.insert(out_shape.end(), per_sample.begin(), per_sample.end());
+    const torch::Tensor flat =
+        outputs.reshape({batch, outputs.size(1), c10::multiply_integers(per_sample)});
+    results.push_back((weights.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(out_shape));
+  }
 
   last_routing_ = {std::move(chosen), mask};
-  return result;
+  return results;
 }
 
 }  // namespace hivemind::client

@@ -43,8 +43,7 @@ std::shared_ptr<RpcExpertCaller> RpcExpertCaller::create(
   return std::shared_ptr<RpcExpertCaller>(new RpcExpertCaller(std::move(rpc)));
 }
 
-void RpcExpertCaller::info(const ExpertAddress& expert, Deadline deadline,
-                           std::function<void(Result<protocol::ExpertInfo>)> done) {
+void RpcExpertCaller::info(const ExpertAddress& expert, Deadline deadline, InfoCallback done) {
   {
     std::lock_guard lock(mutex_);
     auto it = info_cache_.find(cache_key(expert));

@@ -83,8 +83,11 @@ std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forwar
   std::vector<std::vector<ChosenExpert>> chosen =
       detail::find_experts(searcher_, grid, moe.k_best, moe.search_timeout, kLayer);
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
-  auto policy = detail::make_policy(moe, kLayer);
-  auto [outputs, mask] = detail::call_experts(inputs, plan, caller_, policy);
+  // No learned shape: the residual connection fixes the output's shape to the input's.
+  auto policy = detail::make_policy(moe, kLayer, nullptr);
+  detail::CallResult call = detail::call_experts(inputs, plan, caller_, policy);
+  const torch::Tensor& outputs = call.outputs.front();
+  const torch::Tensor& mask = call.mask;
   const detail::FlatRouting routing = detail::flatten_routing(chosen, grid.size(), input.device());
 
   if (is_training()) {

@@ -118,6 +118,12 @@ void FakeCaller::add_expert(const std::string& uid, Module module) {
 }
 
 void FakeCaller::add_multi_input_expert(const std::string& uid, MultiInputModule module) {
+  add_multi_output_expert(uid, [module = std::move(module)](const std::vector<torch::Tensor>& x) {
+    return std::vector<torch::Tensor>{module(x)};
+  });
+}
+
+void FakeCaller::add_multi_output_expert(const std::string& uid, MultiOutputModule module) {
   std::lock_guard lock(mu_);
   modules_[uid] = std::move(module);
 }
@@ -130,6 +136,45 @@ void FakeCaller::set_forward(const std::string& uid, Behavior b) {
 void FakeCaller::set_backward(const std::string& uid, Behavior b) {
   std::lock_guard lock(mu_);
   backward_behavior_[uid] = b;
+}
+
+void FakeCaller::describe(const std::string& uid, protocol::ExpertInfo info) {
+  std::lock_guard lock(mu_);
+  descriptions_[uid] = std::move(info);
+}
+
+void FakeCaller::set_info(const std::string& uid, Behavior b) {
+  std::lock_guard lock(mu_);
+  info_behavior_[uid] = b;
+}
+
+int FakeCaller::info_calls() const {
+  std::lock_guard lock(mu_);
+  return info_calls_;
+}
+
+void FakeCaller::info(const ExpertAddress& expert, Deadline deadline, InfoCallback done) {
+  std::optional<protocol::ExpertInfo> description;
+  Behavior b = Behavior::kAnswer;
+  {
+    std::lock_guard lock(mu_);
+    ++info_calls_;
+    auto it = descriptions_.find(expert.uid);
+    if (it != descriptions_.end()) description = it->second;
+    auto behavior = info_behavior_.find(expert.uid);
+    if (behavior != info_behavior_.end()) b = behavior->second;
+  }
+  if (!description && b == Behavior::kAnswer) return ExpertCaller::info(expert, deadline, done);
+  auto answer = [description, done, b]() {
+    if (b == Behavior::kFail || !description) return done(unavailable_error("injected failure"));
+    done(*description);
+  };
+  if (b == Behavior::kHold) {
+    std::lock_guard lock(mu_);
+    held_.push_back(std::move(answer));
+    return;
+  }
+  run(std::move(answer));
 }
 
 Behavior FakeCaller::behavior(const std::string& uid, bool backward) const {
@@ -163,7 +208,7 @@ void FakeCaller::release_held() {
 
 void FakeCaller::forward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs, Deadline,
                          ExpertCallback done) {
-  MultiInputModule module;
+  MultiOutputModule module;
   Behavior b;
   {
     std::lock_guard lock(mu_);
@@ -179,10 +224,12 @@ void FakeCaller::forward(const ExpertAddress& expert, std::vector<torch::Tensor>
   auto answer = [module, inputs, done, b]() mutable {
     if (b == Behavior::kFail) return done(unavailable_error("injected forward failure"));
     torch::NoGradGuard no_grad;
-    torch::Tensor out = module(inputs);
-    if (b == Behavior::kNaN) out = torch::full_like(out, std::numeric_limits<float>::quiet_NaN());
-    if (b == Behavior::kWrongShape) out = torch::zeros({out.size(0) + 1, 1});
-    done(std::vector<torch::Tensor>{out});
+    std::vector<torch::Tensor> outs = module(inputs);
+    for (torch::Tensor& out : outs) {
+      if (b == Behavior::kNaN) out = torch::full_like(out, std::numeric_limits<float>::quiet_NaN());
+      if (b == Behavior::kWrongShape) out = torch::zeros({out.size(0) + 1, 1});
+    }
+    done(std::move(outs));
   };
   if (b == Behavior::kHold) {
     std::lock_guard lock(mu_);
@@ -197,7 +244,7 @@ void FakeCaller::forward(const ExpertAddress& expert, std::vector<torch::Tensor>
 
 void FakeCaller::backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                           std::vector<torch::Tensor> grad_outputs, Deadline, ExpertCallback done) {
-  MultiInputModule module;
+  MultiOutputModule module;
   Behavior b;
   {
     std::lock_guard lock(mu_);
@@ -216,9 +263,14 @@ void FakeCaller::backward(const ExpertAddress& expert, std::vector<torch::Tensor
     std::vector<torch::Tensor> x;
     for (const torch::Tensor& input : inputs)
       x.push_back(input.detach().requires_grad_(true));
-    torch::Tensor y = module(x);
+    std::vector<torch::Tensor> y = module(x);
+    if (grad_outputs.size() != y.size()) {
+      return done(invalid_argument_error("backward took " + std::to_string(grad_outputs.size()) +
+                                         " output gradients for " + std::to_string(y.size()) +
+                                         " outputs"));
+    }
     // An input the expert ignores gets a zero gradient, as a server's backward answers.
-    std::vector<torch::Tensor> gx = torch::autograd::grad({y}, x, {grad_outputs[0]},
+    std::vector<torch::Tensor> gx = torch::autograd::grad(y, x, grad_outputs,
                                                           /*retain_graph=*/c10::nullopt,
                                                           /*create_graph=*/false,
                                                           /*allow_unused=*/true);

@@ -78,6 +78,9 @@ class FakeCaller final : public ExpertCaller {
   using Module = std::function<torch::Tensor(const torch::Tensor&)>;
   // An expert of several inputs; its backward answers one gradient per input.
   using MultiInputModule = std::function<torch::Tensor(const std::vector<torch::Tensor>&)>;
+  // An expert of several outputs; its backward takes one gradient per output.
+  using MultiOutputModule =
+      std::function<std::vector<torch::Tensor>(const std::vector<torch::Tensor>&)>;
 
   // threads = 0: answers run inline on the calling thread.
   explicit FakeCaller(int threads = 0);
@@ -85,14 +88,20 @@ class FakeCaller final : public ExpertCaller {
 
   void add_expert(const std::string& uid, Module module);
   void add_multi_input_expert(const std::string& uid, MultiInputModule module);
+  void add_multi_output_expert(const std::string& uid, MultiOutputModule module);
   void set_forward(const std::string& uid, Behavior b);
   void set_backward(const std::string& uid, Behavior b);
+  // What info() answers for `uid` (kAnswer: the description given here). An expert without one
+  // answers like the base ExpertCaller: kUnsupported.
+  void describe(const std::string& uid, protocol::ExpertInfo info);
+  void set_info(const std::string& uid, Behavior b);
 
   void forward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs, Deadline deadline,
                ExpertCallback done) override;
   void backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                 std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                 ExpertCallback done) override;
+  void info(const ExpertAddress& expert, Deadline deadline, InfoCallback done) override;
 
   // Completes every held call with the module's real answer (a late answer).
   void release_held();
@@ -103,14 +112,17 @@ class FakeCaller final : public ExpertCaller {
     bool backward;
   };
   std::vector<Call> calls() const;
+  int info_calls() const;
 
  private:
   void run(std::function<void()> job);
   Behavior behavior(const std::string& uid, bool backward) const;
 
   mutable std::mutex mu_;
-  std::map<std::string, MultiInputModule> modules_;
-  std::map<std::string, Behavior> forward_behavior_, backward_behavior_;
+  std::map<std::string, MultiOutputModule> modules_;
+  std::map<std::string, Behavior> forward_behavior_, backward_behavior_, info_behavior_;
+  std::map<std::string, protocol::ExpertInfo> descriptions_;
+  int info_calls_ = 0;
   std::vector<std::function<void()>> held_;
   std::vector<Call> calls_;
   std::unique_ptr<ThreadPool> pool_;

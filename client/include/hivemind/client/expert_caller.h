@@ -13,7 +13,9 @@
 
 #include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
+#include <hivemind/common/status.h>
 #include <hivemind/dht/expert_address.h>
+#include <hivemind/protocol/expert_rpc.h>
 
 namespace hivemind::client {
 
@@ -22,6 +24,7 @@ namespace hivemind::client {
 using dht::ExpertAddress;
 
 using ExpertCallback = std::function<void(Result<std::vector<torch::Tensor>>)>;
+using InfoCallback = std::function<void(Result<protocol::ExpertInfo>)>;
 
 class ExpertCaller {
  public:
@@ -40,6 +43,16 @@ class ExpertCaller {
   virtual void backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                         std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                         ExpertCallback done) = 0;
+
+  // The expert's description (its reply to `info`: its inputs' and outputs' schemas). The layers
+  // read their output's per-sample shape from it when their options name none, as hivemind's read
+  // `outputs_schema`. Same threading and deadline rules as forward(). The default completes with
+  // kUnsupported: a caller that cannot describe its experts, for which the layers assume that an
+  // expert's output has the shape of its first input.
+  virtual void info(const ExpertAddress& expert, Deadline deadline, InfoCallback done) {
+    (void)deadline;
+    done(unsupported_error("this ExpertCaller cannot describe expert " + expert.uid));
+  }
 };
 
 }  // namespace hivemind::client

@@ -29,6 +29,9 @@ class MeteredExpertCaller final : public ExpertCaller {
   void backward(const ExpertAddress& expert, std::vector<torch::Tensor> inputs,
                 std::vector<torch::Tensor> grad_outputs, Deadline deadline,
                 ExpertCallback done) override;
+  // Passed on uncounted: the metrics count expert calls, and `info` is answered from the inner
+  // caller's cache after an expert's first call.
+  void info(const ExpertAddress& expert, Deadline deadline, InfoCallback done) override;
 
   const std::shared_ptr<ExpertCaller>& inner() const { return inner_; }
 

@@ -19,11 +19,17 @@
 
 namespace hivemind::client {
 
+namespace detail {
+class LearnedOutputShapes;
+}  // namespace detail
+
 struct RemoteExpertOptions {
   Milliseconds forward_timeout{30'000};
   Milliseconds backward_timeout{30'000};
-  // Per-sample output shape; nullopt: the same as the (first) input's (true of every block in the
-  // expert zoo).
+  // Per-sample shape of the expert's one output. nullopt: the number and shapes of its outputs
+  // are learned from the `outputs_schema` of its `info` during the first forward (counted in its
+  // forward_timeout), then kept; where the caller cannot describe the expert, one output of the
+  // (first) input's shape (true of every block in the expert zoo).
   std::optional<std::vector<int64_t>> output_shape;
   bool detect_anomalies = false;  // NaN/Inf in the input or in the expert's answer raise
 };
@@ -43,12 +49,20 @@ class RemoteExpertImpl : public torch::nn::Module {
   // a module's forward to be unique.)
   torch::Tensor forward_all(const std::vector<torch::Tensor>& inputs);
 
+  // An expert of several outputs (a TorchScript expert returning a tuple): every output, in its
+  // order. Differentiable through each.
+  std::vector<torch::Tensor> forward_outputs(const std::vector<torch::Tensor>& inputs);
+
   const ExpertAddress& expert() const { return expert_; }
+  // The per-sample shapes of the expert's outputs: {the option} when set, else what the first
+  // forward learned (nullopt until then).
+  std::optional<std::vector<std::vector<int64_t>>> output_shapes() const;
 
  private:
   ExpertAddress expert_;
   std::shared_ptr<ExpertCaller> caller_;
   RemoteExpertOptions options_;
+  std::shared_ptr<detail::LearnedOutputShapes> learned_output_shapes_;
 };
 
 TORCH_MODULE(RemoteExpert);

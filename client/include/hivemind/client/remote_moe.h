@@ -36,6 +36,10 @@
 
 namespace hivemind::client {
 
+namespace detail {
+class LearnedOutputShapes;
+}  // namespace detail
+
 struct RemoteMixtureOfExpertsOptions {
   int64_t in_features = 0;  // the gating input size (the input's last dimension)
   std::vector<int64_t>
@@ -64,8 +68,12 @@ struct RemoteMixtureOfExpertsOptions {
   bool allow_zero_outputs = false;
   // Deadline for the whole beam search (all directory rounds of one forward).
   Milliseconds search_timeout{10'000};
-  // Per-sample output shape of the experts (without the batch dimension); nullopt: the same as the
-  // (first) input's. Answers of another shape count as failures.
+  // Per-sample shape of the experts' one output (without the batch dimension). nullopt: the
+  // number and shapes of their outputs are learned, as hivemind learns them, from the
+  // `outputs_schema` of the first chosen expert whose `info` arrives during the first forward
+  // (counted in its forward_timeout), then kept; where none can describe itself, that forward
+  // assumes one output of the (first) input's shape and the next one asks again. Answers of
+  // another shape count as failures.
   std::optional<std::vector<int64_t>> output_shape;
 };
 
@@ -83,7 +91,8 @@ class RemoteMixtureOfExpertsImpl : public torch::nn::Module {
                              std::shared_ptr<ExpertCaller> caller);
 
   // input: [batch, ..., in_features]; inputs with more than two dimensions are averaged over the
-  // middle ones for gating (hivemind's rule). Returns [batch, *output_shape].
+  // middle ones for gating (hivemind's rule). Returns [batch, *output_shape]. Experts of several
+  // outputs need forward_outputs.
   torch::Tensor forward(const torch::Tensor& input);
 
   // Experts of several inputs (hivemind's forward(input, *args)): inputs[0] is gated as forward's
@@ -92,7 +101,15 @@ class RemoteMixtureOfExpertsImpl : public torch::nn::Module {
   // overload of forward, so the module still fits torch::nn::Sequential and AnyModule.
   torch::Tensor forward_all(const std::vector<torch::Tensor>& inputs);
 
+  // Experts of several outputs (a TorchScript expert returning a tuple): every output, in the
+  // experts' order, each [batch, *its shape] and the same weighted average of the experts that
+  // answered. Differentiable through each output.
+  std::vector<torch::Tensor> forward_outputs(const std::vector<torch::Tensor>& inputs);
+
   const RemoteMixtureOfExpertsOptions& options() const { return options_; }
+  // The per-sample shapes of the experts' outputs: {options().output_shape} when set, else what
+  // the layer learned (nullopt until a forward learned them).
+  std::optional<std::vector<std::vector<int64_t>>> output_shapes() const;
   const MoEBeamSearcher& beam_search() const { return searcher_; }
   const MoERouting& last_routing() const { return last_routing_; }
 
@@ -102,6 +119,7 @@ class RemoteMixtureOfExpertsImpl : public torch::nn::Module {
   RemoteMixtureOfExpertsOptions options_;
   MoEBeamSearcher searcher_;
   std::shared_ptr<ExpertCaller> caller_;
+  std::shared_ptr<detail::LearnedOutputShapes> learned_output_shapes_;
   MoERouting last_routing_;
 };
 

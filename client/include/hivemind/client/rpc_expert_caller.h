@@ -36,8 +36,7 @@ class RpcExpertCaller final : public ExpertCaller,
 
   // The expert's description, from the cache or one `info` call. `done` runs exactly once, possibly
   // on the transport's I/O thread (it must not block).
-  void info(const ExpertAddress& expert, Deadline deadline,
-            std::function<void(Result<protocol::ExpertInfo>)> done);
+  void info(const ExpertAddress& expert, Deadline deadline, InfoCallback done) override;
   // Blocking form for trainers and tools.
   Result<protocol::ExpertInfo> info(const ExpertAddress& expert, Deadline deadline);
 
