@@ -49,11 +49,12 @@ class RemoteExpert(nn.Module):
             self._info = self._impl.info(10.0)
         return self._info
 
-    def forward(self, *args: torch.Tensor, **kwargs) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor, **kwargs):
         """``forward(x)``, or ``forward(x, mask, ...)`` for an expert of several inputs: batch-first
         tensors with one batch size, in the order of the expert's ``forward_schema``.
-        Differentiable with respect to every input. The output's shape is the expert's
-        ``outputs_schema`` (read from ``info`` before the first call)."""
+        Differentiable with respect to every input. Returns the output, or a tuple of outputs for
+        an expert of several, shaped as the expert's ``outputs_schema`` (read from ``info`` before
+        the first call)."""
         if kwargs or not args:
             raise TypeError("RemoteExpert.forward takes the expert's inputs as batch-first tensors, "
                             f"positionally; got {len(args)} positional and {len(kwargs)} keyword "
@@ -62,7 +63,8 @@ class RemoteExpert(nn.Module):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"RemoteExpert.forward: input {i} is a {type(x).__name__}, "
                                 "expected a torch.Tensor")
-        return self._impl.forward(list(args))
+        outputs = self._impl.forward(list(args))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def extra_repr(self) -> str:
         return f"uid={self.uid!r}, endpoint={self.endpoint!r}"

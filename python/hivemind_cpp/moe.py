@@ -150,13 +150,15 @@ class RemoteMixtureOfExperts(_MoEBase):
         with torch.random.fork_rng(devices=[]):
             self._impl = _C._MixtureOfExperts(dht._handle, self._options)
 
-    def forward(self, input: torch.Tensor, *args: torch.Tensor, **kwargs) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, *args: torch.Tensor, **kwargs):
         """``input`` [batch, ..., in_features] is gated; the chosen experts get it and ``args``
-        (their other inputs, each with ``input``'s leading dimensions), in this order."""
+        (their other inputs, each with ``input``'s leading dimensions), in this order. Returns the
+        averaged output, or a tuple of them for experts of several outputs."""
         self._check_input(input, args, kwargs)
         flat, leading = self._flatten(input, args)
-        output = self._impl.forward(flat, self.proj.weight, self.proj.bias)
-        return self._unflatten(output, leading)
+        outputs = [self._unflatten(output, leading)
+                   for output in self._impl.forward(flat, self.proj.weight, self.proj.bias)]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
 class RemoteSwitchMixtureOfExperts(_MoEBase):

@@ -41,9 +41,9 @@ py::list schema_list(const std::vector<protocol::TensorSchema>& schemas) {
   return out;
 }
 
-// hivemind's RemoteExpert learns its output's shape from the expert's `info`; so does this one,
-// before its first forward (the transport's caller fetches and caches `info` for every call anyway,
-// so this costs no extra request).
+// hivemind's RemoteExpert learns its outputs' shapes from the expert's `info`; so does this one,
+// before its first forward, and its number of inputs too (the transport's caller fetches and caches
+// `info` for every call anyway, so this costs no extra request).
 class PyRemoteExpert {
  public:
   PyRemoteExpert(std::string uid, const std::string& endpoint, double forward_timeout,
@@ -54,8 +54,9 @@ class PyRemoteExpert {
     options_.detect_anomalies = detect_anomalies;
   }
 
-  // `inputs`: the expert's inputs in the order of its forward_schema.
-  torch::Tensor forward(const std::vector<torch::Tensor>& inputs) {
+  // `inputs`: the expert's inputs in the order of its forward_schema. Returns its outputs in the
+  // order of its outputs_schema.
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& inputs) {
     py::gil_scoped_release no_gil;
     client::RemoteExpert remote = module();
     if (inputs.size() != num_inputs_) {
@@ -64,7 +65,7 @@ class PyRemoteExpert {
                            std::to_string(num_inputs_) + " input(s) (its forward_schema), got " +
                            std::to_string(inputs.size()));
     }
-    return remote->forward_all(inputs);
+    return remote->forward_outputs(inputs);
   }
 
   py::dict info(double timeout) {
@@ -96,15 +97,9 @@ class PyRemoteExpert {
             .caller()
             ->info(address_, Deadline::after(options_.forward_timeout))
             .value_or_throw();
-    if (info.outputs.size() != 1) {
-      throw std::invalid_argument("RemoteExpert '" + address_.uid + "' has " +
-                                  std::to_string(info.outputs.size()) +
-                                  " outputs: hivemind_cpp calls experts of one output");
-    }
     num_inputs_ = info.inputs.size();
-    client::RemoteExpertOptions options = options_;
-    options.output_shape = info.outputs.front().shape;
-    module_ = client::RemoteExpert(address_, ClientTransport::instance().caller(), options);
+    // The module learns the outputs' shapes from the same (cached) description.
+    module_ = client::RemoteExpert(address_, ClientTransport::instance().caller(), options_);
     return module_;
   }
 
@@ -137,13 +132,14 @@ class PyMixtureOfExperts {
   PyMixtureOfExperts(const PyDht& dht, client::RemoteMixtureOfExpertsOptions options)
       : module_(std::move(options), directory_of(dht), ClientTransport::instance().caller()) {}
 
-  // `inputs`: the gated input first, then the experts' other inputs, flattened alike.
-  torch::Tensor forward(const std::vector<torch::Tensor>& inputs, const torch::Tensor& weight,
-                        const torch::Tensor& bias) {
+  // `inputs`: the gated input first, then the experts' other inputs, flattened alike. Returns the
+  // experts' outputs, each averaged alike.
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& inputs,
+                                     const torch::Tensor& weight, const torch::Tensor& bias) {
     py::gil_scoped_release no_gil;
     module_->proj->weight = weight;
     module_->proj->bias = bias;
-    return module_->forward_all(inputs);
+    return module_->forward_outputs(inputs);
   }
   py::tuple routing() const { return routing_of(module_->last_routing()); }
 
