@@ -44,39 +44,78 @@ std::shared_ptr<RpcExpertCaller> RpcExpertCaller::create(
 }
 
 void RpcExpertCaller::info(const ExpertAddress& expert, Deadline deadline, InfoCallback done) {
+  const std::string key = cache_key(expert);
+  auto fetch = std::make_shared<InfoFetch>(InfoFetch{deadline, {}});
+  std::optional<protocol::ExpertInfo> cached;
   {
     std::lock_guard lock(mutex_);
-    auto it = info_cache_.find(cache_key(expert));
-    if (it != info_cache_.end()) {
-      done(it->second);
-      return;
+    if (auto it = info_cache_.find(key); it != info_cache_.end()) {
+      cached = it->second;
+    } else {
+      auto [first, last] = info_fetches_.equal_range(key);
+      for (auto it = first; it != last; ++it) {
+        if (!(it->second->deadline < deadline)) {
+          it->second->waiting.push_back(std::move(done));
+          return;
+        }
+      }
+      fetch->waiting.push_back(std::move(done));
+      info_fetches_.emplace(key, fetch);
     }
+  }
+  if (cached) {  // `done` runs without the lock: it may call back into this caller
+    done(std::move(*cached));
+    return;
   }
   transport::Message request;
   request.metadata = protocol::encode_call(expert.uid);
   std::weak_ptr<RpcExpertCaller> weak = weak_from_this();
+  auto finish = [weak, key, fetch](const Result<protocol::ExpertInfo>& info) {
+    if (auto self = weak.lock()) {
+      self->finish_info_fetch(key, fetch, info);
+      return;
+    }
+    for (InfoCallback& waiting : fetch->waiting)  // the caller is gone: nobody can join any more
+      waiting(info);
+  };
   rpc_->call(expert.endpoint, protocol::kInfoMethod, std::move(request), deadline,
-             [weak, expert, done = std::move(done)](Result<transport::Message> reply) {
+             [expert, finish](Result<transport::Message> reply) {
                if (!reply.is_ok()) {
-                 done(reply.status().with_context("info of " + describe(expert)));
+                 finish(reply.status().with_context("info of " + describe(expert)));
                  return;
                }
                auto info = protocol::decode_expert_info(reply->metadata);
                if (!info.is_ok()) {
-                 done(info.status().with_context("info of " + describe(expert)));
+                 finish(info.status().with_context("info of " + describe(expert)));
                  return;
                }
                if (info->uid != expert.uid) {
-                 done(protocol_error("asked " + describe(expert) + " for its info, got '" +
-                                     info->uid + "'"));
+                 finish(protocol_error("asked " + describe(expert) + " for its info, got '" +
+                                       info->uid + "'"));
                  return;
                }
-               if (auto self = weak.lock()) {
-                 std::lock_guard lock(self->mutex_);
-                 self->info_cache_.emplace(cache_key(expert), *info);
-               }
-               done(std::move(info));
+               finish(info);
              });
+}
+
+void RpcExpertCaller::finish_info_fetch(const std::string& key,
+                                        const std::shared_ptr<InfoFetch>& fetch,
+                                        const Result<protocol::ExpertInfo>& info) {
+  std::vector<InfoCallback> waiting;
+  {
+    std::lock_guard lock(mutex_);
+    auto [first, last] = info_fetches_.equal_range(key);
+    for (auto it = first; it != last; ++it) {
+      if (it->second == fetch) {
+        info_fetches_.erase(it);
+        break;
+      }
+    }
+    if (info.is_ok()) info_cache_.emplace(key, *info);
+    waiting.swap(fetch->waiting);  // no one joins a fetch once it left info_fetches_
+  }
+  for (InfoCallback& done : waiting)
+    done(info);
 }
 
 Result<protocol::ExpertInfo> RpcExpertCaller::info(const ExpertAddress& expert, Deadline deadline) {

@@ -3,6 +3,9 @@
 // module): the remote forward and the gradients equal a local module's, within the quantization
 // error.
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
@@ -49,9 +52,16 @@ class TinyExpertServer {
     server_ = transport::rpc::Server::create(worker_, "tcp://127.0.0.1:0").value_or_throw();
     server_->handle(std::string(protocol::kInfoMethod),
                     [this](Message, transport::rpc::Responder r) {
-                      Message reply;
-                      reply.metadata = protocol::encode_expert_info(info_);
-                      r.reply(std::move(reply));
+                      {
+                        std::lock_guard lock(info_mutex_);
+                        ++infos_;
+                        if (hold_info_) {
+                          held_info_.push_back(std::move(r));
+                          info_arrived_.notify_all();
+                          return;
+                        }
+                      }
+                      answer_info(std::move(r));
                     });
     for (auto method : {protocol::kForwardMethod, protocol::kBackwardMethod}) {
       server_->handle(std::string(method), [this, method](Message m, transport::rpc::Responder r) {
@@ -72,7 +82,39 @@ class TinyExpertServer {
   torch::nn::Linear& module() { return linear_; }
   std::atomic<int> forwards{0}, backwards{0};
 
+  int infos() {
+    std::lock_guard lock(info_mutex_);
+    return infos_;
+  }
+  // From now on, info requests wait for release_info() (held, not answered).
+  void hold_info() {
+    std::lock_guard lock(info_mutex_);
+    hold_info_ = true;
+  }
+  // Waits (bounded) until `n` requests are held.
+  bool wait_held_info(size_t n) {
+    std::unique_lock lock(info_mutex_);
+    return info_arrived_.wait_for(lock, std::chrono::seconds(30),
+                                  [&] { return held_info_.size() >= n; });
+  }
+  void release_info() {
+    std::vector<transport::rpc::Responder> held;
+    {
+      std::lock_guard lock(info_mutex_);
+      hold_info_ = false;
+      held.swap(held_info_);
+    }
+    for (auto& r : held)
+      answer_info(std::move(r));
+  }
+
  private:
+  void answer_info(transport::rpc::Responder r) {
+    Message reply;
+    reply.metadata = protocol::encode_expert_info(info_);
+    r.reply(std::move(reply));
+  }
+
   Result<Message> compute(std::string_view method, Message m) {
     HIVEMIND_ASSIGN_OR_RETURN(std::string uid, protocol::decode_call(m.metadata));
     if (uid != uid_) return not_found_error("no expert " + uid);
@@ -104,6 +146,11 @@ class TinyExpertServer {
   std::string uid_;
   torch::nn::Linear linear_;
   protocol::ExpertInfo info_;
+  std::mutex info_mutex_;
+  std::condition_variable info_arrived_;
+  int infos_ = 0;
+  bool hold_info_ = false;
+  std::vector<transport::rpc::Responder> held_info_;
   std::shared_ptr<transport::Worker> worker_;
   std::shared_ptr<transport::rpc::Server> server_;
   std::vector<std::thread> compute_;
@@ -129,6 +176,39 @@ TEST_F(RpcExpertTest, InfoIsFetchedAndCached) {
   EXPECT_EQ(info->inputs.size(), 1u);
   auto again = caller_->info(ref, Deadline::after(Milliseconds(5000)));
   EXPECT_TRUE(again.is_ok());
+  EXPECT_EQ(server.infos(), 1);
+}
+
+// An MoE's first forward asks every chosen expert for its info and then calls them, which asks
+// again: a fetch in flight is joined by a request whose deadline it covers, not by a later one.
+TEST_F(RpcExpertTest, InfoRequestsJoinAFetchInFlightThatCoversTheirDeadline) {
+  TinyExpertServer server("expert.0", 16, quant::Scheme::kNone);
+  ExpertAddress ref{"expert.0", server.address()};
+  server.hold_info();
+  std::mutex mutex;
+  std::condition_variable done;
+  std::vector<Result<protocol::ExpertInfo>> answers;
+  auto collect = [&](Result<protocol::ExpertInfo> info) {
+    std::lock_guard lock(mutex);
+    answers.push_back(std::move(info));
+    done.notify_all();
+  };
+  const Deadline soon = Deadline::after(Milliseconds(20'000));
+  caller_->info(ref, soon, collect);
+  caller_->info(ref, soon, collect);  // joins the first
+  caller_->info(ref, Deadline::after(Milliseconds(40'000)),
+                collect);  // outlives it: a fetch of its own
+  ASSERT_TRUE(server.wait_held_info(2));
+  server.release_info();
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(done.wait_for(lock, std::chrono::seconds(30), [&] { return answers.size() == 3; }));
+  }
+  for (const auto& info : answers)
+    EXPECT_TRUE(info.is_ok()) << info.status().to_string();
+  EXPECT_EQ(server.infos(), 2);
+  ASSERT_TRUE(caller_->info(ref, Deadline::after(Milliseconds(5000))).is_ok());
+  EXPECT_EQ(server.infos(), 2) << "cached";
 }
 
 TEST_F(RpcExpertTest, UnknownExpertIsAClearError) {
