@@ -46,6 +46,13 @@ void write_schema(ByteWriter& out, const TensorSchema& schema) {
     out.i64(dim);
 }
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    text += (i == 0 ? "" : ", ") + std::to_string(shape[i]);
+  return text + "]";
+}
+
 Result<TensorSchema> read_schema(ByteReader& in, const Limits& limits) {
   TensorSchema schema;
   uint8_t dtype, scheme, ndim, reserved;
@@ -77,6 +84,20 @@ Result<TensorSchema> read_schema(ByteReader& in, const Limits& limits) {
       return protocol_error("schema dimension " + std::to_string(dim) + " is out of range");
     }
     schema.shape.push_back(dim);
+  }
+  // Divided rather than multiplied first, so that the product never overflows.
+  int64_t elements = 1;
+  for (int64_t dim : schema.shape) {
+    if (dim == 0) {
+      elements = 0;
+      break;
+    }
+    if (elements > limits.max_sample_elements / dim) {
+      return too_large_error("schema of shape " + shape_text(schema.shape) +
+                             " exceeds the limit of " + std::to_string(limits.max_sample_elements) +
+                             " elements per sample");
+    }
+    elements *= dim;
   }
   return schema;
 }

@@ -66,6 +66,28 @@ TEST(ExpertRpcTest, LimitsAreEnforcedAtLimitPlusOne) {
   info.inputs[0].shape = {4, 4};
   EXPECT_EQ(decode_expert_info(encode_expert_info(info), limits).status().code(),
             StatusCode::kTooLarge);
+
+  // Elements per sample: the product of the shape, without overflowing on the way.
+  info = sample_info();
+  limits = Limits{};
+  limits.max_sample_elements = 12;
+  info.inputs[0].shape = {12};
+  info.outputs[0].shape = {1, 1, 3};
+  info.outputs[1].shape = {2, 6};
+  EXPECT_TRUE(decode_expert_info(encode_expert_info(info), limits).is_ok());
+  info.outputs[1].shape = {13};
+  EXPECT_EQ(decode_expert_info(encode_expert_info(info), limits).status().code(),
+            StatusCode::kTooLarge);
+  info.outputs[1].shape = {0, int64_t{1} << 31};  // empty: nothing to allocate
+  EXPECT_TRUE(decode_expert_info(encode_expert_info(info), limits).is_ok());
+  info = sample_info();
+  limits = Limits{};
+  const int64_t big = int64_t{1} << 31;
+  info.inputs[0].shape = {big, big, big, big, big, big, big, big};  // 2^248 if multiplied
+  const auto refused = decode_expert_info(encode_expert_info(info), limits);
+  EXPECT_EQ(refused.status().code(), StatusCode::kTooLarge);
+  EXPECT_NE(refused.status().message().find("elements per sample"), std::string::npos)
+      << refused.status().to_string();
 }
 
 TEST(ExpertRpcTest, BadEnumsAndDimsAreProtocolErrors) {

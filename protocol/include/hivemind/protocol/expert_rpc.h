@@ -57,6 +57,10 @@ struct Limits {
   size_t max_tensors = 16;  // per signature
   size_t max_ndim = 8;
   int64_t max_dim = int64_t{1} << 31;
+  // Elements of one sample of one tensor (the product of its schema's shape): a trainer sizes its
+  // outputs from an expert's schema before any answer arrives, so a description must not make it
+  // allocate more than an answer could carry (a frame holds at most 1 GiB: 2^28 float32 values).
+  int64_t max_sample_elements = int64_t{1} << 28;
 };
 
 // Checks a uid against `limits` and the one uid grammar (common/expert_uid.h).
