@@ -419,7 +419,7 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     }
 
     // hivemind sends grad_outputs already scaled by each expert's weight: autograd of the weighted
-    // sum did exactly that to `grad`.
+    // sums did exactly that to `grad_outputs`.
     const Dispatch dispatch = [&](size_t t, Deadline deadline, ExpertCallback done) {
       std::vector<torch::Tensor> expert_grads;
       expert_grads.reserve(num_outputs);
