@@ -169,22 +169,27 @@ def save_two_heads(path):
     return module, hivemind.save_expert_module(module, (torch.randn(3, HIDDEN),), path)
 
 
+def assert_acts_as_two_heads(remote, module, x, grad_rtol=0.0):
+    """``remote(x)`` returns ``module(x)``'s two outputs, and a loss over both gives ``x`` the
+    module's gradient."""
+    x_remote, x_local = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out_remote, out_local = remote(x_remote), module(x_local)
+    assert isinstance(out_remote, tuple) and len(out_remote) == 2
+    for got, want in zip(out_remote, out_local):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    grads = [torch.randn_like(o) for o in out_local]
+    torch.autograd.backward(out_remote, grads)
+    torch.autograd.backward(out_local, grads)
+    torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=grad_rtol, atol=1e-5)
+
+
 def test_expert_of_two_outputs_returns_both_and_takes_both_gradients(tmp_path):
     module, path = save_two_heads(tmp_path / "two_heads.pt")
     kwargs = server_kwargs(expert_cls="torchscript", module_path=str(path), expert_uids=["two.0"])
     with hivemind.Server.create(**kwargs) as server:
         remote = hivemind.RemoteExpert("two.0", server.endpoint)
         assert [tuple(t["shape"]) for t in remote.info["outputs_schema"]] == [(OUT,), (HIDDEN,)]
-        x = torch.randn(4, HIDDEN)
-        x_remote, x_local = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        out_remote, out_local = remote(x_remote), module(x_local)
-        assert isinstance(out_remote, tuple) and len(out_remote) == 2
-        for got, want in zip(out_remote, out_local):
-            torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-        grads = [torch.randn_like(o) for o in out_local]
-        torch.autograd.backward(out_remote, grads)
-        torch.autograd.backward(out_local, grads)
-        torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=0, atol=1e-5)
+        assert_acts_as_two_heads(remote, module, torch.randn(4, HIDDEN))
 
 
 def test_custom_module_path_registers_the_files_classes(tmp_path):

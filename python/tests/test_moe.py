@@ -1,5 +1,7 @@
 """RemoteMixtureOfExperts and RemoteSwitchMixtureOfExperts over real servers and a real DHT."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -117,30 +119,29 @@ def test_bad_arguments(swarm):
         moe(torch.randn(4, HIDDEN + 1))
 
 
-def test_experts_of_two_outputs_average_each_output(child_servers, tmp_path):
-    """Identical experts of two outputs (no reinit): each averaged output is the module's own, and
-    a loss over both outputs gives the input the module's gradient."""
-    from test_custom_expert import save_two_heads
-    module, path = save_two_heads(tmp_path / "two_heads.pt")
-    uids = ["two.0.0", "two.0.1", "two.1.0", "two.1.1"]
+@contextlib.contextmanager
+def torchscript_swarm(child_servers, path, uids):
+    """A child server hosting the TorchScript file ``path`` as ``uids`` (its own weights for each),
+    and a client DHT joined to it."""
     server = child_servers(**server_kwargs(expert_cls="torchscript", module_path=str(path),
                                            expert_uids=uids))
     dht = hivemind.DHT(initial_peers=[server.dht_address], listen_on="127.0.0.1:*",
                        client_mode=True)
     try:
-        layer = make_moe(dht, uid_prefix="two.", k_best=3)
-        x = torch.randn(5, HIDDEN)
-        x_remote, x_local = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        out_remote, out_local = layer(x_remote), module(x_local)
-        assert isinstance(out_remote, tuple) and len(out_remote) == 2
-        for got, want in zip(out_remote, out_local):
-            torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-        grads = [torch.randn_like(o) for o in out_local]
-        torch.autograd.backward(out_remote, grads)
-        torch.autograd.backward(out_local, grads)
-        torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=1e-4, atol=1e-5)
+        yield dht
     finally:
         dht.shutdown()
+
+
+def test_experts_of_two_outputs_average_each_output(child_servers, tmp_path):
+    """Identical experts of two outputs (no reinit): each averaged output is the module's own, and
+    a loss over both outputs gives the input the module's gradient."""
+    from test_custom_expert import assert_acts_as_two_heads, save_two_heads
+    module, path = save_two_heads(tmp_path / "two_heads.pt")
+    uids = ["two.0.0", "two.0.1", "two.1.0", "two.1.1"]
+    with torchscript_swarm(child_servers, path, uids) as dht:
+        layer = make_moe(dht, uid_prefix="two.", k_best=3)
+        assert_acts_as_two_heads(layer, module, torch.randn(5, HIDDEN), grad_rtol=1e-4)
 
 
 @pytest.mark.parametrize("output_shape", [None, "given"])
@@ -153,11 +154,7 @@ def test_experts_of_two_inputs_get_every_input_flattened_alike(child_servers, tm
     from test_custom_expert import CONTEXT, OUT, save_context_gated
     module, path = save_context_gated(tmp_path / "context_gated.pt")
     uids = ["ctx.0.0", "ctx.0.1", "ctx.1.0", "ctx.1.1"]
-    server = child_servers(**server_kwargs(expert_cls="torchscript", module_path=str(path),
-                                           expert_uids=uids))
-    dht = hivemind.DHT(initial_peers=[server.dht_address], listen_on="127.0.0.1:*",
-                       client_mode=True)
-    try:
+    with torchscript_swarm(child_servers, path, uids) as dht:
         layer = make_moe(dht, uid_prefix="ctx.", k_best=3,
                          output_shape=None if output_shape is None else (OUT,))
         x, c = torch.randn(2, 3, HIDDEN), torch.randn(2, 3, CONTEXT)  # [batch, seq, ...]
@@ -179,5 +176,3 @@ def test_experts_of_two_inputs_get_every_input_flattened_alike(child_servers, tm
             layer(x, 1.0)
         with pytest.raises(TypeError, match="keyword"):
             layer(x, context=c)
-    finally:
-        dht.shutdown()

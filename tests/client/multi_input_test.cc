@@ -16,9 +16,12 @@
 #include <hivemind/client/switch_moe.h>
 
 #include "fake_swarm.h"
+#include "test_env.h"
 
 namespace hivemind::client {
 namespace {
+
+using hivemind::testing::expect_throws_with;
 
 using testing::Swarm;
 
@@ -97,16 +100,6 @@ void expect_same(const Result2& got, const Result2& want) {
   expect_close(got.grad_c, want.grad_c, "gradient of input 1");
   if (want.grad_gate.defined()) expect_close(got.grad_gate, want.grad_gate, "gate gradient");
   EXPECT_GT(got.grad_c.abs().sum().item<double>(), 0) << "no gradient reached input 1";
-}
-
-template <typename F>
-void expect_throws_with(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 TEST(MultiInputExperts, RemoteExpertSendsEveryInputAndReturnsEveryGradient) {

@@ -17,9 +17,12 @@
 #include <hivemind/client/switch_moe.h>
 
 #include "fake_swarm.h"
+#include "test_env.h"
 
 namespace hivemind::client {
 namespace {
+
+using hivemind::testing::expect_throws_with;
 
 constexpr int64_t kIn = 6;
 constexpr int64_t kOut = 3;
@@ -68,16 +71,6 @@ struct NarrowingSwarm {
     return o;
   }
 };
-
-template <typename F>
-void expect_throws_with(F f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing '" << needle << "'";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
 
 TEST(LearnedOutputShape, MixtureOfExpertsMatchesTheLocalReferenceAndAsksOnce) {
   NarrowingSwarm swarm;

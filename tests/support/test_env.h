@@ -1,9 +1,24 @@
 // Helpers shared by the test suites.
 #pragma once
 
+#include <exception>
 #include <string>
 
+#include <gtest/gtest.h>
+
 namespace hivemind::testing {
+
+// Runs `f`, expecting it to throw an exception whose message contains `needle`; anything else fails
+// the current test.
+template <typename F>
+void expect_throws_with(F&& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error containing '" << needle << "'";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
 
 // Number of usable CUDA devices: 0 in builds without CUDA or on machines without a GPU.
 int cuda_device_count();
