@@ -264,16 +264,21 @@ Shapes output_shapes(const CallPlan& plan, const CallPolicy& policy, ExpertCalle
                      Deadline deadline, const torch::Tensor& input) {
   if (policy.output_shape) return {*policy.output_shape};
   if (policy.learned_output_shapes) {
-    std::vector<ExpertAddress> experts;
-    experts.reserve(plan.tasks.size());
-    for (const ExpertTask& task : plan.tasks)
-      experts.push_back(task.expert);
-    if (auto shapes = policy.learned_output_shapes->resolve(experts, caller, deadline)) {
+    // Every forward after the first finds them known: no list of the experts to build.
+    std::optional<Shapes> shapes = policy.learned_output_shapes->known();
+    if (!shapes) {
+      std::vector<ExpertAddress> experts;
+      experts.reserve(plan.tasks.size());
+      for (const ExpertTask& task : plan.tasks)
+        experts.push_back(task.expert);
+      shapes = policy.learned_output_shapes->resolve(experts, caller, deadline);
+    }
+    if (shapes) {
       if (shapes->empty()) {
         throw std::invalid_argument(policy.layer +
                                     ": the experts describe no output (outputs_schema is empty)");
       }
-      return *shapes;
+      return *std::move(shapes);
     }
   }
   return {input.sizes().slice(1).vec()};
