@@ -123,11 +123,11 @@ bool Worker::in_worker_thread() const {
   return impl_->in_thread();
 }
 
-bool Worker::post(std::function<void()> fn) {
+bool Worker::post(Closure&& fn) {
   return impl_->post(std::move(fn));
 }
 
-bool Worker::Impl::post(std::function<void()> fn) {
+bool Worker::Impl::post(Closure&& fn) {
   if (in_thread()) {
     local_queue.push_back(std::move(fn));
     return true;
@@ -144,7 +144,7 @@ bool Worker::Impl::post(std::function<void()> fn) {
   return true;
 }
 
-uint64_t Worker::add_timer(SteadyTime at, std::function<void()> fn) {
+uint64_t Worker::add_timer(SteadyTime at, Closure fn) {
   if (impl_->in_thread()) return impl_->add_timer_on_loop(at, std::move(fn));
   uint64_t id = impl_->next_timer_id.fetch_add(1);
   post([impl = impl_.get(), id, at, fn = std::move(fn)]() mutable {

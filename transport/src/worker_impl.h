@@ -65,18 +65,17 @@ struct Worker::Impl {
   std::mutex stop_mu;
 
   std::mutex mu;  // guards remote_queue, timers_from_other_threads
-  std::vector<std::function<void()>> remote_queue;
+  std::vector<Closure> remote_queue;
   std::atomic<bool> remote_pending{
-      false};  // remote_queue may be non-empty (set and cleared under mu)
-  std::vector<std::function<void()>>
-      local_queue;  // posts made on the I/O thread: no lock, no wakeup
+      false};                        // remote_queue may be non-empty (set and cleared under mu)
+  std::vector<Closure> local_queue;  // posts made on the I/O thread: no lock, no wakeup
   // What run_queues() is running: swapped with a queue, run, then cleared, so both vectors keep
   // their capacity (a fresh vector per turn cost a reallocation per post).
-  std::vector<std::function<void()>> running_remote, running_local;
+  std::vector<Closure> running_remote, running_local;
 
   // Timers: keyed by (time, id) so equal times keep insertion order. Touched on the I/O thread
   // only; other threads go through post().
-  std::map<std::pair<SteadyTime, uint64_t>, std::function<void()>> timers;
+  std::map<std::pair<SteadyTime, uint64_t>, Closure> timers;
   std::unordered_map<uint64_t, SteadyTime> timer_index;
   std::atomic<uint64_t> next_timer_id{1};
 
@@ -122,12 +121,12 @@ struct Worker::Impl {
   uint64_t add_fd(int fd, uint32_t events, FdHandler* handler);
   void modify_fd(int fd, uint64_t token, uint32_t events);
   void remove_fd(int fd, uint64_t token);
-  void defer(std::function<void()> fn) {
+  void defer(Closure fn) {
     HIVEMIND_ASSERT_IN_LOOP(*this);
     local_queue.push_back(std::move(fn));
   }
   // I/O thread only: the timers behind Worker::add_timer / cancel_timer.
-  uint64_t add_timer_on_loop(SteadyTime at, std::function<void()> fn) {
+  uint64_t add_timer_on_loop(SteadyTime at, Closure fn) {
     HIVEMIND_ASSERT_IN_LOOP(*this);
     uint64_t id = next_timer_id.fetch_add(1);
     timers.emplace(std::make_pair(at, id), std::move(fn));
@@ -144,8 +143,8 @@ struct Worker::Impl {
   // The UCX worker of this Worker, created on first use; null with the reason in ucx_failure.
   UcxWorker* ucx_worker();
 
-  // Any thread: queue `fn` for the I/O thread (false once the worker is stopping).
-  bool post(std::function<void()> fn);
+  // Any thread: queue `fn` for the I/O thread (false, `fn` untouched, once the worker is stopping).
+  bool post(Closure&& fn);
 
   ~Impl();  // closes the epoll and event fds
 

@@ -1,4 +1,5 @@
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -128,20 +129,22 @@ CallId Client::call(const std::string& address, std::string_view method, Message
   c.allocator = response_allocator ? std::move(response_allocator) : host_allocator();
   state_->pending_count.fetch_add(1);
   std::weak_ptr<State> weak = state_;
-  // std::function needs a copyable callable; the call rides in a shared_ptr.
-  auto boxed = std::make_shared<State::Call>(std::move(c));
-  bool posted = state_->worker->post([weak, id, boxed] {
+  // The call rides to the I/O thread in one allocation; a refused post leaves the closure, and so
+  // the call, with us.
+  auto owned = std::make_unique<State::Call>(std::move(c));
+  State::Call& call = *owned;
+  Closure submission([weak, id, owned = std::move(owned)] {
     if (auto s = weak.lock()) {
-      s->submit(id, std::move(*boxed));
-    } else if (boxed->callback) {
-      boxed->callback(canceled_error("rpc client destroyed"));
+      s->submit(id, std::move(*owned));
+    } else if (owned->callback) {
+      owned->callback(canceled_error("rpc client destroyed"));
     }
   });
-  if (!posted) {
+  if (!state_->worker->post(std::move(submission))) {
     // No I/O thread left to complete it: the only case where the callback runs on the caller's
     // thread.
     state_->pending_count.fetch_sub(1);
-    if (boxed->callback) boxed->callback(canceled_error("rpc worker stopped"));
+    if (call.callback) call.callback(canceled_error("rpc worker stopped"));
   }
   return id;
 }

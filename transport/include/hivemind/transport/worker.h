@@ -15,6 +15,7 @@
 #include <hivemind/common/clock.h>
 #include <hivemind/common/result.h>
 #include <hivemind/transport/authentication.h>
+#include <hivemind/transport/closure.h>
 #include <hivemind/transport/context.h>
 #include <hivemind/transport/endpoint.h>
 #include <hivemind/transport/listener.h>
@@ -31,13 +32,14 @@ class Worker : public std::enable_shared_from_this<Worker> {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Runs `fn` on the I/O thread (later, never inline). Thread-safe. Returns false (and drops `fn`)
-  // once stop() has begun.
-  bool post(std::function<void()> fn);
+  // Runs `fn` on the I/O thread (later, never inline). Thread-safe. Once stop() has begun it
+  // returns false and leaves `fn` as it was, neither run nor consumed: a caller that passed a named
+  // Closure can still complete what it carries.
+  bool post(Closure&& fn);
 
   // Runs `fn` on the I/O thread at `at` (steady clock). Thread-safe. Returns an id for
   // cancel_timer.
-  uint64_t add_timer(SteadyTime at, std::function<void()> fn);
+  uint64_t add_timer(SteadyTime at, Closure fn);
   // Thread-safe; a timer that already fired or was canceled is ignored.
   void cancel_timer(uint64_t id);
 
