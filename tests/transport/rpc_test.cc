@@ -287,6 +287,20 @@ TEST_P(RpcTest, CloseWithCallsInFlightCancelsEachOnce) {
   EXPECT_EQ(testing::wait_for(f).status().code(), StatusCode::kCanceled);
 }
 
+TEST_P(RpcTest, CallOnAStoppedWorkerCompletesOnceWithCanceled) {
+  client_worker_->stop();  // the worker refuses the call's post: the call must still complete
+  int fired = 0;
+  Status status;
+  client_->call(address_, "echo", Message{}, Deadline::after(5s), [&](Result<Message> r) {
+    status = r.status();
+    ++fired;
+  });
+  // With no I/O thread left, the callback runs on the caller's thread, inside call().
+  EXPECT_EQ(fired, 1);
+  EXPECT_EQ(status.code(), StatusCode::kCanceled) << status.to_string();
+  EXPECT_EQ(client_->pending(), 0u);
+}
+
 TEST_P(RpcTest, ServerInFlightLimitPlusOneIsRefused) {
   rpc::ServerOptions so;
   so.max_in_flight = 4;
