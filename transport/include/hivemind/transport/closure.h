@@ -72,7 +72,7 @@ class Closure {
 
   explicit operator bool() const noexcept { return ops_ != nullptr; }
 
-  // Runs the callable. Calling an empty Closure is a bug: it aborts, as a null function would.
+  // Runs the callable. Calling an empty Closure is a bug, and aborts.
   void operator()() {
     if (ops_ == nullptr) std::abort();
     ops_->invoke(storage_);
