@@ -88,7 +88,13 @@ void bind_server(py::module_& m) {
       .def_readwrite("seq_len", &ServerOptions::seq_len)
       .def_readwrite("module_path", &ServerOptions::module_path)
       .def_readwrite("reinit", &ServerOptions::reinit)
-      .def_readwrite("sample_input_shapes", &ServerOptions::sample_input_shapes)
+      // As --sample_input_shape's text ("int64:16;512"): one parser checks both front ends.
+      .def_property(
+          "sample_inputs",
+          [](const ServerOptions& o) { return server::format_sample_inputs(o.sample_inputs); },
+          [](ServerOptions& o, const std::string& text) {
+            o.sample_inputs = server::parse_sample_inputs(text).value_or_throw();
+          })
       .def_readwrite("expert_uids", &ServerOptions::expert_uids)
       .def_readwrite("expert_pattern", &ServerOptions::expert_pattern)
       .def_readwrite("num_experts", &ServerOptions::num_experts)

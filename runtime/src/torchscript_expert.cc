@@ -20,8 +20,6 @@ namespace hivemind::runtime {
 
 namespace {
 
-using Shapes = std::vector<std::vector<int64_t>>;
-
 // The batch of the zero sample that finds the output schema at load: 2, not 1, so that a module
 // which drops or hard-codes the batch dimension (a squeeze, a reshape to a constant) is caught.
 constexpr int64_t kProbeBatch = 2;
@@ -41,15 +39,23 @@ std::string error_text(const std::exception& e) {
   return e.what();
 }
 
+// The wire's dtypes by name, for the errors that list them.
+constexpr const char* kWireDTypes = "float32, float16, bfloat16, int64, int32, uint8, bool";
+
 // What the trainers' info decoder accepts, the same limits make_expert checks the schemas with.
-Status check_sample_shapes(const Shapes& shapes, const std::string& source) {
+Status check_sample_inputs(const std::vector<TensorSchema>& inputs, const std::string& source) {
   const protocol::Limits limits;
-  if (shapes.empty() || shapes.size() > limits.max_tensors) {
+  if (inputs.empty() || inputs.size() > limits.max_tensors) {
     return invalid_argument_error(
-        fmt::format("{}: {} inputs given (1 to {})", source, shapes.size(), limits.max_tensors));
+        fmt::format("{}: {} inputs given (1 to {})", source, inputs.size(), limits.max_tensors));
   }
-  for (size_t i = 0; i < shapes.size(); ++i) {
-    const std::vector<int64_t>& shape = shapes[i];
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (static_cast<uint8_t>(inputs[i].dtype) > quant::kMaxDTypeValue) {
+      return invalid_argument_error(
+          fmt::format("{}: input {} has dtype code {} (the wire carries {})", source, i,
+                      static_cast<int>(inputs[i].dtype), kWireDTypes));
+    }
+    const std::vector<int64_t>& shape = inputs[i].shape;
     bool dims_ok = shape.size() <= limits.max_ndim;
     for (int64_t d : shape)
       dims_ok = dims_ok && d >= 1 && d <= limits.max_dim;
@@ -98,9 +104,10 @@ Result<std::vector<TensorSchema>> output_schema_of(const std::vector<torch::Tens
   for (size_t i = 0; i < outputs.size(); ++i) {
     const torch::Tensor& t = outputs[i];
     const std::vector<int64_t> sizes = t.sizes().vec();
-    if (t.scalar_type() != torch::kFloat32) {
-      return invalid_argument_error(
-          fmt::format("output {} is {} (float32 only)", i, c10::toString(t.scalar_type())));
+    Result<quant::DType> dtype = schema_dtype(t.scalar_type());
+    if (!dtype.is_ok()) {
+      return invalid_argument_error(fmt::format("output {} is {} (the wire carries {})", i,
+                                                dtype_name(t.scalar_type()), kWireDTypes));
     }
     if (t.dim() == 0 || sizes[0] != kProbeBatch) {
       return invalid_argument_error(fmt::format(
@@ -109,7 +116,7 @@ Result<std::vector<TensorSchema>> output_schema_of(const std::vector<torch::Tens
           i, shape_text(sizes), kProbeBatch));
     }
     TensorSchema schema;
-    schema.dtype = quant::DType::kFloat32;
+    schema.dtype = *dtype;
     schema.shape.assign(sizes.begin() + 1, sizes.end());
     schemas.push_back(std::move(schema));
   }
@@ -164,9 +171,9 @@ Result<std::shared_ptr<TorchScriptExpert>> TorchScriptExpert::load(const ExpertC
         fmt::format("{}: the scripted module has no forward method", file));
   }
 
-  Shapes shapes = config.sample_input_shapes;
-  if (!shapes.empty()) {
-    HIVEMIND_RETURN_IF_ERROR(check_sample_shapes(shapes, "--sample_input_shape"));
+  std::vector<TensorSchema> inputs = config.sample_inputs;
+  if (!inputs.empty()) {
+    HIVEMIND_RETURN_IF_ERROR(check_sample_inputs(inputs, "--sample_input_shape"));
   } else {
     const std::string& json = extra_files[kTorchScriptMetadataFile];
     if (json.empty()) {
@@ -175,14 +182,10 @@ Result<std::shared_ptr<TorchScriptExpert>> TorchScriptExpert::load(const ExpertC
           "or 128,512;512)",
           file, kTorchScriptMetadataFile));
     }
-    HIVEMIND_ASSIGN_OR_RETURN(shapes, parse_torchscript_metadata(json, path.string()));
+    HIVEMIND_ASSIGN_OR_RETURN(inputs, parse_torchscript_metadata(json, path.string()));
   }
-  for (const std::vector<int64_t>& shape : shapes) {
-    TensorSchema schema;
-    schema.dtype = quant::DType::kFloat32;
-    schema.shape = shape;
-    expert->inputs_.push_back(std::move(schema));
-  }
+  for (const TensorSchema& input : inputs)
+    expert->inputs_.push_back({.dtype = input.dtype, .shape = input.shape});
 
   // The jit module's own tensors, registered by reference: nn::Module::to() moves a tensor with
   // set_data(), which swaps the storage of that very TensorImpl, so the jit module (holding the
@@ -217,14 +220,16 @@ Result<std::shared_ptr<TorchScriptExpert>> TorchScriptExpert::load(const ExpertC
   // cannot take its declared inputs is refused now, not on the first request.
   std::vector<std::string> probe_shapes;
   std::vector<torch::Tensor> probe;
-  for (const std::vector<int64_t>& shape : shapes) {
+  for (const TensorSchema& input : expert->inputs_) {
     std::vector<int64_t> batched{kProbeBatch};
-    batched.insert(batched.end(), shape.begin(), shape.end());
-    probe.push_back(torch::zeros(batched, torch::kFloat32));
-    probe_shapes.push_back(shape_text(batched));
+    batched.insert(batched.end(), input.shape.begin(), input.shape.end());
+    // Zeros are a valid value of every dtype: index 0 of an embedding, an all-false mask.
+    probe.push_back(torch::zeros(batched, torch_dtype(input.dtype)));
+    probe_shapes.push_back(
+        fmt::format("{}{}", quant::dtype_name(input.dtype), shape_text(batched)));
   }
   const std::string tried =
-      fmt::format("{} input(s) of shapes {}", probe.size(), fmt::join(probe_shapes, ", "));
+      fmt::format("{} input(s): {}", probe.size(), fmt::join(probe_shapes, ", "));
   c10::IValue out;
   try {
     torch::NoGradGuard no_grad;
@@ -287,14 +292,17 @@ void TorchScriptExpert::initialize_parameters(at::Generator generator) {
   }
 }
 
-std::string torchscript_metadata_json(const Shapes& sample_input_shapes) {
+std::string torchscript_metadata_json(const std::vector<TensorSchema>& sample_inputs) {
   nlohmann::json inputs = nlohmann::json::array();
-  for (const std::vector<int64_t>& shape : sample_input_shapes)
-    inputs.push_back({{"shape", shape}, {"dtype", "float32"}});
+  for (const TensorSchema& input : sample_inputs) {
+    inputs.push_back(
+        {{"shape", input.shape}, {"dtype", std::string(quant::dtype_name(input.dtype))}});
+  }
   return nlohmann::json{{"format", kTorchScriptMetadataFormat}, {"inputs", inputs}}.dump();
 }
 
-Result<Shapes> parse_torchscript_metadata(std::string_view json, std::string_view file) {
+Result<std::vector<TensorSchema>> parse_torchscript_metadata(std::string_view json,
+                                                             std::string_view file) {
   const std::string where =
       fmt::format("{} of TorchScript file {}", kTorchScriptMetadataFile, file);
   auto bad = [&](const std::string& what) {
@@ -319,7 +327,7 @@ Result<Shapes> parse_torchscript_metadata(std::string_view json, std::string_vie
   const protocol::Limits limits;
   if (inputs->empty() || inputs->size() > limits.max_tensors)
     return bad(fmt::format("{} inputs (1 to {})", inputs->size(), limits.max_tensors));
-  Shapes shapes;
+  std::vector<TensorSchema> schemas;
   for (size_t i = 0; i < inputs->size(); ++i) {
     const nlohmann::json& input = (*inputs)[i];
     if (!input.is_object()) return bad(fmt::format("input {} is not an object", i));
@@ -344,25 +352,26 @@ Result<Shapes> parse_torchscript_metadata(std::string_view json, std::string_vie
     const auto dtype = input.find("dtype");
     if (dtype == input.end() || !dtype->is_string())
       return bad(fmt::format("input {} has no \"dtype\" string", i));
-    if (dtype->get<std::string>() != "float32") {
-      return bad(
-          fmt::format("input {} has dtype {} (only float32 is supported)", i, dtype->dump()));
+    // Exactly the names the writer uses: a file is read the same way by every version.
+    const std::optional<quant::DType> wire = quant::parse_dtype(dtype->get<std::string>());
+    if (!wire) {
+      return bad(fmt::format("input {} has dtype {} (one of {})", i, dtype->dump(), kWireDTypes));
     }
-    shapes.push_back(std::move(dims));
+    schemas.push_back({.dtype = *wire, .shape = std::move(dims)});
   }
-  return shapes;
+  return schemas;
 }
 
 Status save_torchscript_expert(const torch::jit::Module& module, const std::filesystem::path& file,
-                               const Shapes& sample_input_shapes) {
-  HIVEMIND_RETURN_IF_ERROR(check_sample_shapes(sample_input_shapes, "save_torchscript_expert"));
+                               const std::vector<TensorSchema>& sample_inputs) {
+  HIVEMIND_RETURN_IF_ERROR(check_sample_inputs(sample_inputs, "save_torchscript_expert"));
   if (!module.find_method("forward")) {
     return invalid_argument_error(
         fmt::format("save_torchscript_expert {}: the module has no forward method", file.string()));
   }
   try {
     const torch::jit::ExtraFilesMap extra{
-        {kTorchScriptMetadataFile, torchscript_metadata_json(sample_input_shapes)}};
+        {kTorchScriptMetadataFile, torchscript_metadata_json(sample_inputs)}};
     module.save(file.string(), extra);
   } catch (const std::exception& e) {
     return unavailable_error(
@@ -399,7 +408,7 @@ def forward(self, x):
     return torch.layer_norm(x + y, [{}], self.layer_norm_weight, self.layer_norm_bias, 1e-12)
 )",
                               h));
-    return save_torchscript_expert(module, file, {{h}});
+    return save_torchscript_expert(module, file, {{.shape = {h}}});
   } catch (const std::exception& e) {
     return internal_error(fmt::format("save_scripted_ffn {}: {}", file.string(), error_text(e)));
   }

@@ -167,11 +167,12 @@ ParsedCommandLine parse_command_line(
   };
   add_flag("reinit", o.reinit,
            "--expert_cls torchscript: initial weights from --seed (per uid), not the file's");
-  // Parsed into o.sample_input_shapes once every layer has been read.
+  // Parsed into o.sample_inputs once every layer has been read.
   std::string sample_input_shape;
   add("sample_input_shape", sample_input_shape,
-      "--expert_cls torchscript: per-sample input shapes, dims joined by ',' and inputs by ';' "
-      "(e.g. 512 or 128,512;512); default: the file's hivemind_expert.json");
+      "--expert_cls torchscript: per input an optional dtype and ':', then its per-sample dims "
+      "joined by ','; inputs joined by ';' (e.g. 512, 128,512 or int64:16;512); default: the "
+      "file's hivemind_expert.json");
   // ---- batching ----
   add("max_batch_size", o.max_batch_size, "most samples per batch and per request")
       ->check(CLI::PositiveNumber);
@@ -378,9 +379,9 @@ ParsedCommandLine parse_command_line(
                       value.line, key));
   }
   if (!sample_input_shape.empty()) {
-    auto shapes = parse_sample_input_shapes(sample_input_shape);
+    auto shapes = parse_sample_inputs(sample_input_shape);
     if (shapes.is_ok()) {
-      o.sample_input_shapes = std::move(shapes).value();
+      o.sample_inputs = std::move(shapes).value();
     } else {
       problems.push_back(
           fmt::format("{} ({})", shapes.status().message(), source["sample_input_shape"]));

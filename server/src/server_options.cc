@@ -35,27 +35,50 @@ Result<std::vector<std::string>> server_expert_uids(const ServerOptions& o) {
   return expand_expert_pattern(o.expert_pattern, o.num_experts, seed);
 }
 
-Result<std::vector<std::vector<int64_t>>> parse_sample_input_shapes(std::string_view text) {
+Result<std::vector<runtime::TensorSchema>> parse_sample_inputs(std::string_view text) {
   auto bad = [&](const std::string& what) {
     return invalid_argument_error(fmt::format(
-        "--sample_input_shape '{}': {} (per input, its per-sample dimensions joined by ','; inputs "
-        "joined by ';': e.g. 512, 128,512 or 512;512)",
+        "--sample_input_shape '{}': {} (per input, an optional dtype and ':', then its per-sample "
+        "dimensions joined by ','; inputs joined by ';': e.g. 512, 128,512 or int64:16;512)",
         text, what));
   };
-  std::vector<std::vector<int64_t>> shapes;
+  auto trimmed = [](std::string_view part) {
+    while (!part.empty() && (part.front() == ' ' || part.front() == '\t'))
+      part.remove_prefix(1);
+    while (!part.empty() && (part.back() == ' ' || part.back() == '\t'))
+      part.remove_suffix(1);
+    return part;
+  };
+  std::vector<runtime::TensorSchema> shapes;
   size_t input_start = 0;
   while (true) {
     const size_t input_end = std::min(text.find(';', input_start), text.size());
-    const std::string_view input = text.substr(input_start, input_end - input_start);
+    std::string_view input = text.substr(input_start, input_end - input_start);
+    quant::DType dtype = quant::DType::kFloat32;
+    bool typed = false;
+    if (const size_t colon = input.find(':'); colon != std::string_view::npos) {
+      const std::string_view name = trimmed(input.substr(0, colon));
+      const std::optional<quant::DType> named = quant::parse_dtype(name);
+      if (!named) {
+        return bad(fmt::format(
+            "input {} has dtype '{}' (float32, float16, bfloat16, int64, int32, uint8 or bool)",
+            shapes.size(), name));
+      }
+      dtype = *named;
+      typed = true;
+      input.remove_prefix(colon + 1);
+    }
     std::vector<int64_t> dims;
+    if (typed && trimmed(input).empty()) {  // "bool:": one value per sample
+      shapes.push_back({.dtype = dtype, .shape = {}});
+      if (input_end == text.size()) break;
+      input_start = input_end + 1;
+      continue;
+    }
     size_t dim_start = 0;
     while (true) {
       const size_t dim_end = std::min(input.find(',', dim_start), input.size());
-      std::string_view dim = input.substr(dim_start, dim_end - dim_start);
-      while (!dim.empty() && (dim.front() == ' ' || dim.front() == '\t'))
-        dim.remove_prefix(1);
-      while (!dim.empty() && (dim.back() == ' ' || dim.back() == '\t'))
-        dim.remove_suffix(1);
+      const std::string_view dim = trimmed(input.substr(dim_start, dim_end - dim_start));
       const bool digits =
           !dim.empty() && dim.size() <= 9 && std::all_of(dim.begin(), dim.end(), [](char c) {
             return std::isdigit(static_cast<unsigned char>(c));
@@ -68,18 +91,21 @@ Result<std::vector<std::vector<int64_t>>> parse_sample_input_shapes(std::string_
       if (dim_end == input.size()) break;
       dim_start = dim_end + 1;
     }
-    shapes.push_back(std::move(dims));
+    shapes.push_back({.dtype = dtype, .shape = std::move(dims)});
     if (input_end == text.size()) break;
     input_start = input_end + 1;
   }
   return shapes;
 }
 
-std::string format_sample_input_shapes(const std::vector<std::vector<int64_t>>& shapes) {
-  std::vector<std::string> inputs;
-  for (const std::vector<int64_t>& shape : shapes)
-    inputs.push_back(fmt::format("{}", fmt::join(shape, ",")));
-  return fmt::format("{}", fmt::join(inputs, ";"));
+std::string format_sample_inputs(const std::vector<runtime::TensorSchema>& inputs) {
+  std::vector<std::string> parts;
+  for (const runtime::TensorSchema& input : inputs) {
+    const bool implicit = input.dtype == quant::DType::kFloat32 && !input.shape.empty();
+    const std::string dtype = implicit ? "" : fmt::format("{}:", quant::dtype_name(input.dtype));
+    parts.push_back(fmt::format("{}{}", dtype, fmt::join(input.shape, ",")));
+  }
+  return fmt::format("{}", fmt::join(parts, ";"));
 }
 
 runtime::ExpertConfig expert_config(const ServerOptions& o) {
@@ -89,7 +115,7 @@ runtime::ExpertConfig expert_config(const ServerOptions& o) {
   config.seq_len = o.seq_len;
   config.module_path = o.module_path;
   config.reinit = o.reinit;
-  config.sample_input_shapes = o.sample_input_shapes;
+  config.sample_inputs = o.sample_inputs;
   return config;
 }
 
@@ -117,7 +143,7 @@ Status validate(const ServerOptions& o) {
         "only applies with --expert_cls torchscript (the expert class is '{}')", o.expert_cls);
     need(o.module_path.empty(), "--module_path " + only);
     need(!o.reinit, "--reinit " + only);
-    need(o.sample_input_shapes.empty(), "--sample_input_shape " + only);
+    need(o.sample_inputs.empty(), "--sample_input_shape " + only);
   }
   if (o.expert_uids.empty() == o.expert_pattern.empty()) {
     problems.push_back(

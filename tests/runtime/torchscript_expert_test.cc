@@ -10,6 +10,7 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include <hivemind/runtime/expert_backend.h>
 #include <hivemind/runtime/experts.h>
 #include <hivemind/runtime/torchscript_expert.h>
 
@@ -216,7 +217,7 @@ def forward(self, x, context):
     return (y, y.sum(1, keepdim=True) * context[:, 0, :2])
 )",
                                               kH);
-  ASSERT_TRUE(save_torchscript_expert(module, file, {{kH}, {3, kH}}).is_ok());
+  ASSERT_TRUE(save_torchscript_expert(module, file, {{.shape = {kH}}, {.shape = {3, kH}}}).is_ok());
   auto expert = load(file, "e.0");
   ASSERT_TRUE(expert);
   ASSERT_EQ(expert->input_schema().size(), 2u);
@@ -245,20 +246,20 @@ def forward(self, x):
   EXPECT_TRUE(contains(missing, "no hivemind_expert.json")) << missing;
   EXPECT_TRUE(contains(missing, "--sample_input_shape")) << missing;
   ExpertConfig given = config_for(bare);
-  given.sample_input_shapes = {{5, kH}};
+  given.sample_inputs = {{.shape = {5, kH}}};
   auto made = make_expert(given, "e.0", kSeed);
   ASSERT_TRUE(made.is_ok()) << made.status().to_string();
   EXPECT_EQ((*made)->input_schema()[0].shape, (std::vector<int64_t>{5, kH}));
   EXPECT_EQ((*made)->output_schema()[0].shape, (std::vector<int64_t>{5, kH}));
   // A file whose metadata is wrong for the module: the given shape wins.
   const auto wrong = dir / "wrong.pt";
-  ASSERT_TRUE(save_torchscript_expert(module, wrong, {{kH + 1}}).is_ok());
+  ASSERT_TRUE(save_torchscript_expert(module, wrong, {{.shape = {kH + 1}}}).is_ok());
   ExpertConfig fixed = config_for(wrong);
-  fixed.sample_input_shapes = {{kH}};
+  fixed.sample_inputs = {{.shape = {kH}}};
   EXPECT_TRUE(make_expert(fixed, "e.0", kSeed).is_ok());
   // A given shape outside the trainers' limits.
   ExpertConfig nine_dims = config_for(bare);
-  nine_dims.sample_input_shapes = {{1, 1, 1, 1, 1, 1, 1, 1, kH}};
+  nine_dims.sample_inputs = {{.shape = {1, 1, 1, 1, 1, 1, 1, 1, kH}}};
   const std::string too_many = refusal(nine_dims);
   EXPECT_TRUE(contains(too_many, "--sample_input_shape")) << too_many;
   EXPECT_TRUE(contains(too_many, "at most 8 dimensions")) << too_many;
@@ -285,7 +286,8 @@ TEST(TorchScriptExpertTest, FilesThatCannotBeLoadedAreRefusedNamingTheFile) {
 
   const auto no_forward = dir / "no_forward.pt";
   test_experts::scripted_module("", kH).save(
-      no_forward.string(), {{kTorchScriptMetadataFile, torchscript_metadata_json({{kH}})}});
+      no_forward.string(),
+      {{kTorchScriptMetadataFile, torchscript_metadata_json({{.shape = {kH}}})}});
   const std::string forwardless = refusal(config_for(no_forward));
   EXPECT_TRUE(contains(forwardless, no_forward.string())) << forwardless;
   EXPECT_TRUE(contains(forwardless, "no forward method")) << forwardless;
@@ -297,7 +299,7 @@ std::string refusal_of_forward(const TestTempDir& dir, const std::string& name,
                                const std::string& body) {
   const auto file = dir / (name + ".pt");
   auto module = test_experts::scripted_module("def forward(self, x):\n    " + body + "\n", kH);
-  EXPECT_TRUE(save_torchscript_expert(module, file, {{kH}}).is_ok());
+  EXPECT_TRUE(save_torchscript_expert(module, file, {{.shape = {kH}}}).is_ok());
   const std::string message = refusal(config_for(file));
   EXPECT_TRUE(contains(message, file.string())) << message;
   return message;
@@ -308,7 +310,7 @@ TEST(TorchScriptExpertTest, ForwardsThatDoNotFitTheSchemaAreRefusedAtLoad) {
   // The sample input does not fit the module: the shapes tried are named.
   const std::string mismatch =
       refusal_of_forward(dir, "mismatch", "return torch.matmul(x, self.w[:3])");
-  EXPECT_TRUE(contains(mismatch, "forward fails on a zero batch of 1 input(s) of shapes [2, 8]"))
+  EXPECT_TRUE(contains(mismatch, "forward fails on a zero batch of 1 input(s): float32[2, 8]"))
       << mismatch;
   const std::string not_tensor = refusal_of_forward(dir, "int", "return 7");
   EXPECT_TRUE(contains(not_tensor, "forward returned a Int, not a Tensor or a tuple/list"))
@@ -322,9 +324,72 @@ TEST(TorchScriptExpertTest, ForwardsThatDoNotFitTheSchemaAreRefusedAtLoad) {
   const std::string batch = refusal_of_forward(dir, "batch", "return x[0:1]");
   EXPECT_TRUE(contains(batch, "output 0 has shape [1, 8] for a batch of 2 samples")) << batch;
   const std::string dtype = refusal_of_forward(dir, "dtype", "return x.double()");
-  EXPECT_TRUE(contains(dtype, "output 0 is Double (float32 only)")) << dtype;
+  EXPECT_TRUE(contains(dtype,
+                       "output 0 is float64 (the wire carries float32, float16, bfloat16, int64, "
+                       "int32, uint8, bool)"))
+      << dtype;
   const std::string empty = refusal_of_forward(dir, "empty", "return ()");
   EXPECT_TRUE(contains(empty, "no output tensor")) << empty;
+}
+
+TEST(TorchScriptExpertTest, InputsAndOutputsOfEveryWireDtype) {
+  // Token ids in, an embedding sum plus a float input, and outputs of other dtypes: the metadata's
+  // dtypes reach the schema, the zero probe runs in them, and the outputs' dtypes are learned.
+  TestTempDir dir;
+  const auto file = dir / "ids.pt";
+  auto module = test_experts::scripted_module(R"(
+def forward(self, ids, x, keep):
+    y = torch.embedding(self.w, ids).sum(1) + x * keep.unsqueeze(1).float()
+    return (y, y.to(15), ids * 2, keep)  # 15: c10::ScalarType::BFloat16
+)",
+                                              kH);
+  const std::vector<TensorSchema> inputs{{.dtype = quant::DType::kInt64, .shape = {3}},
+                                         {.dtype = quant::DType::kFloat32, .shape = {kH}},
+                                         {.dtype = quant::DType::kBool, .shape = {}}};
+  ASSERT_TRUE(save_torchscript_expert(module, file, inputs).is_ok());
+  auto expert = load(file, "e.0");
+  ASSERT_TRUE(expert);
+  EXPECT_EQ(expert->input_schema(), inputs);
+  const std::vector<TensorSchema> outputs{{.dtype = quant::DType::kFloat32, .shape = {kH}},
+                                          {.dtype = quant::DType::kBFloat16, .shape = {kH}},
+                                          {.dtype = quant::DType::kInt64, .shape = {3}},
+                                          {.dtype = quant::DType::kBool, .shape = {}}};
+  EXPECT_EQ(expert->output_schema(), outputs);
+
+  // The backend trains it: the table's rows that the ids chose get a gradient, the ids none.
+  ExpertBackendOptions options;
+  options.optimizer.name = "sgd";
+  options.optimizer.lr = 0.5;
+  auto backend = ExpertBackend::create("e.0", expert, options);
+  ASSERT_TRUE(backend.is_ok()) << backend.status().to_string();
+  const torch::Tensor ids = torch::tensor({1, 1, 2, 5, 5, 5}, torch::kInt64).view({2, 3});
+  const torch::Tensor x = torch::randn({2, kH});
+  const torch::Tensor keep = torch::tensor({true, false});
+  ASSERT_TRUE((*backend)->check_forward({ids, x, keep}).is_ok());
+  auto forward = (*backend)->forward({ids, x, keep});
+  ASSERT_TRUE(forward.is_ok()) << forward.status().to_string();
+  EXPECT_TRUE(torch::equal((*forward)[2], ids * 2));
+  const torch::Tensor table_before = (*backend)->parameters()[0];
+  std::vector<torch::Tensor> inputs_and_grads{ids,
+                                              x,
+                                              keep,
+                                              torch::ones({2, kH}),
+                                              torch::zeros({2, kH}, torch::kBFloat16),
+                                              torch::zeros({2, 3}, torch::kInt64),
+                                              torch::zeros({2}, torch::kBool)};
+  ASSERT_TRUE((*backend)->check_backward(inputs_and_grads).is_ok());
+  auto grads = (*backend)->backward(inputs_and_grads);
+  ASSERT_TRUE(grads.is_ok()) << grads.status().to_string();
+  ASSERT_EQ(grads->size(), 3u);
+  EXPECT_EQ((*grads)[0].scalar_type(), torch::kInt64);
+  EXPECT_EQ((*grads)[0].count_nonzero().item<int64_t>(), 0);
+  // d y / d x is `keep`: ones for the first sample, zeros for the second.
+  EXPECT_TRUE(torch::equal((*grads)[1][0], torch::ones({kH})));
+  EXPECT_TRUE(torch::equal((*grads)[1][1], torch::zeros({kH})));
+  const torch::Tensor moved = ((*backend)->parameters()[0] - table_before).abs().sum(1) > 0;
+  EXPECT_TRUE(
+      torch::equal(moved, torch::tensor({false, true, true, false, false, true, false, false})))
+      << moved;
 }
 
 TEST(TorchScriptExpertTest, AListOfTensorsIsAccepted) {
@@ -335,7 +400,7 @@ def forward(self, x):
     return [x + self.b, x * 2.0]
 )",
                                               kH);
-  ASSERT_TRUE(save_torchscript_expert(module, file, {{kH}}).is_ok());
+  ASSERT_TRUE(save_torchscript_expert(module, file, {{.shape = {kH}}}).is_ok());
   auto expert = load(file, "e.0");
   ASSERT_TRUE(expert);
   EXPECT_EQ(expert->output_schema().size(), 2u);
@@ -377,12 +442,24 @@ TEST(TorchScriptExpertTest, MalformedMetadataIsRefusedNamingTheFileAndTheProblem
       "input 0 has 9 dimensions (at most 8)"));
   EXPECT_TRUE(contains(problem(R"({"format": 1, "inputs": [{"shape": [4]}]})"),
                        "input 0 has no \"dtype\" string"));
-  EXPECT_TRUE(contains(problem(R"({"format": 1, "inputs": [{"shape": [4], "dtype": "int64"}]})"),
-                       "dtype \"int64\" (only float32 is supported)"));
-  // Round trip of the writer.
-  auto parsed = parse_torchscript_metadata(torchscript_metadata_json({{512}, {128, 512}}), "m.pt");
+  EXPECT_TRUE(contains(problem(R"({"format": 1, "inputs": [{"shape": [4], "dtype": "float64"}]})"),
+                       "input 0 has dtype \"float64\" (one of float32, float16, bfloat16, int64, "
+                       "int32, uint8, bool)"));
+  EXPECT_TRUE(contains(problem(R"({"format": 1, "inputs": [{"shape": [4], "dtype": "Int64"}]})"),
+                       "input 0 has dtype \"Int64\""));
+  // Round trip of the writer, every wire dtype included.
+  const std::vector<TensorSchema> written{
+      {.shape = {512}},
+      {.dtype = quant::DType::kInt64, .shape = {128}},
+      {.dtype = quant::DType::kBFloat16, .shape = {128, 512}},
+      {.dtype = quant::DType::kFloat16, .shape = {2}},
+      {.dtype = quant::DType::kInt32, .shape = {3}},
+      {.dtype = quant::DType::kUInt8, .shape = {4}},
+      {.dtype = quant::DType::kBool, .shape = {}},
+  };
+  auto parsed = parse_torchscript_metadata(torchscript_metadata_json(written), "m.pt");
   ASSERT_TRUE(parsed.is_ok()) << parsed.status().to_string();
-  EXPECT_EQ(*parsed, (std::vector<std::vector<int64_t>>{{512}, {128, 512}}));
+  EXPECT_EQ(*parsed, written);
 
   // Through a file: make_expert names the file.
   TestTempDir dir;

@@ -359,13 +359,14 @@ TEST(ServerCliTest, DeviceDefaultsToAutoWhichPicksCudaOnlyWhenVisible) {
 TEST(ServerCliTest, TorchScriptOptionsFromFlagsEnvironmentAndConfigFile) {
   ParsedCommandLine flags = parse_command_line(
       {"--expert_pattern", "e.[0:2]", "--expert_cls", "torchscript", "--module_path", "m.pt",
-       "--reinit", "--sample_input_shape", "128,512;512"},
+       "--reinit", "--sample_input_shape", "int64:128;512"},
       Env{});
   ASSERT_FALSE(flags.exit_now) << flags.output;
   EXPECT_EQ(flags.options.module_path, "m.pt");
   EXPECT_TRUE(flags.options.reinit);
-  EXPECT_EQ(flags.options.sample_input_shapes,
-            (std::vector<std::vector<int64_t>>{{128, 512}, {512}}));
+  EXPECT_EQ(flags.options.sample_inputs,
+            (std::vector<runtime::TensorSchema>{{.dtype = quant::DType::kInt64, .shape = {128}},
+                                                {.shape = {512}}}));
 
   Env env;
   env.vars["HIVEMIND_EXPERT_CLS"] = "torchscript";
@@ -376,38 +377,40 @@ TEST(ServerCliTest, TorchScriptOptionsFromFlagsEnvironmentAndConfigFile) {
   ASSERT_FALSE(from_env.exit_now) << from_env.output;
   EXPECT_EQ(from_env.options.module_path, "env.pt");
   EXPECT_TRUE(from_env.options.reinit);
-  EXPECT_EQ(from_env.options.sample_input_shapes, (std::vector<std::vector<int64_t>>{{512}}));
+  EXPECT_EQ(from_env.options.sample_inputs, (std::vector<runtime::TensorSchema>{{.shape = {512}}}));
 
   auto config = write_config("hm_cli_torchscript",
                              "expert_cls = \"torchscript\"\nmodule_path = \"file.pt\"\n"
-                             "reinit = false\nsample_input_shape = \"4,8;16\"\n");
+                             "reinit = false\nsample_input_shape = \"4,8;bfloat16:16\"\n");
   ParsedCommandLine from_file =
       parse_command_line({"--expert_pattern", "e.[0:2]", "--config", config.string()}, Env{});
   ASSERT_FALSE(from_file.exit_now) << from_file.output;
   EXPECT_EQ(from_file.options.module_path, "file.pt");
   EXPECT_FALSE(from_file.options.reinit);
-  EXPECT_EQ(from_file.options.sample_input_shapes,
-            (std::vector<std::vector<int64_t>>{{4, 8}, {16}}));
+  EXPECT_EQ(from_file.options.sample_inputs,
+            (std::vector<runtime::TensorSchema>{
+                {.shape = {4, 8}}, {.dtype = quant::DType::kBFloat16, .shape = {16}}}));
   // --print_config writes them back as a config file that reads the same.
   ParsedCommandLine printed = parse_command_line(
       {"--expert_uids", "e.0", "--config", config.string(), "--print_config"}, Env{});
   std::filesystem::remove(config);
   ASSERT_TRUE(printed.exit_now);
-  EXPECT_NE(printed.output.find("sample_input_shape = \"4,8;16\""), std::string::npos)
+  EXPECT_NE(printed.output.find("sample_input_shape = \"4,8;bfloat16:16\""), std::string::npos)
       << printed.output;
   EXPECT_NE(printed.output.find("reinit = false"), std::string::npos) << printed.output;
   auto again_file = write_config("hm_cli_torchscript_again", printed.output);
   ParsedCommandLine again = parse_command_line({"--config", again_file.string()}, Env{});
   std::filesystem::remove(again_file);
   ASSERT_FALSE(again.exit_now) << again.output;
-  EXPECT_EQ(again.options.sample_input_shapes, from_file.options.sample_input_shapes);
+  EXPECT_EQ(again.options.sample_inputs, from_file.options.sample_inputs);
   EXPECT_EQ(again.options.module_path, "file.pt");
 }
 
 TEST(ServerCliTest, MalformedSampleInputShapesAreRefusedNamingThePart) {
-  for (const char* bad : {"", ";", "512;", ",512", "512,,4", "0", "-4", "4.5", "abc", "1e3",
-                          "1234567890", "512 ;x"}) {
-    auto parsed = parse_sample_input_shapes(bad);
+  for (const char* bad :
+       {"", ";", "512;", ",512", "512,,4", "0", "-4", "4.5", "abc", "1e3", "1234567890", "512 ;x",
+        ":512", "float64:512", "Int64:4", "int64:,", "int64:int64:4", "int64;4"}) {
+    auto parsed = parse_sample_inputs(bad);
     EXPECT_FALSE(parsed.is_ok()) << "'" << bad << "'";
     if (!parsed.is_ok()) {
       EXPECT_NE(parsed.status().message().find("--sample_input_shape '" + std::string(bad) + "'"),
@@ -415,10 +418,22 @@ TEST(ServerCliTest, MalformedSampleInputShapesAreRefusedNamingThePart) {
           << parsed.status().message();
     }
   }
-  auto spaced = parse_sample_input_shapes(" 128 , 512 ; 512");
+  auto spaced = parse_sample_inputs(" 128 , 512 ; 512");
   ASSERT_TRUE(spaced.is_ok()) << spaced.status().to_string();
-  EXPECT_EQ(*spaced, (std::vector<std::vector<int64_t>>{{128, 512}, {512}}));
-  EXPECT_EQ(format_sample_input_shapes(*spaced), "128,512;512");
+  EXPECT_EQ(*spaced, (std::vector<runtime::TensorSchema>{{.shape = {128, 512}}, {.shape = {512}}}));
+  EXPECT_EQ(format_sample_inputs(*spaced), "128,512;512");
+  const auto dtype_error = parse_sample_inputs("512;float64:4");
+  ASSERT_FALSE(dtype_error.is_ok());
+  EXPECT_NE(dtype_error.status().message().find("input 1 has dtype 'float64'"), std::string::npos)
+      << dtype_error.status().message();
+  // Every wire dtype, written back as it was given (float32 without its name).
+  const std::string every = "float16:2;bfloat16:3;int64:4;int32:5;uint8:6;bool:7;8;bool:;float32:";
+  auto typed = parse_sample_inputs(" int64 : 4 ;" + every);
+  ASSERT_TRUE(typed.is_ok()) << typed.status().to_string();
+  EXPECT_EQ(format_sample_inputs(*typed), "int64:4;" + every);
+  EXPECT_EQ(parse_sample_inputs("float32:8")->at(0), runtime::TensorSchema{.shape = {8}});
+  EXPECT_EQ(parse_sample_inputs("int64: ")->at(0),
+            (runtime::TensorSchema{.dtype = quant::DType::kInt64, .shape = {}}));
 
   ParsedCommandLine p =
       parse_command_line({"--expert_pattern", "e.[0:2]", "--expert_cls", "torchscript",

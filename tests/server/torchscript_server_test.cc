@@ -226,13 +226,13 @@ def forward(self, x):
     return torch.matmul(x, self.w)
 )",
                                               kHidden);
-  ASSERT_TRUE(runtime::save_torchscript_expert(module, file, {{kHidden + 3}}).is_ok());
+  ASSERT_TRUE(runtime::save_torchscript_expert(module, file, {{.shape = {kHidden + 3}}}).is_ok());
   auto refused = Server::create(torchscript_server(file, {"bad.0"}));
   ASSERT_FALSE(refused.is_ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find(file.string()), std::string::npos)
       << refused.status().message();
-  EXPECT_NE(refused.status().message().find("[2, 11]"), std::string::npos)
+  EXPECT_NE(refused.status().message().find("float32[2, 11]"), std::string::npos)
       << refused.status().message();
 }
 

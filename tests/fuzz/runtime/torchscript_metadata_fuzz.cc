@@ -9,10 +9,10 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace hivemind::runtime;
   const std::string_view json(reinterpret_cast<const char*>(data), size);
-  auto shapes = parse_torchscript_metadata(json, "fuzz.pt");
-  if (shapes.is_ok()) {
-    auto again = parse_torchscript_metadata(torchscript_metadata_json(*shapes), "fuzz.pt");
-    if (!again.is_ok() || *again != *shapes) std::abort();
+  auto inputs = parse_torchscript_metadata(json, "fuzz.pt");
+  if (inputs.is_ok()) {
+    auto again = parse_torchscript_metadata(torchscript_metadata_json(*inputs), "fuzz.pt");
+    if (!again.is_ok() || *again != *inputs) std::abort();
   }
   return 0;
 }

@@ -65,9 +65,9 @@ struct ExpertConfig {
   // torchscript only (torchscript_expert.h):
   std::string module_path;  // the TorchScript file
   bool reinit = false;      // initial weights from the seed instead of the file's
-  // Per-sample input shapes (no batch dimension), one per input; empty: the file's
+  // Each input's dtype and per-sample shape (no batch dimension); empty: the file's
   // hivemind_expert.json.
-  std::vector<std::vector<int64_t>> sample_input_shapes;
+  std::vector<TensorSchema> sample_inputs;
 };
 
 // The per-expert seed: a 64-bit mix of the base seed and the uid (FNV-1a of the uid, then

@@ -5,13 +5,17 @@
 //   hivemind-server --expert_cls torchscript --module_path expert.pt [--reinit]
 //                   [--sample_input_shape 512]
 //
-// The file: a TorchScript archive whose `forward` takes the expert's inputs (batch-first float32
-// tensors) and returns a Tensor or a tuple/list of Tensors (batch-first float32), plus an extra
-// file `hivemind_expert.json` that gives the per-sample input shapes:
+// The file: a TorchScript archive whose `forward` takes the expert's inputs (batch-first tensors)
+// and returns a Tensor or a tuple/list of Tensors (batch-first), plus an extra file
+// `hivemind_expert.json` that gives each input's per-sample shape and dtype:
 //
-//   {"format": 1, "inputs": [{"shape": [512], "dtype": "float32"}]}
+//   {"format": 1, "inputs": [{"shape": [16], "dtype": "int64"}, {"shape": [512], "dtype":
+//   "float32"}]}
 //
-// (ExpertConfig::sample_input_shapes, --sample_input_shape, replaces it; one of the two must say.)
+// (ExpertConfig::sample_inputs, --sample_input_shape, replaces it; one of the two must say.) Inputs
+// and outputs may be of any dtype the wire carries: float32, float16, bfloat16 (differentiable, and
+// compressed as the server's --compression says), int64, int32, uint8 and bool (raw, and without a
+// gradient: token ids, masks).
 //
 // Loading (make_expert, once per uid, so each expert has its own copy of the weights): the file is
 // read, its `forward` is run once on a zero batch of 2 samples to learn the output schema, and
@@ -83,17 +87,18 @@ class TorchScriptExpert final : public ExpertModule {
   std::vector<TensorSchema> outputs_;
 };
 
-// The content of hivemind_expert.json for these per-sample input shapes (float32 inputs).
-std::string torchscript_metadata_json(const std::vector<std::vector<int64_t>>& sample_input_shapes);
+// The content of hivemind_expert.json for these sample inputs (their dtypes and per-sample shapes;
+// compression is the server's and is not written).
+std::string torchscript_metadata_json(const std::vector<TensorSchema>& sample_inputs);
 
-// Parses and validates hivemind_expert.json (format 1, 1 to 16 inputs, each 1 to 8 dimensions >= 1,
-// dtype float32); errors name `file`.
-Result<std::vector<std::vector<int64_t>>> parse_torchscript_metadata(std::string_view json,
-                                                                     std::string_view file);
+// Parses and validates hivemind_expert.json (format 1, 1 to 16 inputs, each 0 to 8 dimensions >= 1
+// and a dtype the wire carries); errors name `file`. The schemas have compression kNone.
+Result<std::vector<TensorSchema>> parse_torchscript_metadata(std::string_view json,
+                                                             std::string_view file);
 
 // Saves `module` with its hivemind_expert.json: the file a server hosts with --module_path.
 Status save_torchscript_expert(const torch::jit::Module& module, const std::filesystem::path& file,
-                               const std::vector<std::vector<int64_t>>& sample_input_shapes);
+                               const std::vector<TensorSchema>& sample_inputs);
 
 // The zoo's ffn of width hidden_dim, LN(x + W2 gelu_tanh(W1 x + b1) + b2), scripted with
 // torch::jit::Module::define and saved as a TorchScript expert, its Linear weights and biases drawn

@@ -36,8 +36,9 @@ struct ServerOptions {
   // torchscript only (runtime/torchscript_expert.h):
   std::string module_path;  // the TorchScript file every expert is loaded from
   bool reinit = false;      // initial weights from `seed` instead of the file's
-  // Per-sample input shapes, one per input (--sample_input_shape "128,512;512"); empty: the file's.
-  std::vector<std::vector<int64_t>> sample_input_shapes;
+  // Each input's dtype and per-sample shape (--sample_input_shape "int64:128;512"); empty: the
+  // file's.
+  std::vector<runtime::TensorSchema> sample_inputs;
 
   // ---- batching ----
   int64_t max_batch_size = 16384;  // samples per batch (and per request)
@@ -106,12 +107,13 @@ Result<std::vector<std::string>> expand_expert_pattern(std::string_view pattern,
                                                        uint64_t seed);
 Result<std::vector<std::string>> server_expert_uids(const ServerOptions& options);
 
-// --sample_input_shape's value: per input, its dimensions joined by ','; inputs joined by ';'
-// ("512", "128,512", "512;512"). InvalidArgument naming the malformed part; every dimension must be
-// a positive integer.
-Result<std::vector<std::vector<int64_t>>> parse_sample_input_shapes(std::string_view text);
-// The inverse, for --print_config.
-std::string format_sample_input_shapes(const std::vector<std::vector<int64_t>>& shapes);
+// --sample_input_shape's value: per input, an optional dtype and ':' (float32 when absent), then
+// its dimensions joined by ','; inputs joined by ';' ("512", "128,512", "int64:16;512",
+// "bfloat16:512"; "bool:" with no dimension is one value per sample). InvalidArgument naming the
+// malformed part; every dimension must be a positive integer and every dtype one the wire carries.
+Result<std::vector<runtime::TensorSchema>> parse_sample_inputs(std::string_view text);
+// The inverse, for --print_config (float32 inputs are written without their dtype).
+std::string format_sample_inputs(const std::vector<runtime::TensorSchema>& inputs);
 
 // The expert configuration make_expert gets for these options (the trainer-side rebuild passes the
 // same to make_expert).
