@@ -32,7 +32,7 @@ void validate_options(const RemoteMixtureOfExpertsOptions& o, const std::string&
 
 std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOptions& o,
                                               std::string layer,
-                                              std::shared_ptr<LearnedOutputShapes> learned) {
+                                              std::shared_ptr<LearnedOutputSchemas> learned) {
   auto p = std::make_shared<CallPolicy>();
   p->layer = std::move(layer);
   p->k_min = o.k_min;
@@ -43,7 +43,7 @@ std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOption
   p->detect_anomalies = o.detect_anomalies;
   p->allow_zero_outputs = o.allow_zero_outputs;
   p->output_shape = o.output_shape;
-  p->learned_output_shapes = std::move(learned);
+  p->learned_output_schemas = std::move(learned);
   return p;
 }
 
@@ -53,11 +53,29 @@ torch::Tensor gating_input(const torch::Tensor& input, int64_t in_features,
     throw std::invalid_argument(layer + ": expected an input of shape [batch, ..., " +
                                 std::to_string(in_features) + "]");
   }
+  if (!c10::isFloatingType(input.scalar_type())) {
+    throw std::invalid_argument(layer + ": the first input is " +
+                                std::string(c10::toString(input.scalar_type())) +
+                                "; the gating function scores it, so it must be floating (ids or "
+                                "masks go after it)");
+  }
   if (input.dim() == 2) return input;
   std::vector<int64_t> middle;
   for (int64_t d = 1; d < input.dim() - 1; ++d)
     middle.push_back(d);
   return input.mean(middle);
+}
+
+void require_floating_outputs(const CallResult& call, const std::string& layer) {
+  for (size_t j = 0; j < call.outputs.size(); ++j) {
+    const c10::ScalarType dtype = call.outputs[j].scalar_type();
+    if (!c10::isFloatingType(dtype)) {
+      throw std::invalid_argument(
+          layer + ": the experts' output " + std::to_string(j) + " is " + c10::toString(dtype) +
+          "; a mixture averages its experts' outputs, so they must be floating (call an expert "
+          "that returns ids or masks through RemoteExpert)");
+    }
+  }
 }
 
 FlatRouting flatten_routing(const std::vector<std::vector<ChosenExpert>>& chosen, size_t num_dims,

@@ -23,11 +23,16 @@ void validate_options(const RemoteMixtureOfExpertsOptions& options, const std::s
 // options.output_shape is unset; null: one output of the input's shape.
 std::shared_ptr<const CallPolicy> make_policy(const RemoteMixtureOfExpertsOptions& options,
                                               std::string layer,
-                                              std::shared_ptr<LearnedOutputShapes> learned);
+                                              std::shared_ptr<LearnedOutputSchemas> learned);
 
 // hivemind: inputs with more than two dimensions are averaged over the middle ones for gating.
 torch::Tensor gating_input(const torch::Tensor& input, int64_t in_features,
                            const std::string& layer);
+
+// A mixture averages its experts' outputs with the gating weights: throws std::invalid_argument
+// naming the layer when one of `call`'s outputs is not floating (an expert that returns ids or a
+// mask is called through RemoteExpert instead).
+void require_floating_outputs(const CallResult& call, const std::string& layer);
 
 // Every chosen (sample, slot) pair flattened, with its grid coordinates, as index tensors on
 // `device`.

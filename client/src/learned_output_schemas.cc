@@ -1,4 +1,4 @@
-#include "learned_output_shapes.h"
+#include "learned_output_schemas.h"
 
 #include <condition_variable>
 #include <memory>
@@ -19,9 +19,9 @@ struct Answers {
 
 }  // namespace
 
-std::optional<Shapes> LearnedOutputShapes::resolve(const std::vector<ExpertAddress>& experts,
-                                                   ExpertCaller& caller, Deadline deadline) {
-  if (auto shapes = known()) return shapes;
+std::optional<OutputSchemas> LearnedOutputSchemas::resolve(
+    const std::vector<ExpertAddress>& experts, ExpertCaller& caller, Deadline deadline) {
+  if (auto schemas = known()) return schemas;
   if (experts.empty()) return std::nullopt;
   auto answers = std::make_shared<Answers>();
   answers->pending = experts.size();
@@ -48,18 +48,23 @@ std::optional<Shapes> LearnedOutputShapes::resolve(const std::vector<ExpertAddre
   }
   if (!first) return std::nullopt;
   std::lock_guard lock(mutex_);
-  if (!shapes_) {
-    Shapes shapes;
-    for (const protocol::TensorSchema& output : first->outputs)
-      shapes.push_back(output.shape);
-    shapes_ = std::move(shapes);
-  }
-  return shapes_;
+  if (!schemas_) schemas_ = std::move(first->outputs);
+  return schemas_;
 }
 
-std::optional<Shapes> LearnedOutputShapes::known() const {
+std::optional<OutputSchemas> LearnedOutputSchemas::known() const {
   std::lock_guard lock(mutex_);
-  return shapes_;
+  return schemas_;
+}
+
+std::optional<std::vector<std::vector<int64_t>>> LearnedOutputSchemas::known_shapes() const {
+  std::optional<OutputSchemas> schemas = known();
+  if (!schemas) return std::nullopt;
+  std::vector<std::vector<int64_t>> shapes;
+  shapes.reserve(schemas->size());
+  for (protocol::TensorSchema& schema : *schemas)
+    shapes.push_back(std::move(schema.shape));
+  return shapes;
 }
 
 }  // namespace hivemind::client::detail

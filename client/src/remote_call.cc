@@ -208,9 +208,11 @@ constexpr AnswerKind kForwardAnswer{"output", "outputs", "values"};
 constexpr AnswerKind kBackwardAnswer{"input gradient", "input gradients", "gradients"};
 
 // The one check of an expert's answer, forward or backward: one tensor per expected shape, each of
-// that shape, and finite when detect_anomalies is on.
+// that shape, floating where `floating` says (an integer answer is never cast into a float one, nor
+// the reverse), and finite when detect_anomalies is on.
 Status check_answer(const std::vector<torch::Tensor>& answer,
-                    const std::vector<std::vector<int64_t>>& want, const AnswerKind& kind,
+                    const std::vector<std::vector<int64_t>>& want,
+                    const std::vector<bool>& floating, const AnswerKind& kind,
                     bool detect_anomalies) {
   if (answer.size() != want.size()) {
     return protocol_error("returned " + std::to_string(answer.size()) + " " + kind.many +
@@ -223,6 +225,11 @@ Status check_answer(const std::vector<torch::Tensor>& answer,
       return protocol_error(std::string("returned ") + kind.one + which + " of shape " +
                             (tensor.defined() ? shape_string(tensor.sizes()) : "<undefined>") +
                             ", expected " + shape_string(want[i]));
+    }
+    if (c10::isFloatingType(tensor.scalar_type()) != floating[i]) {
+      return protocol_error(std::string("returned ") + kind.one + which + " of dtype " +
+                            c10::toString(tensor.scalar_type()) + ", expected " +
+                            (floating[i] ? "a floating one" : "no floating one"));
     }
     if (detect_anomalies && !all_finite(tensor)) {
       return protocol_error(std::string("returned NaN or Inf ") + kind.values + which +
@@ -258,30 +265,31 @@ bool routes_whole_batch_to_one_task(const CallPlan& plan) {
   return true;
 }
 
-// The per-sample shapes of the experts' outputs in this call: the policy's one, else the ones its
-// layer learned from the experts' descriptions, else one of the first input's shape.
-Shapes output_shapes(const CallPlan& plan, const CallPolicy& policy, ExpertCaller& caller,
-                     Deadline deadline, const torch::Tensor& input) {
-  if (policy.output_shape) return {*policy.output_shape};
-  if (policy.learned_output_shapes) {
+// The experts' outputs in this call (per-sample shape and declared dtype): the policy's one shape
+// (a floating output), else the ones its layer learned from the experts' descriptions, else one
+// floating output of the first input's shape.
+OutputSchemas output_schemas(const CallPlan& plan, const CallPolicy& policy, ExpertCaller& caller,
+                             Deadline deadline, const torch::Tensor& input) {
+  if (policy.output_shape) return {{.shape = *policy.output_shape}};
+  if (policy.learned_output_schemas) {
     // Every forward after the first finds them known: no list of the experts to build.
-    std::optional<Shapes> shapes = policy.learned_output_shapes->known();
-    if (!shapes) {
+    std::optional<OutputSchemas> schemas = policy.learned_output_schemas->known();
+    if (!schemas) {
       std::vector<ExpertAddress> experts;
       experts.reserve(plan.tasks.size());
       for (const ExpertTask& task : plan.tasks)
         experts.push_back(task.expert);
-      shapes = policy.learned_output_shapes->resolve(experts, caller, deadline);
+      schemas = policy.learned_output_schemas->resolve(experts, caller, deadline);
     }
-    if (shapes) {
-      if (shapes->empty()) {
+    if (schemas) {
+      if (schemas->empty()) {
         throw std::invalid_argument(policy.layer +
                                     ": the experts describe no output (outputs_schema is empty)");
       }
-      return *std::move(shapes);
+      return *std::move(schemas);
     }
   }
-  return {input.sizes().slice(1).vec()};
+  return {{.shape = input.sizes().slice(1).vec()}};
 }
 
 struct CallState : torch::CustomClassHolder {
@@ -308,7 +316,7 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     const CallPlan& plan = *state->plan;
     const CallPolicy& policy = *state->policy;
     const std::vector<torch::Tensor> inputs = input_list.vec();
-    const torch::Tensor& input = inputs.front();  // sets the output's dtype, device and shape
+    const torch::Tensor& input = inputs.front();  // sets the outputs' device (and default shape)
     for (size_t i = 0; i < inputs.size(); ++i) {
       if (policy.detect_anomalies && !all_finite(inputs[i])) {
         throw std::invalid_argument(policy.layer + ": " + input_name(i, inputs.size()) +
@@ -317,7 +325,10 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
     }
     // One deadline for the whole pass, the experts' descriptions included.
     const Deadline hard = deadline_after(policy.forward_timeout);
-    const Shapes out_shapes = output_shapes(plan, policy, *state->caller, hard, input);
+    const OutputSchemas out_schemas = output_schemas(plan, policy, *state->caller, hard, input);
+    std::vector<torch::TensorOptions> out_options;
+    for (const protocol::TensorSchema& schema : out_schemas)
+      out_options.push_back(input.options().dtype(answer_dtype(schema.dtype, inputs)));
 
     const torch::Device device = input.device();
     state->whole_batch = routes_whole_batch_to_one_task(plan);
@@ -336,13 +347,16 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       state->caller->forward(plan.tasks[t].expert, rows_of(inputs, samples), deadline,
                              std::move(done));
     };
+    std::vector<bool> floating_outputs;
+    for (const torch::TensorOptions& options : out_options)
+      floating_outputs.push_back(c10::isFloatingType(options.dtype().toScalarType()));
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
       std::vector<std::vector<int64_t>> want;
-      for (const std::vector<int64_t>& shape : out_shapes) {
+      for (const protocol::TensorSchema& schema : out_schemas) {
         want.push_back({static_cast<int64_t>(plan.tasks[t].samples.size())});
-        want.back().insert(want.back().end(), shape.begin(), shape.end());
+        want.back().insert(want.back().end(), schema.shape.begin(), schema.shape.end());
       }
-      return check_answer(answer, want, kForwardAnswer, policy.detect_anomalies);
+      return check_answer(answer, want, floating_outputs, kForwardAnswer, policy.detect_anomalies);
     };
     const std::vector<int64_t> required(plan.batch_size, policy.k_min);
     Collected got = dispatch_and_collect(plan, all, required, hard, policy.timeout_after_k_min,
@@ -368,16 +382,16 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       state->alive.push_back(0);
       // Detached: the answer's wire header may carry the expert's requires_grad; autograd's history
       // for it is this Function's.
-      for (const torch::Tensor& out : *got.outputs[0])
-        outputs.push_back(out.detach().to(input.options()).unsqueeze(1));
+      for (size_t j = 0; j < out_options.size(); ++j)
+        outputs.push_back((*got.outputs[0])[j].detach().to(out_options[j]).unsqueeze(1));
       mask = torch::ones({plan.batch_size, 1}, input.options().dtype(torch::kBool));
     } else {
       // Zeros and mask false where an expert failed (for a whole batch, allow_zero_outputs let it
       // through).
-      for (const std::vector<int64_t>& shape : out_shapes) {
+      for (size_t j = 0; j < out_schemas.size(); ++j) {
         std::vector<int64_t> full{plan.batch_size, plan.max_experts};
-        full.insert(full.end(), shape.begin(), shape.end());
-        outputs.push_back(torch::zeros(full, input.options()));
+        full.insert(full.end(), out_schemas[j].shape.begin(), out_schemas[j].shape.end());
+        outputs.push_back(torch::zeros(full, out_options[j]));
       }
       mask = torch::zeros({plan.batch_size, plan.max_experts}, input.options().dtype(torch::kBool));
       for (size_t t = 0; t < plan.tasks.size(); ++t) {
@@ -385,7 +399,7 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
         state->alive.push_back(t);
         for (size_t j = 0; j < outputs.size(); ++j) {
           outputs[j].index_put_({state->sample_index[t], state->slot_index[t]},
-                                (*got.outputs[t])[j].to(input.options()));
+                                (*got.outputs[t])[j].to(out_options[j]));
         }
         mask.index_put_({state->sample_index[t], state->slot_index[t]}, true);
       }
@@ -395,7 +409,12 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
 
     ctx->save_for_backward(inputs);
     ctx->saved_data["state"] = c10::IValue::make_capsule(state);
-    ctx->mark_non_differentiable({mask});
+    // Outputs without a gradient: the mask, and ids or masks an expert returns.
+    variable_list constant{mask};
+    for (const torch::Tensor& out : outputs) {
+      if (!c10::isFloatingType(out.scalar_type())) constant.push_back(out);
+    }
+    ctx->mark_non_differentiable(constant);
     outputs.push_back(mask);
     return outputs;
   }
@@ -437,13 +456,16 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
                               state->whole_batch ? inputs : rows_of(inputs, state->sample_index[t]),
                               std::move(expert_grads), deadline, std::move(done));
     };
+    std::vector<bool> floating_inputs;
+    for (const torch::Tensor& input : inputs)
+      floating_inputs.push_back(c10::isFloatingType(input.scalar_type()));
     const Validate validate = [&](size_t t, const std::vector<torch::Tensor>& answer) {
       std::vector<std::vector<int64_t>> want;
       for (const torch::Tensor& input : inputs) {
         want.push_back(input.sizes().vec());
         want.back()[0] = static_cast<int64_t>(plan.tasks[t].samples.size());
       }
-      return check_answer(answer, want, kBackwardAnswer, policy.detect_anomalies);
+      return check_answer(answer, want, floating_inputs, kBackwardAnswer, policy.detect_anomalies);
     };
     // backward_k_min counts among the experts that answered forward: a sample that kept one expert
     // (k_min = 1) cannot get two gradients back.
@@ -460,9 +482,11 @@ class RemoteCallMany : public torch::autograd::Function<RemoteCallMany> {
       }
     }
 
-    // Experts that failed backward (or forward) count as constants: they add nothing.
+    // Experts that failed backward (or forward) count as constants: they add nothing. Inputs
+    // without a gradient (ids, masks: the experts answer zeros for them) get none.
     for (size_t i = 0; i < inputs.size(); ++i) {
       const torch::Tensor& input = inputs[i];
+      if (!c10::isFloatingType(input.scalar_type())) continue;
       if (state->whole_batch) {
         grad_inputs[i] = got.outputs[0] ? (*got.outputs[0])[i].detach().to(input.options())
                                         : torch::zeros_like(input);

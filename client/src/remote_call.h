@@ -16,7 +16,7 @@
 #include <hivemind/client/expert_caller.h>
 #include <hivemind/common/clock.h>
 
-#include "learned_output_shapes.h"
+#include "learned_output_schemas.h"
 
 namespace hivemind::client::detail {
 
@@ -29,11 +29,12 @@ struct CallPolicy {
   std::optional<Milliseconds> timeout_after_k_min;
   bool detect_anomalies = false;
   bool allow_zero_outputs = false;
-  // The experts' one output's per-sample shape. nullopt: their outputs' shapes as learned from
-  // their descriptions, where `learned_output_shapes` is set and one of them describes itself,
-  // else one output of the first input's per-sample shape.
+  // The experts' one output's per-sample shape (a floating output). nullopt: their outputs'
+  // shapes and dtypes as learned from their descriptions, where `learned_output_schemas` is set
+  // and one of them describes itself, else one floating output of the first input's per-sample
+  // shape.
   std::optional<std::vector<int64_t>> output_shape;
-  std::shared_ptr<LearnedOutputShapes> learned_output_shapes;  // the layer's, shared by its calls
+  std::shared_ptr<LearnedOutputSchemas> learned_output_schemas;  // the layer's, shared by its calls
 };
 
 // One request per expert: the batch rows routed to it and, for each row, the expert's slot among
@@ -55,15 +56,18 @@ CallPlan plan_calls(const std::vector<std::vector<ChosenExpert>>& chosen);
 
 struct CallResult {
   // One per expert output, in the expert's order: [batch, K, *that output's per-sample shape],
-  // zeros where an expert failed. They take the first input's dtype and device.
+  // zeros where an expert failed. On the first input's device, in answer_dtype's dtypes; integer
+  // outputs have no gradient.
   std::vector<torch::Tensor> outputs;
   torch::Tensor mask;  // [batch, K] bool: true where an expert answered
 };
 
 // Calls the planned experts on `inputs` (the expert's inputs in order, each [batch, ...] with the
 // routing's batch size, all on one device); the outputs' number and per-sample shapes follow
-// CallPolicy::output_shape's rule. Differentiable with respect to every input through the experts'
-// backward, which takes one gradient per output and answers one per input. Throws
+// CallPolicy::output_shape's rule. Differentiable with respect to every floating input through the
+// experts' backward, which takes one gradient per output and answers one per input (zeros for ids
+// and masks, which get none); an answer whose floating-ness is not the expected one is that
+// expert's failure. Throws
 // std::invalid_argument on inputs that do not fit the routing or experts that describe no output,
 // and (std::runtime_error) by the k_min rules.
 CallResult call_experts(const std::vector<torch::Tensor>& inputs,

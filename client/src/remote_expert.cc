@@ -13,7 +13,7 @@ RemoteExpertImpl::RemoteExpertImpl(ExpertAddress expert, std::shared_ptr<ExpertC
     : expert_(std::move(expert)),
       caller_(std::move(caller)),
       options_(std::move(options)),
-      learned_output_shapes_(std::make_shared<detail::LearnedOutputShapes>()) {
+      learned_output_schemas_(std::make_shared<detail::LearnedOutputSchemas>()) {
   if (!caller_) throw std::invalid_argument("RemoteExpert: caller is null");
   if (expert_.uid.empty() || expert_.endpoint.empty()) {
     throw std::invalid_argument("RemoteExpert: the expert needs a uid and an endpoint");
@@ -22,7 +22,7 @@ RemoteExpertImpl::RemoteExpertImpl(ExpertAddress expert, std::shared_ptr<ExpertC
 
 std::optional<std::vector<std::vector<int64_t>>> RemoteExpertImpl::output_shapes() const {
   if (options_.output_shape) return std::vector<std::vector<int64_t>>{*options_.output_shape};
-  return learned_output_shapes_->known();
+  return learned_output_schemas_->known_shapes();
 }
 
 torch::Tensor RemoteExpertImpl::forward(const torch::Tensor& input) {
@@ -61,7 +61,7 @@ std::vector<torch::Tensor> RemoteExpertImpl::forward_outputs(
   policy->detect_anomalies = options_.detect_anomalies;
   policy->allow_zero_outputs = false;
   policy->output_shape = options_.output_shape;
-  policy->learned_output_shapes = learned_output_shapes_;
+  policy->learned_output_schemas = learned_output_schemas_;
   detail::CallResult call = detail::call_experts(inputs, plan, caller_,
                                                  std::shared_ptr<const detail::CallPolicy>(policy));
   std::vector<torch::Tensor> outputs;

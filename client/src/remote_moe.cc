@@ -26,7 +26,7 @@ RemoteMixtureOfExpertsImpl::RemoteMixtureOfExpertsImpl(RemoteMixtureOfExpertsOpt
     : options_(checked(options)),
       searcher_(std::move(directory), options_.uid_prefix, options_.grid_size),
       caller_(std::move(caller)),
-      learned_output_shapes_(std::make_shared<detail::LearnedOutputShapes>()) {
+      learned_output_schemas_(std::make_shared<detail::LearnedOutputSchemas>()) {
   if (!caller_) throw std::invalid_argument(kLayer + ": no ExpertCaller");
   int64_t total = 0;
   for (int64_t g : options_.grid_size)
@@ -36,7 +36,7 @@ RemoteMixtureOfExpertsImpl::RemoteMixtureOfExpertsImpl(RemoteMixtureOfExpertsOpt
 
 std::optional<std::vector<std::vector<int64_t>>> RemoteMixtureOfExpertsImpl::output_shapes() const {
   if (options_.output_shape) return std::vector<std::vector<int64_t>>{*options_.output_shape};
-  return learned_output_shapes_->known();
+  return learned_output_schemas_->known_shapes();
 }
 
 torch::Tensor RemoteMixtureOfExpertsImpl::forward(const torch::Tensor& input) {
@@ -64,7 +64,7 @@ std::vector<torch::Tensor> RemoteMixtureOfExpertsImpl::forward_outputs(
       detail::find_experts(searcher_, grid, options_.k_best, options_.search_timeout, kLayer);
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
   detail::CallResult call = detail::call_experts(
-      inputs, plan, caller_, detail::make_policy(options_, kLayer, learned_output_shapes_));
+      inputs, plan, caller_, detail::make_policy(options_, kLayer, learned_output_schemas_));
 
   const detail::FlatRouting routing = detail::flatten_routing(chosen, grid.size(), input.device());
   const torch::Tensor logits = detail::expert_scores(grid, routing, detail::Combine::kSum,
@@ -77,6 +77,7 @@ std::vector<torch::Tensor> RemoteMixtureOfExpertsImpl::forward_outputs(
   masked = torch::where(mask.any(1, /*keepdim=*/true), masked, torch::zeros_like(masked));
   const torch::Tensor weights = torch::softmax(masked, 1) * mask.to(masked.scalar_type());
 
+  detail::require_floating_outputs(call, kLayer);
   // Each output is the same weighted average of the experts that answered.
   const int64_t batch = input.size(0);
   std::vector<torch::Tensor> results;

@@ -211,15 +211,16 @@ void RpcExpertCaller::send(const ExpertAddress& expert, const std::string& metho
     }
     request.tensors.push_back(buffer_over(*encoded));
   }
-  // Answers come back on the device and in the dtypes of the inputs they belong to.
+  // Answers come back on the inputs' device: input gradients in their inputs' dtypes, outputs in
+  // answer_dtype's.
   torch::Device device = tensors.empty() ? torch::Device(torch::kCPU) : tensors[0].device();
   std::vector<c10::ScalarType> dtypes;
   if (backward) {
     for (size_t i = 0; i < num_inputs; ++i)
       dtypes.push_back(tensors[i].scalar_type());
   } else {
-    c10::ScalarType like = tensors.empty() ? torch::kFloat32 : tensors[0].scalar_type();
-    dtypes.assign(info.outputs.size(), like);
+    for (const protocol::TensorSchema& output : info.outputs)
+      dtypes.push_back(answer_dtype(output.dtype, tensors));
   }
   rpc_->call(
       expert.endpoint, method_name, std::move(request), deadline,

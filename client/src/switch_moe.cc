@@ -86,6 +86,7 @@ std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forwar
   // No learned shape: the residual connection fixes the output's shape to the input's.
   auto policy = detail::make_policy(moe, kLayer, nullptr);
   detail::CallResult call = detail::call_experts(inputs, plan, caller_, policy);
+  detail::require_floating_outputs(call, kLayer);
   const torch::Tensor& outputs = call.outputs.front();
   const torch::Tensor& mask = call.mask;
   const detail::FlatRouting routing = detail::flatten_routing(chosen, grid.size(), input.device());

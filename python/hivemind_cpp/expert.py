@@ -52,9 +52,10 @@ class RemoteExpert(nn.Module):
     def forward(self, *args: torch.Tensor, **kwargs):
         """``forward(x)``, or ``forward(x, mask, ...)`` for an expert of several inputs: batch-first
         tensors with one batch size, in the order of the expert's ``forward_schema``.
-        Differentiable with respect to every input. Returns the output, or a tuple of outputs for
-        an expert of several, shaped as the expert's ``outputs_schema`` (read from ``info`` before
-        the first call)."""
+        Differentiable with respect to every floating input (ids and masks get no gradient).
+        Returns the output, or a tuple of outputs for an expert of several, shaped as the expert's
+        ``outputs_schema`` (read from ``info`` before the first call): floating outputs in the
+        dtype of the first floating input, integer ones in their own."""
         if kwargs or not args:
             raise TypeError("RemoteExpert.forward takes the expert's inputs as batch-first tensors, "
                             f"positionally; got {len(args)} positional and {len(kwargs)} keyword "

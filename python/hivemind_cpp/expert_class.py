@@ -16,7 +16,9 @@ loads that file with LibTorch and trains a deep copy per expert. This module doe
 
 File format (docs/experts.md): a TorchScript archive whose extra file ``hivemind_expert.json`` is
 ``{"format": 1, "inputs": [{"shape": [...], "dtype": "float32"}, ...]}``, one entry per input of
-``forward``, shapes without the batch dimension.
+``forward``, shapes without the batch dimension. Inputs and outputs may be of any dtype the wire
+carries (:data:`WIRE_DTYPES`): floating ones are differentiable and compressed as the server says,
+the others (token ids, masks) travel raw and get no gradient.
 """
 
 import importlib.util
@@ -36,6 +38,11 @@ SampleInput = Callable[[int, int], Union[torch.Tensor, Sequence[torch.Tensor]]]
 
 METADATA_FILE = "hivemind_expert.json"
 METADATA_FORMAT = 1
+# The tensor types an expert's inputs and outputs may have, by their names on the wire.
+WIRE_DTYPES: Dict[torch.dtype, str] = {
+    torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
+    torch.int64: "int64", torch.int32: "int32", torch.uint8: "uint8", torch.bool: "bool",
+}
 # The batch size of the sample a registered class's sample_input is asked for when it is exported:
 # two rows, so that a module which drops or broadcasts the batch dimension is caught.
 _EXPORT_BATCH_SIZE = 2
@@ -100,11 +107,12 @@ def _as_tensor_tuple(sample, what: str) -> Tuple[torch.Tensor, ...]:
 def _check_sample(tensors: Tuple[torch.Tensor, ...]) -> None:
     batch = tensors[0].shape[0] if tensors[0].dim() >= 1 else None
     for i, t in enumerate(tensors):
-        if t.dtype != torch.float32:
-            raise ValueError(f"sample input {i} is {t.dtype}: experts take float32 tensors")
-        if t.dim() < 2:
+        if t.dtype not in WIRE_DTYPES:
+            raise ValueError(f"sample input {i} is {t.dtype}: experts take "
+                             f"{', '.join(map(str, WIRE_DTYPES))} tensors")
+        if t.dim() < 1:
             raise ValueError(f"sample input {i} has shape {list(t.shape)}: an expert input is "
-                             "[batch, ...] with at least one dimension after the batch")
+                             "[batch, ...], batch first")
         if t.shape[0] != batch or batch < 1:
             raise ValueError("sample inputs must share one batch size >= 1, got "
                              f"{[list(x.shape) for x in tensors]}")
@@ -127,18 +135,20 @@ def _compile(module: nn.Module, sample: Tuple[torch.Tensor, ...]) -> torch.jit.S
 
 
 def metadata(sample: Tuple[torch.Tensor, ...]) -> str:
-    """The ``hivemind_expert.json`` text describing ``forward``'s inputs (per-sample shapes)."""
+    """The ``hivemind_expert.json`` text describing ``forward``'s inputs (per-sample shapes and
+    dtypes)."""
     return json.dumps({"format": METADATA_FORMAT,
-                       "inputs": [{"shape": list(t.shape[1:]), "dtype": "float32"}
+                       "inputs": [{"shape": list(t.shape[1:]), "dtype": WIRE_DTYPES[t.dtype]}
                                   for t in sample]})
 
 
 def save_expert_module(module: nn.Module, sample_input, path: Union[str, os.PathLike]) -> Path:
     """Compiles ``module`` to TorchScript and writes it, with its input description, to ``path``.
 
-    ``sample_input`` is a tensor or tuple of tensors ``forward`` accepts, batch first (float32).
-    The file is checked by the C++ loader the server uses (forward on a sample batch, outputs
-    float32 tensors with the batch dimension) before it replaces ``path``, so a file this returns
+    ``sample_input`` is a tensor or tuple of tensors ``forward`` accepts, batch first, each of a
+    dtype in :data:`WIRE_DTYPES` (their dtypes are the expert's). The file is checked by the C++
+    loader the server uses (forward on a zero batch of the sample's dtypes and shapes, outputs of
+    those dtypes with the batch dimension) before it replaces ``path``, so a file this returns
     is one ``hivemind-server --expert_cls torchscript --module_path`` accepts. Raises ValueError
     naming the problem otherwise.
     """

@@ -86,20 +86,33 @@ def _optimizer_options(optim_cls) -> dict:
     return options
 
 
-def _sample_input_shapes(value) -> List[List[int]]:
-    """(512,) or [(16, 512), (16,)] -> per-input lists of per-sample dimensions."""
+def _sample_inputs(value, dtypes) -> str:
+    """(512,) or [(16, 512), (16,), ()], with a dtype for all or one per input, -> the C++
+    server's --sample_input_shape text, "float32:16,512;int64:16;bool:" (() is one value per
+    sample)."""
     shapes = list(value)
     if shapes and all(isinstance(d, int) and not isinstance(d, bool) for d in shapes):
         shapes = [shapes]  # one input
     result = []
     for shape in shapes:
         dims = list(shape) if isinstance(shape, (list, tuple, torch.Size)) else None
-        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                               for d in dims):
+        if dims is None or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                   for d in dims):
             raise ValueError("sample_input_shape must be a shape of positive ints (without the "
                              "batch dimension) or a list of such shapes, got " + repr(value))
         result.append(dims)
-    return result
+    if dtypes is None:
+        dtypes = [torch.float32] * len(result)
+    elif isinstance(dtypes, torch.dtype):
+        dtypes = [dtypes] * len(result)
+    else:
+        dtypes = list(dtypes)
+    if len(dtypes) != len(result) or not all(d in _expert_class.WIRE_DTYPES for d in dtypes):
+        raise ValueError(f"sample_input_dtype must be one of "
+                         f"{', '.join(map(str, _expert_class.WIRE_DTYPES))} or a list of "
+                         f"{len(result)} of them (one per input), got {dtypes!r}")
+    return ";".join(f"{_expert_class.WIRE_DTYPES[d]}:{','.join(map(str, dims))}"
+                    for d, dims in zip(dtypes, result))
 
 
 def _positive_int(name, value, allow_none=True):
@@ -142,7 +155,8 @@ class Server:
                intra_op_threads: int = 1, detect_anomalies: bool = False,
                seq_len: int = 128, swarm_key_file: Optional[str] = None,
                custom_module_path: Optional[str] = None, module_path: Optional[str] = None,
-               reinit: Optional[bool] = None, sample_input_shape=None) -> "Server":
+               reinit: Optional[bool] = None, sample_input_shape=None,
+               sample_input_dtype=None) -> "Server":
         """hivemind's ``Server.create`` keywords, mapped onto the C++ server's options:
 
         * experts: ``expert_uids``, or ``expert_pattern`` (``"ffn.[0:4].[0:8]"``) with
@@ -152,7 +166,8 @@ class Server:
           (a file from :func:`save_expert_module`), ``reinit`` (re-initialize each expert from
           ``seed`` and its uid instead of the file's weights; default: on for registered classes,
           off for ``torchscript``) and ``sample_input_shape`` (the per-sample input shape(s),
-          overriding the file's);
+          overriding the file's, with ``sample_input_dtype``: a torch.dtype for every input or
+          one per input, default float32);
         * ``optim_cls``: torch.optim.SGD / Adam / AdamW or a functools.partial of one (lr,
           weight_decay, SGD's momentum, Adam's and AdamW's betas and eps); None: no optimizer;
         * ``scheduler``: ``"none"`` or ``"linear"`` (warm-up over ``num_warmup_steps``, linear
@@ -197,7 +212,9 @@ class Server:
             o.module_path = str(module_path)
         o.reinit = bool(reinit)
         if sample_input_shape is not None:
-            o.sample_input_shapes = _sample_input_shapes(sample_input_shape)
+            o.sample_inputs = _sample_inputs(sample_input_shape, sample_input_dtype)
+        elif sample_input_dtype is not None:
+            raise ValueError("sample_input_dtype is given without sample_input_shape")
         o.seq_len = _positive_int("seq_len", seq_len, allow_none=False)
         for key, value in _optimizer_options(optim_cls).items():
             setattr(o, key, value)

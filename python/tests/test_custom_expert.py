@@ -280,7 +280,7 @@ def test_a_module_the_server_cannot_run_is_refused_and_the_old_file_kept(tmp_pat
     with pytest.raises(ValueError, match="float32"):
         hivemind.save_expert_module(GatedMLP(HIDDEN), torch.randn(2, HIDDEN).double(), path)
     with pytest.raises(ValueError, match="batch"):
-        hivemind.save_expert_module(GatedMLP(HIDDEN), torch.randn(HIDDEN), path)
+        hivemind.save_expert_module(GatedMLP(HIDDEN), torch.tensor(1.0), path)
 
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["expert.pt"], "a temporary file was left"
@@ -296,3 +296,84 @@ def test_server_options_for_torchscript_are_checked(tmp_path):
     with pytest.raises(Exception, match="x.pt"):  # the C++ loader names the missing file
         hivemind.Server.create(**server_kwargs(expert_cls="torchscript", module_path=missing,
                                                expert_uids=["x.0"]))
+
+
+VOCAB, TOKENS = 11, 4
+
+
+class TokenMixer(nn.Module):
+    """An expert of token ids, a hidden state and a mask: the ids' embeddings summed into the
+    kept samples' hidden state, plus the ids themselves back (an integer output)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, HIDDEN)
+        self.proj = nn.Linear(HIDDEN, HIDDEN)
+
+    def forward(self, ids, x, keep):
+        y = self.proj(x) * keep.unsqueeze(1).to(x.dtype) + self.embedding(ids).sum(1)
+        return y, ids + 1
+
+
+def token_sample(batch):
+    return (torch.randint(0, VOCAB, (batch, TOKENS)), torch.randn(batch, HIDDEN),
+            torch.ones(batch, dtype=torch.bool))
+
+
+def test_expert_of_ids_and_a_mask_is_served_and_trained_without_their_gradients(tmp_path):
+    torch.manual_seed(6)
+    module = TokenMixer()
+    path = hivemind.save_expert_module(module, token_sample(3), tmp_path / "tokens.pt")
+    kwargs = server_kwargs(expert_cls="torchscript", module_path=str(path),
+                           expert_uids=["tok.0"],
+                           optim_cls=functools.partial(torch.optim.SGD, lr=0.1))
+    with hivemind.Server.create(**kwargs) as server:
+        expert = hivemind.RemoteExpert("tok.0", server.endpoint)
+        schema = expert.info["forward_schema"]
+        assert [s["dtype"] for s in schema] == ["int64", "float32", "bool"], schema
+        assert [s["dtype"] for s in expert.info["outputs_schema"]] == ["float32", "int64"]
+
+        ids, x, keep = token_sample(5)
+        keep[1] = False
+        x_remote = x.clone().requires_grad_(True)
+        x_local = x.clone().requires_grad_(True)
+        y_remote, ids_back = expert(ids, x_remote, keep)
+        y_local, _ = module(ids, x_local, keep)
+        torch.testing.assert_close(y_remote, y_local, rtol=0, atol=1e-5)
+        assert ids_back.dtype == torch.int64 and torch.equal(ids_back, ids + 1)
+        assert not ids_back.requires_grad
+        grad = torch.randn_like(y_local)
+        y_remote.backward(grad)
+        y_local.backward(grad)
+        torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=0, atol=1e-5)
+        assert x_remote.grad[1].abs().sum() == 0, "a masked sample got a gradient"
+
+        # Training moves the embeddings: a regression on a fixed batch gets better.
+        target = torch.randn(5, HIDDEN)
+        losses = []
+        for _ in range(10):
+            y, _ = expert(ids, x, keep)
+            loss = ((y - target) ** 2).mean()
+            loss.backward()
+            losses.append(loss.item())
+        assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_sample_input_dtype_describes_a_file_without_its_description(tmp_path):
+    torch.manual_seed(7)
+    bare = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.script(TokenMixer()), str(bare))  # no hivemind_expert.json
+    kwargs = server_kwargs(expert_cls="torchscript", module_path=str(bare), expert_uids=["tok.0"])
+    with hivemind.Server.create(**kwargs, sample_input_shape=[(TOKENS,), (HIDDEN,), ()],
+                                sample_input_dtype=[torch.int64, torch.float32, torch.bool]) \
+            as server:
+        info = hivemind.RemoteExpert("tok.0", server.endpoint).info
+        assert [s["dtype"] for s in info["forward_schema"]] == ["int64", "float32", "bool"]
+    with pytest.raises(ValueError, match="sample_input_dtype"):
+        hivemind.Server.create(**kwargs, sample_input_shape=[(TOKENS,), (HIDDEN,)],
+                               sample_input_dtype=[torch.int64])
+    with pytest.raises(ValueError, match="sample_input_dtype"):
+        hivemind.Server.create(**kwargs, sample_input_shape=(HIDDEN,),
+                               sample_input_dtype=torch.float64)
+    with pytest.raises(ValueError, match="sample_input_dtype is given without"):
+        hivemind.Server.create(**kwargs, sample_input_dtype=torch.int64)

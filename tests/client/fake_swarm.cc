@@ -260,20 +260,35 @@ void FakeCaller::backward(const ExpertAddress& expert, std::vector<torch::Tensor
   auto answer = [module, inputs, grad_outputs, done, b]() mutable {
     if (b == Behavior::kFail) return done(unavailable_error("injected backward failure"));
     torch::AutoGradMode grad_mode(true);  // the autograd engine runs backward with grad mode off
-    std::vector<torch::Tensor> x;
-    for (const torch::Tensor& input : inputs)
-      x.push_back(input.detach().requires_grad_(true));
+    // As a server's backward: floating inputs are differentiated, the others (ids, masks) answer
+    // zeros; the floating outputs are the roots, their gradients cast to the outputs' dtypes.
+    std::vector<torch::Tensor> x, wrt;
+    for (const torch::Tensor& input : inputs) {
+      x.push_back(input.detach());
+      if (c10::isFloatingType(input.scalar_type())) wrt.push_back(x.back().requires_grad_(true));
+    }
     std::vector<torch::Tensor> y = module(x);
     if (grad_outputs.size() != y.size()) {
       return done(invalid_argument_error("backward took " + std::to_string(grad_outputs.size()) +
                                          " output gradients for " + std::to_string(y.size()) +
                                          " outputs"));
     }
-    // An input the expert ignores gets a zero gradient, as a server's backward answers.
-    std::vector<torch::Tensor> gx = torch::autograd::grad(y, x, grad_outputs,
-                                                          /*retain_graph=*/c10::nullopt,
-                                                          /*create_graph=*/false,
-                                                          /*allow_unused=*/true);
+    std::vector<torch::Tensor> roots, root_grads;
+    for (size_t j = 0; j < y.size(); ++j) {
+      if (!y[j].requires_grad()) continue;
+      roots.push_back(y[j]);
+      root_grads.push_back(grad_outputs[j].to(y[j].scalar_type()));
+    }
+    std::vector<torch::Tensor> wrt_grads;
+    if (!roots.empty() && !wrt.empty()) {
+      // An input the expert ignores gets a zero gradient, as a server's backward answers.
+      wrt_grads = torch::autograd::grad(roots, wrt, root_grads, /*retain_graph=*/c10::nullopt,
+                                        /*create_graph=*/false, /*allow_unused=*/true);
+    }
+    std::vector<torch::Tensor> gx(x.size());
+    for (size_t i = 0, k = 0; i < x.size(); ++i) {
+      if (x[i].requires_grad() && k < wrt_grads.size()) gx[i] = wrt_grads[k++];
+    }
     for (size_t i = 0; i < gx.size(); ++i) {
       if (!gx[i].defined()) gx[i] = torch::zeros_like(x[i]);
       if (b == Behavior::kNaN)

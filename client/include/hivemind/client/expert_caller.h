@@ -16,6 +16,7 @@
 #include <hivemind/common/status.h>
 #include <hivemind/dht/expert_address.h>
 #include <hivemind/protocol/expert_rpc.h>
+#include <hivemind/quant/torch_codec.h>
 
 namespace hivemind::client {
 
@@ -54,5 +55,19 @@ class ExpertCaller {
     done(unsupported_error("this ExpertCaller cannot describe expert " + expert.uid));
   }
 };
+
+// The dtype a trainer receives an expert's output in, the output being declared `declared` by the
+// expert: a floating output comes in the dtype of the call's first floating input, so a float16
+// trainer gets float16 answers from a float32 expert and the expert's precision stays the server's
+// business; any other output (ids, a mask) in its own dtype. Without a floating input, the declared
+// dtype.
+inline c10::ScalarType answer_dtype(quant::DType declared, at::TensorList inputs) {
+  if (quant::is_floating(declared)) {
+    for (const torch::Tensor& input : inputs) {
+      if (c10::isFloatingType(input.scalar_type())) return input.scalar_type();
+    }
+  }
+  return quant::dtype_to_torch(declared);
+}
 
 }  // namespace hivemind::client

@@ -20,7 +20,7 @@
 namespace hivemind::client {
 
 namespace detail {
-class LearnedOutputShapes;
+class LearnedOutputSchemas;
 }  // namespace detail
 
 struct RemoteExpertOptions {
@@ -62,7 +62,7 @@ class RemoteExpertImpl : public torch::nn::Module {
   ExpertAddress expert_;
   std::shared_ptr<ExpertCaller> caller_;
   RemoteExpertOptions options_;
-  std::shared_ptr<detail::LearnedOutputShapes> learned_output_shapes_;
+  std::shared_ptr<detail::LearnedOutputSchemas> learned_output_schemas_;
 };
 
 TORCH_MODULE(RemoteExpert);

@@ -37,7 +37,7 @@
 namespace hivemind::client {
 
 namespace detail {
-class LearnedOutputShapes;
+class LearnedOutputSchemas;
 }  // namespace detail
 
 struct RemoteMixtureOfExpertsOptions {
@@ -119,7 +119,7 @@ class RemoteMixtureOfExpertsImpl : public torch::nn::Module {
   RemoteMixtureOfExpertsOptions options_;
   MoEBeamSearcher searcher_;
   std::shared_ptr<ExpertCaller> caller_;
-  std::shared_ptr<detail::LearnedOutputShapes> learned_output_shapes_;
+  std::shared_ptr<detail::LearnedOutputSchemas> learned_output_schemas_;
   MoERouting last_routing_;
 };
 
