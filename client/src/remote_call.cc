@@ -131,8 +131,10 @@ Collected dispatch_and_collect(const CallPlan& plan, const std::vector<size_t>& 
       Status status = c.result.status();
       if (status.is_ok()) status = validate(c.task, c.result.value());
       if (!status.is_ok()) {
+        // Named once: the network caller's errors already say which call of which expert failed.
+        const std::string where = std::string(pass) + " of " + describe(task.expert);
         out.failures[c.task] =
-            status.with_context(std::string(pass) + " of " + describe(task.expert));
+            status.message().starts_with(where) ? std::move(status) : status.with_context(where);
         logger("client")->debug("{}", out.failures[c.task].to_string());
         continue;
       }

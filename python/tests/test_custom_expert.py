@@ -347,6 +347,12 @@ def test_expert_of_ids_and_a_mask_is_served_and_trained_without_their_gradients(
         y_local.backward(grad)
         torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=0, atol=1e-5)
         assert x_remote.grad[1].abs().sum() == 0, "a masked sample got a gradient"
+        # Ids of the wrong dtype: the server's check, naming the tensor, the call named once.
+        with pytest.raises(hivemind.HivemindError) as refused:
+            expert(ids.to(torch.int32), x, keep)
+        message = str(refused.value)
+        assert "got int32[5, 4], expected int64[batch, 4]" in message, message
+        assert message.count("forward of expert 'tok.0'") == 1, message
 
         # Training moves the embeddings: a regression on a fixed batch gets better.
         target = torch.randn(5, HIDDEN)
