@@ -40,3 +40,27 @@ def test_moe_on_cuda_inputs():
         out.sum().backward()
         assert x.grad.device.type == "cuda" and moe.proj.weight.grad is not None
         dht.shutdown()
+
+
+@needs_gpu
+def test_expert_of_ids_and_a_mask_on_the_gpu(tmp_path):
+    """Raw int64 and bool tensors decoded on the device beside floating ones, bfloat16 on the
+    trainer's side: the answers come back on the device, in the trainer's precision."""
+    from test_custom_expert import TokenMixer, token_sample
+    torch.manual_seed(8)
+    module = TokenMixer()
+    path = hivemind.save_expert_module(module, token_sample(2), tmp_path / "tokens.pt")
+    kwargs = server_kwargs(expert_cls="torchscript", module_path=str(path),
+                           expert_uids=["tok.0"], device="cuda")
+    with hivemind.Server.create(**kwargs) as s:
+        expert = hivemind.RemoteExpert("tok.0", s.endpoint)
+        ids, x, keep = (t.cuda() for t in token_sample(6))
+        x = x.to(torch.bfloat16).requires_grad_(True)
+        y, ids_back = expert(ids, x, keep)
+        assert y.device.type == "cuda" and y.dtype == torch.bfloat16
+        assert ids_back.device.type == "cuda" and torch.equal(ids_back, ids + 1)
+        reference, _ = module.cuda()(ids, x.detach().float(), keep)
+        torch.testing.assert_close(y.float(), reference, atol=5e-2, rtol=2e-2)
+        y.float().sum().backward()
+        assert x.grad is not None and x.grad.dtype == torch.bfloat16
+        assert x.grad.device.type == "cuda"
