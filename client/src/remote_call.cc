@@ -36,13 +36,6 @@ std::string describe(const ExpertAddress& e) {
          (e.endpoint.empty() ? std::string("<no endpoint>") : e.endpoint);
 }
 
-std::string shape_string(torch::IntArrayRef shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // Completions of one fan-out. Callbacks only append here: they may run on an I/O thread that must
 // not block or do tensor math, so validation happens on the waiting thread. Shared with every
 // callback, so an answer arriving after the waiter gave up lands here harmlessly.
@@ -565,6 +558,13 @@ CallResult call_experts(const std::vector<torch::Tensor>& inputs,
   out.pop_back();
   result.outputs = std::move(out);
   return result;
+}
+
+std::string shape_string(torch::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 }  // namespace hivemind::client::detail

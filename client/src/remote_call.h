@@ -67,11 +67,13 @@ struct CallResult {
 // CallPolicy::output_shape's rule. Differentiable with respect to every floating input through the
 // experts' backward, which takes one gradient per output and answers one per input (zeros for ids
 // and masks, which get none); an answer whose floating-ness is not the expected one is that
-// expert's failure. Throws
-// std::invalid_argument on inputs that do not fit the routing or experts that describe no output,
-// and (std::runtime_error) by the k_min rules.
+// expert's failure. Throws std::invalid_argument on inputs that do not fit the routing or experts
+// that describe no output, and (std::runtime_error) by the k_min rules.
 CallResult call_experts(const std::vector<torch::Tensor>& inputs,
                         std::shared_ptr<const CallPlan> plan, std::shared_ptr<ExpertCaller> caller,
                         std::shared_ptr<const CallPolicy> policy);
+
+// "[4, 16]": how the layers' errors write a shape.
+std::string shape_string(torch::IntArrayRef shape);
 
 }  // namespace hivemind::client::detail

@@ -7,6 +7,7 @@
 #include <hivemind/client/switch_moe.h>
 
 #include "gating.h"
+#include "learned_output_schemas.h"
 #include "remote_call.h"
 
 namespace hivemind::client {
@@ -33,7 +34,8 @@ RemoteSwitchMixtureOfExpertsImpl::RemoteSwitchMixtureOfExpertsImpl(
     std::shared_ptr<ExpertCaller> caller)
     : options_(checked(options)),
       searcher_(std::move(directory), options_.moe.uid_prefix, options_.moe.grid_size),
-      caller_(std::move(caller)) {
+      caller_(std::move(caller)),
+      learned_output_schemas_(std::make_shared<detail::LearnedOutputSchemas>()) {
   if (!caller_) throw std::invalid_argument(kLayer + ": no ExpertCaller");
   int64_t total = 0;
   std::vector<torch::Tensor> initial;
@@ -50,8 +52,25 @@ std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forwar
   return forward_all({input});
 }
 
+std::optional<std::vector<std::vector<int64_t>>> RemoteSwitchMixtureOfExpertsImpl::output_shapes()
+    const {
+  if (options_.moe.output_shape)
+    return std::vector<std::vector<int64_t>>{*options_.moe.output_shape};
+  return learned_output_schemas_->known_shapes();
+}
+
 std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forward_all(
     const std::vector<torch::Tensor>& inputs) {
+  auto [outputs, balancing_loss] = forward_outputs(inputs);
+  if (outputs.size() != 1) {
+    throw std::invalid_argument(kLayer + ": the experts have " + std::to_string(outputs.size()) +
+                                " outputs; call forward_outputs");
+  }
+  return {std::move(outputs.front()), std::move(balancing_loss)};
+}
+
+std::pair<std::vector<torch::Tensor>, torch::Tensor>
+RemoteSwitchMixtureOfExpertsImpl::forward_outputs(const std::vector<torch::Tensor>& inputs) {
   if (inputs.empty()) throw std::invalid_argument(kLayer + ": no input");
   const torch::Tensor& input = inputs.front();
   const RemoteMixtureOfExpertsOptions& moe = options_.moe;
@@ -83,11 +102,15 @@ std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forwar
   std::vector<std::vector<ChosenExpert>> chosen =
       detail::find_experts(searcher_, grid, moe.k_best, moe.search_timeout, kLayer);
   auto plan = std::make_shared<const detail::CallPlan>(detail::plan_calls(chosen));
-  // No learned shape: the residual connection fixes the output's shape to the input's.
-  auto policy = detail::make_policy(moe, kLayer, nullptr);
+  auto policy = detail::make_policy(moe, kLayer, learned_output_schemas_);
   detail::CallResult call = detail::call_experts(inputs, plan, caller_, policy);
   detail::require_floating_outputs(call, kLayer);
-  const torch::Tensor& outputs = call.outputs.front();
+  if (call.outputs.front().sizes().slice(2) != input.sizes().slice(1)) {
+    throw std::invalid_argument(
+        kLayer + ": the residual connection adds the input to the experts' first output, whose " +
+        "per-sample shape is " + detail::shape_string(call.outputs.front().sizes().slice(2)) +
+        ", not the input's " + detail::shape_string(input.sizes().slice(1)));
+  }
   const torch::Tensor& mask = call.mask;
   const detail::FlatRouting routing = detail::flatten_routing(chosen, grid.size(), input.device());
 
@@ -110,11 +133,20 @@ std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forwar
   torch::Tensor probs =
       detail::expert_scores(grid_softmax, routing, detail::Combine::kProduct, 0.0);
   probs = torch::where(mask, probs, torch::zeros_like(probs));
+  // Each output is the same weighted sum of the experts that answered; the first one is the
+  // residual's.
   const int64_t batch = input.size(0);
-  const torch::Tensor flat =
-      outputs.reshape({batch, outputs.size(1), c10::multiply_integers(input.sizes().slice(1))});
-  torch::Tensor output =
-      (probs.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(input.sizes()) + input;
+  std::vector<torch::Tensor> results;
+  results.reserve(call.outputs.size());
+  for (const torch::Tensor& outputs : call.outputs) {
+    std::vector<int64_t> out_shape{batch};
+    const auto per_sample = outputs.sizes().slice(2);
+    out_shape.insert(out_shape.end(), per_sample.begin(), per_sample.end());
+    const torch::Tensor flat =
+        outputs.reshape({batch, outputs.size(1), c10::multiply_integers(per_sample)});
+    results.push_back((probs.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(out_shape));
+  }
+  results.front() = results.front() + input;
 
   const std::vector<torch::Tensor> utilization =
       grid_utilization.split_with_sizes(moe.grid_size, 0);
@@ -128,7 +160,7 @@ std::pair<torch::Tensor, torch::Tensor> RemoteSwitchMixtureOfExpertsImpl::forwar
   torch::Tensor balancing_loss = torch::stack(terms).sum();
 
   last_routing_ = {std::move(chosen), mask};
-  return {output, balancing_loss};
+  return {std::move(results), balancing_loss};
 }
 
 }  // namespace hivemind::client

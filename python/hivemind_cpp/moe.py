@@ -9,7 +9,7 @@ released, masks experts that failed or were late, and builds the autograd graph 
 failed experts are treated as constants, as hivemind does).
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -165,7 +165,9 @@ class RemoteSwitchMixtureOfExperts(_MoEBase):
     """hivemind's ``RemoteSwitchMixtureOfExperts`` (Switch-Transformer routing): multiplicative
     jitter and grid dropout in training mode, per-dimension softmax, output = probability-weighted
     expert outputs plus the input (residual). ``forward`` returns ``(output, balancing_loss)``; add
-    the loss (scaled) to the training loss to keep the experts evenly used."""
+    the loss (scaled) to the training loss to keep the experts evenly used. For experts of several
+    outputs, ``output`` is a tuple of them, each averaged alike, the input added to the first (as
+    hivemind's switch does)."""
 
     def __init__(self, *, in_features: int, grid_size: Sequence[int], dht: DHT,
                  utilization_alpha: float = 0.9, grid_dropout: float = 1.0,
@@ -191,10 +193,12 @@ class RemoteSwitchMixtureOfExperts(_MoEBase):
         self.register_buffer("grid_utilization", self._impl.initial_grid_utilization())
 
     def forward(self, input: torch.Tensor, *args: torch.Tensor,
-                **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
-        """As :meth:`RemoteMixtureOfExperts.forward`; the residual is ``input``."""
+                **kwargs) -> Tuple[Union[torch.Tensor, Tuple[torch.Tensor, ...]], torch.Tensor]:
+        """As :meth:`RemoteMixtureOfExperts.forward`; the residual is ``input``, added to the
+        (first) output."""
         self._check_input(input, args, kwargs)
         flat, leading = self._flatten(input, args)
-        output, loss = self._impl.forward(flat, self.proj.weight, self.proj.bias,
-                                          self.grid_utilization, self.training)
-        return self._unflatten(output, leading), loss
+        outputs, loss = self._impl.forward(flat, self.proj.weight, self.proj.bias,
+                                           self.grid_utilization, self.training)
+        outputs = [self._unflatten(output, leading) for output in outputs]
+        return (outputs[0] if len(outputs) == 1 else tuple(outputs)), loss

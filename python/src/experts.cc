@@ -152,17 +152,17 @@ class PySwitchMixtureOfExperts {
   PySwitchMixtureOfExperts(const PyDht& dht, client::RemoteSwitchMixtureOfExpertsOptions options)
       : module_(std::move(options), directory_of(dht), ClientTransport::instance().caller()) {}
 
-  std::pair<torch::Tensor, torch::Tensor> forward(const std::vector<torch::Tensor>& inputs,
-                                                  const torch::Tensor& weight,
-                                                  const torch::Tensor& bias,
-                                                  const torch::Tensor& grid_utilization,
-                                                  bool training) {
+  // Returns {the experts' outputs, each averaged alike, the input added to the first;
+  // balancing_loss}.
+  std::pair<std::vector<torch::Tensor>, torch::Tensor> forward(
+      const std::vector<torch::Tensor>& inputs, const torch::Tensor& weight,
+      const torch::Tensor& bias, const torch::Tensor& grid_utilization, bool training) {
     py::gil_scoped_release no_gil;
     module_->proj->weight = weight;
     module_->proj->bias = bias;
     module_->grid_utilization = grid_utilization;  // updated in place in training mode
     module_->train(training);
-    return module_->forward_all(inputs);
+    return module_->forward_outputs(inputs);
   }
   torch::Tensor initial_grid_utilization() const { return module_->grid_utilization.clone(); }
   py::tuple routing() const { return routing_of(module_->last_routing()); }

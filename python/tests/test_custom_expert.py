@@ -192,6 +192,43 @@ def test_expert_of_two_outputs_returns_both_and_takes_both_gradients(tmp_path):
         assert_acts_as_two_heads(remote, module, torch.randn(4, HIDDEN))
 
 
+class SkipFirst(TwoHeads):
+    """TwoHeads with its outputs the other way round: the input's width first, as a switch layer's
+    residual needs."""
+
+    def forward(self, x):
+        narrow, wide = super().forward(x)
+        return wide, narrow
+
+
+def test_switch_layer_averages_both_outputs_and_adds_the_input_to_the_first(tmp_path):
+    torch.manual_seed(9)
+    module = SkipFirst()
+    path = hivemind.save_expert_module(module, (torch.randn(3, HIDDEN),), tmp_path / "skip.pt")
+    kwargs = server_kwargs(expert_cls="torchscript", module_path=str(path), expert_uids=["sw.0"])
+    with hivemind.Server.create(**kwargs) as server:
+        dht = hivemind.DHT(initial_peers=[server.dht.endpoint], listen_on="127.0.0.1:*",
+                           client_mode=True)
+        try:
+            # One expert in a grid of one: its probability is 1, so the layer is exactly
+            # (module(x)[0] + x, module(x)[1]).
+            switch = hivemind.RemoteSwitchMixtureOfExperts(in_features=HIDDEN, grid_size=(1,),
+                                                           dht=dht, uid_prefix="sw.").eval()
+            x = torch.randn(4, HIDDEN)
+            x_remote, x_local = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+            outputs, loss = switch(x_remote)
+            assert isinstance(outputs, tuple) and len(outputs) == 2 and loss.dim() == 0
+            wide, narrow = module(x_local)
+            for got, want in zip(outputs, (wide + x_local, narrow)):
+                torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+            grads = [torch.randn_like(o) for o in outputs]
+            torch.autograd.backward(outputs, grads)
+            torch.autograd.backward((wide + x_local, narrow), grads)
+            torch.testing.assert_close(x_remote.grad, x_local.grad, rtol=0, atol=1e-5)
+        finally:
+            dht.shutdown()
+
+
 def test_custom_module_path_registers_the_files_classes(tmp_path):
     source = tmp_path / "my_experts.py"
     source.write_text(textwrap.dedent("""

@@ -124,6 +124,23 @@ TEST(ExpertDtypes, ABfloat16TrainerGetsBfloat16Answers) {
   EXPECT_TRUE(torch::equal(x.grad(), torch::ones({3, kHidden}, torch::kBFloat16)));
 }
 
+TEST(ExpertDtypes, AnAnswerOfTheWrongKindIsTheExpertsFailureNotACast) {
+  // No description (the layer is given the output's shape): a floating output is expected, and an
+  // expert that answers integers fails, named, instead of being cast.
+  auto caller = std::make_shared<testing::FakeCaller>();
+  caller->add_multi_output_expert("ints.0", [](const std::vector<torch::Tensor>& in) {
+    return std::vector<torch::Tensor>{in.at(0).to(torch::kInt64)};
+  });
+  RemoteExpertOptions options;
+  options.output_shape = std::vector<int64_t>{kHidden};
+  RemoteExpert remote(ExpertAddress{"ints.0", "fake://0"}, caller, options);
+  expect_throws_with(
+      [&] {
+        remote->forward(torch::randn({2, kHidden}));
+      },
+      "returned output of dtype Long, expected a floating one");
+}
+
 // A one-dimensional grid of experts y = x * (1 + mask), mask [., 1] bool: the mixture's second
 // input.
 struct MaskSwarm {
@@ -196,18 +213,14 @@ TEST(ExpertDtypes, MixturesRefuseIdsToGateAndOutputsTheyCannotAverage) {
         mixture->forward_all({x, mask});
       },
       "RemoteMixtureOfExperts: the experts' output 0 is Long; a mixture averages");
-  RemoteSwitchMixtureOfExpertsOptions switch_options =
-      RemoteSwitchMixtureOfExpertsOptions::switch_defaults(counting.options());
-  switch_options.moe.k_min = 1;  // the switch's defaults would carry on without the experts
-  switch_options.moe.allow_zero_outputs = false;
-  RemoteSwitchMixtureOfExperts switch_moe(switch_options, counting.directory, counting.caller);
-  // The switch asks its experts for no description (its residual fixes the output's shape), so it
-  // finds the integers in the answers: each expert fails, named, instead of being cast to floats.
+  RemoteSwitchMixtureOfExperts switch_moe(
+      RemoteSwitchMixtureOfExpertsOptions::switch_defaults(counting.options()), counting.directory,
+      counting.caller);
   expect_throws_with(
       [&] {
         switch_moe->forward_all({x, mask});
       },
-      "returned output of dtype Long, expected a floating one");
+      "RemoteSwitchMixtureOfExperts: the experts' output 0 is Long");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -131,17 +132,21 @@ TEST(LearnedOutputShape, WithoutDescriptionsTheInputShapeIsAssumedAndAskedAgain)
 }
 
 // Every expert of `swarm` replaced by one of two outputs: (its Linear(x), tanh(x) * scale), the
-// second of the input's shape and its own scale per expert.
-void make_two_outputs(NarrowingSwarm& swarm) {
+// second of the input's shape and its own scale per expert (1 + 0.5 * its index); with
+// `residual_first`, the same two the other way round.
+void make_two_outputs(NarrowingSwarm& swarm, bool residual_first = false) {
   double scale = 1;
   for (const auto& [uid, expert] : swarm.experts) {
     torch::nn::Linear linear =
         expert;  // a handle of its own: the lambda calls the non-const forward
     swarm.caller->add_multi_output_expert(
-        uid, [linear, scale](const std::vector<torch::Tensor>& x) mutable {
-          return std::vector<torch::Tensor>{linear->forward(x.at(0)), torch::tanh(x.at(0)) * scale};
+        uid, [linear, scale, residual_first](const std::vector<torch::Tensor>& x) mutable {
+          std::vector<torch::Tensor> out{linear->forward(x.at(0)), torch::tanh(x.at(0)) * scale};
+          if (residual_first) std::swap(out[0], out[1]);
+          return out;
         });
-    swarm.caller->describe(uid, description(uid, {{kOut}, {kIn}}));
+    swarm.caller->describe(
+        uid, description(uid, residual_first ? Shapes{{kIn}, {kOut}} : Shapes{{kOut}, {kIn}}));
     scale += 0.5;
   }
 }
@@ -246,13 +251,68 @@ TEST(LearnedOutputShape, RemoteExpertLearnsItsExpertsShape) {
   EXPECT_EQ(swarm.caller->info_calls(), 1);
 }
 
-TEST(LearnedOutputShape, SwitchLayerKeepsTheInputShapeForItsResidual) {
+TEST(LearnedOutputShape, SwitchLayerWithoutDescriptionsKeepsTheInputShapeForItsResidual) {
   testing::Swarm swarm = testing::make_swarm("sw.", {4}, kIn, 1.0, 8, /*threads=*/0);
   RemoteMixtureOfExpertsOptions base = testing::moe_options(swarm, kIn, 1);
   RemoteSwitchMixtureOfExperts moe(RemoteSwitchMixtureOfExpertsOptions::switch_defaults(base),
                                    swarm.directory, swarm.caller);
   EXPECT_EQ(moe->forward(torch::randn({3, kIn})).first.sizes(), torch::IntArrayRef({3, kIn}));
-  EXPECT_EQ(swarm.caller->info_calls(), 0);
+  EXPECT_FALSE(moe->output_shapes().has_value());
+}
+
+TEST(LearnedOutputShape, SwitchLayerAveragesEveryOutputAndAddsTheInputToTheFirst) {
+  NarrowingSwarm swarm;
+  make_two_outputs(swarm, /*residual_first=*/true);
+  RemoteSwitchMixtureOfExperts moe(
+      RemoteSwitchMixtureOfExpertsOptions::switch_defaults(swarm.options(/*k_best=*/1)),
+      swarm.directory, swarm.caller);
+  moe->eval();  // no jitter: the reference gates on x itself
+  torch::manual_seed(4);
+  const torch::Tensor x0 = torch::randn({5, kIn});
+  const torch::Tensor cot0 = torch::randn({5, kIn}), cot1 = torch::randn({5, kOut});
+
+  torch::Tensor x = x0.clone().requires_grad_(true);
+  const auto [out, loss] = moe->forward_outputs({x});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].sizes(), torch::IntArrayRef({5, kIn}));
+  EXPECT_EQ(out[1].sizes(), torch::IntArrayRef({5, kOut}));
+  EXPECT_EQ(moe->output_shapes(), (Shapes{{kIn}, {kOut}}));
+  ((out[0] * cot0).sum() + (out[1] * cot1).sum()).backward();
+
+  // hivemind's switch by hand, one grid dimension: each sample's one expert weighted by its
+  // softmax probability, the input added to the first output.
+  torch::Tensor xr = x0.clone().requires_grad_(true);
+  const torch::Tensor probs = torch::softmax(moe->proj->forward(xr), -1);
+  std::vector<torch::Tensor> rows0, rows1;
+  for (int64_t i = 0; i < 5; ++i) {
+    const std::string& uid = moe->last_routing().chosen.at(static_cast<size_t>(i)).at(0).expert.uid;
+    const int64_t index = std::stoll(uid.substr(7));
+    const torch::Tensor p = probs[i][index];
+    const torch::Tensor row = xr.index({i});
+    rows0.push_back(p * torch::tanh(row) * (1 + 0.5 * static_cast<double>(index)) + row);
+    rows1.push_back(p * swarm.experts.at(uid)->forward(row));
+  }
+  const torch::Tensor want0 = torch::stack(rows0), want1 = torch::stack(rows1);
+  ((want0 * cot0).sum() + (want1 * cot1).sum()).backward();
+  EXPECT_TRUE(torch::allclose(out[0], want0, 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(out[1], want1, 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(x.grad(), xr.grad(), 1e-4, 1e-5));
+
+  expect_throws_with([&] { moe->forward(x0); }, "the experts have 2 outputs; call forward_outputs");
+}
+
+TEST(LearnedOutputShape, SwitchLayerRefusesAFirstOutputTheInputCannotBeAddedTo) {
+  NarrowingSwarm swarm;
+  make_two_outputs(swarm);  // the first output is [kOut]
+  RemoteSwitchMixtureOfExperts moe(
+      RemoteSwitchMixtureOfExpertsOptions::switch_defaults(swarm.options(/*k_best=*/1)),
+      swarm.directory, swarm.caller);
+  expect_throws_with(
+      [&] {
+        moe->forward_outputs({torch::randn({2, kIn})});
+      },
+      "RemoteSwitchMixtureOfExperts: the residual connection adds the input to the "
+      "experts' first output, whose per-sample shape is [3], not the input's [6]");
 }
 
 }  // namespace

@@ -6,7 +6,9 @@
 //     (its logit becomes -inf otherwise);
 //   - per-dimension softmax; an expert's probability is the product over dimensions (not
 //     renormalised);
-//   - output = sum over the answering experts of probability * output, plus the input (residual);
+//   - each output = sum over the answering experts of probability * that output; the input is
+//     added to the first (the residual), which must have the input's shape; the outputs' number and
+//     shapes are learned from the experts' descriptions, as RemoteMixtureOfExperts learns them;
 //   - a load-balancing loss sum_d mean(softmax_d.mean(0) * utilization_d) * grid_size[d]^2, where
 //     utilization is an EMA (utilization_alpha) of the fraction of answered routings per index.
 // Defaults as hivemind: k_best 1, k_min 0, backward_k_min 0, allow_zero_outputs on.
@@ -19,7 +21,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/linear.h>
@@ -29,6 +33,10 @@
 #include <hivemind/client/remote_moe.h>
 
 namespace hivemind::client {
+
+namespace detail {
+class LearnedOutputSchemas;
+}  // namespace detail
 
 struct RemoteSwitchMixtureOfExpertsOptions {
   // The MoE arguments; switch_defaults() gives hivemind's Switch defaults.
@@ -56,8 +64,17 @@ class RemoteSwitchMixtureOfExpertsImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& input);
 
   // Experts of several inputs, as RemoteMixtureOfExpertsImpl::forward_all: inputs[0] is gated and
-  // is the residual (the output has its shape); every chosen expert gets all of them.
+  // is the residual (the output has its shape); every chosen expert gets all of them. Experts of
+  // several outputs need forward_outputs.
   std::pair<torch::Tensor, torch::Tensor> forward_all(const std::vector<torch::Tensor>& inputs);
+  // Experts of several outputs (hivemind's switch packs them alike): {every output averaged with
+  // the same probabilities, the input added to the first; balancing_loss}.
+  std::pair<std::vector<torch::Tensor>, torch::Tensor> forward_outputs(
+      const std::vector<torch::Tensor>& inputs);
+
+  // The per-sample shapes of the experts' outputs: options().moe.output_shape, else what a forward
+  // learned (nullopt until then).
+  std::optional<std::vector<std::vector<int64_t>>> output_shapes() const;
 
   const RemoteSwitchMixtureOfExpertsOptions& options() const { return options_; }
   const MoEBeamSearcher& beam_search() const { return searcher_; }
@@ -70,6 +87,7 @@ class RemoteSwitchMixtureOfExpertsImpl : public torch::nn::Module {
   RemoteSwitchMixtureOfExpertsOptions options_;
   MoEBeamSearcher searcher_;
   std::shared_ptr<ExpertCaller> caller_;
+  std::shared_ptr<detail::LearnedOutputSchemas> learned_output_schemas_;
   MoERouting last_routing_;
 };
 
