@@ -78,6 +78,21 @@ void require_floating_outputs(const CallResult& call, const std::string& layer) 
   }
 }
 
+std::vector<torch::Tensor> weighted_outputs(const CallResult& call, const torch::Tensor& weights) {
+  std::vector<torch::Tensor> results;
+  results.reserve(call.outputs.size());
+  for (const torch::Tensor& outputs : call.outputs) {
+    const int64_t batch = outputs.size(0);
+    std::vector<int64_t> out_shape{batch};
+    const auto per_sample = outputs.sizes().slice(2);
+    out_shape.insert(out_shape.end(), per_sample.begin(), per_sample.end());
+    const torch::Tensor flat =
+        outputs.reshape({batch, outputs.size(1), c10::multiply_integers(per_sample)});
+    results.push_back((weights.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(out_shape));
+  }
+  return results;
+}
+
 FlatRouting flatten_routing(const std::vector<std::vector<ChosenExpert>>& chosen, size_t num_dims,
                             torch::Device device) {
   FlatRouting r;

@@ -34,6 +34,10 @@ torch::Tensor gating_input(const torch::Tensor& input, int64_t in_features,
 // mask is called through RemoteExpert instead).
 void require_floating_outputs(const CallResult& call, const std::string& layer);
 
+// Each of `call`'s outputs [batch, K, ...] as its sum over the K slots weighted by `weights`
+// [batch, K] (zero where an expert did not answer): [batch, ...], differentiable w.r.t. both.
+std::vector<torch::Tensor> weighted_outputs(const CallResult& call, const torch::Tensor& weights);
+
 // Every chosen (sample, slot) pair flattened, with its grid coordinates, as index tensors on
 // `device`.
 struct FlatRouting {

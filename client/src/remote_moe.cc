@@ -79,17 +79,7 @@ std::vector<torch::Tensor> RemoteMixtureOfExpertsImpl::forward_outputs(
 
   detail::require_floating_outputs(call, kLayer);
   // Each output is the same weighted average of the experts that answered.
-  const int64_t batch = input.size(0);
-  std::vector<torch::Tensor> results;
-  results.reserve(call.outputs.size());
-  for (const torch::Tensor& outputs : call.outputs) {
-    std::vector<int64_t> out_shape{batch};
-    const auto per_sample = outputs.sizes().slice(2);
-    out_shape.insert(out_shape.end(), per_sample.begin(), per_sample.end());
-    const torch::Tensor flat =
-        outputs.reshape({batch, outputs.size(1), c10::multiply_integers(per_sample)});
-    results.push_back((weights.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(out_shape));
-  }
+  std::vector<torch::Tensor> results = detail::weighted_outputs(call, weights);
 
   last_routing_ = {std::move(chosen), mask};
   return results;

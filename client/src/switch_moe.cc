@@ -135,17 +135,7 @@ RemoteSwitchMixtureOfExpertsImpl::forward_outputs(const std::vector<torch::Tenso
   probs = torch::where(mask, probs, torch::zeros_like(probs));
   // Each output is the same weighted sum of the experts that answered; the first one is the
   // residual's.
-  const int64_t batch = input.size(0);
-  std::vector<torch::Tensor> results;
-  results.reserve(call.outputs.size());
-  for (const torch::Tensor& outputs : call.outputs) {
-    std::vector<int64_t> out_shape{batch};
-    const auto per_sample = outputs.sizes().slice(2);
-    out_shape.insert(out_shape.end(), per_sample.begin(), per_sample.end());
-    const torch::Tensor flat =
-        outputs.reshape({batch, outputs.size(1), c10::multiply_integers(per_sample)});
-    results.push_back((probs.unsqueeze(-1).to(flat.scalar_type()) * flat).sum(1).view(out_shape));
-  }
+  std::vector<torch::Tensor> results = detail::weighted_outputs(call, probs);
   results.front() = results.front() + input;
 
   const std::vector<torch::Tensor> utilization =
