@@ -49,7 +49,27 @@ Result<std::vector<runtime::TensorSchema>> parse_sample_inputs(std::string_view 
       part.remove_suffix(1);
     return part;
   };
-  std::vector<runtime::TensorSchema> shapes;
+  // One input's per-sample dimensions, "128,512"; `index` names the input in errors.
+  auto parse_dims = [&](std::string_view dims_text, size_t index) -> Result<std::vector<int64_t>> {
+    std::vector<int64_t> dims;
+    size_t dim_start = 0;
+    while (true) {
+      const size_t dim_end = std::min(dims_text.find(',', dim_start), dims_text.size());
+      const std::string_view dim = trimmed(dims_text.substr(dim_start, dim_end - dim_start));
+      const bool digits =
+          !dim.empty() && dim.size() <= 9 && std::all_of(dim.begin(), dim.end(), [](char c) {
+            return std::isdigit(static_cast<unsigned char>(c));
+          });
+      if (!digits || std::stoll(std::string(dim)) < 1) {
+        return bad(fmt::format("input {} has dimension '{}', not a positive integer below 10^9",
+                               index, dim));
+      }
+      dims.push_back(std::stoll(std::string(dim)));
+      if (dim_end == dims_text.size()) return dims;
+      dim_start = dim_end + 1;
+    }
+  };
+  std::vector<runtime::TensorSchema> inputs;
   size_t input_start = 0;
   while (true) {
     const size_t input_end = std::min(text.find(';', input_start), text.size());
@@ -62,40 +82,21 @@ Result<std::vector<runtime::TensorSchema>> parse_sample_inputs(std::string_view 
       if (!named) {
         return bad(fmt::format(
             "input {} has dtype '{}' (float32, float16, bfloat16, int64, int32, uint8 or bool)",
-            shapes.size(), name));
+            inputs.size(), name));
       }
       dtype = *named;
       typed = true;
       input.remove_prefix(colon + 1);
     }
-    std::vector<int64_t> dims;
-    if (typed && trimmed(input).empty()) {  // "bool:": one value per sample
-      shapes.push_back({.dtype = dtype, .shape = {}});
-      if (input_end == text.size()) break;
-      input_start = input_end + 1;
-      continue;
+    std::vector<int64_t> dims;  // stays empty for "bool:": one value per sample
+    if (!typed || !trimmed(input).empty()) {
+      HIVEMIND_ASSIGN_OR_RETURN(dims, parse_dims(input, inputs.size()));
     }
-    size_t dim_start = 0;
-    while (true) {
-      const size_t dim_end = std::min(input.find(',', dim_start), input.size());
-      const std::string_view dim = trimmed(input.substr(dim_start, dim_end - dim_start));
-      const bool digits =
-          !dim.empty() && dim.size() <= 9 && std::all_of(dim.begin(), dim.end(), [](char c) {
-            return std::isdigit(static_cast<unsigned char>(c));
-          });
-      if (!digits || std::stoll(std::string(dim)) < 1) {
-        return bad(fmt::format("input {} has dimension '{}', not a positive integer below 10^9",
-                               shapes.size(), dim));
-      }
-      dims.push_back(std::stoll(std::string(dim)));
-      if (dim_end == input.size()) break;
-      dim_start = dim_end + 1;
-    }
-    shapes.push_back({.dtype = dtype, .shape = std::move(dims)});
+    inputs.push_back({.dtype = dtype, .shape = std::move(dims)});
     if (input_end == text.size()) break;
     input_start = input_end + 1;
   }
-  return shapes;
+  return inputs;
 }
 
 std::string format_sample_inputs(const std::vector<runtime::TensorSchema>& inputs) {
